@@ -1,0 +1,39 @@
+# The two commands of the README: `make run` and `make test`. Both set up .venv on a
+# fresh machine (Python >= 3.11 and make are all they need).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PYTEST_ARGS ?=
+
+.PHONY: run test lint format worker-embedded clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.run-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.test-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e ".[test]"
+	touch $@ $(VENV)/.run-installed
+
+## run: start a worker; with no AGNT_DATABASE_URL, on an embedded Postgres in ./.agnt
+run: $(VENV)/.run-installed
+	$(BIN)/agnt-jobs worker
+
+## test: run the whole test suite against a real Postgres
+test: $(VENV)/.test-installed
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: $(VENV)/.test-installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(VENV)/.test-installed
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+clean:
+	rm -rf $(VENV) .agnt

@@ -1,0 +1,49 @@
+"""A Procrastinate connector whose database is resolved when it opens, not when it
+is built.
+
+``agnt_jobs.app`` must be importable with no database around (the stock
+``procrastinate`` CLI imports it first, tests swap the connector), yet with no URL
+configured the database is an embedded server that has to be started. So the
+connector asks ``agnt_jobs.db`` for the URL at the last moment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import psycopg_pool
+from procrastinate import PsycopgConnector
+from procrastinate.connector import BaseConnector
+
+from agnt_jobs.db import database_url
+from agnt_jobs.settings import get_settings
+
+
+class SettingsConnector(PsycopgConnector):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._resolved = False
+
+    def _resolve(self) -> None:
+        # _pool_args is what PsycopgConnector passes to the pool; filling it late is
+        # the one internal we lean on (Procrastinate is pinned to a minor version).
+        if self._resolved:
+            return
+        settings = get_settings()
+        self._pool_args.setdefault("conninfo", database_url())
+        self._pool_args.setdefault("min_size", settings.pool_min_size)
+        self._pool_args.setdefault("max_size", settings.pool_max_size)
+        self._resolved = True
+
+    async def open_async(
+        self, pool: psycopg_pool.AsyncConnectionPool | None = None
+    ) -> None:
+        if pool is None:
+            await asyncio.to_thread(self._resolve)
+        await super().open_async(pool)
+
+    def get_sync_connector(self) -> BaseConnector:
+        if not self._async_pool:
+            self._resolve()
+        return super().get_sync_connector()

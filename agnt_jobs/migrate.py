@@ -1,0 +1,81 @@
+"""Alembic, driven from Python: the CLI, the embedded default and the tests all
+migrate through these functions, so there is one way the schema gets built."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+
+from agnt_jobs.db import create_engine
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+# Two processes starting on one fresh database must not both run migrations.
+_MIGRATION_LOCK_KEY = 0x61676E74  # "agnt"
+
+
+def alembic_ini() -> Path:
+    """alembic.ini of the checkout, or AGNT_ALEMBIC_INI where the package is
+    installed apart from its migrations (the Docker image)."""
+    return Path(os.environ.get("AGNT_ALEMBIC_INI", PROJECT_ROOT / "alembic.ini"))
+
+
+def alembic_config(url: str | None = None) -> Config:
+    ini = alembic_ini()
+    config = Config(str(ini))
+    config.set_main_option("script_location", str(ini.parent / "migrations"))
+    if url is not None:
+        config.attributes["database_url"] = url
+    return config
+
+
+def _locked(url: str, action: str, revision: str) -> None:
+    engine = create_engine(url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as connection:
+            connection.execute(
+                sa.text("SELECT pg_advisory_lock(:key)"), {"key": _MIGRATION_LOCK_KEY}
+            )
+            connection.commit()
+            try:
+                config = alembic_config(url)
+                config.attributes["connection"] = connection
+                getattr(command, action)(config, revision)
+                connection.commit()
+            finally:
+                connection.execute(
+                    sa.text("SELECT pg_advisory_unlock(:key)"),
+                    {"key": _MIGRATION_LOCK_KEY},
+                )
+                connection.commit()
+    finally:
+        engine.dispose()
+
+
+def upgrade(url: str, revision: str = "head") -> None:
+    _locked(url, "upgrade", revision)
+
+
+def downgrade(url: str, revision: str) -> None:
+    _locked(url, "downgrade", revision)
+
+
+def head_revision() -> str:
+    heads = ScriptDirectory.from_config(alembic_config()).get_heads()
+    return ",".join(sorted(heads))
+
+
+def current_revision(url: str) -> str | None:
+    engine = create_engine(url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as connection:
+            heads = MigrationContext.configure(connection).get_current_heads()
+    finally:
+        engine.dispose()
+    return ",".join(sorted(heads)) or None

@@ -1,0 +1,48 @@
+"""Run history: one row per attempt of a job, written by the worker middleware.
+
+Procrastinate's own tables say what was queued and when its status changed; this
+table adds what they cannot: the job's returned summary, the error text, and which
+worker ran it. It is kept apart from ``procrastinate_jobs`` (no foreign key) so the
+job retention can delete finished jobs while the history stays for its own window.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, CheckConstraint, DateTime, Index, Integer, Text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.sql import func
+
+from agnt_jobs.models.base import Base
+
+RUN_STATUSES = ("running", "succeeded", "failed", "aborted")
+
+
+class JobRun(Base):
+    __tablename__ = "job_runs"
+
+    job_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    attempt: Mapped[int] = mapped_column(Integer, primary_key=True)
+    task_name: Mapped[str] = mapped_column(Text)
+    queue_name: Mapped[str] = mapped_column(Text)
+    worker_name: Mapped[str | None] = mapped_column(Text)
+    worker_id: Mapped[int | None] = mapped_column(BigInteger)
+    started_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    status: Mapped[str] = mapped_column(Text, server_default="running")
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (
+        CheckConstraint(
+            "status IN ('running', 'succeeded', 'failed', 'aborted')",
+            name="status",
+        ),
+        Index("ix_job_runs_task_name_started_at", "task_name", "started_at"),
+        Index("ix_job_runs_started_at", "started_at"),
+    )

@@ -1,0 +1,2 @@
+"""Heavy nightly and weekly job bodies: dreaming, the graph builder, FAQ
+compilation and wiki reconciliation."""

@@ -1,0 +1,1 @@
+"""The schedule registry: one declaration per job (when it runs), nothing else."""

@@ -1,0 +1,160 @@
+"""Test harness: a real Postgres for every test that touches data.
+
+The server is, in order of preference: ``AGNT_TEST_DATABASE_URL`` (an existing server,
+as CI uses), a Testcontainers Postgres when a Docker engine answers, else the embedded
+server (pgserver) in a temporary directory. The schema is migrated once into a template
+database named after the migrations' content; each test gets its own database cloned
+from it, so tests are isolated and a run costs one migration at most.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import uuid
+from collections.abc import Iterator
+from importlib import metadata
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+import pytest
+from procrastinate import App, PsycopgConnector
+from psycopg import sql
+from sqlalchemy.engine import Engine
+
+from agnt_jobs import db, settings
+from agnt_jobs.migrate import PROJECT_ROOT, upgrade
+
+TEMPLATE_LOCK_KEY = 0x74706C  # "tpl": one process builds a given template
+
+
+def _docker_url() -> str | None:
+    try:
+        import docker
+
+        docker.from_env(timeout=3).ping()
+    except Exception:
+        return None
+    from testcontainers.postgres import PostgresContainer
+
+    container = PostgresContainer("postgres:16-alpine", driver=None)
+    container.start()
+    _cleanups.append(container.stop)
+    return container.get_connection_url()
+
+
+def _embedded_url(tmp: Path) -> str:
+    import pgserver
+
+    server = pgserver.get_server(tmp / "pgdata", cleanup_mode="delete")
+    _cleanups.append(server.cleanup)
+    return server.get_uri("postgres")
+
+
+_cleanups: list = []
+
+
+def _with_dbname(url: str, name: str) -> str:
+    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
+
+
+def _schema_fingerprint() -> str:
+    digest = hashlib.sha256(metadata.version("procrastinate").encode())
+    for path in sorted((PROJECT_ROOT / "migrations").rglob("*.py")):
+        digest.update(path.read_bytes())
+    digest.update((PROJECT_ROOT / "agnt_jobs" / "procrastinate_schema.py").read_bytes())
+    return digest.hexdigest()[:12]
+
+
+@pytest.fixture(scope="session")
+def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """An admin URL on a Postgres server the tests may create databases on."""
+    url = os.environ.get("AGNT_TEST_DATABASE_URL") or _docker_url()
+    if url is None:
+        url = _embedded_url(tmp_path_factory.mktemp("pg"))
+    yield url
+    while _cleanups:
+        with contextlib.suppress(Exception):
+            _cleanups.pop()()
+
+
+@pytest.fixture(scope="session")
+def template_name(server_url: str) -> str:
+    name = f"agnt_tpl_{_schema_fingerprint()}"
+    with psycopg.connect(server_url, autocommit=True) as admin:
+        admin.execute("SELECT pg_advisory_lock(%s)", [TEMPLATE_LOCK_KEY])
+        try:
+            exists = admin.execute(
+                "SELECT 1 FROM pg_database WHERE datname = %s", [name]
+            ).fetchone()
+            if not exists:
+                # Build under a scratch name and rename: a run killed half-way
+                # never leaves a half-migrated template behind.
+                building = f"{name}_building"
+                admin.execute(
+                    sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                        sql.Identifier(building)
+                    )
+                )
+                admin.execute(
+                    sql.SQL("CREATE DATABASE {}").format(sql.Identifier(building))
+                )
+                upgrade(_with_dbname(server_url, building), "head")
+                admin.execute(
+                    sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
+                        sql.Identifier(building), sql.Identifier(name)
+                    )
+                )
+        finally:
+            admin.execute("SELECT pg_advisory_unlock(%s)", [TEMPLATE_LOCK_KEY])
+    return name
+
+
+@pytest.fixture
+def db_url(server_url: str, template_name: str) -> Iterator[str]:
+    """A fresh, fully migrated database of this test's own."""
+    name = f"agnt_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server_url, autocommit=True) as admin:
+        admin.execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE {} STRATEGY FILE_COPY").format(
+                sql.Identifier(name), sql.Identifier(template_name)
+            )
+        )
+    try:
+        yield _with_dbname(server_url, name)
+    finally:
+        with psycopg.connect(server_url, autocommit=True) as admin:
+            admin.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                    sql.Identifier(name)
+                )
+            )
+
+
+@pytest.fixture
+def env(db_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[settings.Settings]:
+    """Settings of a process configured on this test's database."""
+    monkeypatch.setenv("AGNT_DATABASE_URL", db_url)
+    settings.get_settings.cache_clear()
+    db.engine.cache_clear()
+    yield settings.get_settings()
+    with contextlib.suppress(Exception):
+        db.engine().dispose()
+    settings.get_settings.cache_clear()
+    db.engine.cache_clear()
+
+
+@pytest.fixture
+def engine(env: settings.Settings) -> Engine:
+    return db.engine()
+
+
+@pytest.fixture
+def app(db_url: str, env: settings.Settings) -> Iterator[App]:
+    """The real App, its connector pointed at this test's database."""
+    from agnt_jobs.app import app as agnt_app
+
+    with agnt_app.replace_connector(PsycopgConnector(conninfo=db_url)) as replaced:
+        yield replaced

@@ -41,5 +41,6 @@ def configure(level: str = "INFO", fmt: str = "json") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # Alembic narrates every plugin it loads at INFO; its warnings are what matter.
-    logging.getLogger("alembic").setLevel(max(logging.WARNING, root.level))
+    # Alembic and pgserver narrate every step at INFO; their warnings are what matter.
+    for chatty in ("alembic", "pgserver"):
+        logging.getLogger(chatty).setLevel(max(logging.WARNING, root.level))

@@ -3,6 +3,7 @@ the embedded Postgres that stands in when no URL is configured."""
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import logging
 import threading
@@ -63,14 +64,18 @@ def _start_embedded(data_dir: Path) -> str:
         "starting embedded Postgres",
         extra={"action": "embedded_postgres_start", "pgdata": str(pgdata)},
     )
-    # cleanup_mode="stop": the last of our processes to exit stops the server;
-    # pgserver counts the processes sharing it in the data directory.
-    server = pgserver.get_server(pgdata, cleanup_mode="stop")
-    exists = server.psql(
-        f"SELECT 1 FROM pg_database WHERE datname = '{EMBEDDED_DATABASE}';"
-    )
-    if "(1 row)" not in exists:
-        server.psql(f"CREATE DATABASE {EMBEDDED_DATABASE};")
+    # Two of our processes may start on a fresh data directory at once: one creates
+    # the database while the other waits on this file lock instead of racing it.
+    with open(pgdata.parent / ".agnt.lock", "a") as lock_file:
+        fcntl.flock(lock_file, fcntl.LOCK_EX)
+        # cleanup_mode="stop": the last of our processes to exit stops the server;
+        # pgserver counts the processes sharing it in the data directory.
+        server = pgserver.get_server(pgdata, cleanup_mode="stop")
+        exists = server.psql(
+            f"SELECT 1 FROM pg_database WHERE datname = '{EMBEDDED_DATABASE}';"
+        )
+        if "(1 row)" not in exists:
+            server.psql(f"CREATE DATABASE {EMBEDDED_DATABASE};")
     url = server.get_uri(EMBEDDED_DATABASE)
 
     from agnt_jobs.migrate import upgrade

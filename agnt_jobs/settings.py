@@ -50,6 +50,43 @@ class Settings(BaseSettings):
         default=1000, ge=1, description="Rows per transaction in set-based jobs."
     )
 
+    # --- outbound messages: channel gateway and send queue ---------------------------
+    channel_gateway_url: str | None = Field(
+        default=None,
+        description="Base URL of the channel gateway (POST /messages). Required by "
+        "every job that sends a message.",
+    )
+    channel_gateway_token: SecretStr | None = Field(
+        default=None, description="Bearer token for the channel gateway."
+    )
+    http_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="Timeout of every outbound HTTP call."
+    )
+    max_send_attempts: int = Field(
+        default=5, ge=1, description="Delivery attempts before a message is DEAD."
+    )
+    send_backoff_base_seconds: float = Field(
+        default=60.0, gt=0, description="First retry delay; doubles per attempt."
+    )
+    send_backoff_max_seconds: float = Field(
+        default=3600.0, gt=0, description="Ceiling of the retry delay."
+    )
+    send_concurrency: int = Field(
+        default=8, ge=1, le=128, description="Messages one job sends at once."
+    )
+    send_claim_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description="How long a sender holds a claimed message; a crashed sender's "
+        "messages are retried after it (the gateway deduplicates).",
+    )
+
+    # --- issue 4: bookings, A2A, messaging jobs ---
+    # --- issue 5: billing ---
+    # --- issue 6: lifecycle, housekeeping, webhooks, watchers, health ---
+    # --- issue 7: heavy jobs ---
+    # --- issue 8: admin ---
+
     # --- admin ----------------------------------------------------------------------
     internal_api_token: SecretStr | None = Field(
         default=None,

@@ -158,3 +158,15 @@ def app(db_url: str, env: settings.Settings) -> Iterator[App]:
 
     with agnt_app.replace_connector(PsycopgConnector(conninfo=db_url)) as replaced:
         yield replaced
+
+
+@pytest.fixture
+def gateway(env: settings.Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator:
+    """A local channel gateway, and settings that point at it."""
+    from tests.support.http_peers import FakeChannelGateway
+
+    server = FakeChannelGateway().start()
+    monkeypatch.setenv("AGNT_CHANNEL_GATEWAY_URL", server.url)
+    settings.get_settings.cache_clear()
+    yield server
+    server.stop()

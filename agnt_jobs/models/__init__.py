@@ -2,6 +2,33 @@
 every table on ``Base.metadata``, which Alembic's autogenerate and check read."""
 
 from agnt_jobs.models.base import Base
+from agnt_jobs.models.billing import Subscription
+from agnt_jobs.models.bookings import Booking
+from agnt_jobs.models.fleet import FleetDelta, FleetDeltaArchive
+from agnt_jobs.models.memory import Memory
+from agnt_jobs.models.messaging import DeadLetter, OutboundMessage
+from agnt_jobs.models.ops import ErrorLog
+from agnt_jobs.models.people import User
 from agnt_jobs.models.runs import JobRun
+from agnt_jobs.models.venues import Venue
 
-__all__ = ["Base", "JobRun"]
+# --- issue 3: scheduling models ---
+# --- issue 4: booking / A2A / messaging models ---
+# --- issue 5: billing models ---
+# --- issue 6: lifecycle / housekeeping models ---
+# --- issue 7: heavy-job models ---
+
+__all__ = [
+    "Base",
+    "Booking",
+    "DeadLetter",
+    "ErrorLog",
+    "FleetDelta",
+    "FleetDeltaArchive",
+    "JobRun",
+    "Memory",
+    "OutboundMessage",
+    "Subscription",
+    "User",
+    "Venue",
+]

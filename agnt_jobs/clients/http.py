@@ -1,0 +1,52 @@
+"""What every HTTP client shares: building an ``httpx.Client`` with our timeout, and
+turning transport errors and statuses into retryable or permanent errors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from agnt_jobs.clients.errors import PermanentError, RetryableError
+
+# 408 timeout, 425 too early, 429 rate limited: the peer asks us to come back later.
+RETRYABLE_STATUSES = frozenset({408, 425, 429})
+
+
+def build_client(
+    base_url: str,
+    timeout: float,
+    headers: dict[str, str] | None = None,
+    transport: httpx.BaseTransport | None = None,
+    max_connections: int = 32,
+) -> httpx.Client:
+    return httpx.Client(
+        base_url=base_url,
+        timeout=httpx.Timeout(timeout),
+        headers=headers or {},
+        transport=transport,
+        limits=httpx.Limits(
+            max_connections=max_connections, max_keepalive_connections=max_connections
+        ),
+    )
+
+
+def request(
+    client: httpx.Client, method: str, url: str, **kwargs: Any
+) -> httpx.Response:
+    """Send one request; return the 2xx response or raise a classified error."""
+    try:
+        response = client.request(method, url, **kwargs)
+    except httpx.TimeoutException as error:
+        raise RetryableError(f"{method} {url}: timed out ({error})") from error
+    except httpx.TransportError as error:
+        raise RetryableError(
+            f"{method} {url}: {type(error).__name__}: {error}"
+        ) from error
+    if response.is_success:
+        return response
+    detail = response.text[:200].strip()
+    message = f"{method} {url}: HTTP {response.status_code} {detail}".strip()
+    if response.status_code >= 500 or response.status_code in RETRYABLE_STATUSES:
+        raise RetryableError(message, status=response.status_code)
+    raise PermanentError(message, status=response.status_code)

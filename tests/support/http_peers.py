@@ -1,0 +1,124 @@
+"""Local HTTP servers standing in for the systems our jobs call (the channel gateway,
+venue agents, marketplaces, the alerts webhook...). Each runs on 127.0.0.1 on a free
+port in a thread, records what it received, and can be told to fail."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+@dataclass
+class Received:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body or b"null")
+
+
+@dataclass
+class Reply:
+    status: int = 200
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+Responder = Callable[[Received], Reply]
+
+
+class _Server(ThreadingHTTPServer):
+    # The default backlog of 5 refuses connections when a job sends concurrently.
+    request_queue_size = 256
+    daemon_threads = True
+
+
+class LocalServer:
+    """A threaded HTTP server answering every request with ``responder``."""
+
+    def __init__(self, responder: Responder) -> None:
+        self.responder = responder
+        self.received: list[Received] = []
+        self._lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _handle(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                request = Received(
+                    self.command,
+                    self.path,
+                    {k.lower(): v for k, v in self.headers.items()},
+                    self.rfile.read(length),
+                )
+                with server._lock:
+                    server.received.append(request)
+                reply = server.responder(request)
+                payload = b"" if reply.body is None else json.dumps(reply.body).encode()
+                self.send_response(reply.status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                for name, value in reply.headers.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(payload)
+
+            do_GET = do_POST = do_PUT = do_DELETE = _handle
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._server = _Server(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> LocalServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+class FakeChannelGateway(LocalServer):
+    """The channel gateway: ``POST /messages``, deduplicating on idempotency_key as
+    the real one does. ``fail_next(n, status)`` makes the next n sends fail;
+    ``refuse(recipient)`` answers 422 for one recipient forever."""
+
+    def __init__(self) -> None:
+        super().__init__(self._respond)
+        self.delivered: dict[str, dict[str, Any]] = {}
+        self._failures: list[int] = []
+        self._refused: set[str] = set()
+
+    def fail_next(self, count: int, status: int = 503) -> None:
+        self._failures.extend([status] * count)
+
+    def refuse(self, recipient: str) -> None:
+        self._refused.add(recipient)
+
+    def _respond(self, request: Received) -> Reply:
+        if request.method != "POST" or request.path != "/messages":
+            return Reply(404, {"error": "not found"})
+        message = request.json()
+        with self._lock:
+            if self._failures:
+                return Reply(self._failures.pop(0), {"error": "unavailable"})
+            if message["to"] in self._refused:
+                return Reply(422, {"error": "unknown recipient"})
+            key = message["idempotency_key"]
+            first = key not in self.delivered
+            if first:
+                self.delivered[key] = message
+        return Reply(201 if first else 200, {"id": f"gw-{key}"})

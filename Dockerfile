@@ -22,6 +22,8 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     AGNT_ALEMBIC_INI=/app/alembic.ini \
     PROCRASTINATE_APP=agnt_jobs.app.app
+# Only used when no AGNT_DATABASE_URL is set: the embedded Postgres's data directory.
+RUN mkdir -p /app/.agnt && chown agnt /app/.agnt
 USER agnt
 # SIGTERM: running jobs finish (up to AGNT_SHUTDOWN_GRACEFUL_TIMEOUT), then exit 0.
 STOPSIGNAL SIGTERM

@@ -189,12 +189,13 @@ class StripeGateway:
         payment_method: str,
         amount: int,
         currency: str,
-        description: str,
         ref: str,
         metadata: dict[str, str],
     ) -> StripeDict:
         """Create and confirm a payment intent on the saved card; the payment
-        intent (succeeded, processing, requires_action...) or CardDeclinedError."""
+        intent (succeeded, processing, requires_action...) or CardDeclinedError.
+        No ``description``: localstripe refuses it on payment intents; what the
+        charge is for is in the metadata."""
         return self._call(
             self._v1.payment_intents.create,
             params={
@@ -202,7 +203,6 @@ class StripeGateway:
                 "payment_method": payment_method,
                 "amount": amount,
                 "currency": currency.lower(),
-                "description": description,
                 "confirm": True,
                 "off_session": True,
                 "metadata": {REF: ref, **metadata},

@@ -34,9 +34,10 @@ LOOKUP_MARGIN = timedelta(days=1)
 
 CUSTOMERS = sa.text(
     """
-    SELECT DISTINCT stripe_customer_id FROM api_keys
+    SELECT stripe_customer_id FROM api_keys
     WHERE stripe_customer_id > :after
-    ORDER BY 1
+    GROUP BY stripe_customer_id
+    ORDER BY stripe_customer_id
     LIMIT :limit
     """
 )
@@ -329,10 +330,11 @@ RESET_CHUNK = sa.text(
         DO UPDATE SET queries = api_key_daily_usage.queries + EXCLUDED.queries
         RETURNING api_key_id
     ), reset AS (
-        UPDATE api_keys k SET queries_today = 0, last_reset_on = :reset_on
-        FROM chunk
-        WHERE k.id = chunk.id
-        RETURNING k.id
+        UPDATE api_keys SET queries_today = 0, last_reset_on = :reset_on
+        -- an array of the chunk's ids: the planner then looks each up by primary
+        -- key instead of hashing the whole table
+        WHERE id = ANY(ARRAY(SELECT id FROM chunk))
+        RETURNING id
     )
     SELECT (SELECT max(id) FROM chunk) AS last_id,
            (SELECT count(*) FROM history) AS snapshots,

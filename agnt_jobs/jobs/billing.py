@@ -51,7 +51,7 @@ PLAN_INVOICES = sa.text(
         SELECT venue_id, :month, :period_start, :period_end, stripe_customer_id,
                stripe_subscription_id, 'invoice:' || venue_id || ':' || :month,
                -- ends with stripe_client.ref_tag(key), which the lookup matches
-               'AGNT venue subscription ' || :month || ' WITA '
+               'AGNT venue subscription ' || :month || ' '
                    || '[invoice:' || venue_id || ':' || :month || ']',
                :currency
         FROM chunk

@@ -337,3 +337,19 @@ def test_two_copies_at_once_snapshot_each_key_once(
     assert history(engine) == {
         (key_id, date(2026, 11, 24), n + 1) for n, key_id in enumerate(keys)
     }
+
+
+def test_free_usage_is_marked_billed_without_a_stripe_item(
+    engine: Engine, stripe_settings: Settings, world: StripeWorld
+) -> None:
+    settings = stripe_settings.model_copy(update={"api_usage_unit_price": 0})
+    customer = world.customer()
+    with engine.begin() as connection:
+        key_id = api_key(connection, customer)
+        usage(connection, key_id, LAST_MINUTE, 3)
+
+    result = run(api_keys.charge_unbilled_usage, settings, engine, TICK)
+
+    assert (result["free"], result["billed"], result["events_marked"]) == (1, 0, 1)
+    assert world.pending_items(customer) == []
+    assert scalar(engine, "SELECT count(*) FROM ledger_entries") == 0

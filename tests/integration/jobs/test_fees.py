@@ -284,3 +284,22 @@ def test_two_copies_at_once_charge_each_fee_once(
     for fee_id, customer in created:
         assert fee_row(engine, fee_id).status == "PAID"
         assert charges_by_status(world, customer) == {"succeeded": 1}
+
+
+async def test_deferred_through_the_real_app_a_worker_collects_the_fee(
+    app: Any, engine: Engine, stripe_settings: Settings, world: StripeWorld
+) -> None:
+    """The wiring: the task reads Stripe settings from the environment."""
+    customer = world.customer()
+    with engine.begin() as connection:
+        fee_id = fee(connection, venue(connection), customer, AMOUNT)  # due now
+
+    async with app.open_async():
+        job_id = await app.tasks["retry_pending_fees"].defer_async()
+        await app.run_worker_async(wait=False, install_signal_handlers=False)
+
+    [history] = rows(engine, "SELECT * FROM job_runs WHERE job_id = :j", j=job_id)
+    assert history.status == "succeeded"
+    assert history.result["paid"] == 1
+    assert fee_row(engine, fee_id).status == "PAID"
+    assert len(world.charges(customer)) == 1

@@ -19,7 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
-from agnt_jobs import deadletters, ledger
+from agnt_jobs import deadletters, errorlog, ledger, timeutil
 from agnt_jobs.backoff import backoff_seconds
 from agnt_jobs.clients.errors import ClientError, PermanentError
 from agnt_jobs.clients.stripe_client import CardDeclinedError, StripeGateway
@@ -73,6 +73,9 @@ class Outcome:
     intent: dict[str, Any] | None = None
     error: str | None = None
     recovered: bool = False  # learnt from Stripe, not from a charge made now
+    # Succeeded payment intents of this fee beyond the first: a double charge made
+    # outside this job's protocol, which a person must refund.
+    extra_charges: tuple[str, ...] = ()
 
 
 def _attempt_number(intent: dict[str, Any]) -> int:
@@ -90,9 +93,10 @@ def _look_then_charge(stripe: StripeGateway, fee: Row[Any]) -> Outcome:
         fee.created_at - LOOKUP_MARGIN,
     )
     tried = max([fee.attempts, *(_attempt_number(i) for i in previous)])
-    for intent in previous:
-        if intent.get("status") == "succeeded":
-            return Outcome("paid", tried, intent, recovered=True)
+    succeeded = [i for i in previous if i.get("status") == "succeeded"]
+    if succeeded:
+        extra = tuple(i["id"] for i in succeeded[1:])
+        return Outcome("paid", tried, succeeded[0], recovered=True, extra_charges=extra)
     for intent in previous:
         if intent.get("status") in IN_FLIGHT:
             return Outcome("in_flight", tried, intent, recovered=True)
@@ -191,6 +195,17 @@ def _record(
     elif outcome.kind == "in_flight":
         # Look again after the first backoff step; the lookup will find it.
         next_retry_at = ctx.now + timedelta(seconds=settings.fee_backoff_base_seconds)
+    if outcome.extra_charges:
+        errorlog.report(
+            connection,
+            "retry_pending_fees",
+            f"fee:{fee.id}:charged more than once",
+            f"fee {fee.id} was charged {1 + len(outcome.extra_charges)} times: "
+            f"refund {', '.join(outcome.extra_charges)}",
+            timeutil.day(ctx.now, timeutil.zone(settings.business_timezone)).start,
+            {"fee_id": fee.id, "payment_intents": [intent_id, *outcome.extra_charges]},
+            level="CRITICAL",
+        )
     connection.execute(
         UPDATE_FEE,
         {

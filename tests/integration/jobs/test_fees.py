@@ -303,3 +303,34 @@ async def test_deferred_through_the_real_app_a_worker_collects_the_fee(
     assert history.result["paid"] == 1
     assert fee_row(engine, fee_id).status == "PAID"
     assert len(world.charges(customer)) == 1
+
+
+def test_a_fee_found_charged_twice_is_recorded_once_and_reported(
+    engine: Engine, stripe_settings: Settings, world: StripeWorld
+) -> None:
+    fee_id, customer = fee_of(engine, world)
+    settings = world.v1.customers.retrieve(customer).invoice_settings
+    method = settings.default_payment_method
+    made = [
+        world.v1.payment_intents.create(
+            params={
+                "customer": customer,
+                "payment_method": method,
+                "amount": AMOUNT,
+                "currency": "idr",
+                "confirm": True,
+                "off_session": True,
+                "metadata": {"agnt_fee_id": str(fee_id), "agnt_attempt": str(n)},
+            }
+        ).id
+        for n in (1, 2)
+    ]
+
+    result = run(fees.retry_pending_fees, stripe_settings, engine, NOW)
+
+    assert result["recovered"] == 1
+    assert charges_by_status(world, customer) == {"succeeded": 2}  # none added
+    assert fee_row(engine, fee_id).status == "PAID"
+    [report] = rows(engine, "SELECT * FROM error_log")
+    assert report.level == "CRITICAL"
+    assert set(report.context["payment_intents"]) == set(made)

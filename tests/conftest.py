@@ -170,3 +170,30 @@ def gateway(env: settings.Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator
     settings.get_settings.cache_clear()
     yield server
     server.stop()
+
+
+# --- issue 5: localstripe, the fake Stripe the billing jobs are tested against ---
+
+
+@pytest.fixture(scope="session")
+def localstripe(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
+    """One localstripe server for the session; each test makes its own customers."""
+    from tests.support.localstripe_server import LocalStripe
+
+    log = tmp_path_factory.mktemp("localstripe") / "localstripe.log"
+    with LocalStripe(log) as server:
+        yield server
+
+
+@pytest.fixture
+def stripe_settings(
+    env: settings.Settings, localstripe, monkeypatch: pytest.MonkeyPatch
+) -> settings.Settings:
+    """Settings on this test's database, with Stripe pointed at localstripe."""
+    from tests.support.localstripe_server import API_KEY
+
+    monkeypatch.setenv("AGNT_STRIPE_API_KEY", API_KEY)
+    monkeypatch.setenv("AGNT_STRIPE_API_BASE", localstripe.url)
+    monkeypatch.setenv("AGNT_STRIPE_MAX_NETWORK_RETRIES", "0")
+    settings.get_settings.cache_clear()
+    return settings.get_settings()

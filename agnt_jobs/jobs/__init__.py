@@ -3,4 +3,15 @@
 
 from agnt_jobs.jobs import internal
 
-__all__ = ["internal"]
+# --- issue 5: billing and API-key jobs ---
+# isort: split
+from agnt_jobs.jobs import api_keys, billing, fee_ledger, fees, subscriptions
+
+__all__ = [
+    "api_keys",
+    "billing",
+    "fee_ledger",
+    "fees",
+    "internal",
+    "subscriptions",
+]

@@ -15,20 +15,36 @@ from agnt_jobs.models.venues import Venue
 # --- issue 3: scheduling models ---
 # --- issue 4: booking / A2A / messaging models ---
 # --- issue 5: billing models ---
+# isort: split
+from agnt_jobs.models.api_keys import (
+    ApiKey,
+    ApiKeyDailyUsage,
+    ApiKeyUsageEvent,
+    UsageBatch,
+)
+from agnt_jobs.models.billing import FeeCollection, LedgerEntry, MonthlyInvoice
+
 # --- issue 6: lifecycle / housekeeping models ---
 # --- issue 7: heavy-job models ---
 
 __all__ = [
+    "ApiKey",
+    "ApiKeyDailyUsage",
+    "ApiKeyUsageEvent",
     "Base",
     "Booking",
     "DeadLetter",
     "ErrorLog",
+    "FeeCollection",
     "FleetDelta",
     "FleetDeltaArchive",
     "JobRun",
+    "LedgerEntry",
     "Memory",
+    "MonthlyInvoice",
     "OutboundMessage",
     "Subscription",
+    "UsageBatch",
     "User",
     "Venue",
 ]

@@ -1,11 +1,21 @@
 """Billing: the venue subscription, which several domains read (a venue is active
-only with a live subscription). The billing jobs' own tables join this module."""
+only with a live subscription), and what the billing jobs keep: monthly invoices,
+fee collections and the ledger (metered API usage is in ``models/api_keys.py``)."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Text, text
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from agnt_jobs.models.base import Base
@@ -48,4 +58,162 @@ class Subscription(Base):
             postgresql_where=text("status IN ('trialing', 'active', 'past_due')"),
         ),
         Index("ix_subscriptions_venue_id", "venue_id"),
+    )
+
+
+# --- issue 5: invoices, fee collections, the ledger ---------------------------------
+
+# PENDING: the intended Stripe write is recorded (key, customer, description) but no
+# Stripe invoice is known yet; then Stripe's own states once it exists.
+INVOICE_STATUSES = ("PENDING", "OPEN", "PAID", "VOID", "UNCOLLECTIBLE")
+# Subscriptions billed by monthly_invoice: paying, or owing (past_due still owes the
+# month). A trialing venue is not invoiced.
+BILLABLE_SUBSCRIPTION_STATUSES = ("active", "past_due")
+
+FEE_STATUSES = ("PENDING", "FAILED", "PAID", "UNCOLLECTIBLE", "REFUNDED")
+# Fees retry_pending_fees still tries to collect.
+COLLECTABLE_FEE_STATUSES = ("PENDING", "FAILED")
+
+# charge: an amount we asked a customer to pay (an invoice's total); payment: money
+# received; refund: money given back; fee: a platform fee accrued (written by the
+# backend); usage: metered API usage billed to Stripe as a pending invoice item, which
+# Stripe adds to the customer's next invoice (so it is also inside a later charge).
+LEDGER_ENTRY_TYPES = ("charge", "payment", "refund", "fee", "usage")
+
+
+class MonthlyInvoice(Base):
+    """One Stripe invoice per venue per WITA month, ever (unique (venue_id, month))."""
+
+    __tablename__ = "monthly_invoices"
+
+    id: Mapped[int] = mapped_column(BigInteger, identity(), primary_key=True)
+    venue_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("venues.id"))
+    month: Mapped[str] = mapped_column(Text)  # "2026-10", the WITA month billed
+    period_start: Mapped[datetime] = timestamp(nullable=False)
+    period_end: Mapped[datetime] = timestamp(nullable=False)
+    # The intended write, recorded before Stripe is called: who, what, under which
+    # key (also the Stripe idempotency key and the invoice's metadata agnt_ref).
+    stripe_customer_id: Mapped[str] = mapped_column(Text)
+    stripe_subscription_id: Mapped[str | None] = mapped_column(Text)
+    idempotency_key: Mapped[str] = mapped_column(Text, unique=True)
+    description: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(Text, server_default="PENDING")
+    stripe_invoice_id: Mapped[str | None] = mapped_column(Text, unique=True)
+    amount_due: Mapped[int | None] = mapped_column(BigInteger)
+    amount_paid: Mapped[int | None] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(Text, server_default="IDR")
+    payment_attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = defaults_to_now()
+    updated_at: Mapped[datetime | None] = timestamp()
+    paid_at: Mapped[datetime | None] = timestamp()
+
+    __table_args__ = (
+        one_of("status", INVOICE_STATUSES),
+        UniqueConstraint("venue_id", "month"),
+        # monthly_invoice's work list: the month's invoices not settled yet.
+        Index(
+            "ix_monthly_invoices_unsettled",
+            "month",
+            postgresql_where=text("status IN ('PENDING', 'OPEN')"),
+        ),
+    )
+
+
+class FeeCollection(Base):
+    """A platform fee the backend charges a venue's card off-session; retried by
+    retry_pending_fees until PAID or UNCOLLECTIBLE."""
+
+    __tablename__ = "fee_collections"
+
+    id: Mapped[int] = mapped_column(BigInteger, identity(), primary_key=True)
+    venue_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("venues.id"))
+    # The booking the fee is for, if any; kept (anonymised) when it goes.
+    booking_id: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("bookings.id", ondelete="SET NULL")
+    )
+    stripe_customer_id: Mapped[str] = mapped_column(Text)
+    amount: Mapped[int] = mapped_column(BigInteger)  # minor units
+    currency: Mapped[str] = mapped_column(Text, server_default="IDR")
+    description: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(Text, server_default="PENDING")
+    attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    next_retry_at: Mapped[datetime] = defaults_to_now()
+    stripe_payment_intent_id: Mapped[str | None] = mapped_column(Text)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = defaults_to_now()
+    updated_at: Mapped[datetime] = defaults_to_now()
+    paid_at: Mapped[datetime | None] = timestamp()
+
+    __table_args__ = (
+        one_of("status", FEE_STATUSES),
+        CheckConstraint("amount > 0", name="amount_positive"),
+        CheckConstraint("attempts >= 0", name="attempts"),
+        # retry_pending_fees' scan: only fees still to collect, in due order.
+        Index(
+            "ix_fee_collections_due",
+            "next_retry_at",
+            "id",
+            postgresql_where=text("status IN ('PENDING', 'FAILED')"),
+        ),
+        # reconcile_fee_status: fees changed recently.
+        Index("ix_fee_collections_updated_at", "updated_at"),
+        Index("ix_fee_collections_venue_id", "venue_id"),
+        Index("ix_fee_collections_booking_id", "booking_id"),
+    )
+
+
+class LedgerEntry(Base):
+    """The truth for money: append-only (a trigger refuses UPDATE and DELETE, except
+    the user_id -> NULL of a user purge), one row per fact, unique per key."""
+
+    __tablename__ = "ledger_entries"
+
+    id: Mapped[int] = mapped_column(BigInteger, identity(), primary_key=True)
+    created_at: Mapped[datetime] = defaults_to_now()
+    entry_type: Mapped[str] = mapped_column(Text)
+    amount: Mapped[int] = mapped_column(BigInteger)  # minor units, always > 0
+    currency: Mapped[str] = mapped_column(Text, server_default="IDR")
+    # Derived from what the entry records ("fee:12:payment"): recording it twice
+    # records it once.
+    idempotency_key: Mapped[str] = mapped_column(Text, unique=True)
+    venue_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("venues.id"))
+    user_id: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("users.id", ondelete="SET NULL")
+    )
+    stripe_customer_id: Mapped[str | None] = mapped_column(Text)
+    fee_id: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("fee_collections.id")
+    )
+    invoice_id: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("monthly_invoices.id")
+    )
+    usage_batch_id: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("usage_batches.id")
+    )
+    # The Stripe object the money moved through (pi_..., in_..., ii_..., re_...).
+    stripe_reference: Mapped[str | None] = mapped_column(Text)
+    description: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (
+        one_of("entry_type", LEDGER_ENTRY_TYPES),
+        CheckConstraint("amount > 0", name="amount_positive"),
+        Index(
+            "ix_ledger_entries_fee_id",
+            "fee_id",
+            postgresql_where=text("fee_id IS NOT NULL"),
+        ),
+        Index(
+            "ix_ledger_entries_invoice_id",
+            "invoice_id",
+            postgresql_where=text("invoice_id IS NOT NULL"),
+        ),
+        Index(
+            "ix_ledger_entries_usage_batch_id",
+            "usage_batch_id",
+            postgresql_where=text("usage_batch_id IS NOT NULL"),
+        ),
+        Index("ix_ledger_entries_created_at", "created_at"),
+        Index("ix_ledger_entries_venue_id", "venue_id"),
+        Index("ix_ledger_entries_user_id", "user_id"),
     )

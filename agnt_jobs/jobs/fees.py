@@ -1,0 +1,284 @@
+"""Platform fees charged to venues' saved cards: collecting the ones due, and
+checking their statuses against the ledger.
+
+A fee is charged with an off-session payment intent whose metadata names the fee and
+the attempt (``agnt_fee_id``, ``agnt_attempt``). Each fee is handled in one
+transaction holding its row lock across the Stripe calls and the recording; before
+charging, the fee's payment intents are looked up in Stripe, so a charge whose result
+a crash lost is recorded, never repeated.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Row
+
+from agnt_jobs import deadletters, errorlog, ledger, timeutil
+from agnt_jobs.backoff import backoff_seconds
+from agnt_jobs.clients.errors import ClientError, PermanentError
+from agnt_jobs.clients.stripe_client import CardDeclinedError, StripeGateway
+from agnt_jobs.jobs.registry import JobResult, RunContext, job
+
+logger = logging.getLogger(__name__)
+
+DEAD_LETTER_SOURCE = "fee_collection"
+# How far before a fee's creation its payment intents are looked for: clock skew
+# between us and Stripe, with room to spare.
+LOOKUP_MARGIN = timedelta(days=1)
+# Payment intent states in which money may still move: wait, never charge again.
+IN_FLIGHT = ("processing", "requires_capture")
+
+DUE_FEES = sa.text(
+    """
+    SELECT id, next_retry_at FROM fee_collections
+    WHERE status IN ('PENDING', 'FAILED') AND next_retry_at <= :now
+      AND (next_retry_at, id) > (:after_at, :after_id)
+    ORDER BY next_retry_at, id
+    LIMIT :limit
+    """
+)
+
+LOCK_DUE_FEE = sa.text(
+    """
+    SELECT * FROM fee_collections
+    WHERE id = :id AND status IN ('PENDING', 'FAILED') AND next_retry_at <= :now
+    FOR UPDATE SKIP LOCKED
+    """
+)
+
+UPDATE_FEE = sa.text(
+    """
+    UPDATE fee_collections
+    SET status = :status, attempts = :attempts, next_retry_at = :next_retry_at,
+        stripe_payment_intent_id = coalesce(:intent, stripe_payment_intent_id),
+        last_error = :error, updated_at = now(),
+        paid_at = CASE WHEN :status = 'PAID' THEN now() ELSE paid_at END
+    WHERE id = :id
+    """
+)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one collection attempt (or the lookup before it) established."""
+
+    kind: str  # paid, declined, in_flight, unavailable, refused
+    attempts: int
+    intent: dict[str, Any] | None = None
+    error: str | None = None
+    recovered: bool = False  # learnt from Stripe, not from a charge made now
+    # Succeeded payment intents of this fee beyond the first: a double charge made
+    # outside this job's protocol, which a person must refund.
+    extra_charges: tuple[str, ...] = ()
+
+
+def _attempt_number(intent: dict[str, Any]) -> int:
+    try:
+        return int((intent.get("metadata") or {}).get("agnt_attempt") or 0)
+    except ValueError:
+        return 0
+
+
+def _look_then_charge(stripe: StripeGateway, fee: Row[Any]) -> Outcome:
+    previous = stripe.find_payment_intents(
+        fee.stripe_customer_id,
+        "agnt_fee_id",
+        str(fee.id),
+        fee.created_at - LOOKUP_MARGIN,
+    )
+    tried = max([fee.attempts, *(_attempt_number(i) for i in previous)])
+    succeeded = [i for i in previous if i.get("status") == "succeeded"]
+    if succeeded:
+        extra = tuple(i["id"] for i in succeeded[1:])
+        return Outcome("paid", tried, succeeded[0], recovered=True, extra_charges=extra)
+    for intent in previous:
+        if intent.get("status") in IN_FLIGHT:
+            return Outcome("in_flight", tried, intent, recovered=True)
+    if tried > fee.attempts:
+        # A declined attempt whose result a crash lost: record it, and let the
+        # backoff decide when to try again.
+        latest = max(previous, key=_attempt_number)
+        error = (latest.get("last_payment_error") or {}).get("message") or "declined"
+        return Outcome("declined", tried, latest, error, recovered=True)
+
+    attempt = fee.attempts + 1
+    method = stripe.default_payment_method(fee.stripe_customer_id)
+    if method is None:
+        return Outcome("declined", attempt, None, "no default payment method")
+    try:
+        intent = stripe.charge_off_session(
+            fee.stripe_customer_id,
+            method,
+            fee.amount,
+            fee.currency,
+            f"fee:{fee.id}:attempt:{attempt}",
+            {
+                "agnt_fee_id": str(fee.id),
+                "agnt_attempt": str(attempt),
+                "agnt_venue_id": str(fee.venue_id),
+            },
+        )
+    except CardDeclinedError as declined:
+        return Outcome("declined", attempt, None, str(declined))
+    status = intent.get("status")
+    if status == "succeeded":
+        return Outcome("paid", attempt, intent)
+    if status in IN_FLIGHT:
+        return Outcome("in_flight", attempt, intent)
+    # requires_action (the bank wants the customer present) or a failed intent.
+    return Outcome("declined", attempt, intent, f"payment intent {status}")
+
+
+def _record(
+    connection: Connection, ctx: RunContext, fee: Row[Any], outcome: Outcome
+) -> str:
+    """Write what the attempt established; returns the count it goes under."""
+    settings = ctx.settings
+    intent_id = (outcome.intent or {}).get("id")
+    status, next_retry_at, verdict = fee.status, fee.next_retry_at, outcome.kind
+    if outcome.kind == "paid":
+        status = "PAID"
+        ledger.append(
+            connection,
+            [
+                ledger.Entry(
+                    idempotency_key=f"fee:{fee.id}:payment",
+                    entry_type="payment",
+                    amount=int((outcome.intent or {}).get("amount") or fee.amount),
+                    currency=fee.currency,
+                    venue_id=fee.venue_id,
+                    stripe_customer_id=fee.stripe_customer_id,
+                    fee_id=fee.id,
+                    stripe_reference=intent_id,
+                    description=fee.description,
+                )
+            ],
+        )
+    elif outcome.kind == "declined" and outcome.attempts < settings.fee_max_attempts:
+        status = "FAILED"
+        next_retry_at = ctx.now + timedelta(
+            seconds=backoff_seconds(
+                outcome.attempts,
+                settings.fee_backoff_base_seconds,
+                settings.fee_backoff_max_seconds,
+            )
+        )
+    elif outcome.kind in ("declined", "refused"):
+        status, verdict = "UNCOLLECTIBLE", "uncollectible"
+        deadletters.record(
+            connection,
+            [
+                deadletters.DeadLetter(
+                    source=DEAD_LETTER_SOURCE,
+                    source_id=str(fee.id),
+                    error_class="card_declined"
+                    if outcome.kind == "declined"
+                    else "permanent",
+                    error=outcome.error,
+                    attempts=outcome.attempts,
+                    payload={
+                        "venue_id": fee.venue_id,
+                        "amount": fee.amount,
+                        "currency": fee.currency,
+                        "stripe_customer_id": fee.stripe_customer_id,
+                        "payment_intent": intent_id,
+                    },
+                )
+            ],
+        )
+    elif outcome.kind == "in_flight":
+        # Look again after the first backoff step; the lookup will find it.
+        next_retry_at = ctx.now + timedelta(seconds=settings.fee_backoff_base_seconds)
+    if outcome.extra_charges:
+        errorlog.report(
+            connection,
+            "retry_pending_fees",
+            f"fee:{fee.id}:charged more than once",
+            f"fee {fee.id} was charged {1 + len(outcome.extra_charges)} times: "
+            f"refund {', '.join(outcome.extra_charges)}",
+            timeutil.day(ctx.now, timeutil.zone(settings.business_timezone)).start,
+            {"fee_id": fee.id, "payment_intents": [intent_id, *outcome.extra_charges]},
+            level="CRITICAL",
+        )
+    connection.execute(
+        UPDATE_FEE,
+        {
+            "id": fee.id,
+            "status": status,
+            "attempts": outcome.attempts,
+            "next_retry_at": next_retry_at,
+            "intent": intent_id,
+            "error": outcome.error,
+        },
+    )
+    logger.info(
+        "fee collection attempt recorded",
+        extra={
+            "action": f"fee_{verdict}",
+            "fee_id": fee.id,
+            "attempts": outcome.attempts,
+            "recovered": outcome.recovered,
+            "payment_intent": intent_id,
+        },
+    )
+    return "recovered" if outcome.recovered and verdict == "paid" else verdict
+
+
+def _collect(ctx: RunContext, stripe: StripeGateway, fee_id: int) -> str:
+    with ctx.engine.begin() as connection:
+        fee = connection.execute(LOCK_DUE_FEE, {"id": fee_id, "now": ctx.now}).first()
+        if fee is None:
+            return "skipped"  # another run holds it, or it is no longer due
+        try:
+            outcome = _look_then_charge(stripe, fee)
+        except PermanentError as error:
+            outcome = Outcome("refused", fee.attempts, None, str(error))
+        except ClientError as error:
+            # Stripe unavailable: not the card's fault, so not an attempt; the
+            # fee stays due and the next run looks (and finds) before charging.
+            outcome = Outcome("unavailable", fee.attempts, None, str(error))
+        return _record(connection, ctx, fee, outcome)
+
+
+@job("retry_pending_fees")
+def retry_pending_fees(ctx: RunContext) -> JobResult:
+    """Collect fees due for (re)try: PENDING or FAILED with ``next_retry_at`` passed.
+
+    Success writes a ``payment`` ledger entry and marks the fee PAID, in one
+    transaction. A decline is FAILED with the next try after the fee backoff
+    (1h, 2h, 4h... up to a day); the ``fee_max_attempts``-th decline, or a request
+    Stripe refuses outright (unknown customer), makes the fee UNCOLLECTIBLE with a
+    dead letter. Stripe unavailable is not an attempt. A venue with no saved card
+    counts as a decline (it may add one before the next try).
+    """
+    stripe = StripeGateway.from_settings(ctx.settings)
+    counts: Counter[str] = Counter()
+    after_at, after_id = datetime.min.replace(tzinfo=ctx.now.tzinfo), 0
+    while True:
+        with ctx.engine.connect() as connection:
+            due = list(
+                connection.execute(
+                    DUE_FEES,
+                    {
+                        "now": ctx.now,
+                        "after_at": after_at,
+                        "after_id": after_id,
+                        "limit": ctx.settings.job_chunk_size,
+                    },
+                )
+            )
+        for row in due:
+            counts[_collect(ctx, stripe, row.id)] += 1
+        if len(due) < ctx.settings.job_chunk_size:
+            break
+        after_at, after_id = due[-1].next_retry_at, due[-1].id
+    names = ("paid", "recovered", "declined", "uncollectible", "in_flight")
+    result = {n: counts[n] for n in (*names, "unavailable", "skipped")}
+    logger.info("fees collected", extra={"action": "retry_pending_fees", **result})
+    return result

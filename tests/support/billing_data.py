@@ -1,0 +1,231 @@
+"""Builders for billing tests: the Stripe side (customers with cards, plans,
+subscriptions in localstripe, through the official library) and our side (venues,
+subscription rows, fees, API keys, usage events), plus what a test reads back."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+import stripe
+from sqlalchemy.engine import Connection, Engine
+
+from agnt_jobs.jobs.registry import JobBody, JobResult, RunContext
+from agnt_jobs.settings import Settings
+from tests.support.localstripe_server import API_KEY
+
+GOOD_CARD = "4242424242424242"
+DECLINED_ON_CHARGE = "4000000000000341"  # attaches, then every charge is declined
+PLAN_AMOUNT = 50_000_000  # Rp 500,000 a month, in minor units
+
+
+class StripeWorld:
+    """The Stripe side of a test, made and inspected directly in localstripe."""
+
+    def __init__(self, url: str) -> None:
+        client = stripe.StripeClient(
+            API_KEY, base_addresses={"api": url}, max_network_retries=0
+        )
+        self.v1 = client.v1
+
+    def customer(self, card: str | None = GOOD_CARD) -> str:
+        customer = self.v1.customers.create(params={"email": "venue@example.com"})
+        if card is not None:
+            self.set_card(customer.id, card)
+        return customer.id
+
+    def set_card(self, customer: str, card: str) -> str:
+        method = self.v1.payment_methods.create(
+            params={
+                "type": "card",
+                "card": {
+                    "number": card,
+                    "exp_month": 12,
+                    "exp_year": 2035,
+                    "cvc": "123",
+                },
+            }
+        )
+        self.v1.payment_methods.attach(method.id, params={"customer": customer})
+        self.v1.customers.update(
+            customer, params={"invoice_settings": {"default_payment_method": method.id}}
+        )
+        return method.id
+
+    def subscription(self, customer: str, amount: int = PLAN_AMOUNT) -> dict[str, Any]:
+        product = self.v1.products.create(params={"name": "AGNT venue"})
+        plan = self.v1.plans.create(
+            params={
+                "id": f"plan-{uuid.uuid4().hex[:10]}",
+                "product": product.id,
+                "amount": amount,
+                "currency": "idr",
+                "interval": "month",
+            }
+        )
+        subscription = self.v1.subscriptions.create(
+            params={"customer": customer, "items": [{"plan": plan.id}]}
+        )
+        return subscription.to_dict()
+
+    def cancel(self, subscription: str) -> None:
+        self.v1.subscriptions.cancel(subscription)
+
+    def _all(self, list_call: Any, **params: Any) -> list[dict[str, Any]]:
+        return [
+            obj.to_dict()
+            for obj in list_call(params={**params, "limit": 100}).auto_paging_iter()
+        ]
+
+    def invoices(self, customer: str, ref: str | None = None) -> list[dict[str, Any]]:
+        found = self._all(self.v1.invoices.list, customer=customer)
+        if ref is None:
+            return found
+        return [i for i in found if f"[{ref}]" in (i.get("description") or "")]
+
+    def charges(self, customer: str) -> list[dict[str, Any]]:
+        return self._all(self.v1.charges.list, customer=customer)
+
+    def pending_items(self, customer: str) -> list[dict[str, Any]]:
+        return self._all(self.v1.invoice_items.list, customer=customer)
+
+    def invoiced_lines(self, customer: str, ref: str) -> list[dict[str, Any]]:
+        lines = []
+        for invoice in self.invoices(customer):
+            lines += [
+                line
+                for line in invoice["lines"]["data"]
+                if (line.get("metadata") or {}).get("agnt_ref") == ref
+            ]
+        return lines
+
+
+def run(
+    body: JobBody,
+    settings: Settings,
+    engine: Engine,
+    tick: datetime,
+    now: datetime | None = None,
+) -> JobResult:
+    return body(
+        RunContext(engine=engine, settings=settings, tick=tick, now=now or tick)
+    )
+
+
+def insert(connection: Connection, table: str, **values: Any) -> int:
+    columns = ", ".join(values)
+    params = ", ".join(f":{name}" for name in values)
+    return connection.execute(
+        sa.text(f"INSERT INTO {table} ({columns}) VALUES ({params}) RETURNING id"),
+        values,
+    ).scalar_one()
+
+
+def venue(connection: Connection, name: str = "Warung Senja") -> int:
+    return insert(connection, "venues", name=name)
+
+
+def user(connection: Connection) -> int:
+    return insert(connection, "users", channel="whatsapp", channel_address="+62811")
+
+
+def subscription_row(
+    connection: Connection,
+    venue_id: int,
+    customer: str,
+    subscription_id: str | None,
+    status: str = "active",
+    period_end: datetime | None = None,
+    created_at: datetime | None = None,
+) -> int:
+    values: dict[str, Any] = {
+        "venue_id": venue_id,
+        "stripe_customer_id": customer,
+        "stripe_subscription_id": subscription_id,
+        "status": status,
+        "current_period_end": period_end,
+    }
+    if created_at is not None:
+        values["created_at"] = created_at
+    return insert(connection, "subscriptions", **values)
+
+
+def fee(
+    connection: Connection,
+    venue_id: int,
+    customer: str,
+    amount: int = 1_500_000,
+    **values: Any,
+) -> int:
+    return insert(
+        connection,
+        "fee_collections",
+        venue_id=venue_id,
+        stripe_customer_id=customer,
+        amount=amount,
+        **values,
+    )
+
+
+def api_key(connection: Connection, customer: str | None, **values: Any) -> int:
+    return insert(
+        connection,
+        "api_keys",
+        key_hash=uuid.uuid4().hex,
+        stripe_customer_id=customer,
+        **values,
+    )
+
+
+def usage(
+    connection: Connection, key_id: int, occurred_at: datetime, quantity: int = 1
+) -> int:
+    return insert(
+        connection,
+        "api_key_usage_events",
+        api_key_id=key_id,
+        occurred_at=occurred_at,
+        quantity=quantity,
+    )
+
+
+def rows(engine: Engine, sql: str, **params: Any) -> list[Any]:
+    with engine.connect() as connection:
+        return list(connection.execute(sa.text(sql), params))
+
+
+def scalar(engine: Engine, sql: str, **params: Any) -> Any:
+    with engine.connect() as connection:
+        return connection.execute(sa.text(sql), params).scalar()
+
+
+def utc(*args: int) -> datetime:
+    return datetime(*args, tzinfo=UTC)
+
+
+class Crash(Exception):
+    """Stands for the process dying: raised after a result was written, before the
+    transaction commits, so the transaction rolls back as a dead process's would."""
+
+
+def crash_once(monkeypatch: Any, module: Any, name: str) -> None:
+    """Make ``module.name`` (a function recording a Stripe result) do its writes and
+    then crash, once."""
+    original = getattr(module, name)
+    crashed = []
+
+    def recording_then_crashing(*args: Any, **kwargs: Any) -> Any:
+        result = original(*args, **kwargs)
+        if not crashed:
+            crashed.append(True)
+            raise Crash(f"crash after {name}")
+        return result
+
+    monkeypatch.setattr(module, name, recording_then_crashing)
+
+
+def unreachable(settings: Settings) -> Settings:
+    """The same settings with Stripe at an address where nothing listens."""
+    return settings.model_copy(update={"stripe_api_base": "http://127.0.0.1:9"})

@@ -17,17 +17,36 @@ from agnt_jobs.models.venues import Venue
 # --- issue 5: billing models ---
 # --- issue 6: lifecycle / housekeeping models ---
 # --- issue 7: heavy-job models ---
+# isort: split
+from agnt_jobs.models.graph import Entity, EntityEdge
+from agnt_jobs.models.knowledge import (
+    AgentInsight,
+    FaqCandidate,
+    FaqDraft,
+    Interaction,
+    Reflection,
+)
+from agnt_jobs.models.wiki import FleetWikiCursor, FleetWikiPage
 
 __all__ = [
+    "AgentInsight",
     "Base",
     "Booking",
     "DeadLetter",
+    "Entity",
+    "EntityEdge",
     "ErrorLog",
+    "FaqCandidate",
+    "FaqDraft",
     "FleetDelta",
     "FleetDeltaArchive",
+    "FleetWikiCursor",
+    "FleetWikiPage",
+    "Interaction",
     "JobRun",
     "Memory",
     "OutboundMessage",
+    "Reflection",
     "Subscription",
     "User",
     "Venue",

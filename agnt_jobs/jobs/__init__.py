@@ -3,4 +3,11 @@
 
 from agnt_jobs.jobs import internal
 
-__all__ = ["internal"]
+# --- issue 7: heavy jobs in cron/ ---
+# isort: split
+from cron import dreaming
+
+__all__ = [
+    "dreaming",
+    "internal",
+]

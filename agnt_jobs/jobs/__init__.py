@@ -5,9 +5,10 @@ from agnt_jobs.jobs import internal
 
 # --- issue 7: heavy jobs in cron/ ---
 # isort: split
-from cron import dreaming
+from cron import dreaming, faq_compile
 
 __all__ = [
     "dreaming",
+    "faq_compile",
     "internal",
 ]

@@ -5,10 +5,11 @@ from agnt_jobs.jobs import internal
 
 # --- issue 7: heavy jobs in cron/ ---
 # isort: split
-from cron import dreaming, faq_compile
+from cron import dreaming, faq_compile, graph_builder
 
 __all__ = [
     "dreaming",
     "faq_compile",
+    "graph_builder",
     "internal",
 ]

@@ -214,6 +214,12 @@ def rotate(engine: Engine, before: datetime) -> int:
         ).rowcount
 
 
+def execute(engine: Engine, sql: str, **params: Any) -> None:
+    """Run ``sql`` (one statement, or several without parameters) and commit."""
+    with engine.begin() as connection:
+        connection.execute(sa.text(sql), params)
+
+
 def rows(engine: Engine, sql: str, **params: Any) -> list[Any]:
     with engine.connect() as connection:
         return connection.execute(sa.text(sql), params).all()

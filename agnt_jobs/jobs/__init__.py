@@ -5,11 +5,12 @@ from agnt_jobs.jobs import internal
 
 # --- issue 7: heavy jobs in cron/ ---
 # isort: split
-from cron import dreaming, faq_compile, graph_builder
+from cron import dreaming, faq_compile, graph_builder, wiki_reconcile
 
 __all__ = [
     "dreaming",
     "faq_compile",
     "graph_builder",
     "internal",
+    "wiki_reconcile",
 ]

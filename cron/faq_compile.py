@@ -221,12 +221,12 @@ def _cluster(
     frequencies: Counter[str] = Counter()
     count = 0
     for row in _recent_candidates(connection, since, chunk_size):
-        frequencies.update(set(text_tokens(row.normalized_text)))
+        frequencies.update(set(text_tokens(row.normalized_text, numbers=False)))
         count += 1
     weights = idf(frequencies, count)
     clustering = LeaderClustering(threshold)
     for row in _recent_candidates(connection, since, chunk_size):
-        vector = tfidf(text_tokens(row.normalized_text), weights)
+        vector = tfidf(text_tokens(row.normalized_text, numbers=False), weights)
         clustering.add(row.id, vector, row.asked)
     return clustering
 
@@ -239,6 +239,8 @@ def _draft(
         row.id: row
         for row in connection.execute(CLUSTER_MEMBERS, {"ids": cluster.members})
     }
+    if not members:  # deleted since they were clustered
+        return {"size": 0}
     asked = dict(zip(cluster.members, cluster.weights, strict=True))
     top = min(members, key=lambda cid: (-asked[cid], cid))
     source_ids = sorted({i for row in members.values() for i in row.source_message_ids})

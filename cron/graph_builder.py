@@ -37,8 +37,10 @@ ENSURE_VENUES = sa.text(
     INSERT INTO entities (kind, key, label, source, venue_id)
     SELECT 'venue', v.id::text, v.name, 'derived', v.id FROM venues v
     WHERE v.id >= :low AND v.id < :high
-    ON CONFLICT (kind, key) DO UPDATE SET label = EXCLUDED.label
-    WHERE entities.label IS DISTINCT FROM EXCLUDED.label
+    ON CONFLICT (kind, key) DO UPDATE
+      SET label = EXCLUDED.label, venue_id = EXCLUDED.venue_id
+    WHERE (entities.label, entities.venue_id)
+      IS DISTINCT FROM (EXCLUDED.label, EXCLUDED.venue_id)
     """
 )
 
@@ -59,7 +61,9 @@ ENSURE_USERS = sa.text(
     SELECT DISTINCT 'user', b.user_id::text, 'derived', b.user_id FROM bookings b
     JOIN users u ON u.id = b.user_id AND u.deleted_at IS NULL
     WHERE b.status = 'COMPLETED' AND b.user_id >= :low AND b.user_id < :high
-    ON CONFLICT (kind, key) DO NOTHING
+    -- a hand-made entity for the same user gets linked, so edges find it
+    ON CONFLICT (kind, key) DO UPDATE SET user_id = EXCLUDED.user_id
+    WHERE entities.user_id IS NULL
     """
 )
 
@@ -79,8 +83,10 @@ STAGE_VISITS = sa.text(
            jsonb_build_object('visits', count(*), 'last_visit_at', max(b.slot_end))
     FROM bookings b
     JOIN users u ON u.id = b.user_id AND u.deleted_at IS NULL
-    JOIN entities ue ON ue.kind = 'user' AND ue.key = b.user_id::text
-    JOIN entities ve ON ve.kind = 'venue' AND ve.key = b.venue_id::text
+      AND u.id >= :low AND u.id < :high
+    JOIN entities ue ON ue.user_id = b.user_id AND ue.kind = 'user'
+      AND ue.user_id >= :low AND ue.user_id < :high
+    JOIN entities ve ON ve.venue_id = b.venue_id AND ve.kind = 'venue'
     WHERE b.status = 'COMPLETED' AND b.user_id >= :low AND b.user_id < :high
     GROUP BY ue.id, ve.id
     """
@@ -94,8 +100,10 @@ STAGE_AFFINITY = sa.text(
            jsonb_build_object('visits', count(*))
     FROM bookings b
     JOIN users u ON u.id = b.user_id AND u.deleted_at IS NULL
+      AND u.id >= :low AND u.id < :high
     JOIN venues v ON v.id = b.venue_id
-    JOIN entities ue ON ue.kind = 'user' AND ue.key = b.user_id::text
+    JOIN entities ue ON ue.user_id = b.user_id AND ue.kind = 'user'
+      AND ue.user_id >= :low AND ue.user_id < :high
     JOIN entities ce ON ce.kind = 'category' AND ce.key = {CATEGORY_KEY}
     WHERE b.status = 'COMPLETED' AND b.user_id >= :low AND b.user_id < :high
     GROUP BY ue.id, ce.id

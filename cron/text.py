@@ -96,9 +96,13 @@ def _content_words(text: str) -> list[str]:
     return [w for w in normalise(text).split() if len(w) > 1 and w not in STOP_WORDS]
 
 
-def tokens(text: str) -> list[str]:
-    """Content words of ``text``, stemmed, in order (no stop or 1-letter words)."""
-    return [stem(word) for word in _content_words(text)]
+def tokens(text: str, numbers: bool = True) -> list[str]:
+    """Content words of ``text``, stemmed, in order (no stop or 1-letter words);
+    ``numbers=False`` also drops numbers (order ids and times that would split a
+    question from its twins)."""
+    return [
+        stem(word) for word in _content_words(text) if numbers or not word.isdigit()
+    ]
 
 
 def sentences(text: str) -> list[str]:
@@ -175,6 +179,8 @@ def top_terms(
     spellings: dict[str, Counter[str]] = {}
     for text in texts:
         for word in _content_words(text):
+            if word.isdigit():
+                continue  # "2" or "19" are never a topic
             term = stem(word)
             counts[term] += 1
             spellings.setdefault(term, Counter())[word] += 1

@@ -48,8 +48,10 @@ class Entity(Base):
     __table_args__ = (
         one_of("source", SOURCES),
         UniqueConstraint("kind", "key"),
-        Index("ix_entities_user_id", "user_id"),
-        Index("ix_entities_venue_id", "venue_id"),
+        # Purge cascades by user/venue; the graph builder reads a range of users'
+        # (or venues') entities of one kind, in the index alone.
+        Index("ix_entities_user_id_kind", "user_id", "kind"),
+        Index("ix_entities_venue_id_kind", "venue_id", "kind"),
     )
 
 

@@ -298,8 +298,12 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_entities")),
         sa.UniqueConstraint("kind", "key", name=op.f("uq_entities_kind_key")),
     )
-    op.create_index("ix_entities_user_id", "entities", ["user_id"], unique=False)
-    op.create_index("ix_entities_venue_id", "entities", ["venue_id"], unique=False)
+    op.create_index(
+        "ix_entities_user_id_kind", "entities", ["user_id", "kind"], unique=False
+    )
+    op.create_index(
+        "ix_entities_venue_id_kind", "entities", ["venue_id", "kind"], unique=False
+    )
     op.create_table(
         "entity_edges",
         sa.Column("id", sa.BigInteger(), sa.Identity(always=False), nullable=False),
@@ -346,8 +350,8 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index("ix_entity_edges_dst_id", table_name="entity_edges")
     op.drop_table("entity_edges")
-    op.drop_index("ix_entities_venue_id", table_name="entities")
-    op.drop_index("ix_entities_user_id", table_name="entities")
+    op.drop_index("ix_entities_venue_id_kind", table_name="entities")
+    op.drop_index("ix_entities_user_id_kind", table_name="entities")
     op.drop_table("entities")
     op.drop_index("ix_reflections_reflection_date", table_name="reflections")
     op.drop_table("reflections")

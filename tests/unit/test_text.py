@@ -47,6 +47,18 @@ def test_tokens_drop_stop_words_in_english_and_indonesian() -> None:
     ]
 
 
+def test_numbers_can_be_left_out() -> None:
+    assert text.tokens("Refund for order 4471, table 12b") == [
+        "refund",
+        "order",
+        "4471",
+        "table",
+        "12b",
+    ]
+    assert text.tokens("Refund for order 4471", numbers=False) == ["refund", "order"]
+    assert text.top_terms(["Table 12 at 19 30, table 12"], 2) == ["table"]
+
+
 def test_questions_are_found_by_mark_or_opening_word() -> None:
     message = "Hi there. How do I cancel my booking? Thanks! Bisakah bayar pakai kartu"
     assert text.questions(message) == [

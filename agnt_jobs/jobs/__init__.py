@@ -7,11 +7,19 @@ from agnt_jobs.jobs import internal
 # isort: split
 from agnt_jobs.jobs import api_keys, billing, fee_ledger, fees, subscriptions
 
+# --- issue 7: heavy jobs in cron/ ---
+# isort: split
+from cron import dreaming, faq_compile, graph_builder, wiki_reconcile
+
 __all__ = [
     "api_keys",
     "billing",
+    "dreaming",
+    "faq_compile",
     "fee_ledger",
     "fees",
+    "graph_builder",
     "internal",
     "subscriptions",
+    "wiki_reconcile",
 ]

@@ -26,23 +26,42 @@ from agnt_jobs.models.billing import FeeCollection, LedgerEntry, MonthlyInvoice
 
 # --- issue 6: lifecycle / housekeeping models ---
 # --- issue 7: heavy-job models ---
+# isort: split
+from agnt_jobs.models.graph import Entity, EntityEdge
+from agnt_jobs.models.knowledge import (
+    AgentInsight,
+    FaqCandidate,
+    FaqDraft,
+    Interaction,
+    Reflection,
+)
+from agnt_jobs.models.wiki import FleetWikiCursor, FleetWikiPage
 
 __all__ = [
+    "AgentInsight",
     "ApiKey",
     "ApiKeyDailyUsage",
     "ApiKeyUsageEvent",
     "Base",
     "Booking",
     "DeadLetter",
+    "Entity",
+    "EntityEdge",
     "ErrorLog",
+    "FaqCandidate",
+    "FaqDraft",
     "FeeCollection",
     "FleetDelta",
     "FleetDeltaArchive",
+    "FleetWikiCursor",
+    "FleetWikiPage",
+    "Interaction",
     "JobRun",
     "LedgerEntry",
     "Memory",
     "MonthlyInvoice",
     "OutboundMessage",
+    "Reflection",
     "Subscription",
     "UsageBatch",
     "User",

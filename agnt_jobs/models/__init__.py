@@ -16,19 +16,34 @@ from agnt_jobs.models.venues import Venue
 # --- issue 4: booking / A2A / messaging models ---
 # --- issue 5: billing models ---
 # --- issue 6: lifecycle / housekeeping models ---
+# isort: split
+from agnt_jobs.models.health import Alert, HealthCheckResult, HealthCheckState
+from agnt_jobs.models.lifecycle import B2BSession, ReferralCode
+from agnt_jobs.models.watchers import PricePoint, PriceWatcher
+from agnt_jobs.models.webhooks import WebhookDelivery, WebhookEndpoint
+
 # --- issue 7: heavy-job models ---
 
 __all__ = [
+    "Alert",
+    "B2BSession",
     "Base",
     "Booking",
     "DeadLetter",
     "ErrorLog",
     "FleetDelta",
     "FleetDeltaArchive",
+    "HealthCheckResult",
+    "HealthCheckState",
     "JobRun",
     "Memory",
     "OutboundMessage",
+    "PricePoint",
+    "PriceWatcher",
+    "ReferralCode",
     "Subscription",
     "User",
     "Venue",
+    "WebhookDelivery",
+    "WebhookEndpoint",
 ]

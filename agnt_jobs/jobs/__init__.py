@@ -3,4 +3,11 @@
 
 from agnt_jobs.jobs import internal
 
-__all__ = ["internal"]
+# --- issue 6: lifecycle, housekeeping, webhooks, watchers, health ---
+# isort: split
+from agnt_jobs.jobs import lifecycle
+
+__all__ = [
+    "internal",
+    "lifecycle",
+]

@@ -5,9 +5,10 @@ from agnt_jobs.jobs import internal
 
 # --- issue 6: lifecycle, housekeeping, webhooks, watchers, health ---
 # isort: split
-from agnt_jobs.jobs import lifecycle
+from agnt_jobs.jobs import housekeeping, lifecycle
 
 __all__ = [
+    "housekeeping",
     "internal",
     "lifecycle",
 ]

@@ -5,10 +5,11 @@ from agnt_jobs.jobs import internal
 
 # --- issue 6: lifecycle, housekeeping, webhooks, watchers, health ---
 # isort: split
-from agnt_jobs.jobs import housekeeping, lifecycle
+from agnt_jobs.jobs import housekeeping, lifecycle, webhooks
 
 __all__ = [
     "housekeeping",
     "internal",
     "lifecycle",
+    "webhooks",
 ]

@@ -5,11 +5,12 @@ from agnt_jobs.jobs import internal
 
 # --- issue 6: lifecycle, housekeeping, webhooks, watchers, health ---
 # isort: split
-from agnt_jobs.jobs import housekeeping, lifecycle, webhooks
+from agnt_jobs.jobs import housekeeping, lifecycle, watchers, webhooks
 
 __all__ = [
     "housekeeping",
     "internal",
     "lifecycle",
+    "watchers",
     "webhooks",
 ]

@@ -5,9 +5,10 @@ from agnt_jobs.jobs import internal
 
 # --- issue 6: lifecycle, housekeeping, webhooks, watchers, health ---
 # isort: split
-from agnt_jobs.jobs import housekeeping, lifecycle, watchers, webhooks
+from agnt_jobs.jobs import health, housekeeping, lifecycle, watchers, webhooks
 
 __all__ = [
+    "health",
     "housekeeping",
     "internal",
     "lifecycle",

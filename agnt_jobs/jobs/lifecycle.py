@@ -28,11 +28,11 @@ BLOCKING_USER_FOREIGN_KEYS = sa.text(
 )
 
 # One chunk of users, in one statement: lock users past retention (skipping any a
-# concurrent purge or the backend holds), anonymise the bookings they leave behind,
-# delete them. ON DELETE CASCADE removes their personal tables, SET NULL detaches
-# what the platform keeps. Bookings are detached here explicitly, in the same
-# statement as their personal columns are cleared, so no booking of a purged user
-# ever keeps a name or a note.
+# concurrent purge or the backend holds), anonymise the bookings and messages they
+# leave behind, delete them. ON DELETE CASCADE removes their personal tables, SET
+# NULL detaches what the platform keeps. Bookings and messages are detached here
+# explicitly, in the same statement that clears their personal columns, so no
+# kept row of a purged user ever keeps a name, a note or a phone number.
 PURGE_USERS = sa.text(
     """
     WITH doomed AS MATERIALIZED (
@@ -45,11 +45,21 @@ PURGE_USERS = sa.text(
         UPDATE bookings SET user_id = NULL, guest_name = NULL, notes = NULL
         WHERE user_id IN (SELECT id FROM doomed)
         RETURNING 1
+    ), messages AS (
+        UPDATE send_queue
+        SET user_id = NULL, recipient = '[purged]', body = '[purged]',
+            status = CASE WHEN status IN ('PENDING', 'FAILED') THEN 'DEAD'
+                          ELSE status END,
+            last_error = CASE WHEN status IN ('PENDING', 'FAILED')
+                              THEN 'recipient purged' ELSE last_error END
+        WHERE user_id IN (SELECT id FROM doomed)
+        RETURNING 1
     ), purged AS (
         DELETE FROM users WHERE id IN (SELECT id FROM doomed) RETURNING 1
     )
     SELECT (SELECT count(*) FROM purged) AS count,
-           (SELECT count(*) FROM anonymised) AS bookings
+           (SELECT count(*) FROM anonymised) AS bookings,
+           (SELECT count(*) FROM messages) AS messages
     """
 )
 
@@ -107,18 +117,18 @@ EXPIRE_REFERRALS = sa.text(
 RECONCILE_VENUES = sa.text(
     """
     WITH chunk AS (
-        SELECT id FROM venues WHERE id > :after ORDER BY id LIMIT :limit
+        SELECT id, owner_user_id, suspended_at, is_claimed, is_active FROM venues
+        WHERE id > :after ORDER BY id LIMIT :limit
     ), truth AS (
-        SELECT v.id, v.is_claimed AS old_claimed, v.is_active AS old_active,
+        SELECT c.id, c.is_claimed AS old_claimed, c.is_active AS old_active,
                owner.id IS NOT NULL AS claimed,
-               owner.id IS NOT NULL AND v.suspended_at IS NULL AND EXISTS (
+               owner.id IS NOT NULL AND c.suspended_at IS NULL AND EXISTS (
                    SELECT 1 FROM subscriptions s
-                   WHERE s.venue_id = v.id AND s.status = ANY(:live)
+                   WHERE s.venue_id = c.id AND s.status = ANY(:live)
                ) AS active
-        FROM venues v
-        JOIN chunk ON chunk.id = v.id
+        FROM chunk c
         LEFT JOIN users owner
-               ON owner.id = v.owner_user_id AND owner.deleted_at IS NULL
+               ON owner.id = c.owner_user_id AND owner.deleted_at IS NULL
     ), fixed AS (
         UPDATE venues v
         SET is_claimed = truth.claimed, is_active = truth.active, updated_at = now()
@@ -157,15 +167,16 @@ def purge_deleted_users(ctx: RunContext) -> JobResult:
     """Hard-delete users soft-deleted more than ``user_retention_days`` ago.
 
     Personal tables go with them (ON DELETE CASCADE: memories, watchers, referral
-    codes, onboarding sessions); records the platform keeps (bookings, ledger,
-    send-queue history) stay with ``user_id`` NULL, and bookings lose their guest
-    name and notes. A venue they owned is detached and becomes unclaimed at the next
-    reconcile_venue_compound_state.
+    codes, onboarding sessions); records the platform keeps stay with ``user_id``
+    NULL: bookings lose their guest name and notes, send-queue rows their
+    recipient and text (one still waiting to be sent ends DEAD, "recipient
+    purged": there is nobody to send it to). A venue they owned is detached and
+    becomes unclaimed at the next reconcile_venue_compound_state.
     """
     with ctx.engine.connect() as connection:
         assert_purge_cannot_be_blocked(connection)
     cutoff = ctx.now - timedelta(days=ctx.settings.user_retention_days)
-    purged = bookings = chunks = 0
+    purged = bookings = messages = chunks = 0
     while True:
         with ctx.engine.begin() as connection:
             row = connection.execute(
@@ -174,11 +185,13 @@ def purge_deleted_users(ctx: RunContext) -> JobResult:
         chunks += 1
         purged += row.count
         bookings += row.bookings
+        messages += row.messages
         if row.count < ctx.settings.job_chunk_size:
             break
     result = {
         "users_purged": purged,
         "bookings_anonymised": bookings,
+        "messages_anonymised": messages,
         "chunks": chunks,
     }
     logger.info("deleted users purged", extra={"action": "users_purged", **result})

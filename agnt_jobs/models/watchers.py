@@ -15,6 +15,8 @@ from sqlalchemy import (
     Numeric,
     Text,
     UniqueConstraint,
+    column,
+    nulls_first,
     text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
@@ -60,11 +62,13 @@ class PriceWatcher(Base):
         one_of("status", WATCHER_STATUSES),
         CheckConstraint("target_price > 0", name="target_price"),
         Index("ix_price_watchers_user_id", "user_id"),
-        # The job's scan: active watchers of one marketplace by last check.
+        # The job's claim: active watchers of one marketplace, least recently
+        # checked first, in the index's order so a chunk reads only its rows.
         Index(
             "ix_price_watchers_active_due",
             "marketplace",
-            "last_checked_at",
+            nulls_first(column("last_checked_at")),
+            "id",
             postgresql_where=text("status = 'ACTIVE'"),
         ),
     )

@@ -1,7 +1,8 @@
 """Lifecycle, housekeeping, webhooks, price watchers and health: B2B onboarding
 sessions, referral codes, price watchers and their history, webhook endpoints and
 deliveries, health-check results and state, the alerts outbox; and an index on
-Procrastinate's events for the health monitor's failed-jobs check.
+Procrastinate's events for the health monitor's failed-jobs check, and one on
+memories' self-reference that deletes from memories need.
 
 Revision ID: 0007
 Revises: 0003
@@ -142,7 +143,7 @@ def upgrade() -> None:
     op.create_index(
         "ix_price_watchers_active_due",
         "price_watchers",
-        ["marketplace", "last_checked_at"],
+        ["marketplace", sa.literal_column("last_checked_at NULLS FIRST"), "id"],
         unique=False,
         postgresql_where=sa.text("status = 'ACTIVE'"),
     )
@@ -371,9 +372,23 @@ def upgrade() -> None:
     # last hour of 'failed' events. Named with Procrastinate's prefix so that
     # autogenerate, which leaves Procrastinate's objects alone, ignores it.
     op.execute(FAILED_EVENTS_INDEX)
+    # Core table, but the purge and memory eviction delete from it: its
+    # self-reference needs an index or every deleted memory scans the table.
+    op.create_index(
+        "ix_memories_merged_into_id",
+        "memories",
+        ["merged_into_id"],
+        unique=False,
+        postgresql_where=sa.text("merged_into_id IS NOT NULL"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_index(
+        "ix_memories_merged_into_id",
+        table_name="memories",
+        postgresql_where=sa.text("merged_into_id IS NOT NULL"),
+    )
     op.execute("DROP INDEX IF EXISTS idx_procrastinate_events_failed_at")
     op.drop_index(
         "ix_webhook_deliveries_retry_due",

@@ -205,6 +205,12 @@ class Settings(BaseSettings):
     health_dead_letters_window_seconds: float = Field(
         default=3600.0, gt=0, description="Window of the dead-letter growth check."
     )
+    health_check_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="Statement timeout of each health check; a check that hits it "
+        "is failing.",
+    )
     health_dead_letters_max: int = Field(
         default=10, ge=0, description="New dead letters in the window above this fails."
     )

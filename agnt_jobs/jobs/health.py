@@ -20,6 +20,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 
 from agnt_jobs import alerts, missed_ticks
 from agnt_jobs.jobs.registry import JobResult, RunContext, job
@@ -238,11 +239,32 @@ UPDATE_STATE = sa.text(
 
 def _observe(ctx: RunContext, check: Check) -> Observation:
     try:
-        with ctx.engine.connect() as connection:
+        with ctx.engine.begin() as connection:
+            # A check stuck behind a lock must not stall the monitor.
+            timeout_ms = int(ctx.settings.health_check_timeout_seconds * 1000)
+            connection.execute(sa.text(f"SET LOCAL statement_timeout = {timeout_ms}"))
             return check(connection, ctx)
     except Exception as error:  # a check that cannot run is failing, not a crash
         logger.exception("health check error", extra={"action": "health_check_error"})
-        return Observation(None, 0, {"error": f"{type(error).__name__}: {error}"})
+        # The database's own error reads better in an alert than SQLAlchemy's wrap.
+        cause = error.orig if isinstance(error, DBAPIError) and error.orig else error
+        first_line = str(cause).strip().splitlines()[0] if str(cause) else ""
+        return Observation(None, 0, {"error": f"{type(cause).__name__}: {first_line}"})
+
+
+# Detail keys worth putting in an alert's one-line text.
+HINTS = ("late", "by_task", "by_source", "by_queue")
+
+
+def _summary(name: str, status: str, seen: Observation) -> str:
+    word = "FAILING" if status == "failing" else "RECOVERED"
+    if "error" in seen.details:
+        return f"[{word}] {name}: {seen.details['error']}"
+    text = f"[{word}] {name}: {seen.value} (limit {seen.limit})"
+    hints = [
+        f"{key} {sorted(seen.details[key])}" for key in HINTS if seen.details.get(key)
+    ]
+    return "; ".join([text, *hints])
 
 
 def _store(ctx: RunContext, name: str, seen: Observation) -> bool:
@@ -270,16 +292,17 @@ def _store(ctx: RunContext, name: str, seen: Observation) -> bool:
         connection.execute(UPDATE_STATE, params)
         if state.status == status:
             return False
-        word = "FAILING" if status == "failing" else "RECOVERED"
-        summary = f"[{word}] {name}: {seen.value} (limit {seen.limit})"
-        if "error" in details:
-            summary = f"[{word}] {name}: {details['error']}"
+        data = {
+            "check": name,
+            "from": state.status,
+            "to": status,
+            "value": seen.value,
+            "details": details,
+            "checked_at": ctx.now,
+        }
+        key = f"health:{name}:{result_id}"
         return alerts.queue(
-            connection,
-            f"health:{name}:{result_id}",
-            "health",
-            summary,
-            {"check": name, "from": state.status, "to": status, **params},
+            connection, key, "health", _summary(name, status, seen), data
         )
 
 

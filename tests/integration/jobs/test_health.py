@@ -177,11 +177,23 @@ def test_a_check_that_cannot_run_is_failing(
         connection.execute(sa.text("SELECT * FROM no_such_table"))
         raise AssertionError("unreachable")
 
-    checks = {"broken": broken, "webhook_backlog": health.webhook_backlog}
-    result = health.run_checks(_ctx(engine, env, alerts_server), checks)
-    assert result["failing_checks"] == ["broken"]
-    (alert,) = alerts_server.alerts.values()
-    assert alert["text"].startswith("[FAILING] broken: ProgrammingError")
+    def stuck(connection: Connection, ctx: RunContext) -> health.Observation:
+        connection.execute(sa.text("SELECT pg_sleep(30)"))
+        raise AssertionError("unreachable")
+
+    checks = {
+        "broken": broken,
+        "stuck": stuck,
+        "webhook_backlog": health.webhook_backlog,
+    }
+    ctx = _ctx(engine, env, alerts_server, health_check_timeout_seconds=0.2)
+    result = health.run_checks(ctx, checks)
+    assert result["failing_checks"] == ["broken", "stuck"]
+    texts = sorted(alert["text"] for alert in alerts_server.alerts.values())
+    assert texts == [
+        '[FAILING] broken: UndefinedTable: relation "no_such_table" does not exist',
+        "[FAILING] stuck: QueryCanceled: canceling statement due to statement timeout",
+    ]
 
 
 # Tuesday 2026-11-24 05:00 WITA.
@@ -247,6 +259,12 @@ def test_missed_schedules_against_procrastinates_last_defers(
         "just_deployed",
         "never_ran",
     ]
+    (alert,) = alerts_server.alerts.values()
+    assert alert["text"] == (
+        "[FAILING] missed_schedules: 3 (limit 0); late "
+        "['b2b_session_cleanup', 'deployed_then_silent', 'faq_extraction']"
+    )
+    assert alert["data"]["details"]["late"] == details["late"]
 
 
 def test_the_job_body_reads_the_configured_schedule_source(

@@ -211,6 +211,9 @@ class Settings(BaseSettings):
         description="Statement timeout of each health check; a check that hits it "
         "is failing.",
     )
+    health_results_retention_days: int = Field(
+        default=30, ge=1, description="Days a stored health-check result is kept."
+    )
     health_dead_letters_max: int = Field(
         default=10, ge=0, description="New dead letters in the window above this fails."
     )

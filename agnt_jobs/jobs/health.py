@@ -23,6 +23,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
 from agnt_jobs import alerts, missed_ticks
+from agnt_jobs.chunked import run_chunked
 from agnt_jobs.jobs.registry import JobResult, RunContext, job
 
 logger = logging.getLogger(__name__)
@@ -306,6 +307,22 @@ def _store(ctx: RunContext, name: str, seen: Observation) -> bool:
         )
 
 
+PRUNE_RESULTS = sa.text(
+    """
+    WITH gone AS (
+        DELETE FROM health_check_results WHERE id IN (
+            SELECT id FROM health_check_results
+            WHERE checked_at < :cutoff
+            LIMIT :limit
+            FOR UPDATE SKIP LOCKED
+        )
+        RETURNING 1
+    )
+    SELECT count(*) FROM gone
+    """
+)
+
+
 def run_checks(ctx: RunContext, checks: dict[str, Check]) -> JobResult:
     failing: list[str] = []
     queued = 0
@@ -315,12 +332,21 @@ def run_checks(ctx: RunContext, checks: dict[str, Check]) -> JobResult:
         if not seen.ok:
             failing.append(name)
     delivered = alerts.deliver_pending(ctx.engine, ctx.settings)
+    retention = timedelta(days=ctx.settings.health_results_retention_days)
+    pruned = run_chunked(
+        ctx.engine,
+        PRUNE_RESULTS,
+        {"cutoff": ctx.now - retention},
+        ctx.settings.job_chunk_size,
+        "health_results_pruned",
+    )
     result: JobResult = {
         "checks": len(checks),
         "failing": len(failing),
         "failing_checks": sorted(failing),
         "alerts_queued": queued,
         **delivered,
+        "results_pruned": pruned.rows,
     }
     logger.info("health checked", extra={"action": "health_checked", **result})
     return result
@@ -333,7 +359,9 @@ def platform_health_monitor(ctx: RunContext) -> JobResult:
     dead-letter growth), store each result, and alert on each change of state.
 
     A check seen for the first time starts from ok, so a first failing result
-    alerts and a first ok one does not. Alerts go through the alerts outbox: a
+    alerts and a first ok one does not. Results older than
+    ``health_results_retention_days`` are deleted, in chunks, at the end of a run
+    (the state rows keep the current picture). Alerts go through the alerts outbox: a
     webhook outage delays them, never drops or repeats them.
     """
     return run_checks(ctx, default_checks(missed_ticks.schedule_source))

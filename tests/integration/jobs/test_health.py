@@ -65,6 +65,25 @@ def test_a_quiet_platform_is_healthy_and_every_result_is_stored(
     assert alerts_server.received == []
 
 
+def test_old_results_are_pruned(
+    engine: Engine, env: Settings, alerts_server: FakeAlerts
+) -> None:
+    now = datetime.now(UTC)
+    with engine.begin() as c:
+        c.execute(
+            sa.text(
+                "INSERT INTO health_check_results (check_name, status, checked_at) "
+                "VALUES ('queue_depth', 'ok', :old), ('queue_depth', 'ok', :kept)"
+            ),
+            {"old": now - timedelta(days=31), "kept": now - timedelta(days=29)},
+        )
+    checks = {"webhook_backlog": health.webhook_backlog}
+    result = health.run_checks(_ctx(engine, env, alerts_server, now=now), checks)
+    assert result["results_pruned"] == 1
+    with engine.connect() as c:
+        assert count(c, "health_check_results") == 2  # the kept one and this run's
+
+
 def test_alerts_only_when_a_check_changes_state(
     engine: Engine, env: Settings, alerts_server: FakeAlerts
 ) -> None:

@@ -139,6 +139,140 @@ class Settings(BaseSettings):
         "AGNT_BILLING_CURRENCY (5000 = Rp 50).",
     )
     # --- issue 6: lifecycle, housekeeping, webhooks, watchers, health ---
+    user_retention_days: int = Field(
+        default=30,
+        ge=0,
+        description="Days a soft-deleted user is kept before purge_deleted_users "
+        "hard-deletes it.",
+    )
+    b2b_session_retention_days: int = Field(
+        default=7,
+        ge=0,
+        description="Days after expiry that an uncompleted B2B onboarding session "
+        "is kept.",
+    )
+    b2b_abandon_after_hours: float = Field(
+        default=48.0,
+        gt=0,
+        description="Idle hours before an ACTIVE session is ABANDONED.",
+    )
+    memory_keep_days: int = Field(
+        default=90,
+        ge=1,
+        description="Days an unpinned memory entry may go unused before eviction.",
+    )
+    dlq_retention_days: int = Field(
+        default=7, ge=0, description="Days a resolved dead letter is kept."
+    )
+    error_log_retention_days: int = Field(
+        default=30, ge=1, description="Days an error-log row is kept."
+    )
+    delta_log_archive_weeks: int = Field(
+        default=12,
+        ge=1,
+        description="ISO weeks of fleet delta log kept in the archive.",
+    )
+    shopee_base_url: str = Field(
+        default="https://shopee.co.id", description="Base URL of Shopee's item API."
+    )
+    tokopedia_base_url: str = Field(
+        default="https://gql.tokopedia.com",
+        description="Base URL of Tokopedia's GraphQL API.",
+    )
+    lazada_base_url: str = Field(
+        default="https://www.lazada.co.id",
+        description="Base URL of Lazada's product detail API.",
+    )
+    marketplace_concurrency: int = Field(
+        default=4, ge=1, le=64, description="Requests in flight per marketplace."
+    )
+    marketplace_rate_per_second: float = Field(
+        default=2.0, gt=0, description="Requests per second per marketplace host."
+    )
+    marketplace_breaker_failures: int = Field(
+        default=5,
+        ge=1,
+        description="Consecutive retryable failures after which a run stops calling "
+        "a marketplace (its remaining watchers wait for the next run).",
+    )
+    price_watcher_claim_seconds: float = Field(
+        default=600.0,
+        gt=0,
+        description="How long a run holds a claimed watcher; a crashed run's "
+        "watchers are checked again after it.",
+    )
+    webhook_max_attempts: int = Field(
+        default=8, ge=1, description="Delivery attempts before a webhook is DEAD."
+    )
+    webhook_backoff_base_seconds: float = Field(
+        default=60.0, gt=0, description="First webhook retry delay; doubles."
+    )
+    webhook_backoff_max_seconds: float = Field(
+        default=21600.0, gt=0, description="Ceiling of the webhook retry delay."
+    )
+    webhook_disable_after_dead: int = Field(
+        default=5,
+        ge=1,
+        description="Dead deliveries in a row (no success between) that disable an "
+        "endpoint.",
+    )
+    webhook_concurrency: int = Field(
+        default=8, ge=1, le=128, description="Webhook deliveries sent at once."
+    )
+    webhook_claim_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description="How long a run holds a claimed delivery before another may "
+        "retry it.",
+    )
+    alerts_webhook_url: str | None = Field(
+        default=None,
+        description="URL the alerts (health changes, weekly DLQ report) are POSTed "
+        "to as JSON. Unset: alerts are kept queued, unsent.",
+    )
+    health_db_latency_max_ms: float = Field(
+        default=250.0, gt=0, description="Database round trip above this fails."
+    )
+    health_queue_depth_max: int = Field(
+        default=500, ge=0, description="Due jobs waiting above this fails."
+    )
+    health_oldest_job_max_seconds: float = Field(
+        default=900.0, gt=0, description="Oldest due job waiting longer fails."
+    )
+    health_failed_jobs_window_seconds: float = Field(
+        default=3600.0, gt=0, description="Window of the failed-jobs check."
+    )
+    health_failed_jobs_max: int = Field(
+        default=0, ge=0, description="Jobs failed in the window above this fails."
+    )
+    health_schedule_grace_seconds: float = Field(
+        default=600.0,
+        ge=0,
+        description="How late a schedule's tick may be deferred before it counts "
+        "as missed.",
+    )
+    health_send_backlog_max: int = Field(
+        default=200, ge=0, description="Due send-queue messages above this fails."
+    )
+    health_webhook_backlog_max: int = Field(
+        default=200, ge=0, description="Due webhook deliveries above this fails."
+    )
+    health_dead_letters_window_seconds: float = Field(
+        default=3600.0, gt=0, description="Window of the dead-letter growth check."
+    )
+    health_check_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="Statement timeout of each health check; a check that hits it "
+        "is failing.",
+    )
+    health_results_retention_days: int = Field(
+        default=30, ge=1, description="Days a stored health-check result is kept."
+    )
+    health_dead_letters_max: int = Field(
+        default=10, ge=0, description="New dead letters in the window above this fails."
+    )
+
     # --- issue 7: heavy jobs ---
     light_dreaming_window_hours: float = Field(
         default=24.0,

@@ -7,6 +7,10 @@ from agnt_jobs.jobs import internal
 # isort: split
 from agnt_jobs.jobs import api_keys, billing, fee_ledger, fees, subscriptions
 
+# --- issue 6: lifecycle, housekeeping, webhooks, watchers, health ---
+# isort: split
+from agnt_jobs.jobs import health, housekeeping, lifecycle, watchers, webhooks
+
 # --- issue 7: heavy jobs in cron/ ---
 # isort: split
 from cron import dreaming, faq_compile, graph_builder, wiki_reconcile
@@ -19,7 +23,12 @@ __all__ = [
     "fee_ledger",
     "fees",
     "graph_builder",
+    "health",
+    "housekeeping",
     "internal",
+    "lifecycle",
     "subscriptions",
+    "watchers",
+    "webhooks",
     "wiki_reconcile",
 ]

@@ -25,6 +25,12 @@ from agnt_jobs.models.api_keys import (
 from agnt_jobs.models.billing import FeeCollection, LedgerEntry, MonthlyInvoice
 
 # --- issue 6: lifecycle / housekeeping models ---
+# isort: split
+from agnt_jobs.models.health import Alert, HealthCheckResult, HealthCheckState
+from agnt_jobs.models.lifecycle import B2BSession, ReferralCode
+from agnt_jobs.models.watchers import PricePoint, PriceWatcher
+from agnt_jobs.models.webhooks import WebhookDelivery, WebhookEndpoint
+
 # --- issue 7: heavy-job models ---
 # isort: split
 from agnt_jobs.models.graph import Entity, EntityEdge
@@ -39,9 +45,11 @@ from agnt_jobs.models.wiki import FleetWikiCursor, FleetWikiPage
 
 __all__ = [
     "AgentInsight",
+    "Alert",
     "ApiKey",
     "ApiKeyDailyUsage",
     "ApiKeyUsageEvent",
+    "B2BSession",
     "Base",
     "Booking",
     "DeadLetter",
@@ -55,15 +63,22 @@ __all__ = [
     "FleetDeltaArchive",
     "FleetWikiCursor",
     "FleetWikiPage",
+    "HealthCheckResult",
+    "HealthCheckState",
     "Interaction",
     "JobRun",
     "LedgerEntry",
     "Memory",
     "MonthlyInvoice",
     "OutboundMessage",
+    "PricePoint",
+    "PriceWatcher",
+    "ReferralCode",
     "Reflection",
     "Subscription",
     "UsageBatch",
     "User",
     "Venue",
+    "WebhookDelivery",
+    "WebhookEndpoint",
 ]

@@ -32,6 +32,13 @@ class Memory(Base):
 
     __table_args__ = (
         Index("ix_memories_user_id", "user_id"),
+        # Deleting a memory (eviction, or a user's purge) checks this self-reference;
+        # without the index each delete scans the whole table.
+        Index(
+            "ix_memories_merged_into_id",
+            "merged_into_id",
+            postgresql_where=text("merged_into_id IS NOT NULL"),
+        ),
         # Eviction scans unpinned entries by last use.
         Index(
             "ix_memories_evictable",

@@ -1,0 +1,231 @@
+"""drain_webhook_retries: re-send failed outbound webhook deliveries, signed, with
+backoff, until they are DELIVERED or DEAD; an endpoint that keeps killing its
+deliveries is disabled."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Row
+
+from agnt_jobs import deadletters
+from agnt_jobs.backoff import backoff_seconds
+from agnt_jobs.clients.errors import ClientError
+from agnt_jobs.clients.webhooks import WebhookSender
+from agnt_jobs.jobs.registry import JobResult, RunContext, job
+from agnt_jobs.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+DEAD_LETTER_SOURCE = "webhook"
+GONE = 410
+
+# Due FAILED deliveries of enabled endpoints; the claim is a lease (a crashed run's
+# rows come back when it passes) and counts the attempt up front, so a delivery
+# that crashes its sender cannot retry forever.
+CLAIM_DUE = sa.text(
+    """
+    WITH due AS (
+        SELECT d.id FROM webhook_deliveries d
+        JOIN webhook_endpoints e ON e.id = d.endpoint_id
+        WHERE d.status = 'FAILED' AND d.next_attempt_at <= now()
+          AND (d.claimed_until IS NULL OR d.claimed_until < now())
+          AND e.disabled_at IS NULL
+        ORDER BY d.next_attempt_at, d.id
+        LIMIT :limit
+        FOR UPDATE OF d SKIP LOCKED
+    )
+    UPDATE webhook_deliveries d
+    SET claimed_until = now() + make_interval(secs => :lease),
+        attempts = d.attempts + 1
+    FROM due, webhook_endpoints e
+    WHERE d.id = due.id AND e.id = d.endpoint_id
+    RETURNING d.id, d.endpoint_id, d.event_type, d.payload, d.attempts,
+              d.claimed_until, e.url, e.secret
+    """
+)
+
+MARK_DELIVERED = sa.text(
+    """
+    WITH done AS (
+        UPDATE webhook_deliveries
+        SET status = 'DELIVERED', delivered_at = now(), last_status_code = :code,
+            last_error = NULL, claimed_until = NULL
+        WHERE id = :id AND claimed_until = :lease
+        RETURNING endpoint_id
+    )
+    UPDATE webhook_endpoints SET dead_count = 0
+    WHERE id IN (SELECT endpoint_id FROM done) AND dead_count <> 0
+    """
+)
+
+MARK_FAILED = sa.text(
+    """
+    UPDATE webhook_deliveries
+    SET last_error = :error, last_status_code = :code, claimed_until = NULL,
+        next_attempt_at = now() + make_interval(secs => :delay)
+    WHERE id = :id AND claimed_until = :lease
+    """
+)
+
+MARK_DEAD = sa.text(
+    """
+    UPDATE webhook_deliveries
+    SET status = 'DEAD', last_error = :error, last_status_code = :code,
+        claimed_until = NULL
+    WHERE id = :id AND claimed_until = :lease
+    RETURNING endpoint_id
+    """
+)
+
+# The endpoint's row lock serialises concurrent deaths, so the count and the
+# moment of disabling are exact; LOCK_ENDPOINT reads the state before this death.
+LOCK_ENDPOINT = sa.text(
+    "SELECT disabled_at IS NOT NULL FROM webhook_endpoints WHERE id = :endpoint_id "
+    "FOR UPDATE"
+)
+
+COUNT_DEAD = sa.text(
+    """
+    UPDATE webhook_endpoints
+    SET dead_count = dead_count + 1,
+        disabled_at = CASE WHEN disabled_at IS NULL AND dead_count + 1 >= :threshold
+                           THEN now() ELSE disabled_at END,
+        disabled_reason = CASE WHEN disabled_at IS NULL AND dead_count + 1 >= :threshold
+                               THEN :reason ELSE disabled_reason END
+    WHERE id = :endpoint_id
+    RETURNING disabled_at IS NOT NULL
+    """
+)
+
+
+def _send(sender: WebhookSender, row: Row[Any]) -> int | ClientError:
+    try:
+        return sender.deliver(
+            row.url, row.secret, row.id, row.event_type, row.payload, int(time.time())
+        )
+    except ClientError as error:
+        return error
+
+
+def _is_final(row: Row[Any], outcome: ClientError, settings: Settings) -> bool:
+    return outcome.status == GONE or row.attempts >= settings.webhook_max_attempts
+
+
+def _kill(
+    connection: Connection, row: Row[Any], error: ClientError, settings: Settings
+) -> bool:
+    """DEAD plus a dead letter, counted against the endpoint. Returns whether the
+    endpoint was disabled by this death. Only the lease holder may kill the row."""
+    params = {
+        "id": row.id,
+        "lease": row.claimed_until,
+        "error": str(error),
+        "code": error.status,
+    }
+    if connection.execute(MARK_DEAD, params).first() is None:
+        return False
+    deadletters.record(
+        connection,
+        [
+            deadletters.DeadLetter(
+                source=DEAD_LETTER_SOURCE,
+                source_id=str(row.id),
+                error_class="gone" if error.status == GONE else "exhausted",
+                error=str(error),
+                attempts=row.attempts,
+                payload={"endpoint_id": row.endpoint_id, "event": row.event_type},
+            )
+        ],
+    )
+    threshold = settings.webhook_disable_after_dead
+    params = {
+        "endpoint_id": row.endpoint_id,
+        "threshold": threshold,
+        "reason": f"{threshold} dead deliveries in a row",
+    }
+    was_disabled = connection.execute(LOCK_ENDPOINT, params).scalar_one()
+    is_disabled = connection.execute(COUNT_DEAD, params).scalar_one()
+    return is_disabled and not was_disabled
+
+
+def _record(
+    ctx: RunContext, rows: Sequence[Row[Any]], outcomes: Sequence[int | ClientError]
+) -> Counter[str]:
+    counts: Counter[str] = Counter()
+    settings = ctx.settings
+    with ctx.engine.begin() as connection:
+        for row, outcome in zip(rows, outcomes, strict=True):
+            lease = {"id": row.id, "lease": row.claimed_until}
+            if isinstance(outcome, int):
+                connection.execute(MARK_DELIVERED, {**lease, "code": outcome})
+                counts["delivered"] += 1
+            elif _is_final(row, outcome, settings):
+                if _kill(connection, row, outcome, settings):
+                    counts["endpoints_disabled"] += 1
+                    logger.warning(
+                        "webhook endpoint disabled",
+                        extra={
+                            "action": "webhook_endpoint_disabled",
+                            "endpoint_id": row.endpoint_id,
+                        },
+                    )
+                counts["dead"] += 1
+            else:
+                delay = backoff_seconds(
+                    row.attempts,
+                    settings.webhook_backoff_base_seconds,
+                    settings.webhook_backoff_max_seconds,
+                )
+                params = {**lease, "error": str(outcome), "code": outcome.status}
+                connection.execute(MARK_FAILED, {**params, "delay": delay})
+                counts["failed"] += 1
+    return counts
+
+
+@job("drain_webhook_retries")
+def drain_webhook_retries(ctx: RunContext) -> JobResult:
+    """Retry FAILED webhook deliveries whose ``next_attempt_at`` has passed, on
+    endpoints that are not disabled.
+
+    Each attempt is signed afresh (HMAC-SHA256 over ``timestamp.body`` with the
+    endpoint's secret; see ``agnt_jobs.clients.webhooks``) with the same delivery id.
+    A 2xx marks it DELIVERED and resets the endpoint's dead count. Any other answer
+    or no answer is retried after an exponential backoff; the
+    ``webhook_max_attempts``-th failure, or ``410 Gone`` at once, makes it DEAD with
+    a dead letter. ``webhook_disable_after_dead`` dead deliveries in a row (no
+    success between) disable the endpoint; its FAILED deliveries then wait, untried,
+    until an operator re-enables it.
+    """
+    settings = ctx.settings
+    totals: Counter[str] = Counter()
+    chunk = settings.webhook_concurrency * 8
+    with (
+        WebhookSender(
+            settings.http_timeout_seconds, settings.webhook_concurrency
+        ) as sender,
+        ThreadPoolExecutor(max_workers=settings.webhook_concurrency) as pool,
+    ):
+        while True:
+            with ctx.engine.begin() as connection:
+                rows = connection.execute(
+                    CLAIM_DUE,
+                    {"limit": chunk, "lease": settings.webhook_claim_seconds},
+                ).all()
+            if rows:
+                outcomes = list(pool.map(lambda row: _send(sender, row), rows))
+                totals.update(_record(ctx, rows, outcomes))
+            if len(rows) < chunk:
+                break
+    names = ("delivered", "failed", "dead", "endpoints_disabled")
+    result = {name: totals.get(name, 0) for name in names}
+    logger.info(
+        "webhook retries drained", extra={"action": "webhooks_drained", **result}
+    )
+    return result

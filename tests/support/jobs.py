@@ -1,0 +1,70 @@
+"""Running job bodies in tests: a context at a chosen instant, a count of the
+transactions a run commits, and two copies of a job started at once."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+from agnt_jobs.jobs.registry import RunContext
+from agnt_jobs.settings import Settings
+
+
+def context(
+    engine: Engine,
+    settings: Settings,
+    now: datetime | None = None,
+    tick: datetime | None = None,
+    **overrides: Any,
+) -> RunContext:
+    """A run at ``now`` (default: the wall clock) for ``tick`` (default: ``now``),
+    with settings ``overrides`` (``job_chunk_size=10``)."""
+    now = now or datetime.now(UTC)
+    if overrides:
+        settings = settings.model_copy(update=overrides)
+    return RunContext(engine=engine, settings=settings, tick=tick or now, now=now)
+
+
+@contextlib.contextmanager
+def count_commits(engine: Engine) -> Iterator[list[int]]:
+    """Counts the transactions committed on ``engine`` inside the block."""
+    commits = [0]
+
+    def on_commit(connection: Any) -> None:
+        commits[0] += 1
+
+    event.listen(engine, "commit", on_commit)
+    try:
+        yield commits
+    finally:
+        event.remove(engine, "commit", on_commit)
+
+
+def run_concurrently(body: Callable[[], Any], copies: int = 2) -> list[Any]:
+    """Start ``copies`` of ``body`` together (a barrier), return their results;
+    an exception in any copy is raised."""
+    barrier = threading.Barrier(copies)
+    results: list[Any] = [None] * copies
+    errors: list[BaseException] = []
+
+    def run(index: int) -> None:
+        barrier.wait()
+        try:
+            results[index] = body()
+        except BaseException as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(copies)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+    return results

@@ -1,0 +1,89 @@
+"""The registry as the App sees it: which declared schedules have a body (and so a
+periodic task), and that adding a body needs nothing but its registration."""
+
+from __future__ import annotations
+
+from procrastinate import PsycopgConnector
+
+from agnt_jobs import scheduling, tasks
+from agnt_jobs.app import app
+from agnt_jobs.scheduling import ZonedPeriodicTask
+from agnt_jobs.worker import AgntApp
+from periodic import DECLARED
+
+# Declared schedules whose job body is not written yet. Whoever adds a body removes
+# its id here: the test fails while a body is missing from this list or still in it.
+MISSING_BODIES = {
+    "auto_confirm_stale_bookings",
+    "b2b_session_cleanup",
+    "booking_reminders",
+    "cancel_orphaned_bookings",
+    "charge_unbilled_usage",
+    "check_price_watchers",
+    "daily_nutrition_summary",
+    "deep_dreaming",
+    "deliver_reminders",
+    "dlq_cleanup",
+    "dlq_weekly_report",
+    "drain_webhook_retries",
+    "expire_stale_referrals",
+    "faq_compilation",
+    "faq_extraction",
+    "light_dreaming",
+    "mark_abandoned_b2b_sessions",
+    "mark_completed_bookings",
+    "memory_eviction",
+    "monthly_invoice",
+    "platform_health_monitor",
+    "prune_error_logs",
+    "purge_deleted_users",
+    "rating_prompt",
+    "re_engagement",
+    "reap_stale_envelopes",
+    "rebuild_entity_graph",
+    "reconcile_fee_status",
+    "reconcile_subscription_state",
+    "reconcile_venue_compound_state",
+    "recover_stuck_bookings",
+    "reset_api_key_queries_today",
+    "retry_dispatch_failed",
+    "retry_failed_sends",
+    "retry_pending_fees",
+    "rotate_delta_log",
+    "spend_digest",
+    "sweep_orphaned_responses",
+    "venue_daily_summary",
+    "wiki_reconcile",
+}
+
+
+def test_missing_bodies_are_exactly_the_pinned_ones() -> None:
+    assert set(scheduling.missing_bodies(app)) == MISSING_BODIES
+
+
+def test_every_schedule_with_a_body_is_a_zoned_periodic_task() -> None:
+    assert list(app.schedules) == [schedule.id for schedule in DECLARED]
+    registered = app.periodic_registry.periodic_tasks
+    assert set(registered) == {
+        (id_, id_) for id_ in app.schedules if id_ not in MISSING_BODIES
+    }
+    for (task_name, periodic_id), periodic_task in registered.items():
+        assert isinstance(periodic_task, ZonedPeriodicTask)
+        assert task_name == periodic_id == periodic_task.schedule.id
+        task = app.tasks[task_name]
+        assert task.lock == task.queueing_lock == task_name
+        assert task.queue == periodic_task.schedule.queue
+
+
+def test_a_body_added_later_is_scheduled_with_no_other_change() -> None:
+    """What app.py does at import, on a fresh app: a body registered for a declared
+    id (here by hand, normally by importing its module) becomes a periodic task."""
+    fresh = AgntApp(connector=PsycopgConnector())
+    tasks.make_task(fresh, "wiki_reconcile", lambda ctx: {"pages": 0})
+    scheduling.register(fresh, DECLARED)
+    periodic_task = fresh.periodic_registry.periodic_tasks[
+        ("wiki_reconcile", "wiki_reconcile")
+    ]
+    assert periodic_task.schedule.cron == "0 5 * * 0"
+    assert fresh.tasks["wiki_reconcile"].queue == "heavy"
+    assert "wiki_reconcile" not in scheduling.missing_bodies(fresh)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from enum import StrEnum
 from functools import cached_property
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -104,11 +104,6 @@ class Schedule:
             if tick > until:
                 return
             yield tick
-
-    def period(self, when: datetime) -> timedelta:
-        """The gap between the tick after ``when`` and the one after that."""
-        first = self.next_after(when)
-        return self.next_after(first) - first
 
     def signature(self) -> dict[str, str]:
         """What a deployment must agree on for this schedule to behave the same."""

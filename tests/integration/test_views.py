@@ -3,9 +3,11 @@ job_run_audit and schedule_late_ticks, as the README documents them."""
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -123,3 +125,16 @@ async def test_an_overdue_schedule_is_listed_when_no_worker_defers_it(
         )
     late = _select(engine, "SELECT schedule_id, kind FROM schedule_late_ticks")
     assert late == [{"schedule_id": "nightly", "kind": "overdue"}]
+
+
+def test_the_readme_queries_run(engine: Engine) -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("### Auditing schedules and runs in SQL")[1].split("\n## ")[
+        0
+    ]
+    blocks = re.findall(r"```sql\n(.*?)```", section, re.S)
+    assert len(blocks) == 3
+    with engine.connect() as connection:
+        for block in blocks:
+            for statement in filter(str.strip, block.split(";")):
+                connection.exec_driver_sql(statement)

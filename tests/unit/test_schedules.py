@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -215,3 +216,11 @@ def test_policies_are_decided_per_job() -> None:
             assert BY_ID[id_].misfire is Misfire.SKIP, id_
     assert all(s.misfire is Misfire.SKIP for s in MAINTENANCE)
     assert issubclass(ScheduleError, ValueError)
+
+
+def test_the_readme_table_is_the_registry() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    rows = re.findall(r"^\| `(\w+)` \| `([^`]+)` \| (\w+) \| (\w+) \|", readme, re.M)
+    assert rows == [
+        (s.id, s.cron, str(s.misfire), s.queue) for s in (*SCHEDULES, *MAINTENANCE)
+    ]

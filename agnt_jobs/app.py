@@ -33,4 +33,8 @@ app = AgntApp(
 )
 
 tasks.register_all(app)
+# The rescuer alone takes no job lock: a worker killed while running it would leave
+# that lock held, and only the rescuer could release it. Its SQL claims jobs with
+# FOR UPDATE SKIP LOCKED, so two runs at once never handle one job.
+app.tasks["rescue_stalled_jobs"].lock = None
 scheduling.register(app, DECLARED)

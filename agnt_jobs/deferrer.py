@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from procrastinate import exceptions
-from procrastinate.periodic import MARGIN, PeriodicDeferrer
+from procrastinate.periodic import PeriodicDeferrer
 
 from agnt_jobs import misfire
 from agnt_jobs.schedule import Misfire
@@ -38,6 +38,11 @@ BACKLOG_POLL_SECONDS = 0.5
 ERROR_RETRY_SECONDS = 5.0
 # Wake at least this often, so a wall-clock change is noticed within a minute.
 MAX_SLEEP_SECONDS = 60.0
+# Sleep this much past a tick. Procrastinate oversleeps by 0.5 s so as never to
+# wake before a tick; waking early costs us only one empty pass (the tick is
+# computed from the clock and the database, not from the wake-up), so ticks are
+# deferred within tens of milliseconds.
+WAKE_MARGIN_SECONDS = 0.05
 
 
 class ScheduleDeferrer(PeriodicDeferrer):
@@ -107,7 +112,7 @@ class ScheduleDeferrer(PeriodicDeferrer):
         """Seconds to sleep: just past the soonest tick, or the backlog poll."""
         at = datetime.fromtimestamp(now, UTC)
         soonest = min(task.schedule.next_after(at) for task in self.periodic_tasks)
-        wait = (soonest - at).total_seconds() + MARGIN
+        wait = (soonest - at).total_seconds() + WAKE_MARGIN_SECONDS
         if backlog:
             wait = min(wait, BACKLOG_POLL_SECONDS)
         return max(0.0, min(wait, MAX_SLEEP_SECONDS))

@@ -110,8 +110,19 @@ def _set_enabled(engine: Engine, schedule_id: str, enabled: bool) -> datetime:
     return _db_now(engine)
 
 
+def _decided(ticks: list[sa.Row], period: timedelta) -> list[datetime]:
+    """Every tick instant the decisions cover (a missed range covers several)."""
+    instants = []
+    for tick in ticks:
+        instant = tick.missed_since or tick.tick_at
+        while instant <= tick.tick_at:
+            instants.append(instant)
+            instant += period
+    return instants
+
+
 def _assert_every_tick_decided_once(ticks: list[sa.Row], period: timedelta) -> None:
-    instants = [tick.tick_at for tick in ticks]
+    instants = _decided(ticks, period)
     assert instants == [instants[0] + i * period for i in range(len(instants))]
 
 
@@ -150,17 +161,25 @@ def test_three_workers_defer_each_tick_once_without_overlap_and_honour_pause(
         int(t.tick_at.timestamp()) for t in deferred
     ]
     assert len({t.job_id for t in deferred}) == len(deferred)
+    # Every tick decided after the pause committed is skipped, by whichever worker
+    # decided it; every tick decided before it or after the resume runs. (Half a
+    # second either side: the times are read just after each commit.)
+    margin = timedelta(seconds=0.5)
     for tick in ticks:
-        if tick.tick_at <= paused_at - SECOND or tick.tick_at > resumed_at:
+        if tick.decided_at < paused_at - margin or tick.decided_at > resumed_at:
             assert tick.outcome == "deferred", tick
-        elif paused_at < tick.tick_at < resumed_at - SECOND:
+        elif paused_at < tick.decided_at < resumed_at - margin:
             assert (tick.outcome, tick.reason) == ("skipped", "paused"), tick
+    assert any(tick.reason == "paused" for tick in ticks)
 
     overlap_ticks = _ticks(engine, "test_overlap")
     _assert_every_tick_decided_once(overlap_ticks, SECOND)
+    # A tick whose previous run still waits is skipped (at most one waits); on a
+    # loaded machine a pass can also come late enough to miss one.
     assert {(t.outcome, t.reason) for t in overlap_ticks} <= {
         ("deferred", None),
         ("skipped", "queued"),
+        ("skipped", "misfire"),
     }
     runs = _query(
         engine,
@@ -174,7 +193,13 @@ def test_three_workers_defer_each_tick_once_without_overlap_and_honour_pause(
 def test_restart_catches_up_a_catch_up_schedule_and_not_a_skip_one(
     db_url: str, engine: Engine
 ) -> None:
-    env = _env(db_url, AGNT_TEST_SCHEDULES="test_catch_up,test_skip")
+    # A small tolerance, so that even the latest tick missed by a skip schedule
+    # during the downtime is not run when the worker comes back.
+    env = _env(
+        db_url,
+        AGNT_TEST_SCHEDULES="test_catch_up,test_skip",
+        AGNT_SCHEDULE_MISFIRE_TOLERANCE_SECONDS="0.5",
+    )
     period = 2 * SECOND
     with _workers(env):
         _wait_for(
@@ -206,18 +231,17 @@ def test_restart_catches_up_a_catch_up_schedule_and_not_a_skip_one(
     assert len(caught_up) >= 2
     assert all(t.decided_at >= restarted_at for t in caught_up)
 
-    # skip: the downtime's ticks are one 'missed' record and no job.
+    # skip: every tick decided once; the downtime's recorded missed, none run.
     after = [t for t in _ticks(engine, "test_skip") if t.tick_at > last_skip]
-    missed = after[0]
-    assert (missed.outcome, missed.reason) == ("skipped", "misfire")
-    assert missed.missed_since == last_skip + period
-    assert missed.tick_at - missed.missed_since >= period  # two ticks or more
-    assert after[1].outcome == "deferred"
-    assert after[1].tick_at == missed.tick_at + period
-    skipped = range(
-        int(missed.missed_since.timestamp()), int(missed.tick_at.timestamp()) + 1
-    )
-    assert not set(_job_ticks(engine, "test_skip")) & set(skipped)
+    decided = _decided(after, period)
+    assert decided == [last_skip + (i + 1) * period for i in range(len(decided))]
+    deferred = [int(t.tick_at.timestamp()) for t in after if t.outcome == "deferred"]
+    downtime = [t for t in decided if t < restarted_at]
+    assert len(downtime) >= 2
+    assert not {int(t.timestamp()) for t in downtime} & set(deferred)
+    assert [
+        t for t in _job_ticks(engine, "test_skip") if t > last_skip.timestamp()
+    ] == (deferred)
 
 
 def test_a_sigkilled_workers_job_is_retried_by_the_rescue_schedule(
@@ -239,8 +263,13 @@ def test_a_sigkilled_workers_job_is_retried_by_the_rescue_schedule(
         )
         return rows[0][0] if rows else None
 
+    def body_started() -> bool:
+        return bool(
+            _query(engine, "SELECT 1 FROM job_runs WHERE task_name = 'test_long'")
+        )
+
     with _workers(_env(db_url, AGNT_TEST_LONG_SECONDS="60", **fast)) as [doomed]:
-        _wait_for(lambda: status() == "doing")
+        _wait_for(body_started)
         doomed.send_signal(signal.SIGKILL)
         doomed.wait(timeout=10)
     assert status() == "doing"  # nothing else will ever finish it
@@ -264,6 +293,7 @@ def test_a_sigkilled_workers_job_is_retried_by_the_rescue_schedule(
     rescues = _query(
         engine,
         "SELECT result FROM job_runs WHERE task_name = 'rescue_stalled_jobs' "
-        "AND result->>'retried' = '1'",
+        "AND (result->>'retried')::int > 0",
     )
+    # One run retried it (and maybe a rescue job the killed worker was running).
     assert len(rescues) == 1

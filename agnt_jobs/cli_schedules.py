@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 from zoneinfo import ZoneInfo
 
 import psycopg
@@ -14,6 +14,12 @@ import sqlalchemy.exc
 import typer
 
 from agnt_jobs.settings import get_settings
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
+    from agnt_jobs.control import ScheduleState
+    from agnt_jobs.worker import AgntApp
 
 schedules_cli = typer.Typer(
     help="The schedule registry: list, check, pause and resume schedules.",
@@ -28,13 +34,13 @@ def _usage(message: str) -> Exception:
     return UsageError(message)
 
 
-def _app() -> Any:
+def _app() -> AgntApp:
     from agnt_jobs.app import app
 
     return app
 
 
-def _engine() -> Any:
+def _engine() -> Engine:
     from agnt_jobs import db
 
     return db.engine()
@@ -54,7 +60,7 @@ def _parse_now(value: str | None) -> datetime:
     return parsed
 
 
-def _known(app: Any, id_: str) -> None:
+def _known(app: AgntApp, id_: str) -> None:
     from agnt_jobs import control
 
     try:
@@ -105,7 +111,7 @@ def list_(
 _HEADER = ("ID", "CRON", "ZONE", "POLICY", "ENABLED", "NEXT RUN", "LAST RUN", "BODY")
 
 
-def _cells(state: Any) -> tuple[str, ...]:
+def _cells(state: ScheduleState) -> tuple[str, ...]:
     enabled = {None: "-", True: "yes", False: "PAUSED"}[state.enabled]
     body = "yes" if state.has_body else ("MISSING" if state.in_code else "removed")
     next_run = state.next_run_at.isoformat() if state.next_run_at else "-"

@@ -1,31 +1,40 @@
-"""The one Procrastinate App. Importing it registers every task (and, through the
-schedule registry, every schedule), so the stock CLI works with nothing else:
+"""The one Procrastinate App. Importing it registers every task and every schedule,
+so the stock CLI works with nothing else:
 
     procrastinate --app=agnt_jobs.app.app worker
 """
 
 from __future__ import annotations
 
-from procrastinate import App
-
 import agnt_jobs.jobs  # noqa: F401  (registers every job body)
-from agnt_jobs import tasks
+import cron  # noqa: F401  (registers the heavy job bodies)
+from agnt_jobs import scheduling, tasks
 from agnt_jobs.connector import SettingsConnector
 from agnt_jobs.history import record_run
 from agnt_jobs.settings import get_settings
+from agnt_jobs.worker import AgntApp
+from periodic import DECLARED
 
 _settings = get_settings()
 
-app = App(
+app = AgntApp(
     connector=SettingsConnector(),
     worker_defaults={
         "concurrency": _settings.worker_concurrency,
         "shutdown_graceful_timeout": _settings.shutdown_graceful_timeout,
         "worker_middleware": [record_run],
-        # Finished jobs stay for the run history and the audit views; a
-        # maintenance job deletes them after the retention window.
+        # Finished jobs stay for the run history and the audit views; the
+        # clean_finished_jobs schedule deletes them after the retention window.
         "delete_jobs": "never",
+        # rescue_stalled_jobs and the start-up prune judge a worker dead on these.
+        "update_heartbeat_interval": _settings.worker_heartbeat_seconds,
+        "stalled_worker_timeout": _settings.stalled_worker_seconds,
     },
 )
 
 tasks.register_all(app)
+# The rescuer alone takes no job lock: a worker killed while running it would leave
+# that lock held, and only the rescuer could release it. Its SQL claims jobs with
+# FOR UPDATE SKIP LOCKED, so two runs at once never handle one job.
+app.tasks["rescue_stalled_jobs"].lock = None
+scheduling.register(app, DECLARED)

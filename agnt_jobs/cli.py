@@ -14,7 +14,7 @@ import psycopg
 import sqlalchemy.exc
 import typer
 
-from agnt_jobs import logs
+from agnt_jobs import cli_schedules, logs
 from agnt_jobs.settings import ConfigError, get_settings
 
 cli = typer.Typer(
@@ -116,9 +116,16 @@ def worker(
     app.run_worker(**options)
 
 
+cli_schedules.install(cli)
+
+
 def main() -> None:
     try:
-        cli(standalone_mode=False)
+        # Without standalone mode, click returns a command's typer.Exit code
+        # instead of raising it.
+        code = cli(standalone_mode=False)
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except typer.Exit as exit_:
         sys.exit(exit_.exit_code)
     except (ConfigError, UsageError) as error:

@@ -10,7 +10,14 @@ import functools
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "AGNT_"
@@ -48,6 +55,46 @@ class Settings(BaseSettings):
     )
     job_chunk_size: int = Field(
         default=1000, ge=1, description="Rows per transaction in set-based jobs."
+    )
+
+    # --- scheduling -----------------------------------------------------------------
+    schedule_misfire_tolerance_seconds: float = Field(
+        default=600.0,
+        gt=0,
+        description="skip schedules: how late the latest tick may still be deferred "
+        "(e.g. after a restart); older ticks are recorded as missed.",
+    )
+    schedule_catch_up_grace_seconds: float = Field(
+        default=86400.0,
+        gt=0,
+        description="catch_up schedules: missed ticks younger than this run after a "
+        "restart, oldest first; older ones are recorded missed.",
+    )
+    worker_heartbeat_seconds: float = Field(
+        default=10.0, gt=0, description="How often a worker records its heartbeat."
+    )
+    stalled_worker_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="A worker silent this long is dead: rescue_stalled_jobs retries "
+        "its running jobs. At least three heartbeats.",
+    )
+    stalled_job_max_attempts: int = Field(
+        default=3,
+        ge=1,
+        description="A job whose worker died this many times is failed, not retried.",
+    )
+    job_retention_days: float = Field(
+        default=7.0,
+        gt=0,
+        description="Finished jobs (and their events) older than this are deleted by "
+        "clean_finished_jobs.",
+    )
+    run_history_retention_days: float = Field(
+        default=30.0,
+        gt=0,
+        description="Run history (job_runs) and tick decisions (schedule_ticks) older "
+        "than this are deleted by clean_finished_jobs.",
     )
 
     # --- outbound messages: channel gateway and send queue ---------------------------
@@ -378,6 +425,18 @@ class Settings(BaseSettings):
         default="Asia/Makassar",
         description="Zone of 'today', 'this week' and of every schedule (WITA).",
     )
+
+    @field_validator("stalled_worker_seconds")
+    @classmethod
+    def _outlasts_heartbeats(cls, value: float, info: ValidationInfo) -> float:
+        # A live worker must never look dead between two heartbeats, or its running
+        # jobs would be retried beside it.
+        heartbeat = info.data.get("worker_heartbeat_seconds")
+        if heartbeat is not None and value < 3 * heartbeat:
+            raise ValueError(
+                f"must be at least 3 x AGNT_WORKER_HEARTBEAT_SECONDS ({heartbeat})"
+            )
+        return value
 
 
 def _one_line(error: ValidationError) -> str:

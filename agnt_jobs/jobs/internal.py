@@ -1,4 +1,4 @@
-"""Jobs about the job system itself."""
+"""Jobs about the job system itself: the self-check, and the maintenance duties."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import time
 
 import sqlalchemy as sa
 
+from agnt_jobs import maintenance
 from agnt_jobs.jobs.registry import JobResult, RunContext, job
 
 
@@ -17,3 +18,17 @@ def selfcheck(ctx: RunContext) -> JobResult:
     with ctx.engine.connect() as connection:
         connection.execute(sa.text("SELECT 1"))
     return {"database_ms": round((time.perf_counter() - started) * 1000, 3)}
+
+
+@job("rescue_stalled_jobs")
+def rescue_stalled_jobs(ctx: RunContext) -> JobResult:
+    """Retry the running jobs of workers that stopped heartbeating (see
+    ``agnt_jobs.maintenance``)."""
+    return maintenance.rescue_stalled_jobs(ctx.engine, ctx.settings)
+
+
+@job("clean_finished_jobs")
+def clean_finished_jobs(ctx: RunContext) -> JobResult:
+    """Delete finished jobs, their events, and history past retention (see
+    ``agnt_jobs.maintenance``)."""
+    return maintenance.clean_finished_jobs(ctx.engine, ctx.settings, ctx.now)

@@ -13,6 +13,9 @@ from agnt_jobs.models.runs import JobRun
 from agnt_jobs.models.venues import Venue
 
 # --- issue 3: scheduling models ---
+# isort: split
+from agnt_jobs.models.scheduling import ScheduleRecord, ScheduleTick, ScheduleWorker
+
 # --- issue 4: booking / A2A / messaging models ---
 # --- issue 5: billing models ---
 # isort: split
@@ -75,6 +78,9 @@ __all__ = [
     "PriceWatcher",
     "ReferralCode",
     "Reflection",
+    "ScheduleRecord",
+    "ScheduleTick",
+    "ScheduleWorker",
     "Subscription",
     "UsageBatch",
     "User",

@@ -1,0 +1,232 @@
+"""``agnt-jobs schedules ...`` and ``agnt-jobs run``: thin commands over
+``agnt_jobs.control``. Unknown ids are a one-line error with exit 2, and nothing is
+written."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Annotated
+from zoneinfo import ZoneInfo
+
+import psycopg
+import sqlalchemy.exc
+import typer
+
+from agnt_jobs.settings import get_settings
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
+    from agnt_jobs.control import ScheduleState
+    from agnt_jobs.worker import AgntApp
+
+schedules_cli = typer.Typer(
+    help="The schedule registry: list, check, pause and resume schedules.",
+    no_args_is_help=True,
+)
+
+
+def _usage(message: str) -> Exception:
+    # agnt_jobs.cli imports this module; its UsageError (exit 2) is looked up late.
+    from agnt_jobs.cli import UsageError
+
+    return UsageError(message)
+
+
+def _app() -> AgntApp:
+    from agnt_jobs.app import app
+
+    return app
+
+
+def _engine() -> Engine:
+    from agnt_jobs import db
+
+    return db.engine()
+
+
+def _parse_now(value: str | None) -> datetime:
+    if value is None:
+        return datetime.now(UTC)
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise _usage(
+            f"--now {value!r} is not ISO 8601 (e.g. 2028-02-28T23:00:00+08:00)"
+        ) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=ZoneInfo(get_settings().business_timezone))
+    return parsed
+
+
+def _known(app: AgntApp, id_: str) -> None:
+    from agnt_jobs import control
+
+    try:
+        control.declared(app, id_)
+    except control.UnknownId as error:
+        raise _usage(str(error)) from None
+
+
+@schedules_cli.command("list")
+def list_(
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON array.")] = False,
+    now: Annotated[
+        str | None,
+        typer.Option(
+            help="Compute next runs from this instant (ISO 8601; without an offset, "
+            "WITA) instead of the current time."
+        ),
+    ] = None,
+) -> None:
+    """List every schedule with its next run and last run.
+
+    Shows the trigger, zone, misfire policy, whether it is enabled, its next run
+    (ISO 8601 in its zone) and, when the database is reachable, its last run.
+    """
+    from agnt_jobs import control
+
+    at = _parse_now(now)
+    app = _app()
+    rows = None
+    try:
+        rows = control.database_rows(_engine())
+    except (sqlalchemy.exc.SQLAlchemyError, psycopg.Error) as error:
+        reason = str(getattr(error, "orig", error)).strip().splitlines()[0]
+        typer.echo(
+            f"agnt-jobs: no database state ({reason}): showing the code only", err=True
+        )
+    states = control.states(app, at, rows)
+    if as_json:
+        typer.echo(json.dumps([state.as_json() for state in states], indent=2))
+        return
+    lines = [_HEADER, *(_cells(state) for state in states)]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(_HEADER))]
+    for line in lines:
+        cells = (cell.ljust(width) for cell, width in zip(line, widths, strict=True))
+        typer.echo("  ".join(cells).rstrip())
+
+
+_HEADER = ("ID", "CRON", "ZONE", "POLICY", "ENABLED", "NEXT RUN", "LAST RUN", "BODY")
+
+
+def _cells(state: ScheduleState) -> tuple[str, ...]:
+    enabled = {None: "-", True: "yes", False: "PAUSED"}[state.enabled]
+    body = "yes" if state.has_body else ("MISSING" if state.in_code else "removed")
+    next_run = state.next_run_at.isoformat() if state.next_run_at else "-"
+    return (
+        state.id,
+        state.cron,
+        state.zone,
+        state.misfire_policy,
+        enabled,
+        next_run,
+        state.last_run_status or "-",
+        body,
+    )
+
+
+@schedules_cli.command("check")
+def check() -> None:
+    """Compare the code with the database; exit 1 if they disagree.
+
+    Disagreements: a declared schedule without a job body, a schedule the database
+    has but the code dropped, a schedule changed here but not yet deployed
+    everywhere (a live worker defers another registry).
+    """
+    from agnt_jobs import control, scheduling
+
+    app = _app()
+    engine = _engine()
+    problems = control.check(app, engine, get_settings())
+    for problem in problems:
+        typer.echo(f"{problem.kind}: {problem.message}")
+    # A schedule a deployed worker already marked removed is no disagreement any
+    # more, but it is shown: a deploy must not drop a job silently.
+    for id_, row in control.database_rows(engine).items():
+        if id_ not in app.schedules and row["removed_at"] is not None:
+            typer.echo(
+                f"removed (ok): {id_} is no longer declared; marked removed at "
+                f"{row['removed_at'].isoformat()}"
+            )
+    summary = (
+        f"{len(app.schedules)} declared, {len(scheduling.deployed(app))} with a body: "
+        f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
+    )
+    typer.echo(summary)
+    if problems:
+        raise typer.Exit(1)
+
+
+def _set_enabled(id_: str, enabled: bool) -> None:
+    from agnt_jobs import control
+
+    app = _app()
+    _known(app, id_)
+    control.set_enabled(app, _engine(), id_, enabled)
+    typer.echo(f"{id_} {'resumed' if enabled else 'paused'}")
+
+
+@schedules_cli.command("pause")
+def pause(id_: Annotated[str, typer.Argument(metavar="ID")]) -> None:
+    """Pause a schedule: its ticks are recorded as skipped, not run.
+
+    Every worker honours it from the schedule's next tick. A run already waiting
+    still runs, and 'agnt-jobs run ID' still works.
+    """
+    _set_enabled(id_, False)
+
+
+@schedules_cli.command("resume")
+def resume(id_: Annotated[str, typer.Argument(metavar="ID")]) -> None:
+    """Resume a paused schedule from its next tick (paused ticks stay skipped)."""
+    _set_enabled(id_, True)
+
+
+def run(
+    id_: Annotated[str, typer.Argument(metavar="ID", help="The job id.")],
+    wait: Annotated[
+        bool, typer.Option("--wait", help="Follow the run; exit with its status.")
+    ] = False,
+    timeout: Annotated[
+        float | None, typer.Option(min=0, help="With --wait: give up after seconds.")
+    ] = None,
+) -> None:
+    """Run job ID now; with --wait, follow it and exit with its status.
+
+    The run's tick is now. With --wait the command exits 0 if the run succeeded
+    and 1 otherwise; if a run of the job already waits, it follows that one.
+    """
+    from agnt_jobs import control
+
+    app = _app()
+    try:
+        control.job_task(app, id_)
+    except control.UnknownId as error:
+        raise _usage(str(error)) from None
+    engine = _engine()
+    try:
+        job_id = control.run_now(app, engine, id_)
+        typer.echo(f"{id_}: deferred as job {job_id}")
+    except control.AlreadyWaiting as waiting:
+        if not wait or waiting.job_id is None:
+            typer.echo(f"agnt-jobs: {waiting}; not deferring another", err=True)
+            raise typer.Exit(1) from None
+        job_id = waiting.job_id
+        typer.echo(f"{id_}: a run is already waiting (job {job_id}), following it")
+    if not wait:
+        return
+    state = control.wait_for(engine, job_id, timeout)
+    status = state["status"]
+    detail = state.get("error") or (
+        json.dumps(state["result"]) if state.get("result") is not None else ""
+    )
+    typer.echo(f"{id_}: job {job_id} {status}" + (f": {detail}" if detail else ""))
+    if status != "succeeded":
+        raise typer.Exit(1)
+
+
+def install(cli: typer.Typer) -> None:
+    cli.add_typer(schedules_cli, name="schedules")
+    cli.command("run")(run)

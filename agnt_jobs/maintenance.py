@@ -1,0 +1,133 @@
+"""The job system's maintenance duties, each a named unit with its own tests (as
+River keeps its job rescuer and job cleaner apart):
+
+- ``rescue_stalled_jobs``: a worker killed mid-job leaves the job ``doing`` forever,
+  holding its lock, so no later run of that job can start. Procrastinate's worker
+  heartbeats tell which workers are dead; their jobs go back to the queue.
+- ``clean_finished_jobs``: finished jobs and their events (3-5 rows per job), the
+  run history and the tick decisions are deleted past their retention windows.
+
+Scheduled in ``periodic/maintenance.py``; the bodies are in
+``agnt_jobs/jobs/internal.py``. All work is in chunks of ``AGNT_JOB_CHUNK_SIZE``
+rows, each chunk its own transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+import sqlalchemy.exc
+from sqlalchemy.engine import Connection, Engine
+
+from agnt_jobs import queries
+from agnt_jobs.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+SQL = queries.load("maintenance.sql")
+
+
+def rescue_stalled_jobs(engine: Engine, settings: Settings) -> dict[str, int]:
+    """Retry every running job whose worker has sent no heartbeat for
+    ``stalled_worker_seconds``; fail it instead after ``stalled_job_max_attempts``
+    lost workers, or when a newer run of the same job already waits."""
+    counts = {"retried": 0, "failed": 0}
+    while True:
+        with engine.begin() as connection:
+            stalled = (
+                connection.exec_driver_sql(
+                    SQL["stalled_jobs"],
+                    {
+                        "stalled_seconds": settings.stalled_worker_seconds,
+                        "limit": settings.job_chunk_size,
+                    },
+                )
+                .mappings()
+                .all()
+            )
+            for job in stalled:
+                outcome = _rescue(connection, dict(job), settings)
+                counts[outcome] += 1
+        if len(stalled) < settings.job_chunk_size:
+            return counts
+
+
+def _rescue(connection: Connection, job: dict, settings: Settings) -> str:
+    attempt = job["attempts"] + 1
+    connection.exec_driver_sql(
+        SQL["close_lost_run"],
+        {
+            "job_id": job["id"],
+            "attempt": attempt,
+            "error": f"WorkerLost: worker {job['worker_id']} sent no heartbeat for "
+            f"{settings.stalled_worker_seconds:g}s while running this attempt",
+        },
+    )
+    outcome = "failed"
+    if attempt < settings.stalled_job_max_attempts:
+        try:
+            with connection.begin_nested():
+                connection.exec_driver_sql(SQL["retry_job"], {"job_id": job["id"]})
+            outcome = "retried"
+        except sqlalchemy.exc.IntegrityError:
+            # Its queueing lock is taken: a newer run of the job already waits and
+            # will do this run's work, so this one ends as failed.
+            pass
+    if outcome == "failed":
+        connection.exec_driver_sql(SQL["fail_job"], {"job_id": job["id"]})
+    logger.warning(
+        f"Job {job['id']} ({job['task_name']}) lost its worker {job['worker_id']}: "
+        f"{outcome}",
+        extra={
+            "action": "stalled_job_rescued",
+            "job_id": job["id"],
+            "task_name": job["task_name"],
+            "worker_id": job["worker_id"],
+            "attempt": attempt,
+            "outcome": outcome,
+        },
+    )
+    return outcome
+
+
+def clean_finished_jobs(
+    engine: Engine, settings: Settings, now: datetime
+) -> dict[str, int]:
+    """Delete what is past its retention window, oldest first, chunk by chunk."""
+    job_cutoff = now - timedelta(days=settings.job_retention_days)
+    history_cutoff = now - timedelta(days=settings.run_history_retention_days)
+    counts = {
+        "jobs_deleted": _delete_in_chunks(
+            engine, "delete_finished_jobs", job_cutoff, settings
+        ),
+        "runs_deleted": _delete_in_chunks(
+            engine, "delete_old_runs", history_cutoff, settings
+        ),
+        "ticks_deleted": _delete_in_chunks(
+            engine, "delete_old_ticks", history_cutoff, settings
+        ),
+    }
+    with engine.begin() as connection:
+        counts["workers_deleted"] = connection.exec_driver_sql(
+            SQL["delete_gone_workers"]
+        ).rowcount
+    logger.info(
+        "retention applied",
+        extra={"action": "finished_jobs_cleaned", **counts},
+    )
+    return counts
+
+
+def _delete_in_chunks(
+    engine: Engine, query: str, cutoff: datetime, settings: Settings
+) -> int:
+    total = 0
+    while True:
+        with engine.begin() as connection:
+            deleted = connection.exec_driver_sql(
+                SQL[query], {"cutoff": cutoff, "limit": settings.job_chunk_size}
+            ).rowcount
+        total += deleted
+        if deleted < settings.job_chunk_size:
+            return total

@@ -1,0 +1,115 @@
+"""What a schedule declaration is, and the time arithmetic on it.
+
+A ``Schedule`` says when a job runs: a cron expression read as wall-clock time in its
+own zone (Asia/Makassar for every AGNT job), never in UTC, so "Mon 04:00" stays a
+Monday in WITA even though it is Sunday 20:00 UTC. ``periodic/`` holds the
+declarations; ``agnt_jobs.scheduling`` turns them into Procrastinate periodic tasks.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from functools import cached_property
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from croniter import croniter
+
+WITA = "Asia/Makassar"
+DEFAULT_QUEUE = "default"
+
+# Procrastinate stores task names, periodic ids and locks in varchar(128).
+_ID = re.compile(r"^[a-z][a-z0-9_]{0,127}$")
+
+
+class Misfire(StrEnum):
+    """What a worker does with ticks that passed while no worker was deferring.
+
+    ``skip``: only the latest tick runs, and only if it is at most the misfire
+    tolerance late; older ticks are recorded as missed. Right for jobs that sweep
+    current state, where the next run does what a missed one would have.
+
+    ``catch_up``: every missed tick younger than the catch-up grace window runs, in
+    order, one at a time; older ones are recorded as missed. Right for jobs whose
+    tick names a period of work (a day's digest, a month's invoice).
+    """
+
+    SKIP = "skip"
+    CATCH_UP = "catch_up"
+
+
+class ScheduleError(ValueError):
+    """A declaration is malformed; the message names the schedule and the field."""
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """One job's trigger. ``id`` is also the task name, the periodic id, the lock and
+    the queueing lock of the job."""
+
+    id: str
+    cron: str
+    description: str
+    misfire: Misfire = Misfire.SKIP
+    queue: str = DEFAULT_QUEUE
+    zone: str = WITA
+
+    def __post_init__(self) -> None:
+        if not _ID.match(self.id):
+            raise ScheduleError(
+                f"schedule id {self.id!r} must be lower-case letters, digits and "
+                "underscores, starting with a letter, at most 128 characters"
+            )
+        # Five fields, or six with seconds last (croniter's order); seconds are for
+        # tests, no production schedule needs them.
+        if len(self.cron.split()) not in (5, 6) or not croniter.is_valid(self.cron):
+            raise ScheduleError(f"schedule {self.id}: invalid cron {self.cron!r}")
+        try:
+            ZoneInfo(self.zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ScheduleError(
+                f"schedule {self.id}: unknown time zone {self.zone!r}"
+            ) from None
+        if not self.queue:
+            raise ScheduleError(f"schedule {self.id}: empty queue name")
+        object.__setattr__(self, "misfire", Misfire(self.misfire))
+
+    @cached_property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.zone)
+
+    def _iter(self, start: datetime) -> croniter:
+        # croniter evaluates the expression in the zone of its start time; giving it
+        # an aware datetime in our zone is what makes "0 4 * * 1" mean 04:00 WITA.
+        return croniter(self.cron, start.astimezone(self.tz))
+
+    def next_after(self, when: datetime) -> datetime:
+        """The first tick strictly after ``when`` (an aware datetime), in the zone."""
+        return self._iter(when).get_next(datetime)
+
+    def latest_at(self, when: datetime) -> datetime:
+        """The last tick at or before ``when``, in the zone."""
+        before = self._iter(when).get_prev(datetime)
+        candidate = self.next_after(before)
+        return candidate if candidate <= when else before
+
+    def ticks(self, after: datetime, until: datetime) -> Iterator[datetime]:
+        """Every tick in ``(after, until]``, oldest first, lazily."""
+        iterator = self._iter(after)
+        while True:
+            tick = iterator.get_next(datetime)
+            if tick > until:
+                return
+            yield tick
+
+    def signature(self) -> dict[str, str]:
+        """What a deployment must agree on for this schedule to behave the same."""
+        return {
+            "cron": self.cron,
+            "zone": self.zone,
+            "queue": self.queue,
+            "misfire": str(self.misfire),
+        }

@@ -1,0 +1,146 @@
+"""The schedule registry: makes each declaration in ``periodic/`` a Procrastinate
+periodic task evaluated in its own time zone, and keeps the ``schedules`` table in
+step with the deployed code.
+
+A declaration whose job body is not registered (no ``@job`` for its id) stays
+declared but gets no periodic task: it is never deferred, ``schedules list`` shows
+it, ``schedules check`` fails on it, and each worker warns about it at start. Adding
+the body later is only the import of its module in ``agnt_jobs/jobs/__init__.py``
+(or ``cron/__init__.py``).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import attr
+import croniter
+import psycopg
+from procrastinate import exceptions
+from procrastinate.periodic import PeriodicTask
+
+from agnt_jobs import queries
+from agnt_jobs.schedule import Schedule
+from agnt_jobs.settings import ConfigError
+
+if TYPE_CHECKING:
+    from agnt_jobs.worker import AgntApp
+
+logger = logging.getLogger(__name__)
+
+SQL = queries.load("scheduling.sql")
+
+
+@attr.dataclass(frozen=True)
+class ZonedPeriodicTask(PeriodicTask):
+    """Procrastinate's periodic task, plus the declaration it came from.
+
+    Our deferrer reads ``schedule``; ``croniter`` is overridden too so that
+    anything in Procrastinate that evaluates the cron does it in the zone.
+    """
+
+    schedule: Schedule
+
+    @functools.cached_property
+    def croniter(self) -> croniter.croniter:
+        return croniter.croniter(self.cron, datetime.now(self.schedule.tz))
+
+
+def register(
+    app: AgntApp, schedules: Iterable[Schedule], replace: bool = False
+) -> None:
+    """Declare ``schedules`` on ``app``; those with a job body become periodic tasks.
+
+    The task of a job is created from its body (``agnt_jobs.tasks``) before this
+    runs; the schedule gives it its queue, so a manual defer lands on the same one.
+    ``replace`` lets a test app redeclare a schedule (e.g. with a seconds cron).
+    """
+    for schedule in schedules:
+        if schedule.id in app.schedules and not replace:
+            raise exceptions.TaskAlreadyRegistered(
+                f"schedule {schedule.id!r} is declared twice"
+            )
+        app.schedules[schedule.id] = schedule
+        task = app.tasks.get(schedule.id)
+        key = (schedule.id, schedule.id)
+        app.periodic_registry.periodic_tasks.pop(key, None)
+        if task is None:
+            continue
+        task.queue = schedule.queue
+        app.periodic_registry.periodic_tasks[key] = ZonedPeriodicTask(
+            task=task,
+            cron=schedule.cron,
+            periodic_id=schedule.id,
+            configure_kwargs={},
+            schedule=schedule,
+        )
+
+
+def missing_bodies(app: AgntApp) -> list[str]:
+    """Declared schedules with no job body in this deployment, in declaration order."""
+    return [id_ for id_ in app.schedules if id_ not in app.tasks]
+
+
+def deployed(app: AgntApp) -> dict[str, dict[str, str]]:
+    """What this deployment defers: {id: signature} of the schedules with a body."""
+    return {
+        periodic_task.periodic_id: periodic_task.schedule.signature()
+        for periodic_task in app.periodic_registry.periodic_tasks.values()
+        if isinstance(periodic_task, ZonedPeriodicTask)
+    }
+
+
+def _table_rows(app: AgntApp, now: datetime) -> dict[str, list[Any]]:
+    schedules = list(app.schedules.values())
+    return {
+        "ids": [s.id for s in schedules],
+        "tasks": [s.id for s in schedules],
+        "crons": [s.cron for s in schedules],
+        "zones": [s.zone for s in schedules],
+        "queues": [s.queue for s in schedules],
+        "policies": [str(s.misfire) for s in schedules],
+        "descriptions": [s.description for s in schedules],
+        "has_body": [s.id in app.tasks for s in schedules],
+        "next_run_at": [s.next_after(now) for s in schedules],
+    }
+
+
+async def sync_table(app: AgntApp) -> list[str]:
+    """Upsert every declared schedule and mark the ones the code dropped; return the
+    ids newly marked removed. Run by each worker at start."""
+    rows = _table_rows(app, datetime.now(UTC))
+    try:
+        await app.connector.execute_query_async(SQL["upsert_schedules"], **rows)
+        removed = await app.connector.execute_query_all_async(
+            SQL["mark_removed_schedules"], ids=rows["ids"]
+        )
+    except exceptions.ConnectorException as error:
+        if isinstance(error.__cause__, psycopg.errors.UndefinedTable):
+            raise ConfigError(
+                "the database has no schedules table: run 'agnt-jobs db upgrade'"
+            ) from None
+        raise
+    removed_ids = sorted(row["id"] for row in removed)
+    missing = missing_bodies(app)
+    logger.info(
+        f"{len(rows['ids'])} schedules declared, "
+        f"{len(app.periodic_registry.periodic_tasks)} deferred by this worker",
+        extra={"action": "schedules_synced", "declared": len(rows["ids"])},
+    )
+    if missing:
+        logger.warning(
+            f"{len(missing)} declared schedules have no job body and will not run: "
+            + ", ".join(missing),
+            extra={"action": "schedule_body_missing", "schedules": missing},
+        )
+    if removed_ids:
+        logger.warning(
+            "schedules in the database but no longer declared, marked removed: "
+            + ", ".join(removed_ids),
+            extra={"action": "schedule_removed", "schedules": removed_ids},
+        )
+    return removed_ids

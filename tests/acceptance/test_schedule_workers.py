@@ -1,0 +1,299 @@
+"""Real ``procrastinate worker`` processes on one database, over real ticks of the
+seconds-level schedules of ``tests/acceptance/ticking_app.py``: each tick deferred
+once by three workers, runs of one job never overlapping, pause and resume, catch-up
+after a restart, and a SIGKILLed worker's job rescued by the maintenance schedule.
+
+No timing asserts: the tests wait for outcomes and check them in the database.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+APP = "--app=tests.acceptance.ticking_app.app"
+SECOND = timedelta(seconds=1)
+
+pytestmark = pytest.mark.slow
+
+
+def _env(db_url: str, **extra: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "AGNT_DATABASE_URL": db_url,
+        "PYTHONPATH": str(ROOT),
+        "AGNT_LOG_FORMAT": "text",
+        **extra,
+    }
+
+
+def _wait_for(predicate: Callable[[], bool], timeout: float = 40.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError("condition not met in time")
+
+
+@contextmanager
+def _workers(env: dict[str, str], count: int = 1) -> Iterator[list[subprocess.Popen]]:
+    processes = [
+        subprocess.Popen(
+            [BIN / "procrastinate", APP, "worker", f"--name=w{n}"],
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for n in range(count)
+    ]
+    try:
+        yield processes
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in processes:
+            process.wait(timeout=30)
+
+
+def _query(engine: Engine, sql: str, **params: object) -> list[sa.Row]:
+    with engine.connect() as connection:
+        return list(connection.execute(sa.text(sql), params))
+
+
+def _ticks(engine: Engine, schedule_id: str) -> list[sa.Row]:
+    return _query(
+        engine,
+        "SELECT tick_at, outcome, reason, missed_since, job_id, decided_at "
+        "FROM schedule_ticks WHERE schedule_id = :id ORDER BY tick_at",
+        id=schedule_id,
+    )
+
+
+def _job_ticks(engine: Engine, task: str) -> list[int]:
+    rows = _query(
+        engine,
+        "SELECT (args->>'timestamp')::bigint FROM procrastinate_jobs "
+        "WHERE task_name = :t ORDER BY 1",
+        t=task,
+    )
+    return [row[0] for row in rows]
+
+
+def _db_now(engine: Engine) -> datetime:
+    return _query(engine, "SELECT now()")[0][0]
+
+
+def _set_enabled(engine: Engine, schedule_id: str, enabled: bool) -> datetime:
+    """Flip the switch with plain SQL, as an operator may; the commit time."""
+    with engine.begin() as connection:
+        connection.execute(
+            sa.text("UPDATE schedules SET enabled = :e WHERE id = :id"),
+            {"e": enabled, "id": schedule_id},
+        )
+    return _db_now(engine)
+
+
+def _decided(ticks: list[sa.Row], period: timedelta) -> list[datetime]:
+    """Every tick instant the decisions cover (a missed range covers several)."""
+    instants = []
+    for tick in ticks:
+        instant = tick.missed_since or tick.tick_at
+        while instant <= tick.tick_at:
+            instants.append(instant)
+            instant += period
+    return instants
+
+
+def _assert_every_tick_decided_once(ticks: list[sa.Row], period: timedelta) -> None:
+    instants = _decided(ticks, period)
+    assert instants == [instants[0] + i * period for i in range(len(instants))]
+
+
+def test_three_workers_defer_each_tick_once_without_overlap_and_honour_pause(
+    db_url: str, engine: Engine
+) -> None:
+    env = _env(db_url, AGNT_TEST_SCHEDULES="test_tick,test_overlap")
+    with _workers(env, count=3):
+        _wait_for(lambda: len(_job_ticks(engine, "test_tick")) >= 4)
+        paused_at = _set_enabled(engine, "test_tick", False)
+        _wait_for(
+            lambda: _ticks(engine, "test_tick")[-1].tick_at > paused_at + 2 * SECOND
+        )
+        resumed_at = _set_enabled(engine, "test_tick", True)
+        _wait_for(
+            lambda: _ticks(engine, "test_tick")[-1].tick_at > resumed_at + 2 * SECOND
+        )
+        _wait_for(
+            lambda: (
+                len(
+                    _query(
+                        engine,
+                        "SELECT 1 FROM job_runs WHERE task_name = 'test_overlap' "
+                        "AND finished_at IS NOT NULL",
+                    )
+                )
+                >= 3
+            )
+        )
+
+    ticks = _ticks(engine, "test_tick")
+    _assert_every_tick_decided_once(ticks, SECOND)
+    deferred = [t for t in ticks if t.outcome == "deferred"]
+    # One job per deferred tick, none for any other tick.
+    assert _job_ticks(engine, "test_tick") == [
+        int(t.tick_at.timestamp()) for t in deferred
+    ]
+    assert len({t.job_id for t in deferred}) == len(deferred)
+    # Every tick decided after the pause committed is skipped, by whichever worker
+    # decided it; every tick decided before it or after the resume runs. (Half a
+    # second either side: the times are read just after each commit.)
+    margin = timedelta(seconds=0.5)
+    for tick in ticks:
+        if tick.decided_at < paused_at - margin or tick.decided_at > resumed_at:
+            assert tick.outcome == "deferred", tick
+        elif paused_at < tick.decided_at < resumed_at - margin:
+            assert (tick.outcome, tick.reason) == ("skipped", "paused"), tick
+    assert any(tick.reason == "paused" for tick in ticks)
+
+    overlap_ticks = _ticks(engine, "test_overlap")
+    _assert_every_tick_decided_once(overlap_ticks, SECOND)
+    # A tick whose previous run still waits is skipped (at most one waits); on a
+    # loaded machine a pass can also come late enough to miss one.
+    assert {(t.outcome, t.reason) for t in overlap_ticks} <= {
+        ("deferred", None),
+        ("skipped", "queued"),
+        ("skipped", "misfire"),
+    }
+    runs = _query(
+        engine,
+        "SELECT started_at, finished_at FROM job_runs WHERE task_name = "
+        "'test_overlap' AND finished_at IS NOT NULL ORDER BY started_at",
+    )
+    for earlier, later in itertools.pairwise(runs):
+        assert later.started_at >= earlier.finished_at
+
+
+def test_restart_catches_up_a_catch_up_schedule_and_not_a_skip_one(
+    db_url: str, engine: Engine
+) -> None:
+    # A small tolerance, so that even the latest tick missed by a skip schedule
+    # during the downtime is not run when the worker comes back.
+    env = _env(
+        db_url,
+        AGNT_TEST_SCHEDULES="test_catch_up,test_skip",
+        AGNT_SCHEDULE_MISFIRE_TOLERANCE_SECONDS="0.5",
+    )
+    period = 2 * SECOND
+    with _workers(env):
+        _wait_for(
+            lambda: (
+                len(_job_ticks(engine, "test_catch_up")) >= 2
+                and len(_job_ticks(engine, "test_skip")) >= 2
+            )
+        )
+    last_catch_up = _ticks(engine, "test_catch_up")[-1].tick_at
+    last_skip = _ticks(engine, "test_skip")[-1].tick_at
+    time.sleep(5)  # downtime: at least two ticks of each pass with no worker
+    restarted_at = _db_now(engine)
+    with _workers(env):
+        _wait_for(
+            lambda: (
+                _ticks(engine, "test_catch_up")[-1].tick_at > restarted_at + period
+                and _ticks(engine, "test_skip")[-1].tick_at > restarted_at + period
+            )
+        )
+
+    # catch_up: every tick, those of the downtime included, deferred exactly once.
+    ticks = _ticks(engine, "test_catch_up")
+    _assert_every_tick_decided_once(ticks, period)
+    assert {t.outcome for t in ticks} == {"deferred"}
+    assert _job_ticks(engine, "test_catch_up") == [
+        int(t.tick_at.timestamp()) for t in ticks
+    ]
+    caught_up = [t for t in ticks if last_catch_up < t.tick_at < restarted_at]
+    assert len(caught_up) >= 2
+    assert all(t.decided_at >= restarted_at for t in caught_up)
+
+    # skip: every tick decided once; the downtime's recorded missed, none run.
+    after = [t for t in _ticks(engine, "test_skip") if t.tick_at > last_skip]
+    decided = _decided(after, period)
+    assert decided == [last_skip + (i + 1) * period for i in range(len(decided))]
+    deferred = [int(t.tick_at.timestamp()) for t in after if t.outcome == "deferred"]
+    downtime = [t for t in decided if t < restarted_at]
+    assert len(downtime) >= 2
+    assert not {int(t.timestamp()) for t in downtime} & set(deferred)
+    assert [
+        t for t in _job_ticks(engine, "test_skip") if t > last_skip.timestamp()
+    ] == (deferred)
+
+
+def test_a_sigkilled_workers_job_is_retried_by_the_rescue_schedule(
+    db_url: str, engine: Engine
+) -> None:
+    fast = {"AGNT_WORKER_HEARTBEAT_SECONDS": "0.5", "AGNT_STALLED_WORKER_SECONDS": "2"}
+    subprocess.run(
+        [BIN / "procrastinate", APP, "defer", "test_long"],
+        env=_env(db_url),
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    )
+
+    def status() -> str | None:
+        rows = _query(
+            engine,
+            "SELECT status::text FROM procrastinate_jobs WHERE task_name = 'test_long'",
+        )
+        return rows[0][0] if rows else None
+
+    def body_started() -> bool:
+        return bool(
+            _query(engine, "SELECT 1 FROM job_runs WHERE task_name = 'test_long'")
+        )
+
+    with _workers(_env(db_url, AGNT_TEST_LONG_SECONDS="60", **fast)) as [doomed]:
+        _wait_for(body_started)
+        doomed.send_signal(signal.SIGKILL)
+        doomed.wait(timeout=10)
+    assert status() == "doing"  # nothing else will ever finish it
+
+    rescuer_env = _env(
+        db_url, AGNT_TEST_LONG_SECONDS="0.1", AGNT_TEST_FAST_RESCUE="1", **fast
+    )
+    with _workers(rescuer_env):
+        _wait_for(lambda: status() == "succeeded")
+
+    attempts = _query(
+        engine,
+        "SELECT attempt, status, error FROM job_runs WHERE task_name = 'test_long' "
+        "ORDER BY attempt",
+    )
+    assert [(a.attempt, a.status) for a in attempts] == [
+        (1, "failed"),
+        (2, "succeeded"),
+    ]
+    assert attempts[0].error.startswith("WorkerLost:")
+    rescues = _query(
+        engine,
+        "SELECT result FROM job_runs WHERE task_name = 'rescue_stalled_jobs' "
+        "AND (result->>'retried')::int > 0",
+    )
+    # One run retried it (and maybe a rescue job the killed worker was running).
+    assert len(rescues) == 1

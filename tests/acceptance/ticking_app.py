@@ -1,0 +1,63 @@
+"""The real App plus test-only schedules with a seconds field, so acceptance tests
+can watch real workers over several ticks in a few seconds. Started as
+``procrastinate --app=tests.acceptance.ticking_app.app worker``.
+
+``AGNT_TEST_SCHEDULES`` (comma-separated) picks which test schedules are declared,
+so each test's workers defer only what it watches. ``AGNT_TEST_FAST_RESCUE=1``
+redeclares the stalled-job rescuer every second.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from agnt_jobs import scheduling
+from agnt_jobs.app import app
+from agnt_jobs.jobs.registry import JobResult, RunContext, job
+from agnt_jobs.schedule import Misfire, Schedule
+from agnt_jobs.tasks import make_task
+from periodic.maintenance import MAINTENANCE
+
+
+def _sleeper(variable: str, default: str):
+    def body(ctx: RunContext) -> JobResult:
+        seconds = float(os.environ.get(variable, default))
+        time.sleep(seconds)
+        return {"slept": seconds, "tick": ctx.tick.isoformat()}
+
+    return body
+
+
+BODIES = {
+    "test_tick": _sleeper("AGNT_TEST_TICK_SECONDS", "0.05"),
+    # Longer than its one-second period: without the job lock runs would overlap.
+    "test_overlap": _sleeper("AGNT_TEST_OVERLAP_SECONDS", "1.5"),
+    "test_catch_up": _sleeper("AGNT_TEST_TICK_SECONDS", "0.05"),
+    "test_skip": _sleeper("AGNT_TEST_TICK_SECONDS", "0.05"),
+    "test_long": _sleeper("AGNT_TEST_LONG_SECONDS", "3"),
+}
+SCHEDULES = {
+    "test_tick": Schedule("test_tick", "* * * * * *", "Each second.", Misfire.CATCH_UP),
+    "test_overlap": Schedule("test_overlap", "* * * * * *", "Every second."),
+    "test_catch_up": Schedule(
+        "test_catch_up", "* * * * * */2", "Every 2 s.", Misfire.CATCH_UP
+    ),
+    "test_skip": Schedule("test_skip", "* * * * * */2", "Every 2 s."),
+}
+
+for name, body in BODIES.items():
+    job(name)(body)
+    make_task(app, name, body)
+
+wanted = [n for n in os.environ.get("AGNT_TEST_SCHEDULES", "").split(",") if n]
+scheduling.register(app, [SCHEDULES[name] for name in wanted])
+if os.environ.get("AGNT_TEST_FAST_RESCUE") == "1":
+    rescue = next(s for s in MAINTENANCE if s.id == "rescue_stalled_jobs")
+    scheduling.register(
+        app,
+        [Schedule(rescue.id, "* * * * * *", rescue.description)],
+        replace=True,
+    )
+
+__all__ = ["app"]

@@ -1,0 +1,222 @@
+"""The deferrer against a real database, with the clock in the test's hands: each
+tick decided once however many workers defer, misfire policies across a restart,
+pause and resume, and the queueing lock. Real SQL, no worker processes (the
+acceptance tests run those)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+import sqlalchemy as sa
+from procrastinate import PsycopgConnector
+from procrastinate import jobs as jobs_module
+from sqlalchemy.engine import Engine
+
+from agnt_jobs import control, scheduling, tasks
+from agnt_jobs.deferrer import ScheduleDeferrer
+from agnt_jobs.schedule import Misfire, Schedule
+from agnt_jobs.settings import Settings
+from agnt_jobs.worker import AgntApp
+
+WITA = ZoneInfo("Asia/Makassar")
+HOURLY = Schedule("hourly_sweep", "0 * * * *", "Sweep.", queue="sweeps")
+DAILY = Schedule("daily_close", "0 5 * * *", "Close the day.", Misfire.CATCH_UP)
+DeferrerFactory = Callable[[], ScheduleDeferrer]
+
+
+def at(day: int, hour: int, minute: int = 0) -> float:
+    return datetime(2026, 3, day, hour, minute, tzinfo=WITA).timestamp()
+
+
+def wita(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, WITA)
+
+
+@pytest.fixture
+async def app(db_url: str, env: Settings) -> AsyncIterator[AgntApp]:
+    """An app of our own with two schedules with bodies and one without."""
+    app = AgntApp(connector=PsycopgConnector(conninfo=db_url))
+    for schedule in (HOURLY, DAILY):
+        tasks.make_task(app, schedule.id, lambda ctx: {})
+    scheduling.register(app, [HOURLY, DAILY, Schedule("bodiless", "0 1 * * *", "")])
+    async with app.open_async():
+        await scheduling.sync_table(app)
+        yield app
+
+
+@pytest.fixture
+def deferrer(app: AgntApp, env: Settings) -> DeferrerFactory:
+    """A new deferrer each call: a worker (re)starting with nothing in memory."""
+    return lambda: ScheduleDeferrer(app=app, settings=env, worker_id=None)
+
+
+def ticks(engine: Engine, schedule_id: str) -> list[tuple]:
+    with engine.connect() as connection:
+        return [
+            tuple(row)
+            for row in connection.execute(
+                sa.text(
+                    "SELECT tick_at, outcome, reason, missed_since, job_id "
+                    "FROM schedule_ticks WHERE schedule_id = :id ORDER BY tick_at"
+                ),
+                {"id": schedule_id},
+            )
+        ]
+
+
+def jobs(engine: Engine, task: str) -> list[dict]:
+    with engine.connect() as connection:
+        return [
+            dict(row)
+            for row in connection.execute(
+                sa.text(
+                    "SELECT id, status::text, args, lock, queueing_lock, queue_name "
+                    "FROM procrastinate_jobs WHERE task_name = :t ORDER BY id"
+                ),
+                {"t": task},
+            ).mappings()
+        ]
+
+
+async def finish_waiting(app: AgntApp) -> None:
+    """What a worker does to the waiting job: start it (and end it)."""
+    worker_id = await app.job_manager.register_worker()
+    while job := await app.job_manager.fetch_job(queues=None, worker_id=worker_id):
+        await app.job_manager.finish_job(
+            job, status=jobs_module.Status.SUCCEEDED, delete_job=False
+        )
+
+
+async def test_each_tick_is_deferred_once_by_many_workers(
+    deferrer: DeferrerFactory, engine: Engine
+) -> None:
+    workers = [deferrer() for _ in range(3)]
+    for worker in workers:
+        await worker.defer_due(at(4, 10, 0) + 0.5)
+    [job] = jobs(engine, HOURLY.id)
+    assert job["args"] == {"timestamp": int(at(4, 10))}
+    assert job["lock"] == job["queueing_lock"] == HOURLY.id
+    assert job["queue_name"] == "sweeps"
+    assert ticks(engine, HOURLY.id) == [
+        (wita(at(4, 10)), "deferred", None, None, job["id"])
+    ]
+    assert jobs(engine, "bodiless") == []
+
+
+async def test_skip_after_a_restart_runs_only_the_latest_tick(
+    app: AgntApp, deferrer: DeferrerFactory, engine: Engine
+) -> None:
+    await deferrer().defer_due(at(4, 9, 0) + 0.5)
+    await finish_waiting(app)
+    # Down until 12:05: 10:00 and 11:00 are missed; 12:00 is 5 minutes late.
+    await deferrer().defer_due(at(4, 12, 5))
+    decisions = [(t[0], t[1], t[2], t[3]) for t in ticks(engine, HOURLY.id)]
+    assert decisions == [
+        (wita(at(4, 9)), "deferred", None, None),
+        (wita(at(4, 11)), "skipped", "misfire", wita(at(4, 10))),
+        (wita(at(4, 12)), "deferred", None, None),
+    ]
+
+
+async def test_catch_up_after_a_restart_runs_each_missed_tick_once_in_order(
+    app: AgntApp, deferrer: DeferrerFactory, engine: Engine
+) -> None:
+    await deferrer().defer_due(at(2, 5) + 0.5)
+    await finish_waiting(app)
+    # Down from the 2nd 05:00 to the 4th 04:30: the 3rd 05:00 is due (23.5h old).
+    restarted = deferrer()
+    assert await restarted.defer_due(at(4, 4, 30)) is False
+    # At 05:00 on the 4th the caught-up run still waits: the new tick waits too
+    # (at most one run waits), and goes as soon as the previous one started.
+    assert await restarted.defer_due(at(4, 5) + 0.5) is True
+    await finish_waiting(app)
+    assert await deferrer().defer_due(at(4, 5) + 1.0) is False
+    # A second restart repeats nothing.
+    await deferrer().defer_due(at(4, 5) + 2.0)
+    args = [job["args"]["timestamp"] for job in jobs(engine, DAILY.id)]
+    assert args == [int(at(2, 5)), int(at(3, 5)), int(at(4, 5))]
+
+
+async def test_catch_up_outside_the_grace_window_is_recorded_missed(
+    app: AgntApp, deferrer: DeferrerFactory, engine: Engine
+) -> None:
+    await deferrer().defer_due(at(1, 5) + 0.5)
+    await finish_waiting(app)
+    await deferrer().defer_due(at(4, 6))
+    assert [t[:4] for t in ticks(engine, DAILY.id)][1:] == [
+        (wita(at(3, 5)), "skipped", "misfire", wita(at(2, 5))),
+        (wita(at(4, 5)), "deferred", None, None),
+    ]
+
+
+async def test_paused_ticks_are_skipped_by_every_worker_and_not_caught_up(
+    app: AgntApp, deferrer: DeferrerFactory, engine: Engine
+) -> None:
+    await deferrer().defer_due(at(2, 5) + 0.5)
+    await finish_waiting(app)
+    control.set_enabled(app, engine, DAILY.id, False)
+    for worker in (deferrer(), deferrer()):
+        await worker.defer_due(at(3, 5) + 0.5)
+    control.set_enabled(app, engine, DAILY.id, True)
+    await deferrer().defer_due(at(3, 6))
+    await deferrer().defer_due(at(4, 5) + 0.5)
+    assert [t[:3] for t in ticks(engine, DAILY.id)] == [
+        (wita(at(2, 5)), "deferred", None),
+        (wita(at(3, 5)), "skipped", "paused"),
+        (wita(at(4, 5)), "deferred", None),
+    ]
+
+
+async def test_a_tick_while_the_previous_run_waits_is_skipped(
+    deferrer: DeferrerFactory, engine: Engine
+) -> None:
+    await deferrer().defer_due(at(4, 10) + 0.5)
+    await deferrer().defer_due(at(4, 11) + 0.5)
+    assert [t[1:3] for t in ticks(engine, HOURLY.id)] == [
+        ("deferred", None),
+        ("skipped", "queued"),
+    ]
+    assert len(jobs(engine, HOURLY.id)) == 1
+
+
+async def test_next_runs_are_written_for_sql(
+    deferrer: DeferrerFactory, engine: Engine
+) -> None:
+    await deferrer().defer_due(at(4, 10) + 0.5)
+    with engine.connect() as connection:
+        next_runs = dict(
+            connection.execute(sa.text("SELECT id, next_run_at FROM schedules")).all()
+        )
+    assert next_runs[HOURLY.id] == wita(at(4, 11))
+    assert next_runs[DAILY.id] == wita(at(5, 5))
+
+
+async def test_sync_marks_dropped_schedules_and_restores_returning_ones(
+    app: AgntApp, engine: Engine
+) -> None:
+    with engine.begin() as connection:
+        connection.execute(
+            sa.text(
+                "INSERT INTO schedules (id, task_name, cron, zone, queue, "
+                "misfire_policy, description, has_body) VALUES ('legacy', 'legacy', "
+                "'0 1 * * *', 'Asia/Makassar', 'default', 'skip', 'Old.', true)"
+            )
+        )
+    assert await scheduling.sync_table(app) == ["legacy"]
+    assert await scheduling.sync_table(app) == []
+    with engine.connect() as connection:
+        rows = {
+            id_: (removed, has_body)
+            for id_, removed, has_body in connection.execute(
+                sa.text("SELECT id, removed_at IS NOT NULL, has_body FROM schedules")
+            )
+        }
+    assert rows == {
+        "legacy": (True, True),
+        HOURLY.id: (False, True),
+        DAILY.id: (False, True),
+        "bodiless": (False, False),
+    }

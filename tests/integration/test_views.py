@@ -1,0 +1,140 @@
+"""The audit views over real deferrals and real runs: schedule_overview,
+job_run_audit and schedule_late_ticks, as the README documents them."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from procrastinate import PsycopgConnector
+from sqlalchemy.engine import Engine
+
+from agnt_jobs import control, scheduling, tasks
+from agnt_jobs.deferrer import ScheduleDeferrer
+from agnt_jobs.history import record_run
+from agnt_jobs.schedule import Schedule
+from agnt_jobs.settings import Settings
+from agnt_jobs.worker import AgntApp
+
+MINUTELY = Schedule("minutely", "* * * * *", "Each minute.")
+NIGHTLY = Schedule("nightly", "0 2 * * *", "Each night.")
+
+
+@pytest.fixture
+async def app(db_url: str, env: Settings) -> AsyncIterator[AgntApp]:
+    app = AgntApp(
+        connector=PsycopgConnector(conninfo=db_url),
+        worker_defaults={"worker_middleware": [record_run]},
+    )
+    for schedule in (MINUTELY, NIGHTLY):
+        tasks.make_task(app, schedule.id, lambda ctx: {"done": 1})
+    scheduling.register(app, [MINUTELY, NIGHTLY])
+    async with app.open_async():
+        yield app
+
+
+async def _run_waiting_jobs(app: AgntApp) -> None:
+    # The deferrer is driven by hand here: run the worker without periodic tasks.
+    registered = dict(app.periodic_registry.periodic_tasks)
+    app.periodic_registry.periodic_tasks.clear()
+    try:
+        await app.run_worker_async(wait=False, install_signal_handlers=False)
+    finally:
+        app.periodic_registry.periodic_tasks.update(registered)
+
+
+def _select(engine: Engine, sql: str, **params: object) -> list[dict]:
+    with engine.connect() as connection:
+        connection.execute(sa.text("SET agnt.late_after = '0 seconds'"))
+        return [
+            dict(row) for row in connection.execute(sa.text(sql), params).mappings()
+        ]
+
+
+async def test_views_show_schedules_runs_and_late_ticks(
+    app: AgntApp, engine: Engine, env: Settings
+) -> None:
+    await scheduling.sync_table(app)
+    now = time.time()
+    await ScheduleDeferrer(app, env, worker_id=None).defer_due(now)
+    manual_job = await app.configure_task("nightly", queueing_lock=None).defer_async()
+    await _run_waiting_jobs(app)
+    control.set_enabled(app, engine, MINUTELY.id, False)
+    await ScheduleDeferrer(app, env, worker_id=None).defer_due(now + 60)
+
+    overview = {
+        row["id"]: row for row in _select(engine, "SELECT * FROM schedule_overview")
+    }
+    minutely = overview["minutely"]
+    assert minutely["enabled"] is False
+    assert (minutely["last_tick_outcome"], minutely["last_tick_reason"]) == (
+        "skipped",
+        "paused",
+    )
+    assert minutely["last_run_status"] == "succeeded"
+    assert minutely["last_run_result"] == {"done": 1}
+    assert minutely["next_run_at"] > datetime.fromtimestamp(now + 60, UTC)
+    assert overview["nightly"]["last_tick_at"] is None
+    assert overview["nightly"]["last_run_status"] == "succeeded"
+
+    runs = {
+        row["job_name"]: row
+        for row in _select(engine, "SELECT * FROM job_run_audit ORDER BY job_id")
+    }
+    scheduled = runs["minutely"]
+    tick = MINUTELY.latest_at(datetime.fromtimestamp(now, UTC))
+    assert scheduled["trigger"] == "schedule"
+    assert scheduled["schedule_id"] == "minutely"
+    assert scheduled["scheduled_tick"] == tick
+    assert scheduled["status"] == "succeeded"
+    assert scheduled["attempts"] == 1
+    assert scheduled["deferred_at"] <= scheduled["started_at"]
+    assert scheduled["started_at"] <= scheduled["finished_at"]
+    assert scheduled["duration"] == scheduled["finished_at"] - scheduled["started_at"]
+    assert scheduled["worker_name"] == "worker"
+    assert scheduled["result"] == {"done": 1}
+    manual = runs["nightly"]
+    assert (manual["job_id"], manual["trigger"], manual["scheduled_tick"]) == (
+        manual_job,
+        "manual",
+        None,
+    )
+
+    late = _select(engine, "SELECT * FROM schedule_late_ticks ORDER BY tick_at")
+    assert [(row["schedule_id"], row["kind"]) for row in late] == [
+        ("minutely", "late"),  # started after its tick: anything is late at 0 s
+        ("minutely", "paused"),
+    ]
+
+
+async def test_an_overdue_schedule_is_listed_when_no_worker_defers_it(
+    app: AgntApp, engine: Engine
+) -> None:
+    await scheduling.sync_table(app)
+    with engine.begin() as connection:
+        connection.execute(
+            sa.text(
+                "UPDATE schedules SET next_run_at = now() - interval '1 hour' "
+                "WHERE id = 'nightly'"
+            )
+        )
+    late = _select(engine, "SELECT schedule_id, kind FROM schedule_late_ticks")
+    assert late == [{"schedule_id": "nightly", "kind": "overdue"}]
+
+
+def test_the_readme_queries_run(engine: Engine) -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("### Auditing schedules and runs in SQL")[1].split("\n## ")[
+        0
+    ]
+    blocks = re.findall(r"```sql\n(.*?)```", section, re.S)
+    assert len(blocks) == 3
+    with engine.connect() as connection:
+        for block in blocks:
+            for statement in filter(str.strip, block.split(";")):
+                connection.exec_driver_sql(statement)

@@ -140,10 +140,14 @@ def main() -> None:
         sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)
-    except Exception as error:  # click usage errors and friends
-        import click
-
-        if isinstance(error, click.ClickException):
-            error.show()
-            sys.exit(error.exit_code)
+    except Exception as error:
+        # Usage errors (unknown command, missing argument) are click exceptions;
+        # recent typer vendors its own click, so recognise them by their interface.
+        format_message = getattr(error, "format_message", None)
+        exit_code = getattr(error, "exit_code", None)
+        if callable(format_message) and isinstance(exit_code, int):
+            typer.echo(
+                f"agnt-jobs: {format_message()} Run 'agnt-jobs --help'.", err=True
+            )
+            sys.exit(exit_code)
         raise

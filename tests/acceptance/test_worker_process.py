@@ -160,3 +160,17 @@ def test_unreachable_database_is_one_line() -> None:
     assert len(lines) == 1
     assert lines[0].startswith("agnt-jobs: cannot reach the database")
     assert "secret" not in result.stderr
+
+
+def test_unknown_command_and_missing_argument_are_one_line() -> None:
+    for argv, expected in (
+        (["frobnicate"], "agnt-jobs: No such command 'frobnicate'."),
+        (["db", "downgrade"], "agnt-jobs: Missing argument 'revision'."),
+    ):
+        result = subprocess.run(
+            [BIN / "agnt-jobs", *argv], capture_output=True, text=True
+        )
+        assert result.returncode == 2
+        assert result.stderr.strip().splitlines() == [
+            f"{expected} Run 'agnt-jobs --help'."
+        ]

@@ -14,21 +14,35 @@ from agnt_jobs.models.venues import Venue
 
 # --- issue 3: scheduling models ---
 # --- issue 4: booking / A2A / messaging models ---
+# isort: split
+from agnt_jobs.models.a2a import A2AEnvelope, VenueResponse
+from agnt_jobs.models.diary import CalorieGoal, NutritionEntry, UserSpendEntry
+from agnt_jobs.models.engagement import Rating, RatingPrompt, Reminder, UserNudge
+
 # --- issue 5: billing models ---
 # --- issue 6: lifecycle / housekeeping models ---
 # --- issue 7: heavy-job models ---
 
 __all__ = [
+    "A2AEnvelope",
     "Base",
     "Booking",
+    "CalorieGoal",
     "DeadLetter",
     "ErrorLog",
     "FleetDelta",
     "FleetDeltaArchive",
     "JobRun",
     "Memory",
+    "NutritionEntry",
     "OutboundMessage",
+    "Rating",
+    "RatingPrompt",
+    "Reminder",
     "Subscription",
     "User",
+    "UserNudge",
+    "UserSpendEntry",
     "Venue",
+    "VenueResponse",
 ]

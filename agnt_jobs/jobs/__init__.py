@@ -3,4 +3,8 @@
 
 from agnt_jobs.jobs import internal
 
-__all__ = ["internal"]
+# --- issue 4: bookings, A2A, messaging jobs ---
+# isort: split
+from agnt_jobs.jobs import messaging
+
+__all__ = ["internal", "messaging"]

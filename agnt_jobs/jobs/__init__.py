@@ -5,6 +5,6 @@ from agnt_jobs.jobs import internal
 
 # --- issue 4: bookings, A2A, messaging jobs ---
 # isort: split
-from agnt_jobs.jobs import messaging
+from agnt_jobs.jobs import a2a, bookings, messaging
 
-__all__ = ["internal", "messaging"]
+__all__ = ["a2a", "bookings", "internal", "messaging"]

@@ -5,6 +5,6 @@ from agnt_jobs.jobs import internal
 
 # --- issue 4: bookings, A2A, messaging jobs ---
 # isort: split
-from agnt_jobs.jobs import a2a, bookings, messaging
+from agnt_jobs.jobs import a2a, bookings, digests, messaging, reminders
 
-__all__ = ["a2a", "bookings", "internal", "messaging"]
+__all__ = ["a2a", "bookings", "digests", "internal", "messaging", "reminders"]

@@ -242,10 +242,9 @@ RETIRE_FAILED = sa.text(
     f"""
     WITH candidates AS (
         SELECT e.id FROM a2a_envelopes AS e JOIN bookings AS b ON b.id = e.booking_id
-        WHERE e.status = 'DISPATCH_FAILED'
-          AND (e.next_attempt_at IS NULL OR e.next_attempt_at <= :now)
+        WHERE e.status = 'DISPATCH_FAILED' AND e.next_attempt_at <= :now
           AND (b.status NOT IN {WAITING} OR b.slot_start <= :now)
-        ORDER BY e.id
+        ORDER BY e.next_attempt_at, e.id
         LIMIT :limit
         FOR UPDATE OF e SKIP LOCKED
     ), retired AS (

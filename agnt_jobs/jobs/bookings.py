@@ -138,7 +138,9 @@ CANCEL_ORPHANED = sa.text(
           AND (e.status = 'EXPIRED'
                OR (e.id IS NULL AND b.status_changed_at <= :orphan_cutoff)
                OR b.slot_start <= :now)
-        ORDER BY b.id
+        -- Oldest first. Not by id: the planner would walk the whole primary key
+        -- looking for the few waiting bookings instead of using a status index.
+        ORDER BY b.status_changed_at, b.id
         LIMIT :limit
         FOR UPDATE OF b SKIP LOCKED
     ), cancelled AS (

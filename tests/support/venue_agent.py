@@ -1,4 +1,5 @@
-"""A local venue agent: accepts A2A envelopes at ``POST /a2a`` and records them.
+"""A local venue agent: accepts A2A envelopes at ``POST .../a2a`` (any venue's path,
+so one server can stand in for every venue of a data set) and records them.
 
 Like a real agent, it deduplicates on the ``Idempotency-Key`` header (a repeated
 envelope is answered 200 and not counted again). ``fail_next(n, status)`` makes the
@@ -30,7 +31,7 @@ class FakeVenueAgent(LocalServer):
         self._refusing = True
 
     def _respond(self, request: Received) -> Reply:
-        if request.method != "POST" or request.path != "/a2a":
+        if request.method != "POST" or not request.path.endswith("/a2a"):
             return Reply(404, {"error": "not found"})
         with self._lock:
             if self._failures:

@@ -129,6 +129,78 @@ class Settings(BaseSettings):
     )
 
     # --- issue 4: bookings, A2A, messaging jobs ---
+    send_pending_grace_seconds: float = Field(
+        default=120.0,
+        ge=0,
+        description="retry_failed_sends also delivers PENDING messages older than "
+        "this (left behind by a job that crashed between enqueue and delivery).",
+    )
+    reminder_lead_minutes: int = Field(
+        default=120, ge=0, description="A reminder is due this long before the slot."
+    )
+    reminder_horizon_hours: int = Field(
+        default=24, ge=1, description="Reminders are created for slots this close."
+    )
+    re_engagement_idle_days: int = Field(
+        default=14, ge=1, description="Users inactive this long get a nudge."
+    )
+    re_engagement_cooldown_days: int = Field(
+        default=28, ge=1, description="No second nudge within this many days."
+    )
+    rating_prompt_min_age_hours: float = Field(
+        default=2.0, ge=0, description="Prompt a rating this long after completion..."
+    )
+    rating_prompt_max_age_hours: float = Field(
+        default=48.0, gt=0, description="...and no later than this."
+    )
+    auto_confirm_after_minutes: int = Field(
+        default=120,
+        ge=1,
+        description="A booking the venue received but did not answer for this long "
+        "is confirmed automatically.",
+    )
+    stuck_after_minutes: int = Field(
+        default=15,
+        ge=1,
+        description="A booking between A2A states this long is recovered.",
+    )
+    orphaned_booking_after_minutes: int = Field(
+        default=60,
+        ge=1,
+        description="A waiting booking with no envelope for this long is cancelled "
+        "(recovery had its chance).",
+    )
+    orphaned_response_grace_minutes: int = Field(
+        default=15,
+        ge=0,
+        description="A venue response this old with no live booking is closed.",
+    )
+    a2a_envelope_ttl_minutes: int = Field(
+        default=60,
+        ge=1,
+        description="TTL of an envelope a job creates: PENDING past it is EXPIRED.",
+    )
+    a2a_token: SecretStr | None = Field(
+        default=None, description="Bearer token sent to venue agents, if any."
+    )
+    a2a_max_dispatch_attempts: int = Field(
+        default=5, ge=1, description="Dispatch attempts before an envelope EXPIRES."
+    )
+    a2a_backoff_base_seconds: float = Field(
+        default=60.0, gt=0, description="First re-dispatch delay; doubles per try."
+    )
+    a2a_backoff_max_seconds: float = Field(
+        default=3600.0, gt=0, description="Ceiling of the re-dispatch delay."
+    )
+    a2a_dispatch_concurrency: int = Field(
+        default=8, ge=1, le=128, description="Envelopes one job dispatches at once."
+    )
+    a2a_claim_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description="How long a dispatcher holds a claimed envelope; a crashed "
+        "dispatcher's envelopes are retried after it.",
+    )
     # --- issue 5: billing ---
     stripe_api_key: SecretStr | None = Field(
         default=None,

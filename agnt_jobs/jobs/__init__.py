@@ -3,6 +3,10 @@
 
 from agnt_jobs.jobs import internal
 
+# --- issue 4: bookings, A2A, messaging jobs ---
+# isort: split
+from agnt_jobs.jobs import a2a, bookings, digests, messaging, reminders
+
 # --- issue 5: billing and API-key jobs ---
 # isort: split
 from agnt_jobs.jobs import api_keys, billing, fee_ledger, fees, subscriptions
@@ -16,8 +20,11 @@ from agnt_jobs.jobs import health, housekeeping, lifecycle, watchers, webhooks
 from cron import dreaming, faq_compile, graph_builder, wiki_reconcile
 
 __all__ = [
+    "a2a",
     "api_keys",
     "billing",
+    "bookings",
+    "digests",
     "dreaming",
     "faq_compile",
     "fee_ledger",
@@ -27,6 +34,8 @@ __all__ = [
     "housekeeping",
     "internal",
     "lifecycle",
+    "messaging",
+    "reminders",
     "subscriptions",
     "watchers",
     "webhooks",

@@ -17,6 +17,11 @@ from agnt_jobs.models.venues import Venue
 from agnt_jobs.models.scheduling import ScheduleRecord, ScheduleTick, ScheduleWorker
 
 # --- issue 4: booking / A2A / messaging models ---
+# isort: split
+from agnt_jobs.models.a2a import A2AEnvelope, VenueResponse
+from agnt_jobs.models.diary import CalorieGoal, NutritionEntry, UserSpendEntry
+from agnt_jobs.models.engagement import Rating, RatingPrompt, Reminder, UserNudge
+
 # --- issue 5: billing models ---
 # isort: split
 from agnt_jobs.models.api_keys import (
@@ -47,6 +52,7 @@ from agnt_jobs.models.knowledge import (
 from agnt_jobs.models.wiki import FleetWikiCursor, FleetWikiPage
 
 __all__ = [
+    "A2AEnvelope",
     "AgentInsight",
     "Alert",
     "ApiKey",
@@ -55,6 +61,7 @@ __all__ = [
     "B2BSession",
     "Base",
     "Booking",
+    "CalorieGoal",
     "DeadLetter",
     "Entity",
     "EntityEdge",
@@ -73,18 +80,25 @@ __all__ = [
     "LedgerEntry",
     "Memory",
     "MonthlyInvoice",
+    "NutritionEntry",
     "OutboundMessage",
     "PricePoint",
     "PriceWatcher",
+    "Rating",
+    "RatingPrompt",
     "ReferralCode",
     "Reflection",
+    "Reminder",
     "ScheduleRecord",
     "ScheduleTick",
     "ScheduleWorker",
     "Subscription",
     "UsageBatch",
     "User",
+    "UserNudge",
+    "UserSpendEntry",
     "Venue",
+    "VenueResponse",
     "WebhookDelivery",
     "WebhookEndpoint",
 ]

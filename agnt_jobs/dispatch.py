@@ -1,0 +1,219 @@
+"""A2A dispatch: how jobs send envelopes to venue agents, the A2A twin of the outbox.
+
+``dispatch_due`` claims due envelopes with a lease (``FOR UPDATE SKIP LOCKED``, then
+``next_attempt_at`` is pushed to the end of the claim and ``attempts`` counted), POSTs
+each to its venue's agent a few at a time, and records each outcome under the claim
+it made (the row still has the attempt number it was claimed with):
+
+* accepted: DISPATCHED, and the booking moves REQUESTED -> PENDING_VENUE;
+* a retryable failure: DISPATCH_FAILED, due again after an exponential backoff;
+* a permanent failure, or the last allowed attempt: EXPIRED, plus a dead letter.
+
+Only envelopes whose booking still waits on the venue and whose slot is still ahead
+are claimed: a request about a cancelled or past booking is never sent. A dispatcher
+that crashes leaves its envelopes claimed until the lease passes; they are then sent
+again with the same ``Idempotency-Key``, which the venue agent deduplicates.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine, Row
+
+from agnt_jobs import deadletters
+from agnt_jobs.backoff import backoff_seconds
+from agnt_jobs.clients.a2a import A2AClient
+from agnt_jobs.clients.errors import ClientError, PermanentError
+from agnt_jobs.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+DEAD_LETTER_SOURCE = "a2a_dispatch"
+
+CLAIM_DUE = """
+WITH due AS (
+    SELECT e.id FROM a2a_envelopes AS e
+    JOIN bookings AS b ON b.id = e.booking_id
+    WHERE e.status = ANY(:statuses)
+      AND (e.next_attempt_at IS NULL OR e.next_attempt_at <= now())
+      AND b.status IN ('REQUESTED', 'PENDING_VENUE') AND b.slot_start > now()
+      {filters}
+    ORDER BY e.next_attempt_at NULLS FIRST, e.id
+    LIMIT :limit
+    FOR UPDATE OF e SKIP LOCKED
+)
+UPDATE a2a_envelopes AS e
+SET attempts = e.attempts + 1,
+    next_attempt_at = now() + make_interval(secs => :lease)
+FROM due, venues AS v
+WHERE e.id = due.id AND v.id = e.venue_id
+RETURNING e.id, e.booking_id, e.venue_id, e.kind, e.payload, e.expires_at,
+          e.attempts, e.status, v.agent_endpoint
+"""
+
+MARK_DISPATCHED = sa.text(
+    """
+    WITH sent AS (
+        UPDATE a2a_envelopes
+        SET status = 'DISPATCHED', dispatched_at = now(), status_changed_at = now(),
+            next_attempt_at = NULL, last_error = NULL
+        WHERE id = :id AND attempts = :attempts AND status = :status
+        RETURNING booking_id
+    )
+    , moved AS (
+        UPDATE bookings AS b SET status = 'PENDING_VENUE', status_changed_at = now()
+        FROM sent WHERE b.id = sent.booking_id AND b.status = 'REQUESTED'
+    )
+    SELECT count(*) FROM sent
+    """
+)
+
+MARK_FAILED = sa.text(
+    """
+    UPDATE a2a_envelopes
+    SET status = 'DISPATCH_FAILED', last_error = :error,
+        status_changed_at = CASE WHEN status = 'DISPATCH_FAILED'
+                                 THEN status_changed_at ELSE now() END,
+        next_attempt_at = now() + make_interval(secs => :delay)
+    WHERE id = :id AND attempts = :attempts AND status = :status
+    """
+)
+
+MARK_EXPIRED = sa.text(
+    """
+    UPDATE a2a_envelopes
+    SET status = 'EXPIRED', last_error = :error, next_attempt_at = NULL,
+        status_changed_at = now()
+    WHERE id = :id AND attempts = :attempts AND status = :status
+    RETURNING id
+    """
+)
+
+
+def envelope_body(row: Row[Any]) -> dict[str, Any]:
+    """What the venue agent receives."""
+    return {
+        "id": row.id,
+        "kind": row.kind,
+        "booking_id": row.booking_id,
+        "venue_id": row.venue_id,
+        "expires_at": row.expires_at.isoformat(),
+        "attempt": row.attempts,
+        "payload": row.payload,
+    }
+
+
+def _claim(
+    engine: Engine,
+    settings: Settings,
+    statuses: Sequence[str],
+    waiting_since: datetime | None,
+    limit: int,
+) -> list[Row[Any]]:
+    filters: list[str] = []
+    params: dict[str, Any] = {
+        "statuses": list(statuses),
+        "limit": limit,
+        "lease": settings.a2a_claim_seconds,
+    }
+    if waiting_since is not None:
+        filters.append("AND b.status_changed_at <= :waiting_since")
+        params["waiting_since"] = waiting_since
+    query = sa.text(CLAIM_DUE.format(filters=" ".join(filters)))
+    with engine.begin() as connection:
+        return list(connection.execute(query, params))
+
+
+def _send(client: A2AClient, row: Row[Any]) -> int | ClientError:
+    try:
+        return client.dispatch(row.agent_endpoint, envelope_body(row))
+    except ClientError as error:
+        return error
+
+
+def _record(
+    engine: Engine,
+    settings: Settings,
+    rows: Sequence[Row[Any]],
+    outcomes: Sequence[int | ClientError],
+) -> Counter[str]:
+    counts: Counter[str] = Counter()
+    with engine.begin() as connection:
+        letters = []
+        for row, outcome in zip(rows, outcomes, strict=True):
+            claim = {"id": row.id, "attempts": row.attempts, "status": row.status}
+            if not isinstance(outcome, ClientError):
+                held = connection.execute(MARK_DISPATCHED, claim).scalar_one()
+                counts["dispatched" if held else "claim_lost"] += 1
+            elif isinstance(outcome, PermanentError) or (
+                row.attempts >= settings.a2a_max_dispatch_attempts
+            ):
+                expired = connection.execute(
+                    MARK_EXPIRED, {**claim, "error": str(outcome)}
+                ).first()
+                if expired is None:
+                    counts["claim_lost"] += 1
+                    continue
+                counts["expired"] += 1
+                letters.append(
+                    deadletters.DeadLetter(
+                        source=DEAD_LETTER_SOURCE,
+                        source_id=str(row.id),
+                        error_class="exhausted" if outcome.retryable else "permanent",
+                        error=str(outcome),
+                        attempts=row.attempts,
+                        payload={
+                            "booking_id": row.booking_id,
+                            "venue_id": row.venue_id,
+                            "endpoint": row.agent_endpoint,
+                        },
+                    )
+                )
+            else:
+                delay = backoff_seconds(
+                    row.attempts,
+                    settings.a2a_backoff_base_seconds,
+                    settings.a2a_backoff_max_seconds,
+                )
+                params = {**claim, "error": str(outcome), "delay": delay}
+                updated = connection.execute(MARK_FAILED, params).rowcount
+                counts["dispatch_failed" if updated else "claim_lost"] += 1
+        deadletters.record(connection, letters)
+    return counts
+
+
+def dispatch_due(
+    engine: Engine,
+    settings: Settings,
+    client: A2AClient,
+    *,
+    statuses: Sequence[str],
+    waiting_since: datetime | None = None,
+) -> dict[str, int]:
+    """Dispatch every due envelope in ``statuses``, in chunks (optionally only those
+    whose booking has been in its state since ``waiting_since`` or longer).
+
+    Returns counts: ``dispatched``, ``dispatch_failed`` (to retry), ``expired``
+    (given up, dead-lettered) and, if a claim ran out mid-way, ``claim_lost``.
+    """
+    totals: Counter[str] = Counter()
+    chunk = max(settings.a2a_dispatch_concurrency * 8, 1)
+    with ThreadPoolExecutor(max_workers=settings.a2a_dispatch_concurrency) as pool:
+        while rows := _claim(engine, settings, statuses, waiting_since, chunk):
+            outcomes = list(pool.map(lambda row: _send(client, row), rows))
+            totals.update(_record(engine, settings, rows, outcomes))
+            if len(rows) < chunk:
+                break
+    names = ("dispatched", "dispatch_failed", "expired")
+    result = {name: totals.get(name, 0) for name in names}
+    if totals.get("claim_lost"):
+        result["claim_lost"] = totals["claim_lost"]
+    logger.info("envelopes dispatched", extra={"action": "a2a_dispatched", **result})
+    return result

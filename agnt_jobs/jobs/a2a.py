@@ -1,0 +1,284 @@
+"""A2A jobs: keep the envelopes we send venue agents, and the responses they send
+back, from getting stuck. Dispatching itself is ``agnt_jobs.dispatch``."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+import sqlalchemy as sa
+
+from agnt_jobs import dispatch
+from agnt_jobs.clients.a2a import A2AClient
+from agnt_jobs.jobs.common import (
+    REACHABLE,
+    SEND_QUEUE_COLUMNS,
+    deliver,
+    gateway,
+    summary,
+    until_done,
+)
+from agnt_jobs.jobs.registry import JobResult, RunContext, job
+
+logger = logging.getLogger(__name__)
+
+WAITING = "('REQUESTED', 'PENDING_VENUE')"
+
+REAP_STALE = sa.text(
+    """
+    WITH candidates AS (
+        SELECT id FROM a2a_envelopes
+        WHERE status = 'PENDING' AND expires_at <= :now
+          -- an envelope being dispatched right now is left to its dispatcher
+          AND (next_attempt_at IS NULL OR next_attempt_at <= :now)
+        ORDER BY expires_at, id
+        LIMIT :limit
+        FOR UPDATE SKIP LOCKED
+    ), expired AS (
+        UPDATE a2a_envelopes AS e
+        SET status = 'EXPIRED', status_changed_at = :now,
+            last_error = 'TTL passed before the envelope was dispatched'
+        FROM candidates AS c WHERE e.id = c.id
+        RETURNING 1
+    )
+    SELECT (SELECT count(*) FROM candidates) AS scanned,
+           (SELECT count(*) FROM expired) AS expired
+    """
+)
+
+
+@job("reap_stale_envelopes")
+def reap_stale_envelopes(ctx: RunContext) -> JobResult:
+    """PENDING envelopes past their TTL (``expires_at <= now``) become EXPIRED.
+    Their bookings are then cancelled by cancel_orphaned_bookings."""
+    counts = until_done(
+        ctx.engine, REAP_STALE, {"now": ctx.now}, ctx.settings.job_chunk_size
+    )
+    result = summary(counts, {})
+    logger.info("reaped envelopes", extra={"action": "a2a_reaped", **result})
+    return result
+
+
+SWEEP_ORPHANED = sa.text(
+    f"""
+    WITH candidates AS (
+        SELECT r.id FROM venue_responses AS r
+        LEFT JOIN bookings AS b ON b.id = r.booking_id
+        WHERE r.status = 'OPEN' AND r.received_at <= :cutoff
+          AND (b.id IS NULL OR b.status NOT IN {WAITING} OR b.venue_id <> r.venue_id)
+        ORDER BY r.received_at, r.id
+        LIMIT :limit
+        FOR UPDATE OF r SKIP LOCKED
+    ), closed AS (
+        UPDATE venue_responses AS r
+        SET status = 'CLOSED', close_reason = 'orphaned', resolved_at = :now
+        FROM candidates AS c WHERE r.id = c.id
+        RETURNING 1
+    )
+    SELECT (SELECT count(*) FROM candidates) AS scanned,
+           (SELECT count(*) FROM closed) AS closed
+    """
+)
+
+
+@job("sweep_orphaned_responses")
+def sweep_orphaned_responses(ctx: RunContext) -> JobResult:
+    """OPEN venue responses with no matching live booking become CLOSED with reason
+    ``orphaned``. No match: no booking, a booking no longer waiting on the venue
+    (already decided, cancelled, completed), or a booking at another venue. Only
+    responses older than ``orphaned_response_grace_minutes`` are judged, so one
+    that arrived a moment before its booking row was matched is not closed early."""
+    cutoff = ctx.now - timedelta(minutes=ctx.settings.orphaned_response_grace_minutes)
+    counts = until_done(
+        ctx.engine,
+        SWEEP_ORPHANED,
+        {"now": ctx.now, "cutoff": cutoff},
+        ctx.settings.job_chunk_size,
+    )
+    result = summary(counts, {})
+    logger.info("swept responses", extra={"action": "a2a_responses_swept", **result})
+    return result
+
+
+APPLY_RESPONSES = sa.text(
+    f"""
+    WITH stuck AS (
+        SELECT b.id FROM bookings AS b
+        WHERE b.status IN {WAITING}
+          AND EXISTS (
+              SELECT 1 FROM venue_responses AS r
+              WHERE r.booking_id = b.id AND r.status = 'OPEN'
+                AND r.venue_id = b.venue_id AND r.received_at <= :cutoff
+          )
+        ORDER BY b.id
+        LIMIT :limit
+        FOR UPDATE OF b SKIP LOCKED
+    ), latest AS (
+        -- The venue's last word wins; earlier open answers are superseded.
+        SELECT DISTINCT ON (r.booking_id) r.id, r.booking_id, r.envelope_id,
+               r.decision
+        FROM venue_responses AS r JOIN bookings AS b ON b.id = r.booking_id
+        WHERE r.booking_id IN (SELECT id FROM stuck) AND r.status = 'OPEN'
+          AND r.venue_id = b.venue_id
+        ORDER BY r.booking_id, r.received_at DESC, r.id DESC
+    ), decided AS (
+        UPDATE bookings AS b
+        SET status = CASE l.decision WHEN 'ACCEPT' THEN 'CONFIRMED'
+                                     ELSE 'DECLINED' END,
+            status_changed_at = :now
+        FROM latest AS l WHERE b.id = l.booking_id
+        RETURNING b.*
+    ), applied AS (
+        UPDATE venue_responses AS r SET status = 'APPLIED', resolved_at = :now
+        FROM latest AS l WHERE r.id = l.id
+        RETURNING r.id
+    ), superseded AS (
+        UPDATE venue_responses AS r
+        SET status = 'CLOSED', close_reason = 'superseded', resolved_at = :now
+        FROM stuck AS s
+        WHERE r.booking_id = s.id AND r.status = 'OPEN'
+          AND r.id NOT IN (SELECT id FROM latest)
+        RETURNING r.id
+    ), responded AS (
+        UPDATE a2a_envelopes AS e SET status = 'RESPONDED', status_changed_at = :now
+        FROM latest AS l
+        WHERE e.id = l.envelope_id AND e.status <> 'RESPONDED'
+        RETURNING e.id
+    ), queued AS (
+        INSERT INTO send_queue {SEND_QUEUE_COLUMNS}
+        SELECT 'booking_decision:' || b.id, 'booking_decision', u.id,
+               u.channel, u.channel_address,
+               CASE b.status
+                   WHEN 'CONFIRMED' THEN format(
+                       'Your booking at %s on %s for %s is confirmed.',
+                       v.name, to_char(b.slot_start AT TIME ZONE :tz,
+                                       'Dy DD Mon HH24:MI'), b.party_size)
+                   ELSE format(
+                       'Sorry: %s cannot take your booking on %s.',
+                       v.name, to_char(b.slot_start AT TIME ZONE :tz,
+                                       'Dy DD Mon HH24:MI'))
+               END
+        FROM decided AS b
+        JOIN venues AS v ON v.id = b.venue_id
+        JOIN users AS u ON u.id = b.user_id
+        WHERE {REACHABLE}
+        ON CONFLICT (idempotency_key) DO NOTHING
+        RETURNING 1
+    )
+    SELECT (SELECT count(*) FROM stuck) AS scanned,
+           (SELECT count(*) FROM applied) AS responses_applied,
+           (SELECT count(*) FROM superseded) AS responses_superseded,
+           (SELECT count(*) FROM queued) AS users_told
+    """
+)
+
+CREATE_MISSING_ENVELOPES = sa.text(
+    f"""
+    WITH candidates AS (
+        SELECT b.id, b.venue_id, b.slot_start, b.slot_end, b.party_size
+        FROM bookings AS b
+        WHERE b.status IN {WAITING}
+          AND b.status_changed_at <= :cutoff
+          AND b.slot_start > :now
+          AND NOT EXISTS (
+              SELECT 1 FROM a2a_envelopes AS e
+              WHERE e.booking_id = b.id AND e.kind = 'booking_request'
+          )
+        ORDER BY b.id
+        LIMIT :limit
+    ), created AS (
+        -- The payload carries no personal data: it outlives the user's purge.
+        INSERT INTO a2a_envelopes (booking_id, venue_id, kind, payload, expires_at)
+        SELECT id, venue_id, 'booking_request',
+               jsonb_build_object('booking_id', id, 'slot_start', slot_start,
+                                  'slot_end', slot_end, 'party_size', party_size),
+               :expires_at
+        FROM candidates
+        ON CONFLICT (booking_id, kind) DO NOTHING
+        RETURNING 1
+    )
+    SELECT (SELECT count(*) FROM candidates) AS scanned,
+           (SELECT count(*) FROM created) AS envelopes_created
+    """
+)
+
+
+@job("recover_stuck_bookings")
+def recover_stuck_bookings(ctx: RunContext) -> JobResult:
+    """Unstick bookings caught between A2A states for longer than
+    ``stuck_after_minutes``:
+
+    * a waiting booking with an OPEN response from its venue older than that: the
+      latest response is applied (ACCEPT -> CONFIRMED, DECLINE -> DECLINED), the
+      response APPLIED, any earlier open ones CLOSED as ``superseded``, the envelope
+      RESPONDED, and the user told;
+    * a waiting booking with no request envelope: one is created and dispatched to
+      the venue agent (and so is any envelope left PENDING, never dispatched, for
+      that long, e.g. by a crash between creating and dispatching it). A failed
+      dispatch is DISPATCH_FAILED, for retry_dispatch_failed.
+    """
+    client = gateway(ctx)
+    settings = ctx.settings
+    cutoff = ctx.now - timedelta(minutes=settings.stuck_after_minutes)
+    chunk = settings.job_chunk_size
+    params = {"now": ctx.now, "cutoff": cutoff, "tz": settings.business_timezone}
+    counts = until_done(ctx.engine, APPLY_RESPONSES, params, chunk)
+    expires_at = ctx.now + timedelta(minutes=settings.a2a_envelope_ttl_minutes)
+    create = {**params, "expires_at": expires_at}
+    counts.update(until_done(ctx.engine, CREATE_MISSING_ENVELOPES, create, chunk))
+    with A2AClient.from_settings(settings) as a2a:
+        # The envelopes just created, and any other never-dispatched one of a
+        # booking stuck as long; fresh bookings' envelopes are the platform's.
+        dispatched = dispatch.dispatch_due(
+            ctx.engine, settings, a2a, statuses=("PENDING",), waiting_since=cutoff
+        )
+    result = summary(counts, deliver(ctx, client, "booking_decision"))
+    result.update(dispatched)
+    logger.info("recovered", extra={"action": "bookings_recovered", **result})
+    return result
+
+
+RETIRE_FAILED = sa.text(
+    f"""
+    WITH candidates AS (
+        SELECT e.id FROM a2a_envelopes AS e JOIN bookings AS b ON b.id = e.booking_id
+        WHERE e.status = 'DISPATCH_FAILED' AND e.next_attempt_at <= :now
+          AND (b.status NOT IN {WAITING} OR b.slot_start <= :now)
+        ORDER BY e.next_attempt_at, e.id
+        LIMIT :limit
+        FOR UPDATE OF e SKIP LOCKED
+    ), retired AS (
+        UPDATE a2a_envelopes AS e
+        SET status = 'EXPIRED', status_changed_at = :now, next_attempt_at = NULL,
+            last_error = 'booking no longer waiting on the venue'
+        FROM candidates AS c WHERE e.id = c.id
+        RETURNING 1
+    )
+    SELECT (SELECT count(*) FROM candidates) AS scanned,
+           (SELECT count(*) FROM retired) AS retired
+    """
+)
+
+
+@job("retry_dispatch_failed")
+def retry_dispatch_failed(ctx: RunContext) -> JobResult:
+    """Re-dispatch DISPATCH_FAILED envelopes due for retry to their venue agent;
+    a failure backs off again; the last allowed attempt
+    (``a2a_max_dispatch_attempts``) or a permanent refusal makes the envelope
+    EXPIRED with a dead letter.
+
+    An envelope whose booking no longer waits on the venue (cancelled, decided) or
+    whose slot has started is not sent: it becomes EXPIRED (``retired``) without a
+    dead letter, since nothing was lost.
+    """
+    settings = ctx.settings
+    counts = until_done(
+        ctx.engine, RETIRE_FAILED, {"now": ctx.now}, settings.job_chunk_size
+    )
+    with A2AClient.from_settings(settings) as a2a:
+        dispatched = dispatch.dispatch_due(
+            ctx.engine, settings, a2a, statuses=("DISPATCH_FAILED",)
+        )
+    result = summary(counts, dispatched)
+    logger.info("re-dispatched", extra={"action": "a2a_redispatched", **result})
+    return result

@@ -1,0 +1,92 @@
+"""What the booking, A2A and messaging jobs share: the two ways they walk a table in
+chunks, who may be messaged, and delivering the messages a job has just queued.
+
+Every job statement returns one row of counts per chunk, always with ``scanned`` (rows
+the chunk looked at) and, for keyset walks, ``last_id`` (where the next chunk starts).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Mapping
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from agnt_jobs import outbox
+from agnt_jobs.clients.channel import ChannelGateway
+from agnt_jobs.jobs.registry import RunContext
+
+logger = logging.getLogger(__name__)
+
+# A user we may message: not deleted, agreed to service messages, has an address on
+# their channel. Use with the user aliased ``u``.
+REACHABLE = (
+    "u.deleted_at IS NULL AND u.notifications_opt_in AND u.channel_address IS NOT NULL"
+)
+
+# The columns every set-based enqueue fills, in this order.
+SEND_QUEUE_COLUMNS = "(idempotency_key, kind, user_id, channel, recipient, body)"
+
+
+def until_done(
+    engine: Engine, statement: sa.TextClause, params: Mapping[str, Any], chunk: int
+) -> Counter[str]:
+    """Run a claim-and-change statement until a chunk finds fewer than ``chunk`` rows.
+
+    For statements whose candidates stop qualifying once handled (a status changes,
+    a row is inserted), so the next run of the same statement finds the rest. Each
+    chunk is its own transaction; rows another copy holds are skipped, not waited on.
+    """
+    totals: Counter[str] = Counter()
+    while True:
+        with engine.begin() as connection:
+            row = connection.execute(statement, {**params, "limit": chunk}).one()
+        counts = row._asdict()
+        totals.update({k: v for k, v in counts.items() if k != "last_id"})
+        if counts["scanned"] < chunk:
+            return totals
+
+
+def keyset(
+    engine: Engine, statement: sa.TextClause, params: Mapping[str, Any], chunk: int
+) -> Counter[str]:
+    """Walk a table in id order, ``chunk`` ids per transaction (``:after`` is the
+    last id of the previous chunk): for passes over every venue or user, where most
+    rows need nothing and would otherwise be looked at again and again."""
+    totals: Counter[str] = Counter()
+    after = 0
+    while True:
+        with engine.begin() as connection:
+            row = connection.execute(
+                statement, {**params, "after": after, "limit": chunk}
+            ).one()
+        counts = row._asdict()
+        totals.update({k: v for k, v in counts.items() if k != "last_id"})
+        if counts["scanned"] < chunk or counts["last_id"] is None:
+            return totals
+        after = counts["last_id"]
+
+
+def gateway(ctx: RunContext) -> ChannelGateway:
+    """The channel gateway, built before a job changes anything: a job that cannot
+    send fails at once with the missing setting, having done nothing."""
+    return ChannelGateway.from_settings(ctx.settings)
+
+
+def deliver(ctx: RunContext, client: ChannelGateway, *kinds: str) -> dict[str, int]:
+    """Deliver the PENDING messages of ``kinds``: the ones this run queued, and any
+    an earlier run queued and crashed before sending. FAILED ones are left to
+    retry_failed_sends and its backoff."""
+    return outbox.deliver_due(
+        ctx.engine, ctx.settings, client, statuses=("PENDING",), kinds=kinds
+    )
+
+
+def summary(counts: Mapping[str, int], delivery: Mapping[str, int]) -> dict[str, int]:
+    """The job's result: its own counts (without ``scanned``) and the delivery's."""
+    result = {k: int(v) for k, v in counts.items() if k != "scanned"}
+    result.update(delivery)
+    return result

@@ -1,0 +1,133 @@
+"""Daily digests of what users logged with their agent: yesterday's spending (09:00)
+and today's calories against their goal (21:00). Each is one message per user per
+WITA date (key ``{kind}:{user id}:{date}``), only to users with something logged.
+
+Both walk users in id order and sum each user's day through the
+``(user_id, <time>)`` index: every chunk costs its users' lookups, never a scan of
+the whole day's entries per chunk.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import sqlalchemy as sa
+
+from agnt_jobs import timeutil
+from agnt_jobs.jobs.common import (
+    REACHABLE,
+    SEND_QUEUE_COLUMNS,
+    deliver,
+    gateway,
+    keyset,
+    summary,
+)
+from agnt_jobs.jobs.registry import JobResult, RunContext, job
+
+logger = logging.getLogger(__name__)
+
+SPEND_DIGEST = sa.text(
+    f"""
+    WITH chunk AS (
+        SELECT id FROM users WHERE id > :after ORDER BY id LIMIT :limit
+    ), spent AS (
+        SELECT u.id, u.channel, u.channel_address, t.entries, t.totals
+        FROM chunk JOIN users AS u ON u.id = chunk.id
+        CROSS JOIN LATERAL (
+            SELECT sum(n) AS entries,
+                   string_agg(currency || ' ' ||
+                              to_char(total, 'FM999G999G999G990D00'), ' + '
+                              ORDER BY currency) AS totals
+            FROM (
+                SELECT currency, count(*) AS n, sum(amount) AS total
+                FROM user_spend_entries AS e
+                WHERE e.user_id = u.id AND e.spent_at >= :start AND e.spent_at < :end
+                GROUP BY currency
+            ) AS per_currency
+        ) AS t
+        WHERE t.entries > 0 AND {REACHABLE}
+    ), queued AS (
+        INSERT INTO send_queue {SEND_QUEUE_COLUMNS}
+        SELECT 'spend_digest:' || s.id || ':' || :day, 'spend_digest', s.id,
+               s.channel, s.channel_address,
+               format('Your spending on %s: %s across %s entries.',
+                      CAST(:day AS text), s.totals, s.entries)
+        FROM spent AS s
+        ON CONFLICT (idempotency_key) DO NOTHING
+        RETURNING 1
+    )
+    SELECT (SELECT count(*) FROM chunk) AS scanned,
+           (SELECT max(id) FROM chunk) AS last_id,
+           (SELECT count(*) FROM queued) AS digests_queued
+    """
+)
+
+
+@job("spend_digest")
+def spend_digest(ctx: RunContext) -> JobResult:
+    """Yesterday's (the WITA day before the tick's) spending per user, one digest per
+    user per date, only to users with at least one entry that day who can be
+    messaged. Amounts are summed per currency, never converted."""
+    client = gateway(ctx)
+    settings = ctx.settings
+    day = timeutil.day(ctx.tick, timeutil.zone(settings.business_timezone), -1)
+    params = {"start": day.start, "end": day.end, "day": day.label}
+    counts = keyset(ctx.engine, SPEND_DIGEST, params, settings.job_chunk_size)
+    result = summary(counts, deliver(ctx, client, "spend_digest"))
+    result["date"] = day.label
+    logger.info("spend digests", extra={"action": "spend_digests_sent", **result})
+    return result
+
+
+NUTRITION_SUMMARY = sa.text(
+    f"""
+    WITH chunk AS (
+        SELECT id FROM users WHERE id > :after ORDER BY id LIMIT :limit
+    ), eaten AS (
+        SELECT u.id, u.channel, u.channel_address, t.entries, t.calories,
+               g.daily_calories AS goal
+        FROM chunk JOIN users AS u ON u.id = chunk.id
+        CROSS JOIN LATERAL (
+            SELECT count(*) AS entries, sum(calories) AS calories
+            FROM nutrition_entries AS e
+            WHERE e.user_id = u.id AND e.eaten_at >= :start AND e.eaten_at < :end
+        ) AS t
+        LEFT JOIN calorie_goals AS g ON g.user_id = u.id
+        WHERE t.entries > 0 AND {REACHABLE}
+    ), queued AS (
+        INSERT INTO send_queue {SEND_QUEUE_COLUMNS}
+        SELECT 'nutrition:' || e.id || ':' || :day, 'daily_nutrition_summary', e.id,
+               e.channel, e.channel_address,
+               format('Today (%s) you logged %s kcal in %s entries%s.',
+                      CAST(:day AS text), e.calories, e.entries,
+                      CASE WHEN e.goal IS NULL THEN ''
+                           WHEN e.calories <= e.goal
+                               THEN format(': %s kcal under your %s kcal goal',
+                                           e.goal - e.calories, e.goal)
+                           ELSE format(': %s kcal over your %s kcal goal',
+                                       e.calories - e.goal, e.goal) END)
+        FROM eaten AS e
+        ON CONFLICT (idempotency_key) DO NOTHING
+        RETURNING 1
+    )
+    SELECT (SELECT count(*) FROM chunk) AS scanned,
+           (SELECT max(id) FROM chunk) AS last_id,
+           (SELECT count(*) FROM queued) AS summaries_queued
+    """
+)
+
+
+@job("daily_nutrition_summary")
+def daily_nutrition_summary(ctx: RunContext) -> JobResult:
+    """Today's (the tick's WITA date) calorie total against the user's goal, once per
+    user per date, only to users who logged food that day and can be messaged. A
+    user with no goal gets the total alone."""
+    client = gateway(ctx)
+    settings = ctx.settings
+    day = timeutil.day(ctx.tick, timeutil.zone(settings.business_timezone))
+    params = {"start": day.start, "end": day.end, "day": day.label}
+    counts = keyset(ctx.engine, NUTRITION_SUMMARY, params, settings.job_chunk_size)
+    result = summary(counts, deliver(ctx, client, "daily_nutrition_summary"))
+    result["date"] = day.label
+    logger.info("nutrition summaries", extra={"action": "nutrition_sent", **result})
+    return result

@@ -1,0 +1,151 @@
+"""Daily digests against a real Postgres and a local channel gateway: spend_digest
+(yesterday, WITA) and daily_nutrition_summary (today, WITA)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from sqlalchemy.engine import Engine
+
+from tests.support import bookings_data as data
+from tests.support.bookings_data import Crash, crash_on, run
+from tests.support.http_peers import FakeChannelGateway
+
+M, D = timedelta(minutes=1), timedelta(days=1)
+
+# 09:00 WITA on 2026-11-25; yesterday (WITA) is [2026-11-23 16:00Z, 2026-11-24 16:00Z).
+MORNING = datetime(2026, 11, 25, 1, 0, tzinfo=UTC)
+YESTERDAY = datetime(2026, 11, 23, 16, 0, tzinfo=UTC)
+TODAY = YESTERDAY + D
+# 21:00 WITA on 2026-11-25, whose WITA day starts at TODAY.
+EVENING = datetime(2026, 11, 25, 13, 0, tzinfo=UTC)
+
+
+def _spend(
+    engine: Engine, user: int, amount: str, at: datetime, cur: str = "IDR"
+) -> None:
+    data.insert(
+        engine,
+        "user_spend_entries",
+        user_id=user,
+        amount=Decimal(amount),
+        currency=cur,
+        spent_at=at,
+    )
+
+
+def _eat(engine: Engine, user: int, calories: int, at: datetime) -> None:
+    data.insert(
+        engine,
+        "nutrition_entries",
+        user_id=user,
+        calories=calories,
+        eaten_at=at,
+        description="nasi goreng",
+    )
+
+
+# --- spend_digest ---------------------------------------------------------------------
+
+
+def test_spend_digest_sums_yesterday_per_currency_once(
+    engine: Engine, gateway: FakeChannelGateway
+) -> None:
+    spender, edges_only, muted = (
+        data.user(engine),
+        data.user(engine),
+        data.user(engine, notifications_opt_in=False),
+    )
+    data.user(engine)  # spent nothing
+    _spend(engine, spender, "50000", YESTERDAY)
+    _spend(engine, spender, "25000.50", TODAY - M)
+    _spend(engine, spender, "12", YESTERDAY + 3 * M, cur="USD")
+    _spend(engine, spender, "999", TODAY)  # today: tomorrow's digest
+    _spend(engine, edges_only, "999", YESTERDAY - M)  # the day before
+    _spend(engine, edges_only, "999", TODAY)
+    _spend(engine, muted, "10000", YESTERDAY + M)
+
+    result = run("spend_digest", engine, tick=MORNING)
+
+    assert (result["digests_queued"], result["date"]) == (1, "2026-11-24")
+    assert gateway.delivered[f"spend_digest:{spender}:2026-11-24"]["text"] == (
+        "Your spending on 2026-11-24: IDR 75,000.50 + USD 12.00 across 3 entries."
+    )
+    late = run("spend_digest", engine, tick=MORNING, now=MORNING + 5 * 60 * M)
+    assert (late["digests_queued"], late["sent"]) == (0, 0)
+    # The next morning covers 2026-11-25 WITA: both users who spent on it.
+    assert run("spend_digest", engine, tick=MORNING + D)["digests_queued"] == 2
+    assert len(gateway.received) == 3
+
+
+def test_spend_digest_crash_outage_and_two_copies(
+    engine: Engine, gateway: FakeChannelGateway
+) -> None:
+    users = [data.user(engine) for _ in range(25)]
+    for u in users:
+        _spend(engine, u, "1000", YESTERDAY + D / 2)
+    with crash_on(engine, "'spend_digest:'", after=1), pytest.raises(Crash):
+        run("spend_digest", engine, tick=MORNING, job_chunk_size=5)
+    gateway.fail_next(3)
+    results = data.run_at_once("spend_digest", engine, tick=MORNING, job_chunk_size=3)
+    assert data.total(results, "digests_queued") == 20
+    assert data.total(results, "failed") == 3
+    data.make_sends_due(engine)
+    assert run("retry_failed_sends", engine)["sent"] == 3
+    assert sorted(gateway.delivered) == sorted(
+        f"spend_digest:{u}:2026-11-24" for u in users
+    )
+    assert len(gateway.received) == 28
+
+
+# --- daily_nutrition_summary ----------------------------------------------------------
+
+
+def test_nutrition_summary_compares_today_with_the_goal(
+    engine: Engine, gateway: FakeChannelGateway
+) -> None:
+    under, over, no_goal, ate_yesterday = (data.user(engine) for _ in range(4))
+    for u, goal in ((under, 2000), (over, 1800), (ate_yesterday, 2000)):
+        data.insert(engine, "calorie_goals", user_id=u, daily_calories=goal)
+    _eat(engine, under, 1200, TODAY)
+    _eat(engine, under, 650, TODAY + 10 * 60 * M)
+    _eat(engine, over, 2100, TODAY + D - M)
+    _eat(engine, no_goal, 900, TODAY + 60 * M)
+    _eat(engine, ate_yesterday, 900, TODAY - M)
+    _eat(engine, ate_yesterday, 900, TODAY + D)  # tomorrow, WITA
+
+    result = run("daily_nutrition_summary", engine, tick=EVENING)
+
+    assert (result["summaries_queued"], result["date"]) == (3, "2026-11-25")
+    text = {k.split(":")[1]: v["text"] for k, v in gateway.delivered.items()}
+    assert text[str(under)] == (
+        "Today (2026-11-25) you logged 1850 kcal in 2 entries: "
+        "150 kcal under your 2000 kcal goal."
+    )
+    assert text[str(over)].endswith(": 300 kcal over your 1800 kcal goal.")
+    assert text[str(no_goal)] == "Today (2026-11-25) you logged 900 kcal in 1 entries."
+    again = run("daily_nutrition_summary", engine, tick=EVENING)
+    assert (again["summaries_queued"], again["sent"]) == (0, 0)
+    assert len(gateway.received) == 3
+
+
+def test_nutrition_summary_crash_outage_and_two_copies(
+    engine: Engine, gateway: FakeChannelGateway
+) -> None:
+    users = [data.user(engine) for _ in range(25)]
+    for u in users:
+        _eat(engine, u, 500, TODAY + D / 2)
+    with crash_on(engine, data.DELIVERY), pytest.raises(Crash):
+        run("daily_nutrition_summary", engine, tick=EVENING, job_chunk_size=5)
+    assert data.scalar(engine, "SELECT count(*) FROM send_queue") == 25
+    gateway.fail_next(2)
+    results = data.run_at_once(
+        "daily_nutrition_summary", engine, tick=EVENING, job_chunk_size=3
+    )
+    assert data.total(results, "summaries_queued") == 0
+    assert (data.total(results, "sent"), data.total(results, "failed")) == (23, 2)
+    data.make_sends_due(engine)
+    assert run("retry_failed_sends", engine)["sent"] == 2
+    assert len(gateway.delivered) == 25 and len(gateway.received) == 27

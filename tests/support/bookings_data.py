@@ -1,0 +1,222 @@
+"""Builders for the booking, A2A and messaging tests: rows inserted with plain SQL,
+times relative to an instant the test chooses, and helpers to run a job body the way
+the worker does (directly, with a RunContext), several at once, or crashing mid-way.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+import agnt_jobs.jobs  # noqa: F401  (registers every body)
+from agnt_jobs.jobs.registry import BODIES, JobResult, RunContext
+from agnt_jobs.settings import get_settings
+
+_serial = itertools.count(1)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _insert(engine: Engine, table: str, values: dict[str, Any]) -> int:
+    columns = ", ".join(values)
+    marks = ", ".join(f":{name}" for name in values)
+    with engine.begin() as connection:
+        return connection.execute(
+            sa.text(f"INSERT INTO {table} ({columns}) VALUES ({marks}) RETURNING *"),
+            values,
+        ).scalar_one()
+
+
+def user(engine: Engine, **values: Any) -> int:
+    n = next(_serial)
+    row = {
+        "display_name": f"User {n}",
+        "channel": "whatsapp",
+        "channel_address": f"+6281{n:07d}",
+        "last_active_at": utcnow(),
+        "marketing_opt_in": True,
+        **values,
+    }
+    return _insert(engine, "users", row)
+
+
+def venue(engine: Engine, **values: Any) -> int:
+    n = next(_serial)
+    row = {"name": f"Warung {n}", "is_active": True, "is_claimed": True, **values}
+    return _insert(engine, "venues", row)
+
+
+def booking(
+    engine: Engine,
+    user_id: int | None,
+    venue_id: int,
+    status: str,
+    start: datetime,
+    *,
+    minutes: int = 90,
+    changed_at: datetime | None = None,
+    party_size: int = 2,
+) -> int:
+    return _insert(
+        engine,
+        "bookings",
+        {
+            "user_id": user_id,
+            "venue_id": venue_id,
+            "status": status,
+            "slot_start": start,
+            "slot_end": start + timedelta(minutes=minutes),
+            "status_changed_at": changed_at or utcnow(),
+            "party_size": party_size,
+        },
+    )
+
+
+def envelope(engine: Engine, booking_id: int, status: str, **values: Any) -> int:
+    with engine.connect() as connection:
+        venue_id = connection.execute(
+            sa.text("SELECT venue_id FROM bookings WHERE id = :id"), {"id": booking_id}
+        ).scalar_one()
+    row = {
+        "booking_id": booking_id,
+        "venue_id": venue_id,
+        "status": status,
+        "expires_at": utcnow() + timedelta(hours=1),
+        **values,
+    }
+    return _insert(engine, "a2a_envelopes", row)
+
+
+def response(
+    engine: Engine, booking_id: int | None, venue_id: int, decision: str, **values: Any
+) -> int:
+    row = {
+        "booking_id": booking_id,
+        "venue_id": venue_id,
+        "decision": decision,
+        **values,
+    }
+    return _insert(engine, "venue_responses", row)
+
+
+def insert(engine: Engine, table: str, **values: Any) -> int:
+    return _insert(engine, table, values)
+
+
+def scalar(engine: Engine, query: str, **params: Any) -> Any:
+    with engine.connect() as connection:
+        return connection.execute(sa.text(query), params).scalar()
+
+
+def execute(engine: Engine, statement: str, **params: Any) -> int:
+    """Run a change and commit it; return the row count."""
+    with engine.begin() as connection:
+        return connection.execute(sa.text(statement), params).rowcount
+
+
+def rows(engine: Engine, query: str, **params: Any) -> list[tuple[Any, ...]]:
+    with engine.connect() as connection:
+        return [tuple(r) for r in connection.execute(sa.text(query), params)]
+
+
+def context(
+    engine: Engine,
+    *,
+    now: datetime | None = None,
+    tick: datetime | None = None,
+    **overrides: Any,
+) -> RunContext:
+    settings = get_settings()
+    if overrides:
+        settings = settings.model_copy(update=overrides)
+    now = now or utcnow()
+    return RunContext(engine=engine, settings=settings, tick=tick or now, now=now)
+
+
+def run(job_id: str, engine: Engine, **kwargs: Any) -> JobResult:
+    return BODIES[job_id](context(engine, **kwargs))
+
+
+def run_at_once(
+    job_id: str, engine: Engine, copies: int = 2, **kwargs: Any
+) -> list[JobResult]:
+    """Run ``copies`` of a job in threads, started together, as two workers would."""
+    results: list[JobResult] = []
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(copies)
+
+    def one() -> None:
+        barrier.wait()
+        try:
+            results.append(run(job_id, engine, **kwargs))
+        except BaseException as error:  # surfaced below, in the test's thread
+            errors.append(error)
+
+    threads = [threading.Thread(target=one) for _ in range(copies)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+    return results
+
+
+def total(results: list[JobResult], key: str) -> int:
+    return sum(result.get(key, 0) for result in results)
+
+
+class Crash(Exception):
+    """The process died here."""
+
+
+@contextmanager
+def crash_on(engine: Engine, fragment: str, after: int = 0) -> Iterator[None]:
+    """Make the (after+1)-th statement containing ``fragment`` kill the run, as a
+    crash between two chunks would: committed chunks stay, the rest never ran."""
+    seen = 0
+
+    def before(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        nonlocal seen
+        if fragment in statement:
+            seen += 1
+            if seen > after:
+                raise Crash(fragment)
+
+    event.listen(engine, "before_cursor_execute", before)
+    try:
+        yield
+    finally:
+        event.remove(engine, "before_cursor_execute", before)
+
+
+# The send queue's claim: a crash here is one after a job queued its messages and
+# before any was delivered.
+DELIVERY = "UPDATE send_queue AS s"
+
+
+def make_sends_due(engine: Engine) -> None:
+    with engine.begin() as connection:
+        connection.execute(
+            sa.text(
+                "UPDATE send_queue SET next_attempt_at = now() - interval '1 s' "
+                "WHERE status = 'FAILED'"
+            )
+        )
+
+
+def sent_keys(engine: Engine, kind: str | None = None) -> list[str]:
+    query = "SELECT idempotency_key FROM send_queue WHERE status = 'SENT'"
+    if kind:
+        query += " AND kind = :kind"
+    return sorted(k for (k,) in rows(engine, query + " ORDER BY 1", kind=kind))

@@ -1,0 +1,45 @@
+"""A local venue agent: accepts A2A envelopes at ``POST .../a2a`` (any venue's path,
+so one server can stand in for every venue of a data set) and records them.
+
+Like a real agent, it deduplicates on the ``Idempotency-Key`` header (a repeated
+envelope is answered 200 and not counted again). ``fail_next(n, status)`` makes the
+next n requests fail; ``refuse()`` answers 422 to everything from then on."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.support.http_peers import LocalServer, Received, Reply
+
+
+class FakeVenueAgent(LocalServer):
+    def __init__(self) -> None:
+        super().__init__(self._respond)
+        self.envelopes: dict[str, dict[str, Any]] = {}
+        self._failures: list[int] = []
+        self._refusing = False
+
+    @property
+    def endpoint(self) -> str:
+        return f"{self.url}/a2a"
+
+    def fail_next(self, count: int, status: int = 503) -> None:
+        with self._lock:
+            self._failures.extend([status] * count)
+
+    def refuse(self) -> None:
+        self._refusing = True
+
+    def _respond(self, request: Received) -> Reply:
+        if request.method != "POST" or not request.path.endswith("/a2a"):
+            return Reply(404, {"error": "not found"})
+        with self._lock:
+            if self._failures:
+                return Reply(self._failures.pop(0), {"error": "busy"})
+            if self._refusing:
+                return Reply(422, {"error": "unknown booking"})
+            key = request.headers.get("idempotency-key", "")
+            first = key not in self.envelopes
+            if first:
+                self.envelopes[key] = request.json()
+        return Reply(202 if first else 200, {"accepted": True})

@@ -367,8 +367,15 @@ class Settings(BaseSettings):
     health_schedule_grace_seconds: float = Field(
         default=600.0,
         ge=0,
-        description="How late a schedule's tick may be deferred before it counts "
-        "as missed.",
+        description="How long past its next run an enabled schedule may go with no "
+        "worker deciding the tick before missed_schedules fails (overdue); also how "
+        "late a run may be deferred or start before it is reported late.",
+    )
+    health_missed_ticks_window_seconds: float = Field(
+        default=3600.0,
+        gt=0,
+        description="Ticks recorded missed (misfire) within this window fail "
+        "missed_schedules; paused, queued and late ticks in it are reported.",
     )
     health_send_backlog_max: int = Field(
         default=200, ge=0, description="Due send-queue messages above this fails."

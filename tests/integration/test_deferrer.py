@@ -12,7 +12,6 @@ from zoneinfo import ZoneInfo
 import pytest
 import sqlalchemy as sa
 from procrastinate import PsycopgConnector
-from procrastinate import jobs as jobs_module
 from sqlalchemy.engine import Engine
 
 from agnt_jobs import control, scheduling, tasks
@@ -20,6 +19,7 @@ from agnt_jobs.deferrer import ScheduleDeferrer
 from agnt_jobs.schedule import Misfire, Schedule
 from agnt_jobs.settings import Settings
 from agnt_jobs.worker import AgntApp
+from tests.support.schedules import finish_waiting
 
 WITA = ZoneInfo("Asia/Makassar")
 HOURLY = Schedule("hourly_sweep", "0 * * * *", "Sweep.", queue="sweeps")
@@ -79,15 +79,6 @@ def jobs(engine: Engine, task: str) -> list[dict]:
                 {"t": task},
             ).mappings()
         ]
-
-
-async def finish_waiting(app: AgntApp) -> None:
-    """What a worker does to the waiting job: start it (and end it)."""
-    worker_id = await app.job_manager.register_worker()
-    while job := await app.job_manager.fetch_job(queues=None, worker_id=worker_id):
-        await app.job_manager.finish_job(
-            job, status=jobs_module.Status.SUCCEEDED, delete_job=False
-        )
 
 
 async def test_each_tick_is_deferred_once_by_many_workers(

@@ -1,5 +1,5 @@
-"""Builders for what the health monitor reads: Procrastinate's jobs and periodic
-defers (inserted as Procrastinate writes them, its triggers adding the events)."""
+"""Builders for what the health monitor reads: Procrastinate's jobs (inserted as
+Procrastinate writes them, its triggers adding the events) and due messages."""
 
 from __future__ import annotations
 
@@ -44,19 +44,6 @@ def add_job(
                 {"s": status, "id": job_id},
             )
     return job_id
-
-
-def add_defer(
-    connection: Connection, task: str, tick: datetime, periodic_id: str = ""
-) -> None:
-    """Procrastinate's record that ``task``'s tick at ``tick`` was deferred."""
-    connection.execute(
-        sa.text(
-            "INSERT INTO procrastinate_periodic_defers "
-            "(task_name, periodic_id, defer_timestamp) VALUES (:t, :p, :ts)"
-        ),
-        {"t": task, "p": periodic_id, "ts": int(tick.timestamp())},
-    )
 
 
 def add_due_messages(connection: Connection, count: int, prefix: str = "m") -> None:

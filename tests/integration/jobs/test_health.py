@@ -1,32 +1,32 @@
 """platform_health_monitor against a real Postgres and a local alerts webhook: each
-check on data made for it, results stored, alerts only on a change of state and
-exactly once even with two monitors at once."""
+check on data made for it (missed schedules through the schedule registry's own
+deferrer), results stored, alerts only on a change of state and exactly once even
+with two monitors at once."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from agnt_jobs import missed_ticks
+from agnt_jobs import control
+from agnt_jobs.deferrer import ScheduleDeferrer
 from agnt_jobs.jobs import health
 from agnt_jobs.jobs.registry import BODIES, RunContext
-from agnt_jobs.missed_ticks import ExpectedSchedule
+from agnt_jobs.schedule import WITA, Misfire, Schedule
 from agnt_jobs.settings import Settings
-from tests.support.health_data import add_defer, add_due_messages, add_job
+from agnt_jobs.worker import AgntApp
+from tests.support.health_data import add_due_messages, add_job
 from tests.support.jobs import context, run_concurrently
 from tests.support.lifecycle_data import count, scalar
 from tests.support.ops_peers import FakeAlerts
-
-WITA = "Asia/Makassar"
-
-
-def no_schedules(connection: Connection, now: datetime) -> list[ExpectedSchedule]:
-    return []
+from tests.support.schedules import finish_waiting, registry_app
 
 
 @pytest.fixture
@@ -49,7 +49,7 @@ def _states(engine: Engine) -> dict[str, str]:
 def test_a_quiet_platform_is_healthy_and_every_result_is_stored(
     engine: Engine, env: Settings, alerts_server: FakeAlerts
 ) -> None:
-    checks = health.default_checks(no_schedules)
+    checks = health.default_checks()
     result = health.run_checks(_ctx(engine, env, alerts_server), checks)
     assert result["checks"] == 8 and result["failing"] == 0
     assert result["alerts_queued"] == 0
@@ -165,7 +165,7 @@ def test_queue_depth_oldest_job_and_failed_jobs(
         add_job(c, "monthly_invoice", failed=True)
         add_job(c, "monthly_invoice", failed=True)
     checks = {
-        name: health.default_checks(no_schedules)[name]
+        name: health.default_checks()[name]
         for name in ("queue_depth", "oldest_waiting_job", "failed_jobs")
     }
     ctx = _ctx(engine, env, alerts_server, now=now, health_queue_depth_max=1)
@@ -215,99 +215,159 @@ def test_a_check_that_cannot_run_is_failing(
     ]
 
 
-# Tuesday 2026-11-24 05:00 WITA.
-NOW = datetime(2026, 11, 23, 21, 0, tzinfo=UTC)
+# missed_schedules reads the schedule registry's own record (schedule_late_ticks):
+# the situations are made by the registry's deferrer and SQL functions on schedules
+# of the test's own.
+HOURLY = Schedule("hourly_sweep", "0 * * * *", "Sweep.")
+DAILY = Schedule("daily_close", "0 5 * * *", "Close the day.", Misfire.CATCH_UP)
+SCHEDULE_CHECK = {"missed_schedules": health.missed_schedules}
 
 
-def _wita(day: int, hour: int, minute: int = 0) -> datetime:
-    return datetime(2026, 11, day, hour, minute, tzinfo=UTC) - timedelta(hours=8)
+@pytest.fixture
+async def registry(db_url: str) -> AsyncIterator[AgntApp]:
+    async with registry_app(db_url, [HOURLY, DAILY]) as app:
+        yield app
 
 
-def test_missed_schedules_against_procrastinates_last_defers(
-    engine: Engine, env: Settings, alerts_server: FakeAlerts
-) -> None:
-    expected = [
-        ExpectedSchedule("purge_deleted_users", "0 4 * * *", WITA),
-        ExpectedSchedule("b2b_session_cleanup", "0 3 * * *", WITA),
-        ExpectedSchedule("retry_failed_sends", "* * * * *", WITA),
-        ExpectedSchedule("rotate_delta_log", "30 4 * * 0", WITA),
-        ExpectedSchedule("rebuild_entity_graph", "0 * * * *", WITA),
-        ExpectedSchedule("faq_extraction", "59 23 * * 0", WITA),
-        ExpectedSchedule("never_ran", "0 2 * * *", WITA),
-        ExpectedSchedule(
-            "deployed_then_silent", "0 2 * * *", WITA, since=NOW - timedelta(days=2)
-        ),
-        ExpectedSchedule(
-            "just_deployed", "0 4 * * *", WITA, since=NOW - timedelta(minutes=30)
-        ),
-    ]
-    with engine.begin() as c:
-        add_defer(c, "purge_deleted_users", _wita(24, 4))  # today's tick
-        add_defer(c, "b2b_session_cleanup", _wita(23, 3))  # yesterday's: missed today's
-        add_defer(c, "retry_failed_sends", NOW - timedelta(minutes=3))
-        add_defer(c, "rotate_delta_log", _wita(22, 4, 30))  # Sunday's
-        # 05:00's tick is inside the grace period; 04:00's was deferred.
-        add_defer(c, "rebuild_entity_graph", _wita(24, 4))
-        add_defer(
-            c, "faq_extraction", _wita(15, 23, 59)
-        )  # a week late: Sunday's missed
+def _deferrer(app: AgntApp, env: Settings, **overrides: Any) -> ScheduleDeferrer:
+    """A worker's deferrer starting afresh, with the clock in the test's hands."""
+    return ScheduleDeferrer(app, env.model_copy(update=overrides), worker_id=None)
 
-    def source(connection: Connection, now: datetime) -> list[ExpectedSchedule]:
-        assert now == NOW
-        return expected
 
-    checks = {"missed_schedules": health.missed_schedules(source)}
-    ctx = _ctx(engine, env, alerts_server, now=NOW, health_schedule_grace_seconds=600)
-    assert health.run_checks(ctx, checks)["failing"] == 1
+def _days_ahead_wita(days: int, hour: int) -> datetime:
+    """A WITA hour some days ahead: ticks decided for it never look late against
+    the database clock, so only what a test makes shows in schedule_late_ticks."""
+    day = datetime.now(ZoneInfo(WITA)) + timedelta(days=days)
+    return day.replace(hour=hour, minute=0, second=0, microsecond=0)
+
+
+def _schedule_result(engine: Engine) -> tuple[float, dict[str, Any]]:
     with engine.connect() as c:
-        value, details = c.execute(
-            sa.text("SELECT value, details FROM health_check_results")
+        row = c.execute(
+            sa.text(
+                "SELECT value, details FROM health_check_results "
+                "WHERE check_name = 'missed_schedules' ORDER BY id DESC LIMIT 1"
+            )
         ).one()
-    assert value == 3
-    assert sorted(details["late"]) == [
-        "b2b_session_cleanup",
-        "deployed_then_silent",
-        "faq_extraction",
-    ]
-    assert details["late"]["b2b_session_cleanup"] == {
-        "expected": _wita(24, 3).isoformat(),
-        "last_deferred": _wita(23, 3).isoformat(),
-    }
-    assert details["never_deferred"] == [
-        "deployed_then_silent",
-        "just_deployed",
-        "never_ran",
-    ]
-    (alert,) = alerts_server.alerts.values()
-    assert alert["text"] == (
-        "[FAILING] missed_schedules: 3 (limit 0); late "
-        "['b2b_session_cleanup', 'deployed_then_silent', 'faq_extraction']"
-    )
-    assert alert["data"]["details"]["late"] == details["late"]
+    return row.value, row.details
 
 
-def test_the_job_body_reads_the_configured_schedule_source(
-    engine: Engine,
-    env: Settings,
-    alerts_server: FakeAlerts,
-    monkeypatch: pytest.MonkeyPatch,
+async def test_overdue_schedules_fail_until_a_worker_decides_their_ticks(
+    registry: AgntApp, engine: Engine, env: Settings, alerts_server: FakeAlerts
 ) -> None:
-    asked: list[datetime] = []
-
-    def source(connection: Connection, now: datetime) -> list[ExpectedSchedule]:
-        asked.append(now)
-        return [ExpectedSchedule("dlq_cleanup", "15 2 * * *", WITA, since=NOW)]
-
-    monkeypatch.setattr(missed_ticks, "schedule_source", source)
-    result = BODIES["platform_health_monitor"](
-        _ctx(engine, env, alerts_server, now=NOW + timedelta(days=1))
-    )
-    assert asked and result["failing_checks"] == ["missed_schedules"]
-
-
-def test_the_default_source_is_procrastinates_periodic_registry(engine: Engine) -> None:
-    from agnt_jobs.app import app
-
+    # The last deferrer pass ran two days ago at 12:30 (nothing due within its
+    # tolerance), then every worker stopped: both next runs are long past.
+    stopped = datetime.now(ZoneInfo(WITA)) - timedelta(days=2)
+    stopped = stopped.replace(hour=12, minute=30, second=0, microsecond=0)
+    await _deferrer(registry, env).defer_due(stopped.timestamp())
     with engine.connect() as c:
-        found = missed_ticks.procrastinate_registry_source(c, NOW)
-    assert len(found) == len(app.periodic_registry.periodic_tasks)
+        assert count(c, "schedule_ticks") == 0
+
+    result = BODIES["platform_health_monitor"](_ctx(engine, env, alerts_server))
+    assert result["failing_checks"] == ["missed_schedules"]
+    value, details = _schedule_result(engine)
+    assert value == 2
+    assert {k: datetime.fromisoformat(v) for k, v in details["overdue"].items()} == {
+        HOURLY.id: stopped + timedelta(minutes=30),
+        DAILY.id: stopped + timedelta(days=1, hours=-7, minutes=-30),
+    }
+    assert details["missed"] == {}
+
+    # A paused schedule is not overdue: nobody should decide its ticks.
+    control.set_enabled(registry, engine, DAILY.id, False)
+    health.run_checks(_ctx(engine, env, alerts_server), SCHEDULE_CHECK)
+    value, details = _schedule_result(engine)
+    assert (value, list(details["overdue"])) == (1, [HOURLY.id])
+
+    # A worker is back: its first pass moves every next run past now.
+    await _deferrer(registry, env).defer_due(time.time())
+    assert (
+        health.run_checks(_ctx(engine, env, alerts_server), SCHEDULE_CHECK)["failing"]
+        == 0
+    )
+    health.run_checks(_ctx(engine, env, alerts_server), SCHEDULE_CHECK)
+    assert _schedule_result(engine)[1]["overdue"] == {}
+
+    texts = [a["text"] for a in alerts_server.alerts.values()]
+    assert texts == [
+        "[FAILING] missed_schedules: 2 (limit 0); overdue ['daily_close', "
+        "'hourly_sweep']",
+        "[RECOVERED] missed_schedules: 0 (limit 0)",
+    ]
+
+
+async def test_ticks_recorded_missed_fail_within_the_window(
+    registry: AgntApp, engine: Engine, env: Settings, alerts_server: FakeAlerts
+) -> None:
+    nine = _days_ahead_wita(2, 9)
+    await _deferrer(registry, env).defer_due(nine.timestamp() + 0.5)
+    await finish_waiting(registry)
+    # Every worker down from 09:00 to 12:05: 10:00 and 11:00 are lost (skip).
+    await _deferrer(registry, env).defer_due(
+        (nine + timedelta(hours=3, minutes=5)).timestamp()
+    )
+
+    def run(now: datetime) -> dict[str, Any]:
+        return health.run_checks(
+            _ctx(engine, env, alerts_server, now=now), SCHEDULE_CHECK
+        )
+
+    now = datetime.now(UTC)
+    assert run(now)["failing"] == 1
+    assert run(now + timedelta(minutes=15))["alerts_queued"] == 0  # no news
+    value, details = _schedule_result(engine)
+    assert value == 1
+    missed = details["missed"][HOURLY.id]
+    assert list(details["missed"]) == [HOURLY.id] and missed["ranges"] == 1
+    assert datetime.fromisoformat(missed["since"]) == nine + timedelta(hours=1)
+    assert datetime.fromisoformat(missed["until"]) == nine + timedelta(hours=2)
+    assert details["overdue"] == details["late"] == {}
+
+    # The window has passed since the misses were recorded: healthy again.
+    later = now + timedelta(seconds=env.health_missed_ticks_window_seconds + 60)
+    assert run(later)["failing"] == 0
+    assert run(later)["alerts_queued"] == 0
+    texts = [a["text"] for a in alerts_server.alerts.values()]
+    assert texts == [
+        "[FAILING] missed_schedules: 1 (limit 0); missed ['hourly_sweep']",
+        "[RECOVERED] missed_schedules: 0 (limit 0)",
+    ]
+
+
+async def test_paused_queued_and_late_ticks_are_reported_not_failing(
+    registry: AgntApp, engine: Engine, env: Settings, alerts_server: FakeAlerts
+) -> None:
+    # daily_close's latest tick deferred by a worker at least 30 minutes late,
+    # and started now.
+    late_tick = DAILY.latest_at(datetime.now(UTC) - timedelta(minutes=30))
+    daily = registry.periodic_registry.periodic_tasks[(DAILY.id, DAILY.id)]
+    assert await _deferrer(registry, env)._defer_tick(daily, late_tick) == "deferred"
+    await finish_waiting(registry)
+    # Then paused: the ticks it would have caught up and its next are skipped.
+    control.set_enabled(registry, engine, DAILY.id, False)
+    five = _days_ahead_wita(2, 5)
+    await _deferrer(registry, env).defer_due(five.timestamp() + 0.5)
+    # hourly_sweep's 05:00 run has not started by 06:00: the 06:00 tick is skipped.
+    await _deferrer(registry, env).defer_due(five.timestamp() + 3600.5)
+
+    result = health.run_checks(_ctx(engine, env, alerts_server), SCHEDULE_CHECK)
+    assert result["failing"] == 0 and result["alerts_queued"] == 0
+    value, details = _schedule_result(engine)
+    assert value == 0
+    assert details["overdue"] == details["missed"] == {}
+    assert details["paused"] == {DAILY.id: 2}  # the caught-up range, and 05:00
+    assert details["queued"] == {HOURLY.id: 1}
+    assert list(details["late"]) == [DAILY.id]
+    assert details["late"][DAILY.id]["ticks"] == 1
+    assert details["late"][DAILY.id]["worst_start_delay_seconds"] >= 1800
+    with engine.connect() as c:
+        reasons = c.execute(
+            sa.text(
+                "SELECT schedule_id, reason, count(*) FROM schedule_ticks "
+                "WHERE outcome = 'skipped' GROUP BY 1, 2 ORDER BY 1, 2"
+            )
+        ).all()
+    assert [tuple(r) for r in reasons] == [
+        (DAILY.id, "paused", 2),
+        (HOURLY.id, "queued", 1),
+    ]

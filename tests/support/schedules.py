@@ -1,0 +1,39 @@
+"""Driving the schedule registry in tests: an app of the test's own with chosen
+schedules (job bodies that do nothing), and a worker's start of the waiting runs."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Iterable
+
+from procrastinate import PsycopgConnector
+from procrastinate import jobs as jobs_module
+
+from agnt_jobs import scheduling, tasks
+from agnt_jobs.schedule import Schedule
+from agnt_jobs.worker import AgntApp
+
+
+@contextlib.asynccontextmanager
+async def registry_app(
+    db_url: str, schedules: Iterable[Schedule]
+) -> AsyncIterator[AgntApp]:
+    """An open app declaring ``schedules``, each with a body, synced to the
+    schedules table as a starting worker does."""
+    app = AgntApp(connector=PsycopgConnector(conninfo=db_url))
+    schedules = list(schedules)
+    for schedule in schedules:
+        tasks.make_task(app, schedule.id, lambda ctx: {})
+    scheduling.register(app, schedules)
+    async with app.open_async():
+        await scheduling.sync_table(app)
+        yield app
+
+
+async def finish_waiting(app: AgntApp) -> None:
+    """What a worker does to the waiting jobs: start them (and end them)."""
+    worker_id = await app.job_manager.register_worker()
+    while job := await app.job_manager.fetch_job(queues=None, worker_id=worker_id):
+        await app.job_manager.finish_job(
+            job, status=jobs_module.Status.SUCCEEDED, delete_job=False
+        )

@@ -10,14 +10,13 @@ are retryable; any other 4xx, or an endpoint that is not an http(s) URL, is perm
 
 from __future__ import annotations
 
-from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 
 from agnt_jobs.clients.errors import PermanentError
-from agnt_jobs.clients.http import build_client, request
+from agnt_jobs.clients.http import HttpClient, build_client, request
 from agnt_jobs.settings import Settings
 
 
@@ -25,7 +24,7 @@ def idempotency_key(envelope_id: int) -> str:
     return f"a2a-envelope-{envelope_id}"
 
 
-class A2AClient:
+class A2AClient(HttpClient):
     def __init__(
         self,
         token: str | None = None,
@@ -63,17 +62,3 @@ class A2AClient:
             headers={"Idempotency-Key": idempotency_key(envelope["id"])},
         )
         return response.status_code
-
-    def close(self) -> None:
-        self._client.close()
-
-    def __enter__(self) -> A2AClient:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

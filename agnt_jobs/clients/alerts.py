@@ -10,16 +10,15 @@ receiver that deduplicates shows a re-sent alert once.
 
 from __future__ import annotations
 
-from types import TracebackType
 from typing import Any
 
 import httpx
 
-from agnt_jobs.clients.http import build_client, request
+from agnt_jobs.clients.http import HttpClient, build_client, request
 from agnt_jobs.settings import Settings
 
 
-class AlertsWebhook:
+class AlertsWebhook(HttpClient):
     def __init__(
         self,
         url: str,
@@ -46,17 +45,3 @@ class AlertsWebhook:
             json={"text": text, "kind": kind, "data": data},
             headers={"Idempotency-Key": idempotency_key},
         )
-
-    def close(self) -> None:
-        self._client.close()
-
-    def __enter__(self) -> AlertsWebhook:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

@@ -6,15 +6,13 @@ the key, so re-sending after a crash or a timeout never reaches the user twice.
 
 from __future__ import annotations
 
-from types import TracebackType
-
 import httpx
 
-from agnt_jobs.clients.http import build_client, request
+from agnt_jobs.clients.http import HttpClient, build_client, request
 from agnt_jobs.settings import ConfigError, Settings
 
 
-class ChannelGateway:
+class ChannelGateway(HttpClient):
     def __init__(
         self,
         base_url: str,
@@ -60,17 +58,3 @@ class ChannelGateway:
             return str(response.json().get("id") or idempotency_key)
         except ValueError:
             return idempotency_key
-
-    def close(self) -> None:
-        self._client.close()
-
-    def __enter__(self) -> ChannelGateway:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

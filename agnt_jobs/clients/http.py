@@ -3,7 +3,7 @@ turning transport errors and statuses into retryable or permanent errors."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Self
 
 import httpx
 
@@ -50,3 +50,19 @@ def request(
     if response.status_code >= 500 or response.status_code in RETRYABLE_STATUSES:
         raise RetryableError(message, status=response.status_code)
     raise PermanentError(message, status=response.status_code)
+
+
+class HttpClient:
+    """Base of our clients of one outside system: owns one ``httpx.Client`` (its
+    connection pool) and closes it when used as a context manager."""
+
+    _client: httpx.Client
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

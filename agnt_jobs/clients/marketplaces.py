@@ -16,13 +16,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from types import TracebackType
 from typing import Any, ClassVar
 
 import httpx
 
 from agnt_jobs.clients.errors import PermanentError
-from agnt_jobs.clients.http import build_client, request
+from agnt_jobs.clients.http import HttpClient, build_client, request
 from agnt_jobs.settings import Settings
 
 # Shopee's API gives prices as integers in 1/100000 of the currency unit.
@@ -61,7 +60,7 @@ class RateLimiter:
             self._sleep(slot - now)
 
 
-class MarketplaceClient:
+class MarketplaceClient(HttpClient):
     """What the watcher job sees of any marketplace: ``fetch_price(product_ref)``."""
 
     name: ClassVar[str]
@@ -110,20 +109,6 @@ class MarketplaceClient:
     @classmethod
     def parse(cls, body: Any) -> Price:
         raise NotImplementedError
-
-    def close(self) -> None:
-        self._client.close()
-
-    def __enter__(self) -> MarketplaceClient:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 class Shopee(MarketplaceClient):

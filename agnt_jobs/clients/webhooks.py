@@ -22,12 +22,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from types import TracebackType
 from typing import Any
 
 import httpx
 
-from agnt_jobs.clients.http import build_client, request
+from agnt_jobs.clients.http import HttpClient, build_client, request
 
 TIMESTAMP_HEADER = "X-AGNT-Timestamp"
 SIGNATURE_HEADER = "X-AGNT-Signature"
@@ -66,7 +65,7 @@ def verify(
     return hmac.compare_digest(sign(secret, timestamp, body), signature_header)
 
 
-class WebhookSender:
+class WebhookSender(HttpClient):
     """Sends signed deliveries to any endpoint URL (each endpoint has its own)."""
 
     def __init__(
@@ -104,17 +103,3 @@ class WebhookSender:
             },
         )
         return response.status_code
-
-    def close(self) -> None:
-        self._client.close()
-
-    def __enter__(self) -> WebhookSender:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

@@ -17,13 +17,13 @@ from typing import Any
 import httpx
 
 from agnt_jobs.clients.errors import ClientError, RetryableError
-from agnt_jobs.clients.http import build_client, request
+from agnt_jobs.clients.http import HttpClient, build_client, request
 from agnt_jobs.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 
-class LLMClient:
+class LLMClient(HttpClient):
     def __init__(
         self,
         base_url: str,
@@ -75,9 +75,6 @@ class LLMClient:
         if not isinstance(text, str) or not text.strip():
             raise RetryableError("LLM reply has no text")
         return text.strip()
-
-    def close(self) -> None:
-        self._client.close()
 
 
 class Assist:

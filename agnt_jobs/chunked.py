@@ -11,6 +11,8 @@ holds are skipped, so two copies of a job share the work instead of waiting.
 from __future__ import annotations
 
 import logging
+from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +28,37 @@ class ChunkedResult:
     chunks: int
 
 
+def repeat_until_short(
+    engine: Engine,
+    statement: sa.TextClause,
+    params: Mapping[str, Any],
+    chunk_size: int,
+    progress: str,
+    action: str,
+) -> tuple[Counter[str], int]:
+    """Run ``statement`` (which takes ``:limit`` and returns one row of counts),
+    each time in its own transaction, until its ``progress`` count comes back short
+    of a chunk. Returns the summed counts and how many chunks it took.
+
+    The candidates must stop qualifying once handled (deleted, status changed, row
+    inserted), so the next run of the same statement finds the rest.
+    """
+    totals: Counter[str] = Counter()
+    chunks = 0
+    while True:
+        with engine.begin() as connection:
+            counts = (
+                connection.execute(statement, {**params, "limit": chunk_size})
+                .one()
+                ._asdict()
+            )
+        chunks += 1
+        totals.update({k: v for k, v in counts.items() if k != "last_id"})
+        logger.debug("chunk done", extra={"action": action, "chunk": chunks, **counts})
+        if counts[progress] < chunk_size:
+            return totals, chunks
+
+
 def run_chunked(
     engine: Engine,
     statement: sa.TextClause,
@@ -33,22 +66,10 @@ def run_chunked(
     chunk_size: int,
     action: str,
 ) -> ChunkedResult:
-    """Run ``statement`` (which takes ``:limit``) until a chunk comes back short.
-
-    The statement must return ``count`` (how many rows it touched), so that the
-    rows themselves are never fetched.
+    """Run ``statement`` until a chunk comes back short; the statement returns
+    ``count`` (how many rows it touched), so the rows themselves are never fetched.
     """
-    rows = chunks = 0
-    while True:
-        with engine.begin() as connection:
-            touched = connection.execute(
-                statement, {**params, "limit": chunk_size}
-            ).scalar_one()
-        chunks += 1
-        rows += touched
-        logger.debug(
-            "chunk done",
-            extra={"action": action, "chunk": chunks, "rows": touched},
-        )
-        if touched < chunk_size:
-            return ChunkedResult(rows, chunks)
+    totals, chunks = repeat_until_short(
+        engine, statement, params, chunk_size, "count", action
+    )
+    return ChunkedResult(totals["count"], chunks)

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from agnt_jobs import outbox
+from agnt_jobs.chunked import repeat_until_short
 from agnt_jobs.clients.channel import ChannelGateway
 from agnt_jobs.jobs.registry import RunContext
 
@@ -34,20 +35,13 @@ SEND_QUEUE_COLUMNS = "(idempotency_key, kind, user_id, channel, recipient, body)
 def until_done(
     engine: Engine, statement: sa.TextClause, params: Mapping[str, Any], chunk: int
 ) -> Counter[str]:
-    """Run a claim-and-change statement until a chunk finds fewer than ``chunk`` rows.
-
-    For statements whose candidates stop qualifying once handled (a status changes,
-    a row is inserted), so the next run of the same statement finds the rest. Each
-    chunk is its own transaction; rows another copy holds are skipped, not waited on.
-    """
-    totals: Counter[str] = Counter()
-    while True:
-        with engine.begin() as connection:
-            row = connection.execute(statement, {**params, "limit": chunk}).one()
-        counts = row._asdict()
-        totals.update({k: v for k, v in counts.items() if k != "last_id"})
-        if counts["scanned"] < chunk:
-            return totals
+    """Run a claim-and-change statement until a chunk finds fewer than ``chunk`` rows
+    (its ``scanned`` count). Each chunk is its own transaction; rows another copy
+    holds are skipped, not waited on."""
+    totals, _ = repeat_until_short(
+        engine, statement, params, chunk, "scanned", "job_chunk"
+    )
+    return totals
 
 
 def keyset(

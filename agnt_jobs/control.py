@@ -11,6 +11,9 @@ from datetime import datetime
 from typing import Any
 
 from procrastinate import exceptions
+from procrastinate.jobs import JobDeferrer
+from procrastinate.manager import JobManager
+from procrastinate.sync_psycopg_connector import SyncPsycopgConnector
 from procrastinate.tasks import Task
 from sqlalchemy.engine import Engine
 
@@ -253,13 +256,25 @@ def job_task(app: AgntApp, name: str) -> Task:
     raise UnknownId(f"unknown job {name!r}: 'agnt-jobs schedules list' shows them all")
 
 
+# Defers on a connection the caller gives it, never through a pool of its own: the
+# App's connector may be closed (the CLI), or open on another event loop (a web
+# backend that mounts the admin view), and opening and closing the App around each
+# call would race between the admin's request threads.
+_ON_CONNECTION = JobManager(SyncPsycopgConnector())
+
+
 def run_now(app: AgntApp, engine: Engine, name: str) -> int:
     """Defer a run of job ``name`` now (its tick is now); its job id. Raises
-    AlreadyWaiting when one already waits (the queueing lock)."""
+    AlreadyWaiting when one already waits (the queueing lock).
+
+    The job is inserted in a transaction of ``engine``, so this is safe from any
+    thread, whatever state the App's own connector is in."""
     task = job_task(app, name)
+    job = task.configure().job
     try:
-        with app.open():
-            return task.defer()
+        with engine.begin() as connection:
+            driver = connection.connection.driver_connection
+            return JobDeferrer(_ON_CONNECTION, job, connection=driver).defer()
     except exceptions.AlreadyEnqueued:
         with engine.connect() as connection:
             job_id = connection.exec_driver_sql(

@@ -484,6 +484,13 @@ class Settings(BaseSettings):
         "calling it and uses the deterministic method for the rest.",
     )
     # --- issue 8: admin ---
+    admin_session_hours: float = Field(
+        default=12.0,
+        gt=0,
+        le=24 * 30,
+        description="How long an admin page sign-in lasts; changing "
+        "INTERNAL_API_TOKEN ends every session at once.",
+    )
 
     # --- admin ----------------------------------------------------------------------
     internal_api_token: SecretStr | None = Field(

@@ -1,0 +1,12 @@
+"""The admin view: the schedule registry, run history and manual control over HTTP,
+for scripts (JSON, ``X-Internal-Token``) and for people (a server-rendered page).
+
+Mount ``router`` in the platform's FastAPI backend, or serve ``create_app()`` alone
+(``agnt-jobs admin``). Both read the job database; the view keeps no state.
+"""
+
+from agnt_jobs.admin.app import create_app
+from agnt_jobs.admin.context import AdminContext, get_context
+from agnt_jobs.admin.router import router
+
+__all__ = ["AdminContext", "create_app", "get_context", "router"]

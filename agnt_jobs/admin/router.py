@@ -1,0 +1,226 @@
+"""The admin view's HTTP routes under ``/admin/scheduler``: the JSON API for scripts
+(token in ``X-Internal-Token``) and the page for people (``/admin/scheduler/ui``).
+Each route is one call into ``agnt_jobs.admin.service`` (or ``agnt_jobs.control``).
+
+Mount it in a FastAPI backend with ``backend.include_router(router)``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from datetime import UTC, datetime
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, status
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BeforeValidator
+
+from agnt_jobs import control
+from agnt_jobs.admin import schemas, service, ui
+from agnt_jobs.admin.auth import audit, require_token
+from agnt_jobs.admin.context import AdminContext, get_context
+
+logger = logging.getLogger(__name__)
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": schemas.ErrorOut, "description": "No X-Internal-Token header."},
+    403: {"model": schemas.ErrorOut, "description": "Wrong X-Internal-Token."},
+    503: {
+        "model": schemas.ErrorOut,
+        "description": "INTERNAL_API_TOKEN is not set: every request is refused.",
+    },
+}
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": schemas.ErrorOut, "description": "Unknown id."}
+}
+
+PREFIX = "/admin/scheduler"
+api = APIRouter(
+    prefix=PREFIX,
+    tags=["admin"],
+    dependencies=[Depends(require_token)],
+    responses=_ERRORS,
+)
+
+Context = Annotated[AdminContext, Depends(get_context)]
+ScheduleId = Annotated[str, Path(max_length=128, description="A schedule (or job) id.")]
+
+
+@api.get("", response_model=schemas.Registry, summary="The schedule registry")
+def get_registry(ctx: Context) -> schemas.Registry:
+    """Every schedule the deployed code declares, with its next run (UTC and WITA),
+    its last run and its health; the schedules the database knows that this code
+    dropped (`removed`); and where code and database disagree (`problems`). Use it
+    after a deploy to see that no job was silently dropped."""
+    return service.registry(ctx, datetime.now(UTC))
+
+
+_NUMBER = re.compile(r"\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*")
+
+
+def _iso_only(value: Any) -> Any:
+    # Pydantic would read a bare number as a Unix timestamp; the schema promises
+    # (and operators write) ISO 8601, so a number is a mistake to report.
+    if isinstance(value, str) and _NUMBER.fullmatch(value):
+        raise ValueError("must be ISO 8601, e.g. 2028-02-28T00:00:00+08:00")
+    return value
+
+
+Instant = Annotated[datetime, BeforeValidator(_iso_only)]
+
+
+def _aware(value: datetime | None, ctx: AdminContext) -> datetime | None:
+    """Without an offset, an instant is read in the business zone (WITA)."""
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=ZoneInfo(ctx.settings.business_timezone))
+
+
+def _invalid(field: str, message: str, value: Any) -> RequestValidationError:
+    return RequestValidationError(
+        [
+            {
+                "type": "value_error",
+                "loc": ("query", field),
+                "msg": message,
+                "input": value,
+            }
+        ]
+    )
+
+
+@api.get(
+    "/runs",
+    response_model=schemas.RunPage,
+    summary="Run history, newest first",
+)
+def get_runs(
+    ctx: Context,
+    job: Annotated[
+        str | None, Query(max_length=128, description="Only this job's runs.")
+    ] = None,
+    status_: Annotated[
+        schemas.RunStatus | None,
+        Query(alias="status", description="Only attempts that ended so."),
+    ] = None,
+    since: Annotated[
+        Instant | None,
+        Query(description="Started at or after (ISO 8601; no offset: WITA)."),
+    ] = None,
+    until: Annotated[
+        Instant | None,
+        Query(description="Started before (ISO 8601; no offset: WITA)."),
+    ] = None,
+    cursor: Annotated[
+        str | None,
+        Query(max_length=256, description="`next_cursor` of the previous page."),
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=200, description="Runs per page.")] = 50,
+) -> schemas.RunPage:
+    """Each attempt of each job in the run history (`job_runs`, kept for
+    AGNT_RUN_HISTORY_RETENTION_DAYS), filtered, one page at a time."""
+    try:
+        return service.list_runs(
+            ctx,
+            job=job,
+            status=status_,
+            since=_aware(since, ctx),
+            until=_aware(until, ctx),
+            cursor=cursor,
+            limit=limit,
+        )
+    except service.BadFilter as error:
+        value = {"job": job, "cursor": cursor, "until": until}.get(error.field)
+        raise _invalid(error.field, str(error), value) from None
+
+
+@api.get(
+    "/runs/{run_id}",
+    response_model=schemas.RunDetail,
+    responses=_NOT_FOUND,
+    summary="One run with its attempts and events",
+)
+def get_run(
+    ctx: Context,
+    run_id: Annotated[int, Path(ge=1, le=2**63 - 1, description="The job id.")],
+) -> schemas.RunDetail:
+    detail = service.run_detail(ctx, run_id)
+    if detail is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no run {run_id}")
+    return detail
+
+
+@api.post(
+    "/{schedule_id}/run",
+    response_model=schemas.Deferred,
+    status_code=status.HTTP_202_ACCEPTED,
+    responses={
+        **_NOT_FOUND,
+        409: {
+            "model": schemas.AlreadyWaitingOut,
+            "description": "A run of this job is already waiting (queueing lock).",
+        },
+    },
+    summary="Run a job now",
+)
+def post_run(
+    request: Request, ctx: Context, schedule_id: ScheduleId
+) -> schemas.Deferred | JSONResponse:
+    """Defer a run now (its tick is now); at most one run of a job waits."""
+    try:
+        deferred = service.run_now(ctx, schedule_id)
+    except control.UnknownId as error:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(error)) from None
+    except control.AlreadyWaiting as waiting:
+        return JSONResponse(
+            status_code=status.HTTP_409_CONFLICT,
+            content=schemas.AlreadyWaitingOut(
+                detail=f"{waiting}; not deferring another",
+                waiting_job_id=waiting.job_id,
+            ).model_dump(),
+        )
+    audit(request, "admin_run", schedule_id, job_id=deferred.job_id)
+    return deferred
+
+
+def _toggle(
+    request: Request, ctx: AdminContext, schedule_id: str, enabled: bool
+) -> schemas.Toggled:
+    try:
+        toggled = service.set_enabled(ctx, schedule_id, enabled)
+    except control.UnknownId as error:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(error)) from None
+    audit(request, "admin_resume" if enabled else "admin_pause", schedule_id)
+    return toggled
+
+
+@api.post(
+    "/{schedule_id}/pause",
+    response_model=schemas.Toggled,
+    responses=_NOT_FOUND,
+    summary="Pause a schedule",
+)
+def post_pause(request: Request, ctx: Context, schedule_id: ScheduleId) -> Any:
+    """Its ticks are recorded as skipped (paused) by every worker from the next one;
+    a run already waiting still runs."""
+    return _toggle(request, ctx, schedule_id, False)
+
+
+@api.post(
+    "/{schedule_id}/resume",
+    response_model=schemas.Toggled,
+    responses=_NOT_FOUND,
+    summary="Resume a schedule",
+)
+def post_resume(request: Request, ctx: Context, schedule_id: ScheduleId) -> Any:
+    """From its next tick; paused ticks are not caught up."""
+    return _toggle(request, ctx, schedule_id, True)
+
+
+router = APIRouter()
+# The page first: its fixed paths (/ui/login) must win over /{schedule_id}/run.
+router.include_router(ui.router)
+router.include_router(api)

@@ -1,0 +1,212 @@
+"""Who gets in: the token in X-Internal-Token for the JSON API, the signed session
+cookie for the page, and nobody at all when no token is configured."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import pytest
+import sqlalchemy as sa
+from fastapi.testclient import TestClient
+from sqlalchemy.engine import Engine
+
+from agnt_jobs import settings
+from agnt_jobs.admin import auth, create_app
+from tests.support.admin_data import HEADERS, TOKEN
+
+ENDPOINTS = [
+    ("GET", "/admin/scheduler"),
+    ("GET", "/admin/scheduler/runs"),
+    ("GET", "/admin/scheduler/runs/1"),
+    ("POST", "/admin/scheduler/selfcheck/run"),
+    ("POST", "/admin/scheduler/clean_finished_jobs/pause"),
+    ("POST", "/admin/scheduler/clean_finished_jobs/resume"),
+]
+
+
+def _waiting_jobs(engine: Engine) -> int:
+    with engine.connect() as connection:
+        return connection.execute(
+            sa.text("SELECT count(*) FROM procrastinate_jobs")
+        ).scalar_one()
+
+
+@pytest.mark.parametrize("configured", [None, ""])
+def test_no_token_configured_refuses_everything_with_503(
+    env: settings.Settings,
+    engine: Engine,
+    monkeypatch: pytest.MonkeyPatch,
+    configured: str | None,
+) -> None:
+    if configured is not None:
+        monkeypatch.setenv("INTERNAL_API_TOKEN", configured)
+        settings.get_settings.cache_clear()
+    with TestClient(create_app()) as client:
+        for method, path in ENDPOINTS:
+            for headers in ({}, {"X-Internal-Token": ""}, HEADERS):
+                response = client.request(method, path, headers=headers)
+                assert response.status_code == 503, (method, path, headers)
+                assert "INTERNAL_API_TOKEN is not set" in response.json()["detail"]
+        page = client.get("/admin/scheduler/ui")
+        assert page.status_code == 503
+        assert "INTERNAL_API_TOKEN is not set" in page.text
+        login = client.post("/admin/scheduler/ui/login", data={"token": ""})
+        assert login.status_code == 503
+        assert auth.SESSION_COOKIE not in login.cookies
+    assert _waiting_jobs(engine) == 0
+
+
+def test_missing_token_is_401_and_a_wrong_one_403(
+    client: TestClient, engine: Engine
+) -> None:
+    for method, path in ENDPOINTS:
+        missing = client.request(method, path)
+        assert missing.status_code == 401, (method, path)
+        assert missing.json() == {"detail": "missing X-Internal-Token header"}
+        assert (
+            client.request(method, path, headers={"X-Internal-Token": ""}).status_code
+            == 401
+        )
+        for wrong in (TOKEN[:-1], TOKEN + "x", TOKEN.upper(), "é" + TOKEN[1:]):
+            # Sent as raw bytes: a header is not always ASCII.
+            response = client.request(
+                method, path, headers={"X-Internal-Token": wrong.encode()}
+            )
+            assert response.status_code == 403, (method, path, wrong)
+            assert response.json() == {"detail": "wrong X-Internal-Token"}
+    # Nothing was deferred or paused by the refused requests.
+    assert _waiting_jobs(engine) == 0
+    with engine.connect() as connection:
+        assert (
+            connection.execute(
+                sa.text("SELECT count(*) FROM schedules WHERE NOT enabled")
+            ).scalar_one()
+            == 0
+        )
+    assert client.get("/admin/scheduler", headers=HEADERS).status_code == 200
+
+
+def test_the_token_is_never_logged(
+    client: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    client.get("/admin/scheduler", headers={"X-Internal-Token": TOKEN + "-wrong"})
+    client.post("/admin/scheduler/clean_finished_jobs/pause", headers=HEADERS)
+    client.post("/admin/scheduler/ui/login", data={"token": TOKEN + "-wrong"})
+    client.post("/admin/scheduler/ui/login", data={"token": TOKEN})
+    logged = [f"{record.getMessage()} {record.__dict__}" for record in caplog.records]
+    assert any("admin_auth_refused" in line for line in logged)
+    assert any("admin_pause" in line for line in logged)
+    assert not [line for line in logged if TOKEN in line]
+
+
+def _sign_in(client: TestClient, token: str = TOKEN):
+    return client.post(
+        "/admin/scheduler/ui/login", data={"token": token}, follow_redirects=False
+    )
+
+
+def test_sign_in_sets_a_strict_httponly_cookie_that_is_not_the_token(
+    client: TestClient,
+) -> None:
+    page = client.get("/admin/scheduler/ui")
+    assert page.status_code == 200
+    assert 'name="token"' in page.text and "data-schedule" not in page.text
+
+    wrong = _sign_in(client, "nope")
+    assert wrong.status_code == 403 and "Wrong token." in wrong.text
+    assert "set-cookie" not in wrong.headers
+    empty = _sign_in(client, "")
+    assert empty.status_code == 401 and "set-cookie" not in empty.headers
+
+    response = _sign_in(client)
+    assert response.status_code == 303
+    assert response.headers["location"] == "/admin/scheduler/ui"
+    cookie = response.headers["set-cookie"]
+    attributes = {part.strip().split("=")[0].lower() for part in cookie.split(";")}
+    assert {"httponly", "samesite", "path", "max-age"} <= attributes
+    assert "samesite=strict" in cookie.lower()
+    assert "path=/admin/scheduler/ui" in cookie.lower()
+    value = client.cookies[auth.SESSION_COOKIE]
+    assert TOKEN not in value and TOKEN not in cookie
+
+    signed_in = client.get("/admin/scheduler/ui")
+    assert signed_in.status_code == 200
+    assert 'data-schedule="selfcheck"' not in signed_in.text  # a job, not a schedule
+    assert 'data-schedule="clean_finished_jobs"' in signed_in.text
+    assert signed_in.headers["cache-control"] == "no-store"
+    assert "frame-ancestors 'none'" in signed_in.headers["content-security-policy"]
+
+    # The cookie opens the page only: the JSON API still wants the header.
+    assert client.get("/admin/scheduler").status_code == 401
+
+    out = client.post("/admin/scheduler/ui/logout", follow_redirects=False)
+    assert out.status_code == 303
+    assert auth.SESSION_COOKIE not in client.cookies
+    assert 'name="token"' in client.get("/admin/scheduler/ui").text
+
+
+def test_forged_expired_or_rotated_sessions_are_signed_out(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token = TOKEN.encode()
+    max_age = settings.get_settings().admin_session_hours * 3600
+    good = auth.new_session(token)
+    assert auth.session_valid(good, token, max_age)
+    issued, nonce, signature = good.split(".")
+    forged = [
+        f"{int(issued) + 3600}.{nonce}.{signature}",  # a longer life, same signature
+        f"{issued}.{nonce}.{'0' * len(signature)}",
+        auth.new_session(b"another token"),
+        auth.new_session(token, now=time.time() - max_age - 60),  # expired
+        TOKEN,  # the raw token is not a session
+        "garbage",
+    ]
+    for value in forged:
+        assert not auth.session_valid(value, token, max_age), value
+        client.cookies.set(auth.SESSION_COOKIE, value, path="/admin/scheduler/ui")
+        page = client.get("/admin/scheduler/ui")
+        assert 'name="token"' in page.text and "data-schedule" not in page.text
+        client.cookies.clear()
+
+    _sign_in(client)
+    assert "data-schedule" in client.get("/admin/scheduler/ui").text
+    # A new token ends every session at once.
+    monkeypatch.setenv("INTERNAL_API_TOKEN", TOKEN + "-rotated")
+    settings.get_settings.cache_clear()
+    assert 'name="token"' in client.get("/admin/scheduler/ui").text
+
+
+def test_page_actions_need_the_session_and_its_csrf_value(
+    client: TestClient, engine: Engine
+) -> None:
+    def enabled() -> bool:
+        with engine.connect() as connection:
+            return (
+                connection.execute(
+                    sa.text("SELECT enabled FROM schedules WHERE id = 'dlq_cleanup'")
+                ).scalar_one_or_none()
+                is not False
+            )
+
+    path = "/admin/scheduler/ui/dlq_cleanup/pause"
+    signed_out = client.post(path, data={"csrf": "x"}, follow_redirects=False)
+    assert signed_out.status_code == 401 and enabled()
+
+    _sign_in(client)
+    session = client.cookies[auth.SESSION_COOKIE]
+    csrf = auth.csrf_value(session, TOKEN.encode())
+    for bad in ({}, {"csrf": ""}, {"csrf": csrf[:-1] + "0"}, {"csrf": "x" * 64}):
+        response = client.post(path, data=bad, follow_redirects=False)
+        assert response.status_code == 403, bad
+        assert enabled()
+    # A CSRF value of another session is refused too.
+    other = auth.csrf_value(auth.new_session(TOKEN.encode()), TOKEN.encode())
+    assert client.post(path, data={"csrf": other}).status_code == 403 and enabled()
+
+    done = client.post(path, data={"csrf": csrf}, follow_redirects=False)
+    assert done.status_code == 303 and not enabled()
+    assert done.headers["location"].startswith("/admin/scheduler/ui?notice=")
+    assert "dlq_cleanup paused" in client.get(done.headers["location"]).text
+    assert f'value="{csrf}"' in client.get("/admin/scheduler/ui").text

@@ -197,7 +197,10 @@ def test_page_actions_need_the_session_and_its_csrf_value(
     _sign_in(client)
     session = client.cookies[auth.SESSION_COOKIE]
     csrf = auth.csrf_value(session, TOKEN.encode())
-    for bad in ({}, {"csrf": ""}, {"csrf": csrf[:-1] + "0"}, {"csrf": "x" * 64}):
+    # One character off (whatever the last one is: a fixed "0" would be the real
+    # value one time in sixteen).
+    tampered = csrf[:-1] + ("1" if csrf.endswith("0") else "0")
+    for bad in ({}, {"csrf": ""}, {"csrf": tampered}, {"csrf": "x" * 64}):
         response = client.post(path, data=bad, follow_redirects=False)
         assert response.status_code == 403, bad
         assert enabled()

@@ -13,7 +13,13 @@ from agnt_jobs.demo.registry import NotEmptyError, Plan, Report, seed
 from agnt_jobs.demo import a2a, bookings, core, diary, messaging
 
 # --- issue 5: billing data ---
+# isort: split
+from agnt_jobs.demo import api_keys, billing
+
 # --- issue 6: lifecycle / housekeeping data ---
+# isort: split
+from agnt_jobs.demo import health, housekeeping, lifecycle, watchers, webhooks
+
 # --- issue 7: heavy-job data ---
 
 __all__ = [
@@ -21,9 +27,16 @@ __all__ = [
     "Plan",
     "Report",
     "a2a",
+    "api_keys",
+    "billing",
     "bookings",
     "core",
     "diary",
+    "health",
+    "housekeeping",
+    "lifecycle",
     "messaging",
     "seed",
+    "watchers",
+    "webhooks",
 ]

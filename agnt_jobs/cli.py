@@ -152,6 +152,10 @@ def demo_seed(
     agent_url: Annotated[
         str, typer.Option(help="Base URL of the venues' A2A agent endpoints.")
     ] = "http://127.0.0.1:8790",
+    webhook_url: Annotated[
+        str,
+        typer.Option(help="Base URL of the seeded outbound webhook endpoints."),
+    ] = "http://127.0.0.1:8791",
     force: Annotated[
         bool,
         typer.Option(
@@ -167,7 +171,11 @@ def demo_seed(
 
     settings = get_settings()
     plan = demo.Plan(
-        scale=scale, at=instant, tz=settings.business_timezone, agent_url=agent_url
+        scale=scale,
+        at=instant,
+        tz=settings.business_timezone,
+        agent_url=agent_url,
+        webhook_url=webhook_url,
     )
     started = time.perf_counter()
     try:

@@ -34,6 +34,17 @@ AS $$ SELECT (hashint8extended(id, salt) & 140737488355327)::float8
 """
 
 
+# The WITA (``:tz``) calendar date of the anchor instant, and a local wall-clock time
+# on a local date as an instant: most seeded times are laid out on local days.
+LOCAL_TODAY = "(CAST(:at AS timestamptz) AT TIME ZONE :tz)::date"
+
+
+def local_instant(day: str, clock: str) -> str:
+    """SQL for the instant of local date ``day`` (a date expression) plus ``clock``
+    (an interval or time expression) in ``:tz``."""
+    return f"((({day}) + ({clock})) AT TIME ZONE :tz)"
+
+
 class NotEmptyError(Exception):
     """The database already has data in a table the demo would fill."""
 
@@ -48,6 +59,7 @@ class Plan:
     tz: str = "Asia/Makassar"
     chunk: int = 100_000
     agent_url: str = "http://127.0.0.1:8790"
+    webhook_url: str = "http://127.0.0.1:8791"
     ranges: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     def params(self) -> dict[str, Any]:
@@ -149,10 +161,15 @@ def sync_identity(connection: Connection, table: str) -> None:
     )
 
 
+def sql_array(values: Sequence[str]) -> str:
+    """A SQL text array literal of ``values``."""
+    quoted = ", ".join("'" + v.replace("'", "''") + "'" for v in values)
+    return f"ARRAY[{quoted}]"
+
+
 def pick(values: Sequence[str], r: str) -> str:
     """SQL choosing one of ``values`` uniformly by the [0, 1) expression ``r``."""
-    quoted = ", ".join("'" + v.replace("'", "''") + "'" for v in values)
-    return f"(ARRAY[{quoted}])[1 + floor({r} * {len(values)})::int]"
+    return f"({sql_array(values)})[1 + floor({r} * {len(values)})::int]"
 
 
 def weighted(choices: Mapping[str, float], r: str) -> str:

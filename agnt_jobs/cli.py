@@ -14,7 +14,7 @@ import psycopg
 import sqlalchemy.exc
 import typer
 
-from agnt_jobs import cli_schedules, logs
+from agnt_jobs import cli_bench, cli_schedules, logs
 from agnt_jobs.settings import ConfigError, get_settings
 
 cli = typer.Typer(
@@ -117,6 +117,7 @@ def worker(
 
 
 cli_schedules.install(cli)
+cli_bench.install(cli)
 
 
 def main() -> None:

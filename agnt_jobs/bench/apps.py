@@ -15,6 +15,7 @@ importing it adds the benchmark tasks to the production App of that process.
 from __future__ import annotations
 
 import os
+import time
 
 from procrastinate import App, PsycopgConnector
 
@@ -29,7 +30,14 @@ from agnt_jobs.tasks import make_task
 TICK_CRON = "* * * * * *"  # every second (croniter's sixth field is seconds)
 
 
+# Seconds each bench_noop job waits, as a job waiting on an HTTP peer or Stripe
+# does (0: a pure no-op, which measures the queue's own cost).
+JOB_SECONDS = float(os.environ.get("AGNT_BENCH_JOB_SECONDS", "0"))
+
+
 def _noop(ctx: RunContext) -> JobResult:
+    if JOB_SECONDS:
+        time.sleep(JOB_SECONDS)
     return {}
 
 
@@ -66,6 +74,8 @@ plain = App(
 
 @plain.task(name=NOOP, queue=NOOP_QUEUE)
 def plain_noop() -> JobResult:
+    if JOB_SECONDS:
+        time.sleep(JOB_SECONDS)
     return {}
 
 

@@ -16,7 +16,7 @@ import psycopg
 import sqlalchemy.exc
 import typer
 
-from agnt_jobs import cli_admin, cli_schedules, logs
+from agnt_jobs import cli_admin, cli_bench, cli_schedules, logs
 from agnt_jobs.settings import ConfigError, get_settings
 
 cli = typer.Typer(
@@ -122,6 +122,7 @@ def worker(
 
 cli_schedules.install(cli)
 cli_admin.install(cli)
+cli_bench.install(cli)
 
 
 def _instant(value: str | None) -> datetime:

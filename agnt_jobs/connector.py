@@ -5,6 +5,13 @@ is built.
 ``procrastinate`` CLI imports it first, tests swap the connector), yet with no URL
 configured the database is an embedded server that has to be started. So the
 connector asks ``agnt_jobs.db`` for the URL at the last moment.
+
+Its pooled connections are in autocommit. Every query Procrastinate and our worker
+code send through the connector is one statement in its own transaction anyway
+(the pool committed after each); autocommit saves the two extra round trips of
+that transaction (``BEGIN``, ``COMMIT``) on every fetch, finish, history write and
+schedule decision. The queue benchmark (``agnt-jobs bench --only queue``) measured
+the difference.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import psycopg
 import psycopg_pool
 from procrastinate import PsycopgConnector
 from procrastinate.connector import BaseConnector
@@ -20,8 +28,22 @@ from agnt_jobs.db import database_url
 from agnt_jobs.settings import get_settings
 
 
+def autocommit_pool(**kwargs: Any) -> psycopg_pool.AsyncConnectionPool:
+    """Procrastinate's pool, with each new connection switched to autocommit
+    before any user ``configure`` hook runs."""
+    configure = kwargs.pop("configure", None)
+
+    async def setup(connection: psycopg.AsyncConnection) -> None:
+        await connection.set_autocommit(True)
+        if configure is not None:
+            await configure(connection)
+
+    return psycopg_pool.AsyncConnectionPool(configure=setup, **kwargs)
+
+
 class SettingsConnector(PsycopgConnector):
     def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("pool_factory", autocommit_pool)
         super().__init__(**kwargs)
         self._resolved = False
 

@@ -1,8 +1,12 @@
 """The run history writer: a Procrastinate worker middleware that records every
 attempt of every job in ``job_runs`` (start, end, status, result summary, error).
 
-It runs on the worker's event loop and uses the App's own connection pool, so it
-adds two short statements per job and no extra connections.
+It runs on the worker's event loop and adds two short statements per job. An
+``AgntWorker`` sends them through a ``HistoryWriter``: one connection of the App's
+pool that the worker keeps while it runs, in autocommit. Taking a pool connection
+per statement instead costs a liveness check (a round trip) each time, which the
+queue benchmark measured at a quarter of the worker's CPU per no-op job; kept
+connection, the history's cost stayed within a tenth of a stock worker's.
 """
 
 from __future__ import annotations
@@ -11,11 +15,14 @@ import asyncio
 import json
 import logging
 import traceback
+from types import TracebackType
 from typing import Any
 
+import psycopg
 from procrastinate import JobContext, exceptions
 from procrastinate.middleware import AsyncCallNext
 from procrastinate.worker import Worker
+from psycopg.types.json import Jsonb
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +46,71 @@ WHERE job_id = %(job_id)s AND attempt = %(attempt)s
 ERROR_TEXT_LIMIT = 4000
 
 
+class HistoryWriter:
+    """One connection borrowed from the App's pool for a worker's lifetime, in
+    autocommit, for the history statements (psycopg serialises the jobs' writes
+    on it). A broken connection goes back to the pool, which discards it, and the
+    statement is tried once more on a fresh one, as the pool's check would have.
+    """
+
+    def __init__(self, pool: Any) -> None:
+        self._pool = pool
+        self._connection: psycopg.AsyncConnection | None = None
+        self._autocommit_before = False
+        self._lock = asyncio.Lock()
+
+    async def _borrow(self) -> psycopg.AsyncConnection:
+        async with self._lock:
+            if self._connection is None:
+                connection = await self._pool.getconn()
+                self._autocommit_before = connection.autocommit
+                if not connection.autocommit:
+                    await connection.set_autocommit(True)
+                self._connection = connection
+            return self._connection
+
+    async def _give_back(self) -> None:
+        async with self._lock:
+            connection, self._connection = self._connection, None
+            if connection is None:
+                return
+            if not connection.closed and not connection.broken:
+                await connection.set_autocommit(self._autocommit_before)
+            await self._pool.putconn(connection)
+
+    async def execute(self, query: str, **params: Any) -> None:
+        for attempt in (1, 2):
+            connection = await self._borrow()
+            try:
+                await connection.execute(query, params)  # type: ignore[arg-type]
+                return
+            except psycopg.OperationalError:
+                await self._give_back()
+                if attempt == 2:
+                    raise
+
+    async def __aenter__(self) -> HistoryWriter:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._give_back()
+
+
+def writer_for(connector: Any) -> HistoryWriter | None:
+    """A writer on the connector's pool, or None for a connector without one
+    (the history then goes through the connector's own queries)."""
+    try:
+        pool = connector.pool
+    except (AttributeError, exceptions.AppNotOpen):
+        return None
+    return HistoryWriter(pool) if hasattr(pool, "getconn") else None
+
+
 def _summary(result: Any) -> dict[str, Any] | None:
     """The result as a JSON object, whatever the body returned."""
     if result is None:
@@ -60,8 +132,12 @@ async def record_run(
 ) -> Any:
     job = context.job
     key = {"job_id": job.id, "attempt": job.attempts + 1}
-    connector = context.app.connector
-    await connector.execute_query_async(
+    writer: HistoryWriter | None = getattr(worker, "history", None)
+    if writer is not None:
+        execute = writer.execute
+    else:
+        execute = context.app.connector.execute_query_async
+    await execute(
         START_RUN,
         **key,
         task_name=job.task_name,
@@ -83,8 +159,12 @@ async def record_run(
     finally:
         try:
             await asyncio.shield(
-                connector.execute_query_async(
-                    FINISH_RUN, **key, status=status, result=result, error=error
+                execute(
+                    FINISH_RUN,
+                    **key,
+                    status=status,
+                    result=None if result is None else Jsonb(result),
+                    error=error,
                 )
             )
         except Exception:  # the job's own outcome must not be masked by history

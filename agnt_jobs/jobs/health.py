@@ -358,15 +358,16 @@ def _store(ctx: RunContext, name: str, seen: Observation) -> bool:
         )
 
 
+# Claimed rows addressed by ctid: a chunk never scans the table (agnt_jobs.chunked).
 PRUNE_RESULTS = sa.text(
     """
     WITH gone AS (
-        DELETE FROM health_check_results WHERE id IN (
-            SELECT id FROM health_check_results
+        DELETE FROM health_check_results WHERE ctid = ANY(ARRAY(
+            SELECT ctid FROM health_check_results
             WHERE checked_at < :cutoff
             LIMIT :limit
             FOR UPDATE SKIP LOCKED
-        )
+        ))
         RETURNING 1
     )
     SELECT count(*) FROM gone

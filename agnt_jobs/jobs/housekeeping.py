@@ -3,7 +3,8 @@ dead-letter report, and rotation of the fleet delta log into its archive.
 
 Every delete runs in chunks of ``job_chunk_size`` rows, each chunk one short
 transaction that locks only its own rows (``FOR UPDATE SKIP LOCKED``): a purge of
-millions of rows never holds a long lock, and two copies share the work.
+millions of rows never holds a long lock, and two copies share the work. The
+claimed rows are addressed by ``ctid`` (see ``agnt_jobs.chunked`` for why).
 """
 
 from __future__ import annotations
@@ -23,12 +24,12 @@ logger = logging.getLogger(__name__)
 EVICT_MEMORIES = sa.text(
     """
     WITH gone AS (
-        DELETE FROM memories WHERE id IN (
-            SELECT id FROM memories
+        DELETE FROM memories WHERE ctid = ANY(ARRAY(
+            SELECT ctid FROM memories
             WHERE NOT pinned AND coalesce(last_accessed_at, created_at) < :cutoff
             LIMIT :limit
             FOR UPDATE SKIP LOCKED
-        )
+        ))
         RETURNING 1
     )
     SELECT count(*) FROM gone
@@ -38,12 +39,12 @@ EVICT_MEMORIES = sa.text(
 DELETE_RESOLVED_LETTERS = sa.text(
     """
     WITH gone AS (
-        DELETE FROM dead_letters WHERE id IN (
-            SELECT id FROM dead_letters
+        DELETE FROM dead_letters WHERE ctid = ANY(ARRAY(
+            SELECT ctid FROM dead_letters
             WHERE resolved_at IS NOT NULL AND resolved_at < :cutoff
             LIMIT :limit
             FOR UPDATE SKIP LOCKED
-        )
+        ))
         RETURNING 1
     )
     SELECT count(*) FROM gone
@@ -53,12 +54,12 @@ DELETE_RESOLVED_LETTERS = sa.text(
 PRUNE_ERROR_LOG = sa.text(
     """
     WITH gone AS (
-        DELETE FROM error_log WHERE id IN (
-            SELECT id FROM error_log
+        DELETE FROM error_log WHERE ctid = ANY(ARRAY(
+            SELECT ctid FROM error_log
             WHERE created_at < :cutoff
             LIMIT :limit
             FOR UPDATE SKIP LOCKED
-        )
+        ))
         RETURNING 1
     )
     SELECT count(*) FROM gone
@@ -71,13 +72,13 @@ PRUNE_ERROR_LOG = sa.text(
 ARCHIVE_DELTAS = sa.text(
     """
     WITH moved AS (
-        DELETE FROM fleet_delta_log WHERE id IN (
-            SELECT id FROM fleet_delta_log
+        DELETE FROM fleet_delta_log WHERE ctid = ANY(ARRAY(
+            SELECT ctid FROM fleet_delta_log
             WHERE created_at < :before
             ORDER BY id
             LIMIT :limit
             FOR UPDATE SKIP LOCKED
-        )
+        ))
         RETURNING id, created_at, agent_id, page_slug, action, title, content, meta
     ), archived AS (
         INSERT INTO fleet_delta_log_archive
@@ -94,12 +95,12 @@ ARCHIVE_DELTAS = sa.text(
 EXPIRE_ARCHIVE = sa.text(
     """
     WITH gone AS (
-        DELETE FROM fleet_delta_log_archive WHERE id IN (
-            SELECT id FROM fleet_delta_log_archive
+        DELETE FROM fleet_delta_log_archive WHERE ctid = ANY(ARRAY(
+            SELECT ctid FROM fleet_delta_log_archive
             WHERE created_at < :before
             LIMIT :limit
             FOR UPDATE SKIP LOCKED
-        )
+        ))
         RETURNING 1
     )
     SELECT count(*) FROM gone

@@ -63,16 +63,18 @@ PURGE_USERS = sa.text(
     """
 )
 
+# The chunked statements below address their claimed rows by ctid, so that a chunk
+# never scans the whole table (see agnt_jobs.chunked).
 DELETE_EXPIRED_SESSIONS = sa.text(
     """
     WITH gone AS (
         DELETE FROM b2b_onboarding_sessions
-        WHERE id IN (
-            SELECT id FROM b2b_onboarding_sessions
+        WHERE ctid = ANY(ARRAY(
+            SELECT ctid FROM b2b_onboarding_sessions
             WHERE status <> 'COMPLETED' AND expires_at < :cutoff
             LIMIT :limit
             FOR UPDATE SKIP LOCKED
-        )
+        ))
         RETURNING 1
     )
     SELECT count(*) FROM gone
@@ -83,12 +85,12 @@ MARK_ABANDONED = sa.text(
     """
     WITH marked AS (
         UPDATE b2b_onboarding_sessions SET status = 'ABANDONED', abandoned_at = :now
-        WHERE id IN (
-            SELECT id FROM b2b_onboarding_sessions
+        WHERE ctid = ANY(ARRAY(
+            SELECT ctid FROM b2b_onboarding_sessions
             WHERE status = 'ACTIVE' AND last_activity_at < :cutoff
             LIMIT :limit
             FOR UPDATE SKIP LOCKED
-        )
+        ))
         RETURNING 1
     )
     SELECT count(*) FROM marked
@@ -99,12 +101,12 @@ EXPIRE_REFERRALS = sa.text(
     """
     WITH expired AS (
         UPDATE referral_codes SET status = 'EXPIRED', expired_at = :now
-        WHERE id IN (
-            SELECT id FROM referral_codes
+        WHERE ctid = ANY(ARRAY(
+            SELECT ctid FROM referral_codes
             WHERE status = 'ACTIVE' AND redeemed_at IS NULL AND expires_at <= :now
             LIMIT :limit
             FOR UPDATE SKIP LOCKED
-        )
+        ))
         RETURNING 1
     )
     SELECT count(*) FROM expired

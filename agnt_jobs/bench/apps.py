@@ -1,0 +1,91 @@
+"""The two Apps the queue and scheduling benchmarks compare, each with the same
+benchmark tasks. Imported only by the benchmark's worker processes
+(``procrastinate --app=agnt_jobs.bench.apps.ours worker``, or the drain child):
+importing it adds the benchmark tasks to the production App of that process.
+
+* ``ours``: the production App (``agnt_jobs.app.app``: every schedule, the run
+  history middleware, our connector and deferrer), plus ``bench_noop`` (no lock,
+  for throughput) and ``bench_tick`` (a job like any production job, on a
+  one-second schedule).
+* ``plain``: a stock Procrastinate App on the same database with the same two
+  tasks, ``bench_tick`` as a stock ``@app.periodic``, and the same worker
+  concurrency and pool size, so the difference is what our code adds.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from procrastinate import App, PsycopgConnector
+
+from agnt_jobs import scheduling
+from agnt_jobs.app import app as ours
+from agnt_jobs.bench.base import NOOP, NOOP_QUEUE, TICK
+from agnt_jobs.jobs.registry import JobResult, RunContext, job
+from agnt_jobs.schedule import Misfire, Schedule
+from agnt_jobs.settings import get_settings
+from agnt_jobs.tasks import make_task
+
+TICK_CRON = "* * * * * *"  # every second (croniter's sixth field is seconds)
+
+
+# Seconds each bench_noop job waits, as a job waiting on an HTTP peer or Stripe
+# does (0: a pure no-op, which measures the queue's own cost).
+JOB_SECONDS = float(os.environ.get("AGNT_BENCH_JOB_SECONDS", "0"))
+
+
+def _noop(ctx: RunContext) -> JobResult:
+    if JOB_SECONDS:
+        time.sleep(JOB_SECONDS)
+    return {}
+
+
+# Through the same wrapper as every production job (RunContext, settings, engine,
+# history); only the locks differ, since N no-op jobs must be able to run at once.
+job(NOOP)(_noop)
+make_task(ours, NOOP, _noop, queue=NOOP_QUEUE)
+ours.tasks[NOOP].lock = None
+ours.tasks[NOOP].queueing_lock = None
+
+job(TICK)(_noop)
+make_task(ours, TICK, _noop)
+# Only the scheduling benchmark's workers defer it: the queue benchmark measures
+# the production registry alone.
+TICKING = os.environ.get("AGNT_BENCH_TICK") == "1"
+if TICKING:
+    scheduling.register(
+        ours, [Schedule(TICK, TICK_CRON, "Benchmark: every second.", Misfire.SKIP)]
+    )
+
+_settings = get_settings()
+plain = App(
+    connector=PsycopgConnector(
+        conninfo=os.environ.get("AGNT_DATABASE_URL", ""),
+        min_size=_settings.pool_min_size,
+        max_size=_settings.pool_max_size,
+    ),
+    worker_defaults={
+        "concurrency": _settings.worker_concurrency,
+        "shutdown_graceful_timeout": _settings.shutdown_graceful_timeout,
+    },
+)
+
+
+@plain.task(name=NOOP, queue=NOOP_QUEUE)
+def plain_noop() -> JobResult:
+    if JOB_SECONDS:
+        time.sleep(JOB_SECONDS)
+    return {}
+
+
+@plain.task(name=TICK, lock=TICK, queueing_lock=TICK)
+def plain_tick(timestamp: int) -> JobResult:
+    return {}
+
+
+if TICKING:
+    plain.periodic(cron=TICK_CRON, periodic_id=TICK)(plain_tick)
+
+
+APPS = {"ours": ours, "plain": plain}

@@ -1,0 +1,37 @@
+"""What every benchmark family is given: the scratch server, the scale, and a way to
+tell the operator what it is doing (a scale-100 run takes a while)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from agnt_jobs.bench.scratch import ScratchServer
+
+logger = logging.getLogger(__name__)
+
+# The benchmark tasks (agnt_jobs.bench.apps), named here so that the bench process
+# itself never imports the Apps.
+NOOP = "bench_noop"
+NOOP_QUEUE = "bench"
+TICK = "bench_tick"
+
+
+@dataclass
+class BenchContext:
+    server: ScratchServer
+    scale: int
+    #: Repetitions of each throughput measurement (the median is reported).
+    repeats: int = 3
+    #: Seconds each scheduling run watches the ticks.
+    schedule_seconds: float = 30.0
+    #: The instant fixtures are built around and jobs run at.
+    at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    quiet: bool = False
+
+    def say(self, message: str) -> None:
+        logger.info(message, extra={"action": "bench_progress"})
+        if not self.quiet:
+            print(f"[bench] {message}", file=sys.stderr, flush=True)

@@ -1,0 +1,215 @@
+"""What the job benchmark knows about each job: for a set-based job, the single
+hand-written SQL statement that makes the same change as the job (no chunks, no
+claims, no summary: the floor a job's own SQL is measured against), and for a job
+whose cost follows a whole table by its contract, why.
+
+A job with no case here is still run and measured (wall time, rows changed, peak
+RSS); it just has no baseline.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from agnt_jobs import timeutil
+from agnt_jobs.models.billing import LIVE_SUBSCRIPTION_STATUSES
+from agnt_jobs.settings import Settings
+
+Params = Callable[[Settings, datetime], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class JobCase:
+    job_id: str
+    #: One SQL statement making the job's change, over ``params``.
+    baseline: str | None = None
+    params: Params | None = None
+    #: Why the job's cost follows a table rather than its due work, if it does.
+    table_wide: str = ""
+
+
+def _days(name: str) -> Params:
+    return lambda s, at: {"cutoff": at - timedelta(days=getattr(s, name))}
+
+
+PURGE_USERS = """
+WITH doomed AS MATERIALIZED (
+    SELECT id FROM users WHERE deleted_at < :cutoff FOR UPDATE
+), anonymised AS (
+    UPDATE bookings SET user_id = NULL, guest_name = NULL, notes = NULL
+    WHERE user_id IN (SELECT id FROM doomed)
+), messages AS (
+    UPDATE send_queue
+    SET user_id = NULL, recipient = '[purged]', body = '[purged]',
+        status = CASE WHEN status IN ('PENDING', 'FAILED') THEN 'DEAD' ELSE status END,
+        last_error = CASE WHEN status IN ('PENDING', 'FAILED') THEN 'recipient purged'
+                          ELSE last_error END
+    WHERE user_id IN (SELECT id FROM doomed)
+)
+DELETE FROM users WHERE id IN (SELECT id FROM doomed)
+"""
+
+RECONCILE_VENUES = """
+UPDATE venues v SET is_claimed = t.claimed, is_active = t.active, updated_at = now()
+FROM (
+    SELECT v.id, o.id IS NOT NULL AS claimed,
+           o.id IS NOT NULL AND v.suspended_at IS NULL AND EXISTS (
+               SELECT 1 FROM subscriptions s
+               WHERE s.venue_id = v.id AND s.status = ANY(:live)) AS active
+    FROM venues v LEFT JOIN users o ON o.id = v.owner_user_id AND o.deleted_at IS NULL
+) t
+WHERE v.id = t.id AND (v.is_claimed, v.is_active) IS DISTINCT FROM (t.claimed, t.active)
+"""
+
+ROTATE_DELTA_LOG = """
+WITH moved AS (
+    DELETE FROM fleet_delta_log WHERE created_at < :before
+    RETURNING id, created_at, agent_id, page_slug, action, title, content, meta
+), archived AS (
+    INSERT INTO fleet_delta_log_archive
+        (id, created_at, agent_id, page_slug, action, title, content, meta)
+    SELECT * FROM moved ON CONFLICT (id) DO NOTHING
+)
+DELETE FROM fleet_delta_log_archive WHERE created_at < :expire_before
+"""
+
+CLEAN_FINISHED_JOBS = """
+WITH jobs AS (
+    DELETE FROM procrastinate_jobs j
+    WHERE j.status IN ('succeeded', 'failed', 'cancelled', 'aborted')
+      AND NOT EXISTS (SELECT 1 FROM procrastinate_events e
+                      WHERE e.job_id = j.id AND e.at >= :job_cutoff)
+), runs AS (
+    DELETE FROM job_runs WHERE started_at < :history_cutoff AND status <> 'running'
+), ticks AS (
+    DELETE FROM schedule_ticks t
+    WHERE t.tick_at < :history_cutoff
+      AND t.tick_at < (SELECT max(n.tick_at) FROM schedule_ticks n
+                       WHERE n.schedule_id = t.schedule_id)
+)
+DELETE FROM schedule_workers w
+WHERE NOT EXISTS (SELECT 1 FROM procrastinate_workers p WHERE p.id = w.worker_id)
+"""
+
+RESET_API_KEYS = """
+WITH due AS (
+    SELECT id, queries_today FROM api_keys
+    WHERE last_reset_on IS NULL OR last_reset_on < :reset_on
+    FOR UPDATE
+), history AS (
+    INSERT INTO api_key_daily_usage (api_key_id, usage_date, queries)
+    SELECT id, :usage_date, queries_today FROM due WHERE queries_today > 0
+    ON CONFLICT (api_key_id, usage_date)
+    DO UPDATE SET queries = api_key_daily_usage.queries + EXCLUDED.queries
+)
+UPDATE api_keys SET queries_today = 0, last_reset_on = :reset_on
+WHERE id IN (SELECT id FROM due)
+"""
+
+
+def _rotate_params(s: Settings, at: datetime) -> dict[str, Any]:
+    tz = timeutil.zone(s.business_timezone)
+    return {
+        "before": timeutil.iso_week(at, tz).start,
+        "expire_before": timeutil.iso_week(at, tz, -s.delta_log_archive_weeks).start,
+    }
+
+
+def _reset_params(s: Settings, at: datetime) -> dict[str, Any]:
+    reset_on = timeutil.local_date(at, timeutil.zone(s.business_timezone))
+    return {"reset_on": reset_on, "usage_date": reset_on - timedelta(days=1)}
+
+
+CASES: dict[str, JobCase] = {
+    case.job_id: case
+    for case in (
+        JobCase(
+            "purge_deleted_users",
+            PURGE_USERS,
+            _days("user_retention_days"),
+        ),
+        JobCase(
+            "b2b_session_cleanup",
+            "DELETE FROM b2b_onboarding_sessions "
+            "WHERE status <> 'COMPLETED' AND expires_at < :cutoff",
+            _days("b2b_session_retention_days"),
+        ),
+        JobCase(
+            "mark_abandoned_b2b_sessions",
+            "UPDATE b2b_onboarding_sessions SET status = 'ABANDONED', "
+            "abandoned_at = :now "
+            "WHERE status = 'ACTIVE' AND last_activity_at < :cutoff",
+            lambda s, at: {
+                "now": at,
+                "cutoff": at - timedelta(hours=s.b2b_abandon_after_hours),
+            },
+        ),
+        JobCase(
+            "expire_stale_referrals",
+            "UPDATE referral_codes SET status = 'EXPIRED', expired_at = :now "
+            "WHERE status = 'ACTIVE' AND redeemed_at IS NULL AND expires_at <= :now",
+            lambda s, at: {"now": at},
+        ),
+        JobCase(
+            "reconcile_venue_compound_state",
+            RECONCILE_VENUES,
+            lambda s, at: {"live": list(LIVE_SUBSCRIPTION_STATUSES)},
+            table_wide="recomputes every venue by contract",
+        ),
+        JobCase(
+            "memory_eviction",
+            "DELETE FROM memories WHERE NOT pinned "
+            "AND coalesce(last_accessed_at, created_at) < :cutoff",
+            _days("memory_keep_days"),
+        ),
+        JobCase(
+            "dlq_cleanup",
+            "DELETE FROM dead_letters "
+            "WHERE resolved_at IS NOT NULL AND resolved_at < :cutoff",
+            _days("dlq_retention_days"),
+        ),
+        JobCase(
+            "prune_error_logs",
+            "DELETE FROM error_log WHERE created_at < :cutoff",
+            _days("error_log_retention_days"),
+        ),
+        JobCase("rotate_delta_log", ROTATE_DELTA_LOG, _rotate_params),
+        JobCase(
+            "clean_finished_jobs",
+            CLEAN_FINISHED_JOBS,
+            lambda s, at: {
+                "job_cutoff": at - timedelta(days=s.job_retention_days),
+                "history_cutoff": at - timedelta(days=s.run_history_retention_days),
+            },
+        ),
+        JobCase(
+            "reset_api_key_queries_today",
+            RESET_API_KEYS,
+            _reset_params,
+            table_wide="walks every key: each is reset once a day",
+        ),
+        JobCase(
+            "rebuild_entity_graph",
+            table_wide="rebuilds the derived graph from every completed booking",
+        ),
+        JobCase(
+            "charge_unbilled_usage",
+            table_wide="looks at every Stripe customer of the API keys",
+        ),
+        JobCase(
+            "reconcile_subscription_state",
+            table_wide="compares every subscription with Stripe",
+        ),
+        JobCase(
+            "platform_health_monitor",
+            table_wide="measures the queue and backlogs as they are",
+        ),
+    )
+}
+
+
+def case(job_id: str) -> JobCase:
+    return CASES.get(job_id) or JobCase(job_id)

@@ -1,0 +1,82 @@
+"""Child process of the queue benchmark: batch-defer N no-op jobs through one App,
+then time one worker of that App draining them, and print the figures as JSON.
+
+    python -m agnt_jobs.bench.drain ours --jobs 2000 --concurrency 10
+
+A fresh process per measurement, so both Apps start from the same state (nothing
+imported or cached by the other's run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+from typing import Any
+
+from agnt_jobs.bench.apps import APPS, NOOP, NOOP_QUEUE
+
+
+async def _count(app: Any, status: str) -> int:
+    row = await app.connector.execute_query_one_async(
+        "SELECT count(*) AS n FROM procrastinate_jobs "
+        "WHERE queue_name = %(queue)s AND status = %(status)s",
+        queue=NOOP_QUEUE,
+        status=status,
+    )
+    return int(row["n"])
+
+
+async def drain(args: argparse.Namespace) -> dict[str, Any]:
+    app = APPS[args.app]
+    async with app.open_async():
+        task = app.tasks[NOOP]
+        started = time.perf_counter()
+        for first in range(0, args.jobs, args.batch):
+            count = min(args.batch, args.jobs - first)
+            await task.batch_defer_async(*([{}] * count))
+        defer_seconds = time.perf_counter() - started
+
+        started = time.perf_counter()
+        await app.run_worker_async(
+            queues=[NOOP_QUEUE],
+            wait=False,
+            concurrency=args.concurrency,
+            delete_jobs=args.delete_jobs,
+            listen_notify=args.listen_notify,
+            fetch_job_polling_interval=args.polling,
+            install_signal_handlers=False,
+        )
+        drain_seconds = time.perf_counter() - started
+        left = await _count(app, "todo")
+        succeeded = await _count(app, "succeeded")
+    return {
+        "app": args.app,
+        "jobs": args.jobs,
+        "left": left,
+        "succeeded": succeeded,
+        "defer_seconds": round(defer_seconds, 4),
+        "defer_per_second": round(args.jobs / defer_seconds, 1),
+        "drain_seconds": round(drain_seconds, 4),
+        "jobs_per_second": round(args.jobs / drain_seconds, 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("app", choices=sorted(APPS))
+    parser.add_argument("--jobs", type=int, required=True)
+    parser.add_argument("--batch", type=int, default=1000)
+    parser.add_argument("--concurrency", type=int, required=True)
+    parser.add_argument("--delete-jobs", default="never")
+    parser.add_argument(
+        "--listen-notify", action=argparse.BooleanOptionalAction, default=True
+    )
+    parser.add_argument("--polling", type=float, default=5.0)
+    args = parser.parse_args()
+    print(json.dumps(asyncio.run(drain(args))))
+
+
+if __name__ == "__main__":
+    main()

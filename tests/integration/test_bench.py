@@ -1,0 +1,212 @@
+"""The benchmark harness at a tiny scale: each family runs end to end on scratch
+databases and reports well-formed figures. Speed is never asserted (that is what
+the benchmark is for); structure and correctness are: the fixture puts the due
+work where the jobs look, every baseline statement changes exactly what its job
+changes, the send queue delivers every message, no tick is deferred twice.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psycopg
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from agnt_jobs import bench
+from agnt_jobs.bench import cases, fanout, fixtures, jobs, queue, scheduling
+from agnt_jobs.bench.base import BenchContext
+from agnt_jobs.bench.scratch import scratch_server
+from agnt_jobs.jobs.registry import BODIES, RunContext
+from agnt_jobs.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+DUE = 12
+# The instant the data is built around and the jobs run at. Now, not a fixed date:
+# some jobs compare with the database's clock (a message is due at now()).
+AT = datetime.now(UTC).replace(microsecond=0)
+
+
+@pytest.fixture
+def ctx(server_url: str, template_name: str) -> Iterator[BenchContext]:
+    with scratch_server(server_url, template_name) as server:
+        yield BenchContext(server=server, scale=1, repeats=1, at=AT, quiet=True)
+
+
+def _count(engine: Engine, sql: str) -> int:
+    with engine.connect() as connection:
+        return int(connection.execute(sa.text(sql)).scalar_one())
+
+
+def test_fixture_puts_the_due_work_where_each_job_looks(
+    db_url: str, engine: Engine, env: Settings
+) -> None:
+    fixtures.fill(db_url, fixtures.Sizes(1, DUE), AT, "http://127.0.0.1:9")
+    assert _count(engine, "SELECT count(*) FROM bookings") == 10_000
+    assert _count(engine, "SELECT count(*) FROM users") == 2_000 + DUE
+
+    def run(job_id: str) -> dict:
+        return BODIES[job_id](RunContext(engine=engine, settings=env, tick=AT, now=AT))
+
+    # The due rows and nothing else, whatever the background holds.
+    assert run("prune_error_logs")["deleted"] == DUE
+    assert run("memory_eviction")["deleted"] == DUE
+    assert run("dlq_cleanup")["deleted"] == DUE
+    assert run("b2b_session_cleanup")["sessions_deleted"] == DUE
+    assert run("mark_abandoned_b2b_sessions")["sessions_abandoned"] == DUE
+    assert run("expire_stale_referrals")["referrals_expired"] == DUE
+    assert run("reset_api_key_queries_today")["reset"] == DUE
+    assert run("reconcile_venue_compound_state")["venues_fixed"] == min(DUE, 40)
+    purged = run("purge_deleted_users")
+    assert (purged["users_purged"], purged["bookings_anonymised"]) == (DUE, 3 * DUE)
+    rotated = run("rotate_delta_log")
+    assert (rotated["archived"], rotated["archive_expired"]) == (DUE, DUE)
+    cleaned = run("clean_finished_jobs")
+    assert (cleaned["jobs_deleted"], cleaned["runs_deleted"]) == (DUE, DUE)
+    # Run again: the due work is done, the background was never due.
+    assert run("prune_error_logs")["deleted"] == 0
+    assert run("purge_deleted_users")["users_purged"] == 0
+
+
+def test_each_baseline_changes_exactly_what_its_job_changes(
+    ctx: BenchContext,
+) -> None:
+    set_based = sorted(job for job, case in cases.CASES.items() if case.baseline)
+    measurements = jobs.run(ctx, DUE, None, set_based)
+    assert [m.name for m in measurements] == set_based
+    for m in measurements:
+        job, sql = m.details["job"], m.details["sql"]
+        assert job["rows_changed"] > 0, m.name
+        assert job["tables"] == sql["tables"], m.name
+        assert m.value is not None and m.baseline is not None and m.ratio is not None
+        assert 0 < job["rss_before_mb"] <= job["peak_rss_mb"]
+
+
+def test_jobs_family_compares_two_scales_with_the_same_work(
+    ctx: BenchContext,
+) -> None:
+    measurements = jobs.run(ctx, DUE, 2, ["dlq_cleanup", "light_dreaming"])
+    by_family = {(m.family, m.name): m for m in measurements}
+    assert set(by_family) == {
+        ("jobs", "dlq_cleanup"),
+        ("jobs-scaling", "dlq_cleanup"),
+        ("jobs", "light_dreaming"),
+        ("jobs-scaling", "light_dreaming"),
+    }
+    for job_id in ("dlq_cleanup", "light_dreaming"):
+        main = by_family[("jobs", job_id)].details["job"]
+        small = by_family[("jobs-scaling", job_id)].details["small"]
+        assert main["rows_changed"] == small["rows_changed"] > 0
+    assert by_family[("jobs", "light_dreaming")].baseline is None
+
+
+@pytest.mark.slow
+def test_every_job_runs_on_the_benchmark_data(ctx: BenchContext) -> None:
+    measurements = jobs.run(ctx, DUE, None, [])
+    assert {m.name for m in measurements} == set(jobs.job_ids())
+    for m in measurements:
+        assert m.details["job"]["peak_rss_mb"] > 0
+        assert isinstance(m.details["job"]["result"], dict), m.name
+
+
+def test_fanout_delivers_every_message_and_names_the_best(ctx: BenchContext) -> None:
+    measurements = fanout.run(ctx, concurrencies=(1, 4))
+    assert [m.name for m in measurements] == [
+        "send queue, concurrency 1",
+        "send queue, concurrency 4",
+    ]
+    for m in measurements:
+        assert m.details["queue"]["sent"] == fanout.messages_for(1)
+        assert m.details["raw"]["sent"] == fanout.messages_for(1)
+        assert m.value and m.baseline and m.ratio
+    assert [m.met for m in measurements].count(True) == 1
+
+
+@pytest.mark.slow
+def test_queue_family_drains_every_job_through_both_apps(ctx: BenchContext) -> None:
+    measurements = queue.run(ctx, candidates=(queue.CANDIDATES[0],))
+    assert [m.name for m in measurements] == [
+        "no-op jobs, defaults",
+        "no-op jobs, tuned (concurrency 4)",
+        "tuned vs defaults, ours",
+        "tuned vs defaults, plain",
+        "jobs waiting 50 ms, defaults",
+    ]
+    for measurement in measurements[:2] + measurements[-1:]:
+        for app in ("ours", "plain"):
+            figures = measurement.details[app]
+            assert figures["jobs_per_second"] > 0
+            assert figures["cpu_ms_per_job"] > 0
+        assert measurement.ratio is not None
+
+
+@pytest.mark.slow
+def test_scheduling_defers_each_tick_once_with_both_apps(ctx: BenchContext) -> None:
+    ctx.schedule_seconds = 4
+    [measurement] = scheduling.run(ctx, worker_counts=(2,))
+    for app in ("ours", "plain"):
+        figures = measurement.details[app]
+        assert figures["ticks"] >= 3
+        assert figures["duplicates"] == 0, figures
+        assert figures["p50"] is not None
+        assert figures["p50"] <= figures["p99"] <= figures["max"]
+
+
+def test_cli_runs_one_job_and_writes_the_json(server_url: str, tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    done = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "agnt-jobs"),
+            "bench",
+            "--only=selfcheck",
+            "--due=5",
+            f"--server={server_url}",
+            f"--json={out}",
+        ],
+        env={**os.environ, "AGNT_DATABASE_URL": server_url},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "selfcheck" in done.stdout
+    document = json.loads(out.read_text())
+    assert document["options"]["only"] == ["selfcheck"]
+    assert document["machine"]["cpus"] >= 1
+    [measurement] = document["measurements"]
+    assert (measurement["family"], measurement["name"]) == ("jobs", "selfcheck")
+    assert "database_ms" in measurement["details"]["job"]["result"]
+
+
+def test_unknown_benchmark_is_a_usage_error(server_url: str) -> None:
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "agnt-jobs"), "bench", "--only=nope"],
+        env={**os.environ, "AGNT_DATABASE_URL": server_url},
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 2
+    assert "neither a benchmark family" in done.stderr
+    with pytest.raises(bench.UnknownBenchmark):
+        bench.plan(("nope",))
+
+
+def test_scratch_databases_are_dropped(server_url: str, template_name: str) -> None:
+    with scratch_server(server_url, template_name) as server:
+        name = server.migrated("probe")
+        copy = server.create("probe_copy", template=name)
+        assert {name, copy} <= set(server.created)
+    with psycopg.connect(server_url) as admin:
+        left = admin.execute(
+            "SELECT count(*) FROM pg_database WHERE datname LIKE %s",
+            [f"%{server.run_id}%"],
+        ).fetchone()
+    assert left == (0,)

@@ -43,6 +43,14 @@ def _url() -> str:
     return database_url()
 
 
+def _schema_url() -> str:
+    """The database URL for the ``db`` commands: on the embedded default they see
+    the schema as it is, not one migrated to head on the way in."""
+    from agnt_jobs.db import database_url
+
+    return database_url(migrate=False)
+
+
 def _setup_logging() -> None:
     settings = get_settings()
     logs.configure(settings.log_level, settings.log_format)
@@ -55,8 +63,8 @@ def db_upgrade(
     """Migrate the database up to REVISION (default: head)."""
     from agnt_jobs import migrate
 
-    migrate.upgrade(_url(), revision)
-    typer.echo(f"database at {migrate.current_revision(_url())}")
+    migrate.upgrade(_schema_url(), revision)
+    typer.echo(f"database at {migrate.current_revision(_schema_url())}")
 
 
 @db_cli.command("downgrade")
@@ -66,8 +74,8 @@ def db_downgrade(
     """Migrate the database down to REVISION ('base' empties it)."""
     from agnt_jobs import migrate
 
-    migrate.downgrade(_url(), revision)
-    typer.echo(f"database at {migrate.current_revision(_url()) or 'base'}")
+    migrate.downgrade(_schema_url(), revision)
+    typer.echo(f"database at {migrate.current_revision(_schema_url()) or 'base'}")
 
 
 @db_cli.command("current")
@@ -75,7 +83,7 @@ def db_current() -> None:
     """Print the database's revision and the code's head; exit 1 if they differ."""
     from agnt_jobs import migrate
 
-    current, head = migrate.current_revision(_url()), migrate.head_revision()
+    current, head = migrate.current_revision(_schema_url()), migrate.head_revision()
     typer.echo(f"database: {current or 'base (empty)'}\ncode head: {head}")
     if current != head:
         raise typer.Exit(1)

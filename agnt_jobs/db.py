@@ -21,27 +21,35 @@ logger = logging.getLogger(__name__)
 EMBEDDED_DATABASE = "agnt"
 _lock = threading.Lock()
 _embedded_url: str | None = None
+_embedded_migrated = False
 
 
-def database_url() -> str:
+def database_url(*, migrate: bool = True) -> str:
     """The libpq URL of the job database.
 
     With ``AGNT_DATABASE_URL`` set, that URL, untouched: production migrates explicitly
     (``agnt-jobs db upgrade``). Unset, an embedded Postgres in ``AGNT_DATA_DIR`` is
-    started (or joined, if another process of ours already runs it) and migrated to
-    head, so a fresh checkout works with no configuration.
+    started (or joined, if another process of ours already runs it) and, unless
+    ``migrate`` is false, migrated to head, so a fresh checkout works with no
+    configuration. Whatever manages the schema itself (``alembic``, ``agnt-jobs db
+    ...``) asks with ``migrate=False``: it must see, and move, the schema as it is.
     """
     settings = get_settings()
     if settings.database_url is not None:
         return settings.database_url.get_secret_value()
-    return _embedded_database_url(settings.data_dir)
+    return _embedded_database_url(settings.data_dir, migrate)
 
 
-def _embedded_database_url(data_dir: Path) -> str:
-    global _embedded_url
+def _embedded_database_url(data_dir: Path, migrate: bool) -> str:
+    global _embedded_url, _embedded_migrated
     with _lock:
         if _embedded_url is None:
             _embedded_url = _start_embedded(data_dir)
+        if migrate and not _embedded_migrated:
+            from agnt_jobs.migrate import upgrade
+
+            upgrade(_embedded_url, "head")
+            _embedded_migrated = True
         return _embedded_url
 
 
@@ -76,12 +84,7 @@ def _start_embedded(data_dir: Path) -> str:
         )
         if "(1 row)" not in exists:
             server.psql(f"CREATE DATABASE {EMBEDDED_DATABASE};")
-    url = server.get_uri(EMBEDDED_DATABASE)
-
-    from agnt_jobs.migrate import upgrade
-
-    upgrade(url, "head")
-    return url
+    return server.get_uri(EMBEDDED_DATABASE)
 
 
 def sqlalchemy_url(url: str) -> str:

@@ -40,7 +40,7 @@ def _configure(connection) -> None:
 
 
 def run_migrations_offline() -> None:
-    url = config.attributes.get("database_url") or database_url()
+    url = config.attributes.get("database_url") or database_url(migrate=False)
     context.configure(
         url=url,
         target_metadata=target_metadata,
@@ -58,7 +58,7 @@ def run_migrations_online() -> None:
         with context.begin_transaction():
             context.run_migrations()
         return
-    url = config.attributes.get("database_url") or database_url()
+    url = config.attributes.get("database_url") or database_url(migrate=False)
     engine = create_engine(url, poolclass=pool.NullPool)
     with engine.connect() as connection:
         _configure(connection)

@@ -1,5 +1,6 @@
 """Running job bodies in tests: a context at a chosen instant, a count of the
-transactions a run commits, and two copies of a job started at once."""
+transactions a run commits, two copies of a job started at once, and rows held
+locked by another transaction while a job runs beside it."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
@@ -68,3 +70,26 @@ def run_concurrently(body: Callable[[], Any], copies: int = 2) -> list[Any]:
     if errors:
         raise errors[0]
     return results
+
+
+@contextlib.contextmanager
+def rows_locked(engine: Engine, query: str, **params: Any) -> Iterator[list[Any]]:
+    """Hold the row locks ``query`` (a ``SELECT ... FOR UPDATE``) takes, in a
+    transaction left open for the block, as a slow copy of the job or the backend
+    editing those rows would; yields the first column of the locked rows."""
+    with engine.connect() as connection, connection.begin():
+        yield list(connection.execute(sa.text(query), params).scalars())
+
+
+@contextlib.contextmanager
+def impatient(engine: Engine, lock_timeout_ms: int = 2000) -> Iterator[Engine]:
+    """An engine on the same database whose statements give up after waiting
+    ``lock_timeout_ms`` for a lock (LockNotAvailable): a job run on it that queues
+    behind another transaction's row locks fails instead of hanging the test."""
+    waiting = sa.create_engine(
+        engine.url, connect_args={"options": f"-c lock_timeout={lock_timeout_ms}"}
+    )
+    try:
+        yield waiting
+    finally:
+        waiting.dispose()

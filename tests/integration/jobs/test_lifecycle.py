@@ -13,7 +13,13 @@ from sqlalchemy.engine import Engine
 from agnt_jobs.jobs import lifecycle
 from agnt_jobs.models import Base
 from agnt_jobs.settings import Settings
-from tests.support.jobs import context, count_commits, run_concurrently
+from tests.support.jobs import (
+    context,
+    count_commits,
+    impatient,
+    rows_locked,
+    run_concurrently,
+)
 from tests.support.lifecycle_data import (
     add_booking,
     add_memory,
@@ -250,6 +256,63 @@ def test_b2b_session_cleanup_deletes_only_long_expired_uncompleted(
     )
 
 
+def _expired_sessions(engine: Engine, n: int) -> None:
+    with engine.begin() as c:
+        user = add_user(c)
+        c.execute(
+            sa.text(
+                "INSERT INTO b2b_onboarding_sessions (user_id, last_activity_at, "
+                "expires_at) SELECT :u, :idle, :exp FROM generate_series(1, :n)"
+            ),
+            {"u": user, "idle": NOW - 30 * DAY, "exp": NOW - 8 * DAY, "n": n},
+        )
+        add_session(
+            c, user, status="COMPLETED", last_activity_at=NOW, expires_at=NOW - 90 * DAY
+        )
+
+
+def test_two_session_cleanups_at_once_delete_each_session_once(
+    engine: Engine, env: Settings
+) -> None:
+    _expired_sessions(engine, 300)
+    ctx = context(engine, env, NOW, job_chunk_size=7)
+    results = run_concurrently(lambda: lifecycle.b2b_session_cleanup(ctx))
+    assert sum(r["sessions_deleted"] for r in results) == 300
+    with engine.connect() as c:
+        assert count(c, "b2b_onboarding_sessions") == 1  # the completed one
+
+
+def test_session_cleanup_skips_sessions_another_transaction_holds(
+    engine: Engine, env: Settings
+) -> None:
+    """Sessions locked elsewhere (a slow copy of the job, the backend touching
+    them) are skipped, not waited for: the run deletes every other expired session
+    and ends; a run after the lock is released deletes the rest. (Without SKIP
+    LOCKED the run would wait and hit the lock timeout.)"""
+    _expired_sessions(engine, 30)
+    held_query = (
+        "SELECT id FROM b2b_onboarding_sessions "
+        "WHERE status <> 'COMPLETED' AND id % 6 = 0 ORDER BY id FOR UPDATE"
+    )
+    with impatient(engine) as waiting:
+        ctx = context(waiting, env, NOW, job_chunk_size=10)
+        with rows_locked(engine, held_query) as held:
+            assert 0 < len(held) < 30
+            result = lifecycle.b2b_session_cleanup(ctx)
+            assert result["sessions_deleted"] == 30 - len(held)
+            with engine.connect() as c:
+                left = scalar(
+                    c,
+                    "SELECT array_agg(id ORDER BY id) FROM b2b_onboarding_sessions "
+                    "WHERE status <> 'COMPLETED'",
+                )
+            assert left == held
+        again = lifecycle.b2b_session_cleanup(ctx)
+        assert again["sessions_deleted"] == len(held)
+    with engine.connect() as c:
+        assert count(c, "b2b_onboarding_sessions") == 1
+
+
 def test_idle_active_sessions_become_abandoned_once(
     engine: Engine, env: Settings
 ) -> None:
@@ -331,6 +394,56 @@ def test_unredeemed_referrals_past_expiry_expire(engine: Engine, env: Settings) 
         lifecycle.expire_stale_referrals(context(engine, env, NOW))["referrals_expired"]
         == 0
     )
+
+
+def _stale_referrals(engine: Engine, n: int) -> None:
+    with engine.begin() as c:
+        user = add_user(c)
+        c.execute(
+            sa.text(
+                "INSERT INTO referral_codes (code, referrer_user_id, expires_at) "
+                "SELECT 'CODE' || i, :u, :exp FROM generate_series(1, :n) AS i"
+            ),
+            {"u": user, "exp": NOW - DAY, "n": n},
+        )
+
+
+def test_two_referral_expiries_at_once_expire_each_code_once(
+    engine: Engine, env: Settings
+) -> None:
+    _stale_referrals(engine, 150)
+    ctx = context(engine, env, NOW, job_chunk_size=10)
+    results = run_concurrently(lambda: lifecycle.expire_stale_referrals(ctx))
+    assert sum(r["referrals_expired"] for r in results) == 150
+    with engine.connect() as c:
+        assert count(c, "referral_codes", "status = 'EXPIRED'") == 150
+
+
+def test_referral_expiry_skips_codes_another_transaction_holds(
+    engine: Engine, env: Settings
+) -> None:
+    """A code locked elsewhere (being redeemed right now, say) is skipped, not
+    waited for, and stays ACTIVE; the next run after the lock is released expires
+    it. (Without SKIP LOCKED the run would wait and hit the lock timeout.)"""
+    _stale_referrals(engine, 30)
+    held_query = "SELECT id FROM referral_codes WHERE id % 7 = 3 ORDER BY id FOR UPDATE"
+    with impatient(engine) as waiting:
+        ctx = context(waiting, env, NOW, job_chunk_size=10)
+        with rows_locked(engine, held_query) as held:
+            assert 0 < len(held) < 30
+            result = lifecycle.expire_stale_referrals(ctx)
+            assert result["referrals_expired"] == 30 - len(held)
+            with engine.connect() as c:
+                active = scalar(
+                    c,
+                    "SELECT array_agg(id ORDER BY id) FROM referral_codes "
+                    "WHERE status = 'ACTIVE'",
+                )
+            assert active == held
+        again = lifecycle.expire_stale_referrals(ctx)
+        assert again["referrals_expired"] == len(held)
+    with engine.connect() as c:
+        assert count(c, "referral_codes", "status = 'EXPIRED'") == 30
 
 
 def _venue_world(engine: Engine) -> dict[str, int]:

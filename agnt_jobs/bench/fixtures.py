@@ -10,8 +10,9 @@ independent:
 
 So scale 10 and scale 100 with the same ``due`` ask each job for the same work on
 tables ten times apart: a job whose cost follows the table, not its work, shows.
-The statements live in ``fixture_core``, ``fixture_ops`` and ``fixture_knowledge``;
-each is one statement over bind parameters (``:at``, ``:users``, ``:due``...).
+The statements live in ``fixture_core``, ``fixture_bookings``, ``fixture_messages``,
+``fixture_ops`` and ``fixture_knowledge``; each is one statement over bind
+parameters (``:at``, ``:users``, ``:due``...).
 """
 
 from __future__ import annotations
@@ -75,6 +76,8 @@ def params(sizes: Sizes, at: datetime, peer_url: str) -> dict[str, Any]:
         "http_due": sizes.http_due,
         "peer": peer_url,
         "today": timeutil.local_date(at, tz),
+        "day_start": timeutil.day(at, tz).start,
+        "yesterday_start": timeutil.day(at, tz, -1).start,
         "week_start": week.start,
         "previous_week_start": previous.start,
         "previous_week_date": timeutil.local_date(previous.start, tz),
@@ -84,10 +87,18 @@ def params(sizes: Sizes, at: datetime, peer_url: str) -> dict[str, Any]:
 
 
 def statements() -> Sequence[tuple[str, str]]:
-    from agnt_jobs.bench import fixture_core, fixture_knowledge, fixture_ops
+    from agnt_jobs.bench import (
+        fixture_bookings,
+        fixture_core,
+        fixture_knowledge,
+        fixture_messages,
+        fixture_ops,
+    )
 
     return [
         *fixture_core.STATEMENTS,
+        *fixture_bookings.STATEMENTS,
+        *fixture_messages.STATEMENTS,
         *fixture_ops.STATEMENTS,
         *fixture_knowledge.STATEMENTS,
     ]

@@ -1,7 +1,8 @@
 """A local stand-in for every system the jobs call, for the benchmarks: the channel
-gateway (``POST /messages``), webhook receivers and the alerts webhook (any other
-POST: 200), and the three marketplaces' product APIs in their own response shapes
-(a product's price is derived from its id, so runs are repeatable).
+gateway (``POST /messages``), the venues' A2A agents (``POST /venues/{id}/a2a``:
+202), webhook receivers and the alerts webhook (any other POST: 200), and the
+three marketplaces' product APIs in their own response shapes (a product's price
+is derived from its id, so runs are repeatable).
 
 It runs as its own process (uvicorn, a bare ASGI callable) so that it does not
 share the interpreter lock with the sender being measured:
@@ -82,6 +83,10 @@ def answer(method: str, path: str, query: dict[str, str], body: bytes) -> Any:
         COUNTS["messages"] += 1
         key = json.loads(body or b"{}").get("idempotency_key", "")
         return 201, {"id": f"gw-{key}"}
+    if method == "POST" and path.startswith("/venues/") and path.endswith("/a2a"):
+        # A venue agent (``venues.agent_endpoint``): it accepts every envelope.
+        COUNTS["a2a"] += 1
+        return 202, {"accepted": True}
     if path == "/api/v4/item/get":
         COUNTS["shopee"] += 1
         return 200, _shopee(query)

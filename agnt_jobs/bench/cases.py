@@ -110,6 +110,40 @@ WHERE id IN (SELECT id FROM due)
 """
 
 
+MARK_COMPLETED = """
+UPDATE bookings SET status = 'COMPLETED', status_changed_at = :now
+WHERE status = 'CONFIRMED' AND slot_end <= :now
+"""
+
+REAP_ENVELOPES = """
+UPDATE a2a_envelopes
+SET status = 'EXPIRED', status_changed_at = :now,
+    last_error = 'TTL passed before the envelope was dispatched'
+WHERE status = 'PENDING' AND expires_at <= :now
+  AND (next_attempt_at IS NULL OR next_attempt_at <= :now)
+"""
+
+# Orphaned: no booking that still waits on the response's venue.
+SWEEP_RESPONSES = """
+UPDATE venue_responses AS r
+SET status = 'CLOSED', close_reason = 'orphaned', resolved_at = :now
+WHERE r.status = 'OPEN' AND r.received_at <= :cutoff
+  AND NOT EXISTS (
+      SELECT 1 FROM bookings AS b
+      WHERE b.id = r.booking_id AND b.venue_id = r.venue_id
+        AND b.status IN ('REQUESTED', 'PENDING_VENUE'))
+"""
+
+CREATE_REMINDERS = """
+INSERT INTO reminders (booking_id, due_at)
+SELECT b.id, greatest(b.slot_start - make_interval(mins => :lead), :now)
+FROM bookings AS b
+WHERE b.status = 'CONFIRMED' AND b.slot_start > :now AND b.slot_start <= :horizon
+  AND NOT EXISTS (SELECT 1 FROM reminders AS r WHERE r.booking_id = b.id)
+ON CONFLICT (booking_id) DO NOTHING
+"""
+
+
 def _rotate_params(s: Settings, at: datetime) -> dict[str, Any]:
     tz = timeutil.zone(s.business_timezone)
     return {
@@ -177,6 +211,25 @@ CASES: dict[str, JobCase] = {
             _days("error_log_retention_days"),
         ),
         JobCase("rotate_delta_log", ROTATE_DELTA_LOG, _rotate_params),
+        JobCase("mark_completed_bookings", MARK_COMPLETED, lambda s, at: {"now": at}),
+        JobCase("reap_stale_envelopes", REAP_ENVELOPES, lambda s, at: {"now": at}),
+        JobCase(
+            "sweep_orphaned_responses",
+            SWEEP_RESPONSES,
+            lambda s, at: {
+                "now": at,
+                "cutoff": at - timedelta(minutes=s.orphaned_response_grace_minutes),
+            },
+        ),
+        JobCase(
+            "booking_reminders",
+            CREATE_REMINDERS,
+            lambda s, at: {
+                "now": at,
+                "horizon": at + timedelta(hours=s.reminder_horizon_hours),
+                "lead": s.reminder_lead_minutes,
+            },
+        ),
         JobCase(
             "clean_finished_jobs",
             CLEAN_FINISHED_JOBS,

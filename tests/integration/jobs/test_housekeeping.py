@@ -14,7 +14,13 @@ from sqlalchemy.engine import Connection, Engine
 
 from agnt_jobs.jobs import housekeeping
 from agnt_jobs.settings import Settings
-from tests.support.jobs import context, count_commits, run_concurrently
+from tests.support.jobs import (
+    context,
+    count_commits,
+    impatient,
+    rows_locked,
+    run_concurrently,
+)
 from tests.support.lifecycle_data import add_memory, add_user, count, scalar
 from tests.support.ops_peers import FakeAlerts
 
@@ -112,22 +118,63 @@ def test_memory_eviction_keeps_pinned_and_recently_used(
     assert housekeeping.memory_eviction(context(engine, env, NOW))["deleted"] == 0
 
 
-def test_memory_eviction_chunks_and_shares_work(engine: Engine, env: Settings) -> None:
+def _old_memories(engine: Engine, n: int) -> None:
     with engine.begin() as c:
         user = add_user(c)
         c.execute(
             sa.text(
                 "INSERT INTO memories (user_id, content, created_at) "
-                "SELECT :u, 'm' || i, :at FROM generate_series(1, 95) AS i"
+                "SELECT :u, 'm' || i, :at FROM generate_series(1, :n) AS i"
             ),
-            {"u": user, "at": NOW - 200 * DAY},
+            {"u": user, "at": NOW - 200 * DAY, "n": n},
         )
+        add_memory(c, user, created_at=NOW - 200 * DAY, pinned=True)
+
+
+def test_memory_eviction_runs_in_chunks(engine: Engine, env: Settings) -> None:
+    _old_memories(engine, 95)
     with count_commits(engine) as commits:
         result = housekeeping.memory_eviction(
             context(engine, env, NOW, job_chunk_size=10)
         )
     assert result == {"deleted": 95, "chunks": 10}
     assert commits[0] == 10
+
+
+def test_two_evictions_at_once_delete_each_memory_once(
+    engine: Engine, env: Settings
+) -> None:
+    _old_memories(engine, 400)
+    ctx = context(engine, env, NOW, job_chunk_size=15)
+    results = run_concurrently(lambda: housekeeping.memory_eviction(ctx))
+    assert sum(r["deleted"] for r in results) == 400
+    with engine.connect() as c:
+        assert count(c, "memories") == 1  # the pinned one
+
+
+def test_eviction_skips_memories_another_transaction_holds(
+    engine: Engine, env: Settings
+) -> None:
+    """Memories locked elsewhere (the agent reading one right now) are skipped,
+    not waited for; a run after the lock is released deletes them. (Without SKIP
+    LOCKED the run would wait and hit the lock timeout.)"""
+    _old_memories(engine, 30)
+    held_query = (
+        "SELECT id FROM memories WHERE NOT pinned AND id % 6 = 0 ORDER BY id FOR UPDATE"
+    )
+    with impatient(engine) as waiting:
+        ctx = context(waiting, env, NOW, job_chunk_size=10)
+        with rows_locked(engine, held_query) as held:
+            assert 0 < len(held) < 30
+            assert housekeeping.memory_eviction(ctx)["deleted"] == 30 - len(held)
+            with engine.connect() as c:
+                left = scalar(
+                    c, "SELECT array_agg(id ORDER BY id) FROM memories WHERE NOT pinned"
+                )
+            assert left == held
+        assert housekeeping.memory_eviction(ctx)["deleted"] == len(held)
+    with engine.connect() as c:
+        assert count(c, "memories") == 1
 
 
 def test_dlq_cleanup_deletes_only_long_resolved(engine: Engine, env: Settings) -> None:
@@ -141,6 +188,41 @@ def test_dlq_cleanup_deletes_only_long_resolved(engine: Engine, env: Settings) -
         assert count(c, "dead_letters") == 6
         assert count(c, "dead_letters", "resolved_at IS NULL") == 4
     assert housekeeping.dlq_cleanup(context(engine, env, NOW))["deleted"] == 0
+
+
+def test_two_dlq_cleanups_at_once_delete_each_letter_once(
+    engine: Engine, env: Settings
+) -> None:
+    with engine.begin() as c:
+        _dead_letters(c, "send_queue", "exhausted", 400, NOW - 30 * DAY, NOW - 9 * DAY)
+        _dead_letters(c, "webhook", "gone", 3, NOW - 30 * DAY)  # unresolved: kept
+    ctx = context(engine, env, NOW, job_chunk_size=15)
+    results = run_concurrently(lambda: housekeeping.dlq_cleanup(ctx))
+    assert sum(r["deleted"] for r in results) == 400
+    with engine.connect() as c:
+        assert count(c, "dead_letters") == 3
+
+
+def test_dlq_cleanup_skips_letters_another_transaction_holds(
+    engine: Engine, env: Settings
+) -> None:
+    """Letters locked elsewhere (an operator resolving a batch) are skipped, not
+    waited for; a run after the lock is released deletes them. (Without SKIP
+    LOCKED the run would wait and hit the lock timeout.)"""
+    with engine.begin() as c:
+        _dead_letters(c, "send_queue", "exhausted", 30, NOW - 30 * DAY, NOW - 9 * DAY)
+    held_query = "SELECT id FROM dead_letters WHERE id % 5 = 2 ORDER BY id FOR UPDATE"
+    with impatient(engine) as waiting:
+        ctx = context(waiting, env, NOW, job_chunk_size=10)
+        with rows_locked(engine, held_query) as held:
+            assert 0 < len(held) < 30
+            assert housekeeping.dlq_cleanup(ctx)["deleted"] == 30 - len(held)
+            with engine.connect() as c:
+                left = scalar(c, "SELECT array_agg(id ORDER BY id) FROM dead_letters")
+            assert left == held
+        assert housekeeping.dlq_cleanup(ctx)["deleted"] == len(held)
+    with engine.connect() as c:
+        assert count(c, "dead_letters") == 0
 
 
 def test_prune_error_logs_in_chunks(engine: Engine, env: Settings) -> None:
@@ -308,6 +390,22 @@ def test_weekly_report_is_posted_once_with_the_weeks_figures(
 
     assert housekeeping.dlq_weekly_report(ctx)["report_queued"] == 0
     assert len(alerts_server.received) == 1
+
+
+def test_two_weekly_reports_at_once_post_the_report_once(
+    engine: Engine, env: Settings, alerts_server: FakeAlerts
+) -> None:
+    _report_world(engine)
+    ctx = context(engine, env, tick=REPORT_TICK, alerts_webhook_url=alerts_server.url)
+    results = run_concurrently(lambda: housekeeping.dlq_weekly_report(ctx))
+    assert sum(r["report_queued"] for r in results) == 1
+    assert sum(r["alerts_sent"] for r in results) == 1
+    assert sum(r["alerts_unsent"] for r in results) == 0
+    assert len(alerts_server.received) == 1
+    assert list(alerts_server.alerts) == ["dlq_weekly:2026-W47"]
+    with engine.connect() as c:
+        assert count(c, "alerts", "sent_at IS NOT NULL AND attempts = 1") == 1
+        assert count(c, "alerts") == 1
 
 
 def test_weekly_report_trend_compares_with_the_previous_report(

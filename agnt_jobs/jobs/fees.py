@@ -23,6 +23,7 @@ from agnt_jobs import deadletters, errorlog, ledger, timeutil
 from agnt_jobs.backoff import backoff_seconds
 from agnt_jobs.clients.errors import ClientError, PermanentError
 from agnt_jobs.clients.stripe_client import CardDeclinedError, StripeGateway
+from agnt_jobs.jobs import invoice_settlement as settlement
 from agnt_jobs.jobs.registry import JobResult, RunContext, job
 
 logger = logging.getLogger(__name__)
@@ -246,6 +247,18 @@ def _collect(ctx: RunContext, stripe: StripeGateway, fee_id: int) -> str:
         return _record(connection, ctx, fee, outcome)
 
 
+def _retry_invoices(
+    ctx: RunContext, stripe: StripeGateway, counts: Counter[str]
+) -> None:
+    """Monthly invoices due for another try (any month): see invoice_settlement."""
+    attempt = settlement.Attempt(
+        ctx.engine, stripe, ctx.settings, ctx.now, first_pass=False
+    )
+    chunk = ctx.settings.job_chunk_size
+    for invoice_id in settlement.due_invoice_ids(ctx.engine, ctx.now, chunk):
+        counts.update(f"invoice_{o}" for o in settlement.settle(attempt, invoice_id))
+
+
 @job("retry_pending_fees")
 def retry_pending_fees(ctx: RunContext) -> JobResult:
     """Collect fees due for (re)try: PENDING or FAILED with ``next_retry_at`` passed.
@@ -256,9 +269,13 @@ def retry_pending_fees(ctx: RunContext) -> JobResult:
     Stripe refuses outright (unknown customer), makes the fee UNCOLLECTIBLE with a
     dead letter. Stripe unavailable is not an attempt. A venue with no saved card
     counts as a decline (it may add one before the next try).
+
+    Monthly subscription invoices are fees too: those whose creation or payment
+    failed on the 1st are retried here on the same schedule (``invoices_*`` counts).
     """
     stripe = StripeGateway.from_settings(ctx.settings)
     counts: Counter[str] = Counter()
+    _retry_invoices(ctx, stripe, counts)
     after_at, after_id = datetime.min.replace(tzinfo=ctx.now.tzinfo), 0
     while True:
         with ctx.engine.connect() as connection:
@@ -280,5 +297,10 @@ def retry_pending_fees(ctx: RunContext) -> JobResult:
         after_at, after_id = due[-1].next_retry_at, due[-1].id
     names = ("paid", "recovered", "declined", "uncollectible", "in_flight")
     result = {n: counts[n] for n in (*names, "unavailable", "skipped")}
+    invoice_names = ("created", "recovered", "paid", "payment_failed")
+    result |= {
+        f"invoices_{n}": counts[f"invoice_{n}"]
+        for n in (*invoice_names, "uncollectible", "failed")
+    }
     logger.info("fees collected", extra={"action": "retry_pending_fees", **result})
     return result

@@ -103,6 +103,9 @@ class MonthlyInvoice(Base):
     amount_paid: Mapped[int | None] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(Text, server_default="IDR")
     payment_attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    # When a PENDING or OPEN invoice is due for another try (creation failed,
+    # payment declined, or a monthly run that crashed left it): retry_pending_fees.
+    next_attempt_at: Mapped[datetime | None] = timestamp()
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = defaults_to_now()
     updated_at: Mapped[datetime | None] = timestamp()
@@ -115,6 +118,13 @@ class MonthlyInvoice(Base):
         Index(
             "ix_monthly_invoices_unsettled",
             "month",
+            postgresql_where=text("status IN ('PENDING', 'OPEN')"),
+        ),
+        # retry_pending_fees' walk of the invoices due for another try.
+        Index(
+            "ix_monthly_invoices_retry_due",
+            "next_attempt_at",
+            "id",
             postgresql_where=text("status IN ('PENDING', 'OPEN')"),
         ),
     )

@@ -178,15 +178,18 @@ def test_billing_jobs_find_work_and_fail_cleanly_on_the_fake_stripe_ids(
     }
     assert _idle(engine, now, work) == {}
 
-    # Nothing is left half-done: the invoices Stripe refused are PENDING with the
-    # error, the usage batches too, and no money was recorded as moved.
+    # Nothing is left half-done: the invoices Stripe refused are UNCOLLECTIBLE with
+    # the error and a dead letter, the usage batches PENDING with theirs, and no
+    # money was recorded as moved.
     month = timeutil.month(now, timeutil.zone(), -1).label
     assert data.rows(
         engine,
-        "SELECT DISTINCT last_error IS NOT NULL, stripe_invoice_id IS NULL "
-        "FROM monthly_invoices WHERE month = :month AND status = 'PENDING'",
+        "SELECT DISTINCT status, last_error IS NOT NULL, stripe_invoice_id IS NULL, "
+        "  EXISTS (SELECT 1 FROM dead_letters d WHERE d.source = 'monthly_invoice' "
+        "          AND d.source_id = i.idempotency_key) "
+        "FROM monthly_invoices i WHERE month = :month AND stripe_invoice_id IS NULL",
         month=month,
-    ) == [(True, True)]
+    ) == [("UNCOLLECTIBLE", True, True, True)]
     refused = data.scalar(
         engine,
         "SELECT count(*) FROM usage_batches "

@@ -1,15 +1,18 @@
 """monthly_invoice against localstripe and a real Postgres: one invoice per venue per
-WITA month, ever, whatever crashes, re-runs or concurrent copies happen."""
+WITA month, ever, whatever crashes, re-runs or concurrent copies happen; declines and
+Stripe outages retried by retry_pending_fees on the fee backoff, until paid or
+dead-lettered."""
 
 from __future__ import annotations
 
 import threading
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from sqlalchemy.engine import Engine
 
-from agnt_jobs.jobs import billing
+from agnt_jobs.jobs import billing, fees, invoice_settlement
 from agnt_jobs.settings import Settings
 from tests.support.billing_data import (
     DECLINED_ON_CHARGE,
@@ -31,6 +34,7 @@ from tests.support.billing_data import (
 TICK = utc(2026, 11, 30, 16, 30)
 MONTH = "2026-11"
 BEFORE = utc(2026, 10, 1)
+HOUR = timedelta(hours=1)  # the fee backoff's first step, by default
 
 
 @pytest.fixture
@@ -106,6 +110,7 @@ def test_bills_each_billable_venue_once_for_last_wita_month(
         "recovered": 0,
         "paid": 2,
         "payment_failed": 0,
+        "uncollectible": 0,
         "failed": 0,
     }
     for venue_id, customer in (
@@ -159,7 +164,7 @@ def test_crash_after_the_invoice_is_made_then_rerun_makes_no_second(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     venue_id, customer = subscribed_venue(engine, world)
-    crash_once(monkeypatch, billing, "_record_created")
+    crash_once(monkeypatch, invoice_settlement, "_record_created")
 
     with pytest.raises(Crash):
         run(billing.monthly_invoice, stripe_settings, engine, TICK)
@@ -188,7 +193,7 @@ def test_crash_after_payment_then_rerun_records_it_without_paying_again(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     venue_id, customer = subscribed_venue(engine, world)
-    crash_once(monkeypatch, billing, "_record_payment")
+    crash_once(monkeypatch, invoice_settlement, "_record_payment")
 
     with pytest.raises(Crash):
         run(billing.monthly_invoice, stripe_settings, engine, TICK)
@@ -205,27 +210,81 @@ def test_crash_after_payment_then_rerun_records_it_without_paying_again(
     assert ledger_types(engine, venue_id)[-1] == ("payment", PLAN_AMOUNT)
 
 
-def test_declined_card_leaves_the_invoice_open_and_reruns_do_not_retry(
+def dead_letters(engine: Engine) -> list[Any]:
+    return rows(
+        engine,
+        "SELECT source_id, error_class, attempts FROM dead_letters "
+        "WHERE source = 'monthly_invoice'",
+    )
+
+
+def test_declined_card_is_retried_on_the_fee_backoff_then_dead_lettered(
     engine: Engine, stripe_settings: Settings, world: StripeWorld
 ) -> None:
+    settings = stripe_settings.model_copy(update={"fee_max_attempts": 3})
     venue_id, customer = subscribed_venue(engine, world, card=DECLINED_ON_CHARGE)
+    hour = timedelta(seconds=settings.fee_backoff_base_seconds)
 
-    result = run(billing.monthly_invoice, stripe_settings, engine, TICK)
+    result = run(billing.monthly_invoice, settings, engine, TICK)
 
     assert (result["created"], result["payment_failed"], result["paid"]) == (1, 1, 0)
     row = invoice_row(engine, venue_id)
     assert (row.status, row.payment_attempts) == ("OPEN", 1)
+    assert row.next_attempt_at == TICK + hour
     assert row.last_error
     assert ledger_types(engine, venue_id) == [("charge", PLAN_AMOUNT)]
-    charges = world.charges(customer)
+    charges = len(world.charges(customer))
 
-    again = run(billing.monthly_invoice, stripe_settings, engine, TICK)
+    # Re-running the monthly job, or the retry job before the backoff has
+    # passed, charges nothing.
+    assert run(billing.monthly_invoice, settings, engine, TICK)["payment_failed"] == 0
+    early = run(fees.retry_pending_fees, settings, engine, TICK + hour / 2)
+    assert early["invoices_payment_failed"] == 0
+    assert len(world.charges(customer)) == charges
 
-    assert again["payment_failed"] == 0
-    assert world.charges(customer) == charges
+    # Second decline after one backoff step (1h), the last after two more (2h).
+    second = run(fees.retry_pending_fees, settings, engine, TICK + hour)
+    assert second["invoices_payment_failed"] == 1
+    row = invoice_row(engine, venue_id)
+    assert (row.status, row.payment_attempts) == ("OPEN", 2)
+    assert row.next_attempt_at == TICK + 3 * hour
+    assert dead_letters(engine) == []
+
+    last = run(fees.retry_pending_fees, settings, engine, TICK + 3 * hour)
+    assert last["invoices_uncollectible"] == 1
+    row = invoice_row(engine, venue_id)
+    assert (row.status, row.payment_attempts) == ("UNCOLLECTIBLE", 3)
+    assert [tuple(d) for d in dead_letters(engine)] == [
+        (ref(venue_id), "card_declined", 3)
+    ]
+    assert len(world.charges(customer)) == charges + 2  # one charge per try
+
+    after = run(fees.retry_pending_fees, settings, engine, TICK + 30 * hour)
+    assert after["invoices_payment_failed"] + after["invoices_uncollectible"] == 0
+    assert len(world.charges(customer)) == charges + 2
+    assert ledger_types(engine, venue_id) == [("charge", PLAN_AMOUNT)]
 
 
-def test_stripe_unreachable_keeps_the_intent_for_the_next_run(
+def test_a_card_fixed_after_a_decline_is_paid_by_the_retry(
+    engine: Engine, stripe_settings: Settings, world: StripeWorld
+) -> None:
+    venue_id, customer = subscribed_venue(engine, world, card=DECLINED_ON_CHARGE)
+    run(billing.monthly_invoice, stripe_settings, engine, TICK)
+    world.set_card(customer, GOOD_CARD)
+
+    result = run(fees.retry_pending_fees, stripe_settings, engine, TICK + HOUR)
+
+    assert result["invoices_paid"] == 1
+    row = invoice_row(engine, venue_id)
+    assert (row.status, row.payment_attempts, row.next_attempt_at) == ("PAID", 2, None)
+    assert ledger_types(engine, venue_id) == [
+        ("charge", PLAN_AMOUNT),
+        ("payment", PLAN_AMOUNT),
+    ]
+    assert world.invoices(customer, ref(venue_id))[0]["status"] == "paid"
+
+
+def test_stripe_down_on_the_first_is_billed_by_the_retry_not_next_month(
     engine: Engine, stripe_settings: Settings, world: StripeWorld
 ) -> None:
     venue_id, customer = subscribed_venue(engine, world)
@@ -236,11 +295,68 @@ def test_stripe_unreachable_keeps_the_intent_for_the_next_run(
     row = invoice_row(engine, venue_id)
     assert (row.status, row.idempotency_key) == ("PENDING", ref(venue_id))
     assert "stripe" in row.last_error
+    assert row.next_attempt_at == TICK + HOUR
+
+    still_down = run(
+        fees.retry_pending_fees, unreachable(stripe_settings), engine, TICK + HOUR
+    )
+    assert still_down["invoices_failed"] == 1
+    assert invoice_row(engine, venue_id).status == "PENDING"
+
+    result = run(fees.retry_pending_fees, stripe_settings, engine, TICK + 2 * HOUR)
+
+    assert (result["invoices_created"], result["invoices_paid"]) == (1, 1)
+    assert len(world.invoices(customer, ref(venue_id))) == 1
+    assert invoice_row(engine, venue_id).status == "PAID"
+    assert dead_letters(engine) == []
+
+
+def test_an_invoice_a_crashed_monthly_run_left_planned_is_settled_by_the_retry(
+    engine: Engine,
+    stripe_settings: Settings,
+    world: StripeWorld,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    venue_id, customer = subscribed_venue(engine, world)
+
+    def crash(*args: Any, **kwargs: Any) -> Any:
+        raise Crash("worker killed after planning")
+
+    monkeypatch.setattr(invoice_settlement, "settle", crash)
+    with pytest.raises(Crash):
+        run(billing.monthly_invoice, stripe_settings, engine, TICK)
+    monkeypatch.undo()
+    assert invoice_row(engine, venue_id).status == "PENDING"
+
+    assert (
+        run(fees.retry_pending_fees, stripe_settings, engine, TICK)["invoices_created"]
+        == 0
+    )  # not due yet: the monthly job's own re-run comes first
+    result = run(fees.retry_pending_fees, stripe_settings, engine, TICK + HOUR)
+
+    assert (result["invoices_created"], result["invoices_paid"]) == (1, 1)
+    assert len(world.invoices(customer, ref(venue_id))) == 1
+
+
+def test_an_invoice_stripe_refuses_to_create_is_dead_lettered_at_once(
+    engine: Engine, stripe_settings: Settings, world: StripeWorld
+) -> None:
+    with engine.begin() as connection:
+        venue_id = venue(connection)
+        subscription_row(
+            connection, venue_id, "cus_does_not_exist", "sub_gone", created_at=BEFORE
+        )
 
     result = run(billing.monthly_invoice, stripe_settings, engine, TICK)
 
-    assert (result["created"], result["paid"]) == (1, 1)
-    assert len(world.invoices(customer, ref(venue_id))) == 1
+    assert (result["uncollectible"], result["created"]) == (1, 0)
+    row = invoice_row(engine, venue_id)
+    assert (row.status, row.next_attempt_at) == ("UNCOLLECTIBLE", None)
+    assert [tuple(d)[:2] for d in dead_letters(engine)] == [
+        (ref(venue_id), "permanent")
+    ]
+    later = run(fees.retry_pending_fees, stripe_settings, engine, TICK + 30 * HOUR)
+    assert later["invoices_created"] + later["invoices_failed"] == 0
 
 
 def test_two_copies_at_once_make_one_invoice_per_venue(

@@ -21,6 +21,12 @@ YESTERDAY = datetime(2026, 11, 23, 16, 0, tzinfo=UTC)
 TODAY = YESTERDAY + D
 # 21:00 WITA on 2026-11-25, whose WITA day starts at TODAY.
 EVENING = datetime(2026, 11, 25, 13, 0, tzinfo=UTC)
+# 01:30 WITA on 2026-11-29 is still 2026-11-28 in UTC: a run then (by hand, or a
+# schedule moved before 08:00 WITA) must take its dates from WITA, not UTC. The
+# WITA day 2026-11-28 is [2026-11-27 16:00Z, 2026-11-28 16:00Z).
+SMALL_HOURS = datetime(2026, 11, 28, 17, 30, tzinfo=UTC)
+NOV28_WITA = datetime(2026, 11, 27, 16, 0, tzinfo=UTC)
+NOV29_WITA = NOV28_WITA + D
 
 
 def _spend(
@@ -100,6 +106,29 @@ def test_spend_digest_crash_outage_and_two_copies(
     assert len(gateway.received) == 28
 
 
+def test_spend_digest_takes_yesterday_from_the_wita_date_not_the_utc_one(
+    engine: Engine, gateway: FakeChannelGateway
+) -> None:
+    """At 01:30 WITA on the 29th (the 28th in UTC) yesterday is the 28th, WITA."""
+    spender, day_before = data.user(engine), data.user(engine)
+    _spend(engine, spender, "1000", NOV28_WITA + 30 * M)  # 00:30 WITA, 27th in UTC
+    _spend(engine, spender, "2000", NOV28_WITA + 18 * 60 * M)  # 18:00 WITA
+    _spend(engine, spender, "4000", NOV29_WITA + 30 * M)  # today, WITA
+    _spend(engine, day_before, "9000", NOV28_WITA - 11 * 60 * M)  # 27th, WITA
+
+    result = run("spend_digest", engine, tick=SMALL_HOURS)
+
+    assert (result["digests_queued"], result["date"]) == (1, "2026-11-28")
+    assert list(gateway.delivered) == [f"spend_digest:{spender}:2026-11-28"]
+    assert gateway.delivered[f"spend_digest:{spender}:2026-11-28"]["text"] == (
+        "Your spending on 2026-11-28: IDR 3,000.00 across 2 entries."
+    )
+    # The regular 09:00 WITA run of the same WITA day finds the digest sent.
+    regular = run("spend_digest", engine, tick=datetime(2026, 11, 29, 1, tzinfo=UTC))
+    assert (regular["digests_queued"], regular["date"]) == (0, "2026-11-28")
+    assert len(gateway.received) == 1
+
+
 # --- daily_nutrition_summary ----------------------------------------------------------
 
 
@@ -149,3 +178,28 @@ def test_nutrition_summary_crash_outage_and_two_copies(
     data.make_sends_due(engine)
     assert run("retry_failed_sends", engine)["sent"] == 2
     assert len(gateway.delivered) == 25 and len(gateway.received) == 27
+
+
+def test_nutrition_summary_takes_today_from_the_wita_date_not_the_utc_one(
+    engine: Engine, gateway: FakeChannelGateway
+) -> None:
+    """At 01:30 WITA on the 29th (the 28th in UTC) today is the 29th, WITA."""
+    eater, ate_yesterday = data.user(engine), data.user(engine)
+    data.insert(engine, "calorie_goals", user_id=eater, daily_calories=2000)
+    _eat(engine, eater, 400, NOV29_WITA + 30 * M)  # 00:30 WITA, 28th in UTC
+    _eat(engine, eater, 700, NOV29_WITA - 4 * 60 * M)  # 20:00 WITA on the 28th
+    _eat(engine, ate_yesterday, 900, NOV29_WITA - 60 * M)  # 23:00 WITA on the 28th
+
+    result = run("daily_nutrition_summary", engine, tick=SMALL_HOURS)
+
+    assert (result["summaries_queued"], result["date"]) == (1, "2026-11-29")
+    assert list(gateway.delivered) == [f"nutrition:{eater}:2026-11-29"]
+    assert gateway.delivered[f"nutrition:{eater}:2026-11-29"]["text"] == (
+        "Today (2026-11-29) you logged 400 kcal in 1 entries: "
+        "1600 kcal under your 2000 kcal goal."
+    )
+    # The regular 21:00 WITA run of the same WITA day finds the summary sent.
+    evening = datetime(2026, 11, 29, 13, tzinfo=UTC)
+    regular = run("daily_nutrition_summary", engine, tick=evening)
+    assert (regular["summaries_queued"], regular["date"]) == (0, "2026-11-29")
+    assert len(gateway.received) == 1

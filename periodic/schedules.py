@@ -134,8 +134,9 @@ BILLING = (
         "Reconcile local subscription rows with Stripe state.",
         CATCH_UP,
     ),
-    # skip, although a reconciliation: every run compares the whole ledger, so
-    # replaying 48 missed half-hourly runs would repeat one run's work 48 times.
+    # skip, although a reconciliation: each run compares the recently changed fees
+    # (the first run of each WITA day, all of them), so replaying 48 missed
+    # half-hourly runs would repeat one run's work 48 times.
     Schedule(
         "reconcile_fee_status",
         "*/30 * * * *",

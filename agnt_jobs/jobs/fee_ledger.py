@@ -17,6 +17,10 @@ from agnt_jobs.jobs.registry import JobResult, RunContext, job
 
 logger = logging.getLogger(__name__)
 
+# The run whose tick falls this soon after WITA midnight checks every fee, not
+# only the recently changed ones (the schedule is half-hourly: one run a day).
+FULL_PASS_WITHIN = timedelta(minutes=30)
+
 CANDIDATES = sa.text(
     """
     SELECT id FROM fee_collections WHERE updated_at >= :since AND id > :after
@@ -130,7 +134,9 @@ def _reconcile_fee(connection: Connection, row: Row[Any], since: datetime) -> st
 @job("reconcile_fee_status")
 def reconcile_fee_status(ctx: RunContext) -> JobResult:
     """The ledger is the truth for fees. For each fee changed, or given a ledger
-    entry, within ``fee_reconcile_window_hours``:
+    entry, within ``fee_reconcile_window_hours`` (and, once a day, at the run of
+    the WITA day's first half-hour, for every fee: drift older than the window,
+    from a restored backup or a hand edit, is found within a day):
 
     * a refund entry (after payments covering the fee): REFUNDED;
     * payment entries covering the amount: PAID (an overpayment is also reported);
@@ -140,10 +146,14 @@ def reconcile_fee_status(ctx: RunContext) -> JobResult:
       and the fee is left as it is.
     Fees being collected right now (row locked) are left to the next run.
     """
-    since = ctx.now - timedelta(hours=ctx.settings.fee_reconcile_window_hours)
-    report_since = timeutil.day(
-        ctx.now, timeutil.zone(ctx.settings.business_timezone)
-    ).start
+    zone = timeutil.zone(ctx.settings.business_timezone)
+    report_since = timeutil.day(ctx.now, zone).start
+    whole_ledger = ctx.tick - timeutil.day(ctx.tick, zone).start < FULL_PASS_WITHIN
+    since = (
+        datetime.min.replace(tzinfo=ctx.now.tzinfo)
+        if whole_ledger
+        else ctx.now - timedelta(hours=ctx.settings.fee_reconcile_window_hours)
+    )
     counts: Counter[str] = Counter()
     after = 0
     while True:
@@ -168,7 +178,8 @@ def reconcile_fee_status(ctx: RunContext) -> JobResult:
         counts["busy"] += len(ids) - len(rows)
         after = ids[-1]
     names = ("checked", "in_sync", "corrected", "reported", "busy")
-    result = {n: counts[n] for n in names}
+    result: dict[str, Any] = {n: counts[n] for n in names}
+    result["whole_ledger"] = whole_ledger
     logger.info(
         "fee statuses reconciled", extra={"action": "reconcile_fee_status", **result}
     )

@@ -95,6 +95,7 @@ def test_the_ledger_decides_and_unprovable_disagreements_are_reported(
         "corrected": 4,
         "reported": 4,
         "busy": 0,
+        "whole_ledger": False,
     }
     assert status(engine, paid_but_failed) == "PAID"
     assert status(engine, paid_in_two) == "PAID"
@@ -138,7 +139,7 @@ def test_a_rerun_changes_nothing_and_reports_once_a_day(
     assert status(engine, reported) == "PAID"
 
 
-def test_fees_outside_the_window_are_not_looked_at(
+def test_fees_outside_the_window_wait_for_the_daily_whole_ledger_run(
     engine: Engine, env: Settings, make: Any
 ) -> None:
     old = make("FAILED", updated_at=NOW - timedelta(days=30))
@@ -157,8 +158,16 @@ def test_fees_outside_the_window_are_not_looked_at(
 
     result = run(fee_ledger.reconcile_fee_status, env, engine, NOW)
 
-    assert result["checked"] == 0
+    assert (result["checked"], result["whole_ledger"]) == (0, False)
     assert status(engine, old) == "FAILED"
+
+    # The day's first run (00:00 WITA = 16:00 UTC) checks every fee.
+    midnight = utc(2026, 11, 25, 16, 0)
+    assert run(fee_ledger.reconcile_fee_status, env, engine, midnight)["whole_ledger"]
+    assert status(engine, old) == "PAID"
+    half_past = midnight + timedelta(minutes=30)
+    result = run(fee_ledger.reconcile_fee_status, env, engine, half_past)
+    assert result["whole_ledger"] is False
 
 
 def test_a_payment_written_recently_brings_an_old_fee_into_the_window(

@@ -3,6 +3,7 @@ cookie for the page, and nobody at all when no token is configured."""
 
 from __future__ import annotations
 
+import hmac
 import logging
 import time
 
@@ -213,3 +214,61 @@ def test_page_actions_need_the_session_and_its_csrf_value(
     assert done.headers["location"].startswith("/admin/scheduler/ui?notice=")
     assert "dlq_cleanup paused" in client.get(done.headers["location"]).text
     assert f'value="{csrf}"' in client.get("/admin/scheduler/ui").text
+
+
+def test_every_secret_is_compared_in_constant_time(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The header token, the sign-in form's token, the session cookie's signature
+    and the CSRF value all go through hmac.compare_digest (``==`` stops at the
+    first differing byte, so its timing tells how much of a guess was right), and
+    the right values still get in."""
+    calls: list[tuple[bytes, bytes]] = []
+    constant_time = hmac.compare_digest
+
+    def recording(given: bytes, expected: bytes) -> bool:
+        calls.append((given, expected))
+        return constant_time(given, expected)
+
+    monkeypatch.setattr(auth.hmac, "compare_digest", recording)
+    token, guess = TOKEN.encode(), (TOKEN[:-1] + "x").encode()
+
+    # The header.
+    assert client.get("/admin/scheduler", headers=HEADERS).status_code == 200
+    assert (token, token) in calls
+    calls.clear()
+    wrong = client.get("/admin/scheduler", headers={"X-Internal-Token": guess})
+    assert wrong.status_code == 403 and (guess, token) in calls
+
+    # The sign-in form.
+    calls.clear()
+    assert _sign_in(client, guess.decode()).status_code == 403
+    assert (guess, token) in calls
+    calls.clear()
+    assert _sign_in(client).status_code == 303
+    assert (token, token) in calls
+
+    # The session cookie: its signature against the one made for its payload.
+    session = client.cookies[auth.SESSION_COOKIE]
+    payload, signature = session.rsplit(".", 1)
+    calls.clear()
+    assert "data-schedule" in client.get("/admin/scheduler/ui").text
+    assert (signature.encode(), signature.encode()) in calls
+    forged = "0" * len(signature)
+    client.cookies.set(
+        auth.SESSION_COOKIE, f"{payload}.{forged}", path="/admin/scheduler/ui"
+    )
+    calls.clear()
+    assert 'name="token"' in client.get("/admin/scheduler/ui").text
+    assert (forged.encode(), signature.encode()) in calls
+    client.cookies.set(auth.SESSION_COOKIE, session, path="/admin/scheduler/ui")
+
+    # The CSRF value of a page action.
+    csrf = auth.csrf_value(session, token).encode()
+    path = "/admin/scheduler/ui/dlq_cleanup/pause"
+    calls.clear()
+    refused = client.post(path, data={"csrf": "f" * len(csrf)}, follow_redirects=False)
+    assert refused.status_code == 403 and (b"f" * len(csrf), csrf) in calls
+    calls.clear()
+    done = client.post(path, data={"csrf": csrf.decode()}, follow_redirects=False)
+    assert done.status_code == 303 and (csrf, csrf) in calls

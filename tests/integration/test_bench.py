@@ -49,7 +49,8 @@ def test_fixture_puts_the_due_work_where_each_job_looks(
     db_url: str, engine: Engine, env: Settings
 ) -> None:
     fixtures.fill(db_url, fixtures.Sizes(1, DUE), AT, "http://127.0.0.1:9")
-    assert _count(engine, "SELECT count(*) FROM bookings") == 10_000
+    # The background's bookings; the due ones come after them.
+    assert _count(engine, "SELECT count(*) FROM bookings WHERE id <= 10000") == 10_000
     assert _count(engine, "SELECT count(*) FROM users") == 2_000 + DUE
 
     def run(job_id: str) -> dict:
@@ -70,9 +71,52 @@ def test_fixture_puts_the_due_work_where_each_job_looks(
     assert (rotated["archived"], rotated["archive_expired"]) == (DUE, DUE)
     cleaned = run("clean_finished_jobs")
     assert (cleaned["jobs_deleted"], cleaned["runs_deleted"]) == (DUE, DUE)
+    assert run("mark_completed_bookings")["completed"] == DUE
+    assert run("reap_stale_envelopes")["expired"] == DUE
+    assert run("sweep_orphaned_responses")["closed"] == DUE
+    assert run("booking_reminders")["reminders_created"] == DUE
     # Run again: the due work is done, the background was never due.
     assert run("prune_error_logs")["deleted"] == 0
     assert run("purge_deleted_users")["users_purged"] == 0
+    assert run("booking_reminders")["reminders_created"] == 0
+    assert run("sweep_orphaned_responses")["closed"] == 0
+
+
+# http_due = 5: every variant of each job's due rows occurs at least once.
+PEER_DUE = 50
+PEER_JOBS = {
+    "auto_confirm_stale_bookings": {"auto_confirmed": 5, "sent": 5},
+    "cancel_orphaned_bookings": {
+        "envelope_expired": 1,
+        "no_envelope": 2,
+        "slot_passed": 2,
+        "sent": 5,
+    },
+    "recover_stuck_bookings": {
+        "responses_applied": 5,
+        "envelopes_created": 5,
+        "dispatched": 5,
+        "dispatch_failed": 0,
+        "sent": 5,
+    },
+    "retry_dispatch_failed": {"retired": 1, "dispatched": 4, "dispatch_failed": 0},
+    "deliver_reminders": {"reminders_sent": 4, "reminders_skipped": 1, "sent": 4},
+    "retry_failed_sends": {"sent": 10, "stranded_pending": 5, "failed": 0},
+    "spend_digest": {"digests_queued": 5, "sent": 5},
+    "daily_nutrition_summary": {"summaries_queued": 5, "sent": 5},
+    "rating_prompt": {"prompts_queued": 5, "sent": 5},
+}
+
+
+def test_jobs_that_call_peers_find_exactly_their_due_work(ctx: BenchContext) -> None:
+    """Each message or A2A job does its ``http_due`` rows through the peer, and
+    nothing of the background (whose rows would make the counts larger)."""
+    assert fixtures.Sizes(1, PEER_DUE).http_due == 5
+    measurements = jobs.run(ctx, PEER_DUE, None, sorted(PEER_JOBS))
+    for m in measurements:
+        result = m.details["job"]["result"]
+        wanted = PEER_JOBS[m.name]
+        assert {key: result.get(key) for key in wanted} == wanted, m.name
 
 
 def test_each_baseline_changes_exactly_what_its_job_changes(

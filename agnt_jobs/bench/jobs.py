@@ -83,7 +83,8 @@ def _env(url: str, peer: str) -> dict[str, str]:
         # waiting; the peer is ours.
         AGNT_MARKETPLACE_RATE_PER_SECOND="100000",
         # Stripe: configured so the billing jobs start; the data has no Stripe
-        # work due (it would need Stripe's own objects), the peer answers 404.
+        # work due (it would need Stripe's own objects, see ``cases``), the peer
+        # answers 404.
         AGNT_STRIPE_API_KEY="sk_test_bench",
         AGNT_STRIPE_API_BASE=f"{peer}/stripe",
         AGNT_STRIPE_MAX_NETWORK_RETRIES="0",

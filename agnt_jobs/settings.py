@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import (
     AliasChoices,
@@ -320,6 +320,14 @@ class Settings(BaseSettings):
         description="How long a run holds a claimed watcher; a crashed run's "
         "watchers are checked again after it.",
     )
+    price_watcher_batch_size: int = Field(
+        default=32,
+        ge=1,
+        le=10000,
+        description="Watchers of one marketplace a run claims at a time; they are "
+        "fetched AGNT_MARKETPLACE_CONCURRENCY at once and recorded in one "
+        "transaction. A batch must be fetched within its lease.",
+    )
     webhook_max_attempts: int = Field(
         default=8, ge=1, description="Delivery attempts before a webhook is DEAD."
     )
@@ -343,6 +351,14 @@ class Settings(BaseSettings):
         gt=0,
         description="How long a run holds a claimed delivery before another may "
         "retry it.",
+    )
+    webhook_batch_size: int = Field(
+        default=64,
+        ge=1,
+        le=10000,
+        description="Due deliveries a drain claims at a time; they are sent "
+        "AGNT_WEBHOOK_CONCURRENCY at once and recorded in one transaction. A batch "
+        "must be sent within its lease.",
     )
     alerts_webhook_url: str | None = Field(
         default=None,
@@ -523,6 +539,51 @@ class Settings(BaseSettings):
                 f"must be at least 3 x AGNT_WORKER_HEARTBEAT_SECONDS ({heartbeat})"
             )
         return value
+
+    # A claimed batch is held under a lease. If the slowest batch (every request
+    # taking the whole HTTP timeout, the marketplace rate limit spacing their
+    # starts) could outlast it, another run would claim and send the same rows.
+    @field_validator("price_watcher_batch_size")
+    @classmethod
+    def _watcher_batch_fits_its_lease(cls, value: int, info: ValidationInfo) -> int:
+        return _fits_lease(
+            value,
+            info.data,
+            "marketplace_concurrency",
+            "price_watcher_claim_seconds",
+            rate="marketplace_rate_per_second",
+        )
+
+    @field_validator("webhook_batch_size")
+    @classmethod
+    def _webhook_batch_fits_its_lease(cls, value: int, info: ValidationInfo) -> int:
+        return _fits_lease(
+            value, info.data, "webhook_concurrency", "webhook_claim_seconds"
+        )
+
+
+def _fits_lease(
+    batch: int,
+    data: dict[str, Any],
+    concurrency: str,
+    lease: str,
+    rate: str | None = None,
+) -> int:
+    """``batch`` unless its slowest run could outlast the ``lease`` setting."""
+    needed = [concurrency, lease, "http_timeout_seconds", *([rate] if rate else [])]
+    if any(data.get(name) is None for name in needed):
+        return batch  # an earlier setting is invalid and is reported instead
+    rounds = -(-batch // data[concurrency])
+    slowest = rounds * data["http_timeout_seconds"]
+    if rate:
+        slowest += batch / data[rate]
+    if slowest > data[lease]:
+        raise ValueError(
+            f"a batch of {batch} may take {slowest:g} s, longer than its lease "
+            f"{ENV_PREFIX}{lease.upper()} ({data[lease]:g} s): lower the batch size "
+            "or raise the lease"
+        )
+    return batch
 
 
 def _one_line(error: ValidationError) -> str:

@@ -191,11 +191,11 @@ def _record(
 
 
 def _check_marketplace(ctx: RunContext, client: MarketplaceClient) -> Counter[str]:
-    """One lane: claim this marketplace's due watchers a chunk at a time, fetch
-    with bounded concurrency, record each chunk in one transaction."""
+    """One lane: claim this marketplace's due watchers ``price_watcher_batch_size``
+    at a time, fetch with bounded concurrency, record each batch in one transaction."""
     settings = ctx.settings
     breaker = Breaker(settings.marketplace_breaker_failures)
-    chunk = settings.marketplace_concurrency * 8
+    chunk = settings.price_watcher_batch_size
     checked_at = max(ctx.now, ctx.tick)
     totals: Counter[str] = Counter()
     with ThreadPoolExecutor(max_workers=settings.marketplace_concurrency) as pool:

@@ -202,10 +202,13 @@ def drain_webhook_retries(ctx: RunContext) -> JobResult:
     a dead letter. ``webhook_disable_after_dead`` dead deliveries in a row (no
     success between) disable the endpoint; its FAILED deliveries then wait, untried,
     until an operator re-enables it.
+
+    Deliveries are claimed ``webhook_batch_size`` at a time, sent
+    ``webhook_concurrency`` at once, and each batch recorded in one transaction.
     """
     settings = ctx.settings
     totals: Counter[str] = Counter()
-    chunk = settings.webhook_concurrency * 8
+    chunk = settings.webhook_batch_size
     with (
         WebhookSender(
             settings.http_timeout_seconds, settings.webhook_concurrency

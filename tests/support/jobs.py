@@ -1,6 +1,7 @@
 """Running job bodies in tests: a context at a chosen instant, a count of the
-transactions a run commits, two copies of a job started at once, and rows held
-locked by another transaction while a job runs beside it."""
+transactions a run commits or of the rows each claim took, two copies of a job
+started at once, and rows held locked by another transaction while a job runs
+beside it."""
 
 from __future__ import annotations
 
@@ -46,6 +47,32 @@ def count_commits(engine: Engine) -> Iterator[list[int]]:
         yield commits
     finally:
         event.remove(engine, "commit", on_commit)
+
+
+@contextlib.contextmanager
+def executions(
+    engine: Engine, statement: sa.TextClause
+) -> Iterator[list[tuple[dict[str, Any], int]]]:
+    """Each execution of ``statement`` on ``engine`` inside the block, in order:
+    its parameters and how many rows it returned or touched (a claim's size)."""
+    seen: list[tuple[dict[str, Any], int]] = []
+
+    def after(
+        connection: Any,
+        cursor: Any,
+        sql: str,
+        parameters: Any,
+        context: Any,
+        executemany: bool,
+    ) -> None:
+        if context is not None and context.invoked_statement is statement:
+            seen.append((dict(parameters), cursor.rowcount))
+
+    event.listen(engine, "after_cursor_execute", after)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "after_cursor_execute", after)
 
 
 def run_concurrently(body: Callable[[], Any], copies: int = 2) -> list[Any]:

@@ -38,6 +38,48 @@ def test_invalid_value_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> No
     )
 
 
+def test_claim_batches_default_to_eight_rounds_of_their_concurrency() -> None:
+    current = settings.get_settings()
+    assert current.webhook_batch_size == 8 * current.webhook_concurrency == 64
+    assert current.price_watcher_batch_size == 8 * current.marketplace_concurrency
+    assert current.price_watcher_batch_size == 32
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "lease"),
+    [
+        # 50 rounds of 8 deliveries, each up to the 10 s HTTP timeout: 500 s.
+        ("AGNT_WEBHOOK_BATCH_SIZE", "400", "AGNT_WEBHOOK_CLAIM_SECONDS"),
+        # 250 rounds of 4 fetches (2,500 s), started 2 a second (500 s).
+        ("AGNT_PRICE_WATCHER_BATCH_SIZE", "1000", "AGNT_PRICE_WATCHER_CLAIM_SECONDS"),
+    ],
+)
+def test_a_claim_batch_must_fit_in_its_lease(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, lease: str
+) -> None:
+    """A batch that could still be in flight when its lease ends would be claimed
+    and sent again by another run."""
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(settings.ConfigError) as error:
+        settings.get_settings()
+    assert str(error.value).startswith(f"invalid setting {variable}: '{value}': ")
+    assert f"longer than its lease {lease}" in str(error.value)
+    monkeypatch.setenv(lease, "3600")
+    settings.get_settings.cache_clear()
+    assert getattr(settings.get_settings(), variable[5:].lower()) == int(value)
+
+
+@pytest.mark.parametrize(
+    "variable", ["AGNT_WEBHOOK_BATCH_SIZE", "AGNT_PRICE_WATCHER_BATCH_SIZE"]
+)
+def test_a_claim_batch_takes_at_least_one_row(
+    monkeypatch: pytest.MonkeyPatch, variable: str
+) -> None:
+    monkeypatch.setenv(variable, "0")
+    with pytest.raises(settings.ConfigError, match=variable):
+        settings.get_settings()
+
+
 def test_secret_values_are_not_echoed(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AGNT_DATABASE_URL", "")
     monkeypatch.setenv("AGNT_LOG_FORMAT", "yaml")

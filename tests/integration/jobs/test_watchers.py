@@ -18,7 +18,7 @@ from agnt_jobs.jobs import watchers
 from agnt_jobs.jobs.registry import RunContext
 from agnt_jobs.settings import get_settings
 from tests.support.http_peers import FakeChannelGateway
-from tests.support.jobs import context, run_concurrently
+from tests.support.jobs import context, executions, run_concurrently
 from tests.support.lifecycle_data import add_user, count, scalar
 from tests.support.ops_peers import FakeLazada, FakeShopee, FakeTokopedia
 from tests.support.watchers_data import add_watcher, add_watchers
@@ -255,3 +255,24 @@ def test_two_runs_at_once_check_each_watcher_once(
     assert {k: len(v) for k, v in _history(engine).items()} == dict.fromkeys(ids, 1)
     assert sum(r["notifications_queued"] for r in results) == 60
     assert len(gateway.delivered) == 60 and len(gateway.received) == 60
+
+
+def test_a_small_batch_checks_every_due_watcher_in_several_claims(
+    engine: Engine, markets: Marketplaces
+) -> None:
+    refs = [f"111.{6000 + i}" for i in range(25)]
+    markets.shopee.prices.update({ref: Decimal(10000) for ref in refs})
+    with engine.begin() as c:
+        ids = add_watchers(c, add_user(c), "shopee", refs, 5000)
+    ctx = markets.ctx(engine, price_watcher_batch_size=10)
+    with executions(engine, watchers.CLAIM_DUE) as claims:
+        result = watchers.check_price_watchers(ctx)
+    assert result["checked"] == 25 and result["by_marketplace"]["shopee"] == 25
+    shopee = [
+        (params["limit"], rows)
+        for params, rows in claims
+        if params["marketplace"] == "shopee"
+    ]
+    assert shopee == [(10, 10), (10, 10), (10, 5)]
+    assert set(markets.shopee.asked.values()) == {1}
+    assert {k: len(v) for k, v in _history(engine).items()} == dict.fromkeys(ids, 1)

@@ -14,7 +14,7 @@ from sqlalchemy.engine import Engine
 from agnt_jobs.clients import webhooks as signing
 from agnt_jobs.jobs import webhooks
 from agnt_jobs.settings import Settings
-from tests.support.jobs import context, run_concurrently
+from tests.support.jobs import context, executions, run_concurrently
 from tests.support.lifecycle_data import count, scalar
 from tests.support.ops_peers import WebhookReceiver
 from tests.support.webhooks_data import add_deliveries, add_endpoint, make_due
@@ -217,3 +217,21 @@ def test_two_drains_at_once_send_each_delivery_once(
     assert set(receiver.accepted.values()) == {1}
     with engine.connect() as c:
         assert count(c, "webhook_deliveries", "status = 'DELIVERED'") == 200
+
+
+def test_a_small_batch_drains_every_due_delivery_in_several_claims(
+    engine: Engine, env: Settings, receiver: WebhookReceiver
+) -> None:
+    with engine.begin() as c:
+        add_deliveries(c, add_endpoint(c, receiver.url, SECRET), 25)
+    ctx = context(engine, env, webhook_batch_size=10, webhook_concurrency=3)
+    with executions(engine, webhooks.CLAIM_DUE) as claims:
+        result = webhooks.drain_webhook_retries(ctx)
+    assert result["delivered"] == 25
+    assert [(params["limit"], rows) for params, rows in claims] == [
+        (10, 10),
+        (10, 10),
+        (10, 5),
+    ]
+    assert len(receiver.received) == 25 and set(receiver.accepted.values()) == {1}
+    assert _statuses(engine) == {"DELIVERED": 25}

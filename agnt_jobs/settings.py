@@ -320,13 +320,14 @@ class Settings(BaseSettings):
         description="How long a run holds a claimed watcher; a crashed run's "
         "watchers are checked again after it.",
     )
-    price_watcher_batch_size: int = Field(
-        default=32,
+    price_watcher_batch_size: int | None = Field(
+        default=None,
         ge=1,
         le=10000,
-        description="Watchers of one marketplace a run claims at a time; they are "
-        "fetched AGNT_MARKETPLACE_CONCURRENCY at once and recorded in one "
-        "transaction. A batch must be fetched within its lease.",
+        description="Watchers of one marketplace a run claims at a time (default 8 "
+        "x AGNT_MARKETPLACE_CONCURRENCY); they are fetched AGNT_MARKETPLACE_"
+        "CONCURRENCY at once and recorded in one transaction. A batch must be "
+        "fetched within its lease.",
     )
     webhook_max_attempts: int = Field(
         default=8, ge=1, description="Delivery attempts before a webhook is DEAD."
@@ -352,13 +353,13 @@ class Settings(BaseSettings):
         description="How long a run holds a claimed delivery before another may "
         "retry it.",
     )
-    webhook_batch_size: int = Field(
-        default=64,
+    webhook_batch_size: int | None = Field(
+        default=None,
         ge=1,
         le=10000,
-        description="Due deliveries a drain claims at a time; they are sent "
-        "AGNT_WEBHOOK_CONCURRENCY at once and recorded in one transaction. A batch "
-        "must be sent within its lease.",
+        description="Due deliveries a drain claims at a time (default 8 x "
+        "AGNT_WEBHOOK_CONCURRENCY); they are sent AGNT_WEBHOOK_CONCURRENCY at once "
+        "and recorded in one transaction. A batch must be sent within its lease.",
     )
     alerts_webhook_url: str | None = Field(
         default=None,
@@ -540,12 +541,26 @@ class Settings(BaseSettings):
             )
         return value
 
+    @property
+    def webhook_batch(self) -> int:
+        """Deliveries a drain claims at a time."""
+        return self.webhook_batch_size or 8 * self.webhook_concurrency
+
+    @property
+    def price_watcher_batch(self) -> int:
+        """Watchers of one marketplace a run claims at a time."""
+        return self.price_watcher_batch_size or 8 * self.marketplace_concurrency
+
     # A claimed batch is held under a lease. If the slowest batch (every request
     # taking the whole HTTP timeout, the marketplace rate limit spacing their
     # starts) could outlast it, another run would claim and send the same rows.
     @field_validator("price_watcher_batch_size")
     @classmethod
-    def _watcher_batch_fits_its_lease(cls, value: int, info: ValidationInfo) -> int:
+    def _watcher_batch_fits_its_lease(
+        cls, value: int | None, info: ValidationInfo
+    ) -> int | None:
+        if value is None:
+            return None  # eight rounds of the concurrency, whatever it is
         return _fits_lease(
             value,
             info.data,
@@ -556,7 +571,11 @@ class Settings(BaseSettings):
 
     @field_validator("webhook_batch_size")
     @classmethod
-    def _webhook_batch_fits_its_lease(cls, value: int, info: ValidationInfo) -> int:
+    def _webhook_batch_fits_its_lease(
+        cls, value: int | None, info: ValidationInfo
+    ) -> int | None:
+        if value is None:
+            return None
         return _fits_lease(
             value, info.data, "webhook_concurrency", "webhook_claim_seconds"
         )

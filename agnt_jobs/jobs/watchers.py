@@ -195,7 +195,7 @@ def _check_marketplace(ctx: RunContext, client: MarketplaceClient) -> Counter[st
     at a time, fetch with bounded concurrency, record each batch in one transaction."""
     settings = ctx.settings
     breaker = Breaker(settings.marketplace_breaker_failures)
-    chunk = settings.price_watcher_batch_size
+    chunk = settings.price_watcher_batch
     checked_at = max(ctx.now, ctx.tick)
     totals: Counter[str] = Counter()
     with ThreadPoolExecutor(max_workers=settings.marketplace_concurrency) as pool:

@@ -208,7 +208,7 @@ def drain_webhook_retries(ctx: RunContext) -> JobResult:
     """
     settings = ctx.settings
     totals: Counter[str] = Counter()
-    chunk = settings.webhook_batch_size
+    chunk = settings.webhook_batch
     with (
         WebhookSender(
             settings.http_timeout_seconds, settings.webhook_concurrency

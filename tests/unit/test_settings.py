@@ -38,11 +38,19 @@ def test_invalid_value_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> No
     )
 
 
-def test_claim_batches_default_to_eight_rounds_of_their_concurrency() -> None:
+def test_claim_batches_default_to_eight_rounds_of_their_concurrency(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     current = settings.get_settings()
-    assert current.webhook_batch_size == 8 * current.webhook_concurrency == 64
-    assert current.price_watcher_batch_size == 8 * current.marketplace_concurrency
-    assert current.price_watcher_batch_size == 32
+    assert current.webhook_batch == 8 * current.webhook_concurrency == 64
+    assert current.price_watcher_batch == 8 * current.marketplace_concurrency == 32
+    # A low concurrency keeps a default batch that fits the lease, as before the
+    # batch was a setting.
+    monkeypatch.setenv("AGNT_WEBHOOK_CONCURRENCY", "1")
+    monkeypatch.setenv("AGNT_MARKETPLACE_CONCURRENCY", "1")
+    settings.get_settings.cache_clear()
+    assert settings.get_settings().webhook_batch == 8
+    assert settings.get_settings().price_watcher_batch == 8
 
 
 @pytest.mark.parametrize(

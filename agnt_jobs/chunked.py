@@ -20,14 +20,34 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 logger = logging.getLogger(__name__)
+
+
+@contextmanager
+def chunk_transaction(engine: Engine) -> Iterator[Connection]:
+    """One chunk's transaction, committed without waiting for its WAL to reach disk.
+
+    A job of many chunks otherwise pays one WAL flush per chunk: ``agnt-jobs bench``
+    measured a 100-chunk retention delete at 4-6x the time of one plain ``DELETE``,
+    most of it in those flushes. Skipping the wait is safe here because (1) a chunk
+    only changes our own tables, no outside system, and commits or is lost whole;
+    (2) the job's end is recorded by Procrastinate with an ordinary, flushed commit,
+    and Postgres flushes WAL in order, so once a run shows as finished every chunk
+    before it is on disk too; (3) only a crash of the Postgres server itself, before
+    that, can lose a chunk, and every job is idempotent: its next run does the chunk
+    again. Chunks that call Stripe, the gateway or any peer do not use this.
+    """
+    with engine.begin() as connection:
+        connection.execute(sa.text("SET LOCAL synchronous_commit = off"))
+        yield connection
 
 
 @dataclass(frozen=True)
@@ -54,7 +74,7 @@ def repeat_until_short(
     totals: Counter[str] = Counter()
     chunks = 0
     while True:
-        with engine.begin() as connection:
+        with chunk_transaction(engine) as connection:
             counts = (
                 connection.execute(statement, {**params, "limit": chunk_size})
                 .one()

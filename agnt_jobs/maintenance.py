@@ -21,6 +21,7 @@ import sqlalchemy.exc
 from sqlalchemy.engine import Connection, Engine
 
 from agnt_jobs import queries
+from agnt_jobs.chunked import chunk_transaction
 from agnt_jobs.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -124,7 +125,7 @@ def _delete_in_chunks(
 ) -> int:
     total = 0
     while True:
-        with engine.begin() as connection:
+        with chunk_transaction(engine) as connection:
             deleted = connection.exec_driver_sql(
                 SQL[query], {"cutoff": cutoff, "limit": settings.job_chunk_size}
             ).rowcount

@@ -38,7 +38,7 @@ REAP_STALE = sa.text(
         UPDATE a2a_envelopes AS e
         SET status = 'EXPIRED', status_changed_at = :now,
             last_error = 'TTL passed before the envelope was dispatched'
-        FROM candidates AS c WHERE e.id = c.id
+        WHERE e.id = ANY(ARRAY(SELECT id FROM candidates))
         RETURNING 1
     )
     SELECT (SELECT count(*) FROM candidates) AS scanned,
@@ -63,16 +63,21 @@ SWEEP_ORPHANED = sa.text(
     f"""
     WITH candidates AS (
         SELECT r.id FROM venue_responses AS r
-        LEFT JOIN bookings AS b ON b.id = r.booking_id
         WHERE r.status = 'OPEN' AND r.received_at <= :cutoff
-          AND (b.id IS NULL OR b.status NOT IN {WAITING} OR b.venue_id <> r.venue_id)
+          -- An anti-join against the few waiting bookings (their status index),
+          -- not an outer join, which the planner ran as a scan of every booking.
+          AND NOT EXISTS (
+              SELECT 1 FROM bookings AS b
+              WHERE b.id = r.booking_id AND b.status IN {WAITING}
+                AND b.venue_id = r.venue_id
+          )
         ORDER BY r.received_at, r.id
         LIMIT :limit
         FOR UPDATE OF r SKIP LOCKED
     ), closed AS (
         UPDATE venue_responses AS r
         SET status = 'CLOSED', close_reason = 'orphaned', resolved_at = :now
-        FROM candidates AS c WHERE r.id = c.id
+        WHERE r.id = ANY(ARRAY(SELECT id FROM candidates))
         RETURNING 1
     )
     SELECT (SELECT count(*) FROM candidates) AS scanned,
@@ -126,11 +131,13 @@ APPLY_RESPONSES = sa.text(
         SET status = CASE l.decision WHEN 'ACCEPT' THEN 'CONFIRMED'
                                      ELSE 'DECLINED' END,
             status_changed_at = :now
-        FROM latest AS l WHERE b.id = l.booking_id
+        FROM latest AS l
+        WHERE b.id = l.booking_id
+          AND b.id = ANY(ARRAY(SELECT booking_id FROM latest))
         RETURNING b.*
     ), applied AS (
         UPDATE venue_responses AS r SET status = 'APPLIED', resolved_at = :now
-        FROM latest AS l WHERE r.id = l.id
+        WHERE r.id = ANY(ARRAY(SELECT id FROM latest))
         RETURNING r.id
     ), superseded AS (
         UPDATE venue_responses AS r
@@ -251,7 +258,7 @@ RETIRE_FAILED = sa.text(
         UPDATE a2a_envelopes AS e
         SET status = 'EXPIRED', status_changed_at = :now, next_attempt_at = NULL,
             last_error = 'booking no longer waiting on the venue'
-        FROM candidates AS c WHERE e.id = c.id
+        WHERE e.id = ANY(ARRAY(SELECT id FROM candidates))
         RETURNING 1
     )
     SELECT (SELECT count(*) FROM candidates) AS scanned,

@@ -102,7 +102,7 @@ MARK_COMPLETED = sa.text(
         FOR UPDATE SKIP LOCKED
     ), completed AS (
         UPDATE bookings AS b SET status = 'COMPLETED', status_changed_at = :now
-        FROM candidates AS c WHERE b.id = c.id
+        WHERE b.id = ANY(ARRAY(SELECT id FROM candidates))
         RETURNING 1
     )
     SELECT (SELECT count(*) FROM candidates) AS scanned,
@@ -146,7 +146,8 @@ CANCEL_ORPHANED = sa.text(
     ), cancelled AS (
         UPDATE bookings AS b
         SET status = 'CANCELLED', cancelled_reason = c.reason, status_changed_at = :now
-        FROM candidates AS c WHERE b.id = c.id
+        FROM candidates AS c
+        WHERE b.id = c.id AND b.id = ANY(ARRAY(SELECT id FROM candidates))
         RETURNING b.*
     ), queued AS (
         INSERT INTO send_queue {SEND_QUEUE_COLUMNS}

@@ -10,13 +10,14 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from agnt_jobs import outbox
-from agnt_jobs.chunked import repeat_until_short
+from agnt_jobs.chunked import chunk_transaction, repeat_until_short
 from agnt_jobs.clients.channel import ChannelGateway
 from agnt_jobs.jobs.registry import RunContext
 
@@ -53,7 +54,7 @@ def keyset(
     totals: Counter[str] = Counter()
     after = 0
     while True:
-        with engine.begin() as connection:
+        with chunk_transaction(engine) as connection:
             row = connection.execute(
                 statement, {**params, "after": after, "limit": chunk}
             ).one()
@@ -62,6 +63,32 @@ def keyset(
         if counts["scanned"] < chunk or counts["last_id"] is None:
             return totals
         after = counts["last_id"]
+
+
+def keyset_by_time(
+    engine: Engine, statement: sa.TextClause, params: Mapping[str, Any], chunk: int
+) -> Counter[str]:
+    """Walk rows in (timestamp, id) order, ``chunk`` rows per transaction
+    (``:after_at``, ``:after_id`` are where the previous chunk ended; the statement
+    returns them as ``last_at``, ``last_id``): for passes over one period's rows,
+    whose cost must follow the period, not the table."""
+    totals: Counter[str] = Counter()
+    after: dict[str, Any] = {
+        "after_at": datetime.min.replace(tzinfo=UTC),
+        "after_id": 0,
+    }
+    while True:
+        with chunk_transaction(engine) as connection:
+            row = connection.execute(
+                statement, {**params, **after, "limit": chunk}
+            ).one()
+        counts = row._asdict()
+        totals.update(
+            {k: v for k, v in counts.items() if k not in ("last_at", "last_id")}
+        )
+        if counts["scanned"] < chunk or counts["last_id"] is None:
+            return totals
+        after = {"after_at": counts["last_at"], "after_id": counts["last_id"]}
 
 
 def gateway(ctx: RunContext) -> ChannelGateway:

@@ -15,6 +15,7 @@ from agnt_jobs.jobs.common import (
     SEND_QUEUE_COLUMNS,
     deliver,
     gateway,
+    keyset_by_time,
     summary,
     until_done,
 )
@@ -22,23 +23,31 @@ from agnt_jobs.jobs.registry import JobResult, RunContext, job
 
 logger = logging.getLogger(__name__)
 
+# Walks the horizon's CONFIRMED bookings in (slot, id) order, a chunk at a time,
+# the reminded ones included: skipping those in SQL instead would make every chunk
+# scan again past all the bookings reminded by the chunks before it.
 CREATE_REMINDERS = sa.text(
     """
     WITH candidates AS (
         SELECT b.id, b.slot_start FROM bookings AS b
         WHERE b.status = 'CONFIRMED' AND b.slot_start > :now
           AND b.slot_start <= :horizon
-          AND NOT EXISTS (SELECT 1 FROM reminders AS r WHERE r.booking_id = b.id)
+          AND (b.slot_start, b.id) > (:after_at, :after_id)
         ORDER BY b.slot_start, b.id
         LIMIT :limit
     ), created AS (
         INSERT INTO reminders (booking_id, due_at)
-        SELECT id, greatest(slot_start - make_interval(mins => :lead), :now)
-        FROM candidates
+        SELECT c.id, greatest(c.slot_start - make_interval(mins => :lead), :now)
+        FROM candidates AS c
+        WHERE NOT EXISTS (SELECT 1 FROM reminders AS r WHERE r.booking_id = c.id)
         ON CONFLICT (booking_id) DO NOTHING
         RETURNING 1
     )
     SELECT (SELECT count(*) FROM candidates) AS scanned,
+           (SELECT slot_start FROM candidates ORDER BY slot_start DESC, id DESC
+            LIMIT 1) AS last_at,
+           (SELECT id FROM candidates ORDER BY slot_start DESC, id DESC
+            LIMIT 1) AS last_id,
            (SELECT count(*) FROM created) AS reminders_created
     """
 )
@@ -57,7 +66,9 @@ def booking_reminders(ctx: RunContext) -> JobResult:
         "horizon": ctx.now + timedelta(hours=settings.reminder_horizon_hours),
         "lead": settings.reminder_lead_minutes,
     }
-    counts = until_done(ctx.engine, CREATE_REMINDERS, params, settings.job_chunk_size)
+    counts = keyset_by_time(
+        ctx.engine, CREATE_REMINDERS, params, settings.job_chunk_size
+    )
     result = summary(counts, {})
     logger.info("reminders created", extra={"action": "reminders_created", **result})
     return result
@@ -96,7 +107,8 @@ DELIVER_REMINDERS = sa.text(
         UPDATE reminders AS r
         SET status = CASE WHEN j.skip_reason IS NULL THEN 'SENT' ELSE 'SKIPPED' END,
             skip_reason = j.skip_reason, processed_at = :now
-        FROM judged AS j WHERE r.id = j.id
+        FROM judged AS j
+        WHERE r.id = j.id AND r.id = ANY(ARRAY(SELECT id FROM judged))
         RETURNING r.status
     )
     SELECT (SELECT count(*) FROM due) AS scanned,

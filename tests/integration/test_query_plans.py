@@ -99,7 +99,13 @@ def test_booking_job_scans_use_their_indexes(engine: Engine) -> None:
         ),
         "booking_reminders": (
             reminders.CREATE_REMINDERS,
-            {"now": now, "horizon": now + minutes(1440), "lead": 120},
+            {
+                "now": now,
+                "horizon": now + minutes(1440),
+                "lead": 120,
+                "after_at": now,
+                "after_id": 0,
+            },
             "ix_bookings_status_slot_start",
         ),
         "rating_prompt": (

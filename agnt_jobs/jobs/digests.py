@@ -2,9 +2,11 @@
 and today's calories against their goal (21:00). Each is one message per user per
 WITA date (key ``{kind}:{user id}:{date}``), only to users with something logged.
 
-Both walk users in id order and sum each user's day through the
-``(user_id, <time>)`` index: every chunk costs its users' lookups, never a scan of
-the whole day's entries per chunk.
+Both walk the day's entries in (time, id) order through the ``(<time>, id)`` index,
+a chunk at a time, and sum each of the chunk's users' whole day through the
+``(user_id, <time>)`` index: the cost follows the day's entries, not the number of
+users. A user whose entries fall in several chunks is summed again in each, and
+the digest's key makes every repeat a no-op.
 """
 
 from __future__ import annotations
@@ -19,20 +21,29 @@ from agnt_jobs.jobs.common import (
     SEND_QUEUE_COLUMNS,
     deliver,
     gateway,
-    keyset,
+    keyset_by_time,
     summary,
 )
 from agnt_jobs.jobs.registry import JobResult, RunContext, job
 
 logger = logging.getLogger(__name__)
 
+# Where the next chunk of the day's entries starts.
+LAST_OF_CHUNK = """(SELECT at FROM chunk ORDER BY at DESC, id DESC LIMIT 1) AS last_at,
+           (SELECT id FROM chunk ORDER BY at DESC, id DESC LIMIT 1) AS last_id"""
+
 SPEND_DIGEST = sa.text(
     f"""
     WITH chunk AS (
-        SELECT id FROM users WHERE id > :after ORDER BY id LIMIT :limit
+        SELECT spent_at AS at, id, user_id FROM user_spend_entries
+        WHERE spent_at >= :start AND spent_at < :end
+          AND (spent_at, id) > (:after_at, :after_id)
+        ORDER BY spent_at, id
+        LIMIT :limit
     ), spent AS (
         SELECT u.id, u.channel, u.channel_address, t.entries, t.totals
-        FROM chunk JOIN users AS u ON u.id = chunk.id
+        FROM (SELECT DISTINCT user_id FROM chunk) AS c
+        JOIN users AS u ON u.id = c.user_id
         CROSS JOIN LATERAL (
             SELECT sum(n) AS entries,
                    string_agg(currency || ' ' ||
@@ -57,7 +68,7 @@ SPEND_DIGEST = sa.text(
         RETURNING 1
     )
     SELECT (SELECT count(*) FROM chunk) AS scanned,
-           (SELECT max(id) FROM chunk) AS last_id,
+           {LAST_OF_CHUNK},
            (SELECT count(*) FROM queued) AS digests_queued
     """
 )
@@ -72,7 +83,7 @@ def spend_digest(ctx: RunContext) -> JobResult:
     settings = ctx.settings
     day = timeutil.day(ctx.tick, timeutil.zone(settings.business_timezone), -1)
     params = {"start": day.start, "end": day.end, "day": day.label}
-    counts = keyset(ctx.engine, SPEND_DIGEST, params, settings.job_chunk_size)
+    counts = keyset_by_time(ctx.engine, SPEND_DIGEST, params, settings.job_chunk_size)
     result = summary(counts, deliver(ctx, client, "spend_digest"))
     result["date"] = day.label
     logger.info("spend digests", extra={"action": "spend_digests_sent", **result})
@@ -82,11 +93,16 @@ def spend_digest(ctx: RunContext) -> JobResult:
 NUTRITION_SUMMARY = sa.text(
     f"""
     WITH chunk AS (
-        SELECT id FROM users WHERE id > :after ORDER BY id LIMIT :limit
+        SELECT eaten_at AS at, id, user_id FROM nutrition_entries
+        WHERE eaten_at >= :start AND eaten_at < :end
+          AND (eaten_at, id) > (:after_at, :after_id)
+        ORDER BY eaten_at, id
+        LIMIT :limit
     ), eaten AS (
         SELECT u.id, u.channel, u.channel_address, t.entries, t.calories,
                g.daily_calories AS goal
-        FROM chunk JOIN users AS u ON u.id = chunk.id
+        FROM (SELECT DISTINCT user_id FROM chunk) AS c
+        JOIN users AS u ON u.id = c.user_id
         CROSS JOIN LATERAL (
             SELECT count(*) AS entries, sum(calories) AS calories
             FROM nutrition_entries AS e
@@ -111,7 +127,7 @@ NUTRITION_SUMMARY = sa.text(
         RETURNING 1
     )
     SELECT (SELECT count(*) FROM chunk) AS scanned,
-           (SELECT max(id) FROM chunk) AS last_id,
+           {LAST_OF_CHUNK},
            (SELECT count(*) FROM queued) AS summaries_queued
     """
 )
@@ -126,7 +142,9 @@ def daily_nutrition_summary(ctx: RunContext) -> JobResult:
     settings = ctx.settings
     day = timeutil.day(ctx.tick, timeutil.zone(settings.business_timezone))
     params = {"start": day.start, "end": day.end, "day": day.label}
-    counts = keyset(ctx.engine, NUTRITION_SUMMARY, params, settings.job_chunk_size)
+    counts = keyset_by_time(
+        ctx.engine, NUTRITION_SUMMARY, params, settings.job_chunk_size
+    )
     result = summary(counts, deliver(ctx, client, "daily_nutrition_summary"))
     result["date"] = day.label
     logger.info("nutrition summaries", extra={"action": "nutrition_sent", **result})

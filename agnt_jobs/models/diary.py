@@ -43,6 +43,8 @@ class UserSpendEntry(Base):
         CheckConstraint("currency ~ '^[A-Z]{3}$'", name="currency"),
         # The digest's per-user day sum, and the purge's cascade by user.
         Index("ix_user_spend_entries_user_id_spent_at", "user_id", "spent_at"),
+        # The digest's walk of one day's entries, in chunks.
+        Index("ix_user_spend_entries_spent_at_id", "spent_at", "id"),
     )
 
 
@@ -61,6 +63,8 @@ class NutritionEntry(Base):
     __table_args__ = (
         CheckConstraint("calories >= 0", name="calories"),
         Index("ix_nutrition_entries_user_id_eaten_at", "user_id", "eaten_at"),
+        # The summary's walk of one day's entries, in chunks.
+        Index("ix_nutrition_entries_eaten_at_id", "eaten_at", "id"),
     )
 
 

@@ -279,6 +279,15 @@ CASES: dict[str, JobCase] = {
             "platform_health_monitor",
             table_wide="measures the queue and backlogs as they are",
         ),
+        JobCase(
+            "re_engagement",
+            table_wide="its candidates are every user idle for 14 days: a share of "
+            "all users by contract",
+        ),
+        JobCase(
+            "venue_daily_summary",
+            table_wide="summarises every active venue with an owner, daily",
+        ),
     )
 }
 

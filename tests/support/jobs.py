@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -120,3 +120,26 @@ def impatient(engine: Engine, lock_timeout_ms: int = 2000) -> Iterator[Engine]:
         yield waiting
     finally:
         waiting.dispose()
+
+
+def assert_skips_rows_locked_elsewhere(
+    engine: Engine,
+    run: Callable[[Engine], Mapping[str, Any]],
+    key: str,
+    held_query: str,
+    due_query: str,
+    due: int,
+) -> None:
+    """While another transaction holds some of the ``due`` rows (``held_query``, a
+    ``SELECT id ... FOR UPDATE``), a run of the job (``run(engine)``, whose count of
+    rows changed is ``result[key]``) changes every other due row and ends instead of
+    waiting: it runs on an engine whose lock waits time out. The rows still due
+    (``due_query``: ``SELECT array_agg(id ORDER BY id) ...``) are exactly the held
+    ones, and a run after the lock is released takes them."""
+    with impatient(engine) as waiting:
+        with rows_locked(engine, held_query) as held:
+            assert 0 < len(held) < due
+            assert run(waiting)[key] == due - len(held)
+            with engine.connect() as connection:
+                assert connection.execute(sa.text(due_query)).scalar() == held
+        assert run(waiting)[key] == len(held)

@@ -15,10 +15,9 @@ from sqlalchemy.engine import Connection, Engine
 from agnt_jobs.jobs import housekeeping
 from agnt_jobs.settings import Settings
 from tests.support.jobs import (
+    assert_skips_rows_locked_elsewhere,
     context,
     count_commits,
-    impatient,
-    rows_locked,
     run_concurrently,
 )
 from tests.support.lifecycle_data import add_memory, add_user, count, scalar
@@ -159,20 +158,15 @@ def test_eviction_skips_memories_another_transaction_holds(
     not waited for; a run after the lock is released deletes them. (Without SKIP
     LOCKED the run would wait and hit the lock timeout.)"""
     _old_memories(engine, 30)
-    held_query = (
-        "SELECT id FROM memories WHERE NOT pinned AND id % 6 = 0 ORDER BY id FOR UPDATE"
+    assert_skips_rows_locked_elsewhere(
+        engine,
+        lambda e: housekeeping.memory_eviction(context(e, env, NOW, job_chunk_size=10)),
+        "deleted",
+        "SELECT id FROM memories WHERE NOT pinned AND id % 6 = 0 "
+        "ORDER BY id FOR UPDATE",
+        "SELECT array_agg(id ORDER BY id) FROM memories WHERE NOT pinned",
+        due=30,
     )
-    with impatient(engine) as waiting:
-        ctx = context(waiting, env, NOW, job_chunk_size=10)
-        with rows_locked(engine, held_query) as held:
-            assert 0 < len(held) < 30
-            assert housekeeping.memory_eviction(ctx)["deleted"] == 30 - len(held)
-            with engine.connect() as c:
-                left = scalar(
-                    c, "SELECT array_agg(id ORDER BY id) FROM memories WHERE NOT pinned"
-                )
-            assert left == held
-        assert housekeeping.memory_eviction(ctx)["deleted"] == len(held)
     with engine.connect() as c:
         assert count(c, "memories") == 1
 
@@ -211,16 +205,14 @@ def test_dlq_cleanup_skips_letters_another_transaction_holds(
     LOCKED the run would wait and hit the lock timeout.)"""
     with engine.begin() as c:
         _dead_letters(c, "send_queue", "exhausted", 30, NOW - 30 * DAY, NOW - 9 * DAY)
-    held_query = "SELECT id FROM dead_letters WHERE id % 5 = 2 ORDER BY id FOR UPDATE"
-    with impatient(engine) as waiting:
-        ctx = context(waiting, env, NOW, job_chunk_size=10)
-        with rows_locked(engine, held_query) as held:
-            assert 0 < len(held) < 30
-            assert housekeeping.dlq_cleanup(ctx)["deleted"] == 30 - len(held)
-            with engine.connect() as c:
-                left = scalar(c, "SELECT array_agg(id ORDER BY id) FROM dead_letters")
-            assert left == held
-        assert housekeeping.dlq_cleanup(ctx)["deleted"] == len(held)
+    assert_skips_rows_locked_elsewhere(
+        engine,
+        lambda e: housekeeping.dlq_cleanup(context(e, env, NOW, job_chunk_size=10)),
+        "deleted",
+        "SELECT id FROM dead_letters WHERE id % 5 = 2 ORDER BY id FOR UPDATE",
+        "SELECT array_agg(id ORDER BY id) FROM dead_letters",
+        due=30,
+    )
     with engine.connect() as c:
         assert count(c, "dead_letters") == 0
 

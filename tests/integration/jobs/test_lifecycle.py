@@ -14,10 +14,9 @@ from agnt_jobs.jobs import lifecycle
 from agnt_jobs.models import Base
 from agnt_jobs.settings import Settings
 from tests.support.jobs import (
+    assert_skips_rows_locked_elsewhere,
     context,
     count_commits,
-    impatient,
-    rows_locked,
     run_concurrently,
 )
 from tests.support.lifecycle_data import (
@@ -290,25 +289,18 @@ def test_session_cleanup_skips_sessions_another_transaction_holds(
     and ends; a run after the lock is released deletes the rest. (Without SKIP
     LOCKED the run would wait and hit the lock timeout.)"""
     _expired_sessions(engine, 30)
-    held_query = (
+    assert_skips_rows_locked_elsewhere(
+        engine,
+        lambda e: lifecycle.b2b_session_cleanup(
+            context(e, env, NOW, job_chunk_size=10)
+        ),
+        "sessions_deleted",
         "SELECT id FROM b2b_onboarding_sessions "
-        "WHERE status <> 'COMPLETED' AND id % 6 = 0 ORDER BY id FOR UPDATE"
+        "WHERE status <> 'COMPLETED' AND id % 6 = 0 ORDER BY id FOR UPDATE",
+        "SELECT array_agg(id ORDER BY id) FROM b2b_onboarding_sessions "
+        "WHERE status <> 'COMPLETED'",
+        due=30,
     )
-    with impatient(engine) as waiting:
-        ctx = context(waiting, env, NOW, job_chunk_size=10)
-        with rows_locked(engine, held_query) as held:
-            assert 0 < len(held) < 30
-            result = lifecycle.b2b_session_cleanup(ctx)
-            assert result["sessions_deleted"] == 30 - len(held)
-            with engine.connect() as c:
-                left = scalar(
-                    c,
-                    "SELECT array_agg(id ORDER BY id) FROM b2b_onboarding_sessions "
-                    "WHERE status <> 'COMPLETED'",
-                )
-            assert left == held
-        again = lifecycle.b2b_session_cleanup(ctx)
-        assert again["sessions_deleted"] == len(held)
     with engine.connect() as c:
         assert count(c, "b2b_onboarding_sessions") == 1
 
@@ -426,22 +418,16 @@ def test_referral_expiry_skips_codes_another_transaction_holds(
     waited for, and stays ACTIVE; the next run after the lock is released expires
     it. (Without SKIP LOCKED the run would wait and hit the lock timeout.)"""
     _stale_referrals(engine, 30)
-    held_query = "SELECT id FROM referral_codes WHERE id % 7 = 3 ORDER BY id FOR UPDATE"
-    with impatient(engine) as waiting:
-        ctx = context(waiting, env, NOW, job_chunk_size=10)
-        with rows_locked(engine, held_query) as held:
-            assert 0 < len(held) < 30
-            result = lifecycle.expire_stale_referrals(ctx)
-            assert result["referrals_expired"] == 30 - len(held)
-            with engine.connect() as c:
-                active = scalar(
-                    c,
-                    "SELECT array_agg(id ORDER BY id) FROM referral_codes "
-                    "WHERE status = 'ACTIVE'",
-                )
-            assert active == held
-        again = lifecycle.expire_stale_referrals(ctx)
-        assert again["referrals_expired"] == len(held)
+    assert_skips_rows_locked_elsewhere(
+        engine,
+        lambda e: lifecycle.expire_stale_referrals(
+            context(e, env, NOW, job_chunk_size=10)
+        ),
+        "referrals_expired",
+        "SELECT id FROM referral_codes WHERE id % 7 = 3 ORDER BY id FOR UPDATE",
+        "SELECT array_agg(id ORDER BY id) FROM referral_codes WHERE status = 'ACTIVE'",
+        due=30,
+    )
     with engine.connect() as c:
         assert count(c, "referral_codes", "status = 'EXPIRED'") == 30
 

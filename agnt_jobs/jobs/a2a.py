@@ -15,6 +15,7 @@ from agnt_jobs.jobs.common import (
     SEND_QUEUE_COLUMNS,
     deliver,
     gateway,
+    keyset_by_time,
     summary,
     until_done,
 )
@@ -59,28 +60,41 @@ def reap_stale_envelopes(ctx: RunContext) -> JobResult:
     return result
 
 
+# Walks the OPEN responses past the grace in (received_at, id) order, a chunk at a
+# time, judging each chunk against the few waiting bookings: a claim of "the next
+# orphans" instead made every chunk re-read all the OPEN responses still left.
 SWEEP_ORPHANED = sa.text(
     f"""
-    WITH candidates AS (
-        SELECT r.id FROM venue_responses AS r
+    WITH chunk AS (
+        SELECT r.id, r.received_at, r.booking_id, r.venue_id
+        FROM venue_responses AS r
         WHERE r.status = 'OPEN' AND r.received_at <= :cutoff
-          -- An anti-join against the few waiting bookings (their status index),
-          -- not an outer join, which the planner ran as a scan of every booking.
-          AND NOT EXISTS (
-              SELECT 1 FROM bookings AS b
-              WHERE b.id = r.booking_id AND b.status IN {WAITING}
-                AND b.venue_id = r.venue_id
-          )
+          AND (r.received_at, r.id) > (:after_at, :after_id)
         ORDER BY r.received_at, r.id
         LIMIT :limit
-        FOR UPDATE OF r SKIP LOCKED
+    ), candidates AS (
+        SELECT r.id FROM venue_responses AS r
+        WHERE r.id = ANY(ARRAY(
+            SELECT c.id FROM chunk AS c
+            WHERE NOT EXISTS (
+                SELECT 1 FROM bookings AS b
+                WHERE b.id = c.booking_id AND b.status IN {WAITING}
+                  AND b.venue_id = c.venue_id
+            )
+        ))
+          AND r.status = 'OPEN'
+        FOR UPDATE SKIP LOCKED
     ), closed AS (
         UPDATE venue_responses AS r
         SET status = 'CLOSED', close_reason = 'orphaned', resolved_at = :now
         WHERE r.id = ANY(ARRAY(SELECT id FROM candidates))
         RETURNING 1
     )
-    SELECT (SELECT count(*) FROM candidates) AS scanned,
+    SELECT (SELECT count(*) FROM chunk) AS scanned,
+           (SELECT received_at FROM chunk ORDER BY received_at DESC, id DESC
+            LIMIT 1) AS last_at,
+           (SELECT id FROM chunk ORDER BY received_at DESC, id DESC
+            LIMIT 1) AS last_id,
            (SELECT count(*) FROM closed) AS closed
     """
 )
@@ -94,7 +108,7 @@ def sweep_orphaned_responses(ctx: RunContext) -> JobResult:
     responses older than ``orphaned_response_grace_minutes`` are judged, so one
     that arrived a moment before its booking row was matched is not closed early."""
     cutoff = ctx.now - timedelta(minutes=ctx.settings.orphaned_response_grace_minutes)
-    counts = until_done(
+    counts = keyset_by_time(
         ctx.engine,
         SWEEP_ORPHANED,
         {"now": ctx.now, "cutoff": cutoff},

@@ -30,11 +30,14 @@ SELECT procrastinate_finish_job_v1(%(job_id)s, 'failed', false)
 
 -- delete_finished_jobs --
 -- Jobs finished before the cutoff; their events go with them (ON DELETE CASCADE)
--- and Procrastinate unlinks their periodic defers.
+-- and Procrastinate unlinks their periodic defers. Walks the jobs by id from
+-- %(after)s (the last id the previous chunk deleted), so no chunk reads again the
+-- jobs the chunks before it kept. Returns (deleted, last_id).
 WITH doomed AS (
     SELECT j.id
     FROM procrastinate_jobs j
-    WHERE j.status IN ('succeeded', 'failed', 'cancelled', 'aborted')
+    WHERE j.id > %(after)s
+      AND j.status IN ('succeeded', 'failed', 'cancelled', 'aborted')
       AND NOT EXISTS (
           SELECT 1 FROM procrastinate_events e
           WHERE e.job_id = j.id AND e.at >= %(cutoff)s
@@ -42,31 +45,45 @@ WITH doomed AS (
     ORDER BY j.id
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
+), gone AS (
+    -- = ANY(ARRAY(...)): a join to the chunk was planned as a scan of every job.
+    DELETE FROM procrastinate_jobs j WHERE j.id = ANY(ARRAY(SELECT id FROM doomed))
+    RETURNING j.id
 )
-DELETE FROM procrastinate_jobs j USING doomed WHERE j.id = doomed.id
+SELECT count(*) AS deleted, max(id) AS last_id FROM gone
 
 -- delete_old_runs --
 -- Run history of attempts started before the cutoff (not one still running).
-DELETE FROM job_runs
-WHERE (job_id, attempt) IN (
-    SELECT job_id, attempt FROM job_runs
-    WHERE started_at < %(cutoff)s AND status <> 'running'
-    ORDER BY started_at
-    LIMIT %(limit)s
+WITH gone AS (
+    DELETE FROM job_runs
+    WHERE ctid = ANY(ARRAY(
+        SELECT ctid FROM job_runs
+        WHERE started_at < %(cutoff)s AND status <> 'running'
+        ORDER BY started_at
+        LIMIT %(limit)s
+        FOR UPDATE SKIP LOCKED
+    ))
+    RETURNING 1
 )
+SELECT count(*) AS deleted, NULL::bigint AS last_id FROM gone
 
 -- delete_old_ticks --
 -- Tick decisions before the cutoff, except each schedule's newest: it is where the
 -- next pass resumes (a monthly schedule's last tick may be older than the cutoff).
-DELETE FROM schedule_ticks
-WHERE (schedule_id, tick_at) IN (
-    SELECT t.schedule_id, t.tick_at FROM schedule_ticks t
-    WHERE t.tick_at < %(cutoff)s
-      AND t.tick_at < (SELECT max(n.tick_at) FROM schedule_ticks n
-                       WHERE n.schedule_id = t.schedule_id)
-    ORDER BY t.tick_at
-    LIMIT %(limit)s
+WITH gone AS (
+    DELETE FROM schedule_ticks
+    WHERE ctid = ANY(ARRAY(
+        SELECT t.ctid FROM schedule_ticks t
+        WHERE t.tick_at < %(cutoff)s
+          AND t.tick_at < (SELECT max(n.tick_at) FROM schedule_ticks n
+                           WHERE n.schedule_id = t.schedule_id)
+        ORDER BY t.tick_at
+        LIMIT %(limit)s
+        FOR UPDATE SKIP LOCKED
+    ))
+    RETURNING 1
 )
+SELECT count(*) AS deleted, NULL::bigint AS last_id FROM gone
 
 -- delete_gone_workers --
 -- Registries of workers Procrastinate no longer knows (stopped or pruned).

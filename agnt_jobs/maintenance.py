@@ -123,16 +123,16 @@ def clean_finished_jobs(
 def _delete_in_chunks(
     engine: Engine, query: str, cutoff: datetime, settings: Settings
 ) -> int:
-    """Run ``query`` (returning ``deleted, last_id``; ``last_id`` is where a walk
-    by id resumes, or NULL) until a chunk deletes fewer than a chunk's rows."""
+    """Run ``query`` (returning ``scanned, deleted, last_id``; ``last_id`` is where
+    a walk by id resumes, or NULL) until a chunk scans fewer than a chunk's rows."""
     total, after = 0, 0
     while True:
         with chunk_transaction(engine) as connection:
-            deleted, last_id = connection.exec_driver_sql(
+            scanned, deleted, last_id = connection.exec_driver_sql(
                 SQL[query],
                 {"cutoff": cutoff, "limit": settings.job_chunk_size, "after": after},
             ).one()
         total += deleted
         after = last_id if last_id is not None else after
-        if deleted < settings.job_chunk_size:
+        if scanned < settings.job_chunk_size:
             return total

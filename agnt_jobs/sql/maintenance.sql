@@ -30,27 +30,29 @@ SELECT procrastinate_finish_job_v1(%(job_id)s, 'failed', false)
 
 -- delete_finished_jobs --
 -- Jobs finished before the cutoff; their events go with them (ON DELETE CASCADE)
--- and Procrastinate unlinks their periodic defers. Walks the jobs by id from
--- %(after)s (the last id the previous chunk deleted), so no chunk reads again the
--- jobs the chunks before it kept. Returns (deleted, last_id).
-WITH doomed AS (
+-- and Procrastinate unlinks their periodic defers. Walks the jobs by id, a chunk at
+-- a time from %(after)s, and judges only that chunk: the planner probes each job's
+-- events by index, where judging "the next doomed jobs" made it hash every recent
+-- event and re-read the kept jobs for every chunk. Returns (scanned, deleted,
+-- last_id).
+WITH chunk AS (
+    SELECT id FROM procrastinate_jobs WHERE id > %(after)s ORDER BY id LIMIT %(limit)s
+), doomed AS (
     SELECT j.id
     FROM procrastinate_jobs j
-    WHERE j.id > %(after)s
+    WHERE j.id = ANY(ARRAY(SELECT id FROM chunk))
       AND j.status IN ('succeeded', 'failed', 'cancelled', 'aborted')
       AND NOT EXISTS (
           SELECT 1 FROM procrastinate_events e
           WHERE e.job_id = j.id AND e.at >= %(cutoff)s
       )
-    ORDER BY j.id
-    LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
 ), gone AS (
-    -- = ANY(ARRAY(...)): a join to the chunk was planned as a scan of every job.
     DELETE FROM procrastinate_jobs j WHERE j.id = ANY(ARRAY(SELECT id FROM doomed))
-    RETURNING j.id
+    RETURNING 1
 )
-SELECT count(*) AS deleted, max(id) AS last_id FROM gone
+SELECT (SELECT count(*) FROM chunk) AS scanned, (SELECT count(*) FROM gone) AS deleted,
+       (SELECT max(id) FROM chunk) AS last_id
 
 -- delete_old_runs --
 -- Run history of attempts started before the cutoff (not one still running).
@@ -65,7 +67,7 @@ WITH gone AS (
     ))
     RETURNING 1
 )
-SELECT count(*) AS deleted, NULL::bigint AS last_id FROM gone
+SELECT count(*) AS scanned, count(*) AS deleted, NULL::bigint AS last_id FROM gone
 
 -- delete_old_ticks --
 -- Tick decisions before the cutoff, except each schedule's newest: it is where the
@@ -83,7 +85,7 @@ WITH gone AS (
     ))
     RETURNING 1
 )
-SELECT count(*) AS deleted, NULL::bigint AS last_id FROM gone
+SELECT count(*) AS scanned, count(*) AS deleted, NULL::bigint AS last_id FROM gone
 
 -- delete_gone_workers --
 -- Registries of workers Procrastinate no longer knows (stopped or pruned).

@@ -23,6 +23,7 @@ from collections import Counter
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -48,6 +49,34 @@ def chunk_transaction(engine: Engine) -> Iterator[Connection]:
     with engine.begin() as connection:
         connection.execute(sa.text("SET LOCAL synchronous_commit = off"))
         yield connection
+
+
+def due_ids(
+    engine: Engine, query: sa.TextClause, now: datetime, limit: int
+) -> Iterator[int]:
+    """Ids of the rows due for another try, oldest due first, in keyset chunks each
+    read in its own short transaction. ``query`` takes ``:now``, ``:after_at``,
+    ``:after_id`` and ``:limit`` and returns ``id, due_at`` in (due_at, id) order;
+    handling a row moves its due time past ``now``, so the walk never meets it
+    again."""
+    after_at, after_id = datetime.min.replace(tzinfo=now.tzinfo), 0
+    while True:
+        with engine.connect() as connection:
+            due = list(
+                connection.execute(
+                    query,
+                    {
+                        "now": now,
+                        "after_at": after_at,
+                        "after_id": after_id,
+                        "limit": limit,
+                    },
+                )
+            )
+        yield from (row.id for row in due)
+        if len(due) < limit:
+            return
+        after_at, after_id = due[-1].due_at, due[-1].id
 
 
 @dataclass(frozen=True)

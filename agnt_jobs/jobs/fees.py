@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -21,6 +21,7 @@ from sqlalchemy.engine import Connection, Row
 
 from agnt_jobs import deadletters, errorlog, ledger, timeutil
 from agnt_jobs.backoff import backoff_seconds
+from agnt_jobs.chunked import due_ids
 from agnt_jobs.clients.errors import ClientError, PermanentError
 from agnt_jobs.clients.stripe_client import CardDeclinedError, StripeGateway
 from agnt_jobs.jobs import invoice_settlement as settlement
@@ -37,7 +38,7 @@ IN_FLIGHT = ("processing", "requires_capture")
 
 DUE_FEES = sa.text(
     """
-    SELECT id, next_retry_at FROM fee_collections
+    SELECT id, next_retry_at AS due_at FROM fee_collections
     WHERE status IN ('PENDING', 'FAILED') AND next_retry_at <= :now
       AND (next_retry_at, id) > (:after_at, :after_id)
     ORDER BY next_retry_at, id
@@ -276,25 +277,8 @@ def retry_pending_fees(ctx: RunContext) -> JobResult:
     stripe = StripeGateway.from_settings(ctx.settings)
     counts: Counter[str] = Counter()
     _retry_invoices(ctx, stripe, counts)
-    after_at, after_id = datetime.min.replace(tzinfo=ctx.now.tzinfo), 0
-    while True:
-        with ctx.engine.connect() as connection:
-            due = list(
-                connection.execute(
-                    DUE_FEES,
-                    {
-                        "now": ctx.now,
-                        "after_at": after_at,
-                        "after_id": after_id,
-                        "limit": ctx.settings.job_chunk_size,
-                    },
-                )
-            )
-        for row in due:
-            counts[_collect(ctx, stripe, row.id)] += 1
-        if len(due) < ctx.settings.job_chunk_size:
-            break
-        after_at, after_id = due[-1].next_retry_at, due[-1].id
+    for fee_id in due_ids(ctx.engine, DUE_FEES, ctx.now, ctx.settings.job_chunk_size):
+        counts[_collect(ctx, stripe, fee_id)] += 1
     names = ("paid", "recovered", "declined", "uncollectible", "in_flight")
     result = {n: counts[n] for n in (*names, "unavailable", "skipped")}
     invoice_names = ("created", "recovered", "paid", "payment_failed")

@@ -23,6 +23,7 @@ from sqlalchemy.engine import Connection, Engine, Row
 
 from agnt_jobs import deadletters, ledger
 from agnt_jobs.backoff import backoff_seconds
+from agnt_jobs.chunked import due_ids
 from agnt_jobs.clients.errors import ClientError, PermanentError
 from agnt_jobs.clients.stripe_client import CardDeclinedError, StripeGateway
 from agnt_jobs.settings import Settings
@@ -83,7 +84,7 @@ RECORD_FAILURE = sa.text(
 
 DUE_INVOICES = sa.text(
     """
-    SELECT id, next_attempt_at FROM monthly_invoices
+    SELECT id, next_attempt_at AS due_at FROM monthly_invoices
     WHERE status IN ('PENDING', 'OPEN') AND next_attempt_at <= :now
       AND (next_attempt_at, id) > (:after_at, :after_id)
     ORDER BY next_attempt_at, id
@@ -328,23 +329,5 @@ def settle(attempt: Attempt, invoice_id: int) -> list[str]:
 
 
 def due_invoice_ids(engine: Engine, now: datetime, limit: int) -> Iterator[int]:
-    """Ids of the PENDING and OPEN invoices due for another try, of any month, in
-    keyset chunks each read in its own short transaction."""
-    after_at, after_id = datetime.min.replace(tzinfo=now.tzinfo), 0
-    while True:
-        with engine.connect() as connection:
-            due = list(
-                connection.execute(
-                    DUE_INVOICES,
-                    {
-                        "now": now,
-                        "after_at": after_at,
-                        "after_id": after_id,
-                        "limit": limit,
-                    },
-                )
-            )
-        yield from (row.id for row in due)
-        if len(due) < limit:
-            return
-        after_at, after_id = due[-1].next_attempt_at, due[-1].id
+    """Ids of the PENDING and OPEN invoices due for another try, of any month."""
+    return due_ids(engine, DUE_INVOICES, now, limit)

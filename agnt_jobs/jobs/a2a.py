@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from agnt_jobs import dispatch
 from agnt_jobs.clients.a2a import A2AClient
 from agnt_jobs.jobs.common import (
+    LAST_OF_CHUNK,
     REACHABLE,
     SEND_QUEUE_COLUMNS,
     deliver,
@@ -66,7 +67,7 @@ def reap_stale_envelopes(ctx: RunContext) -> JobResult:
 SWEEP_ORPHANED = sa.text(
     f"""
     WITH chunk AS (
-        SELECT r.id, r.received_at, r.booking_id, r.venue_id
+        SELECT r.id, r.received_at AS at, r.booking_id, r.venue_id
         FROM venue_responses AS r
         WHERE r.status = 'OPEN' AND r.received_at <= :cutoff
           AND (r.received_at, r.id) > (:after_at, :after_id)
@@ -91,10 +92,7 @@ SWEEP_ORPHANED = sa.text(
         RETURNING 1
     )
     SELECT (SELECT count(*) FROM chunk) AS scanned,
-           (SELECT received_at FROM chunk ORDER BY received_at DESC, id DESC
-            LIMIT 1) AS last_at,
-           (SELECT id FROM chunk ORDER BY received_at DESC, id DESC
-            LIMIT 1) AS last_id,
+           {LAST_OF_CHUNK},
            (SELECT count(*) FROM closed) AS closed
     """
 )

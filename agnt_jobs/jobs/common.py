@@ -65,13 +65,19 @@ def keyset(
         after = counts["last_id"]
 
 
+# The columns keyset_by_time needs back: where the next chunk starts, for a
+# statement whose chunk CTE is named ``chunk`` and has columns ``at`` and ``id``.
+LAST_OF_CHUNK = """(SELECT at FROM chunk ORDER BY at DESC, id DESC LIMIT 1) AS last_at,
+           (SELECT id FROM chunk ORDER BY at DESC, id DESC LIMIT 1) AS last_id"""
+
+
 def keyset_by_time(
     engine: Engine, statement: sa.TextClause, params: Mapping[str, Any], chunk: int
 ) -> Counter[str]:
     """Walk rows in (timestamp, id) order, ``chunk`` rows per transaction
     (``:after_at``, ``:after_id`` are where the previous chunk ended; the statement
-    returns them as ``last_at``, ``last_id``): for passes over one period's rows,
-    whose cost must follow the period, not the table."""
+    returns them as ``last_at``, ``last_id``, see ``LAST_OF_CHUNK``): for passes
+    over one period's rows, whose cost must follow the period, not the table."""
     totals: Counter[str] = Counter()
     after: dict[str, Any] = {
         "after_at": datetime.min.replace(tzinfo=UTC),

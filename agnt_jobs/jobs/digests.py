@@ -17,6 +17,7 @@ import sqlalchemy as sa
 
 from agnt_jobs import timeutil
 from agnt_jobs.jobs.common import (
+    LAST_OF_CHUNK,
     REACHABLE,
     SEND_QUEUE_COLUMNS,
     deliver,
@@ -27,10 +28,6 @@ from agnt_jobs.jobs.common import (
 from agnt_jobs.jobs.registry import JobResult, RunContext, job
 
 logger = logging.getLogger(__name__)
-
-# Where the next chunk of the day's entries starts.
-LAST_OF_CHUNK = """(SELECT at FROM chunk ORDER BY at DESC, id DESC LIMIT 1) AS last_at,
-           (SELECT id FROM chunk ORDER BY at DESC, id DESC LIMIT 1) AS last_id"""
 
 SPEND_DIGEST = sa.text(
     f"""

@@ -11,6 +11,7 @@ from datetime import timedelta
 import sqlalchemy as sa
 
 from agnt_jobs.jobs.common import (
+    LAST_OF_CHUNK,
     REACHABLE,
     SEND_QUEUE_COLUMNS,
     deliver,
@@ -27,9 +28,9 @@ logger = logging.getLogger(__name__)
 # the reminded ones included: skipping those in SQL instead would make every chunk
 # scan again past all the bookings reminded by the chunks before it.
 CREATE_REMINDERS = sa.text(
-    """
-    WITH candidates AS (
-        SELECT b.id, b.slot_start FROM bookings AS b
+    f"""
+    WITH chunk AS (
+        SELECT b.id, b.slot_start AS at FROM bookings AS b
         WHERE b.status = 'CONFIRMED' AND b.slot_start > :now
           AND b.slot_start <= :horizon
           AND (b.slot_start, b.id) > (:after_at, :after_id)
@@ -37,17 +38,14 @@ CREATE_REMINDERS = sa.text(
         LIMIT :limit
     ), created AS (
         INSERT INTO reminders (booking_id, due_at)
-        SELECT c.id, greatest(c.slot_start - make_interval(mins => :lead), :now)
-        FROM candidates AS c
+        SELECT c.id, greatest(c.at - make_interval(mins => :lead), :now)
+        FROM chunk AS c
         WHERE NOT EXISTS (SELECT 1 FROM reminders AS r WHERE r.booking_id = c.id)
         ON CONFLICT (booking_id) DO NOTHING
         RETURNING 1
     )
-    SELECT (SELECT count(*) FROM candidates) AS scanned,
-           (SELECT slot_start FROM candidates ORDER BY slot_start DESC, id DESC
-            LIMIT 1) AS last_at,
-           (SELECT id FROM candidates ORDER BY slot_start DESC, id DESC
-            LIMIT 1) AS last_id,
+    SELECT (SELECT count(*) FROM chunk) AS scanned,
+           {LAST_OF_CHUNK},
            (SELECT count(*) FROM created) AS reminders_created
     """
 )

@@ -178,7 +178,7 @@ def gateway(env: settings.Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator
 @pytest.fixture(scope="session")
 def localstripe(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
     """One localstripe server for the session; each test makes its own customers."""
-    from tests.support.localstripe_server import LocalStripe
+    from agnt_jobs.bench.localstripe import LocalStripe
 
     log = tmp_path_factory.mktemp("localstripe") / "localstripe.log"
     with LocalStripe(log) as server:
@@ -190,7 +190,7 @@ def stripe_settings(
     env: settings.Settings, localstripe, monkeypatch: pytest.MonkeyPatch
 ) -> settings.Settings:
     """Settings on this test's database, with Stripe pointed at localstripe."""
-    from tests.support.localstripe_server import API_KEY
+    from agnt_jobs.bench.localstripe import API_KEY
 
     monkeypatch.setenv("AGNT_STRIPE_API_KEY", API_KEY)
     monkeypatch.setenv("AGNT_STRIPE_API_BASE", localstripe.url)

@@ -9,21 +9,9 @@ the gateway) or call venue agents have none: no single statement makes an HTTP
 call.
 
 The Stripe jobs (charge_unbilled_usage, monthly_invoice, reconcile_subscription_state,
-retry_pending_fees) are run against the local peer, which answers 404, and find no
-work: they are measured for their pass over our tables only. Making them do real
-work means starting ``localstripe`` and creating, through its API, the customers,
-cards, plans and subscriptions each job needs, with their ids in the fixture.
-localstripe is fast enough (on this machine 100 customers with cards took 1.2 s,
-100 off-session charges 0.4 s), but it was left out because:
-
-* its store is one for the whole run while every job runs on its own copy of the
-  database: the jobs' crash-safety lookups (list the customer's charges or
-  invoices and match our metadata) would find the main run's charges in the
-  smaller scale's run and record them as recovered instead of charging, so each
-  fixture would need Stripe objects of its own;
-* localstripe is a test extra, not a dependency of ``agnt-jobs bench``;
-* monthly_invoice and retry_pending_fees were being reworked (invoice retries)
-  when this was written; their Stripe fixture should follow that work.
+retry_pending_fees) have no baseline either: their work is Stripe calls. Each runs
+against a localstripe of its own with its due work made there first
+(``stripe_work``).
 """
 
 from __future__ import annotations
@@ -266,14 +254,6 @@ CASES: dict[str, JobCase] = {
         JobCase(
             "rebuild_entity_graph",
             table_wide="rebuilds the derived graph from every completed booking",
-        ),
-        JobCase(
-            "charge_unbilled_usage",
-            table_wide="looks at every Stripe customer of the API keys",
-        ),
-        JobCase(
-            "reconcile_subscription_state",
-            table_wide="compares every subscription with Stripe",
         ),
         JobCase(
             "platform_health_monitor",

@@ -59,6 +59,13 @@ class Sizes:
         fewer, so that the peer's speed does not swamp the database's."""
         return max(1, min(self.due // 10, 1_000))
 
+    @property
+    def stripe_due(self) -> int:
+        """Due rows of the Stripe jobs: fewer again, as each needs a customer, a
+        card and a subscription made in localstripe first (about 10 ms each),
+        and subscriptions come from the active venues (240 at scale 10)."""
+        return min(self.http_due, 200)
+
 
 def params(sizes: Sizes, at: datetime, peer_url: str) -> dict[str, Any]:
     """The bind parameters of every fixture statement."""

@@ -14,13 +14,16 @@ Against two baselines taken in the same run:
 
 from __future__ import annotations
 
+import tempfile
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import psycopg
 
-from agnt_jobs.bench import cases, fixtures
+from agnt_jobs.bench import cases, fixtures, stripe_work
 from agnt_jobs.bench.base import NOOP, TICK, BenchContext
 from agnt_jobs.bench.child import child_env, run_module
 from agnt_jobs.bench.peers import PeerServer
@@ -71,7 +74,9 @@ def changed_rows(url: str) -> dict[str, int]:
     return previous or {}
 
 
-def _env(url: str, peer: str) -> dict[str, str]:
+def _env(url: str, peer: str, stripe_url: str | None) -> dict[str, str]:
+    from agnt_jobs.bench.localstripe import API_KEY
+
     return child_env(
         url,
         AGNT_CHANNEL_GATEWAY_URL=peer,
@@ -82,13 +87,20 @@ def _env(url: str, peer: str) -> dict[str, str]:
         # The marketplaces' politeness limit would make the run take minutes of
         # waiting; the peer is ours.
         AGNT_MARKETPLACE_RATE_PER_SECOND="100000",
-        # Stripe: configured so the billing jobs start; the data has no Stripe
-        # work due (it would need Stripe's own objects, see ``cases``), the peer
-        # answers 404.
-        AGNT_STRIPE_API_KEY="sk_test_bench",
-        AGNT_STRIPE_API_BASE=f"{peer}/stripe",
+        # Stripe: the run's own localstripe (``stripe_work``), or, without one,
+        # the peer, which answers 404 (the billing jobs then find no work).
+        AGNT_STRIPE_API_KEY=API_KEY,
+        AGNT_STRIPE_API_BASE=stripe_url or f"{peer}/stripe",
         AGNT_STRIPE_MAX_NETWORK_RETRIES="0",
     )
+
+
+def _job_changes(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    return {
+        table: count - before.get(table, 0)
+        for table, count in after.items()
+        if count != before.get(table, 0)
+    }
 
 
 def run_job(
@@ -97,13 +109,18 @@ def run_job(
     copy = ctx.server.create(f"job_{fixture.sizes.scale}", template=fixture.name)
     url = ctx.server.url(copy)
     try:
-        done = run_module(
-            "agnt_jobs.bench.runjob",
-            [job_id, f"--at={ctx.at.isoformat()}"],
-            _env(url, peer),
-        )
+        with ExitStack() as stack:
+            stripe_url, prepared = None, None
+            if job_id in stripe_work.STRIPE_JOBS and stripe_work.available():
+                stripe_url, prepared = _prepare_stripe(ctx, stack, fixture, job_id, url)
+            before = changed_rows(url)
+            done = run_module(
+                "agnt_jobs.bench.runjob",
+                [job_id, f"--at={ctx.at.isoformat()}"],
+                _env(url, peer, stripe_url),
+            )
         ctx.server.wait_idle(copy)
-        changed = changed_rows(url)
+        changed = _job_changes(before, changed_rows(url))
     finally:
         ctx.server.drop(copy)
     return {
@@ -114,7 +131,24 @@ def run_job(
         "rows_changed": sum(changed.values()),
         "tables": changed,
         "result": done.output["result"],
+        "stripe": prepared.describe() if prepared else None,
     }
+
+
+def _prepare_stripe(
+    ctx: BenchContext, stack: ExitStack, fixture: Fixture, job_id: str, url: str
+) -> tuple[str, stripe_work.Prepared]:
+    """A localstripe of this run's own, and the job's due work made in it and in
+    the copy (``stripe_work``); the server stops when ``stack`` closes."""
+    from agnt_jobs.bench.localstripe import API_KEY, LocalStripe
+
+    log = stack.enter_context(tempfile.TemporaryDirectory()) + "/localstripe.log"
+    server = stack.enter_context(LocalStripe(Path(log)))
+    objects = stripe_work.StripeObjects(server.url, API_KEY)
+    prepared = stripe_work.prepare(
+        job_id, url, objects, fixture.sizes.stripe_due, ctx.at
+    )
+    return server.url, prepared
 
 
 def run_baseline(
@@ -173,6 +207,10 @@ def _measure(
         f"peak RSS {main['peak_rss_mb']} MB ({main['rss_before_mb']} MB before "
         "the body)",
     ]
+    if main["stripe"]:
+        notes.append(main["stripe"])
+    elif job_id in stripe_work.STRIPE_JOBS:
+        notes.append("no Stripe work: install agnt-jobs[bench] for localstripe")
     met = rss_ok
     if sql is not None:
         same = sql["tables"] == main["tables"]

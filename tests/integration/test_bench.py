@@ -119,6 +119,33 @@ def test_jobs_that_call_peers_find_exactly_their_due_work(ctx: BenchContext) -> 
         assert {key: result.get(key) for key in wanted} == wanted, m.name
 
 
+# stripe_due = 5 at PEER_DUE: the first customer's card is declined.
+STRIPE_JOBS = {
+    "monthly_invoice": {"planned": 5, "created": 5, "paid": 4, "payment_failed": 1},
+    "retry_pending_fees": {"paid": 4, "declined": 1, "uncollectible": 0},
+    "reconcile_subscription_state": {"checked": 5, "in_sync": 3, "corrected": 2},
+    "charge_unbilled_usage": {"batches": 5, "events": 50, "billed": 5, "failed": 0},
+}
+
+
+def test_stripe_jobs_do_their_due_work_on_a_localstripe_of_their_own(
+    ctx: BenchContext,
+) -> None:
+    """Each billing job finds its ``stripe_due`` rows linked to objects of its own
+    localstripe, and the rows the preparation wrote are not counted as the job's."""
+    assert fixtures.Sizes(1, PEER_DUE).stripe_due == 5
+    measurements = jobs.run(ctx, PEER_DUE, None, sorted(STRIPE_JOBS))
+    for m in measurements:
+        job = m.details["job"]
+        wanted = STRIPE_JOBS[m.name]
+        assert {key: job["result"].get(key) for key in wanted} == wanted, m.name
+        assert "on localstripe" in job["stripe"], m.name
+    tables = {m.name: m.details["job"]["tables"] for m in measurements}
+    # Only the two drifted subscriptions are written, not the five linked.
+    assert tables["reconcile_subscription_state"] == {"subscriptions": 2}
+    assert "api_keys" not in tables["charge_unbilled_usage"]
+
+
 def test_each_baseline_changes_exactly_what_its_job_changes(
     ctx: BenchContext,
 ) -> None:

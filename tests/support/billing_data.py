@@ -12,9 +12,9 @@ import sqlalchemy as sa
 import stripe
 from sqlalchemy.engine import Connection, Engine
 
+from agnt_jobs.bench.localstripe import API_KEY
 from agnt_jobs.jobs.registry import JobBody, JobResult, RunContext
 from agnt_jobs.settings import Settings
-from tests.support.localstripe_server import API_KEY
 
 GOOD_CARD = "4242424242424242"
 DECLINED_ON_CHARGE = "4000000000000341"  # attaches, then every charge is declined

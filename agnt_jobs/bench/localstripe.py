@@ -1,5 +1,6 @@
-"""localstripe, the stateful fake Stripe server from PyPI, as a test peer: started
-as a subprocess on a free port, waited for, stopped at the end.
+"""localstripe, the stateful fake Stripe server from PyPI, as a peer of the tests and
+the benchmarks: started as a subprocess on a free port, waited for, stopped at the
+end. It is an optional dependency (the ``bench`` extra, which ``test`` includes).
 
 Run as a module, this file starts localstripe with its disk persistence turned off.
 Stock localstripe pickles its whole store to ``/tmp/localstripe.pickle`` after every
@@ -41,7 +42,7 @@ class LocalStripe:
     def start(self, timeout: float = 20.0) -> LocalStripe:
         log = self._log_path.open("ab")
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "tests.support.localstripe_server", str(self.port)],
+            [sys.executable, "-m", "agnt_jobs.bench.localstripe", str(self.port)],
             cwd=ROOT,
             stdout=log,
             stderr=subprocess.STDOUT,

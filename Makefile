@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: run test lint format worker-embedded clean
+.PHONY: run test bench lint format clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,10 @@ $(VENV)/.run-installed: pyproject.toml | $(BIN)/python
 
 $(VENV)/.test-installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e ".[test]"
+	touch $@ $(VENV)/.run-installed $(VENV)/.bench-installed
+
+$(VENV)/.bench-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e ".[bench]"
 	touch $@ $(VENV)/.run-installed
 
 ## run: start a worker; with no AGNT_DATABASE_URL, on an embedded Postgres in ./.agnt
@@ -26,6 +30,11 @@ run: $(VENV)/.run-installed
 ## test: run the whole test suite against a real Postgres
 test: $(VENV)/.test-installed
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+## bench: the benchmarks of the README's performance section, on the server of
+## AGNT_DATABASE_URL; e.g. make bench BENCH_ARGS="--scale 10 --only jobs"
+bench: $(VENV)/.bench-installed
+	$(BIN)/agnt-jobs bench $(BENCH_ARGS)
 
 lint: $(VENV)/.test-installed
 	$(BIN)/ruff check .

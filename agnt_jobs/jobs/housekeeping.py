@@ -36,33 +36,29 @@ EVICT_MEMORIES = sa.text(
     """
 )
 
+# The retention deletes claim in the order of the index on their cutoff column and
+# return no rows (run_chunked counts the statement's rows): see agnt_jobs.chunked.
 DELETE_RESOLVED_LETTERS = sa.text(
     """
-    WITH gone AS (
-        DELETE FROM dead_letters WHERE ctid = ANY(ARRAY(
-            SELECT ctid FROM dead_letters
-            WHERE resolved_at IS NOT NULL AND resolved_at < :cutoff
-            LIMIT :limit
-            FOR UPDATE SKIP LOCKED
-        ))
-        RETURNING 1
-    )
-    SELECT count(*) FROM gone
+    DELETE FROM dead_letters WHERE ctid = ANY(ARRAY(
+        SELECT ctid FROM dead_letters
+        WHERE resolved_at IS NOT NULL AND resolved_at < :cutoff
+        ORDER BY resolved_at
+        LIMIT :limit
+        FOR UPDATE SKIP LOCKED
+    ))
     """
 )
 
 PRUNE_ERROR_LOG = sa.text(
     """
-    WITH gone AS (
-        DELETE FROM error_log WHERE ctid = ANY(ARRAY(
-            SELECT ctid FROM error_log
-            WHERE created_at < :cutoff
-            LIMIT :limit
-            FOR UPDATE SKIP LOCKED
-        ))
-        RETURNING 1
-    )
-    SELECT count(*) FROM gone
+    DELETE FROM error_log WHERE ctid = ANY(ARRAY(
+        SELECT ctid FROM error_log
+        WHERE created_at < :cutoff
+        ORDER BY created_at
+        LIMIT :limit
+        FOR UPDATE SKIP LOCKED
+    ))
     """
 )
 

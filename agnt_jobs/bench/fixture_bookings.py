@@ -131,14 +131,15 @@ REAP = f"""
 {envelopes("b", "'PENDING'", ago("90 minutes"), ago("30 minutes"))}
 """
 
-# sweep_orphaned_responses: a venue answered an hour ago about a booking that was
-# cancelled meanwhile, or (every third) one that no longer exists.
+# sweep_orphaned_responses: a venue answered in the last hour and a half about a
+# booking that was cancelled meanwhile, or (every third) one that no longer exists.
+# The answers arrived over half an hour, one request each, not all at one instant.
 SWEEP = f"""
 {with_bookings(3, ":due", "'CANCELLED'", ahead("2 days"), ago("2 hours"))},
 e AS ({envelopes("b", "'EXPIRED'", ago("2 hours"), ago("2 hours"))})
 INSERT INTO venue_responses (envelope_id, booking_id, venue_id, decision, received_at)
 SELECT id, CASE WHEN id % 3 = 0 THEN NULL ELSE booking_id END, venue_id, 'ACCEPT',
-       {ago("1 hour")}
+       {ago("1 hour")} - (id % 1800) * interval '1 second'
 FROM e
 """
 

@@ -64,6 +64,9 @@ def reap_stale_envelopes(ctx: RunContext) -> JobResult:
 # Walks the OPEN responses past the grace in (received_at, id) order, a chunk at a
 # time, judging each chunk against the few waiting bookings: a claim of "the next
 # orphans" instead made every chunk re-read all the OPEN responses still left.
+# The chunk is locked as it is read (responses held elsewhere are passed over),
+# and the closed count is the orphans' count: each is locked and OPEN, so the
+# UPDATE takes every one, and a RETURNING list would fetch each row once more.
 SWEEP_ORPHANED = sa.text(
     f"""
     WITH chunk AS (
@@ -73,27 +76,22 @@ SWEEP_ORPHANED = sa.text(
           AND (r.received_at, r.id) > (:after_at, :after_id)
         ORDER BY r.received_at, r.id
         LIMIT :limit
-    ), candidates AS (
-        SELECT r.id FROM venue_responses AS r
-        WHERE r.id = ANY(ARRAY(
-            SELECT c.id FROM chunk AS c
-            WHERE NOT EXISTS (
-                SELECT 1 FROM bookings AS b
-                WHERE b.id = c.booking_id AND b.status IN {WAITING}
-                  AND b.venue_id = c.venue_id
-            )
-        ))
-          AND r.status = 'OPEN'
         FOR UPDATE SKIP LOCKED
+    ), orphans AS (
+        SELECT c.id FROM chunk AS c
+        WHERE NOT EXISTS (
+            SELECT 1 FROM bookings AS b
+            WHERE b.id = c.booking_id AND b.status IN {WAITING}
+              AND b.venue_id = c.venue_id
+        )
     ), closed AS (
         UPDATE venue_responses AS r
         SET status = 'CLOSED', close_reason = 'orphaned', resolved_at = :now
-        WHERE r.id = ANY(ARRAY(SELECT id FROM candidates))
-        RETURNING 1
+        WHERE r.id = ANY(ARRAY(SELECT id FROM orphans))
     )
     SELECT (SELECT count(*) FROM chunk) AS scanned,
            {LAST_OF_CHUNK},
-           (SELECT count(*) FROM closed) AS closed
+           (SELECT count(*) FROM orphans) AS closed
     """
 )
 

@@ -12,6 +12,7 @@ from sqlalchemy.engine import Engine
 from tests.support import bookings_data as data
 from tests.support.bookings_data import Crash, crash_on, run, utcnow
 from tests.support.http_peers import FakeChannelGateway
+from tests.support.jobs import assert_skips_rows_locked_elsewhere
 from tests.support.venue_agent import FakeVenueAgent
 
 H, M = timedelta(hours=1), timedelta(minutes=1)
@@ -125,6 +126,22 @@ def test_sweep_crash_then_rerun_and_two_copies(engine: Engine) -> None:
             engine, "SELECT count(*) FROM venue_responses WHERE status = 'CLOSED'"
         )
         == 25
+    )
+
+
+def test_sweep_skips_responses_locked_elsewhere(engine: Engine) -> None:
+    """A response another transaction holds (recovery applying it, a copy of the
+    sweep) is passed over, not waited for; the next run closes it."""
+    now, place = utcnow(), data.venue(engine)
+    for n in range(20):
+        data.response(engine, None, place, "ACCEPT", received_at=now - H - n * M)
+    assert_skips_rows_locked_elsewhere(
+        engine,
+        lambda e: run("sweep_orphaned_responses", e, now=now, job_chunk_size=4),
+        "closed",
+        "SELECT id FROM venue_responses WHERE id % 5 = 0 ORDER BY id FOR UPDATE",
+        "SELECT array_agg(id ORDER BY id) FROM venue_responses WHERE status = 'OPEN'",
+        20,
     )
 
 

@@ -45,24 +45,39 @@ def until_done(
     return totals
 
 
+def _walk(
+    engine: Engine,
+    statement: sa.TextClause,
+    params: Mapping[str, Any],
+    chunk: int,
+    cursor: Mapping[str, str],
+    start: Mapping[str, Any],
+) -> Counter[str]:
+    """Run ``statement`` a chunk per transaction, each time from where the last
+    ended: ``cursor`` maps each resume parameter to the column of the statement's
+    row that holds its next value (``start`` is the first). Stops at a chunk that
+    scanned fewer than ``chunk`` rows; returns the summed counts."""
+    totals: Counter[str] = Counter()
+    after = dict(start)
+    while True:
+        with chunk_transaction(engine) as connection:
+            row = connection.execute(
+                statement, {**params, **after, "limit": chunk}
+            ).one()
+        counts = row._asdict()
+        totals.update({k: v for k, v in counts.items() if k not in cursor.values()})
+        if counts["scanned"] < chunk or counts["last_id"] is None:
+            return totals
+        after = {param: counts[column] for param, column in cursor.items()}
+
+
 def keyset(
     engine: Engine, statement: sa.TextClause, params: Mapping[str, Any], chunk: int
 ) -> Counter[str]:
     """Walk a table in id order, ``chunk`` ids per transaction (``:after`` is the
     last id of the previous chunk): for passes over every venue or user, where most
     rows need nothing and would otherwise be looked at again and again."""
-    totals: Counter[str] = Counter()
-    after = 0
-    while True:
-        with chunk_transaction(engine) as connection:
-            row = connection.execute(
-                statement, {**params, "after": after, "limit": chunk}
-            ).one()
-        counts = row._asdict()
-        totals.update({k: v for k, v in counts.items() if k != "last_id"})
-        if counts["scanned"] < chunk or counts["last_id"] is None:
-            return totals
-        after = counts["last_id"]
+    return _walk(engine, statement, params, chunk, {"after": "last_id"}, {"after": 0})
 
 
 # The columns keyset_by_time needs back: where the next chunk starts, for a
@@ -78,23 +93,14 @@ def keyset_by_time(
     (``:after_at``, ``:after_id`` are where the previous chunk ended; the statement
     returns them as ``last_at``, ``last_id``, see ``LAST_OF_CHUNK``): for passes
     over one period's rows, whose cost must follow the period, not the table."""
-    totals: Counter[str] = Counter()
-    after: dict[str, Any] = {
-        "after_at": datetime.min.replace(tzinfo=UTC),
-        "after_id": 0,
-    }
-    while True:
-        with chunk_transaction(engine) as connection:
-            row = connection.execute(
-                statement, {**params, **after, "limit": chunk}
-            ).one()
-        counts = row._asdict()
-        totals.update(
-            {k: v for k, v in counts.items() if k not in ("last_at", "last_id")}
-        )
-        if counts["scanned"] < chunk or counts["last_id"] is None:
-            return totals
-        after = {"after_at": counts["last_at"], "after_id": counts["last_id"]}
+    return _walk(
+        engine,
+        statement,
+        params,
+        chunk,
+        {"after_at": "last_at", "after_id": "last_id"},
+        {"after_at": datetime.min.replace(tzinfo=UTC), "after_id": 0},
+    )
 
 
 def gateway(ctx: RunContext) -> ChannelGateway:

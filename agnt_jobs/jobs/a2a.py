@@ -26,6 +26,12 @@ logger = logging.getLogger(__name__)
 
 WAITING = "('REQUESTED', 'PENDING_VENUE')"
 
+# Oldest first by expires_at alone, the order of the partial index, so a chunk stops
+# reading after ``:limit`` rows. With ``, id`` added, envelopes sharing one expiry
+# (made in one transaction with one TTL) had to be read and sorted in full by
+# every chunk: agnt-jobs bench measured 1.7x the single UPDATE on 100,000 of them.
+# Each claimed envelope is locked and PENDING, so the UPDATE takes every one: the
+# count is the claim's, without a RETURNING list that fetches each row again.
 REAP_STALE = sa.text(
     """
     WITH candidates AS (
@@ -33,7 +39,7 @@ REAP_STALE = sa.text(
         WHERE status = 'PENDING' AND expires_at <= :now
           -- an envelope being dispatched right now is left to its dispatcher
           AND (next_attempt_at IS NULL OR next_attempt_at <= :now)
-        ORDER BY expires_at, id
+        ORDER BY expires_at
         LIMIT :limit
         FOR UPDATE SKIP LOCKED
     ), expired AS (
@@ -41,10 +47,8 @@ REAP_STALE = sa.text(
         SET status = 'EXPIRED', status_changed_at = :now,
             last_error = 'TTL passed before the envelope was dispatched'
         WHERE e.id = ANY(ARRAY(SELECT id FROM candidates))
-        RETURNING 1
     )
-    SELECT (SELECT count(*) FROM candidates) AS scanned,
-           (SELECT count(*) FROM expired) AS expired
+    SELECT count(*) AS scanned, count(*) AS expired FROM candidates
     """
 )
 

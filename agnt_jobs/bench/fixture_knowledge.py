@@ -4,7 +4,8 @@ support chats, reflections and FAQ candidates.
 Due work, independent of the scale: ``:light_users`` users (a tenth of ``:due``)
 talked with the agent in the 24 hours before ``:at``, ten messages each
 (light_dreaming); the same users have three reflections in the previous ISO week
-(deep_dreaming); ``:due / 2`` support messages of the last three days
+and one preference said twice last week (deep_dreaming: an insight and a merge
+each); ``:due / 2`` support messages of the last three days
 (faq_extraction); ``:due / 10`` FAQ candidates of the last month
 (faq_compilation). The background is older than every window.
 """
@@ -93,10 +94,19 @@ SELECT lower(({QUESTIONS})[1 + g % 8]) || ' ' || g, ({QUESTIONS})[1 + g % 8] || 
 FROM generate_series(1, 100 * :scale + :due / 10) g
 """
 
+DUPLICATE_MEMORIES = """
+INSERT INTO memories (user_id, kind, content, pinned, created_at, last_accessed_at)
+SELECT u, 'preference', 'Prefers a quiet corner table away from the music', false,
+       CAST(:at AS timestamptz) - interval '8 days' + copy * interval '1 day',
+       CAST(:at AS timestamptz) - interval '1 day'
+FROM generate_series(1, :light_users) u, generate_series(0, 1) copy
+"""
+
 STATEMENTS: list[tuple[str, str]] = [
     ("interactions", BACKGROUND_INTERACTIONS),
     ("interactions", LIGHT_INTERACTIONS),
     ("interactions", SUPPORT_INTERACTIONS),
     ("reflections", REFLECTIONS),
+    ("memories", DUPLICATE_MEMORIES),
     ("faq_candidates", FAQ_CANDIDATES),
 ]

@@ -8,7 +8,10 @@ from __future__ import annotations
 MEMORIES = """
 INSERT INTO memories (user_id, kind, content, pinned, created_at, last_accessed_at)
 SELECT 1 + g % :users, (ARRAY['fact', 'preference', 'plan'])[1 + g % 3],
-       'Likes table ' || (g % 40) || ' by the window',
+       -- each of a user's memories names its own table: the background holds no
+       -- duplicates for deep_dreaming to merge, at any scale (its due ones are
+       -- in fixture_knowledge)
+       'Likes table ' || (100 + g / :users) || ' by the window',
        -- old but pinned: kept forever
        g > :due AND g % 50 = 0,
        CASE WHEN g <= :due OR g % 50 = 0

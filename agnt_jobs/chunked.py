@@ -39,7 +39,7 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, CursorResult, Engine
 
 logger = logging.getLogger(__name__)
 
@@ -97,6 +97,14 @@ class ChunkedResult:
     chunks: int
 
 
+def _counts(result: CursorResult[Any]) -> dict[str, Any]:
+    """A chunk's counts: the statement's one row, or, for a statement that returns
+    no rows, the rows it touched as ``count``."""
+    if result.returns_rows:
+        return result.one()._asdict()
+    return {"count": result.rowcount}
+
+
 def repeat_until_short(
     engine: Engine,
     statement: sa.TextClause,
@@ -105,9 +113,10 @@ def repeat_until_short(
     progress: str,
     action: str,
 ) -> tuple[Counter[str], int]:
-    """Run ``statement`` (which takes ``:limit`` and returns one row of counts),
-    each time in its own transaction, until its ``progress`` count comes back short
-    of a chunk. Returns the summed counts and how many chunks it took.
+    """Run ``statement`` (which takes ``:limit`` and returns one row of counts, or
+    no rows: see ``_counts``), each time in its own transaction, until its
+    ``progress`` count comes back short of a chunk. Returns the summed counts and
+    how many chunks it took.
 
     The candidates must stop qualifying once handled (deleted, status changed, row
     inserted), so the next run of the same statement finds the rest.
@@ -116,10 +125,8 @@ def repeat_until_short(
     chunks = 0
     while True:
         with chunk_transaction(engine) as connection:
-            counts = (
+            counts = _counts(
                 connection.execute(statement, {**params, "limit": chunk_size})
-                .one()
-                ._asdict()
             )
         chunks += 1
         totals.update({k: v for k, v in counts.items() if k != "last_id"})
@@ -139,15 +146,7 @@ def run_chunked(
     returns no rows (a plain ``DELETE`` or ``UPDATE``: the rows it touched are its
     row count) or one row with a ``count`` column; the rows themselves are never
     fetched."""
-    rows = chunks = 0
-    while True:
-        with chunk_transaction(engine) as connection:
-            result = connection.execute(statement, {**params, "limit": chunk_size})
-            count = result.scalar_one() if result.returns_rows else result.rowcount
-        chunks += 1
-        rows += count
-        logger.debug(
-            "chunk done", extra={"action": action, "chunk": chunks, "count": count}
-        )
-        if count < chunk_size:
-            return ChunkedResult(rows, chunks)
+    totals, chunks = repeat_until_short(
+        engine, statement, params, chunk_size, "count", action
+    )
+    return ChunkedResult(totals["count"], chunks)

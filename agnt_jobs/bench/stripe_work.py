@@ -22,6 +22,7 @@ is the job's alone.
 from __future__ import annotations
 
 import importlib.util
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -50,7 +51,8 @@ def available() -> bool:
 
 
 class StripeObjects:
-    """Makes customers, cards and subscriptions in one localstripe."""
+    """Makes customers, cards and subscriptions in one localstripe (the billing
+    tests' ``StripeWorld`` builds on it)."""
 
     def __init__(self, url: str, api_key: str) -> None:
         import stripe
@@ -59,28 +61,32 @@ class StripeObjects:
             api_key, base_addresses={"api": url}, max_network_retries=0
         )
         self.v1 = client.v1
-        self._plan: str | None = None
+        self._plans: dict[int, str] = {}
 
-    def customer(self, card: str | None) -> str:
+    def customer(self, card: str | None = GOOD_CARD) -> str:
         customer = self.v1.customers.create(params={"email": "venue@example.com"})
         if card is not None:
-            method = self.v1.payment_methods.create(
-                params={
-                    "type": "card",
-                    "card": {
-                        "number": card,
-                        "exp_month": 12,
-                        "exp_year": 2035,
-                        "cvc": "123",
-                    },
-                }
-            )
-            self.v1.payment_methods.attach(method.id, params={"customer": customer.id})
-            self.v1.customers.update(
-                customer.id,
-                params={"invoice_settings": {"default_payment_method": method.id}},
-            )
+            self.set_card(customer.id, card)
         return customer.id
+
+    def set_card(self, customer: str, card: str) -> str:
+        """Save ``card`` as the customer's default payment method; returns it."""
+        method = self.v1.payment_methods.create(
+            params={
+                "type": "card",
+                "card": {
+                    "number": card,
+                    "exp_month": 12,
+                    "exp_year": 2035,
+                    "cvc": "123",
+                },
+            }
+        )
+        self.v1.payment_methods.attach(method.id, params={"customer": customer})
+        self.v1.customers.update(
+            customer, params={"invoice_settings": {"default_payment_method": method.id}}
+        )
+        return method.id
 
     def customers(self, count: int, card: bool = True) -> list[str]:
         """``count`` customers; with cards, every ``DECLINED_EVERY``-th declines."""
@@ -95,21 +101,23 @@ class StripeObjects:
             for n in range(count)
         ]
 
-    def subscription(self, customer: str) -> dict[str, Any]:
-        if self._plan is None:
+    def subscription(self, customer: str, amount: int = PLAN_AMOUNT) -> dict[str, Any]:
+        """A monthly subscription of ``customer`` to the plan of ``amount``."""
+        if amount not in self._plans:
             product = self.v1.products.create(params={"name": "AGNT venue"})
             plan = self.v1.plans.create(
                 params={
-                    "id": "plan-agnt-venue-bench",
+                    # unique: one localstripe may serve many of these objects
+                    "id": f"plan-{uuid.uuid4().hex[:10]}",
                     "product": product.id,
-                    "amount": PLAN_AMOUNT,
+                    "amount": amount,
                     "currency": "idr",
                     "interval": "month",
                 }
             )
-            self._plan = plan.id
+            self._plans[amount] = plan.id
         made = self.v1.subscriptions.create(
-            params={"customer": customer, "items": [{"plan": self._plan}]}
+            params={"customer": customer, "items": [{"plan": self._plans[amount]}]}
         )
         return made.to_dict()
 

@@ -9,66 +9,25 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-import stripe
 from sqlalchemy.engine import Connection, Engine
 
 from agnt_jobs.bench.localstripe import API_KEY
+
+# Re-exported for the billing tests: the cards they use and the plan amount.
+from agnt_jobs.bench.stripe_work import DECLINED_CARD, StripeObjects
+from agnt_jobs.bench.stripe_work import GOOD_CARD as GOOD_CARD
+from agnt_jobs.bench.stripe_work import PLAN_AMOUNT as PLAN_AMOUNT
 from agnt_jobs.jobs.registry import JobBody, JobResult, RunContext
 from agnt_jobs.settings import Settings
 
-GOOD_CARD = "4242424242424242"
-DECLINED_ON_CHARGE = "4000000000000341"  # attaches, then every charge is declined
-PLAN_AMOUNT = 50_000_000  # Rp 500,000 a month, in minor units
+DECLINED_ON_CHARGE = DECLINED_CARD  # attaches, then every charge is declined
 
 
-class StripeWorld:
+class StripeWorld(StripeObjects):
     """The Stripe side of a test, made and inspected directly in localstripe."""
 
     def __init__(self, url: str) -> None:
-        client = stripe.StripeClient(
-            API_KEY, base_addresses={"api": url}, max_network_retries=0
-        )
-        self.v1 = client.v1
-
-    def customer(self, card: str | None = GOOD_CARD) -> str:
-        customer = self.v1.customers.create(params={"email": "venue@example.com"})
-        if card is not None:
-            self.set_card(customer.id, card)
-        return customer.id
-
-    def set_card(self, customer: str, card: str) -> str:
-        method = self.v1.payment_methods.create(
-            params={
-                "type": "card",
-                "card": {
-                    "number": card,
-                    "exp_month": 12,
-                    "exp_year": 2035,
-                    "cvc": "123",
-                },
-            }
-        )
-        self.v1.payment_methods.attach(method.id, params={"customer": customer})
-        self.v1.customers.update(
-            customer, params={"invoice_settings": {"default_payment_method": method.id}}
-        )
-        return method.id
-
-    def subscription(self, customer: str, amount: int = PLAN_AMOUNT) -> dict[str, Any]:
-        product = self.v1.products.create(params={"name": "AGNT venue"})
-        plan = self.v1.plans.create(
-            params={
-                "id": f"plan-{uuid.uuid4().hex[:10]}",
-                "product": product.id,
-                "amount": amount,
-                "currency": "idr",
-                "interval": "month",
-            }
-        )
-        subscription = self.v1.subscriptions.create(
-            params={"customer": customer, "items": [{"plan": plan.id}]}
-        )
-        return subscription.to_dict()
+        super().__init__(url, API_KEY)
 
     def cancel(self, subscription: str) -> None:
         self.v1.subscriptions.cancel(subscription)

@@ -113,7 +113,9 @@ def run_job(
             stripe_url, prepared = None, None
             if job_id in stripe_work.STRIPE_JOBS and stripe_work.available():
                 stripe_url, prepared = _prepare_stripe(ctx, stack, fixture, job_id, url)
-            before = changed_rows(url)
+            # A fresh copy's counters start at zero: only a prepared copy has
+            # writes of its own to leave out (each read waits for them to settle).
+            before = changed_rows(url) if prepared else {}
             done = run_module(
                 "agnt_jobs.bench.runjob",
                 [job_id, f"--at={ctx.at.isoformat()}"],

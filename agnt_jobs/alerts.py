@@ -18,6 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from agnt_jobs import logs
 from agnt_jobs.clients.alerts import AlertsWebhook
 from agnt_jobs.clients.errors import ClientError
 from agnt_jobs.settings import Settings
@@ -98,7 +99,7 @@ def deliver_pending(engine: Engine, settings: Settings) -> dict[str, int]:
         if unsent:
             logger.warning(
                 "alerts queued but AGNT_ALERTS_WEBHOOK_URL is not set",
-                extra={"action": "alerts_not_configured", "unsent": unsent},
+                extra=logs.event("alerts_not_configured", unsent=unsent),
             )
         return {"alerts_sent": 0, "alerts_unsent": unsent}
     sent = 0
@@ -116,7 +117,7 @@ def deliver_pending(engine: Engine, settings: Settings) -> dict[str, int]:
                     _release(engine, rows[index:], str(error))
                     logger.warning(
                         "alert not delivered",
-                        extra={"action": "alert_failed", "alert_id": row.id},
+                        extra=logs.event("alert_failed", alert_id=row.id),
                     )
                     return {"alerts_sent": sent, "alerts_unsent": len(rows) - index}
                 with engine.begin() as connection:

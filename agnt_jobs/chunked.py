@@ -41,6 +41,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, CursorResult, Engine
 
+from agnt_jobs import logs
+
 logger = logging.getLogger(__name__)
 
 
@@ -130,7 +132,7 @@ def repeat_until_short(
             )
         chunks += 1
         totals.update({k: v for k, v in counts.items() if k != "last_id"})
-        logger.debug("chunk done", extra={"action": action, "chunk": chunks, **counts})
+        logger.debug("chunk done", extra=logs.event(action, chunk=chunks, **counts))
         if counts[progress] < chunk_size:
             return totals, chunks
 

@@ -124,7 +124,7 @@ def worker(
         options["queues"] = queue
     if name:
         options["name"] = name
-    logger.info("worker starting", extra={"action": "agnt_worker_start", **options})
+    logger.info("worker starting", extra=logs.event("agnt_worker_start", **options))
     app.run_worker(**options)
 
 

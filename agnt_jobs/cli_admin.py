@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from agnt_jobs import logs
 from agnt_jobs.settings import get_settings
 
 logger = logging.getLogger(__name__)
@@ -37,11 +38,11 @@ def admin(
     if configured_token(get_settings()) is None:
         logger.warning(
             "INTERNAL_API_TOKEN is not set: the admin view refuses every request",
-            extra={"action": "admin_token_missing"},
+            extra=logs.event("admin_token_missing"),
         )
     logger.info(
         f"admin view on http://{host}:{port}/admin/scheduler/ui",
-        extra={"action": "admin_start", "host": host, "port": port},
+        extra=logs.event("admin_start", host=host, port=port),
     )
     # uvicorn finishes the requests in flight on SIGTERM, then raises the signal
     # again with the previous handler in place: this one makes that exit 0, as a

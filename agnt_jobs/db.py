@@ -14,6 +14,7 @@ from urllib.parse import urlsplit, urlunsplit
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from agnt_jobs import logs
 from agnt_jobs.settings import ConfigError, get_settings
 
 logger = logging.getLogger(__name__)
@@ -70,7 +71,7 @@ def _start_embedded(data_dir: Path) -> str:
     pgdata.parent.mkdir(parents=True, exist_ok=True)
     logger.info(
         "starting embedded Postgres",
-        extra={"action": "embedded_postgres_start", "pgdata": str(pgdata)},
+        extra=logs.event("embedded_postgres_start", pgdata=str(pgdata)),
     )
     # Two of our processes may start on a fresh data directory at once: one creates
     # the database while the other waits on this file lock instead of racing it.

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from procrastinate import exceptions
 from procrastinate.periodic import PeriodicDeferrer
 
-from agnt_jobs import misfire
+from agnt_jobs import logs, misfire
 from agnt_jobs.schedule import Misfire
 from agnt_jobs.scheduling import SQL, ZonedPeriodicTask, deployed
 from agnt_jobs.settings import Settings
@@ -75,12 +75,12 @@ class ScheduleDeferrer(PeriodicDeferrer):
             logger.warning(
                 "periodic tasks registered with @app.periodic are ignored; declare "
                 "them in periodic/: " + ", ".join(foreign),
-                extra={"action": "periodic_task_ignored", "periodic_ids": foreign},
+                extra=logs.event("periodic_task_ignored", periodic_ids=foreign),
             )
         if not self.periodic_tasks:
             logger.info(
                 "No schedule with a job body, the deferrer will not run.",
-                extra={"action": "periodic_deferrer_no_task"},
+                extra=logs.event("periodic_deferrer_no_task"),
             )
             return
         await self.record_worker()
@@ -92,7 +92,7 @@ class ScheduleDeferrer(PeriodicDeferrer):
             except exceptions.ConnectorException:
                 logger.exception(
                     "schedule pass failed, retrying",
-                    extra={"action": "schedule_pass_error"},
+                    extra=logs.event("schedule_pass_error"),
                 )
                 delay = ERROR_RETRY_SECONDS
             await asyncio.sleep(delay)
@@ -169,18 +169,18 @@ class ScheduleDeferrer(PeriodicDeferrer):
         if outcome == "deferred":
             logger.info(
                 f"Schedule {schedule.id} deferred job {job_id} for tick {tick}",
-                extra={"action": "periodic_task_deferred", "job_id": job_id, **extra},
+                extra=logs.event("periodic_task_deferred", job_id=job_id, **extra),
             )
         elif outcome in ("paused", "skipped"):
             reason = "paused" if outcome == "paused" else "queued"
             logger.info(
                 f"Schedule {schedule.id} skipped tick {tick} ({reason})",
-                extra={"action": "schedule_tick_skipped", "reason": reason, **extra},
+                extra=logs.event("schedule_tick_skipped", reason=reason, **extra),
             )
         else:
             logger.debug(
                 f"Schedule {schedule.id} tick {tick}: {outcome}",
-                extra={"action": f"schedule_tick_{outcome}", **extra},
+                extra=logs.event(f"schedule_tick_{outcome}", **extra),
             )
         return outcome
 
@@ -197,13 +197,13 @@ class ScheduleDeferrer(PeriodicDeferrer):
         if row["recorded"]:
             logger.warning(
                 f"Schedule {task.schedule.id} missed its ticks from {first} to {last}",
-                extra={
-                    "action": "schedule_ticks_missed",
-                    "schedule": task.schedule.id,
-                    "missed_since": first.isoformat(),
-                    "missed_until": last.isoformat(),
-                    "policy": str(task.schedule.misfire),
-                },
+                extra=logs.event(
+                    "schedule_ticks_missed",
+                    schedule=task.schedule.id,
+                    missed_since=first.isoformat(),
+                    missed_until=last.isoformat(),
+                    policy=str(task.schedule.misfire),
+                ),
             )
 
     async def _update_next_runs(self, at: datetime) -> None:

@@ -27,7 +27,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine, Row
 
-from agnt_jobs import deadletters
+from agnt_jobs import deadletters, logs
 from agnt_jobs.backoff import backoff_seconds
 from agnt_jobs.clients.a2a import A2AClient
 from agnt_jobs.clients.errors import ClientError, PermanentError
@@ -215,5 +215,5 @@ def dispatch_due(
     result = {name: totals.get(name, 0) for name in names}
     if totals.get("claim_lost"):
         result["claim_lost"] = totals["claim_lost"]
-    logger.info("envelopes dispatched", extra={"action": "a2a_dispatched", **result})
+    logger.info("envelopes dispatched", extra=logs.event("a2a_dispatched", **result))
     return result

@@ -24,6 +24,8 @@ from procrastinate.middleware import AsyncCallNext
 from procrastinate.worker import Worker
 from psycopg.types.json import Jsonb
 
+from agnt_jobs import logs
+
 logger = logging.getLogger(__name__)
 
 # A run that starts again (a retry, or a job released by a stopping worker) reuses
@@ -170,5 +172,5 @@ async def record_run(
         except Exception:  # the job's own outcome must not be masked by history
             logger.exception(
                 "could not record the end of a run",
-                extra={"action": "run_history_error", **key},
+                extra=logs.event("run_history_error", **key),
             )

@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 import sqlalchemy.exc
 from sqlalchemy.engine import Connection, Engine
 
-from agnt_jobs import queries
+from agnt_jobs import logs, queries
 from agnt_jobs.chunked import chunk_transaction
 from agnt_jobs.settings import Settings
 
@@ -80,14 +80,14 @@ def _rescue(connection: Connection, job: dict, settings: Settings) -> str:
     logger.warning(
         f"Job {job['id']} ({job['task_name']}) lost its worker {job['worker_id']}: "
         f"{outcome}",
-        extra={
-            "action": "stalled_job_rescued",
-            "job_id": job["id"],
-            "task_name": job["task_name"],
-            "worker_id": job["worker_id"],
-            "attempt": attempt,
-            "outcome": outcome,
-        },
+        extra=logs.event(
+            "stalled_job_rescued",
+            job_id=job["id"],
+            task_name=job["task_name"],
+            worker_id=job["worker_id"],
+            attempt=attempt,
+            outcome=outcome,
+        ),
     )
     return outcome
 
@@ -115,7 +115,7 @@ def clean_finished_jobs(
         ).rowcount
     logger.info(
         "retention applied",
-        extra={"action": "finished_jobs_cleaned", **counts},
+        extra=logs.event("finished_jobs_cleaned", **counts),
     )
     return counts
 

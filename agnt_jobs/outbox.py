@@ -28,7 +28,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine, Row
 
-from agnt_jobs import deadletters
+from agnt_jobs import deadletters, logs
 from agnt_jobs.backoff import backoff_seconds
 from agnt_jobs.clients.channel import ChannelGateway
 from agnt_jobs.clients.errors import ClientError, PermanentError
@@ -227,6 +227,6 @@ def deliver_due(
     if totals.get("lease_lost"):
         result["lease_lost"] = totals["lease_lost"]
     logger.info(
-        "send queue delivered", extra={"action": "send_queue_delivered", **result}
+        "send queue delivered", extra=logs.event("send_queue_delivered", **result)
     )
     return result

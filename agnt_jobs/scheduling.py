@@ -23,7 +23,7 @@ import psycopg
 from procrastinate import exceptions
 from procrastinate.periodic import PeriodicTask
 
-from agnt_jobs import queries
+from agnt_jobs import logs, queries
 from agnt_jobs.schedule import Schedule
 from agnt_jobs.settings import ConfigError
 
@@ -129,18 +129,18 @@ async def sync_table(app: AgntApp) -> list[str]:
     logger.info(
         f"{len(rows['ids'])} schedules declared, "
         f"{len(app.periodic_registry.periodic_tasks)} deferred by this worker",
-        extra={"action": "schedules_synced", "declared": len(rows["ids"])},
+        extra=logs.event("schedules_synced", declared=len(rows["ids"])),
     )
     if missing:
         logger.warning(
             f"{len(missing)} declared schedules have no job body and will not run: "
             + ", ".join(missing),
-            extra={"action": "schedule_body_missing", "schedules": missing},
+            extra=logs.event("schedule_body_missing", schedules=missing),
         )
     if removed_ids:
         logger.warning(
             "schedules in the database but no longer declared, marked removed: "
             + ", ".join(removed_ids),
-            extra={"action": "schedule_removed", "schedules": removed_ids},
+            extra=logs.event("schedule_removed", schedules=removed_ids),
         )
     return removed_ids

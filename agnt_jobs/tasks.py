@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from procrastinate import App, JobContext
 from procrastinate.tasks import Task
 
-from agnt_jobs import db
+from agnt_jobs import db, logs
 from agnt_jobs.jobs.registry import BODIES, JobBody, JobResult, RunContext
 from agnt_jobs.settings import get_settings
 
@@ -23,15 +23,16 @@ def make_task(app: App, job_id: str, body: JobBody, queue: str = DEFAULT_QUEUE) 
     def run(context: JobContext, timestamp: int | None = None) -> JobResult:
         now = datetime.now(UTC)
         tick = datetime.fromtimestamp(timestamp, UTC) if timestamp else now
-        return body(
-            RunContext(
-                engine=db.engine(),
-                settings=get_settings(),
-                tick=tick,
-                now=now,
-                job_id=context.job.id,
+        with logs.job_context(context.job.id, job_id):
+            return body(
+                RunContext(
+                    engine=db.engine(),
+                    settings=get_settings(),
+                    tick=tick,
+                    now=now,
+                    job_id=context.job.id,
+                )
             )
-        )
 
     run.__name__ = run.__qualname__ = job_id
     run.__doc__ = body.__doc__

@@ -20,6 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 
+from agnt_jobs import logs
 from agnt_jobs.clients.llm import Assist
 from agnt_jobs.jobs.registry import JobResult, RunContext, job
 from agnt_jobs.models.knowledge import AgentInsight, Reflection
@@ -219,7 +220,7 @@ def light_dreaming(ctx: RunContext) -> JobResult:
             "reflections_written": written,
             **llm.summary(),
         }
-    logger.info("light dreaming done", extra={"action": "light_dreaming", **result})
+    logger.info("light dreaming done", extra=logs.event("light_dreaming", **result))
     return result
 
 
@@ -357,7 +358,7 @@ def deep_dreaming(ctx: RunContext) -> JobResult:
         "insights_written": insights,
         "memories_merged": merged,
     }
-    logger.info("deep dreaming done", extra={"action": "deep_dreaming", **result})
+    logger.info("deep dreaming done", extra=logs.event("deep_dreaming", **result))
     return result
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from agnt_jobs import logs
 from agnt_jobs.clients.llm import Assist
 from agnt_jobs.jobs.registry import JobResult, RunContext, job
 from cron.clustering import Cluster, LeaderClustering
@@ -193,7 +194,7 @@ def faq_extraction(ctx: RunContext) -> JobResult:
         "candidates_created": created,
         "candidates_updated": updated,
     }
-    logger.info("faq extraction done", extra={"action": "faq_extraction", **result})
+    logger.info("faq extraction done", extra=logs.event("faq_extraction", **result))
     return result
 
 
@@ -328,5 +329,5 @@ def faq_compilation(ctx: RunContext) -> JobResult:
             "drafts_without_answer": unanswered,
             **llm.summary(),
         }
-    logger.info("faq compilation done", extra={"action": "faq_compilation", **result})
+    logger.info("faq compilation done", extra=logs.event("faq_compilation", **result))
     return result

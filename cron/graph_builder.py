@@ -22,6 +22,7 @@ import logging
 
 import sqlalchemy as sa
 
+from agnt_jobs import logs
 from agnt_jobs.jobs.registry import JobResult, RunContext, job
 from cron.batches import id_ranges
 
@@ -203,7 +204,7 @@ def rebuild_entity_graph(ctx: RunContext) -> JobResult:
         connection.commit()
         if not locked:
             logger.info(
-                "another rebuild is running", extra={"action": "graph_rebuild_skipped"}
+                "another rebuild is running", extra=logs.event("graph_rebuild_skipped")
             )
             return {"skipped": 1}
         try:
@@ -226,5 +227,5 @@ def rebuild_entity_graph(ctx: RunContext) -> JobResult:
         "edges_updated": updated,
         "edges_deleted": deleted,
     }
-    logger.info("entity graph rebuilt", extra={"action": "graph_rebuilt", **result})
+    logger.info("entity graph rebuilt", extra=logs.event("graph_rebuilt", **result))
     return result

@@ -17,6 +17,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from agnt_jobs import logs
 from agnt_jobs.jobs.registry import JobResult, RunContext, job
 
 logger = logging.getLogger(__name__)
@@ -161,5 +162,5 @@ def wiki_reconcile(ctx: RunContext) -> JobResult:
         **dict(sorted(counts.items())),
         "cursor": cursor,
     }
-    logger.info("fleet wiki reconciled", extra={"action": "wiki_reconcile", **result})
+    logger.info("fleet wiki reconciled", extra=logs.event("wiki_reconcile", **result))
     return result

@@ -11,6 +11,7 @@ import sqlalchemy.exc
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse
 
+from agnt_jobs import logs
 from agnt_jobs.admin.context import AdminContext, get_context
 from agnt_jobs.admin.router import router
 
@@ -42,7 +43,7 @@ def create_app(context: AdminContext | None = None) -> FastAPI:
     async def database_down(request: Request, error: Exception) -> JSONResponse:
         logger.error(
             "the job database cannot be reached",
-            extra={"action": "admin_database_error", "path": request.url.path},
+            extra=logs.event("admin_database_error", path=request.url.path),
         )
         return JSONResponse(
             {"detail": "the job database cannot be reached; try again"}, 503

@@ -25,6 +25,7 @@ from typing import Any
 from fastapi import Depends, HTTPException, Request, Security, status
 from fastapi.security import APIKeyHeader
 
+from agnt_jobs import logs
 from agnt_jobs.admin.context import AdminContext, get_context
 from agnt_jobs.settings import Settings
 
@@ -73,7 +74,7 @@ def require_token(
     if not matches(given.encode("latin-1"), token):
         logger.warning(
             "admin request with a wrong token",
-            extra={"action": "admin_auth_refused", **_client(request)},
+            extra=logs.event("admin_auth_refused", **_client(request)),
         )
         raise HTTPException(status.HTTP_403_FORBIDDEN, f"wrong {TOKEN_HEADER}")
 
@@ -82,12 +83,7 @@ def audit(request: Request, action: str, schedule_id: str, **extra: Any) -> None
     """Log an action taken through the admin view (never with the credentials)."""
     logger.info(
         f"{action.removeprefix('admin_')} {schedule_id} from the admin view",
-        extra={
-            "action": action,
-            "schedule_id": schedule_id,
-            **_client(request),
-            **extra,
-        },
+        extra=logs.event(action, schedule_id=schedule_id, **_client(request), **extra),
     )
 
 

@@ -20,7 +20,7 @@ from fastapi import APIRouter, Depends, Form, Path, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
-from agnt_jobs import control
+from agnt_jobs import control, logs
 from agnt_jobs.admin import auth, service, timeline
 from agnt_jobs.admin.context import AdminContext, get_context
 
@@ -143,7 +143,7 @@ def login(
     if not auth.matches(token.encode(), configured):
         logger.warning(
             "admin sign-in with a wrong token",
-            extra={"action": "admin_auth_refused", "path": request.url.path},
+            extra=logs.event("admin_auth_refused", path=request.url.path),
         )
         return _signed_out(request, ctx, 403, error="Wrong token.")
     response = _back(request)
@@ -156,7 +156,7 @@ def login(
         samesite="strict",
         secure=request.url.scheme == "https",
     )
-    logger.info("admin sign-in", extra={"action": "admin_sign_in"})
+    logger.info("admin sign-in", extra=logs.event("admin_sign_in"))
     return response
 
 

@@ -8,6 +8,7 @@ import sys
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from agnt_jobs import logs
 from agnt_jobs.bench.scratch import ScratchServer
 
 logger = logging.getLogger(__name__)
@@ -32,6 +33,6 @@ class BenchContext:
     quiet: bool = False
 
     def say(self, message: str) -> None:
-        logger.info(message, extra={"action": "bench_progress"})
+        logger.info(message, extra=logs.event("bench_progress"))
         if not self.quiet:
             print(f"[bench] {message}", file=sys.stderr, flush=True)

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 from psycopg import sql
 
+from agnt_jobs import logs
 from agnt_jobs.settings import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -111,7 +112,7 @@ class ScratchServer:
             except psycopg.Error:
                 logger.warning(
                     f"could not drop scratch database {name}",
-                    extra={"action": "bench_drop_failed", "database": name},
+                    extra=logs.event("bench_drop_failed", database=name),
                 )
 
     def _wait_idle(self, name: str, timeout: float = 30.0) -> None:

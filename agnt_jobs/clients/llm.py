@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 
+from agnt_jobs import logs
 from agnt_jobs.clients.errors import ClientError, RetryableError
 from agnt_jobs.clients.http import HttpClient, build_client, request
 from agnt_jobs.settings import Settings
@@ -109,7 +110,7 @@ class Assist:
             self.fallbacks += 1
             logger.warning(
                 "LLM call failed; using the deterministic text",
-                extra={"action": "llm_fallback", "error": str(error)[:200]},
+                extra=logs.event("llm_fallback", error=str(error)[:200]),
             )
             return None
         self.used += 1

@@ -22,6 +22,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from agnt_jobs import logs
+
 logger = logging.getLogger(__name__)
 
 # A uniform [0, 1) from (id, salt): Postgres' own 64-bit integer hash, stable across
@@ -227,7 +229,7 @@ def seed(
             report = Report(s.name, rows, round(time.perf_counter() - started, 2))
             logger.info(
                 "demo data seeded",
-                extra={"action": "demo_seeded", "seeder": s.name, **rows},
+                extra=logs.event("demo_seeded", seeder=s.name, **rows),
             )
             reports.append(report)
     return reports

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import sqlalchemy as sa
 
-from agnt_jobs import dispatch
+from agnt_jobs import dispatch, logs
 from agnt_jobs.clients.a2a import A2AClient
 from agnt_jobs.jobs.common import (
     LAST_OF_CHUNK,
@@ -61,7 +61,7 @@ def reap_stale_envelopes(ctx: RunContext) -> JobResult:
         ctx.engine, REAP_STALE, {"now": ctx.now}, ctx.settings.job_chunk_size
     )
     result = summary(counts, {})
-    logger.info("reaped envelopes", extra={"action": "a2a_reaped", **result})
+    logger.info("reaped envelopes", extra=logs.event("a2a_reaped", **result))
     return result
 
 
@@ -115,7 +115,7 @@ def sweep_orphaned_responses(ctx: RunContext) -> JobResult:
         ctx.settings.job_chunk_size,
     )
     result = summary(counts, {})
-    logger.info("swept responses", extra={"action": "a2a_responses_swept", **result})
+    logger.info("swept responses", extra=logs.event("a2a_responses_swept", **result))
     return result
 
 
@@ -255,7 +255,7 @@ def recover_stuck_bookings(ctx: RunContext) -> JobResult:
         )
     result = summary(counts, deliver(ctx, client, "booking_decision"))
     result.update(dispatched)
-    logger.info("recovered", extra={"action": "bookings_recovered", **result})
+    logger.info("recovered", extra=logs.event("bookings_recovered", **result))
     return result
 
 
@@ -301,5 +301,5 @@ def retry_dispatch_failed(ctx: RunContext) -> JobResult:
             ctx.engine, settings, a2a, statuses=("DISPATCH_FAILED",)
         )
     result = summary(counts, dispatched)
-    logger.info("re-dispatched", extra={"action": "a2a_redispatched", **result})
+    logger.info("re-dispatched", extra=logs.event("a2a_redispatched", **result))
     return result

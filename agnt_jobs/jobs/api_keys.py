@@ -23,7 +23,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from agnt_jobs import errorlog, ledger, timeutil
+from agnt_jobs import errorlog, ledger, logs, timeutil
 from agnt_jobs.clients.errors import ClientError
 from agnt_jobs.clients.stripe_client import StripeGateway, ref_tag
 from agnt_jobs.jobs.registry import JobResult, RunContext, job
@@ -217,7 +217,7 @@ def _bill_one(ctx: RunContext, stripe: StripeGateway, batch_id: int) -> str:
         _record_billed(connection, batch, item)
     logger.info(
         "usage batch billed",
-        extra={"action": f"usage_{outcome}", "key": key, "amount": batch.amount},
+        extra=logs.event(f"usage_{outcome}", key=key, amount=batch.amount),
     )
     return outcome
 
@@ -309,7 +309,7 @@ def charge_unbilled_usage(ctx: RunContext) -> JobResult:
         **{n: counts[n] for n in ("billed", "recovered", "free", "failed")},
         "events_marked": marked,
     }
-    logger.info("usage billed", extra={"action": "charge_unbilled_usage", **result})
+    logger.info("usage billed", extra=logs.event("charge_unbilled_usage", **result))
     return result
 
 
@@ -382,6 +382,6 @@ def reset_api_key_queries_today(ctx: RunContext) -> JobResult:
     }
     logger.info(
         "api key counters reset",
-        extra={"action": "reset_api_key_queries_today", **result},
+        extra=logs.event("reset_api_key_queries_today", **result),
     )
     return result

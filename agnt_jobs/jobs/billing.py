@@ -20,7 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from agnt_jobs import timeutil
+from agnt_jobs import logs, timeutil
 from agnt_jobs.clients.stripe_client import StripeGateway
 from agnt_jobs.jobs import invoice_settlement as settlement
 from agnt_jobs.jobs.registry import JobResult, RunContext, job
@@ -145,5 +145,5 @@ def monthly_invoice(ctx: RunContext) -> JobResult:
         **{name: counts[name] for name in names},
         "failed": counts["failed"],
     }
-    logger.info("monthly invoices", extra={"action": "monthly_invoice", **result})
+    logger.info("monthly invoices", extra=logs.event("monthly_invoice", **result))
     return result

@@ -13,6 +13,7 @@ from datetime import timedelta
 
 import sqlalchemy as sa
 
+from agnt_jobs import logs
 from agnt_jobs.jobs.common import (
     REACHABLE,
     SEND_QUEUE_COLUMNS,
@@ -88,7 +89,7 @@ def auto_confirm_stale_bookings(ctx: RunContext) -> JobResult:
     }
     counts = until_done(ctx.engine, AUTO_CONFIRM, params, settings.job_chunk_size)
     result = summary(counts, deliver(ctx, client, "booking_auto_confirmed"))
-    logger.info("auto-confirmed", extra={"action": "bookings_auto_confirmed", **result})
+    logger.info("auto-confirmed", extra=logs.event("bookings_auto_confirmed", **result))
     return result
 
 
@@ -119,7 +120,7 @@ def mark_completed_bookings(ctx: RunContext) -> JobResult:
         ctx.engine, MARK_COMPLETED, {"now": ctx.now}, ctx.settings.job_chunk_size
     )
     result = summary(counts, {})
-    logger.info("completed", extra={"action": "bookings_completed", **result})
+    logger.info("completed", extra=logs.event("bookings_completed", **result))
     return result
 
 
@@ -200,5 +201,5 @@ def cancel_orphaned_bookings(ctx: RunContext) -> JobResult:
     }
     counts = until_done(ctx.engine, CANCEL_ORPHANED, params, settings.job_chunk_size)
     result = summary(counts, deliver(ctx, client, "booking_cancelled"))
-    logger.info("cancelled orphans", extra={"action": "bookings_cancelled", **result})
+    logger.info("cancelled orphans", extra=logs.event("bookings_cancelled", **result))
     return result

@@ -15,7 +15,7 @@ import logging
 
 import sqlalchemy as sa
 
-from agnt_jobs import timeutil
+from agnt_jobs import logs, timeutil
 from agnt_jobs.jobs.common import (
     LAST_OF_CHUNK,
     REACHABLE,
@@ -83,7 +83,7 @@ def spend_digest(ctx: RunContext) -> JobResult:
     counts = keyset_by_time(ctx.engine, SPEND_DIGEST, params, settings.job_chunk_size)
     result = summary(counts, deliver(ctx, client, "spend_digest"))
     result["date"] = day.label
-    logger.info("spend digests", extra={"action": "spend_digests_sent", **result})
+    logger.info("spend digests", extra=logs.event("spend_digests_sent", **result))
     return result
 
 
@@ -144,5 +144,5 @@ def daily_nutrition_summary(ctx: RunContext) -> JobResult:
     )
     result = summary(counts, deliver(ctx, client, "daily_nutrition_summary"))
     result["date"] = day.label
-    logger.info("nutrition summaries", extra={"action": "nutrition_sent", **result})
+    logger.info("nutrition summaries", extra=logs.event("nutrition_sent", **result))
     return result

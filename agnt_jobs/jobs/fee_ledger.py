@@ -11,7 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
-from agnt_jobs import errorlog, timeutil
+from agnt_jobs import errorlog, logs, timeutil
 from agnt_jobs.jobs.fees import DEAD_LETTER_SOURCE
 from agnt_jobs.jobs.registry import JobResult, RunContext, job
 
@@ -102,12 +102,12 @@ def _reconcile_fee(connection: Connection, row: Row[Any], since: datetime) -> st
             )
         logger.info(
             "fee status corrected from the ledger",
-            extra={
-                "action": "fee_status_corrected",
-                "fee_id": row.id,
-                "from": row.status,
-                "to": proven,
-            },
+            extra=logs.event(
+                "fee_status_corrected",
+                fee_id=row.id,
+                from_status=row.status,
+                to_status=proven,
+            ),
         )
         verdict = "corrected"
     if problem:
@@ -181,6 +181,6 @@ def reconcile_fee_status(ctx: RunContext) -> JobResult:
     result: dict[str, Any] = {n: counts[n] for n in names}
     result["whole_ledger"] = whole_ledger
     logger.info(
-        "fee statuses reconciled", extra={"action": "reconcile_fee_status", **result}
+        "fee statuses reconciled", extra=logs.event("reconcile_fee_status", **result)
     )
     return result

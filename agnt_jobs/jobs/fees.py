@@ -19,7 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
-from agnt_jobs import deadletters, errorlog, ledger, timeutil
+from agnt_jobs import deadletters, errorlog, ledger, logs, timeutil
 from agnt_jobs.backoff import backoff_seconds
 from agnt_jobs.chunked import due_ids
 from agnt_jobs.clients.errors import ClientError, PermanentError
@@ -221,13 +221,13 @@ def _record(
     )
     logger.info(
         "fee collection attempt recorded",
-        extra={
-            "action": f"fee_{verdict}",
-            "fee_id": fee.id,
-            "attempts": outcome.attempts,
-            "recovered": outcome.recovered,
-            "payment_intent": intent_id,
-        },
+        extra=logs.event(
+            f"fee_{verdict}",
+            fee_id=fee.id,
+            attempts=outcome.attempts,
+            recovered=outcome.recovered,
+            payment_intent=intent_id,
+        ),
     )
     return "recovered" if outcome.recovered and verdict == "paid" else verdict
 
@@ -286,5 +286,5 @@ def retry_pending_fees(ctx: RunContext) -> JobResult:
         f"invoices_{n}": counts[f"invoice_{n}"]
         for n in (*invoice_names, "uncollectible", "failed")
     }
-    logger.info("fees collected", extra={"action": "retry_pending_fees", **result})
+    logger.info("fees collected", extra=logs.event("retry_pending_fees", **result))
     return result

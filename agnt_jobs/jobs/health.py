@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
-from agnt_jobs import alerts
+from agnt_jobs import alerts, logs
 from agnt_jobs.chunked import run_chunked
 from agnt_jobs.jobs.registry import JobResult, RunContext, job
 
@@ -297,7 +297,7 @@ def _observe(ctx: RunContext, check: Check) -> Observation:
             connection.execute(sa.text(f"SET LOCAL statement_timeout = {timeout_ms}"))
             return check(connection, ctx)
     except Exception as error:  # a check that cannot run is failing, not a crash
-        logger.exception("health check error", extra={"action": "health_check_error"})
+        logger.exception("health check error", extra=logs.event("health_check_error"))
         # The database's own error reads better in an alert than SQLAlchemy's wrap.
         cause = error.orig if isinstance(error, DBAPIError) and error.orig else error
         first_line = str(cause).strip().splitlines()[0] if str(cause) else ""
@@ -400,7 +400,7 @@ def run_checks(ctx: RunContext, checks: dict[str, Check]) -> JobResult:
         **delivered,
         "results_pruned": pruned.rows,
     }
-    logger.info("health checked", extra={"action": "health_checked", **result})
+    logger.info("health checked", extra=logs.event("health_checked", **result))
     return result
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from agnt_jobs import alerts, timeutil
+from agnt_jobs import alerts, logs, timeutil
 from agnt_jobs.chunked import run_chunked
 from agnt_jobs.jobs.registry import JobResult, RunContext, job
 
@@ -136,7 +136,7 @@ def _chunked_delete(
         ctx.engine, statement, {"cutoff": cutoff}, ctx.settings.job_chunk_size, action
     )
     result = {"deleted": done.rows, "chunks": done.chunks}
-    logger.info("rows deleted", extra={"action": action, **result})
+    logger.info("rows deleted", extra=logs.event(action, **result))
     return result
 
 
@@ -195,7 +195,7 @@ def rotate_delta_log(ctx: RunContext) -> JobResult:
         "archive_expired": expired.rows,
         "chunks": moved.chunks + expired.chunks,
     }
-    logger.info("delta log rotated", extra={"action": "delta_log_rotated", **result})
+    logger.info("delta log rotated", extra=logs.event("delta_log_rotated", **result))
     return result
 
 
@@ -239,7 +239,7 @@ def dlq_weekly_report(ctx: RunContext) -> JobResult:
         queued = alerts.queue(connection, key, "dlq_weekly", _report_text(data), data)
     delivered = alerts.deliver_pending(ctx.engine, ctx.settings)
     result = {"week": week.label, "report_queued": int(queued), **delivered}
-    logger.info("dlq report", extra={"action": "dlq_weekly_report", **result})
+    logger.info("dlq report", extra=logs.event("dlq_weekly_report", **result))
     return result
 
 

@@ -21,7 +21,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine, Row
 
-from agnt_jobs import deadletters, ledger
+from agnt_jobs import deadletters, ledger, logs
 from agnt_jobs.backoff import backoff_seconds
 from agnt_jobs.chunked import due_ids
 from agnt_jobs.clients.errors import ClientError, PermanentError
@@ -259,17 +259,13 @@ def create(attempt: Attempt, invoice_id: int) -> str | None:
                 _give_up(connection, row, "permanent", str(error), 1)
             logger.warning(
                 "monthly invoice not created",
-                extra={
-                    "action": "invoice_create_failed",
-                    "key": key,
-                    "error": str(error),
-                },
+                extra=logs.event("invoice_create_failed", key=key, error=str(error)),
             )
             return "uncollectible" if refused else "failed"
         _record_created(connection, row, invoice, attempt.now)
     logger.info(
         "monthly invoice created",
-        extra={"action": f"invoice_{outcome}", "key": key, "stripe_id": invoice["id"]},
+        extra=logs.event(f"invoice_{outcome}", key=key, stripe_id=invoice["id"]),
     )
     return outcome
 

@@ -9,6 +9,7 @@ from datetime import timedelta
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from agnt_jobs import logs
 from agnt_jobs.chunked import run_chunked
 from agnt_jobs.jobs.registry import JobResult, RunContext, job
 from agnt_jobs.models.billing import LIVE_SUBSCRIPTION_STATUSES
@@ -205,7 +206,7 @@ def purge_deleted_users(ctx: RunContext) -> JobResult:
         "messages_anonymised": messages,
         "chunks": chunks,
     }
-    logger.info("deleted users purged", extra={"action": "users_purged", **result})
+    logger.info("deleted users purged", extra=logs.event("users_purged", **result))
     return result
 
 
@@ -224,7 +225,7 @@ def b2b_session_cleanup(ctx: RunContext) -> JobResult:
     )
     result = {"sessions_deleted": done.rows, "chunks": done.chunks}
     logger.info(
-        "expired sessions deleted", extra={"action": "b2b_session_cleanup", **result}
+        "expired sessions deleted", extra=logs.event("b2b_session_cleanup", **result)
     )
     return result
 
@@ -244,7 +245,7 @@ def mark_abandoned_b2b_sessions(ctx: RunContext) -> JobResult:
     )
     result = {"sessions_abandoned": done.rows, "chunks": done.chunks}
     logger.info(
-        "idle sessions abandoned", extra={"action": "b2b_sessions_abandoned", **result}
+        "idle sessions abandoned", extra=logs.event("b2b_sessions_abandoned", **result)
     )
     return result
 
@@ -262,7 +263,7 @@ def expire_stale_referrals(ctx: RunContext) -> JobResult:
     )
     result = {"referrals_expired": done.rows, "chunks": done.chunks}
     logger.info(
-        "stale referrals expired", extra={"action": "referrals_expired", **result}
+        "stale referrals expired", extra=logs.event("referrals_expired", **result)
     )
     return result
 
@@ -299,7 +300,7 @@ def reconcile_venue_compound_state(ctx: RunContext) -> JobResult:
         if row.fixed_ids:
             logger.info(
                 "venue flags drifted",
-                extra={"action": "venue_drift_fixed", "venue_ids": row.fixed_ids},
+                extra=logs.event("venue_drift_fixed", venue_ids=row.fixed_ids),
             )
             fixed += len(row.fixed_ids)
         after = row.last_id
@@ -307,6 +308,6 @@ def reconcile_venue_compound_state(ctx: RunContext) -> JobResult:
             break
     result = {**totals, "venues_fixed": fixed}
     logger.info(
-        "venue state reconciled", extra={"action": "venues_reconciled", **result}
+        "venue state reconciled", extra=logs.event("venues_reconciled", **result)
     )
     return result

@@ -16,7 +16,7 @@ from datetime import timedelta
 
 import sqlalchemy as sa
 
-from agnt_jobs import outbox, timeutil
+from agnt_jobs import logs, outbox, timeutil
 from agnt_jobs.jobs.common import (
     REACHABLE,
     SEND_QUEUE_COLUMNS,
@@ -75,7 +75,7 @@ def retry_failed_sends(ctx: RunContext) -> JobResult:
     result["stranded_pending"] = stranded
     if totals.get("lease_lost"):
         result["lease_lost"] = totals["lease_lost"]
-    logger.info("send queue retried", extra={"action": "sends_retried", **result})
+    logger.info("send queue retried", extra=logs.event("sends_retried", **result))
     return result
 
 
@@ -135,7 +135,7 @@ def re_engagement(ctx: RunContext) -> JobResult:
     counts = keyset(ctx.engine, NUDGE, params, settings.job_chunk_size)
     result = summary(counts, deliver(ctx, client, "re_engagement"))
     result["iso_week"] = week.label
-    logger.info("nudged", extra={"action": "re_engagement_nudged", **result})
+    logger.info("nudged", extra=logs.event("re_engagement_nudged", **result))
     return result
 
 
@@ -203,5 +203,5 @@ def venue_daily_summary(ctx: RunContext) -> JobResult:
     counts = keyset(ctx.engine, VENUE_SUMMARY, params, settings.job_chunk_size)
     result = summary(counts, deliver(ctx, client, "venue_daily_summary"))
     result["date"] = day.label
-    logger.info("venue summaries", extra={"action": "venue_summaries_sent", **result})
+    logger.info("venue summaries", extra=logs.event("venue_summaries_sent", **result))
     return result

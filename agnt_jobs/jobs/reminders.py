@@ -10,6 +10,7 @@ from datetime import timedelta
 
 import sqlalchemy as sa
 
+from agnt_jobs import logs
 from agnt_jobs.jobs.common import (
     LAST_OF_CHUNK,
     REACHABLE,
@@ -68,7 +69,7 @@ def booking_reminders(ctx: RunContext) -> JobResult:
         ctx.engine, CREATE_REMINDERS, params, settings.job_chunk_size
     )
     result = summary(counts, {})
-    logger.info("reminders created", extra={"action": "reminders_created", **result})
+    logger.info("reminders created", extra=logs.event("reminders_created", **result))
     return result
 
 
@@ -129,7 +130,7 @@ def deliver_reminders(ctx: RunContext) -> JobResult:
         ctx.engine, DELIVER_REMINDERS, params, ctx.settings.job_chunk_size
     )
     result = summary(counts, deliver(ctx, client, "booking_reminder"))
-    logger.info("reminders sent", extra={"action": "reminders_delivered", **result})
+    logger.info("reminders sent", extra=logs.event("reminders_delivered", **result))
     return result
 
 
@@ -185,5 +186,5 @@ def rating_prompt(ctx: RunContext) -> JobResult:
     }
     counts = until_done(ctx.engine, PROMPT_RATINGS, params, settings.job_chunk_size)
     result = summary(counts, deliver(ctx, client, "rating_prompt"))
-    logger.info("ratings prompted", extra={"action": "rating_prompted", **result})
+    logger.info("ratings prompted", extra=logs.event("rating_prompted", **result))
     return result

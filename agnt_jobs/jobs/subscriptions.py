@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 from sqlalchemy.exc import IntegrityError
 
-from agnt_jobs import errorlog, timeutil
+from agnt_jobs import errorlog, logs, timeutil
 from agnt_jobs.clients.errors import ClientError, PermanentError
 from agnt_jobs.clients.stripe_client import StripeGateway
 from agnt_jobs.jobs.registry import JobResult, RunContext, job
@@ -123,14 +123,14 @@ def _correct(connection: Connection, row: Row[Any], wanted: dict[str, Any]) -> s
         return "changed_meanwhile"  # a webhook updated it since we read it
     logger.info(
         "subscription drift corrected",
-        extra={
-            "action": "subscription_drift_corrected",
-            "subscription_id": row.id,
-            "local_status": row.status,
-            "stripe_status": wanted["status"],
-            "local_period_end": row.current_period_end,
-            "stripe_period_end": wanted["period_end"],
-        },
+        extra=logs.event(
+            "subscription_drift_corrected",
+            subscription_id=row.id,
+            local_status=row.status,
+            stripe_status=wanted["status"],
+            local_period_end=row.current_period_end,
+            stripe_period_end=wanted["period_end"],
+        ),
     )
     return "corrected"
 
@@ -166,6 +166,6 @@ def reconcile_subscription_state(ctx: RunContext) -> JobResult:
     result = {"checked": sum(counts.values()), **{n: counts[n] for n in names}}
     logger.info(
         "subscriptions reconciled",
-        extra={"action": "reconcile_subscription_state", **result},
+        extra=logs.event("reconcile_subscription_state", **result),
     )
     return result

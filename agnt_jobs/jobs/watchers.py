@@ -20,7 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
-from agnt_jobs import outbox
+from agnt_jobs import logs, outbox
 from agnt_jobs.clients import marketplaces
 from agnt_jobs.clients.channel import ChannelGateway
 from agnt_jobs.clients.errors import ClientError
@@ -227,11 +227,11 @@ def _check_marketplace(ctx: RunContext, client: MarketplaceClient) -> Counter[st
         ).scalar_one()
     logger.warning(
         "marketplace failing, its watchers wait for the next run",
-        extra={
-            "action": "marketplace_breaker_open",
-            "marketplace": client.name,
-            "deferred": totals["deferred"],
-        },
+        extra=logs.event(
+            "marketplace_breaker_open",
+            marketplace=client.name,
+            deferred=totals["deferred"],
+        ),
     )
     return totals
 
@@ -284,6 +284,6 @@ def check_price_watchers(ctx: RunContext) -> JobResult:
         name: counts.get("checked", 0) for name, counts in per_marketplace.items()
     }
     logger.info(
-        "price watchers checked", extra={"action": "price_watchers_checked", **result}
+        "price watchers checked", extra=logs.event("price_watchers_checked", **result)
     )
     return result

@@ -14,7 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
-from agnt_jobs import deadletters
+from agnt_jobs import deadletters, logs
 from agnt_jobs.backoff import backoff_seconds
 from agnt_jobs.clients.errors import ClientError
 from agnt_jobs.clients.webhooks import WebhookSender
@@ -171,10 +171,9 @@ def _record(
                     counts["endpoints_disabled"] += 1
                     logger.warning(
                         "webhook endpoint disabled",
-                        extra={
-                            "action": "webhook_endpoint_disabled",
-                            "endpoint_id": row.endpoint_id,
-                        },
+                        extra=logs.event(
+                            "webhook_endpoint_disabled", endpoint_id=row.endpoint_id
+                        ),
                     )
                 counts["dead"] += 1
             else:
@@ -229,6 +228,6 @@ def drain_webhook_retries(ctx: RunContext) -> JobResult:
     names = ("delivered", "failed", "dead", "endpoints_disabled")
     result = {name: totals.get(name, 0) for name in names}
     logger.info(
-        "webhook retries drained", extra={"action": "webhooks_drained", **result}
+        "webhook retries drained", extra=logs.event("webhooks_drained", **result)
     )
     return result

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 import uuid
 from collections.abc import Iterator
@@ -24,10 +25,38 @@ from procrastinate import App, PsycopgConnector
 from psycopg import sql
 from sqlalchemy.engine import Engine
 
-from agnt_jobs import db, settings
+from agnt_jobs import db, logs, settings
 from agnt_jobs.migrate import PROJECT_ROOT, upgrade
 
 TEMPLATE_LOCK_KEY = 0x74706C  # "tpl": one process builds a given template
+
+
+class _RaisingJsonHandler(logging.Handler):
+    """Formats every record with the project's JSON formatter and lets any error
+    escape to the log call, where a ``logging.StreamHandler`` would print it and go
+    on: a log line that cannot be written fails the test that reaches it."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.setFormatter(logs.JsonFormatter())
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.format(record)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _log_everything() -> Iterator[None]:
+    """Every test runs with logging on at DEBUG through our own formatter, so a log
+    call that raises (a field colliding with a ``LogRecord`` attribute, a value the
+    formatter cannot write) fails the test instead of hiding below the level."""
+    root = logging.getLogger()
+    handler = _RaisingJsonHandler()
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    yield
+    root.removeHandler(handler)
+    root.setLevel(level)
 
 
 def _docker_url() -> str | None:

@@ -39,6 +39,7 @@ bench: $(VENV)/.bench-installed
 lint: $(VENV)/.test-installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 format: $(VENV)/.test-installed
 	$(BIN)/ruff check --fix .

@@ -6,13 +6,15 @@ so the stock CLI works with nothing else:
 
 from __future__ import annotations
 
-import agnt_jobs.jobs  # noqa: F401  (registers every job body)
-import cron  # noqa: F401  (registers the heavy job bodies)
-from agnt_jobs import scheduling, tasks
-from agnt_jobs.connector import SettingsConnector
-from agnt_jobs.history import record_run
+# Importing a package of bodies registers each of its bodies.
+import agnt_jobs.jobs
+import agnt_jobs.scheduler.maintenance  # noqa: F401
+import cron  # noqa: F401
+from agnt_jobs.db.connector import SettingsConnector
+from agnt_jobs.scheduler import registry, tasks
+from agnt_jobs.scheduler.history import record_run
+from agnt_jobs.scheduler.worker import AgntApp
 from agnt_jobs.settings import get_settings
-from agnt_jobs.worker import AgntApp
 from periodic import DECLARED
 
 _settings = get_settings()
@@ -37,4 +39,4 @@ tasks.register_all(app)
 # that lock held, and only the rescuer could release it. Its SQL claims jobs with
 # FOR UPDATE SKIP LOCKED, so two runs at once never handle one job.
 app.tasks["rescue_stalled_jobs"].lock = None
-scheduling.register(app, DECLARED)
+registry.register(app, DECLARED)

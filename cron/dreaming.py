@@ -22,8 +22,8 @@ from sqlalchemy.dialects.postgresql import insert
 
 from agnt_jobs import logs
 from agnt_jobs.clients.llm import Assist
-from agnt_jobs.jobs.registry import JobResult, RunContext, job
 from agnt_jobs.models.knowledge import AgentInsight, Reflection
+from agnt_jobs.scheduler.bodies import JobResult, RunContext, job
 from agnt_jobs.timeutil import day, iso_week, zone
 from cron.batches import staged_ids
 from cron.clustering import duplicate_groups

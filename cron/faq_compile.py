@@ -22,7 +22,7 @@ import sqlalchemy as sa
 
 from agnt_jobs import logs
 from agnt_jobs.clients.llm import Assist
-from agnt_jobs.jobs.registry import JobResult, RunContext, job
+from agnt_jobs.scheduler.bodies import JobResult, RunContext, job
 from cron.clustering import Cluster, LeaderClustering
 from cron.text import idf, medoid, normalise, questions, tfidf
 from cron.text import tokens as text_tokens

@@ -23,7 +23,7 @@ import logging
 import sqlalchemy as sa
 
 from agnt_jobs import logs
-from agnt_jobs.jobs.registry import JobResult, RunContext, job
+from agnt_jobs.scheduler.bodies import JobResult, RunContext, job
 from cron.batches import id_ranges
 
 logger = logging.getLogger(__name__)

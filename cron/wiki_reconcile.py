@@ -18,7 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from agnt_jobs import logs
-from agnt_jobs.jobs.registry import JobResult, RunContext, job
+from agnt_jobs.scheduler.bodies import JobResult, RunContext, job
 
 logger = logging.getLogger(__name__)
 

@@ -9,7 +9,8 @@ from logging.config import fileConfig
 from alembic import context
 from sqlalchemy import pool
 
-from agnt_jobs.db import create_engine, database_url
+from agnt_jobs.db import database_url
+from agnt_jobs.db.connect import create_engine
 from agnt_jobs.models import Base
 
 config = context.config

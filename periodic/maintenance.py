@@ -1,11 +1,12 @@
 """The job system's own duties, scheduled like every other job (River-style named
 maintenance services): rescue the running jobs of dead workers, and keep the queue
-and the history tables to their retention windows. Bodies: agnt_jobs/maintenance.py.
+and the history tables to their retention windows. Bodies:
+agnt_jobs/scheduler/maintenance.py.
 """
 
 from __future__ import annotations
 
-from agnt_jobs.schedule import Schedule
+from agnt_jobs.scheduler.declaration import Schedule
 
 MAINTENANCE: tuple[Schedule, ...] = (
     # Every minute: a killed worker's job (and the lock it holds) is released within

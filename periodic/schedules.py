@@ -14,7 +14,7 @@ Misfire policy, the rule we applied per job (each line says why):
 
 from __future__ import annotations
 
-from agnt_jobs.schedule import Misfire, Schedule
+from agnt_jobs.scheduler.declaration import Misfire, Schedule
 
 CATCH_UP = Misfire.CATCH_UP
 # Long, analysis-heavy jobs run on their own queue so a worker started with

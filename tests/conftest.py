@@ -26,7 +26,7 @@ from psycopg import sql
 from sqlalchemy.engine import Engine
 
 from agnt_jobs import db, logs, settings
-from agnt_jobs.migrate import PROJECT_ROOT, upgrade
+from agnt_jobs.db.migrate import PROJECT_ROOT, upgrade
 
 TEMPLATE_LOCK_KEY = 0x74706C  # "tpl": one process builds a given template
 
@@ -93,7 +93,9 @@ def _schema_fingerprint() -> str:
     digest = hashlib.sha256(metadata.version("procrastinate").encode())
     for path in sorted((PROJECT_ROOT / "migrations").rglob("*.py")):
         digest.update(path.read_bytes())
-    digest.update((PROJECT_ROOT / "agnt_jobs" / "procrastinate_schema.py").read_bytes())
+    digest.update(
+        (PROJECT_ROOT / "agnt_jobs" / "db" / "procrastinate_schema.py").read_bytes()
+    )
     return digest.hexdigest()[:12]
 
 

@@ -17,7 +17,7 @@ from agnt_jobs.settings import Settings, get_settings
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
-    from agnt_jobs.worker import AgntApp
+    from agnt_jobs.scheduler.worker import AgntApp
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
 """The admin view's HTTP routes under ``/admin/scheduler``: the JSON API for scripts
 (token in ``X-Internal-Token``) and the page for people (``/admin/scheduler/ui``).
-Each route is one call into ``agnt_jobs.admin.service`` (or ``agnt_jobs.control``).
+Each route is one call into ``agnt_jobs.admin.service`` (or
+``agnt_jobs.scheduler.control``).
 
 Mount it in a FastAPI backend with ``backend.include_router(router)``.
 """
@@ -18,10 +19,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BeforeValidator
 
-from agnt_jobs import control
 from agnt_jobs.admin import schemas, service, ui
 from agnt_jobs.admin.auth import audit, require_token
 from agnt_jobs.admin.context import AdminContext, get_context
+from agnt_jobs.scheduler import control
 
 logger = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """What the admin view shows and does, as plain functions over an ``AdminContext``:
 the registry with each schedule's health, the run history with keyset pagination,
 one run with its attempts and events, and the manual actions (which are
-``agnt_jobs.control``'s, the same as the CLI's). It reads the audit views and
+``agnt_jobs.scheduler.control``'s, the same as the CLI's). It reads the audit views and
 ``job_runs`` and keeps no state of its own.
 
 Health, the first that applies (the README's "Admin view" says the same):
@@ -26,12 +26,13 @@ from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
-from agnt_jobs import control, queries
 from agnt_jobs.admin import schemas
 from agnt_jobs.admin.context import AdminContext
+from agnt_jobs.db import queries
 from agnt_jobs.models.runs import JobRun
 from agnt_jobs.models.scheduling import ScheduleTick
-from agnt_jobs.schedule import Schedule
+from agnt_jobs.scheduler import control
+from agnt_jobs.scheduler.declaration import Schedule
 
 SQL = queries.load("admin.sql")
 Health = schemas.Health
@@ -318,7 +319,7 @@ def run_detail(ctx: AdminContext, job_id: int) -> schemas.RunDetail | None:
     )
 
 
-# --- actions (agnt_jobs.control, as the CLI) ----------------------------------------
+# --- actions (agnt_jobs.scheduler.control, as the CLI) ------------------------------
 
 
 def run_now(ctx: AdminContext, job: str) -> schemas.Deferred:

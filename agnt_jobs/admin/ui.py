@@ -20,9 +20,10 @@ from fastapi import APIRouter, Depends, Form, Path, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
-from agnt_jobs import control, logs
+from agnt_jobs import logs
 from agnt_jobs.admin import auth, service, timeline
 from agnt_jobs.admin.context import AdminContext, get_context
+from agnt_jobs.scheduler import control
 
 logger = logging.getLogger(__name__)
 

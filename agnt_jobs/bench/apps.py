@@ -19,13 +19,13 @@ import time
 
 from procrastinate import App, PsycopgConnector
 
-from agnt_jobs import scheduling
 from agnt_jobs.app import app as ours
 from agnt_jobs.bench.base import NOOP, NOOP_QUEUE, TICK
-from agnt_jobs.jobs.registry import JobResult, RunContext, job
-from agnt_jobs.schedule import Misfire, Schedule
+from agnt_jobs.scheduler import registry
+from agnt_jobs.scheduler.bodies import JobResult, RunContext, job
+from agnt_jobs.scheduler.declaration import Misfire, Schedule
+from agnt_jobs.scheduler.tasks import make_task
 from agnt_jobs.settings import get_settings
-from agnt_jobs.tasks import make_task
 
 TICK_CRON = "* * * * * *"  # every second (croniter's sixth field is seconds)
 
@@ -54,7 +54,7 @@ make_task(ours, TICK, _noop)
 # the production registry alone.
 TICKING = os.environ.get("AGNT_BENCH_TICK") == "1"
 if TICKING:
-    scheduling.register(
+    registry.register(
         ours, [Schedule(TICK, TICK_CRON, "Benchmark: every second.", Misfire.SKIP)]
     )
 

@@ -24,7 +24,7 @@ def main() -> None:
 
     import agnt_jobs.jobs  # noqa: F401  (registers every body, as the App does)
     from agnt_jobs import db, logs
-    from agnt_jobs.jobs.registry import BODIES, RunContext
+    from agnt_jobs.scheduler.bodies import BODIES, RunContext
     from agnt_jobs.settings import get_settings
 
     settings = get_settings()

@@ -89,7 +89,7 @@ class ScratchServer:
         """A fresh database at the code's migration head (copied from the run's
         migrated template, built on first use)."""
         if self._template is None:
-            from agnt_jobs.migrate import upgrade
+            from agnt_jobs.db.migrate import upgrade
 
             template = self.create("template")
             upgrade(self.url(template), "head")

@@ -17,8 +17,9 @@ from typing import Any
 
 
 def through_queue() -> dict[str, Any]:
-    from agnt_jobs import db, outbox
+    from agnt_jobs import db
     from agnt_jobs.clients.channel import ChannelGateway
+    from agnt_jobs.delivery import outbox
     from agnt_jobs.settings import get_settings
 
     settings = get_settings()

@@ -1,5 +1,5 @@
 """A2A jobs: keep the envelopes we send venue agents, and the responses they send
-back, from getting stuck. Dispatching itself is ``agnt_jobs.dispatch``."""
+back, from getting stuck. Dispatching itself is ``agnt_jobs.delivery.dispatch``."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from datetime import timedelta
 
 import sqlalchemy as sa
 
-from agnt_jobs import dispatch, logs
+from agnt_jobs import logs
 from agnt_jobs.clients.a2a import A2AClient
+from agnt_jobs.delivery import dispatch
 from agnt_jobs.jobs.common import (
     LAST_OF_CHUNK,
     REACHABLE,
@@ -20,7 +21,7 @@ from agnt_jobs.jobs.common import (
     summary,
     until_done,
 )
-from agnt_jobs.jobs.registry import JobResult, RunContext, job
+from agnt_jobs.scheduler.bodies import JobResult, RunContext, job
 
 logger = logging.getLogger(__name__)
 

@@ -23,10 +23,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from agnt_jobs import errorlog, ledger, logs, timeutil
+from agnt_jobs import logs, timeutil
 from agnt_jobs.clients.errors import ClientError
 from agnt_jobs.clients.stripe_client import StripeGateway, ref_tag
-from agnt_jobs.jobs.registry import JobResult, RunContext, job
+from agnt_jobs.jobs import errorlog, ledger
+from agnt_jobs.scheduler.bodies import JobResult, RunContext, job
 
 logger = logging.getLogger(__name__)
 

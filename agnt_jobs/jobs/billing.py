@@ -23,8 +23,8 @@ from sqlalchemy.engine import Engine
 from agnt_jobs import logs, timeutil
 from agnt_jobs.clients.stripe_client import StripeGateway
 from agnt_jobs.jobs import invoice_settlement as settlement
-from agnt_jobs.jobs.registry import JobResult, RunContext, job
 from agnt_jobs.models.billing import BILLABLE_SUBSCRIPTION_STATUSES
+from agnt_jobs.scheduler.bodies import JobResult, RunContext, job
 
 logger = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from agnt_jobs.jobs.common import (
     summary,
     until_done,
 )
-from agnt_jobs.jobs.registry import JobResult, RunContext, job
+from agnt_jobs.scheduler.bodies import JobResult, RunContext, job
 
 logger = logging.getLogger(__name__)
 

@@ -16,10 +16,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from agnt_jobs import outbox
-from agnt_jobs.chunked import chunk_transaction, repeat_until_short
 from agnt_jobs.clients.channel import ChannelGateway
-from agnt_jobs.jobs.registry import RunContext
+from agnt_jobs.delivery import outbox
+from agnt_jobs.scheduler.bodies import RunContext
+from agnt_jobs.walk import chunk_transaction, repeat_until_short
 
 logger = logging.getLogger(__name__)
 

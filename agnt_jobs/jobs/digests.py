@@ -25,7 +25,7 @@ from agnt_jobs.jobs.common import (
     keyset_by_time,
     summary,
 )
-from agnt_jobs.jobs.registry import JobResult, RunContext, job
+from agnt_jobs.scheduler.bodies import JobResult, RunContext, job
 
 logger = logging.getLogger(__name__)
 

@@ -11,9 +11,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
-from agnt_jobs import errorlog, logs, timeutil
+from agnt_jobs import logs, timeutil
+from agnt_jobs.jobs import errorlog
 from agnt_jobs.jobs.fees import DEAD_LETTER_SOURCE
-from agnt_jobs.jobs.registry import JobResult, RunContext, job
+from agnt_jobs.scheduler.bodies import JobResult, RunContext, job
 
 logger = logging.getLogger(__name__)
 

@@ -19,13 +19,15 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
-from agnt_jobs import deadletters, errorlog, ledger, logs, timeutil
-from agnt_jobs.backoff import backoff_seconds
-from agnt_jobs.chunked import due_ids
+from agnt_jobs import logs, timeutil
 from agnt_jobs.clients.errors import ClientError, PermanentError
 from agnt_jobs.clients.stripe_client import CardDeclinedError, StripeGateway
+from agnt_jobs.delivery import deadletters
+from agnt_jobs.delivery.backoff import backoff_seconds
+from agnt_jobs.jobs import errorlog, ledger
 from agnt_jobs.jobs import invoice_settlement as settlement
-from agnt_jobs.jobs.registry import JobResult, RunContext, job
+from agnt_jobs.scheduler.bodies import JobResult, RunContext, job
+from agnt_jobs.walk import due_ids
 
 logger = logging.getLogger(__name__)
 

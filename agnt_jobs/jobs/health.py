@@ -22,9 +22,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
-from agnt_jobs import alerts, logs
-from agnt_jobs.chunked import run_chunked
-from agnt_jobs.jobs.registry import JobResult, RunContext, job
+from agnt_jobs import logs
+from agnt_jobs.delivery import alerts
+from agnt_jobs.scheduler.bodies import JobResult, RunContext, job
+from agnt_jobs.walk import run_chunked
 
 logger = logging.getLogger(__name__)
 
@@ -358,7 +359,7 @@ def _store(ctx: RunContext, name: str, seen: Observation) -> bool:
         )
 
 
-# Claimed rows addressed by ctid: a chunk never scans the table (agnt_jobs.chunked).
+# Claimed rows addressed by ctid: a chunk never scans the table (agnt_jobs.walk).
 PRUNE_RESULTS = sa.text(
     """
     WITH gone AS (

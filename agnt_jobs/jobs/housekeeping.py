@@ -4,7 +4,7 @@ dead-letter report, and rotation of the fleet delta log into its archive.
 Every delete runs in chunks of ``job_chunk_size`` rows, each chunk one short
 transaction that locks only its own rows (``FOR UPDATE SKIP LOCKED``): a purge of
 millions of rows never holds a long lock, and two copies share the work. The
-claimed rows are addressed by ``ctid`` (see ``agnt_jobs.chunked`` for why).
+claimed rows are addressed by ``ctid`` (see ``agnt_jobs.walk`` for why).
 """
 
 from __future__ import annotations
@@ -15,9 +15,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from agnt_jobs import alerts, logs, timeutil
-from agnt_jobs.chunked import run_chunked
-from agnt_jobs.jobs.registry import JobResult, RunContext, job
+from agnt_jobs import logs, timeutil
+from agnt_jobs.delivery import alerts
+from agnt_jobs.scheduler.bodies import JobResult, RunContext, job
+from agnt_jobs.walk import run_chunked
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ EVICT_MEMORIES = sa.text(
 )
 
 # The retention deletes claim in the order of the index on their cutoff column and
-# return no rows (run_chunked counts the statement's rows): see agnt_jobs.chunked.
+# return no rows (run_chunked counts the statement's rows): see agnt_jobs.walk.
 DELETE_RESOLVED_LETTERS = sa.text(
     """
     DELETE FROM dead_letters WHERE ctid = ANY(ARRAY(

@@ -21,12 +21,14 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine, Row
 
-from agnt_jobs import deadletters, ledger, logs
-from agnt_jobs.backoff import backoff_seconds
-from agnt_jobs.chunked import due_ids
+from agnt_jobs import logs
 from agnt_jobs.clients.errors import ClientError, PermanentError
 from agnt_jobs.clients.stripe_client import CardDeclinedError, StripeGateway
+from agnt_jobs.delivery import deadletters
+from agnt_jobs.delivery.backoff import backoff_seconds
+from agnt_jobs.jobs import ledger
 from agnt_jobs.settings import Settings
+from agnt_jobs.walk import due_ids
 
 logger = logging.getLogger(__name__)
 

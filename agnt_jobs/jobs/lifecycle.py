@@ -10,9 +10,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from agnt_jobs import logs
-from agnt_jobs.chunked import run_chunked
-from agnt_jobs.jobs.registry import JobResult, RunContext, job
 from agnt_jobs.models.billing import LIVE_SUBSCRIPTION_STATUSES
+from agnt_jobs.scheduler.bodies import JobResult, RunContext, job
+from agnt_jobs.walk import run_chunked
 
 logger = logging.getLogger(__name__)
 
@@ -65,9 +65,9 @@ PURGE_USERS = sa.text(
 )
 
 # The chunked statements below address their claimed rows by ctid, so that a chunk
-# never scans the whole table (see agnt_jobs.chunked). The expiry delete claims in
+# never scans the whole table (see agnt_jobs.walk). The expiry delete claims in
 # the order of its partial index on expires_at and returns no rows (run_chunked
-# counts the statement's rows), see agnt_jobs.chunked for why.
+# counts the statement's rows), see agnt_jobs.walk for why.
 DELETE_EXPIRED_SESSIONS = sa.text(
     """
     DELETE FROM b2b_onboarding_sessions

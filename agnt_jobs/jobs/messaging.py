@@ -16,7 +16,8 @@ from datetime import timedelta
 
 import sqlalchemy as sa
 
-from agnt_jobs import logs, outbox, timeutil
+from agnt_jobs import logs, timeutil
+from agnt_jobs.delivery import outbox
 from agnt_jobs.jobs.common import (
     REACHABLE,
     SEND_QUEUE_COLUMNS,
@@ -25,7 +26,7 @@ from agnt_jobs.jobs.common import (
     keyset,
     summary,
 )
-from agnt_jobs.jobs.registry import JobResult, RunContext, job
+from agnt_jobs.scheduler.bodies import JobResult, RunContext, job
 
 logger = logging.getLogger(__name__)
 

@@ -11,11 +11,12 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 from sqlalchemy.exc import IntegrityError
 
-from agnt_jobs import errorlog, logs, timeutil
+from agnt_jobs import logs, timeutil
 from agnt_jobs.clients.errors import ClientError, PermanentError
 from agnt_jobs.clients.stripe_client import StripeGateway
-from agnt_jobs.jobs.registry import JobResult, RunContext, job
+from agnt_jobs.jobs import errorlog
 from agnt_jobs.models.billing import SUBSCRIPTION_STATUSES
+from agnt_jobs.scheduler.bodies import JobResult, RunContext, job
 
 logger = logging.getLogger(__name__)
 

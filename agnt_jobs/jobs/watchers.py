@@ -20,12 +20,13 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
-from agnt_jobs import logs, outbox
+from agnt_jobs import logs
 from agnt_jobs.clients import marketplaces
 from agnt_jobs.clients.channel import ChannelGateway
 from agnt_jobs.clients.errors import ClientError
 from agnt_jobs.clients.marketplaces import MarketplaceClient, Price
-from agnt_jobs.jobs.registry import JobResult, RunContext, job
+from agnt_jobs.delivery import outbox
+from agnt_jobs.scheduler.bodies import JobResult, RunContext, job
 
 logger = logging.getLogger(__name__)
 

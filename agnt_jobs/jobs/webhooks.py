@@ -14,11 +14,12 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
-from agnt_jobs import deadletters, logs
-from agnt_jobs.backoff import backoff_seconds
+from agnt_jobs import logs
 from agnt_jobs.clients.errors import ClientError
 from agnt_jobs.clients.webhooks import WebhookSender
-from agnt_jobs.jobs.registry import JobResult, RunContext, job
+from agnt_jobs.delivery import deadletters
+from agnt_jobs.delivery.backoff import backoff_seconds
+from agnt_jobs.scheduler.bodies import JobResult, RunContext, job
 from agnt_jobs.settings import Settings
 
 logger = logging.getLogger(__name__)

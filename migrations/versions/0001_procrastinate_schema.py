@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from agnt_jobs import procrastinate_schema
+from agnt_jobs.db import procrastinate_schema
 
 revision: str = "0001"
 down_revision: str | None = None

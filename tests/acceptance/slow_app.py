@@ -8,8 +8,8 @@ import os
 import time
 
 from agnt_jobs.app import app
-from agnt_jobs.jobs.registry import JobResult, RunContext, job
-from agnt_jobs.tasks import make_task
+from agnt_jobs.scheduler.bodies import JobResult, RunContext, job
+from agnt_jobs.scheduler.tasks import make_task
 
 
 @job("test_slow")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from agnt_jobs.migrate import PROJECT_ROOT
+from agnt_jobs.db.migrate import PROJECT_ROOT
 
 BIN = Path(sys.executable).parent
 

@@ -126,7 +126,7 @@ def test_agnt_jobs_worker_refuses_an_unmigrated_database(
 
 
 def _head() -> str:
-    from agnt_jobs.migrate import head_revision
+    from agnt_jobs.db.migrate import head_revision
 
     return head_revision()
 

@@ -12,11 +12,11 @@ from __future__ import annotations
 import os
 import time
 
-from agnt_jobs import scheduling
 from agnt_jobs.app import app
-from agnt_jobs.jobs.registry import JobResult, RunContext, job
-from agnt_jobs.schedule import Misfire, Schedule
-from agnt_jobs.tasks import make_task
+from agnt_jobs.scheduler import registry
+from agnt_jobs.scheduler.bodies import JobResult, RunContext, job
+from agnt_jobs.scheduler.declaration import Misfire, Schedule
+from agnt_jobs.scheduler.tasks import make_task
 from periodic.maintenance import MAINTENANCE
 
 
@@ -51,10 +51,10 @@ for name, body in BODIES.items():
     make_task(app, name, body)
 
 wanted = [n for n in os.environ.get("AGNT_TEST_SCHEDULES", "").split(",") if n]
-scheduling.register(app, [SCHEDULES[name] for name in wanted])
+registry.register(app, [SCHEDULES[name] for name in wanted])
 if os.environ.get("AGNT_TEST_FAST_RESCUE") == "1":
     rescue = next(s for s in MAINTENANCE if s.id == "rescue_stalled_jobs")
-    scheduling.register(
+    registry.register(
         app,
         [Schedule(rescue.id, "* * * * * *", rescue.description)],
         replace=True,

@@ -24,7 +24,7 @@ from agnt_jobs import bench
 from agnt_jobs.bench import cases, fanout, fixtures, jobs, queue, scheduling
 from agnt_jobs.bench.base import BenchContext
 from agnt_jobs.bench.scratch import scratch_server
-from agnt_jobs.jobs.registry import BODIES, RunContext
+from agnt_jobs.scheduler.bodies import BODIES, RunContext
 from agnt_jobs.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]

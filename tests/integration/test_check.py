@@ -7,10 +7,10 @@ import sqlalchemy as sa
 from procrastinate import PsycopgConnector
 from sqlalchemy.engine import Engine
 
-from agnt_jobs import control, scheduling, tasks
-from agnt_jobs.schedule import Schedule
+from agnt_jobs.scheduler import control, registry, tasks
+from agnt_jobs.scheduler.declaration import Schedule
+from agnt_jobs.scheduler.worker import AgntApp
 from agnt_jobs.settings import Settings
-from agnt_jobs.worker import AgntApp
 
 SWEEP = Schedule("sweep", "*/15 * * * *", "Sweep.")
 
@@ -18,7 +18,7 @@ SWEEP = Schedule("sweep", "*/15 * * * *", "Sweep.")
 def _app(db_url: str, cron: str) -> AgntApp:
     app = AgntApp(connector=PsycopgConnector(conninfo=db_url))
     tasks.make_task(app, SWEEP.id, lambda ctx: {})
-    scheduling.register(app, [Schedule(SWEEP.id, cron, SWEEP.description)])
+    registry.register(app, [Schedule(SWEEP.id, cron, SWEEP.description)])
     return app
 
 
@@ -28,7 +28,7 @@ async def test_a_change_not_deployed_everywhere_is_reported(
     old = _app(db_url, "*/15 * * * *")
     async with old.open_async():
         # A worker of the old code: it synced the table and records its registry.
-        await scheduling.sync_table(old)
+        await registry.sync_table(old)
         worker_id = await old.job_manager.register_worker()
     with engine.begin() as connection:
         connection.execute(
@@ -62,10 +62,10 @@ async def test_a_dropped_schedule_and_a_missing_body_are_reported(
     db_url: str, engine: Engine, env: Settings
 ) -> None:
     app = _app(db_url, SWEEP.cron)
-    scheduling.register(app, [Schedule("bodiless", "0 1 * * *", "No body yet.")])
+    registry.register(app, [Schedule("bodiless", "0 1 * * *", "No body yet.")])
     async with app.open_async():
-        await scheduling.sync_table(app)
+        await registry.sync_table(app)
     dropped = AgntApp(connector=PsycopgConnector(conninfo=db_url))
-    scheduling.register(dropped, [Schedule("bodiless", "0 1 * * *", "No body yet.")])
+    registry.register(dropped, [Schedule("bodiless", "0 1 * * *", "No body yet.")])
     kinds = [(p.kind, p.schedule_id) for p in control.check(dropped, engine, env)]
     assert kinds == [("no_body", "bodiless"), ("dropped", "sweep")]

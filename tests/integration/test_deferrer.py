@@ -14,11 +14,11 @@ import sqlalchemy as sa
 from procrastinate import PsycopgConnector
 from sqlalchemy.engine import Engine
 
-from agnt_jobs import control, scheduling, tasks
-from agnt_jobs.deferrer import ScheduleDeferrer
-from agnt_jobs.schedule import Misfire, Schedule
+from agnt_jobs.scheduler import control, registry, tasks
+from agnt_jobs.scheduler.declaration import Misfire, Schedule
+from agnt_jobs.scheduler.deferrer import ScheduleDeferrer
+from agnt_jobs.scheduler.worker import AgntApp
 from agnt_jobs.settings import Settings
-from agnt_jobs.worker import AgntApp
 from tests.support.schedules import finish_waiting
 
 WITA = ZoneInfo("Asia/Makassar")
@@ -41,9 +41,9 @@ async def app(db_url: str, env: Settings) -> AsyncIterator[AgntApp]:
     app = AgntApp(connector=PsycopgConnector(conninfo=db_url))
     for schedule in (HOURLY, DAILY):
         tasks.make_task(app, schedule.id, lambda ctx: {})
-    scheduling.register(app, [HOURLY, DAILY, Schedule("bodiless", "0 1 * * *", "")])
+    registry.register(app, [HOURLY, DAILY, Schedule("bodiless", "0 1 * * *", "")])
     async with app.open_async():
-        await scheduling.sync_table(app)
+        await registry.sync_table(app)
         yield app
 
 
@@ -196,8 +196,8 @@ async def test_sync_marks_dropped_schedules_and_restores_returning_ones(
                 "'0 1 * * *', 'Asia/Makassar', 'default', 'skip', 'Old.', true)"
             )
         )
-    assert await scheduling.sync_table(app) == ["legacy"]
-    assert await scheduling.sync_table(app) == []
+    assert await registry.sync_table(app) == ["legacy"]
+    assert await registry.sync_table(app) == []
     with engine.connect() as connection:
         rows = {
             id_: (removed, has_body)

@@ -21,7 +21,7 @@ from sqlalchemy.engine import Engine
 
 from agnt_jobs import db, demo, timeutil
 from agnt_jobs.demo.registry import SEEDERS
-from agnt_jobs.jobs.registry import BODIES
+from agnt_jobs.scheduler.bodies import BODIES
 from agnt_jobs.settings import Settings
 from tests.support import bookings_data as data
 from tests.support import ops_peers

@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
-from agnt_jobs import ledger
+from agnt_jobs.jobs import ledger
 from tests.support.billing_data import scalar, user
 
 

@@ -3,14 +3,13 @@ retention cleaner, each on its own."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import sqlalchemy as sa
 from procrastinate import App
 from sqlalchemy.engine import Engine
 
-from agnt_jobs import maintenance
+from agnt_jobs.scheduler import maintenance
 from agnt_jobs.settings import Settings
+from tests.support.jobs import context
 
 
 async def _running_job(app: App, engine: Engine, *, dead: bool) -> int:
@@ -57,7 +56,10 @@ async def test_a_dead_workers_job_is_retried_and_its_run_closed(
     app: App, engine: Engine, env: Settings
 ) -> None:
     lost = await _running_job(app, engine, dead=True)
-    assert maintenance.rescue_stalled_jobs(engine, env) == {"retried": 1, "failed": 0}
+    assert maintenance.rescue_stalled_jobs(context(engine, env)) == {
+        "retried": 1,
+        "failed": 0,
+    }
     assert _job(engine, lost) == ("todo", 1)
     with engine.connect() as connection:
         status, error = connection.execute(
@@ -67,14 +69,20 @@ async def test_a_dead_workers_job_is_retried_and_its_run_closed(
     assert status == "failed"
     assert error.startswith("WorkerLost: worker ")
     # Nothing left to rescue: running it again changes nothing.
-    assert maintenance.rescue_stalled_jobs(engine, env) == {"retried": 0, "failed": 0}
+    assert maintenance.rescue_stalled_jobs(context(engine, env)) == {
+        "retried": 0,
+        "failed": 0,
+    }
 
 
 async def test_a_live_workers_job_is_left_alone(
     app: App, engine: Engine, env: Settings
 ) -> None:
     running = await _running_job(app, engine, dead=False)
-    assert maintenance.rescue_stalled_jobs(engine, env) == {"retried": 0, "failed": 0}
+    assert maintenance.rescue_stalled_jobs(context(engine, env)) == {
+        "retried": 0,
+        "failed": 0,
+    }
     assert _job(engine, running) == ("doing", 0)
 
 
@@ -84,7 +92,10 @@ async def test_a_lost_run_fails_when_a_newer_run_already_waits(
     lost = await _running_job(app, engine, dead=True)
     async with app.open_async():
         await app.tasks["selfcheck"].defer_async()
-    assert maintenance.rescue_stalled_jobs(engine, env) == {"retried": 0, "failed": 1}
+    assert maintenance.rescue_stalled_jobs(context(engine, env)) == {
+        "retried": 0,
+        "failed": 1,
+    }
     assert _job(engine, lost) == ("failed", 1)
 
 
@@ -93,7 +104,7 @@ async def test_a_job_that_keeps_losing_its_worker_is_failed(
 ) -> None:
     lost = await _running_job(app, engine, dead=True)
     settings = env.model_copy(update={"stalled_job_max_attempts": 1})
-    assert maintenance.rescue_stalled_jobs(engine, settings) == {
+    assert maintenance.rescue_stalled_jobs(context(engine, settings)) == {
         "retried": 0,
         "failed": 1,
     }
@@ -152,7 +163,7 @@ async def test_retention_deletes_only_what_is_past_its_window(
             )
         )
 
-    counts = maintenance.clean_finished_jobs(engine, env, datetime.now(UTC))
+    counts = maintenance.clean_finished_jobs(context(engine, env))
 
     assert counts == {
         "jobs_deleted": 1,

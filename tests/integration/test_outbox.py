@@ -10,8 +10,8 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from agnt_jobs import outbox
 from agnt_jobs.clients.channel import ChannelGateway
+from agnt_jobs.delivery import outbox
 from agnt_jobs.settings import Settings, get_settings
 from tests.support.http_peers import FakeChannelGateway
 

@@ -14,12 +14,12 @@ import sqlalchemy as sa
 from procrastinate import PsycopgConnector
 from sqlalchemy.engine import Engine
 
-from agnt_jobs import control, scheduling, tasks
-from agnt_jobs.deferrer import ScheduleDeferrer
-from agnt_jobs.history import record_run
-from agnt_jobs.schedule import Schedule
+from agnt_jobs.scheduler import control, registry, tasks
+from agnt_jobs.scheduler.declaration import Schedule
+from agnt_jobs.scheduler.deferrer import ScheduleDeferrer
+from agnt_jobs.scheduler.history import record_run
+from agnt_jobs.scheduler.worker import AgntApp
 from agnt_jobs.settings import Settings
-from agnt_jobs.worker import AgntApp
 
 MINUTELY = Schedule("minutely", "* * * * *", "Each minute.")
 NIGHTLY = Schedule("nightly", "0 2 * * *", "Each night.")
@@ -33,7 +33,7 @@ async def app(db_url: str, env: Settings) -> AsyncIterator[AgntApp]:
     )
     for schedule in (MINUTELY, NIGHTLY):
         tasks.make_task(app, schedule.id, lambda ctx: {"done": 1})
-    scheduling.register(app, [MINUTELY, NIGHTLY])
+    registry.register(app, [MINUTELY, NIGHTLY])
     async with app.open_async():
         yield app
 
@@ -59,7 +59,7 @@ def _select(engine: Engine, sql: str, **params: object) -> list[dict]:
 async def test_views_show_schedules_runs_and_late_ticks(
     app: AgntApp, engine: Engine, env: Settings
 ) -> None:
-    await scheduling.sync_table(app)
+    await registry.sync_table(app)
     now = time.time()
     await ScheduleDeferrer(app, env, worker_id=None).defer_due(now)
     manual_job = await app.configure_task("nightly", queueing_lock=None).defer_async()
@@ -115,7 +115,7 @@ async def test_views_show_schedules_runs_and_late_ticks(
 async def test_an_overdue_schedule_is_listed_when_no_worker_defers_it(
     app: AgntApp, engine: Engine
 ) -> None:
-    await scheduling.sync_table(app)
+    await registry.sync_table(app)
     with engine.begin() as connection:
         connection.execute(
             sa.text(

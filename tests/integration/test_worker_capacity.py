@@ -12,9 +12,9 @@ import sqlalchemy as sa
 from procrastinate import App
 from sqlalchemy.engine import Engine
 
-from agnt_jobs.history import START_RUN, writer_for
-from agnt_jobs.jobs.registry import BODIES, RunContext
-from agnt_jobs.tasks import make_task
+from agnt_jobs.scheduler.bodies import BODIES, RunContext
+from agnt_jobs.scheduler.history import START_RUN, writer_for
+from agnt_jobs.scheduler.tasks import make_task
 
 
 def _run_row(job_id: int, attempt: int = 1) -> dict[str, object]:

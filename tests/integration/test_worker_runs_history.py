@@ -36,8 +36,8 @@ async def test_deferred_job_runs_and_is_recorded(app: App, engine: Engine) -> No
 
 
 async def test_failed_job_records_error(app: App, engine: Engine) -> None:
-    from agnt_jobs.jobs.registry import BODIES
-    from agnt_jobs.tasks import make_task
+    from agnt_jobs.scheduler.bodies import BODIES
+    from agnt_jobs.scheduler.tasks import make_task
 
     def explode(ctx):
         raise RuntimeError("venue gateway said no")

@@ -11,11 +11,11 @@ import sqlalchemy as sa
 from procrastinate import App, PsycopgConnector
 from sqlalchemy.engine import Engine
 
-from agnt_jobs import scheduling, tasks
-from agnt_jobs.history import record_run
-from agnt_jobs.jobs.registry import JobResult, RunContext
-from agnt_jobs.schedule import Misfire, Schedule
-from agnt_jobs.worker import AgntApp
+from agnt_jobs.scheduler import registry, tasks
+from agnt_jobs.scheduler.bodies import JobResult, RunContext
+from agnt_jobs.scheduler.declaration import Misfire, Schedule
+from agnt_jobs.scheduler.history import record_run
+from agnt_jobs.scheduler.worker import AgntApp
 
 TOKEN = "adm-7Hq2-wxY9-test-token"
 HEADERS = {"X-Internal-Token": TOKEN}
@@ -55,7 +55,7 @@ def make_app(
         if schedule.id != BODILESS.id:
             body = explode if schedule.id in failing else tidy
             tasks.make_task(app, schedule.id, body, queue=schedule.queue)
-    scheduling.register(app, schedules)
+    registry.register(app, schedules)
     return app
 
 

@@ -17,7 +17,7 @@ from agnt_jobs.bench.localstripe import API_KEY
 from agnt_jobs.bench.stripe_work import DECLINED_CARD, StripeObjects
 from agnt_jobs.bench.stripe_work import GOOD_CARD as GOOD_CARD
 from agnt_jobs.bench.stripe_work import PLAN_AMOUNT as PLAN_AMOUNT
-from agnt_jobs.jobs.registry import JobBody, JobResult, RunContext
+from agnt_jobs.scheduler.bodies import JobBody, JobResult, RunContext
 from agnt_jobs.settings import Settings
 
 DECLINED_ON_CHARGE = DECLINED_CARD  # attaches, then every charge is declined

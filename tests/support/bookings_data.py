@@ -17,7 +17,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 import agnt_jobs.jobs  # noqa: F401  (registers every body)
-from agnt_jobs.jobs.registry import BODIES, JobResult, RunContext
+from agnt_jobs.scheduler.bodies import BODIES, JobResult, RunContext
 from agnt_jobs.settings import get_settings
 
 _serial = itertools.count(1)

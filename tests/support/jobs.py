@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
-from agnt_jobs.jobs.registry import RunContext
+from agnt_jobs.scheduler.bodies import RunContext
 from agnt_jobs.settings import Settings
 
 

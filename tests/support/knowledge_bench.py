@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 import sqlalchemy as sa
 
 from agnt_jobs import db
-from agnt_jobs.jobs.registry import BODIES, RunContext
+from agnt_jobs.scheduler.bodies import BODIES, RunContext
 from agnt_jobs.settings import get_settings
 
 TICK = datetime(2026, 11, 29, 20, 0, tzinfo=UTC)  # Mon 04:00 WITA

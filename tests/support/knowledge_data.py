@@ -12,7 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from agnt_jobs.jobs.registry import RunContext
+from agnt_jobs.scheduler.bodies import RunContext
 from agnt_jobs.settings import Settings
 
 # Tue 2026-11-24 02:00 WITA (18:00 UTC the day before): a light_dreaming tick.

@@ -9,9 +9,9 @@ from collections.abc import AsyncIterator, Iterable
 from procrastinate import PsycopgConnector
 from procrastinate import jobs as jobs_module
 
-from agnt_jobs import scheduling, tasks
-from agnt_jobs.schedule import Schedule
-from agnt_jobs.worker import AgntApp
+from agnt_jobs.scheduler import registry, tasks
+from agnt_jobs.scheduler.declaration import Schedule
+from agnt_jobs.scheduler.worker import AgntApp
 
 
 @contextlib.asynccontextmanager
@@ -24,9 +24,9 @@ async def registry_app(
     schedules = list(schedules)
     for schedule in schedules:
         tasks.make_task(app, schedule.id, lambda ctx: {})
-    scheduling.register(app, schedules)
+    registry.register(app, schedules)
     async with app.open_async():
-        await scheduling.sync_table(app)
+        await registry.sync_table(app)
         yield app
 
 

@@ -1,4 +1,4 @@
-from agnt_jobs.backoff import backoff_seconds
+from agnt_jobs.delivery.backoff import backoff_seconds
 
 
 def test_doubles_from_base_up_to_ceiling() -> None:

@@ -6,8 +6,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from agnt_jobs import misfire
-from agnt_jobs.schedule import Misfire, Schedule
+from agnt_jobs.scheduler import misfire
+from agnt_jobs.scheduler.declaration import Misfire, Schedule
 
 WITA = ZoneInfo("Asia/Makassar")
 HOURLY_SKIP = Schedule("hourly", "0 * * * *", "")

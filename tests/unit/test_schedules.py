@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from agnt_jobs.schedule import Misfire, Schedule, ScheduleError
+from agnt_jobs.scheduler.declaration import Misfire, Schedule, ScheduleError
 from periodic import DECLARED, MAINTENANCE, SCHEDULES
 
 WITA = ZoneInfo("Asia/Makassar")

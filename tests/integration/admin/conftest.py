@@ -11,7 +11,7 @@ from sqlalchemy.engine import Engine
 
 from agnt_jobs import settings
 from agnt_jobs.admin import AdminContext, create_app
-from agnt_jobs.worker import AgntApp
+from agnt_jobs.scheduler.worker import AgntApp
 from tests.support.admin_data import TOKEN
 
 with warnings.catch_warnings():

@@ -19,10 +19,10 @@ import sqlalchemy as sa
 import uvicorn
 from sqlalchemy.engine import Engine
 
-from agnt_jobs import scheduling
 from agnt_jobs import settings as agnt_settings
 from agnt_jobs.admin import create_app
-from agnt_jobs.worker import AgntApp
+from agnt_jobs.scheduler import registry
+from agnt_jobs.scheduler.worker import AgntApp
 from periodic import DECLARED
 from tests.support.admin_data import TOKEN
 
@@ -45,7 +45,7 @@ CHROMIUM_ARGS = [
 @pytest.fixture
 async def synced(app: AgntApp) -> None:
     async with app.open_async():
-        await scheduling.sync_table(app)  # as a worker of this code does at start
+        await registry.sync_table(app)  # as a worker of this code does at start
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ from sqlalchemy.engine import Engine
 
 from agnt_jobs import settings as agnt_settings
 from agnt_jobs.admin import create_app
-from agnt_jobs.worker import AgntApp
+from agnt_jobs.scheduler.worker import AgntApp
 from tests.support.admin_data import HEADERS, drain
 
 EXAMPLES = 30

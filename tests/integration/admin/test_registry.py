@@ -11,10 +11,10 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
 
-from agnt_jobs import scheduling
 from agnt_jobs.admin import auth
-from agnt_jobs.schedule import Schedule
-from agnt_jobs.worker import AgntApp
+from agnt_jobs.scheduler import registry
+from agnt_jobs.scheduler.declaration import Schedule
+from agnt_jobs.scheduler.worker import AgntApp
 from periodic import DECLARED
 from tests.support.admin_data import (
     BODILESS,
@@ -44,7 +44,7 @@ async def test_every_declared_schedule_with_next_runs_in_utc_and_wita(
     client: TestClient, app: AgntApp, engine: Engine
 ) -> None:
     async with app.open_async():
-        await scheduling.sync_table(app)  # a worker of this code started
+        await registry.sync_table(app)  # a worker of this code started
     before = datetime.now(UTC)
     response = client.get("/admin/scheduler", headers=HEADERS)
     after = datetime.now(UTC)
@@ -79,7 +79,7 @@ async def test_every_declared_schedule_with_next_runs_in_utc_and_wita(
         "Sun 20:00"
     )
     kinds = {(p["kind"], p["schedule_id"]) for p in body["problems"]}
-    assert kinds == {("no_body", id_) for id_ in scheduling.missing_bodies(app)}
+    assert kinds == {("no_body", id_) for id_ in registry.missing_bodies(app)}
 
 
 async def test_health_from_the_views(
@@ -98,7 +98,7 @@ async def test_health_from_the_views(
     app = make_app(db_url, schedules, failing=[EXPLODE.id])
     client = client_for(app)
     async with app.open_async():
-        await scheduling.sync_table(app)
+        await registry.sync_table(app)
     # A schedule this code declares that no worker has written yet.
     late_comer = make_app(
         db_url, [*schedules, Schedule("newcomer", "0 5 * * *", "New.")]
@@ -195,7 +195,7 @@ async def test_a_schedule_the_deploy_dropped_is_reported_not_lost(
 
     # A worker of the new code starts: the schedule is marked removed, not deleted.
     async with new.open_async():
-        await scheduling.sync_table(new)
+        await registry.sync_table(new)
     body = client.get("/admin/scheduler", headers=HEADERS).json()
     [removed] = body["removed"]
     assert removed["id"] == "nightly" and removed["removed_at"] is not None

@@ -10,9 +10,9 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
 
-from agnt_jobs import maintenance, scheduling
+from agnt_jobs.scheduler import maintenance, registry
+from agnt_jobs.scheduler.worker import AgntApp
 from agnt_jobs.settings import Settings
-from agnt_jobs.worker import AgntApp
 from tests.support.admin_data import (
     EXPLODE,
     HEADERS,
@@ -21,6 +21,7 @@ from tests.support.admin_data import (
     drain,
     make_app,
 )
+from tests.support.jobs import context
 
 RUNS = "/admin/scheduler/runs"
 
@@ -32,7 +33,7 @@ async def _history(
     app = make_app(db_url, [TIDY, EXPLODE], failing=[EXPLODE.id])
     client = client_for(app)
     async with app.open_async():
-        await scheduling.sync_table(app)
+        await registry.sync_table(app)
     for _ in range(5):
         assert (
             client.post("/admin/scheduler/tidy/run", headers=HEADERS).status_code == 202
@@ -177,9 +178,8 @@ async def test_one_run_with_its_attempts_events_and_error(
     assert detail["result"] == {"tidied": 3} and detail["error"] is None
 
     # Past the job retention the queue forgets it; the history still answers.
-    maintenance.clean_finished_jobs(
-        engine, env, datetime.now(UTC) + timedelta(days=env.job_retention_days + 1)
-    )
+    later = datetime.now(UTC) + timedelta(days=env.job_retention_days + 1)
+    maintenance.clean_finished_jobs(context(engine, env, now=later))
     kept = client.get(f"{RUNS}/{failed['job_id']}", headers=HEADERS).json()
     assert kept["events"] == [] and kept["status"] == "failed"
     assert "venue gateway said no" in kept["error"]

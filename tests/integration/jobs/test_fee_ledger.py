@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from sqlalchemy.engine import Engine
 
-from agnt_jobs import deadletters, ledger
-from agnt_jobs.jobs import fee_ledger
+from agnt_jobs.delivery import deadletters
+from agnt_jobs.jobs import fee_ledger, ledger
 from agnt_jobs.settings import Settings
 from tests.support.billing_data import fee, rows, run, scalar, utc, venue
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy.engine import Engine
 
-from agnt_jobs.backoff import backoff_seconds
+from agnt_jobs.delivery.backoff import backoff_seconds
 from agnt_jobs.jobs import fees
 from agnt_jobs.settings import Settings
 from tests.support.billing_data import (

@@ -15,13 +15,13 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from agnt_jobs import control
-from agnt_jobs.deferrer import ScheduleDeferrer
 from agnt_jobs.jobs import health
-from agnt_jobs.jobs.registry import BODIES, RunContext
-from agnt_jobs.schedule import WITA, Misfire, Schedule
+from agnt_jobs.scheduler import control
+from agnt_jobs.scheduler.bodies import BODIES, RunContext
+from agnt_jobs.scheduler.declaration import WITA, Misfire, Schedule
+from agnt_jobs.scheduler.deferrer import ScheduleDeferrer
+from agnt_jobs.scheduler.worker import AgntApp
 from agnt_jobs.settings import Settings
-from agnt_jobs.worker import AgntApp
 from tests.support.health_data import add_due_messages, add_job
 from tests.support.jobs import context, run_concurrently
 from tests.support.lifecycle_data import count, scalar

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy.engine import Engine
 
-from agnt_jobs import outbox
+from agnt_jobs.delivery import outbox
 from tests.support import bookings_data as data
 from tests.support.bookings_data import Crash, crash_on, run, utcnow
 from tests.support.http_peers import FakeChannelGateway

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from agnt_jobs.jobs import watchers
-from agnt_jobs.jobs.registry import RunContext
+from agnt_jobs.scheduler.bodies import RunContext
 from agnt_jobs.settings import get_settings
 from tests.support.http_peers import FakeChannelGateway
 from tests.support.jobs import context, executions, run_concurrently

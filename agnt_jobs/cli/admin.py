@@ -31,9 +31,9 @@ def admin(
 
     from agnt_jobs.admin import create_app
     from agnt_jobs.admin.auth import configured_token
-    from agnt_jobs.cli import _setup_logging, ensure_migrated
+    from agnt_jobs.cli.common import ensure_migrated, setup_logging
 
-    _setup_logging()
+    setup_logging()
     ensure_migrated()
     if configured_token(get_settings()) is None:
         logger.warning(

@@ -16,12 +16,11 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from procrastinate import App, worker
+from procrastinate import worker
 
-from agnt_jobs import scheduling
-from agnt_jobs.deferrer import ScheduleDeferrer
-from agnt_jobs.history import HistoryWriter, writer_for
-from agnt_jobs.schedule import Schedule
+from agnt_jobs.scheduler import registry
+from agnt_jobs.scheduler.deferrer import ScheduleDeferrer
+from agnt_jobs.scheduler.history import HistoryWriter, writer_for
 from agnt_jobs.settings import get_settings
 
 # What Python gives a loop's default executor, and how many threads beyond the
@@ -32,13 +31,13 @@ SPARE_THREADS = 2
 
 class AgntWorker(worker.Worker):
     app: AgntApp
-    #: The run history's connection while the worker runs (agnt_jobs.history).
+    #: The run history's connection while the worker runs (agnt_jobs.scheduler.history).
     history: HistoryWriter | None = None
 
     async def run(self) -> None:
         # Before the worker registers: a database without our schema stops it here
         # with a one-line reason instead of deferring into nothing.
-        await scheduling.sync_table(self.app)
+        await registry.sync_table(self.app)
         self._size_executor()
         writer = writer_for(self.app.connector)
         if writer is None:
@@ -73,11 +72,8 @@ class AgntWorker(worker.Worker):
         await deferrer.worker()
 
 
-class AgntApp(App):
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        #: Every declared schedule by id, with or without a job body.
-        self.schedules: dict[str, Schedule] = {}
+class AgntApp(registry.ScheduledApp):
+    """The App whose workers are ``AgntWorker``s (the stock CLI builds them too)."""
 
     def _worker(self, **kwargs: Any) -> worker.Worker:
         return AgntWorker(app=self, **{**self.worker_defaults, **kwargs})

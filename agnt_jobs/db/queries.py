@@ -1,4 +1,4 @@
-"""Named SQL queries kept in ``agnt_jobs/sql/*.sql``.
+"""Named SQL queries kept in ``agnt_jobs/db/sql/*.sql``.
 
 Each query is a block that starts with a ``-- name --`` line; the comment lines under
 it say what it does. Placeholders are psycopg's ``%(name)s``, so one query serves
@@ -17,7 +17,7 @@ _HEADER = re.compile(r"^-- ([a-z_]+) --$", re.MULTILINE)
 
 @functools.cache
 def load(filename: str) -> dict[str, str]:
-    text = (resources.files("agnt_jobs") / "sql" / filename).read_text("utf-8")
+    text = (resources.files("agnt_jobs.db") / "sql" / filename).read_text("utf-8")
     parts = _HEADER.split(text)
     # parts = [preamble, name1, body1, name2, body2, ...]
     return {

@@ -3,7 +3,8 @@ zone, to apply its misfire policy from the ticks persisted in the database, and 
 honour a pause.
 
 Each pass reads the last decided tick of every schedule, plans with
-``agnt_jobs.misfire``, and decides each due tick with ``agnt_defer_schedule_tick``
+``agnt_jobs.scheduler.misfire``, and decides each due tick with
+``agnt_defer_schedule_tick``
 (migration 0004), which defers the job and records the decision in one transaction
 under a per-schedule lock. However many workers run, each tick is decided once.
 """
@@ -16,18 +17,20 @@ import os
 import socket
 import time
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
 
 from procrastinate import exceptions
 from procrastinate.periodic import PeriodicDeferrer
 
-from agnt_jobs import logs, misfire
-from agnt_jobs.schedule import Misfire
-from agnt_jobs.scheduling import SQL, ZonedPeriodicTask, deployed
+from agnt_jobs import logs
+from agnt_jobs.scheduler import misfire
+from agnt_jobs.scheduler.declaration import Misfire
+from agnt_jobs.scheduler.registry import (
+    SQL,
+    ScheduledApp,
+    ZonedPeriodicTask,
+    deployed,
+)
 from agnt_jobs.settings import Settings
-
-if TYPE_CHECKING:
-    from agnt_jobs.worker import AgntApp
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +49,9 @@ WAKE_MARGIN_SECONDS = 0.05
 
 
 class ScheduleDeferrer(PeriodicDeferrer):
-    def __init__(self, app: AgntApp, settings: Settings, worker_id: int | None) -> None:
+    def __init__(
+        self, app: ScheduledApp, settings: Settings, worker_id: int | None
+    ) -> None:
         super().__init__(
             registry=app.periodic_registry,
             max_delay=settings.schedule_misfire_tolerance_seconds,

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import islice
 
-from agnt_jobs.schedule import Misfire, Schedule
+from agnt_jobs.scheduler.declaration import Misfire, Schedule
 
 # Catch-up ticks go one at a time (at most one run of a job waits), so planning more
 # than a few ahead is wasted work; the next pass plans the rest.

@@ -12,9 +12,9 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
-from agnt_jobs.db import create_engine
+from agnt_jobs.db.connect import create_engine
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 # Two processes starting on one fresh database must not both run migrations.
 _MIGRATION_LOCK_KEY = 0x61676E74  # "agnt"

@@ -10,13 +10,11 @@ from typing import Annotated
 
 import typer
 
+from agnt_jobs.cli.common import UsageError
 from agnt_jobs.settings import get_settings
 
 
 def _usage(message: str) -> Exception:
-    # agnt_jobs.cli imports this module; its UsageError (exit 2) is looked up late.
-    from agnt_jobs.cli import UsageError
-
     return UsageError(message)
 
 

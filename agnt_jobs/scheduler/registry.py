@@ -15,24 +15,32 @@ import functools
 import logging
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import attr
 import croniter
 import psycopg
-from procrastinate import exceptions
+from procrastinate import App, exceptions
 from procrastinate.periodic import PeriodicTask
 
-from agnt_jobs import logs, queries
-from agnt_jobs.schedule import Schedule
+from agnt_jobs import logs
+from agnt_jobs.db import queries
+from agnt_jobs.scheduler.declaration import Schedule
 from agnt_jobs.settings import ConfigError
-
-if TYPE_CHECKING:
-    from agnt_jobs.worker import AgntApp
 
 logger = logging.getLogger(__name__)
 
 SQL = queries.load("scheduling.sql")
+
+
+class ScheduledApp(App):
+    """A Procrastinate App that knows every declared schedule, with or without a
+    job body. ``agnt_jobs.scheduler.worker.ScheduledApp`` adds our worker to it."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        #: Every declared schedule by id.
+        self.schedules: dict[str, Schedule] = {}
 
 
 @attr.dataclass(frozen=True)
@@ -51,12 +59,13 @@ class ZonedPeriodicTask(PeriodicTask):
 
 
 def register(
-    app: AgntApp, schedules: Iterable[Schedule], replace: bool = False
+    app: ScheduledApp, schedules: Iterable[Schedule], replace: bool = False
 ) -> None:
     """Declare ``schedules`` on ``app``; those with a job body become periodic tasks.
 
-    The task of a job is created from its body (``agnt_jobs.tasks``) before this
-    runs; the schedule gives it its queue, so a manual defer lands on the same one.
+    The task of a job is created from its body (``agnt_jobs.scheduler.tasks``)
+    before this runs; the schedule gives it its queue, so a manual defer lands on the
+    same one.
     ``replace`` lets a test app redeclare a schedule (e.g. with a seconds cron).
     """
     for schedule in schedules:
@@ -80,12 +89,12 @@ def register(
         )
 
 
-def missing_bodies(app: AgntApp) -> list[str]:
+def missing_bodies(app: ScheduledApp) -> list[str]:
     """Declared schedules with no job body in this deployment, in declaration order."""
     return [id_ for id_ in app.schedules if id_ not in app.tasks]
 
 
-def deployed(app: AgntApp) -> dict[str, dict[str, str]]:
+def deployed(app: ScheduledApp) -> dict[str, dict[str, str]]:
     """What this deployment defers: {id: signature} of the schedules with a body."""
     return {
         periodic_task.periodic_id: periodic_task.schedule.signature()
@@ -94,7 +103,7 @@ def deployed(app: AgntApp) -> dict[str, dict[str, str]]:
     }
 
 
-def _table_rows(app: AgntApp, now: datetime) -> dict[str, list[Any]]:
+def _table_rows(app: ScheduledApp, now: datetime) -> dict[str, list[Any]]:
     schedules = list(app.schedules.values())
     return {
         "ids": [s.id for s in schedules],
@@ -109,7 +118,7 @@ def _table_rows(app: AgntApp, now: datetime) -> dict[str, list[Any]]:
     }
 
 
-async def sync_table(app: AgntApp) -> list[str]:
+async def sync_table(app: ScheduledApp) -> list[str]:
     """Upsert every declared schedule and mark the ones the code dropped; return the
     ids newly marked removed. Run by each worker at start."""
     rows = _table_rows(app, datetime.now(UTC))

@@ -1,6 +1,6 @@
 """``agnt-jobs schedules ...`` and ``agnt-jobs run``: thin commands over
-``agnt_jobs.control``. Unknown ids are a one-line error with exit 2, and nothing is
-written."""
+``agnt_jobs.scheduler.control``. Unknown ids are a one-line error with exit 2, and
+nothing is written."""
 
 from __future__ import annotations
 
@@ -13,13 +13,14 @@ import psycopg
 import sqlalchemy.exc
 import typer
 
+from agnt_jobs.cli.common import UsageError
 from agnt_jobs.settings import get_settings
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
-    from agnt_jobs.control import ScheduleState
-    from agnt_jobs.worker import AgntApp
+    from agnt_jobs.scheduler.control import ScheduleState
+    from agnt_jobs.scheduler.worker import AgntApp
 
 schedules_cli = typer.Typer(
     help="The schedule registry: list, check, pause and resume schedules.",
@@ -28,9 +29,6 @@ schedules_cli = typer.Typer(
 
 
 def _usage(message: str) -> Exception:
-    # agnt_jobs.cli imports this module; its UsageError (exit 2) is looked up late.
-    from agnt_jobs.cli import UsageError
-
     return UsageError(message)
 
 
@@ -61,7 +59,7 @@ def _parse_now(value: str | None) -> datetime:
 
 
 def _known(app: AgntApp, id_: str) -> None:
-    from agnt_jobs import control
+    from agnt_jobs.scheduler import control
 
     try:
         control.declared(app, id_)
@@ -85,7 +83,7 @@ def list_(
     Shows the trigger, zone, misfire policy, whether it is enabled, its next run
     (ISO 8601 in its zone) and, when the database is reachable, its last run.
     """
-    from agnt_jobs import control
+    from agnt_jobs.scheduler import control
 
     at = _parse_now(now)
     app = _app()
@@ -135,7 +133,7 @@ def check() -> None:
     has but the code dropped, a schedule changed here but not yet deployed
     everywhere (a live worker defers another registry).
     """
-    from agnt_jobs import control, scheduling
+    from agnt_jobs.scheduler import control, registry
 
     app = _app()
     engine = _engine()
@@ -151,7 +149,7 @@ def check() -> None:
                 f"{row['removed_at'].isoformat()}"
             )
     summary = (
-        f"{len(app.schedules)} declared, {len(scheduling.deployed(app))} with a body: "
+        f"{len(app.schedules)} declared, {len(registry.deployed(app))} with a body: "
         f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
     )
     typer.echo(summary)
@@ -160,7 +158,7 @@ def check() -> None:
 
 
 def _set_enabled(id_: str, enabled: bool) -> None:
-    from agnt_jobs import control
+    from agnt_jobs.scheduler import control
 
     app = _app()
     _known(app, id_)
@@ -198,7 +196,7 @@ def run(
     The run's tick is now. With --wait the command exits 0 if the run succeeded
     and 1 otherwise; if a run of the job already waits, it follows that one.
     """
-    from agnt_jobs import control
+    from agnt_jobs.scheduler import control
 
     app = _app()
     try:

@@ -17,10 +17,10 @@ from procrastinate.sync_psycopg_connector import SyncPsycopgConnector
 from procrastinate.tasks import Task
 from sqlalchemy.engine import Engine
 
-from agnt_jobs import scheduling
-from agnt_jobs.scheduling import SQL
+from agnt_jobs.scheduler import registry
+from agnt_jobs.scheduler.registry import SQL
+from agnt_jobs.scheduler.worker import AgntApp
 from agnt_jobs.settings import Settings
-from agnt_jobs.worker import AgntApp
 
 FINAL_STATUSES = ("succeeded", "failed", "cancelled", "aborted")
 
@@ -142,7 +142,7 @@ def check(app: AgntApp, engine: Engine, settings: Settings) -> list[Problem]:
             f"{id_} is declared in periodic/ but no @job body is registered: "
             "it never runs",
         )
-        for id_ in scheduling.missing_bodies(app)
+        for id_ in registry.missing_bodies(app)
     ]
     rows = database_rows(engine)
     for schedule in app.schedules.values():
@@ -188,7 +188,7 @@ def check(app: AgntApp, engine: Engine, settings: Settings) -> list[Problem]:
 
 
 def _stale_workers(app: AgntApp, engine: Engine, settings: Settings) -> list[Problem]:
-    ours = scheduling.deployed(app)
+    ours = registry.deployed(app)
     with engine.connect() as connection:
         workers = (
             connection.exec_driver_sql(

@@ -1,5 +1,8 @@
-"""The job system's maintenance duties, each a named unit with its own tests (as
-River keeps its job rescuer and job cleaner apart):
+"""The job system's own jobs, each a named unit with its own tests (as River keeps
+its job rescuer and job cleaner apart):
+
+- ``selfcheck``: proves the whole path works (a worker picked it up, reached the
+  database, recorded the result): ``agnt-jobs run selfcheck --wait`` after a deploy.
 
 - ``rescue_stalled_jobs``: a worker killed mid-job leaves the job ``doing`` forever,
   holding its lock, so no later run of that job can start. Procrastinate's worker
@@ -7,32 +10,47 @@ River keeps its job rescuer and job cleaner apart):
 - ``clean_finished_jobs``: finished jobs and their events (3-5 rows per job), the
   run history and the tick decisions are deleted past their retention windows.
 
-Scheduled in ``periodic/maintenance.py``; the bodies are in
-``agnt_jobs/jobs/internal.py``. All work is in chunks of ``AGNT_JOB_CHUNK_SIZE``
-rows, each chunk its own transaction.
+Scheduled in ``periodic/maintenance.py``; their SQL is ``db/sql/maintenance.sql``.
+All work is in chunks of ``AGNT_JOB_CHUNK_SIZE`` rows, each chunk its own
+transaction.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from datetime import datetime, timedelta
 
+import sqlalchemy as sa
 import sqlalchemy.exc
 from sqlalchemy.engine import Connection, Engine
 
-from agnt_jobs import logs, queries
-from agnt_jobs.chunked import chunk_transaction
+from agnt_jobs import logs
+from agnt_jobs.db import queries
+from agnt_jobs.scheduler.bodies import JobResult, RunContext, job
 from agnt_jobs.settings import Settings
+from agnt_jobs.walk import chunk_transaction
 
 logger = logging.getLogger(__name__)
 
 SQL = queries.load("maintenance.sql")
 
 
-def rescue_stalled_jobs(engine: Engine, settings: Settings) -> dict[str, int]:
+@job("selfcheck")
+def selfcheck(ctx: RunContext) -> JobResult:
+    """Reach the database and report how long a round trip took."""
+    started = time.perf_counter()
+    with ctx.engine.connect() as connection:
+        connection.execute(sa.text("SELECT 1"))
+    return {"database_ms": round((time.perf_counter() - started) * 1000, 3)}
+
+
+@job("rescue_stalled_jobs")
+def rescue_stalled_jobs(ctx: RunContext) -> JobResult:
     """Retry every running job whose worker has sent no heartbeat for
     ``stalled_worker_seconds``; fail it instead after ``stalled_job_max_attempts``
     lost workers, or when a newer run of the same job already waits."""
+    engine, settings = ctx.engine, ctx.settings
     counts = {"retried": 0, "failed": 0}
     while True:
         with engine.begin() as connection:
@@ -92,10 +110,11 @@ def _rescue(connection: Connection, job: dict, settings: Settings) -> str:
     return outcome
 
 
-def clean_finished_jobs(
-    engine: Engine, settings: Settings, now: datetime
-) -> dict[str, int]:
-    """Delete what is past its retention window, oldest first, chunk by chunk."""
+@job("clean_finished_jobs")
+def clean_finished_jobs(ctx: RunContext) -> JobResult:
+    """Delete finished jobs and their events, run history and tick decisions past
+    their retention windows, oldest first, chunk by chunk."""
+    engine, settings, now = ctx.engine, ctx.settings, ctx.now
     job_cutoff = now - timedelta(days=settings.job_retention_days)
     history_cutoff = now - timedelta(days=settings.run_history_retention_days)
     counts = {

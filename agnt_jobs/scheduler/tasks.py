@@ -13,7 +13,7 @@ from procrastinate import App, JobContext
 from procrastinate.tasks import Task
 
 from agnt_jobs import db, logs
-from agnt_jobs.jobs.registry import BODIES, JobBody, JobResult, RunContext
+from agnt_jobs.scheduler.bodies import BODIES, JobBody, JobResult, RunContext
 from agnt_jobs.settings import get_settings
 
 DEFAULT_QUEUE = "default"

@@ -1,8 +1,9 @@
 """The job bodies, by job id, and what a body receives when it runs.
 
 A body is a plain function ``(RunContext) -> dict`` registered with ``@job("id")``.
-It knows nothing of schedules or of Procrastinate: ``agnt_jobs.tasks`` turns each body
-into a task, and tests call bodies directly with a context on their own database.
+It knows nothing of schedules or of Procrastinate: ``agnt_jobs.scheduler.tasks``
+turns each body into a task, and tests call bodies directly with a context on their
+own database.
 """
 
 from __future__ import annotations

@@ -28,10 +28,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine, Row
 
-from agnt_jobs import deadletters, logs
-from agnt_jobs.backoff import backoff_seconds
+from agnt_jobs import logs
 from agnt_jobs.clients.channel import ChannelGateway
 from agnt_jobs.clients.errors import ClientError, PermanentError
+from agnt_jobs.delivery import deadletters
+from agnt_jobs.delivery.backoff import backoff_seconds
 from agnt_jobs.settings import Settings
 
 logger = logging.getLogger(__name__)

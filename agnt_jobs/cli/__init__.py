@@ -1,0 +1,61 @@
+"""The ``agnt-jobs`` command: each command is a thin call into the package.
+
+Every error an operator can cause (a bad setting, an unreachable database, an unknown
+id) ends as one line on stderr and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import psycopg
+import sqlalchemy.exc
+import typer
+
+from agnt_jobs.cli import admin, bench, db, demo, schedules, worker
+from agnt_jobs.cli.common import UsageError
+from agnt_jobs.settings import ConfigError
+
+cli = typer.Typer(
+    help="agnt-jobs: the AGNT platform's scheduled jobs on a Postgres queue.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+for command in (db, worker, schedules, admin, demo, bench):
+    command.install(cli)
+
+
+def main() -> None:
+    try:
+        # Without standalone mode, click returns a command's typer.Exit code
+        # instead of raising it.
+        code = cli(standalone_mode=False)
+        if isinstance(code, int) and code:
+            sys.exit(code)
+    except typer.Exit as exit_:
+        sys.exit(exit_.exit_code)
+    except (ConfigError, UsageError) as error:
+        typer.echo(f"agnt-jobs: {error}", err=True)
+        sys.exit(2)
+    except (psycopg.OperationalError, sqlalchemy.exc.OperationalError) as error:
+        reason = str(getattr(error, "orig", error)).strip().splitlines()[0]
+        typer.echo(
+            f"agnt-jobs: cannot reach the database ({reason}): check AGNT_DATABASE_URL",
+            err=True,
+        )
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as error:
+        # Usage errors (unknown command, missing argument) are click exceptions;
+        # recent typer vendors its own click, so recognise them by their interface.
+        format_message = getattr(error, "format_message", None)
+        exit_code = getattr(error, "exit_code", None)
+        if callable(format_message) and isinstance(exit_code, int):
+            typer.echo(
+                f"agnt-jobs: {format_message()} Run 'agnt-jobs --help'.", err=True
+            )
+            sys.exit(exit_code)
+        raise

@@ -1,0 +1,60 @@
+"""Where the database is, and how to talk to it: the URL, the SQLAlchemy engine, and
+the embedded Postgres that stands in when no URL is configured."""
+
+from __future__ import annotations
+
+import functools
+import threading
+from pathlib import Path
+
+from sqlalchemy.engine import Engine
+
+from agnt_jobs.db import embedded
+from agnt_jobs.db.connect import create_engine, redact, sqlalchemy_url
+from agnt_jobs.settings import get_settings
+
+__all__ = ["create_engine", "database_url", "engine", "redact", "sqlalchemy_url"]
+
+_lock = threading.Lock()
+_embedded_url: str | None = None
+_embedded_migrated = False
+
+
+def database_url(*, migrate: bool = True) -> str:
+    """The libpq URL of the job database.
+
+    With ``AGNT_DATABASE_URL`` set, that URL, untouched: production migrates explicitly
+    (``agnt-jobs db upgrade``). Unset, an embedded Postgres in ``AGNT_DATA_DIR`` is
+    started (or joined, if another process of ours already runs it) and, unless
+    ``migrate`` is false, migrated to head, so a fresh checkout works with no
+    configuration. Whatever manages the schema itself (``alembic``, ``agnt-jobs db
+    ...``) asks with ``migrate=False``: it must see, and move, the schema as it is.
+    """
+    settings = get_settings()
+    if settings.database_url is not None:
+        return settings.database_url.get_secret_value()
+    return _embedded_database_url(settings.data_dir, migrate)
+
+
+def _embedded_database_url(data_dir: Path, migrate: bool) -> str:
+    global _embedded_url, _embedded_migrated
+    with _lock:
+        if _embedded_url is None:
+            _embedded_url = embedded.start(data_dir)
+        if migrate and not _embedded_migrated:
+            from agnt_jobs.db.migrate import upgrade
+
+            upgrade(_embedded_url, "head")
+            _embedded_migrated = True
+        return _embedded_url
+
+
+@functools.cache
+def engine() -> Engine:
+    """The process-wide engine for job bodies, sized for one worker's concurrency."""
+    settings = get_settings()
+    return create_engine(
+        database_url(),
+        pool_size=settings.worker_concurrency,
+        max_overflow=settings.worker_concurrency,
+    )

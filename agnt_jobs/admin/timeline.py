@@ -13,6 +13,8 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from sqlalchemy.engine import RowMapping
+
 from agnt_jobs.admin.context import AdminContext
 from agnt_jobs.admin.service import SQL
 
@@ -67,7 +69,7 @@ class Timeline:
         return labels
 
 
-def _outcome(row: dict[str, Any]) -> str:
+def _outcome(row: RowMapping) -> str:
     if row["failed"]:
         return "failed"
     if row["aborted"]:

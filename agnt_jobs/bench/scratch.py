@@ -51,7 +51,7 @@ class ScratchServer:
     def url(self, name: str) -> str:
         return with_dbname(self.admin_url, name)
 
-    def _admin(self, statement: sql.Composable) -> None:
+    def _admin(self, statement: sql.Composed) -> None:
         try:
             with psycopg.connect(self.admin_url, autocommit=True) as admin:
                 admin.execute(statement)
@@ -68,8 +68,9 @@ class ScratchServer:
         if template is not None:
             # FILE_COPY copies the template's directory: seconds for a large
             # fixture, where the default WAL_LOG strategy writes it all to WAL.
-            statement = sql.SQL("CREATE DATABASE {} TEMPLATE {} STRATEGY FILE_COPY")
-            statement = statement.format(sql.Identifier(name), sql.Identifier(template))
+            statement = sql.SQL(
+                "CREATE DATABASE {} TEMPLATE {} STRATEGY FILE_COPY"
+            ).format(sql.Identifier(name), sql.Identifier(template))
         for attempt in range(20):
             if template is not None:
                 self._wait_idle(template)

@@ -35,7 +35,9 @@ def installed_migration_names() -> list[str]:
 def _execute_raw(sql: str) -> None:
     # Straight to the driver with no parameters: this SQL contains '%' (RAISE and
     # format() patterns) that a parameterised execute would take for placeholders.
-    op.get_bind().connection.dbapi_connection.cursor().execute(sql)
+    dbapi = op.get_bind().connection.dbapi_connection
+    assert dbapi is not None, "alembic runs migrations on an open connection"
+    dbapi.cursor().execute(sql)
 
 
 def _execute_file(path) -> None:

@@ -19,6 +19,8 @@ support questions.
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy.engine import Connection
 
 from agnt_jobs.demo.core import PLACES, VENUE_WORDS
@@ -111,7 +113,7 @@ def _questions() -> list[tuple[int, str]]:
 QUESTIONS = _questions()
 # Bound to every statement that reads the FAQ: the question list, its normalised
 # forms (exactly what faq_extraction computes), topics and answers.
-FAQ_PARAMS = {
+FAQ_PARAMS: dict[str, Any] = {
     "faq_q": [q for _, q in QUESTIONS],
     "faq_norm": [normalise(q) for _, q in QUESTIONS],
     "faq_topic": [t for t, _ in QUESTIONS],

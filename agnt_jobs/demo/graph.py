@@ -151,9 +151,9 @@ def fill(connection: Connection, plan: Plan) -> dict[str, int]:
     entities += in_chunks(connection, plan, AREA_ENTITIES, 0, 0)
     # Users by id range; ~5 completed visits each.
     per_chunk = max(plan.chunk // 5, 1)
-    user_entities = next_id(connection, "entities")
+    first_user_entity = next_id(connection, "entities")
     entities += in_chunks(connection, plan, USER_ENTITIES, *users, chunk=per_chunk)
-    user_entities = (user_entities, next_id(connection, "entities") - 1)
+    user_entities = (first_user_entity, next_id(connection, "entities") - 1)
     connection.exec_driver_sql("ANALYZE entities")
     edges = in_chunks(connection, plan, VISITED, *users, chunk=per_chunk)
     connection.exec_driver_sql("ANALYZE entity_edges")

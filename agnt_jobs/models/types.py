@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Literal, overload
 
 from sqlalchemy import CheckConstraint, DateTime, Identity
 from sqlalchemy.orm import Mapped, mapped_column
@@ -16,7 +17,12 @@ def defaults_to_now() -> Mapped[datetime]:
     return mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
-def timestamp(nullable: bool = True) -> Mapped[datetime | None]:
+@overload
+def timestamp(nullable: Literal[True] = True) -> Mapped[datetime | None]: ...
+@overload
+def timestamp(nullable: Literal[False]) -> Mapped[datetime]: ...
+def timestamp(nullable: bool = True) -> Mapped[datetime | None] | Mapped[datetime]:
+    """A ``timestamptz`` column, typed ``datetime`` when it is NOT NULL."""
     return mapped_column(DateTime(timezone=True), nullable=nullable)
 
 

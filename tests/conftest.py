@@ -25,6 +25,7 @@ from procrastinate import App, PsycopgConnector
 from psycopg import sql
 from sqlalchemy.engine import Engine
 
+import agnt_jobs.app  # noqa: F401  (every body registered, as in a worker)
 from agnt_jobs import db, logs, settings
 from agnt_jobs.db.migrate import PROJECT_ROOT, upgrade
 

@@ -51,7 +51,7 @@ class Fixture:
 
 
 def job_ids() -> list[str]:
-    import agnt_jobs.jobs  # noqa: F401  (registers every body)
+    import agnt_jobs.app  # noqa: F401  (registers every body)
     from agnt_jobs.scheduler.bodies import BODIES
 
     return sorted(job_id for job_id in BODIES if job_id not in (NOOP, TICK))

@@ -22,7 +22,7 @@ def main() -> None:
     parser.add_argument("--at", required=True, help="tick and now of the run")
     args = parser.parse_args()
 
-    import agnt_jobs.jobs  # noqa: F401  (registers every body, as the App does)
+    import agnt_jobs.app  # noqa: F401  (registers every body, as a worker does)
     from agnt_jobs import db, logs
     from agnt_jobs.scheduler.bodies import BODIES, RunContext
     from agnt_jobs.settings import get_settings

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
-import agnt_jobs.jobs  # noqa: F401  (registers every body)
+import agnt_jobs.app  # noqa: F401  (registers every body)
 from agnt_jobs.scheduler.bodies import BODIES, JobResult, RunContext
 from agnt_jobs.settings import get_settings
 

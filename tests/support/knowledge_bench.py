@@ -156,7 +156,7 @@ def main() -> None:
     parser.add_argument("--no-fill", action="store_true")
     parser.add_argument("--only", nargs="*", help="job ids to run (default: all)")
     args = parser.parse_args()
-    import agnt_jobs.jobs  # noqa: F401  (registers the bodies)
+    import agnt_jobs.app  # noqa: F401  (registers the bodies)
 
     engine = db.engine()
     if not args.no_fill:

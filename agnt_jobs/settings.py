@@ -42,6 +42,45 @@ class Settings(BaseSettings):
     )
     pool_min_size: int = Field(default=1, ge=1, description="Worker pool: min conns.")
     pool_max_size: int = Field(default=12, ge=1, description="Worker pool: max conns.")
+    db_retry_initial_seconds: float = Field(
+        default=0.25,
+        gt=0,
+        description="After losing the database, a worker's loops first retry after "
+        "about this long, doubling per failure up to AGNT_DB_RETRY_MAX_SECONDS (each "
+        "delay drawn from its upper half, so workers do not reconnect in step).",
+    )
+    db_retry_max_seconds: float = Field(
+        default=4.0,
+        gt=0,
+        description="Longest wait between two reconnection attempts of one loop: "
+        "once the database is back, work resumes within about this long.",
+    )
+    db_outage_report_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="While the database stays unreachable, a worker logs one line "
+        "per this many seconds (plus one when it is lost and one when it is back).",
+    )
+    database_outage_limit_seconds: float = Field(
+        default=0,
+        ge=0,
+        description="A worker that cannot reach the database for longer than this "
+        "exits with status 1 (for a supervisor to act on). 0: it waits forever.",
+    )
+    db_connect_timeout_seconds: int = Field(
+        default=10,
+        ge=1,
+        description="libpq connect_timeout of every connection: how long one "
+        "connection attempt may take (per host of a multi-host URL).",
+    )
+    db_silent_after_seconds: int = Field(
+        default=30,
+        ge=5,
+        description="A connection on which the database has not answered for this "
+        "long is treated as lost: TCP keepalives (idle a third of it, then probes) and "
+        "tcp_user_timeout on every connection, and a liveness query with this timeout "
+        "on the LISTEN connection.",
+    )
 
     # --- worker ---------------------------------------------------------------------
     worker_concurrency: int = Field(

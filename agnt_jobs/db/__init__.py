@@ -10,10 +10,10 @@ from pathlib import Path
 from sqlalchemy.engine import Engine
 
 from agnt_jobs.db import embedded
-from agnt_jobs.db.connect import create_engine, redact, sqlalchemy_url
+from agnt_jobs.db.connect import conninfo, create_engine, redact
 from agnt_jobs.settings import get_settings
 
-__all__ = ["create_engine", "database_url", "engine", "redact", "sqlalchemy_url"]
+__all__ = ["conninfo", "create_engine", "database_url", "engine", "redact"]
 
 _lock = threading.Lock()
 _embedded_url: str | None = None

@@ -1,34 +1,86 @@
-"""How to connect to the job database given its libpq URL: the same database as a
-SQLAlchemy URL, an engine on it, and the URL made safe for logs."""
+"""How to connect to the job database given its libpq URL: the connection options
+every connection of ours carries, an engine on it, and the URL made safe for logs.
+
+The URL is handed to libpq whole, never taken apart by us: a multi-host URL with
+``target_session_attrs=read-write`` (how a client follows a failover) works as libpq
+documents it. Every connection gets TCP keepalives and ``tcp_user_timeout`` so that a
+database gone silent (a failover that left the TCP connection open with nobody
+behind it) is noticed within ``AGNT_DB_SILENT_AFTER_SECONDS``, and a bounded
+``connect_timeout``; an option the URL sets itself wins.
+"""
 
 from __future__ import annotations
 
+import re
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import psycopg
 import sqlalchemy as sa
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from sqlalchemy.engine import Engine
 
-from agnt_jobs.settings import ConfigError
+from agnt_jobs.settings import ConfigError, get_settings
+
+SCHEMES = ("postgresql", "postgres")
 
 
-def sqlalchemy_url(url: str) -> str:
-    """The same database as a SQLAlchemy URL, always on the psycopg 3 driver."""
-    scheme = urlsplit(url).scheme
-    if scheme in ("postgresql", "postgres", "postgresql+psycopg"):
-        return "postgresql+psycopg" + url[len(scheme) :]
-    raise ConfigError(
-        f"AGNT_DATABASE_URL must start with postgresql:// (got {scheme}://)"
-    )
+def connection_options() -> dict[str, Any]:
+    """libpq options of every connection, from the settings."""
+    settings = get_settings()
+    silent = settings.db_silent_after_seconds
+    return {
+        "connect_timeout": settings.db_connect_timeout_seconds,
+        "keepalives": 1,
+        # Idle a third of the bound, then 4 probes across the rest of it.
+        "keepalives_idle": max(1, silent // 3),
+        "keepalives_interval": max(1, silent // 6),
+        "keepalives_count": 4,
+        # Data sent and not acknowledged for this long: the connection is dead.
+        "tcp_user_timeout": silent * 1000,
+    }
+
+
+def conninfo(url: str) -> str:
+    """``url`` with our connection options added where it does not set them."""
+    scheme = url.split("://", 1)[0] if "://" in url else None
+    if scheme is not None and scheme not in SCHEMES:
+        raise ConfigError(
+            f"AGNT_DATABASE_URL must start with postgresql:// (got {scheme}://)"
+        )
+    try:
+        params = conninfo_to_dict(url)
+    except psycopg.ProgrammingError as error:
+        # libpq quotes the whole URL, password included: keep only the reason.
+        reason = re.sub(r"\s*in URI:.*$", "", str(error).strip().splitlines()[0])
+        raise ConfigError(
+            f"AGNT_DATABASE_URL is not a valid libpq URL ({reason})"
+        ) from None
+    for option, value in connection_options().items():
+        params.setdefault(option, value)
+    return make_conninfo("", **params)
 
 
 def redact(url: str) -> str:
     """The URL with its password replaced, for logs and error messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:  # not a URL we can take apart: show none of it
+        return "<unparseable URL>"
+    if password is None:
         return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    netloc = parts.netloc.replace(f":{password}@", ":***@", 1)
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-def create_engine(url: str, **kwargs: object) -> Engine:
-    return sa.create_engine(sqlalchemy_url(url), pool_pre_ping=True, **kwargs)
+def create_engine(url: str, **kwargs: Any) -> Engine:
+    """A SQLAlchemy engine (psycopg 3) on ``url``, each connection made by libpq
+    from the whole URL and our connection options."""
+    info = conninfo(url)
+    return sa.create_engine(
+        "postgresql+psycopg://",
+        creator=lambda: psycopg.connect(info),
+        pool_pre_ping=True,
+        **kwargs,
+    )

@@ -17,15 +17,18 @@ the difference.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, LiteralString, TypeVar
 
 import psycopg
 import psycopg_pool
 from procrastinate import PsycopgConnector
 from procrastinate.connector import BaseConnector
 
-from agnt_jobs.db import database_url
+from agnt_jobs.db import conninfo, database_url
 from agnt_jobs.settings import get_settings
+
+T = TypeVar("T")
 
 
 def autocommit_pool(**kwargs: Any) -> psycopg_pool.AsyncConnectionPool:
@@ -46,6 +49,27 @@ class SettingsConnector(PsycopgConnector):
         kwargs.setdefault("pool_factory", autocommit_pool)
         super().__init__(**kwargs)
         self._resolved = False
+        self._query_timeout: float | None = None
+
+    # Every query of the worker's loops has a deadline: a database gone silent
+    # (the TCP connection open, nobody answering) would otherwise hang a loop for
+    # as long as the kernel keeps the connection. A query past it is cancelled,
+    # its connection discarded by the pool, and the loop sees a lost connection.
+    async def _bounded(self, query: Awaitable[T]) -> T:
+        return await asyncio.wait_for(query, timeout=self._query_timeout)
+
+    async def execute_query_async(self, query: LiteralString, **arguments: Any) -> None:
+        await self._bounded(super().execute_query_async(query, **arguments))
+
+    async def execute_query_one_async(
+        self, query: LiteralString, **arguments: Any
+    ) -> dict[str, Any]:
+        return await self._bounded(super().execute_query_one_async(query, **arguments))
+
+    async def execute_query_all_async(
+        self, query: LiteralString, **arguments: Any
+    ) -> list[dict[str, Any]]:
+        return await self._bounded(super().execute_query_all_async(query, **arguments))
 
     def _resolve(self) -> None:
         # _pool_args is what PsycopgConnector passes to the pool; filling it late is
@@ -53,9 +77,10 @@ class SettingsConnector(PsycopgConnector):
         if self._resolved:
             return
         settings = get_settings()
-        self._pool_args.setdefault("conninfo", database_url())
+        self._pool_args.setdefault("conninfo", conninfo(database_url()))
         self._pool_args.setdefault("min_size", settings.pool_min_size)
         self._pool_args.setdefault("max_size", settings.pool_max_size)
+        self._query_timeout = settings.db_silent_after_seconds / 2
         self._resolved = True
 
     async def open_async(

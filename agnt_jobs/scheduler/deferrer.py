@@ -18,10 +18,10 @@ import socket
 import time
 from datetime import UTC, datetime, timedelta
 
-from procrastinate import exceptions
 from procrastinate.periodic import PeriodicDeferrer
 
 from agnt_jobs import logs
+from agnt_jobs.db.outage import Backoff, Outage, is_connection_lost
 from agnt_jobs.scheduler import misfire
 from agnt_jobs.scheduler.declaration import Misfire
 from agnt_jobs.scheduler.registry import (
@@ -37,8 +37,6 @@ logger = logging.getLogger(__name__)
 # While a catch-up tick waits for the previous run to start (the queueing lock),
 # look again this soon rather than at the next tick.
 BACKLOG_POLL_SECONDS = 0.5
-# After a database error, try again this soon; the error is logged each time.
-ERROR_RETRY_SECONDS = 5.0
 # Wake at least this often, so a wall-clock change is noticed within a minute.
 MAX_SLEEP_SECONDS = 60.0
 # Sleep this much past a tick. Procrastinate oversleeps by 0.5 s so as never to
@@ -50,7 +48,11 @@ WAKE_MARGIN_SECONDS = 0.05
 
 class ScheduleDeferrer(PeriodicDeferrer):
     def __init__(
-        self, app: ScheduledApp, settings: Settings, worker_id: int | None
+        self,
+        app: ScheduledApp,
+        settings: Settings,
+        worker_id: int | None,
+        outage: Outage | None = None,
     ) -> None:
         super().__init__(
             registry=app.periodic_registry,
@@ -58,6 +60,10 @@ class ScheduleDeferrer(PeriodicDeferrer):
         )
         self.app = app
         self.worker_id = worker_id
+        self.outage = outage or Outage(settings.db_outage_report_seconds)
+        self.backoff = Backoff(
+            settings.db_retry_initial_seconds, settings.db_retry_max_seconds
+        )
         self.tolerance = timedelta(seconds=settings.schedule_misfire_tolerance_seconds)
         self.grace = timedelta(seconds=settings.schedule_catch_up_grace_seconds)
         self._next_runs: dict[str, datetime] = {}
@@ -88,18 +94,26 @@ class ScheduleDeferrer(PeriodicDeferrer):
                 extra=logs.event("periodic_deferrer_no_task"),
             )
             return
-        await self.record_worker()
+        recorded = False
         while True:
             now = time.time()
             try:
+                if not recorded:
+                    await self.record_worker()
+                    recorded = True
                 backlog = await self.defer_due(now)
                 delay = self.next_wait(now, backlog)
-            except exceptions.ConnectorException:
-                logger.exception(
-                    "schedule pass failed, retrying",
-                    extra=logs.event("schedule_pass_error"),
-                )
-                delay = ERROR_RETRY_SECONDS
+            except Exception as error:
+                if not is_connection_lost(error):
+                    raise
+                # Ticks that fall due meanwhile are decided after the outage,
+                # by their misfire policy, like ticks missed while no worker ran.
+                self.outage.lost("deferrer", error)
+                self.outage.check_limit()
+                delay = self.backoff.delay()
+            else:
+                self.outage.back()
+                self.backoff.reset()
             await asyncio.sleep(delay)
 
     async def record_worker(self) -> None:

@@ -84,7 +84,7 @@ class HistoryWriter:
         for attempt in (1, 2):
             connection = await self._borrow()
             try:
-                await connection.execute(query, params)  # type: ignore[arg-type]
+                await connection.execute(query, params)
                 return
             except psycopg.OperationalError:
                 await self._give_back()
@@ -136,9 +136,18 @@ async def record_run(
     key = {"job_id": job.id, "attempt": job.attempts + 1}
     writer: HistoryWriter | None = getattr(worker, "history", None)
     if writer is not None:
-        execute = writer.execute
+        send = writer.execute
     else:
-        execute = context.app.connector.execute_query_async
+        send = context.app.connector.execute_query_async
+    # An AgntWorker waits out a lost database before giving up on a record.
+    reached = getattr(worker, "reached", None)
+
+    async def execute(query: str, **params: Any) -> None:
+        if reached is None:
+            await send(query, **params)
+        else:
+            await reached("run_history", lambda: send(query, **params))
+
     await execute(
         START_RUN,
         **key,

@@ -3,20 +3,51 @@
 Each task takes the lock and the queueing lock of its id (never two running, at most
 one waiting) and accepts an optional ``timestamp``: the periodic deferrer passes the
 tick, a manual ``procrastinate defer <id>`` passes nothing and the tick is now.
+
+A run cut off by the database (``DatabaseConnectionLost``) or stopped at a checkpoint
+by a shutdown is retried; any other failure is final, as the run history shows it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 
-from procrastinate import App, JobContext
+from procrastinate import App, JobContext, RetryStrategy
+from procrastinate.exceptions import JobAborted
+from procrastinate.job_context import AbortReason
 from procrastinate.tasks import Task
 
 from agnt_jobs import db, logs
+from agnt_jobs.db.outage import as_database_error, is_connection_lost
 from agnt_jobs.scheduler.bodies import BODIES, JobBody, JobResult, RunContext
 from agnt_jobs.settings import get_settings
 
 DEFAULT_QUEUE = "default"
+
+
+class DatabaseConnectionLost(Exception):
+    """A run cut off by the database: retried once the database is back."""
+
+
+# A run cut off by the database, or stopped by a shutdown, is tried again: soon,
+# then less often. Each attempt is a row of job_runs. A run an operator cancelled
+# (also a JobAborted) is not: Procrastinate retries an abort only on shutdown.
+RETRY = RetryStrategy(
+    max_attempts=8,
+    exponential_wait=2,
+    retry_exceptions={DatabaseConnectionLost, JobAborted},
+)
+
+
+def _stop_reason(context: JobContext) -> Callable[[], str | None]:
+    def reason() -> str | None:
+        why = context.abort_reason()
+        if why is None:
+            return None
+        return "worker shutting down" if why == AbortReason.SHUTDOWN else "cancelled"
+
+    return reason
 
 
 def make_task(app: App, job_id: str, body: JobBody, queue: str = DEFAULT_QUEUE) -> Task:
@@ -24,15 +55,23 @@ def make_task(app: App, job_id: str, body: JobBody, queue: str = DEFAULT_QUEUE) 
         now = datetime.now(UTC)
         tick = datetime.fromtimestamp(timestamp, UTC) if timestamp else now
         with logs.job_context(context.job.id, job_id):
-            return body(
-                RunContext(
-                    engine=db.engine(),
-                    settings=get_settings(),
-                    tick=tick,
-                    now=now,
-                    job_id=context.job.id,
+            try:
+                return body(
+                    RunContext(
+                        engine=db.engine(),
+                        settings=get_settings(),
+                        tick=tick,
+                        now=now,
+                        job_id=context.job.id,
+                        stop_reason=_stop_reason(context),
+                    )
                 )
-            )
+            except Exception as error:
+                if isinstance(error, JobAborted) or not is_connection_lost(error):
+                    raise
+                raise DatabaseConnectionLost(
+                    f"database connection lost: {as_database_error(error)}"
+                ) from error
 
     run.__name__ = run.__qualname__ = job_id
     run.__doc__ = body.__doc__
@@ -43,6 +82,7 @@ def make_task(app: App, job_id: str, body: JobBody, queue: str = DEFAULT_QUEUE) 
         lock=job_id,
         queueing_lock=job_id,
         pass_context=True,
+        retry=RETRY,
     )(run)
 
 

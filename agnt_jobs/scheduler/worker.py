@@ -12,16 +12,41 @@ Procrastinate, which is pinned to a minor version; the acceptance tests start re
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
+import time
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
 
 from procrastinate import worker
 
+from agnt_jobs import logs
+from agnt_jobs.db.outage import (
+    Backoff,
+    DatabaseGone,
+    Outage,
+    as_database_error,
+    is_connection_lost,
+    until_reached,
+)
 from agnt_jobs.scheduler import registry
 from agnt_jobs.scheduler.deferrer import ScheduleDeferrer
 from agnt_jobs.scheduler.history import HistoryWriter, writer_for
 from agnt_jobs.settings import get_settings
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# A heartbeat that also says whether the worker's row still exists.
+HEARTBEAT = """
+WITH beat AS (
+    UPDATE procrastinate_workers SET last_heartbeat = now()
+    WHERE id = %(worker_id)s RETURNING id
+)
+SELECT (SELECT id FROM beat) AS alive
+"""
 
 # What Python gives a loop's default executor, and how many threads beyond the
 # worker's concurrency we keep for other to_thread callers.
@@ -29,26 +54,88 @@ DEFAULT_EXECUTOR_THREADS = min(32, (os.cpu_count() or 1) + 4)
 SPARE_THREADS = 2
 
 
+class WorkerFailed(Exception):
+    """The worker stopped because of a fault it cannot outlive: it exits non-zero
+    (the stock CLI prints this message and exits 1)."""
+
+
 class AgntWorker(worker.Worker):
     app: AgntApp
     #: The run history's connection while the worker runs (agnt_jobs.scheduler.history).
     history: HistoryWriter | None = None
+    #: The database as this worker saw it last; every loop reports to it.
+    outage: Outage
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        settings = get_settings()
+        self.outage = Outage(
+            report_seconds=settings.db_outage_report_seconds,
+            limit_seconds=settings.database_outage_limit_seconds,
+        )
+        self._retry = (settings.db_retry_initial_seconds, settings.db_retry_max_seconds)
+        self._deferrer: ScheduleDeferrer | None = None
+        #: Why the worker stopped itself, if it did: it then exits non-zero.
+        self.failure: str | None = None
+        self._stop_requested_at: float | None = None
+
+    def backoff(self) -> Backoff:
+        return Backoff(*self._retry)
+
+    async def reached(self, where: str, operation: Callable[[], Awaitable[T]]) -> T:
+        """``operation``, retried until the database answers it. A stopping worker
+        waits for the database at most its graceful timeout, then the error is
+        raised (what was not recorded is left to ``rescue_stalled_jobs``)."""
+        return await until_reached(
+            operation,
+            where=where,
+            outage=self.outage,
+            backoff=self.backoff(),
+            stopping=self._waited_enough,
+        )
+
+    def stop(self) -> None:
+        if self._stop_requested_at is None:
+            self._stop_requested_at = time.monotonic()
+        super().stop()
+
+    def _waited_enough(self) -> bool:
+        since, timeout = self._stop_requested_at, self.shutdown_graceful_timeout
+        if since is None or timeout is None:
+            return False
+        return time.monotonic() - since > timeout
 
     async def run(self) -> None:
         # Before the worker registers: a database without our schema stops it here
-        # with a one-line reason instead of deferring into nothing.
-        await registry.sync_table(self.app)
+        # with a one-line reason instead of deferring into nothing. A database not
+        # there yet is waited for, as during any outage.
+        await self.reached("start", lambda: registry.sync_table(self.app))
         self._size_executor()
         writer = writer_for(self.app.connector)
-        if writer is None:
-            await super().run()
-            return
-        async with writer:
-            self.history = writer
-            try:
+        try:
+            if writer is None:
                 await super().run()
-            finally:
-                self.history = None
+            else:
+                async with writer:
+                    self.history = writer
+                    try:
+                        await super().run()
+                    finally:
+                        self.history = None
+        except DatabaseGone as gone:
+            self.failure = str(gone)
+        if self.failure:
+            raise WorkerFailed(self.failure)
+
+    def fail(self, reason: str) -> None:
+        """Stop the worker because of a fault; it will exit non-zero."""
+        if self.failure is None:
+            self.failure = reason
+            logger.error(
+                f"worker stopping: {reason}",
+                extra=logs.event("worker_failed", reason=reason),
+            )
+        self.stop()
 
     def _size_executor(self) -> None:
         """Give the event loop enough threads to run ``concurrency`` job bodies.
@@ -65,11 +152,124 @@ class AgntWorker(worker.Worker):
                 ThreadPoolExecutor(max_workers=threads, thread_name_prefix="agnt-job")
             )
 
-    async def _periodic_deferrer(self) -> None:
-        deferrer = ScheduleDeferrer(
-            app=self.app, settings=get_settings(), worker_id=self.worker_id
+    # --- the loops: each outlives a lost database ---------------------------------
+
+    def _start_side_tasks(self) -> list[asyncio.Task[Any]]:
+        loops: dict[str, Callable[[], Awaitable[Any]]] = {
+            "heartbeat": self._heartbeat,
+            "deferrer": self._periodic_deferrer,
+            "abort_poller": self._poll_jobs_to_abort,
+        }
+        if self.listen_notify:
+            loops["listener"] = self._listen
+        return [
+            asyncio.create_task(self._supervised(name, loop), name=name)
+            for name, loop in loops.items()
+        ]
+
+    async def _supervised(self, name: str, loop: Callable[[], Awaitable[Any]]) -> None:
+        """Run ``loop`` for the worker's lifetime: a lost database restarts it after
+        a backoff; anything else, or an outage past its limit, stops the worker
+        with a non-zero exit (never a silent exit 0)."""
+        backoff = self.backoff()
+        while True:
+            try:
+                await loop()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                if not is_connection_lost(error):
+                    self.fail(f"{name} failed: {as_database_error(error)!r}")
+                    return
+                self.outage.lost(name, error)
+                try:
+                    self.outage.check_limit()
+                except DatabaseGone as gone:
+                    self.fail(str(gone))
+                    return
+                await asyncio.sleep(backoff.delay())
+
+    async def _heartbeat(self) -> None:
+        """Beat every ``update_heartbeat_interval``; a worker whose row was pruned
+        while the database was away (other workers judged it dead) registers
+        again, so its fetches and heartbeats refer to a live row."""
+        while True:
+            beat = await self.app.connector.execute_query_one_async(
+                HEARTBEAT, worker_id=self.worker_id
+            )
+            self.outage.back()
+            if beat["alive"] is None:
+                old, self.worker_id = (
+                    self.worker_id,
+                    await self.reached(
+                        "register", self.app.job_manager.register_worker
+                    ),
+                )
+                logger.warning(
+                    f"worker {old} was pruned while the database was away; "
+                    f"registered again as {self.worker_id}",
+                    extra=logs.event(
+                        "worker_registered_again", old=old, worker_id=self.worker_id
+                    ),
+                )
+                if self._deferrer is not None:
+                    self._deferrer.worker_id = self.worker_id
+                    await self._deferrer.record_worker()
+            await asyncio.sleep(self.update_heartbeat_interval)
+
+    async def _poll_jobs_to_abort(self) -> None:
+        while True:
+            await asyncio.sleep(self.abort_job_polling_interval)
+            if not self._running_jobs:
+                continue
+            job_ids = await self.app.job_manager.list_jobs_to_abort_async()
+            self.outage.back()
+            self._handle_abort_jobs_requested(job_ids)
+
+    async def _listen(self) -> None:
+        """LISTEN for new jobs. While it is down the fetch loop polls instead, every
+        ``fetch_job_polling_interval``."""
+        await self.app.job_manager.listen_for_jobs(
+            on_notification=self._handle_notification, queues=self.queues
         )
-        await deferrer.worker()
+        # listen_for_jobs returns only if it could not listen at all.
+        raise ConnectionError("could not LISTEN for new jobs")
+
+    async def _periodic_deferrer(self) -> None:
+        self._deferrer = ScheduleDeferrer(
+            app=self.app,
+            settings=get_settings(),
+            worker_id=self.worker_id,
+            outage=self.outage,
+        )
+        await self._deferrer.worker()
+
+    async def _fetch_and_process_jobs(self) -> None:
+        try:
+            await super()._fetch_and_process_jobs()
+        except Exception as error:
+            if not is_connection_lost(error):
+                raise
+            self.outage.lost("fetch", error)
+            try:
+                self.outage.check_limit()
+            except DatabaseGone as gone:
+                self.fail(str(gone))
+                return
+            # The run loop polls again after fetch_job_polling_interval; wait no
+            # longer than the backoff so the first fetch after the outage is prompt.
+            await asyncio.sleep(min(self._retry[1], self.fetch_job_polling_interval))
+        else:
+            self.outage.back()
+
+    async def _persist_job_status(self, *args: Any, **kwargs: Any) -> None:
+        """Record a finished job, waiting out a lost database: a job whose end is
+        not recorded would stay ``doing`` under a live worker forever."""
+        await self.reached(
+            "finish_job",
+            lambda: super(AgntWorker, self)._persist_job_status(*args, **kwargs),
+        )
 
 
 class AgntApp(registry.ScheduledApp):

@@ -96,6 +96,81 @@ def test_sigterm_finishes_the_running_job_then_exits_zero(
 
 
 @pytest.mark.slow
+def test_sigterm_stops_a_long_job_at_a_checkpoint_and_another_worker_finishes_it(
+    db_url: str, engine: Engine
+) -> None:
+    with engine.begin() as connection:
+        connection.execute(
+            sa.text("CREATE TABLE test_steps (step int PRIMARY KEY, job_id bigint)")
+        )
+    env = _env(
+        db_url,
+        AGNT_SHUTDOWN_GRACEFUL_TIMEOUT="3",
+        AGNT_TEST_STEPS="60",
+        AGNT_TEST_STEP_SECONDS="0.2",
+    )
+    app_path = "--app=tests.acceptance.slow_app.app"
+    subprocess.run(
+        [BIN / "procrastinate", app_path, "defer", "test_steps"],
+        env=env,
+        check=True,
+        capture_output=True,
+        cwd=ROOT,
+    )
+
+    def steps_done() -> int:
+        with engine.connect() as connection:
+            return connection.execute(
+                sa.text("SELECT count(*) FROM test_steps")
+            ).scalar_one()
+
+    first = subprocess.Popen(
+        [BIN / "procrastinate", app_path, "worker"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=ROOT,
+    )
+    _wait_for(lambda: steps_done() >= 5)
+    signalled = time.monotonic()
+    first.send_signal(signal.SIGTERM)
+    assert first.wait(timeout=30) == 0
+    # Three seconds of grace, then the job stops at its next checkpoint (a step
+    # takes 0.2 s): well before its 12 s of work are done.
+    assert time.monotonic() - signalled < 3 + 3
+    stopped_at = steps_done()
+    assert 5 <= stopped_at < 60
+    assert _job_status(engine, "test_steps") == "todo"  # to be retried
+
+    second = subprocess.Popen(
+        [BIN / "procrastinate", app_path, "worker"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=ROOT,
+    )
+    try:
+        _wait_for(lambda: _job_status(engine, "test_steps") == "succeeded", 60)
+    finally:
+        second.send_signal(signal.SIGTERM)
+        second.wait(timeout=30)
+    with engine.connect() as connection:
+        steps = connection.execute(
+            sa.text("SELECT step FROM test_steps ORDER BY step")
+        ).scalars()
+        runs = connection.execute(
+            sa.text(
+                "SELECT status, error, result FROM job_runs "
+                "WHERE task_name = 'test_steps' ORDER BY attempt"
+            )
+        ).all()
+    assert list(steps) == list(range(1, 61))  # every step once (its primary key)
+    [(stopped, error, _), (succeeded, _, result)] = runs
+    assert stopped == "aborted" and "worker shutting down" in error
+    assert succeeded == "succeeded" and result == {"steps": 60 - stopped_at}
+
+
+@pytest.mark.slow
 def test_agnt_jobs_worker_refuses_an_unmigrated_database(
     server_url: str, tmp_path: Path
 ) -> None:

@@ -1,0 +1,211 @@
+"""Living through a lost database: telling a lost connection from a bug, waiting with
+capped exponential backoff and jitter, and saying so in a few lines, not a flood.
+
+Every loop of a worker that talks to Postgres (fetching jobs, LISTEN, heartbeats, the
+deferrer, the run history, finishing jobs) reports to the worker's one ``Outage``:
+the first failure logs "database lost", a still-failing database logs once per
+``report_seconds``, and the first success after that logs "database back" with the
+outage's length. Each loop retries on its own ``Backoff``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+import psycopg
+import psycopg_pool
+import sqlalchemy.exc
+from procrastinate import exceptions as procrastinate_exceptions
+
+from agnt_jobs import logs
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# SQLSTATE classes of a server going away or not yet there: connection exception,
+# operator intervention (shutdown, crash recovery), insufficient resources.
+_TRANSIENT_CLASSES = ("08", "57", "53")
+# A read-only server: after a failover the old primary, or a standby, answers
+# writes with this; our connection must go to the new primary instead.
+_READ_ONLY = "25006"
+
+
+class DatabaseGone(Exception):
+    """The database stayed unreachable past ``AGNT_DATABASE_OUTAGE_LIMIT_SECONDS``."""
+
+
+def is_connection_lost(error: BaseException) -> bool:
+    """True when ``error`` means the database is (for now) out of reach, false for
+    anything a retry would not cure: a bug, a constraint, a wrong password, a
+    database that does not exist."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, psycopg.Error):
+            state = current.sqlstate or ""
+            if state == _READ_ONLY or state.startswith(_TRANSIENT_CLASSES):
+                return True
+            if isinstance(current, psycopg.OperationalError | psycopg.InterfaceError):
+                # No SQLSTATE: the socket broke, or the server refused or never
+                # answered the connection. A server that answered with a reason
+                # (bad password: class 28, no such database: 3D) has a SQLSTATE.
+                return not state
+        if isinstance(current, psycopg_pool.PoolTimeout | ConnectionError):
+            return True
+        if isinstance(current, TimeoutError):
+            return True
+        if isinstance(current, sqlalchemy.exc.DBAPIError):
+            if current.connection_invalidated:
+                return True
+            current = current.orig
+            continue
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def as_database_error(error: BaseException) -> BaseException:
+    """What to report for ``error``: Procrastinate wraps driver errors in a
+    ``ConnectorException`` whose own text says nothing."""
+    if isinstance(error, procrastinate_exceptions.ConnectorException):
+        return error.__cause__ or error
+    return error
+
+
+def _reason(error: BaseException) -> str:
+    error = as_database_error(error)
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0] if text else ''}".strip().rstrip(":")
+
+
+@dataclass
+class Backoff:
+    """Capped exponential backoff with jitter: ``initial``, doubling to ``maximum``;
+    each delay is drawn from its upper half, so workers that lost the database at
+    the same moment do not all come back at the same moment."""
+
+    initial: float
+    maximum: float
+    _next: float = field(init=False, default=0.0)
+
+    def __post_init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self._next = self.initial
+
+    def delay(self) -> float:
+        current = min(self._next, self.maximum)
+        self._next = min(current * 2, self.maximum)
+        return current / 2 + random.uniform(0, current / 2)
+
+
+class Outage:
+    """The database's state as one process saw it last, and the lines it logs.
+
+    Thread-safe: job threads and the event loop may report to the same outage.
+    ``limit`` (seconds, 0 for none) bounds how long an outage may last before
+    ``check_limit`` raises ``DatabaseGone``.
+    """
+
+    def __init__(
+        self,
+        report_seconds: float,
+        limit_seconds: float = 0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.report_seconds = report_seconds
+        self.limit_seconds = limit_seconds
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._since: float | None = None
+        self._last_report = 0.0
+
+    @property
+    def down(self) -> bool:
+        return self._since is not None
+
+    def down_for(self) -> float:
+        since = self._since
+        return 0.0 if since is None else self._clock() - since
+
+    def lost(self, where: str, error: BaseException) -> None:
+        """``where`` failed because the database is out of reach."""
+        now = self._clock()
+        with self._lock:
+            if self._since is None:
+                self._since = self._last_report = now
+                first = True
+            elif now - self._last_report >= self.report_seconds:
+                self._last_report = now
+                first = False
+            else:
+                return
+        if first:
+            logger.warning(
+                f"database connection lost ({_reason(error)}); retrying",
+                extra=logs.event("database_lost", where=where, error=_reason(error)),
+            )
+        else:
+            down = now - (self._since or now)
+            logger.warning(
+                f"database still unreachable after {down:.0f} s ({_reason(error)})",
+                extra=logs.event(
+                    "database_still_down", seconds=round(down, 1), error=_reason(error)
+                ),
+            )
+
+    def back(self) -> None:
+        """Something just reached the database."""
+        if self._since is None:
+            return
+        with self._lock:
+            if self._since is None:
+                return
+            down, self._since = self._clock() - self._since, None
+        logger.warning(
+            f"database connection back after {down:.1f} s",
+            extra=logs.event("database_back", seconds=round(down, 3)),
+        )
+
+    def check_limit(self) -> None:
+        if self.limit_seconds and self.down_for() > self.limit_seconds:
+            raise DatabaseGone(
+                f"the database has been unreachable for more than "
+                f"{self.limit_seconds:.0f} s (AGNT_DATABASE_OUTAGE_LIMIT_SECONDS): "
+                "giving up; check the database and restart the worker"
+            )
+
+
+async def until_reached(
+    operation: Callable[[], Awaitable[T]],
+    *,
+    where: str,
+    outage: Outage,
+    backoff: Backoff,
+    stopping: Callable[[], bool] = lambda: False,
+) -> T:
+    """Run ``operation`` until it gets through, waiting out a lost database.
+    Errors that are not a lost connection are raised at once; so is the last one
+    if ``stopping`` turns true while the database is away."""
+    while True:
+        try:
+            result = await operation()
+        except Exception as error:
+            if not is_connection_lost(error) or stopping():
+                raise
+            outage.lost(where, error)
+            outage.check_limit()
+            await asyncio.sleep(backoff.delay())
+            continue
+        backoff.reset()
+        outage.back()
+        return result

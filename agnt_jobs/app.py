@@ -14,23 +14,18 @@ from agnt_jobs.db.connector import SettingsConnector
 from agnt_jobs.scheduler import registry, tasks
 from agnt_jobs.scheduler.history import record_run
 from agnt_jobs.scheduler.worker import AgntApp
-from agnt_jobs.settings import get_settings
 from periodic import DECLARED
 
-_settings = get_settings()
-
+# Nothing here reads the settings: importing the App must work with bad or missing
+# ones (the stock CLI imports it before anything else), so that a bad setting is
+# reported as one line when the connector opens or a worker is built.
 app = AgntApp(
     connector=SettingsConnector(),
     worker_defaults={
-        "concurrency": _settings.worker_concurrency,
-        "shutdown_graceful_timeout": _settings.shutdown_graceful_timeout,
         "worker_middleware": [record_run],
         # Finished jobs stay for the run history and the audit views; the
         # clean_finished_jobs schedule deletes them after the retention window.
         "delete_jobs": "never",
-        # rescue_stalled_jobs and the start-up prune judge a worker dead on these.
-        "update_heartbeat_interval": _settings.worker_heartbeat_seconds,
-        "stalled_worker_timeout": _settings.stalled_worker_seconds,
     },
 )
 

@@ -667,4 +667,7 @@ def get_settings() -> Settings:
     try:
         return Settings()
     except ValidationError as error:
-        raise ConfigError(_one_line(error)) from None
+        message = _one_line(error)
+    # Raised outside the handler so the error carries no context: the stock
+    # procrastinate CLI prints every exception in a chain.
+    raise ConfigError(message)

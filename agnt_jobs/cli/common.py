@@ -29,9 +29,8 @@ def setup_logging() -> None:
 def ensure_migrated() -> None:
     from agnt_jobs.db import migrate
 
-    current, head = migrate.current_revision(database_url()), migrate.head_revision()
-    if current != head:
-        raise ConfigError(
-            f"the database is at revision {current or 'base'} but this code needs "
-            f"{head}: run 'agnt-jobs db upgrade'"
-        )
+    problem = migrate.behind(
+        migrate.current_revision(database_url()), migrate.head_revision()
+    )
+    if problem is not None:
+        raise ConfigError(problem)

@@ -13,8 +13,8 @@ import psycopg
 import sqlalchemy.exc
 import typer
 
-from agnt_jobs.cli.common import UsageError
-from agnt_jobs.settings import get_settings
+from agnt_jobs.cli.common import UsageError, ensure_migrated
+from agnt_jobs.settings import ConfigError, get_settings
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -39,8 +39,10 @@ def _app() -> AgntApp:
 
 
 def _engine() -> Engine:
+    """The job database's engine, once its schema is known to be this code's."""
     from agnt_jobs import db
 
+    ensure_migrated()
     return db.engine()
 
 
@@ -90,7 +92,7 @@ def list_(
     rows = None
     try:
         rows = control.database_rows(_engine())
-    except (sqlalchemy.exc.SQLAlchemyError, psycopg.Error) as error:
+    except (sqlalchemy.exc.SQLAlchemyError, psycopg.Error, ConfigError) as error:
         reason = str(getattr(error, "orig", error)).strip().splitlines()[0]
         typer.echo(
             f"agnt-jobs: no database state ({reason}): showing the code only", err=True

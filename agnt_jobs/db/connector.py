@@ -25,8 +25,8 @@ import psycopg_pool
 from procrastinate import PsycopgConnector
 from procrastinate.connector import BaseConnector
 
-from agnt_jobs.db import conninfo, database_url
-from agnt_jobs.settings import get_settings
+from agnt_jobs.db import conninfo, database_url, migrate
+from agnt_jobs.settings import ConfigError, get_settings
 
 T = TypeVar("T")
 
@@ -89,6 +89,18 @@ class SettingsConnector(PsycopgConnector):
         if pool is None:
             await asyncio.to_thread(self._resolve)
         await super().open_async(pool)
+        await self._check_schema()
+
+    async def _check_schema(self) -> None:
+        """Refuse a database whose schema is not this code's, with one line saying
+        what to do, before any worker or ``procrastinate`` command uses it."""
+        row = await self.execute_query_one_async(migrate.CURRENT_REVISION)
+        problem = migrate.behind(
+            row["revision"], await asyncio.to_thread(migrate.head_revision)
+        )
+        if problem is not None:
+            await self.close_async()
+            raise ConfigError(problem)
 
     def get_sync_connector(self) -> BaseConnector:
         if not self._async_pool:

@@ -79,3 +79,24 @@ def current_revision(url: str) -> str | None:
     finally:
         engine.dispose()
     return ",".join(sorted(heads)) or None
+
+
+# The revision a database is at, read through any connection; NULL when Alembic
+# never ran there.
+CURRENT_REVISION = """
+SELECT CASE WHEN to_regclass('alembic_version') IS NULL THEN NULL
+       ELSE (xpath('/row/v/text()', query_to_xml(
+           'SELECT string_agg(version_num, '','' ORDER BY version_num) AS v
+            FROM alembic_version', false, true, '')))[1]::text
+       END AS revision
+"""
+
+
+def behind(current: str | None, head: str) -> str | None:
+    """The one line to show when a database is not at this code's revision."""
+    if current == head:
+        return None
+    return (
+        f"the database is at revision {current or 'base'} but this code needs "
+        f"{head}: run 'agnt-jobs db upgrade'"
+    )

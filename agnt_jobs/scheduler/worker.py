@@ -276,4 +276,19 @@ class AgntApp(registry.ScheduledApp):
     """The App whose workers are ``AgntWorker``s (the stock CLI builds them too)."""
 
     def _worker(self, **kwargs: Any) -> worker.Worker:
-        return AgntWorker(app=self, **{**self.worker_defaults, **kwargs})
+        return AgntWorker(
+            app=self, **{**settings_defaults(), **self.worker_defaults, **kwargs}
+        )
+
+
+def settings_defaults() -> dict[str, Any]:
+    """A worker's options from the settings, read when a worker is built; the
+    App's own ``worker_defaults`` and the caller's options override them."""
+    settings = get_settings()
+    return {
+        "concurrency": settings.worker_concurrency,
+        "shutdown_graceful_timeout": settings.shutdown_graceful_timeout,
+        # rescue_stalled_jobs and the start-up prune judge a worker dead on these.
+        "update_heartbeat_interval": settings.worker_heartbeat_seconds,
+        "stalled_worker_timeout": settings.stalled_worker_seconds,
+    }

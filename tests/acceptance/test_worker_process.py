@@ -170,42 +170,6 @@ def test_sigterm_stops_a_long_job_at_a_checkpoint_and_another_worker_finishes_it
     assert succeeded == "succeeded" and result == {"steps": 60 - stopped_at}
 
 
-@pytest.mark.slow
-def test_agnt_jobs_worker_refuses_an_unmigrated_database(
-    server_url: str, tmp_path: Path
-) -> None:
-    import psycopg
-
-    from tests.conftest import _with_dbname
-
-    name = f"agnt_empty_{os.getpid()}"
-    with psycopg.connect(server_url, autocommit=True) as admin:
-        admin.execute(f"DROP DATABASE IF EXISTS {name}")
-        admin.execute(f"CREATE DATABASE {name}")
-    try:
-        result = subprocess.run(
-            [BIN / "agnt-jobs", "worker"],
-            env=_env(_with_dbname(server_url, name)),
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-    finally:
-        with psycopg.connect(server_url, autocommit=True) as admin:
-            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-    assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [
-        "agnt-jobs: the database is at revision base but this code needs "
-        f"{_head()}: run 'agnt-jobs db upgrade'"
-    ]
-
-
-def _head() -> str:
-    from agnt_jobs.db.migrate import head_revision
-
-    return head_revision()
-
-
 def test_bad_setting_is_one_line_and_exit_2() -> None:
     result = subprocess.run(
         [BIN / "agnt-jobs", "db", "current"],

@@ -5,7 +5,7 @@ honour a pause.
 Each pass reads the last decided tick of every schedule, plans with
 ``agnt_jobs.scheduler.misfire``, and decides each due tick with
 ``agnt_defer_schedule_tick``
-(migration 0004), which defers the job and records the decision in one transaction
+(migration 0007), which defers the job and records the decision in one transaction
 under a per-schedule lock. However many workers run, each tick is decided once.
 """
 

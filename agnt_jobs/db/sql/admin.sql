@@ -1,5 +1,5 @@
 -- The admin view's reads. It keeps no state: everything here is the audit views
--- (migration 0004) and the run history, as any SQL client sees them.
+-- (migration 0007) and the run history, as any SQL client sees them.
 
 -- registry --
 -- Every schedule the database knows, with its last tick and last run

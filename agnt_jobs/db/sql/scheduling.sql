@@ -1,6 +1,6 @@
 -- File format: a "-- name --" line, comment lines saying what the query does, the
 -- query. Placeholders are psycopg's %(name)s. The tick decisions themselves live in
--- SQL functions (migration 0004) so that every worker takes them under one lock.
+-- SQL functions (migration 0007) so that every worker takes them under one lock.
 
 -- upsert_schedules --
 -- At worker start: insert or refresh every schedule the deployed code declares.

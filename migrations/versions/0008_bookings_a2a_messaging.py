@@ -2,8 +2,8 @@
 rating prompts and ratings, re-engagement nudges, and the users' spend and nutrition
 diaries with calorie goals. Core tables (bookings, send queue, dead letters) are 0003's.
 
-Revision ID: 0005
-Revises: 0003
+Revision ID: 0008
+Revises: 0007
 Create Date: 2026-11-25
 """
 
@@ -15,8 +15,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision: str = "0005"
-down_revision: str | None = "0004"
+revision: str = "0008"
+down_revision: str | None = "0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -79,8 +79,22 @@ def create_engine(url: str, **kwargs: Any) -> Engine:
     from the whole URL and our connection options."""
     info = conninfo(url)
     return sa.create_engine(
-        "postgresql+psycopg://",
+        _display_url(url),
         creator=lambda: psycopg.connect(info),
         pool_pre_ping=True,
         **kwargs,
     )
+
+
+def _display_url(url: str) -> sa.URL | str:
+    """What ``engine.url`` shows: the database, where SQLAlchemy can parse the URL
+    (it cannot take a multi-host one apart; the connections never use it)."""
+    bare = "postgresql+psycopg://"
+    scheme = url.split("://", 1)[0] if "://" in url else ""
+    if scheme not in SCHEMES:
+        return bare
+    try:
+        parsed = sa.make_url("postgresql+psycopg" + url[len(scheme) :])
+    except (ValueError, sa.exc.ArgumentError):
+        return bare
+    return bare if "," in (parsed.host or "") else parsed

@@ -204,7 +204,7 @@ def gateway(env: settings.Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator
     server.stop()
 
 
-# --- issue 5: localstripe, the fake Stripe the billing jobs are tested against ---
+# --- localstripe, the fake Stripe the billing jobs are tested against -------------
 
 
 @pytest.fixture(scope="session")

@@ -2,27 +2,29 @@
 new user can watch the jobs work and benchmarks have data.
 
 Each domain has one seeding module registered with ``registry.seeder``; importing
-this package registers them all. To add a domain's data, add a module and import it
-under your marker below.
+this package registers them all; the order they run in comes from their ``after``.
+To add a domain's data, add a module and import it here.
 """
 
+from agnt_jobs.demo import (
+    a2a,
+    api_keys,
+    billing,
+    bookings,
+    conversations,
+    core,
+    diary,
+    dreaming,
+    graph,
+    health,
+    housekeeping,
+    lifecycle,
+    messaging,
+    watchers,
+    webhooks,
+    wiki,
+)
 from agnt_jobs.demo.registry import NotEmptyError, Plan, Report, seed
-
-# --- issue 4: core, bookings, A2A, messaging and diary data ---
-# isort: split
-from agnt_jobs.demo import a2a, bookings, core, diary, messaging
-
-# --- issue 5: billing data ---
-# isort: split
-from agnt_jobs.demo import api_keys, billing
-
-# --- issue 6: lifecycle / housekeeping data ---
-# isort: split
-from agnt_jobs.demo import health, housekeeping, lifecycle, watchers, webhooks
-
-# --- issue 7: heavy-job data ---
-# isort: split
-from agnt_jobs.demo import conversations, dreaming, graph, wiki
 
 # The tables a demo data set leaves empty, and who writes them: they record the job
 # system at work, and fill as soon as a worker runs.

@@ -61,7 +61,7 @@ class Subscription(Base):
     )
 
 
-# --- issue 5: invoices, fee collections, the ledger ---------------------------------
+# --- invoices, fee collections, the ledger ------------------------------------------
 
 # PENDING: the intended Stripe write is recorded (key, customer, description) but no
 # Stripe invoice is known yet; then Stripe's own states once it exists.

@@ -1,0 +1,31 @@
+"""The admin view's door, and the logs every process writes."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import AliasChoices, BaseModel, Field, SecretStr
+
+
+class AdminSettings(BaseModel):
+    internal_api_token: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("INTERNAL_API_TOKEN", "AGNT_INTERNAL_API_TOKEN"),
+        description="Token required in X-Internal-Token by /admin/scheduler. Unset: "
+        "the admin view refuses every request.",
+    )
+    admin_session_hours: float = Field(
+        default=12.0,
+        gt=0,
+        le=24 * 30,
+        description="How long an admin page sign-in lasts; changing "
+        "INTERNAL_API_TOKEN ends every session at once.",
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", description="Lowest level logged: DEBUG, INFO, WARNING, ERROR."
+    )
+    log_format: Literal["json", "text"] = Field(
+        default="json",
+        description="json: one JSON object per line with action, job and fields "
+        "(docs/logging.md); text: for humans.",
+    )

@@ -1,0 +1,51 @@
+"""How a worker runs jobs, how it stops, and when other workers judge it dead."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field, ValidationInfo, field_validator
+
+
+class WorkerSettings(BaseModel):
+    worker_concurrency: int = Field(
+        default=10, ge=1, le=200, description="Jobs one worker runs at once."
+    )
+    shutdown_graceful_timeout: float = Field(
+        default=60.0,
+        ge=0,
+        description="Seconds a stopping worker (SIGTERM, SIGINT) lets running jobs "
+        "finish; past it, each stops at its next checkpoint, its finished chunks "
+        "stand, and it is retried by another worker.",
+    )
+    # 5,000: measured by ``agnt-jobs bench``, chunks of 1,000 spent as much time on
+    # per-chunk round trips and commits as on the rows; a chunk of 5,000 still
+    # holds its row locks for tens of milliseconds, and its ids, not its rows,
+    # are what a job keeps in memory.
+    job_chunk_size: int = Field(
+        default=5000, ge=1, description="Rows per transaction in set-based jobs."
+    )
+    worker_heartbeat_seconds: float = Field(
+        default=10.0, gt=0, description="How often a worker records its heartbeat."
+    )
+    stalled_worker_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="A worker silent this long is dead: rescue_stalled_jobs retries "
+        "its running jobs. At least three heartbeats.",
+    )
+    stalled_job_max_attempts: int = Field(
+        default=3,
+        ge=1,
+        description="A job whose worker died this many times is failed, not retried.",
+    )
+
+    @field_validator("stalled_worker_seconds")
+    @classmethod
+    def _outlasts_heartbeats(cls, value: float, info: ValidationInfo) -> float:
+        # A live worker must never look dead between two heartbeats, or its running
+        # jobs would be retried beside it.
+        heartbeat = info.data.get("worker_heartbeat_seconds")
+        if heartbeat is not None and value < 3 * heartbeat:
+            raise ValueError(
+                f"must be at least 3 x AGNT_WORKER_HEARTBEAT_SECONDS ({heartbeat})"
+            )
+        return value

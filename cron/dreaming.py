@@ -15,7 +15,7 @@ import logging
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from datetime import date, timedelta
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
@@ -38,6 +38,10 @@ from cron.reflection import (
 from cron.text import idf, tokens
 
 logger = logging.getLogger(__name__)
+
+# The models' tables, typed as tables (the declarative __table__ is a FromClause).
+REFLECTIONS = cast(sa.Table, Reflection.__table__)
+INSIGHTS = cast(sa.Table, AgentInsight.__table__)
 
 STREAM = {"stream_results": True, "yield_per": 500}
 
@@ -212,7 +216,7 @@ def light_dreaming(ctx: RunContext) -> JobResult:
                     }
                 )
             users += len(values)
-            written += _insert_new(connection, Reflection.__table__, values)
+            written += _insert_new(connection, REFLECTIONS, values)
             connection.commit()
         result = {
             "date": params["day"].isoformat(),
@@ -239,7 +243,7 @@ def _memory_plan(
 ) -> list[tuple[int, list[int]]]:
     """(survivor, duplicates) per group of near-identical memories of one kind. The
     survivor is a pinned one if any is pinned, else the oldest."""
-    plan = []
+    plan: list[tuple[int, list[int]]] = []
     ordered = sorted(memories, key=lambda m: (m.kind, not m.pinned, m.created_at, m.id))
     for _, same_kind in itertools.groupby(ordered, key=lambda m: m.kind):
         items = [(m.id, m.content) for m in same_kind]
@@ -369,6 +373,6 @@ def _claim_insights(
     that wrote one first keeps it, and its merges)."""
     if not values:
         return set()
-    table = AgentInsight.__table__
+    table = INSIGHTS
     statement = insert(table).values(values).on_conflict_do_nothing()
     return set(connection.execute(statement.returning(table.c.user_id)).scalars())

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -129,7 +130,7 @@ def deliver_pending(engine: Engine, settings: Settings) -> dict[str, int]:
                 return {"alerts_sent": sent, "alerts_unsent": 0}
 
 
-def _release(engine: Engine, rows: list[Any], error: str) -> None:
+def _release(engine: Engine, rows: Sequence[Any], error: str) -> None:
     with engine.begin() as connection:
         for lease in {row.claimed_until for row in rows}:
             ids = [row.id for row in rows if row.claimed_until == lease]

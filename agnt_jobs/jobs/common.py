@@ -18,7 +18,7 @@ from sqlalchemy.engine import Engine
 
 from agnt_jobs.clients.channel import ChannelGateway
 from agnt_jobs.delivery import outbox
-from agnt_jobs.scheduler.bodies import RunContext
+from agnt_jobs.scheduler.bodies import JobResult, RunContext
 from agnt_jobs.walk import chunk_transaction, repeat_until_short
 
 logger = logging.getLogger(__name__)
@@ -118,8 +118,8 @@ def deliver(ctx: RunContext, client: ChannelGateway, *kinds: str) -> dict[str, i
     )
 
 
-def summary(counts: Mapping[str, int], delivery: Mapping[str, int]) -> dict[str, int]:
+def summary(counts: Mapping[str, int], delivery: Mapping[str, int]) -> JobResult:
     """The job's result: its own counts (without ``scanned``) and the delivery's."""
-    result = {k: int(v) for k, v in counts.items() if k != "scanned"}
+    result: JobResult = {k: int(v) for k, v in counts.items() if k != "scanned"}
     result.update(delivery)
     return result

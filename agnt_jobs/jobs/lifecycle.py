@@ -191,14 +191,19 @@ def purge_deleted_users(ctx: RunContext) -> JobResult:
     purged = bookings = messages = chunks = 0
     while True:
         with ctx.engine.begin() as connection:
-            row = connection.execute(
-                PURGE_USERS, {"cutoff": cutoff, "limit": ctx.settings.job_chunk_size}
-            ).one()
+            row = (
+                connection.execute(
+                    PURGE_USERS,
+                    {"cutoff": cutoff, "limit": ctx.settings.job_chunk_size},
+                )
+                .one()
+                ._mapping
+            )
         chunks += 1
-        purged += row.count
-        bookings += row.bookings
-        messages += row.messages
-        if row.count < ctx.settings.job_chunk_size:
+        purged += row["count"]
+        bookings += row["bookings"]
+        messages += row["messages"]
+        if row["count"] < ctx.settings.job_chunk_size:
             break
     result = {
         "users_purged": purged,

@@ -17,6 +17,7 @@ the difference.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable
 from typing import Any, LiteralString, TypeVar
 
@@ -24,11 +25,37 @@ import psycopg
 import psycopg_pool
 from procrastinate import PsycopgConnector
 from procrastinate.connector import BaseConnector
+from psycopg_pool.pool_async import AddConnection
 
 from agnt_jobs.db import conninfo, database_url, migrate
 from agnt_jobs.settings import ConfigError, get_settings
 
 T = TypeVar("T")
+
+
+class OutageAwarePool(psycopg_pool.AsyncConnectionPool):
+    """psycopg's pool, fit to outlive an outage.
+
+    The stock pool retries a lost connection with a delay that doubles without a
+    cap and gives up after ``reconnect_timeout``: after a minute down, its next
+    attempt could be a minute after the database is back. Here the delay is capped
+    (``AGNT_DB_RETRY_MAX_SECONDS``) and it never gives up. Its warning for each
+    failed attempt is dropped: the worker's outage lines say it once.
+    """
+
+    max_reconnect_delay = 4.0
+
+    async def schedule_task(self, task: Any, delay: float) -> None:
+        if isinstance(task, AddConnection):
+            delay = min(delay, self.max_reconnect_delay)
+        await super().schedule_task(task, delay)
+
+
+def _quiet_reconnects(record: logging.LogRecord) -> bool:
+    return not str(record.msg).startswith(("error connecting in", "reconnection"))
+
+
+logging.getLogger("psycopg.pool").addFilter(_quiet_reconnects)
 
 
 def autocommit_pool(**kwargs: Any) -> psycopg_pool.AsyncConnectionPool:
@@ -41,7 +68,9 @@ def autocommit_pool(**kwargs: Any) -> psycopg_pool.AsyncConnectionPool:
         if configure is not None:
             await configure(connection)
 
-    return psycopg_pool.AsyncConnectionPool(configure=setup, **kwargs)
+    pool = OutageAwarePool(configure=setup, reconnect_timeout=float("inf"), **kwargs)
+    pool.max_reconnect_delay = get_settings().db_retry_max_seconds
+    return pool
 
 
 class SettingsConnector(PsycopgConnector):

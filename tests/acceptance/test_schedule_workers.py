@@ -9,141 +9,42 @@ No timing asserts: the tests wait for outcomes and check them in the database.
 from __future__ import annotations
 
 import itertools
-import os
 import signal
 import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from datetime import datetime, timedelta
-from pathlib import Path
+from datetime import timedelta
 
 import pytest
-import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-ROOT = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
-APP = "--app=tests.acceptance.ticking_app.app"
-SECOND = timedelta(seconds=1)
+from tests.support import ticking
+from tests.support.ticking import APP, BIN, ROOT, SECOND
 
 pytestmark = pytest.mark.slow
-
-
-def _env(db_url: str, **extra: str) -> dict[str, str]:
-    return {
-        **os.environ,
-        "AGNT_DATABASE_URL": db_url,
-        "PYTHONPATH": str(ROOT),
-        "AGNT_LOG_FORMAT": "text",
-        **extra,
-    }
-
-
-def _wait_for(predicate: Callable[[], bool], timeout: float = 40.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise AssertionError("condition not met in time")
-
-
-@contextmanager
-def _workers(env: dict[str, str], count: int = 1) -> Iterator[list[subprocess.Popen]]:
-    processes = [
-        subprocess.Popen(
-            [BIN / "procrastinate", APP, "worker", f"--name=w{n}"],
-            env=env,
-            cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        for n in range(count)
-    ]
-    try:
-        yield processes
-    finally:
-        for process in processes:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for process in processes:
-            process.wait(timeout=30)
-
-
-def _query(engine: Engine, sql: str, **params: object) -> list[sa.Row]:
-    with engine.connect() as connection:
-        return list(connection.execute(sa.text(sql), params))
-
-
-def _ticks(engine: Engine, schedule_id: str) -> list[sa.Row]:
-    return _query(
-        engine,
-        "SELECT tick_at, outcome, reason, missed_since, job_id, decided_at "
-        "FROM schedule_ticks WHERE schedule_id = :id ORDER BY tick_at",
-        id=schedule_id,
-    )
-
-
-def _job_ticks(engine: Engine, task: str) -> list[int]:
-    rows = _query(
-        engine,
-        "SELECT (args->>'timestamp')::bigint FROM procrastinate_jobs "
-        "WHERE task_name = :t ORDER BY 1",
-        t=task,
-    )
-    return [row[0] for row in rows]
-
-
-def _db_now(engine: Engine) -> datetime:
-    return _query(engine, "SELECT now()")[0][0]
-
-
-def _set_enabled(engine: Engine, schedule_id: str, enabled: bool) -> datetime:
-    """Flip the switch with plain SQL, as an operator may; the commit time."""
-    with engine.begin() as connection:
-        connection.execute(
-            sa.text("UPDATE schedules SET enabled = :e WHERE id = :id"),
-            {"e": enabled, "id": schedule_id},
-        )
-    return _db_now(engine)
-
-
-def _decided(ticks: list[sa.Row], period: timedelta) -> list[datetime]:
-    """Every tick instant the decisions cover (a missed range covers several)."""
-    instants = []
-    for tick in ticks:
-        instant = tick.missed_since or tick.tick_at
-        while instant <= tick.tick_at:
-            instants.append(instant)
-            instant += period
-    return instants
-
-
-def _assert_every_tick_decided_once(ticks: list[sa.Row], period: timedelta) -> None:
-    instants = _decided(ticks, period)
-    assert instants == [instants[0] + i * period for i in range(len(instants))]
 
 
 def test_three_workers_defer_each_tick_once_without_overlap_and_honour_pause(
     db_url: str, engine: Engine
 ) -> None:
-    env = _env(db_url, AGNT_TEST_SCHEDULES="test_tick,test_overlap")
-    with _workers(env, count=3):
-        _wait_for(lambda: len(_job_ticks(engine, "test_tick")) >= 4)
-        paused_at = _set_enabled(engine, "test_tick", False)
-        _wait_for(
-            lambda: _ticks(engine, "test_tick")[-1].tick_at > paused_at + 2 * SECOND
+    env = ticking.env(db_url, AGNT_TEST_SCHEDULES="test_tick,test_overlap")
+    with ticking.workers(env, count=3):
+        ticking.wait_for(lambda: len(ticking.job_ticks(engine, "test_tick")) >= 4)
+        paused_at = ticking.set_enabled(engine, "test_tick", False)
+        ticking.wait_for(
+            lambda: (
+                ticking.ticks(engine, "test_tick")[-1].tick_at > paused_at + 2 * SECOND
+            )
         )
-        resumed_at = _set_enabled(engine, "test_tick", True)
-        _wait_for(
-            lambda: _ticks(engine, "test_tick")[-1].tick_at > resumed_at + 2 * SECOND
+        resumed_at = ticking.set_enabled(engine, "test_tick", True)
+        ticking.wait_for(
+            lambda: (
+                ticking.ticks(engine, "test_tick")[-1].tick_at > resumed_at + 2 * SECOND
+            )
         )
-        _wait_for(
+        ticking.wait_for(
             lambda: (
                 len(
-                    _query(
+                    ticking.query(
                         engine,
                         "SELECT 1 FROM job_runs WHERE task_name = 'test_overlap' "
                         "AND finished_at IS NOT NULL",
@@ -153,11 +54,11 @@ def test_three_workers_defer_each_tick_once_without_overlap_and_honour_pause(
             )
         )
 
-    ticks = _ticks(engine, "test_tick")
-    _assert_every_tick_decided_once(ticks, SECOND)
+    ticks = ticking.ticks(engine, "test_tick")
+    ticking.assert_every_tick_decided_once(ticks, SECOND)
     deferred = [t for t in ticks if t.outcome == "deferred"]
     # One job per deferred tick, none for any other tick.
-    assert _job_ticks(engine, "test_tick") == [
+    assert ticking.job_ticks(engine, "test_tick") == [
         int(t.tick_at.timestamp()) for t in deferred
     ]
     assert len({t.job_id for t in deferred}) == len(deferred)
@@ -172,8 +73,8 @@ def test_three_workers_defer_each_tick_once_without_overlap_and_honour_pause(
             assert (tick.outcome, tick.reason) == ("skipped", "paused"), tick
     assert any(tick.reason == "paused" for tick in ticks)
 
-    overlap_ticks = _ticks(engine, "test_overlap")
-    _assert_every_tick_decided_once(overlap_ticks, SECOND)
+    overlap_ticks = ticking.ticks(engine, "test_overlap")
+    ticking.assert_every_tick_decided_once(overlap_ticks, SECOND)
     # A tick whose previous run still waits is skipped (at most one waits); on a
     # loaded machine a pass can also come late enough to miss one.
     assert {(t.outcome, t.reason) for t in overlap_ticks} <= {
@@ -181,7 +82,7 @@ def test_three_workers_defer_each_tick_once_without_overlap_and_honour_pause(
         ("skipped", "queued"),
         ("skipped", "misfire"),
     }
-    runs = _query(
+    runs = ticking.query(
         engine,
         "SELECT started_at, finished_at FROM job_runs WHERE task_name = "
         "'test_overlap' AND finished_at IS NOT NULL ORDER BY started_at",
@@ -195,36 +96,38 @@ def test_restart_catches_up_a_catch_up_schedule_and_not_a_skip_one(
 ) -> None:
     # A small tolerance, so that even the latest tick missed by a skip schedule
     # during the downtime is not run when the worker comes back.
-    env = _env(
+    env = ticking.env(
         db_url,
         AGNT_TEST_SCHEDULES="test_catch_up,test_skip",
         AGNT_SCHEDULE_MISFIRE_TOLERANCE_SECONDS="0.5",
     )
     period = 2 * SECOND
-    with _workers(env):
-        _wait_for(
+    with ticking.workers(env):
+        ticking.wait_for(
             lambda: (
-                len(_job_ticks(engine, "test_catch_up")) >= 2
-                and len(_job_ticks(engine, "test_skip")) >= 2
+                len(ticking.job_ticks(engine, "test_catch_up")) >= 2
+                and len(ticking.job_ticks(engine, "test_skip")) >= 2
             )
         )
-    last_catch_up = _ticks(engine, "test_catch_up")[-1].tick_at
-    last_skip = _ticks(engine, "test_skip")[-1].tick_at
+    last_catch_up = ticking.ticks(engine, "test_catch_up")[-1].tick_at
+    last_skip = ticking.ticks(engine, "test_skip")[-1].tick_at
     time.sleep(5)  # downtime: at least two ticks of each pass with no worker
-    restarted_at = _db_now(engine)
-    with _workers(env):
-        _wait_for(
+    restarted_at = ticking.db_now(engine)
+    with ticking.workers(env):
+        ticking.wait_for(
             lambda: (
-                _ticks(engine, "test_catch_up")[-1].tick_at > restarted_at + period
-                and _ticks(engine, "test_skip")[-1].tick_at > restarted_at + period
+                ticking.ticks(engine, "test_catch_up")[-1].tick_at
+                > restarted_at + period
+                and ticking.ticks(engine, "test_skip")[-1].tick_at
+                > restarted_at + period
             )
         )
 
     # catch_up: every tick, those of the downtime included, deferred exactly once.
-    ticks = _ticks(engine, "test_catch_up")
-    _assert_every_tick_decided_once(ticks, period)
+    ticks = ticking.ticks(engine, "test_catch_up")
+    ticking.assert_every_tick_decided_once(ticks, period)
     assert {t.outcome for t in ticks} == {"deferred"}
-    assert _job_ticks(engine, "test_catch_up") == [
+    assert ticking.job_ticks(engine, "test_catch_up") == [
         int(t.tick_at.timestamp()) for t in ticks
     ]
     caught_up = [t for t in ticks if last_catch_up < t.tick_at < restarted_at]
@@ -232,15 +135,15 @@ def test_restart_catches_up_a_catch_up_schedule_and_not_a_skip_one(
     assert all(t.decided_at >= restarted_at for t in caught_up)
 
     # skip: every tick decided once; the downtime's recorded missed, none run.
-    after = [t for t in _ticks(engine, "test_skip") if t.tick_at > last_skip]
-    decided = _decided(after, period)
+    after = [t for t in ticking.ticks(engine, "test_skip") if t.tick_at > last_skip]
+    decided = ticking.decided(after, period)
     assert decided == [last_skip + (i + 1) * period for i in range(len(decided))]
     deferred = [int(t.tick_at.timestamp()) for t in after if t.outcome == "deferred"]
     downtime = [t for t in decided if t < restarted_at]
     assert len(downtime) >= 2
     assert not {int(t.timestamp()) for t in downtime} & set(deferred)
     assert [
-        t for t in _job_ticks(engine, "test_skip") if t > last_skip.timestamp()
+        t for t in ticking.job_ticks(engine, "test_skip") if t > last_skip.timestamp()
     ] == (deferred)
 
 
@@ -250,14 +153,14 @@ def test_a_sigkilled_workers_job_is_retried_by_the_rescue_schedule(
     fast = {"AGNT_WORKER_HEARTBEAT_SECONDS": "0.5", "AGNT_STALLED_WORKER_SECONDS": "2"}
     subprocess.run(
         [BIN / "procrastinate", APP, "defer", "test_long"],
-        env=_env(db_url),
+        env=ticking.env(db_url),
         cwd=ROOT,
         check=True,
         capture_output=True,
     )
 
     def status() -> str | None:
-        rows = _query(
+        rows = ticking.query(
             engine,
             "SELECT status::text FROM procrastinate_jobs WHERE task_name = 'test_long'",
         )
@@ -265,22 +168,26 @@ def test_a_sigkilled_workers_job_is_retried_by_the_rescue_schedule(
 
     def body_started() -> bool:
         return bool(
-            _query(engine, "SELECT 1 FROM job_runs WHERE task_name = 'test_long'")
+            ticking.query(
+                engine, "SELECT 1 FROM job_runs WHERE task_name = 'test_long'"
+            )
         )
 
-    with _workers(_env(db_url, AGNT_TEST_LONG_SECONDS="60", **fast)) as [doomed]:
-        _wait_for(body_started)
+    with ticking.workers(ticking.env(db_url, AGNT_TEST_LONG_SECONDS="60", **fast)) as [
+        doomed
+    ]:
+        ticking.wait_for(body_started)
         doomed.send_signal(signal.SIGKILL)
         doomed.wait(timeout=10)
     assert status() == "doing"  # nothing else will ever finish it
 
-    rescuer_env = _env(
+    rescuer_env = ticking.env(
         db_url, AGNT_TEST_LONG_SECONDS="0.1", AGNT_TEST_FAST_RESCUE="1", **fast
     )
-    with _workers(rescuer_env):
-        _wait_for(lambda: status() == "succeeded")
+    with ticking.workers(rescuer_env):
+        ticking.wait_for(lambda: status() == "succeeded")
 
-    attempts = _query(
+    attempts = ticking.query(
         engine,
         "SELECT attempt, status, error FROM job_runs WHERE task_name = 'test_long' "
         "ORDER BY attempt",
@@ -290,7 +197,7 @@ def test_a_sigkilled_workers_job_is_retried_by_the_rescue_schedule(
         (2, "succeeded"),
     ]
     assert attempts[0].error.startswith("WorkerLost:")
-    rescues = _query(
+    rescues = ticking.query(
         engine,
         "SELECT result FROM job_runs WHERE task_name = 'rescue_stalled_jobs' "
         "AND (result->>'retried')::int > 0",

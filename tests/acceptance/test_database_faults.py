@@ -1,0 +1,105 @@
+"""Workers outlive their database: three real ``procrastinate worker`` processes on a
+private PostgreSQL cluster that the test restarts and stops. Every process stays
+alive, every tick is decided once and as its misfire policy says, and no job is left
+``doing`` or run twice."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from agnt_jobs.db import create_engine, migrate
+from tests.support import ticking
+from tests.support.pgcluster import PgCluster
+
+pytestmark = pytest.mark.slow
+PERIOD = timedelta(seconds=2)  # test_catch_up and test_skip tick every 2 s
+
+
+@pytest.fixture
+def cluster() -> Iterator[PgCluster]:
+    cluster = PgCluster(Path(tempfile.mkdtemp(prefix="agnt-pg-")))
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.cleanup()
+
+
+def _alive(processes: list) -> bool:
+    return all(process.poll() is None for process in processes)
+
+
+def _statuses(engine: Engine) -> dict[str, int]:
+    with engine.connect() as connection:
+        rows = connection.execute(
+            sa.text(
+                "SELECT status::text, count(*) FROM procrastinate_jobs "
+                "WHERE task_name LIKE 'test_%' GROUP BY 1"
+            )
+        )
+        return {status: count for status, count in rows}
+
+
+def test_three_workers_outlive_a_restart_and_an_outage(cluster: PgCluster) -> None:
+    url = cluster.create_database("agnt")
+    migrate.upgrade(url, "head")
+    engine = create_engine(url, poolclass=sa.pool.NullPool)
+    env = ticking.env(
+        url,
+        AGNT_TEST_SCHEDULES="test_catch_up,test_skip",
+        AGNT_SCHEDULE_MISFIRE_TOLERANCE_SECONDS="0.5",
+        AGNT_DB_RETRY_MAX_SECONDS="1",
+    )
+    with ticking.workers(env, count=3) as workers:
+        ticking.wait_for(lambda: len(ticking.job_ticks(engine, "test_skip")) >= 2)
+
+        cluster.restart()
+        time.sleep(3)
+        assert _alive(workers)
+
+        last_skip = ticking.ticks(engine, "test_skip")[-1].tick_at
+        cluster.stop()
+        down_from = datetime.now(UTC)
+        time.sleep(5)  # at least two ticks of each schedule pass unseen
+        assert _alive(workers)
+        cluster.start()
+        back_at = datetime.now(UTC)
+        ticking.wait_for(
+            lambda: all(
+                ticking.ticks(engine, schedule)[-1].tick_at > back_at + PERIOD
+                for schedule in ("test_catch_up", "test_skip")
+            )
+        )
+        assert _alive(workers)
+    assert [worker.returncode for worker in workers] == [0, 0, 0]
+
+    # catch_up: every tick, the outage's included, deferred exactly once.
+    ticks = ticking.ticks(engine, "test_catch_up")
+    ticking.assert_every_tick_decided_once(ticks, PERIOD)
+    assert {tick.outcome for tick in ticks} == {"deferred"}
+    assert ticking.job_ticks(engine, "test_catch_up") == [
+        int(tick.tick_at.timestamp()) for tick in ticks
+    ]
+    during = [t for t in ticks if down_from + PERIOD < t.tick_at < back_at - PERIOD]
+    assert len(during) >= 1
+    assert all(t.decided_at >= back_at - timedelta(seconds=1) for t in during)
+
+    # skip: every tick decided once; the outage's recorded missed, none run.
+    after = [t for t in ticking.ticks(engine, "test_skip") if t.tick_at > last_skip]
+    decided = ticking.decided(after, PERIOD)
+    assert decided == [last_skip + (i + 1) * PERIOD for i in range(len(decided))]
+    deferred = {int(t.tick_at.timestamp()) for t in after if t.outcome == "deferred"}
+    missed = [t for t in decided if down_from + PERIOD < t < back_at - PERIOD]
+    assert missed and not {int(t.timestamp()) for t in missed} & deferred
+
+    # Nothing left running, nothing failed: a run cut off was retried.
+    statuses = _statuses(engine)
+    assert set(statuses) <= {"succeeded", "todo"}, statuses

@@ -1,0 +1,123 @@
+"""A private PostgreSQL cluster a test may restart, stop and start, for fault tests.
+
+It runs the server's own ``initdb`` and ``pg_ctl``: the machine's (``pg_config
+--bindir``) when they are installed, else the embedded ``pgserver`` wheel's, which
+ships the same programs, so fault tests run on a bare machine too. ``initdb``
+refuses to run as root: as root, the programs run as the ``postgres`` OS user on a
+data directory that user owns; with no such user the test is skipped, saying so.
+The cluster listens on 127.0.0.1 on a port of its own, trusts local connections and
+skips durability (``fsync=off``): it lives for one test.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+
+
+def _bindir() -> Path:
+    try:
+        machine = subprocess.run(
+            ["pg_config", "--bindir"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        if (Path(machine) / "initdb").exists():
+            return Path(machine)
+    except (OSError, subprocess.CalledProcessError):
+        pass
+    import pgserver
+
+    return Path(pgserver.__file__).parent / "pginstall" / "bin"
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class PgCluster:
+    def __init__(self, root: Path) -> None:
+        self.bindir = _bindir()
+        self.port = _free_port()
+        self.root = root
+        self.data = root / "data"
+        self.log = root / "server.log"
+        self._as: list[str] = []
+        if os.geteuid() == 0:
+            try:
+                owner = pwd.getpwnam("postgres")
+            except KeyError:
+                pytest.skip("fault tests run as root need a 'postgres' OS user")
+            self._as = ["runuser", "-u", "postgres", "--"]
+            os.chown(root, owner.pw_uid, owner.pw_gid)
+        self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres")
+
+    def _run(self, program: str, *args: str) -> None:
+        result = subprocess.run(
+            [*self._as, str(self.bindir / program), *args],
+            capture_output=True,
+            text=True,
+        )
+        if result.returncode != 0:
+            tail = self.log.read_text()[-2000:] if self.log.exists() else ""
+            raise RuntimeError(f"{program} failed: {result.stderr}\n{tail}")
+
+    def url(self, dbname: str = "postgres") -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{dbname}"
+
+    def start(self) -> None:
+        options = (
+            f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 "
+            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        )
+        self._run(
+            "pg_ctl",
+            "-D",
+            str(self.data),
+            "-o",
+            options,
+            "-l",
+            str(self.log),
+            "-w",
+            "start",
+        )
+
+    def stop(self) -> None:
+        self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def create_database(self, name: str) -> str:
+        with psycopg.connect(self.url(), autocommit=True) as admin:
+            admin.execute(f"CREATE DATABASE {name}")
+        return self.url(name)
+
+    def accepting(self) -> bool:
+        try:
+            psycopg.connect(self.url(), connect_timeout=1).close()
+        except psycopg.OperationalError:
+            return False
+        return True
+
+    def wait_until_accepting(self, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while not self.accepting():
+            assert time.monotonic() < deadline, "the cluster did not come up"
+            time.sleep(0.1)
+
+    def cleanup(self) -> None:
+        if (self.data / "postmaster.pid").exists():
+            with contextlib.suppress(RuntimeError):
+                self.stop()
+        shutil.rmtree(self.root, ignore_errors=True)

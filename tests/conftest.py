@@ -17,7 +17,6 @@ import uuid
 from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
@@ -27,6 +26,7 @@ from sqlalchemy.engine import Engine
 
 import agnt_jobs.app  # noqa: F401  (every body registered, as in a worker)
 from agnt_jobs import db, logs, settings
+from agnt_jobs.db.connect import with_dbname
 from agnt_jobs.db.migrate import PROJECT_ROOT, upgrade
 
 TEMPLATE_LOCK_KEY = 0x74706C  # "tpl": one process builds a given template
@@ -86,10 +86,6 @@ def _embedded_url(tmp: Path) -> str:
 _cleanups: list = []
 
 
-def _with_dbname(url: str, name: str) -> str:
-    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
-
-
 def _schema_fingerprint() -> str:
     digest = hashlib.sha256(metadata.version("procrastinate").encode())
     for path in sorted((PROJECT_ROOT / "migrations").rglob("*.py")):
@@ -133,7 +129,7 @@ def template_name(server_url: str) -> str:
                 admin.execute(
                     sql.SQL("CREATE DATABASE {}").format(sql.Identifier(building))
                 )
-                upgrade(_with_dbname(server_url, building), "head")
+                upgrade(with_dbname(server_url, building), "head")
                 admin.execute(
                     sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
                         sql.Identifier(building), sql.Identifier(name)
@@ -155,7 +151,7 @@ def db_url(server_url: str, template_name: str) -> Iterator[str]:
             )
         )
     try:
-        yield _with_dbname(server_url, name)
+        yield with_dbname(server_url, name)
     finally:
         with psycopg.connect(server_url, autocommit=True) as admin:
             admin.execute(

@@ -15,21 +15,17 @@ import secrets
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql
 
 from agnt_jobs import logs
+from agnt_jobs.db.connect import with_dbname
 from agnt_jobs.settings import ConfigError
 
 logger = logging.getLogger(__name__)
 
 PREFIX = "agnt_bench_"
-
-
-def with_dbname(url: str, name: str) -> str:
-    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
 
 
 class ScratchServer:

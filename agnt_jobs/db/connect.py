@@ -61,6 +61,13 @@ def conninfo(url: str) -> str:
     return make_conninfo("", **params)
 
 
+def with_dbname(url: str, name: str) -> str:
+    """The same server (or servers), another database."""
+    if "://" not in url:
+        return make_conninfo(url, dbname=name)
+    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
+
+
 def redact(url: str) -> str:
     """The URL with its password replaced, for logs and error messages."""
     try:

@@ -14,8 +14,8 @@ from urllib.parse import quote
 import psycopg
 import pytest
 
+from agnt_jobs.db.connect import with_dbname
 from agnt_jobs.db.migrate import head_revision
-from tests.conftest import _with_dbname
 
 BIN = Path(sys.executable).parent
 APP = "--app=agnt_jobs.app.app"
@@ -30,7 +30,7 @@ def empty_url(server_url: str) -> Iterator[str]:
     with psycopg.connect(server_url, autocommit=True) as admin:
         admin.execute(f"CREATE DATABASE {name}")
     try:
-        yield _with_dbname(server_url, name)
+        yield with_dbname(server_url, name)
     finally:
         with psycopg.connect(server_url, autocommit=True) as admin:
             admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

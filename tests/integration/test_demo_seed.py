@@ -20,6 +20,7 @@ from psycopg import sql
 from sqlalchemy.engine import Engine
 
 from agnt_jobs import db, demo, timeutil
+from agnt_jobs.db.connect import with_dbname
 from agnt_jobs.demo.registry import SEEDERS
 from agnt_jobs.scheduler.bodies import BODIES
 from agnt_jobs.settings import Settings
@@ -59,7 +60,7 @@ def other_engine(server_url: str, template_name: str) -> Iterator[Engine]:
                 sql.Identifier(name), sql.Identifier(template_name)
             )
         )
-    url = server_url.rsplit("/", 1)[0] + f"/{name}"
+    url = with_dbname(server_url, name)
     engine = db.create_engine(url)
     yield engine
     engine.dispose()

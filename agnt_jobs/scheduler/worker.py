@@ -114,18 +114,44 @@ class AgntWorker(worker.Worker):
         writer = writer_for(self.app.connector)
         try:
             if writer is None:
-                await super().run()
+                await self._run()
             else:
                 async with writer:
                     self.history = writer
                     try:
-                        await super().run()
+                        await self._run()
                     finally:
                         self.history = None
         except DatabaseGone as gone:
             self.failure = str(gone)
         if self.failure:
             raise WorkerFailed(self.failure)
+
+    async def _run(self) -> None:
+        """Procrastinate's ``Worker.run``, with its two start-up queries waiting out
+        a lost database like every other query of the worker."""
+        self._stop_event.clear()
+        await self.reached(
+            "start",
+            lambda: self.app.job_manager.prune_stalled_workers(
+                self.stalled_worker_timeout
+            ),
+        )
+        self.worker_id = await self.reached(
+            "register", self.app.job_manager.register_worker
+        )
+        self.run_task = asyncio.current_task()
+        self._loop = asyncio.get_running_loop()
+        loop_task = asyncio.create_task(self._run_loop(), name="worker loop")
+        try:
+            # Cancelling the worker stops it gracefully rather than mid-job.
+            await asyncio.shield(loop_task)
+        except asyncio.CancelledError:
+            self.stop()
+            await loop_task
+            raise
+        finally:
+            self._loop = None
 
     def fail(self, reason: str) -> None:
         """Stop the worker because of a fault; it will exit non-zero."""

@@ -11,7 +11,10 @@ One module per family:
   changed, peak RSS, against one hand-written SQL statement (``cases``) and
   against the same work on a table ten times smaller;
 * ``fanout``: messages per second from the send queue to a local gateway, at
-  several concurrencies, against the bare gateway calls.
+  several concurrencies, against the bare gateway calls;
+* ``recovery``: three workers on a private cluster stopped for a minute: seconds
+  from its return to the first tick and job, and the log lines meanwhile, against
+  stock Procrastinate's workers under the same outage (``cluster``).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from agnt_jobs.bench.base import BenchContext
 from agnt_jobs.bench.report import Measurement, format_table, write_json
 from agnt_jobs.bench.scratch import scratch_server
 
-FAMILIES = ("scheduling", "queue", "jobs", "fanout")
+FAMILIES = ("scheduling", "queue", "jobs", "fanout", "recovery")
 
 
 class UnknownBenchmark(ValueError):
@@ -113,6 +116,10 @@ def run(options: Options) -> list[Measurement]:
                 from agnt_jobs.bench import fanout
 
                 measurements += fanout.run(ctx)
+            elif family == "recovery":
+                from agnt_jobs.bench import recovery
+
+                measurements += recovery.run(ctx)
     if options.json_path is not None:
         write_json(
             options.json_path,

@@ -5,19 +5,17 @@ alive, every tick is decided once and as its misfire policy says, and no job is 
 
 from __future__ import annotations
 
-import tempfile
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from agnt_jobs.bench.cluster import ClusterUnavailable, PgCluster
 from agnt_jobs.db import create_engine, migrate
 from tests.support import ticking
-from tests.support.pgcluster import PgCluster
 
 pytestmark = pytest.mark.slow
 PERIOD = timedelta(seconds=2)  # test_catch_up and test_skip tick every 2 s
@@ -25,7 +23,10 @@ PERIOD = timedelta(seconds=2)  # test_catch_up and test_skip tick every 2 s
 
 @pytest.fixture
 def cluster() -> Iterator[PgCluster]:
-    cluster = PgCluster(Path(tempfile.mkdtemp(prefix="agnt-pg-")))
+    try:
+        cluster = PgCluster.temporary()
+    except ClusterUnavailable as reason:
+        pytest.skip(str(reason))
     try:
         cluster.start()
         yield cluster

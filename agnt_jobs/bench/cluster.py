@@ -1,12 +1,13 @@
-"""A private PostgreSQL cluster a test may restart, stop and start, for fault tests.
+"""A private PostgreSQL cluster that may be restarted, stopped and started: the
+recovery benchmark's database, and the fault tests'.
 
 It runs the server's own ``initdb`` and ``pg_ctl``: the machine's (``pg_config
 --bindir``) when they are installed, else the embedded ``pgserver`` wheel's, which
 ships the same programs, so fault tests run on a bare machine too. ``initdb``
 refuses to run as root: as root, the programs run as the ``postgres`` OS user on a
-data directory that user owns; with no such user the test is skipped, saying so.
+data directory that user owns; with no such user ``ClusterUnavailable`` says so.
 The cluster listens on 127.0.0.1 on a port of its own, trusts local connections and
-skips durability (``fsync=off``): it lives for one test.
+skips durability (``fsync=off``): it lives for one test or one benchmark.
 """
 
 from __future__ import annotations
@@ -17,11 +18,15 @@ import pwd
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
 import psycopg
-import pytest
+
+
+class ClusterUnavailable(RuntimeError):
+    """This machine cannot run a private cluster; the message says why."""
 
 
 def _bindir() -> Path:
@@ -45,6 +50,13 @@ def _free_port() -> int:
 
 
 class PgCluster:
+    """``root`` must be a fresh directory outside any directory private to root
+    (``tempfile.mkdtemp()`` is); ``PgCluster.temporary()`` makes one."""
+
+    @classmethod
+    def temporary(cls) -> PgCluster:
+        return cls(Path(tempfile.mkdtemp(prefix="agnt-pg-")))
+
     def __init__(self, root: Path) -> None:
         self.bindir = _bindir()
         self.port = _free_port()
@@ -56,7 +68,9 @@ class PgCluster:
             try:
                 owner = pwd.getpwnam("postgres")
             except KeyError:
-                pytest.skip("fault tests run as root need a 'postgres' OS user")
+                raise ClusterUnavailable(
+                    "a private cluster run as root needs a 'postgres' OS user"
+                ) from None
             self._as = ["runuser", "-u", "postgres", "--"]
             os.chown(root, owner.pw_uid, owner.pw_gid)
         self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres")

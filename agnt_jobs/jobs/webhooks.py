@@ -4,20 +4,20 @@ deliveries is disabled."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections import Counter
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Row
+from sqlalchemy.engine import Connection, Engine, Row
 
 from agnt_jobs import logs
 from agnt_jobs.clients.errors import ClientError
 from agnt_jobs.clients.webhooks import WebhookSender
-from agnt_jobs.delivery import deadletters
+from agnt_jobs.delivery import deadletters, lease
 from agnt_jobs.delivery.backoff import backoff_seconds
 from agnt_jobs.scheduler.bodies import JobResult, RunContext, job
 from agnt_jobs.settings import Settings
@@ -106,15 +106,6 @@ COUNT_DEAD = sa.text(
 )
 
 
-def _send(sender: WebhookSender, row: Row[Any]) -> int | ClientError:
-    try:
-        return sender.deliver(
-            row.url, row.secret, row.id, row.event_type, row.payload, int(time.time())
-        )
-    except ClientError as error:
-        return error
-
-
 def _is_final(row: Row[Any], outcome: ClientError, settings: Settings) -> bool:
     return outcome.status == GONE or row.attempts >= settings.webhook_max_attempts
 
@@ -157,35 +148,36 @@ def _kill(
 
 
 def _record(
-    ctx: RunContext, rows: Sequence[Row[Any]], outcomes: Sequence[int | ClientError]
+    settings: Settings,
+    connection: Connection,
+    rows: Sequence[Row[Any]],
+    outcomes: Sequence[int | ClientError],
 ) -> Counter[str]:
     counts: Counter[str] = Counter()
-    settings = ctx.settings
-    with ctx.engine.begin() as connection:
-        for row, outcome in zip(rows, outcomes, strict=True):
-            lease = {"id": row.id, "lease": row.claimed_until}
-            if isinstance(outcome, int):
-                connection.execute(MARK_DELIVERED, {**lease, "code": outcome})
-                counts["delivered"] += 1
-            elif _is_final(row, outcome, settings):
-                if _kill(connection, row, outcome, settings):
-                    counts["endpoints_disabled"] += 1
-                    logger.warning(
-                        "webhook endpoint disabled",
-                        extra=logs.event(
-                            "webhook_endpoint_disabled", endpoint_id=row.endpoint_id
-                        ),
-                    )
-                counts["dead"] += 1
-            else:
-                delay = backoff_seconds(
-                    row.attempts,
-                    settings.webhook_backoff_base_seconds,
-                    settings.webhook_backoff_max_seconds,
+    for row, outcome in zip(rows, outcomes, strict=True):
+        claim = {"id": row.id, "lease": row.claimed_until}
+        if isinstance(outcome, int):
+            connection.execute(MARK_DELIVERED, {**claim, "code": outcome})
+            counts["delivered"] += 1
+        elif _is_final(row, outcome, settings):
+            if _kill(connection, row, outcome, settings):
+                counts["endpoints_disabled"] += 1
+                logger.warning(
+                    "webhook endpoint disabled",
+                    extra=logs.event(
+                        "webhook_endpoint_disabled", endpoint_id=row.endpoint_id
+                    ),
                 )
-                params = {**lease, "error": str(outcome), "code": outcome.status}
-                connection.execute(MARK_FAILED, {**params, "delay": delay})
-                counts["failed"] += 1
+            counts["dead"] += 1
+        else:
+            delay = backoff_seconds(
+                row.attempts,
+                settings.webhook_backoff_base_seconds,
+                settings.webhook_backoff_max_seconds,
+            )
+            params = {**claim, "error": str(outcome), "code": outcome.status}
+            connection.execute(MARK_FAILED, {**params, "delay": delay})
+            counts["failed"] += 1
     return counts
 
 
@@ -203,32 +195,38 @@ def drain_webhook_retries(ctx: RunContext) -> JobResult:
     success between) disable the endpoint; its FAILED deliveries then wait, untried,
     until an operator re-enables it.
 
-    Deliveries are claimed ``webhook_batch_size`` at a time, sent
-    ``webhook_concurrency`` at once, and each batch recorded in one transaction.
+    A lease drain (``delivery.lease``): deliveries are claimed ``webhook_batch_size``
+    at a time, sent ``webhook_concurrency`` at once, and each batch recorded in one
+    transaction under the claim's lease.
     """
     settings = ctx.settings
-    totals: Counter[str] = Counter()
-    chunk = settings.webhook_batch
-    with (
-        WebhookSender(
-            settings.http_timeout_seconds, settings.webhook_concurrency
-        ) as sender,
-        ThreadPoolExecutor(max_workers=settings.webhook_concurrency) as pool,
-    ):
-        while True:
-            with ctx.engine.begin() as connection:
-                rows = connection.execute(
-                    CLAIM_DUE,
-                    {"limit": chunk, "lease": settings.webhook_claim_seconds},
-                ).all()
-            if rows:
-                outcomes = list(pool.map(lambda row: _send(sender, row), rows))
-                totals.update(_record(ctx, rows, outcomes))
-            if len(rows) < chunk:
-                break
+    with WebhookSender(
+        settings.http_timeout_seconds, settings.webhook_concurrency
+    ) as sender:
+        totals = drain(ctx.engine, settings, sender).run().counts
     names = ("delivered", "failed", "dead", "endpoints_disabled")
     result = {name: totals.get(name, 0) for name in names}
     logger.info(
         "webhook retries drained", extra=logs.event("webhooks_drained", **result)
     )
     return result
+
+
+def drain(
+    engine: Engine, settings: Settings, sender: WebhookSender
+) -> lease.LeaseDrain[int]:
+    """The webhook retries' lease drain."""
+    return lease.LeaseDrain(
+        name=DEAD_LETTER_SOURCE,
+        engine=engine,
+        config=lease.LeaseConfig(
+            batch_size=settings.webhook_batch,
+            concurrency=settings.webhook_concurrency,
+            lease_seconds=settings.webhook_claim_seconds,
+        ),
+        claim_sql=CLAIM_DUE,
+        send=lambda row: sender.deliver(
+            row.url, row.secret, row.id, row.event_type, row.payload, int(time.time())
+        ),
+        record=functools.partial(_record, settings),
+    )

@@ -151,15 +151,16 @@ def _record_one(
         # The product is gone or unreadable: recorded as checked for this tick
         # (no point asking again), tried again at the next one.
         params = {**claim, "error": str(outcome), "checked_at": checked_at}
-        connection.execute(RECORD_UNAVAILABLE, params)
-        return Counter(unavailable=1)
+        return Counter(
+            unavailable=connection.execute(RECORD_UNAVAILABLE, params).rowcount
+        )
     error = (
         "skipped: marketplace failing"
         if isinstance(outcome, lease.NotSent)
         else str(outcome)
     )
-    connection.execute(RELEASE, {**claim, "error": error})
-    return Counter(released=1)
+    released = connection.execute(RELEASE, {**claim, "error": error}).rowcount
+    return Counter(released=released)
 
 
 def _record(
@@ -169,6 +170,8 @@ def _record(
     rows: Sequence[Row[Any]],
     outcomes: Sequence[Price | ClientError],
 ) -> Counter[str]:
+    """Each outcome under the lease its row was claimed with; a watcher whose
+    lease another run now holds is neither written nor counted."""
     totals: Counter[str] = Counter()
     for row, outcome in zip(rows, outcomes, strict=True):
         totals.update(_record_one(connection, ctx, row, outcome, checked_at))

@@ -60,9 +60,11 @@ MARK_DELIVERED = sa.text(
             last_error = NULL, claimed_until = NULL
         WHERE id = :id AND claimed_until = :lease
         RETURNING endpoint_id
+    ), reset AS (
+        UPDATE webhook_endpoints SET dead_count = 0
+        WHERE id IN (SELECT endpoint_id FROM done) AND dead_count <> 0
     )
-    UPDATE webhook_endpoints SET dead_count = 0
-    WHERE id IN (SELECT endpoint_id FROM done) AND dead_count <> 0
+    SELECT count(*) FROM done
     """
 )
 
@@ -112,9 +114,10 @@ def _is_final(row: Row[Any], outcome: ClientError, settings: Settings) -> bool:
 
 def _kill(
     connection: Connection, row: Row[Any], error: ClientError, settings: Settings
-) -> bool:
-    """DEAD plus a dead letter, counted against the endpoint. Returns whether the
-    endpoint was disabled by this death. Only the lease holder may kill the row."""
+) -> Counter[str]:
+    """DEAD plus a dead letter, counted against the endpoint: ``dead`` and, if
+    this death disabled the endpoint, ``endpoints_disabled``. Only the lease
+    holder may kill the row; for any other, nothing is written or counted."""
     params = {
         "id": row.id,
         "lease": row.claimed_until,
@@ -122,7 +125,7 @@ def _kill(
         "code": error.status,
     }
     if connection.execute(MARK_DEAD, params).first() is None:
-        return False
+        return Counter()
     deadletters.record(
         connection,
         [
@@ -144,7 +147,13 @@ def _kill(
     }
     was_disabled = connection.execute(LOCK_ENDPOINT, params).scalar_one()
     is_disabled = connection.execute(COUNT_DEAD, params).scalar_one()
-    return is_disabled and not was_disabled
+    if is_disabled and not was_disabled:
+        logger.warning(
+            "webhook endpoint disabled",
+            extra=logs.event("webhook_endpoint_disabled", endpoint_id=row.endpoint_id),
+        )
+        return Counter(dead=1, endpoints_disabled=1)
+    return Counter(dead=1)
 
 
 def _record(
@@ -153,22 +162,16 @@ def _record(
     rows: Sequence[Row[Any]],
     outcomes: Sequence[int | ClientError],
 ) -> Counter[str]:
+    """Each outcome under the lease its row was claimed with; a row whose lease
+    another drain now holds is neither written nor counted."""
     counts: Counter[str] = Counter()
     for row, outcome in zip(rows, outcomes, strict=True):
         claim = {"id": row.id, "lease": row.claimed_until}
         if isinstance(outcome, int):
-            connection.execute(MARK_DELIVERED, {**claim, "code": outcome})
-            counts["delivered"] += 1
+            done = connection.execute(MARK_DELIVERED, {**claim, "code": outcome})
+            counts["delivered"] += done.scalar_one()
         elif _is_final(row, outcome, settings):
-            if _kill(connection, row, outcome, settings):
-                counts["endpoints_disabled"] += 1
-                logger.warning(
-                    "webhook endpoint disabled",
-                    extra=logs.event(
-                        "webhook_endpoint_disabled", endpoint_id=row.endpoint_id
-                    ),
-                )
-            counts["dead"] += 1
+            counts.update(_kill(connection, row, outcome, settings))
         else:
             delay = backoff_seconds(
                 row.attempts,
@@ -176,8 +179,8 @@ def _record(
                 settings.webhook_backoff_max_seconds,
             )
             params = {**claim, "error": str(outcome), "code": outcome.status}
-            connection.execute(MARK_FAILED, {**params, "delay": delay})
-            counts["failed"] += 1
+            failed = connection.execute(MARK_FAILED, {**params, "delay": delay})
+            counts["failed"] += failed.rowcount
     return counts
 
 

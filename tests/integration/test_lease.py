@@ -16,6 +16,10 @@ from agnt_jobs.delivery import outbox
 from agnt_jobs.settings import Settings, get_settings
 from tests.support.http_peers import FakeChannelGateway, Reply
 
+# What a sender whose lease ran out reports: it sent the message and recorded
+# nothing, since the row is no longer under its lease.
+LOST = {"sent": 0, "failed": 0, "dead": 0, "lease_lost": 1}
+
 
 def _enqueue(engine: Engine, count: int) -> None:
     with engine.begin() as connection:
@@ -124,12 +128,7 @@ def test_a_late_failure_does_not_touch_the_row_the_new_holder_is_sending(
             assert (claimed_by_b.status, claimed_by_b.attempts) == ("PENDING", 2)
 
             slow.release()
-            assert a.result(timeout=10) == {
-                "sent": 0,
-                "failed": 0,
-                "dead": 0,
-                "lease_lost": 1,
-            }
+            assert a.result(timeout=10) == LOST
             assert _rows(engine) == [claimed_by_b]  # B's claim, untouched
 
             second.release()
@@ -164,12 +163,7 @@ def test_a_late_refusal_does_not_undo_what_the_new_holder_recorded(
             assert _deliver(_settings(), engine) == {"sent": 1, "failed": 0, "dead": 0}
             (recorded_by_b,) = _rows(engine)
             slow.release()
-            assert a.result(timeout=10) == {
-                "sent": 0,
-                "failed": 0,
-                "dead": 0,
-                "lease_lost": 1,
-            }
+            assert a.result(timeout=10) == LOST
         finally:
             slow.release()
     assert _rows(engine) == [recorded_by_b]

@@ -54,6 +54,11 @@ class Held:
     def release(self) -> None:
         self._released.set()
 
+    def hold(self) -> None:
+        """In the server's thread: say the request arrived, wait for release."""
+        self.arrived.set()
+        self._released.wait(HOLD_LIMIT_SECONDS)
+
 
 class _Server(ThreadingHTTPServer):
     # The default backlog of 5 refuses connections when a job sends concurrently.
@@ -84,8 +89,7 @@ class LocalServer:
                     server.received.append(request)
                     held = server._holds.pop(0) if server._holds else None
                 if held is not None:
-                    held.arrived.set()
-                    held._released.wait(HOLD_LIMIT_SECONDS)
+                    held.hold()
                 reply = (held and held.reply) or server.responder(request)
                 payload = b"" if reply.body is None else json.dumps(reply.body).encode()
                 self.send_response(reply.status)

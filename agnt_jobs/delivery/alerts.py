@@ -5,23 +5,27 @@ idempotency key, then posted to the alerts webhook until it is sent.
 Queuing with the fact makes "alert exactly once per change" a database property:
 two monitors racing cannot both queue it, and a webhook outage or a crash after
 the change loses nothing; the next run posts what is still unsent, oldest first.
-Posting claims rows with a lease (``FOR UPDATE SKIP LOCKED``), so two runs never
-post the same alert; a crash after posting re-posts it with the same key.
+Posting is a lease drain (``delivery.lease``): it claims rows with a lease (``FOR
+UPDATE SKIP LOCKED``), so two runs never post the same alert, posts them one at a
+time and records each batch under its lease; a crash after posting, before the
+batch is recorded, re-posts those alerts with the same key once the lease passes.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, Engine, Row
 
 from agnt_jobs import logs
 from agnt_jobs.clients.alerts import AlertsWebhook
 from agnt_jobs.clients.errors import ClientError
+from agnt_jobs.delivery import lease
 from agnt_jobs.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -61,7 +65,7 @@ MARK_SENT = sa.text(
 RELEASE = sa.text(
     """
     UPDATE alerts SET claimed_until = NULL, last_error = :error
-    WHERE id = ANY(:ids) AND claimed_until = :lease
+    WHERE id = :id AND claimed_until = :lease
     """
 )
 
@@ -84,9 +88,15 @@ def queue(
     return row is not None
 
 
-def deliver_pending(engine: Engine, settings: Settings) -> dict[str, int]:
+def deliver_pending(
+    engine: Engine, settings: Settings, *, stop: Callable[[], bool] | None = None
+) -> dict[str, int]:
     """Post every unsent alert in order; stop at the first failure (the rest would
-    fail the same way, and later alerts must not overtake earlier ones).
+    fail the same way, and later alerts must not overtake earlier ones), or when
+    ``stop()`` is true between batches.
+
+    ``alerts_unsent`` counts the alerts of the failing batch left unsent (the one
+    that failed and those after it).
 
     With no alerts webhook configured nothing is posted: alerts stay queued and are
     counted as ``alerts_unsent``, and a warning says what to set.
@@ -103,35 +113,62 @@ def deliver_pending(engine: Engine, settings: Settings) -> dict[str, int]:
                 extra=logs.event("alerts_not_configured", unsent=unsent),
             )
         return {"alerts_sent": 0, "alerts_unsent": unsent}
-    sent = 0
     with webhook:
-        while True:
-            with engine.begin() as connection:
-                rows = connection.execute(
-                    CLAIM_UNSENT,
-                    {"limit": CLAIM_CHUNK, "lease": settings.send_claim_seconds},
-                ).all()
-            for index, row in enumerate(rows):
-                try:
-                    webhook.post(row.kind, row.summary, row.data, row.idempotency_key)
-                except ClientError as error:
-                    _release(engine, rows[index:], str(error))
-                    logger.warning(
-                        "alert not delivered",
-                        extra=logs.event("alert_failed", alert_id=row.id),
-                    )
-                    return {"alerts_sent": sent, "alerts_unsent": len(rows) - index}
-                with engine.begin() as connection:
-                    connection.execute(
-                        MARK_SENT, {"id": row.id, "lease": row.claimed_until}
-                    )
-                sent += 1
-            if len(rows) < CLAIM_CHUNK:
-                return {"alerts_sent": sent, "alerts_unsent": 0}
+        drained = drain(engine, settings, webhook).run(stop).counts
+    return {
+        "alerts_sent": drained.get("alerts_sent", 0),
+        "alerts_unsent": drained.get("alerts_unsent", 0),
+    }
 
 
-def _release(engine: Engine, rows: Sequence[Any], error: str) -> None:
-    with engine.begin() as connection:
-        for lease in {row.claimed_until for row in rows}:
-            ids = [row.id for row in rows if row.claimed_until == lease]
-            connection.execute(RELEASE, {"ids": ids, "lease": lease, "error": error})
+def drain(
+    engine: Engine, settings: Settings, webhook: AlertsWebhook
+) -> lease.LeaseDrain[None]:
+    """The alerts' lease drain. One post at a time, in the claim's order, and a
+    breaker that opens at the first failure: the rest would fail the same way,
+    and later alerts must not overtake earlier ones."""
+    return lease.LeaseDrain(
+        name="alerts",
+        engine=engine,
+        config=lease.LeaseConfig(
+            batch_size=CLAIM_CHUNK,
+            concurrency=1,
+            lease_seconds=settings.send_claim_seconds,
+        ),
+        claim_sql=CLAIM_UNSENT,
+        send=lambda row: webhook.post(
+            row.kind, row.summary, row.data, row.idempotency_key
+        ),
+        record=_record,
+        breaker=lease.Breaker(1, counts=lambda error: True),
+    )
+
+
+def _record(
+    connection: Connection,
+    rows: Sequence[Row[Any]],
+    outcomes: Sequence[ClientError | None],
+) -> Counter[str]:
+    """Mark the alerts posted before the first failure sent; release the one that
+    failed and the ones after it (not posted), with the failure as last error."""
+    failed = next(
+        (i for i, outcome in enumerate(outcomes) if isinstance(outcome, ClientError)),
+        len(rows),
+    )
+    counts: Counter[str] = Counter()
+    if failed:
+        sent = [{"id": row.id, "lease": row.claimed_until} for row in rows[:failed]]
+        counts["alerts_sent"] = connection.execute(MARK_SENT, sent).rowcount
+    if failed < len(rows):
+        logger.warning(
+            "alert not delivered",
+            extra=logs.event("alert_failed", alert_id=rows[failed].id),
+        )
+        error = str(outcomes[failed])
+        released = [
+            {"id": row.id, "lease": row.claimed_until, "error": error}
+            for row in rows[failed:]
+        ]
+        connection.execute(RELEASE, released)
+        counts["alerts_unsent"] = len(released)
+    return counts

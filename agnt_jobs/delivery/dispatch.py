@@ -1,9 +1,10 @@
 """A2A dispatch: how jobs send envelopes to venue agents, the A2A twin of the outbox.
 
-``dispatch_due`` claims due envelopes with a lease (``FOR UPDATE SKIP LOCKED``, then
-``next_attempt_at`` is pushed to the end of the claim and ``attempts`` counted), POSTs
-each to its venue's agent a few at a time, and records each outcome under the claim
-it made (the row still has the attempt number it was claimed with):
+``dispatch_due`` is a lease drain (``delivery.lease``): it claims due envelopes with
+a lease (``FOR UPDATE SKIP LOCKED``, then ``next_attempt_at`` is pushed to the end of
+the claim and ``attempts`` counted), POSTs each to its venue's agent a few at a time,
+and records each outcome under the claim it made (the row still has the attempt
+number and status it was claimed with):
 
 * accepted: DISPATCHED, and the booking moves REQUESTED -> PENDING_VENUE;
 * a retryable failure: DISPATCH_FAILED, due again after an exponential backoff;
@@ -17,20 +18,20 @@ again with the same ``Idempotency-Key``, which the venue agent deduplicates.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections import Counter
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine, Row
+from sqlalchemy.engine import Connection, Engine, Row
 
 from agnt_jobs import logs
 from agnt_jobs.clients.a2a import A2AClient
 from agnt_jobs.clients.errors import ClientError, PermanentError
-from agnt_jobs.delivery import deadletters
+from agnt_jobs.delivery import deadletters, lease
 from agnt_jobs.delivery.backoff import backoff_seconds
 from agnt_jobs.settings import Settings
 
@@ -111,83 +112,84 @@ def envelope_body(row: Row[Any]) -> dict[str, Any]:
     }
 
 
-def _claim(
-    engine: Engine,
-    settings: Settings,
-    statuses: Sequence[str],
-    waiting_since: datetime | None,
-    limit: int,
-) -> list[Row[Any]]:
-    filters: list[str] = []
-    params: dict[str, Any] = {
-        "statuses": list(statuses),
-        "limit": limit,
-        "lease": settings.a2a_claim_seconds,
-    }
-    if waiting_since is not None:
-        filters.append("AND b.status_changed_at <= :waiting_since")
-        params["waiting_since"] = waiting_since
-    query = sa.text(CLAIM_DUE.format(filters=" ".join(filters)))
-    with engine.begin() as connection:
-        return list(connection.execute(query, params))
-
-
-def _send(client: A2AClient, row: Row[Any]) -> int | ClientError:
-    try:
-        return client.dispatch(row.agent_endpoint, envelope_body(row))
-    except ClientError as error:
-        return error
-
-
 def _record(
-    engine: Engine,
     settings: Settings,
+    connection: Connection,
     rows: Sequence[Row[Any]],
     outcomes: Sequence[int | ClientError],
 ) -> Counter[str]:
     counts: Counter[str] = Counter()
-    with engine.begin() as connection:
-        letters = []
-        for row, outcome in zip(rows, outcomes, strict=True):
-            claim = {"id": row.id, "attempts": row.attempts, "status": row.status}
-            if not isinstance(outcome, ClientError):
-                held = connection.execute(MARK_DISPATCHED, claim).scalar_one()
-                counts["dispatched" if held else "claim_lost"] += 1
-            elif isinstance(outcome, PermanentError) or (
-                row.attempts >= settings.a2a_max_dispatch_attempts
-            ):
-                expired = connection.execute(
-                    MARK_EXPIRED, {**claim, "error": str(outcome)}
-                ).first()
-                if expired is None:
-                    counts["claim_lost"] += 1
-                    continue
-                counts["expired"] += 1
-                letters.append(
-                    deadletters.DeadLetter(
-                        source=DEAD_LETTER_SOURCE,
-                        source_id=str(row.id),
-                        error_class="exhausted" if outcome.retryable else "permanent",
-                        error=str(outcome),
-                        attempts=row.attempts,
-                        payload={
-                            "booking_id": row.booking_id,
-                            "venue_id": row.venue_id,
-                            "endpoint": row.agent_endpoint,
-                        },
-                    )
+    letters = []
+    for row, outcome in zip(rows, outcomes, strict=True):
+        claim = {"id": row.id, "attempts": row.attempts, "status": row.status}
+        if not isinstance(outcome, ClientError):
+            held = connection.execute(MARK_DISPATCHED, claim).scalar_one()
+            counts["dispatched" if held else "claim_lost"] += 1
+        elif isinstance(outcome, PermanentError) or (
+            row.attempts >= settings.a2a_max_dispatch_attempts
+        ):
+            expired = connection.execute(
+                MARK_EXPIRED, {**claim, "error": str(outcome)}
+            ).first()
+            if expired is None:
+                counts["claim_lost"] += 1
+                continue
+            counts["expired"] += 1
+            letters.append(
+                deadletters.DeadLetter(
+                    source=DEAD_LETTER_SOURCE,
+                    source_id=str(row.id),
+                    error_class="exhausted" if outcome.retryable else "permanent",
+                    error=str(outcome),
+                    attempts=row.attempts,
+                    payload={
+                        "booking_id": row.booking_id,
+                        "venue_id": row.venue_id,
+                        "endpoint": row.agent_endpoint,
+                    },
                 )
-            else:
-                delay = backoff_seconds(
-                    row.attempts,
-                    settings.a2a_backoff_base_seconds,
-                    settings.a2a_backoff_max_seconds,
-                )
-                params = {**claim, "error": str(outcome), "delay": delay}
-                updated = connection.execute(MARK_FAILED, params).rowcount
-                counts["dispatch_failed" if updated else "claim_lost"] += 1
-        deadletters.record(connection, letters)
+            )
+        else:
+            delay = backoff_seconds(
+                row.attempts,
+                settings.a2a_backoff_base_seconds,
+                settings.a2a_backoff_max_seconds,
+            )
+            params = {**claim, "error": str(outcome), "delay": delay}
+            updated = connection.execute(MARK_FAILED, params).rowcount
+            counts["dispatch_failed" if updated else "claim_lost"] += 1
+    deadletters.record(connection, letters)
     return counts
+
+
+def drain(
+    engine: Engine,
+    settings: Settings,
+    client: A2AClient,
+    *,
+    statuses: Sequence[str],
+    waiting_since: datetime | None = None,
+) -> lease.LeaseDrain[int]:
+    """The A2A dispatch's lease drain over the due envelopes in ``statuses``
+    (optionally only those whose booking has waited since ``waiting_since``)."""
+    filters = ""
+    params: dict[str, Any] = {"statuses": list(statuses)}
+    if waiting_since is not None:
+        filters = "AND b.status_changed_at <= :waiting_since"
+        params["waiting_since"] = waiting_since
+    return lease.LeaseDrain(
+        name=DEAD_LETTER_SOURCE,
+        engine=engine,
+        config=lease.LeaseConfig(
+            batch_size=settings.a2a_dispatch_concurrency * 8,
+            concurrency=settings.a2a_dispatch_concurrency,
+            lease_seconds=settings.a2a_claim_seconds,
+        ),
+        claim_sql=sa.text(CLAIM_DUE.format(filters=filters)),
+        claim_params=params,
+        send=lambda row: client.dispatch(row.agent_endpoint, envelope_body(row)),
+        record=functools.partial(_record, settings),
+    )
 
 
 def dispatch_due(
@@ -197,21 +199,19 @@ def dispatch_due(
     *,
     statuses: Sequence[str],
     waiting_since: datetime | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> dict[str, int]:
-    """Dispatch every due envelope in ``statuses``, in chunks (optionally only those
-    whose booking has been in its state since ``waiting_since`` or longer).
+    """Dispatch every due envelope in ``statuses``, in batches (optionally only
+    those whose booking has been in its state since ``waiting_since`` or longer),
+    until none is left or ``stop()`` is true between batches.
 
     Returns counts: ``dispatched``, ``dispatch_failed`` (to retry), ``expired``
     (given up, dead-lettered) and, if a claim ran out mid-way, ``claim_lost``.
     """
-    totals: Counter[str] = Counter()
-    chunk = max(settings.a2a_dispatch_concurrency * 8, 1)
-    with ThreadPoolExecutor(max_workers=settings.a2a_dispatch_concurrency) as pool:
-        while rows := _claim(engine, settings, statuses, waiting_since, chunk):
-            outcomes = list(pool.map(lambda row: _send(client, row), rows))
-            totals.update(_record(engine, settings, rows, outcomes))
-            if len(rows) < chunk:
-                break
+    queue = drain(
+        engine, settings, client, statuses=statuses, waiting_since=waiting_since
+    )
+    totals = queue.run(stop).counts
     names = ("dispatched", "dispatch_failed", "expired")
     result = {name: totals.get(name, 0) for name in names}
     if totals.get("claim_lost"):

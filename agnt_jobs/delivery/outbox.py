@@ -2,9 +2,10 @@
 
 A job inserts its messages with ``enqueue`` (or its own ``INSERT ... SELECT`` into
 ``send_queue`` with ``ON CONFLICT (idempotency_key) DO NOTHING``), then calls
-``deliver_due``. Delivery claims due rows with a lease (``FOR UPDATE SKIP LOCKED``,
-so two senders never take the same row), sends them through the channel gateway a
-few at a time, and records each outcome under the lease it claimed with:
+``deliver_due``. Delivery is a lease drain (``delivery.lease``): it claims due rows
+with a lease (``FOR UPDATE SKIP LOCKED``, so two senders never take the same row),
+sends them through the channel gateway a few at a time, and records each outcome
+under the lease it claimed with (``claimed_until``):
 
 * accepted by the gateway: SENT;
 * a retryable failure: FAILED, retried after an exponential backoff;
@@ -18,20 +19,20 @@ Attempts are counted at claim time so a message that crashes its sender cannot l
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections import Counter
-from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine, Row
+from sqlalchemy.engine import Connection, Engine, Row
 
 from agnt_jobs import logs
 from agnt_jobs.clients.channel import ChannelGateway
 from agnt_jobs.clients.errors import ClientError, PermanentError
-from agnt_jobs.delivery import deadletters
+from agnt_jobs.delivery import deadletters, lease
 from agnt_jobs.delivery.backoff import backoff_seconds
 from agnt_jobs.settings import Settings
 
@@ -115,43 +116,23 @@ def enqueue(connection: sa.Connection, messages: Iterable[Message]) -> int:
     return inserted
 
 
-def _claim(
-    engine: Engine,
-    settings: Settings,
-    statuses: Sequence[str],
-    ids: Sequence[int] | None,
-    kinds: Sequence[str] | None,
-    limit: int,
-) -> list[Row[Any]]:
-    filters, params = (
-        [],
-        {
-            "statuses": list(statuses),
-            "limit": limit,
-            "lease": settings.send_claim_seconds,
-        },
-    )
+def _claim_sql(
+    statuses: Sequence[str], ids: Sequence[int] | None, kinds: Sequence[str] | None
+) -> tuple[sa.TextClause, dict[str, Any]]:
+    filters: list[str] = []
+    params: dict[str, Any] = {"statuses": list(statuses)}
     if ids is not None:
         filters.append("AND id = ANY(:ids)")
         params["ids"] = list(ids)
     if kinds is not None:
         filters.append("AND kind = ANY(:kinds)")
         params["kinds"] = list(kinds)
-    query = sa.text(CLAIM_DUE.format(filters=" ".join(filters)))
-    with engine.begin() as connection:
-        return list(connection.execute(query, params))
-
-
-def _send(gateway: ChannelGateway, row: Row[Any]) -> str | ClientError:
-    try:
-        return gateway.send(row.recipient, row.channel, row.body, row.idempotency_key)
-    except ClientError as error:
-        return error
+    return sa.text(CLAIM_DUE.format(filters=" ".join(filters))), params
 
 
 def _record(
-    engine: Engine,
     settings: Settings,
+    connection: Connection,
     rows: Sequence[Row[Any]],
     outcomes: Sequence[str | ClientError],
 ) -> Counter[str]:
@@ -172,35 +153,63 @@ def _record(
                 settings.send_backoff_max_seconds,
             )
             failed.append({**key, "error": str(outcome), "delay": delay})
-    with engine.begin() as connection:
-        if sent:
-            counts["sent"] = connection.execute(MARK_SENT, sent).rowcount
-        if failed:
-            counts["failed"] = connection.execute(MARK_FAILED, failed).rowcount
-        letters = []
-        for row, error, params in dead:
-            # Only the holder of the lease may kill the row: a sender whose lease
-            # expired must not dead-letter a message another sender now owns.
-            if connection.execute(MARK_DEAD, params).first() is None:
-                continue
-            counts["dead"] += 1
-            letters.append(
-                deadletters.DeadLetter(
-                    source=DEAD_LETTER_SOURCE,
-                    source_id=str(row.id),
-                    error_class="permanent" if not error.retryable else "exhausted",
-                    error=str(error),
-                    attempts=row.attempts,
-                    payload={"idempotency_key": row.idempotency_key},
-                )
+    if sent:
+        counts["sent"] = connection.execute(MARK_SENT, sent).rowcount
+    if failed:
+        counts["failed"] = connection.execute(MARK_FAILED, failed).rowcount
+    letters = []
+    for row, error, params in dead:
+        # Only the holder of the lease may kill the row: a sender whose lease
+        # expired must not dead-letter a message another sender now owns.
+        if connection.execute(MARK_DEAD, params).first() is None:
+            continue
+        counts["dead"] += 1
+        letters.append(
+            deadletters.DeadLetter(
+                source=DEAD_LETTER_SOURCE,
+                source_id=str(row.id),
+                error_class="permanent" if not error.retryable else "exhausted",
+                error=str(error),
+                attempts=row.attempts,
+                payload={"idempotency_key": row.idempotency_key},
             )
-        deadletters.record(connection, letters)
+        )
+    deadletters.record(connection, letters)
     lost = len(rows) - sum(counts.values())
     if lost:
         # Our lease ran out while sending and another sender re-claimed the rows;
         # it records them, the gateway deduplicated the second send.
         counts["lease_lost"] = lost
     return counts
+
+
+def drain(
+    engine: Engine,
+    settings: Settings,
+    gateway: ChannelGateway,
+    *,
+    statuses: Sequence[str] = ("PENDING", "FAILED"),
+    ids: Sequence[int] | None = None,
+    kinds: Sequence[str] | None = None,
+) -> lease.LeaseDrain[str]:
+    """The send queue's lease drain over the due messages in ``statuses``
+    (optionally only ``ids`` or ``kinds``)."""
+    claim_sql, claim_params = _claim_sql(statuses, ids, kinds)
+    return lease.LeaseDrain(
+        name=DEAD_LETTER_SOURCE,
+        engine=engine,
+        config=lease.LeaseConfig(
+            batch_size=settings.send_concurrency * 8,
+            concurrency=settings.send_concurrency,
+            lease_seconds=settings.send_claim_seconds,
+        ),
+        claim_sql=claim_sql,
+        claim_params=claim_params,
+        send=lambda row: gateway.send(
+            row.recipient, row.channel, row.body, row.idempotency_key
+        ),
+        record=functools.partial(_record, settings),
+    )
 
 
 def deliver_due(
@@ -211,19 +220,15 @@ def deliver_due(
     statuses: Sequence[str] = ("PENDING", "FAILED"),
     ids: Sequence[int] | None = None,
     kinds: Sequence[str] | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> dict[str, int]:
-    """Deliver every due message (optionally only ``ids`` or ``kinds``), in chunks.
+    """Deliver every due message (optionally only ``ids`` or ``kinds``), in batches,
+    until none is left or ``stop()`` is true between batches.
 
     Returns counts: ``sent``, ``failed`` (to retry), ``dead`` and ``lease_lost``.
     """
-    totals: Counter[str] = Counter()
-    chunk = max(settings.send_concurrency * 8, 1)
-    with ThreadPoolExecutor(max_workers=settings.send_concurrency) as pool:
-        while rows := _claim(engine, settings, statuses, ids, kinds, chunk):
-            outcomes = list(pool.map(lambda row: _send(gateway, row), rows))
-            totals.update(_record(engine, settings, rows, outcomes))
-            if len(rows) < chunk:
-                break
+    queue = drain(engine, settings, gateway, statuses=statuses, ids=ids, kinds=kinds)
+    totals = queue.run(stop).counts
     result = {name: totals.get(name, 0) for name in ("sent", "failed", "dead")}
     if totals.get("lease_lost"):
         result["lease_lost"] = totals["lease_lost"]

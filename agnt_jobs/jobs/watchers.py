@@ -10,9 +10,10 @@ that marketplace for this run; its unchecked watchers stay due for the next run.
 
 from __future__ import annotations
 
+import functools
 import logging
-import threading
 from collections import Counter
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
@@ -25,7 +26,7 @@ from agnt_jobs.clients import marketplaces
 from agnt_jobs.clients.channel import ChannelGateway
 from agnt_jobs.clients.errors import ClientError
 from agnt_jobs.clients.marketplaces import MarketplaceClient, Price
-from agnt_jobs.delivery import outbox
+from agnt_jobs.delivery import lease, outbox
 from agnt_jobs.scheduler.bodies import JobResult, RunContext, job
 
 logger = logging.getLogger(__name__)
@@ -119,53 +120,19 @@ RELEASE = sa.text(
 )
 
 
-class Breaker:
-    """Opens after ``limit`` retryable failures in a row; a success closes it."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.failures = 0
-        self._lock = threading.Lock()
-
-    @property
-    def open(self) -> bool:
-        return self.failures >= self.limit
-
-    def record(self, outcome: Price | ClientError | None) -> None:
-        with self._lock:
-            if isinstance(outcome, Price):
-                self.failures = 0
-            elif isinstance(outcome, ClientError) and outcome.retryable:
-                self.failures += 1
-
-
-def _fetch(
-    client: MarketplaceClient, breaker: Breaker, row: Row[Any]
-) -> Price | ClientError | None:
-    """The price, the error, or None when the breaker is open (not called)."""
-    if breaker.open:
-        return None
-    try:
-        outcome: Price | ClientError = client.fetch_price(row.product_ref)
-    except ClientError as error:
-        outcome = error
-    breaker.record(outcome)
-    return outcome
-
-
-def _record(
+def _record_one(
     connection: Connection,
     ctx: RunContext,
     row: Row[Any],
-    outcome: Price | ClientError | None,
+    outcome: Price | ClientError,
     checked_at: datetime,
 ) -> Counter[str]:
-    lease = {"id": row.id, "lease": row.claimed_until}
+    claim = {"id": row.id, "lease": row.claimed_until}
     if isinstance(outcome, Price):
         result = connection.execute(
             RECORD_PRICE,
             {
-                **lease,
+                **claim,
                 "price": outcome.amount,
                 "price_text": f"{outcome.amount.normalize():f}",
                 "currency": outcome.currency,
@@ -180,43 +147,58 @@ def _record(
             targets_hit=int(bool(result.hit)),
             notifications_queued=result.queued,
         )
-    if isinstance(outcome, ClientError) and not outcome.retryable:
+    if not outcome.retryable:
         # The product is gone or unreadable: recorded as checked for this tick
         # (no point asking again), tried again at the next one.
-        params = {**lease, "error": str(outcome), "checked_at": checked_at}
-        connection.execute(RECORD_UNAVAILABLE, params)
-        return Counter(unavailable=1)
-    error = "skipped: marketplace failing" if outcome is None else str(outcome)
-    connection.execute(RELEASE, {**lease, "error": error})
-    return Counter(released=1)
+        params = {**claim, "error": str(outcome), "checked_at": checked_at}
+        return Counter(
+            unavailable=connection.execute(RECORD_UNAVAILABLE, params).rowcount
+        )
+    error = (
+        "skipped: marketplace failing"
+        if isinstance(outcome, lease.NotSent)
+        else str(outcome)
+    )
+    released = connection.execute(RELEASE, {**claim, "error": error}).rowcount
+    return Counter(released=released)
+
+
+def _record(
+    ctx: RunContext,
+    checked_at: datetime,
+    connection: Connection,
+    rows: Sequence[Row[Any]],
+    outcomes: Sequence[Price | ClientError],
+) -> Counter[str]:
+    """Each outcome under the lease its row was claimed with; a watcher whose
+    lease another run now holds is neither written nor counted."""
+    totals: Counter[str] = Counter()
+    for row, outcome in zip(rows, outcomes, strict=True):
+        totals.update(_record_one(connection, ctx, row, outcome, checked_at))
+    return totals
 
 
 def _check_marketplace(ctx: RunContext, client: MarketplaceClient) -> Counter[str]:
-    """One lane: claim this marketplace's due watchers ``price_watcher_batch_size``
-    at a time, fetch with bounded concurrency, record each batch in one transaction."""
+    """One lane, a lease drain (``delivery.lease``): claim this marketplace's due
+    watchers ``price_watcher_batch_size`` at a time, fetch with bounded
+    concurrency, record each batch in one transaction under the claim's lease."""
     settings = ctx.settings
-    breaker = Breaker(settings.marketplace_breaker_failures)
-    chunk = settings.price_watcher_batch
-    checked_at = max(ctx.now, ctx.tick)
-    totals: Counter[str] = Counter()
-    with ThreadPoolExecutor(max_workers=settings.marketplace_concurrency) as pool:
-        while not breaker.open:
-            with ctx.engine.begin() as connection:
-                rows = connection.execute(
-                    CLAIM_DUE,
-                    {
-                        "marketplace": client.name,
-                        "tick": ctx.tick,
-                        "limit": chunk,
-                        "lease": settings.price_watcher_claim_seconds,
-                    },
-                ).all()
-            outcomes = list(pool.map(lambda row: _fetch(client, breaker, row), rows))
-            with ctx.engine.begin() as connection:
-                for row, outcome in zip(rows, outcomes, strict=True):
-                    totals.update(_record(connection, ctx, row, outcome, checked_at))
-            if len(rows) < chunk:
-                break
+    breaker = lease.Breaker(settings.marketplace_breaker_failures)
+    drain = lease.LeaseDrain(
+        name=f"price_watchers:{client.name}",
+        engine=ctx.engine,
+        config=lease.LeaseConfig(
+            batch_size=settings.price_watcher_batch,
+            concurrency=settings.marketplace_concurrency,
+            lease_seconds=settings.price_watcher_claim_seconds,
+        ),
+        claim_sql=CLAIM_DUE,
+        claim_params={"marketplace": client.name, "tick": ctx.tick},
+        send=lambda row: client.fetch_price(row.product_ref),
+        record=functools.partial(_record, ctx, max(ctx.now, ctx.tick)),
+        breaker=breaker,
+    )
+    totals = drain.run().counts
     if not breaker.open:
         # Failures that did not open the breaker are due again at a re-run.
         totals["deferred"] = totals["released"]

@@ -4,20 +4,20 @@ deliveries is disabled."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections import Counter
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Row
+from sqlalchemy.engine import Connection, Engine, Row
 
 from agnt_jobs import logs
 from agnt_jobs.clients.errors import ClientError
 from agnt_jobs.clients.webhooks import WebhookSender
-from agnt_jobs.delivery import deadletters
+from agnt_jobs.delivery import deadletters, lease
 from agnt_jobs.delivery.backoff import backoff_seconds
 from agnt_jobs.scheduler.bodies import JobResult, RunContext, job
 from agnt_jobs.settings import Settings
@@ -60,9 +60,11 @@ MARK_DELIVERED = sa.text(
             last_error = NULL, claimed_until = NULL
         WHERE id = :id AND claimed_until = :lease
         RETURNING endpoint_id
+    ), reset AS (
+        UPDATE webhook_endpoints SET dead_count = 0
+        WHERE id IN (SELECT endpoint_id FROM done) AND dead_count <> 0
     )
-    UPDATE webhook_endpoints SET dead_count = 0
-    WHERE id IN (SELECT endpoint_id FROM done) AND dead_count <> 0
+    SELECT count(*) FROM done
     """
 )
 
@@ -106,24 +108,16 @@ COUNT_DEAD = sa.text(
 )
 
 
-def _send(sender: WebhookSender, row: Row[Any]) -> int | ClientError:
-    try:
-        return sender.deliver(
-            row.url, row.secret, row.id, row.event_type, row.payload, int(time.time())
-        )
-    except ClientError as error:
-        return error
-
-
 def _is_final(row: Row[Any], outcome: ClientError, settings: Settings) -> bool:
     return outcome.status == GONE or row.attempts >= settings.webhook_max_attempts
 
 
 def _kill(
     connection: Connection, row: Row[Any], error: ClientError, settings: Settings
-) -> bool:
-    """DEAD plus a dead letter, counted against the endpoint. Returns whether the
-    endpoint was disabled by this death. Only the lease holder may kill the row."""
+) -> Counter[str]:
+    """DEAD plus a dead letter, counted against the endpoint: ``dead`` and, if
+    this death disabled the endpoint, ``endpoints_disabled``. Only the lease
+    holder may kill the row; for any other, nothing is written or counted."""
     params = {
         "id": row.id,
         "lease": row.claimed_until,
@@ -131,7 +125,7 @@ def _kill(
         "code": error.status,
     }
     if connection.execute(MARK_DEAD, params).first() is None:
-        return False
+        return Counter()
     deadletters.record(
         connection,
         [
@@ -153,39 +147,40 @@ def _kill(
     }
     was_disabled = connection.execute(LOCK_ENDPOINT, params).scalar_one()
     is_disabled = connection.execute(COUNT_DEAD, params).scalar_one()
-    return is_disabled and not was_disabled
+    if is_disabled and not was_disabled:
+        logger.warning(
+            "webhook endpoint disabled",
+            extra=logs.event("webhook_endpoint_disabled", endpoint_id=row.endpoint_id),
+        )
+        return Counter(dead=1, endpoints_disabled=1)
+    return Counter(dead=1)
 
 
 def _record(
-    ctx: RunContext, rows: Sequence[Row[Any]], outcomes: Sequence[int | ClientError]
+    settings: Settings,
+    connection: Connection,
+    rows: Sequence[Row[Any]],
+    outcomes: Sequence[int | ClientError],
 ) -> Counter[str]:
+    """Each outcome under the lease its row was claimed with; a row whose lease
+    another drain now holds is neither written nor counted."""
     counts: Counter[str] = Counter()
-    settings = ctx.settings
-    with ctx.engine.begin() as connection:
-        for row, outcome in zip(rows, outcomes, strict=True):
-            lease = {"id": row.id, "lease": row.claimed_until}
-            if isinstance(outcome, int):
-                connection.execute(MARK_DELIVERED, {**lease, "code": outcome})
-                counts["delivered"] += 1
-            elif _is_final(row, outcome, settings):
-                if _kill(connection, row, outcome, settings):
-                    counts["endpoints_disabled"] += 1
-                    logger.warning(
-                        "webhook endpoint disabled",
-                        extra=logs.event(
-                            "webhook_endpoint_disabled", endpoint_id=row.endpoint_id
-                        ),
-                    )
-                counts["dead"] += 1
-            else:
-                delay = backoff_seconds(
-                    row.attempts,
-                    settings.webhook_backoff_base_seconds,
-                    settings.webhook_backoff_max_seconds,
-                )
-                params = {**lease, "error": str(outcome), "code": outcome.status}
-                connection.execute(MARK_FAILED, {**params, "delay": delay})
-                counts["failed"] += 1
+    for row, outcome in zip(rows, outcomes, strict=True):
+        claim = {"id": row.id, "lease": row.claimed_until}
+        if isinstance(outcome, int):
+            done = connection.execute(MARK_DELIVERED, {**claim, "code": outcome})
+            counts["delivered"] += done.scalar_one()
+        elif _is_final(row, outcome, settings):
+            counts.update(_kill(connection, row, outcome, settings))
+        else:
+            delay = backoff_seconds(
+                row.attempts,
+                settings.webhook_backoff_base_seconds,
+                settings.webhook_backoff_max_seconds,
+            )
+            params = {**claim, "error": str(outcome), "code": outcome.status}
+            failed = connection.execute(MARK_FAILED, {**params, "delay": delay})
+            counts["failed"] += failed.rowcount
     return counts
 
 
@@ -203,32 +198,38 @@ def drain_webhook_retries(ctx: RunContext) -> JobResult:
     success between) disable the endpoint; its FAILED deliveries then wait, untried,
     until an operator re-enables it.
 
-    Deliveries are claimed ``webhook_batch_size`` at a time, sent
-    ``webhook_concurrency`` at once, and each batch recorded in one transaction.
+    A lease drain (``delivery.lease``): deliveries are claimed ``webhook_batch_size``
+    at a time, sent ``webhook_concurrency`` at once, and each batch recorded in one
+    transaction under the claim's lease.
     """
     settings = ctx.settings
-    totals: Counter[str] = Counter()
-    chunk = settings.webhook_batch
-    with (
-        WebhookSender(
-            settings.http_timeout_seconds, settings.webhook_concurrency
-        ) as sender,
-        ThreadPoolExecutor(max_workers=settings.webhook_concurrency) as pool,
-    ):
-        while True:
-            with ctx.engine.begin() as connection:
-                rows = connection.execute(
-                    CLAIM_DUE,
-                    {"limit": chunk, "lease": settings.webhook_claim_seconds},
-                ).all()
-            if rows:
-                outcomes = list(pool.map(lambda row: _send(sender, row), rows))
-                totals.update(_record(ctx, rows, outcomes))
-            if len(rows) < chunk:
-                break
+    with WebhookSender(
+        settings.http_timeout_seconds, settings.webhook_concurrency
+    ) as sender:
+        totals = drain(ctx.engine, settings, sender).run().counts
     names = ("delivered", "failed", "dead", "endpoints_disabled")
     result = {name: totals.get(name, 0) for name in names}
     logger.info(
         "webhook retries drained", extra=logs.event("webhooks_drained", **result)
     )
     return result
+
+
+def drain(
+    engine: Engine, settings: Settings, sender: WebhookSender
+) -> lease.LeaseDrain[int]:
+    """The webhook retries' lease drain."""
+    return lease.LeaseDrain(
+        name=DEAD_LETTER_SOURCE,
+        engine=engine,
+        config=lease.LeaseConfig(
+            batch_size=settings.webhook_batch,
+            concurrency=settings.webhook_concurrency,
+            lease_seconds=settings.webhook_claim_seconds,
+        ),
+        claim_sql=CLAIM_DUE,
+        send=lambda row: sender.deliver(
+            row.url, row.secret, row.id, row.event_type, row.payload, int(time.time())
+        ),
+        record=functools.partial(_record, settings),
+    )

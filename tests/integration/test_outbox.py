@@ -138,8 +138,8 @@ def test_crashed_sender_is_resent_once_after_its_lease(
     key; the gateway deduplicates, and the row ends SENT."""
     _enqueue(engine, _messages(1))
     settings = get_settings()
-    rows = outbox._claim(engine, settings, ["PENDING"], None, None, 10)
     with ChannelGateway.from_settings(settings) as client:
+        rows = outbox.drain(engine, settings, client, statuses=["PENDING"]).claim(10)
         client.send(
             rows[0].recipient, rows[0].channel, rows[0].body, rows[0].idempotency_key
         )

@@ -32,6 +32,33 @@ class Reply:
 
 Responder = Callable[[Received], Reply]
 
+# Longer than any test waits, shorter than a hung suite: a held request that no
+# test releases is answered after this anyway.
+HOLD_LIMIT_SECONDS = 30.0
+
+
+@dataclass
+class Held:
+    """A request a peer holds unanswered, as a slow peer would: ``arrived`` is set
+    once it is being held; after ``release()`` the peer answers it with ``reply``,
+    or, without one, as it would have answered at once."""
+
+    reply: Reply | None = None
+    arrived: threading.Event = field(default_factory=threading.Event)
+    _released: threading.Event = field(default_factory=threading.Event)
+
+    def wait_arrived(self, timeout: float = 10.0) -> None:
+        if not self.arrived.wait(timeout):
+            raise TimeoutError("the held request never arrived")
+
+    def release(self) -> None:
+        self._released.set()
+
+    def hold(self) -> None:
+        """In the server's thread: say the request arrived, wait for release."""
+        self.arrived.set()
+        self._released.wait(HOLD_LIMIT_SECONDS)
+
 
 class _Server(ThreadingHTTPServer):
     # The default backlog of 5 refuses connections when a job sends concurrently.
@@ -46,6 +73,7 @@ class LocalServer:
         self.responder = responder
         self.received: list[Received] = []
         self._lock = threading.Lock()
+        self._holds: list[Held] = []
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -59,7 +87,10 @@ class LocalServer:
                 )
                 with server._lock:
                     server.received.append(request)
-                reply = server.responder(request)
+                    held = server._holds.pop(0) if server._holds else None
+                if held is not None:
+                    held.hold()
+                reply = (held and held.reply) or server.responder(request)
                 payload = b"" if reply.body is None else json.dumps(reply.body).encode()
                 self.send_response(reply.status)
                 self.send_header("Content-Type", "application/json")
@@ -79,6 +110,14 @@ class LocalServer:
         self._thread = threading.Thread(
             target=self._server.serve_forever, args=(0.05,), daemon=True
         )
+
+    def hold_next(self, reply: Reply | None = None) -> Held:
+        """Hold the next request not yet held until the returned ``Held`` is
+        released; holds apply to requests in the order they arrive."""
+        held = Held(reply)
+        with self._lock:
+            self._holds.append(held)
+        return held
 
     @property
     def url(self) -> str:

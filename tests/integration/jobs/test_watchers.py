@@ -6,6 +6,7 @@ watchers, and two runs at once."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -17,7 +18,7 @@ from sqlalchemy.engine import Engine
 from agnt_jobs.jobs import watchers
 from agnt_jobs.scheduler.bodies import RunContext
 from agnt_jobs.settings import get_settings
-from tests.support.http_peers import FakeChannelGateway
+from tests.support.http_peers import FakeChannelGateway, Reply
 from tests.support.jobs import context, executions, run_concurrently
 from tests.support.lifecycle_data import add_user, count, scalar
 from tests.support.ops_peers import FakeLazada, FakeShopee, FakeTokopedia
@@ -276,3 +277,44 @@ def test_a_small_batch_checks_every_due_watcher_in_several_claims(
     assert shopee == [(10, 10), (10, 10), (10, 5)]
     assert set(markets.shopee.asked.values()) == {1}
     assert {k: len(v) for k, v in _history(engine).items()} == dict.fromkeys(ids, 1)
+
+
+def test_a_late_answer_is_not_recorded_or_counted_by_a_run_that_lost_its_lease(
+    engine: Engine, markets: Marketplaces, gateway: FakeChannelGateway
+) -> None:
+    """Run A's lease runs out while the marketplace holds A's request; run B
+    claims the watcher and records its price. A's late "item not found" then
+    matches no row: the watcher keeps what B recorded, and A counts nothing."""
+    with engine.begin() as c:
+        watcher = add_watcher(c, add_user(c), "lazada", "3001", 2000000)
+    slow = markets.lazada.hold_next(
+        Reply(200, {"success": False, "ret": ["FAIL_SYS_ITEM_NOT_FOUND"]})
+    )
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        try:
+            a = pool.submit(watchers.check_price_watchers, markets.ctx(engine))
+            slow.wait_arrived()
+            with engine.begin() as c:
+                c.execute(
+                    sa.text(
+                        "UPDATE price_watchers "
+                        "SET claimed_until = now() - interval '1s'"
+                    )
+                )
+            b = watchers.check_price_watchers(markets.ctx(engine))
+            assert (b["checked"], b["unavailable"]) == (1, 0)
+            slow.release()
+            late = a.result(timeout=10)
+        finally:
+            slow.release()
+    assert (late["checked"], late["unavailable"], late["deferred"]) == (0, 0, 0)
+    with engine.connect() as c:
+        row = c.execute(
+            sa.text(
+                "SELECT last_price, last_error, claimed_until FROM price_watchers "
+                "WHERE id = :id"
+            ),
+            {"id": watcher},
+        ).one()
+    assert tuple(row) == (Decimal(1250000), None, None)
+    assert len(gateway.delivered) == 1

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import sqlalchemy as sa
@@ -14,6 +15,7 @@ from sqlalchemy.engine import Engine
 from agnt_jobs.clients import webhooks as signing
 from agnt_jobs.jobs import webhooks
 from agnt_jobs.settings import Settings
+from tests.support.http_peers import Reply
 from tests.support.jobs import context, executions, run_concurrently
 from tests.support.lifecycle_data import count, scalar
 from tests.support.ops_peers import WebhookReceiver
@@ -235,3 +237,42 @@ def test_a_small_batch_drains_every_due_delivery_in_several_claims(
     ]
     assert len(receiver.received) == 25 and set(receiver.accepted.values()) == {1}
     assert _statuses(engine) == {"DELIVERED": 25}
+
+
+def test_a_late_answer_is_not_recorded_or_counted_by_a_drain_that_lost_its_lease(
+    engine: Engine, env: Settings, receiver: WebhookReceiver
+) -> None:
+    """Drain A's lease runs out while the receiver holds A's request; drain B
+    claims the delivery and records the receiver's 500 (FAILED, to retry). A's
+    late 2xx then matches no row: the delivery stays as B recorded it, and A
+    counts nothing delivered."""
+    with engine.begin() as c:
+        add_deliveries(c, add_endpoint(c, receiver.url, SECRET))
+    slow = receiver.hold_next(Reply(200, {}))
+    ctx = context(engine, env)
+    nothing = {"delivered": 0, "failed": 0, "dead": 0, "endpoints_disabled": 0}
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        try:
+            a = pool.submit(webhooks.drain_webhook_retries, ctx)
+            slow.wait_arrived()
+            with engine.begin() as c:
+                c.execute(
+                    sa.text(
+                        "UPDATE webhook_deliveries "
+                        "SET claimed_until = now() - interval '1s'"
+                    )
+                )
+            receiver.answer(500)
+            assert webhooks.drain_webhook_retries(ctx) == {**nothing, "failed": 1}
+            slow.release()
+            assert a.result(timeout=10) == nothing
+        finally:
+            slow.release()
+    with engine.connect() as c:
+        row = c.execute(
+            sa.text(
+                "SELECT status, attempts, last_status_code, claimed_until "
+                "FROM webhook_deliveries"
+            )
+        ).one()
+    assert tuple(row) == ("FAILED", 3, 500, None)

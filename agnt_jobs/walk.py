@@ -42,6 +42,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, CursorResult, Engine
 
 from agnt_jobs import logs
+from agnt_jobs.checkpoint import checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +76,7 @@ def due_ids(
     again."""
     after_at, after_id = datetime.min.replace(tzinfo=now.tzinfo), 0
     while True:
+        checkpoint()
         with engine.connect() as connection:
             due = list(
                 connection.execute(
@@ -126,6 +128,7 @@ def repeat_until_short(
     totals: Counter[str] = Counter()
     chunks = 0
     while True:
+        checkpoint()
         with chunk_transaction(engine) as connection:
             counts = _counts(
                 connection.execute(statement, {**params, "limit": chunk_size})

@@ -16,6 +16,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from agnt_jobs.checkpoint import checkpoint
+
 
 def staged_ids(
     connection: sa.Connection,
@@ -43,6 +45,7 @@ def staged_ids(
     after = 0
     try:
         while True:
+            checkpoint()
             ids = list(
                 connection.execute(
                     sa.text(

@@ -21,6 +21,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from agnt_jobs import logs
+from agnt_jobs.checkpoint import checkpoint
 from agnt_jobs.clients.llm import Assist
 from agnt_jobs.scheduler.bodies import JobResult, RunContext, job
 from cron.clustering import Cluster, LeaderClustering
@@ -149,6 +150,7 @@ def faq_extraction(ctx: RunContext) -> JobResult:
     scanned = found = created = updated = 0
     with ctx.engine.connect() as connection:
         while True:
+            checkpoint()
             rows = connection.execute(
                 SUPPORT_QUESTIONS,
                 {
@@ -204,6 +206,7 @@ def _recent_candidates(
     """The candidates asked since ``since``, by id, one short read per chunk."""
     after = 0
     while True:
+        checkpoint()
         rows = connection.execute(
             RECENT_CANDIDATES, {"since": since, "after": after, "limit": chunk_size}
         ).all()

@@ -18,6 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from agnt_jobs import logs
+from agnt_jobs.checkpoint import checkpoint
 from agnt_jobs.scheduler.bodies import JobResult, RunContext, job
 
 logger = logging.getLogger(__name__)
@@ -135,6 +136,7 @@ def wiki_reconcile(ctx: RunContext) -> JobResult:
         connection.execute(ENSURE_CURSOR)
         connection.commit()
         while True:
+            checkpoint()
             cursor = connection.execute(LOCK_CURSOR).scalar_one()
             entries = connection.execute(
                 NEXT_ENTRIES, {"after": cursor, "limit": settings.job_chunk_size}

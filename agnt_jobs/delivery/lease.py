@@ -40,6 +40,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine, Row
 
 from agnt_jobs import logs
+from agnt_jobs.checkpoint import checkpoint
 from agnt_jobs.clients.errors import ClientError
 
 logger = logging.getLogger(__name__)
@@ -231,6 +232,7 @@ class LeaseDrain(Generic[T]):
         batches = 0
         with ThreadPoolExecutor(max_workers=self.config.concurrency) as pool:
             while True:
+                checkpoint()
                 if stop is not None and stop():
                     logger.info(
                         "lease drain stopped",

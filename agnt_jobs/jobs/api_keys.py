@@ -24,6 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from agnt_jobs import logs, timeutil
+from agnt_jobs.checkpoint import checkpoint
 from agnt_jobs.clients.errors import ClientError
 from agnt_jobs.clients.stripe_client import StripeGateway, ref_tag
 from agnt_jobs.jobs import errorlog, ledger
@@ -141,6 +142,7 @@ def _batch(ctx: RunContext, cutoff: datetime, label: str) -> tuple[int, int]:
     Returns (batches opened, events bound)."""
     opened, bound, after = 0, 0, ""
     while True:
+        checkpoint()
         with ctx.engine.connect() as connection:
             customers = [
                 row[0]
@@ -249,6 +251,7 @@ def _bill(ctx: RunContext, stripe: StripeGateway) -> Counter[str]:
     counts: Counter[str] = Counter()
     after = 0
     while True:
+        checkpoint()
         with ctx.engine.connect() as connection:
             ids = [
                 row[0]
@@ -271,6 +274,7 @@ def _mark(engine: Engine, chunk: int) -> int:
         batch_ids = [row[0] for row in connection.execute(UNMARKED_BATCHES)]
     for batch_id in batch_ids:
         while True:
+            checkpoint()
             with engine.begin() as connection:
                 done = connection.execute(
                     MARK_EVENTS, {"batch_id": batch_id, "limit": chunk}
@@ -361,6 +365,7 @@ def reset_api_key_queries_today(ctx: RunContext) -> JobResult:
     usage_date = reset_on - timedelta(days=1)
     snapshots = reset = after = 0
     while True:
+        checkpoint()
         with ctx.engine.begin() as connection:
             row = connection.execute(
                 RESET_CHUNK,

@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from agnt_jobs import logs, timeutil
+from agnt_jobs.checkpoint import checkpoint
 from agnt_jobs.clients.stripe_client import StripeGateway
 from agnt_jobs.jobs import invoice_settlement as settlement
 from agnt_jobs.models.billing import BILLABLE_SUBSCRIPTION_STATUSES
@@ -74,6 +75,7 @@ def _ids(engine: Engine, query: sa.TextClause, params: dict[str, Any]) -> Iterat
     in its own short transaction."""
     after = 0
     while True:
+        checkpoint()
         with engine.connect() as connection:
             ids = [
                 row[0] for row in connection.execute(query, {**params, "after": after})
@@ -88,6 +90,7 @@ def _plan(ctx: RunContext, period: timeutil.Period) -> int:
     """Record the intended invoice of every billable venue for ``period``."""
     planned, after = 0, 0
     while True:
+        checkpoint()
         with ctx.engine.begin() as connection:
             row = connection.execute(
                 PLAN_INVOICES,

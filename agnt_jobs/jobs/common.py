@@ -16,6 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from agnt_jobs.checkpoint import checkpoint
 from agnt_jobs.clients.channel import ChannelGateway
 from agnt_jobs.delivery import outbox
 from agnt_jobs.scheduler.bodies import JobResult, RunContext
@@ -60,6 +61,7 @@ def _walk(
     totals: Counter[str] = Counter()
     after = dict(start)
     while True:
+        checkpoint()
         with chunk_transaction(engine) as connection:
             row = connection.execute(
                 statement, {**params, **after, "limit": chunk}

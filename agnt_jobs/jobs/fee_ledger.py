@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
 from agnt_jobs import logs, timeutil
+from agnt_jobs.checkpoint import checkpoint
 from agnt_jobs.jobs import errorlog
 from agnt_jobs.jobs.fees import DEAD_LETTER_SOURCE
 from agnt_jobs.scheduler.bodies import JobResult, RunContext, job
@@ -158,6 +159,7 @@ def reconcile_fee_status(ctx: RunContext) -> JobResult:
     counts: Counter[str] = Counter()
     after = 0
     while True:
+        checkpoint()
         with ctx.engine.begin() as connection:
             ids = [
                 row[0]

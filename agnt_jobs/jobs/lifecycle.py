@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from agnt_jobs import logs
+from agnt_jobs.checkpoint import checkpoint
 from agnt_jobs.models.billing import LIVE_SUBSCRIPTION_STATUSES
 from agnt_jobs.scheduler.bodies import JobResult, RunContext, job
 from agnt_jobs.walk import run_chunked
@@ -190,6 +191,7 @@ def purge_deleted_users(ctx: RunContext) -> JobResult:
     cutoff = ctx.now - timedelta(days=ctx.settings.user_retention_days)
     purged = bookings = messages = chunks = 0
     while True:
+        checkpoint()
         with ctx.engine.begin() as connection:
             row = (
                 connection.execute(
@@ -288,6 +290,7 @@ def reconcile_venue_compound_state(ctx: RunContext) -> JobResult:
     after, totals = 0, {"venues_scanned": 0, "claimed_fixed": 0, "active_fixed": 0}
     fixed = 0
     while True:
+        checkpoint()
         with ctx.engine.begin() as connection:
             row = connection.execute(
                 RECONCILE_VENUES,

@@ -17,6 +17,7 @@ from datetime import timedelta
 import sqlalchemy as sa
 
 from agnt_jobs import logs, timeutil
+from agnt_jobs.checkpoint import checkpoint
 from agnt_jobs.delivery import outbox
 from agnt_jobs.jobs.common import (
     REACHABLE,
@@ -59,6 +60,7 @@ def retry_failed_sends(ctx: RunContext) -> JobResult:
     }
     stranded = 0
     while True:
+        checkpoint()
         with ctx.engine.connect() as connection:
             ids = list(connection.execute(STRANDED_PENDING, params).scalars())
         if not ids:

@@ -12,6 +12,7 @@ from sqlalchemy.engine import Connection, Row
 from sqlalchemy.exc import IntegrityError
 
 from agnt_jobs import logs, timeutil
+from agnt_jobs.checkpoint import checkpoint
 from agnt_jobs.clients.errors import ClientError, PermanentError
 from agnt_jobs.clients.stripe_client import StripeGateway
 from agnt_jobs.jobs import errorlog
@@ -152,6 +153,7 @@ def reconcile_subscription_state(ctx: RunContext) -> JobResult:
     counts: Counter[str] = Counter()
     after = 0
     while True:
+        checkpoint()
         with ctx.engine.connect() as connection:
             rows = list(
                 connection.execute(

@@ -13,24 +13,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from procrastinate.exceptions import JobAborted
 from sqlalchemy.engine import Engine
 
+from agnt_jobs import checkpoint
 from agnt_jobs.settings import Settings
 
 JobResult = dict[str, Any]
 JobBody = Callable[["RunContext"], JobResult]
-
-
-class RunStopped(JobAborted):
-    """Raised at a checkpoint of a run asked to stop (the worker is shutting down,
-    an operator cancelled it). Everything committed before the checkpoint stands;
-    nothing after it was started. A run stopped by a shutdown is retried, by this
-    worker's successors, and finishes the rest."""
-
-
-def _never() -> str | None:
-    return None
 
 
 @dataclass(frozen=True)
@@ -41,9 +30,8 @@ class RunContext:
     of a manual trigger): period jobs ("yesterday", "last month") derive their period
     from it so a late or repeated run works on the same period. ``now`` is the wall
     clock when the run started: window jobs ("due now", "idle for 48h") use it.
-    ``stop_reason`` says why the run should stop now, or None: bodies do not call
-    it themselves but pass ``checkpoint`` to the walker and the drain, and call it
-    between the steps of a heavy job.
+    A body calls ``checkpoint()`` between the steps of its work; the walker and
+    the lease drain call it between chunks and batches (``agnt_jobs.checkpoint``).
     """
 
     engine: Engine
@@ -51,14 +39,11 @@ class RunContext:
     tick: datetime
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
     job_id: int | None = None
-    stop_reason: Callable[[], str | None] = _never
 
     def checkpoint(self) -> None:
         """A point where stopping is safe: no chunk, batch or step is half done.
         Raises ``RunStopped`` if the run was asked to stop."""
-        reason = self.stop_reason()
-        if reason is not None:
-            raise RunStopped(f"stopped at a checkpoint: {reason}")
+        checkpoint.checkpoint()
 
 
 BODIES: dict[str, JobBody] = {}

@@ -26,6 +26,7 @@ import sqlalchemy.exc
 from sqlalchemy.engine import Connection, Engine
 
 from agnt_jobs import logs
+from agnt_jobs.checkpoint import checkpoint
 from agnt_jobs.db import queries
 from agnt_jobs.scheduler.bodies import JobResult, RunContext, job
 from agnt_jobs.settings import Settings
@@ -53,6 +54,7 @@ def rescue_stalled_jobs(ctx: RunContext) -> JobResult:
     engine, settings = ctx.engine, ctx.settings
     counts = {"retried": 0, "failed": 0}
     while True:
+        checkpoint()
         with engine.begin() as connection:
             stalled = (
                 connection.exec_driver_sql(
@@ -146,6 +148,7 @@ def _delete_in_chunks(
     a walk by id resumes, or NULL) until a chunk scans fewer than a chunk's rows."""
     total, after = 0, 0
     while True:
+        checkpoint()
         with chunk_transaction(engine) as connection:
             scanned, deleted, last_id = connection.exec_driver_sql(
                 SQL[query],

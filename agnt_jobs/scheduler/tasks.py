@@ -18,7 +18,7 @@ from procrastinate.exceptions import JobAborted
 from procrastinate.job_context import AbortReason
 from procrastinate.tasks import Task
 
-from agnt_jobs import db, logs
+from agnt_jobs import checkpoint, db, logs
 from agnt_jobs.db.outage import as_database_error, is_connection_lost
 from agnt_jobs.scheduler.bodies import BODIES, JobBody, JobResult, RunContext
 from agnt_jobs.settings import get_settings
@@ -54,7 +54,10 @@ def make_task(app: App, job_id: str, body: JobBody, queue: str = DEFAULT_QUEUE) 
     def run(context: JobContext, timestamp: int | None = None) -> JobResult:
         now = datetime.now(UTC)
         tick = datetime.fromtimestamp(timestamp, UTC) if timestamp else now
-        with logs.job_context(context.job.id, job_id):
+        with (
+            logs.job_context(context.job.id, job_id),
+            checkpoint.stoppable(_stop_reason(context)),
+        ):
             try:
                 return body(
                     RunContext(
@@ -63,7 +66,6 @@ def make_task(app: App, job_id: str, body: JobBody, queue: str = DEFAULT_QUEUE) 
                         tick=tick,
                         now=now,
                         job_id=context.job.id,
-                        stop_reason=_stop_reason(context),
                     )
                 )
             except Exception as error:

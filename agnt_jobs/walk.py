@@ -1,5 +1,11 @@
-"""Set-based work in bounded chunks: run one statement again and again, each time in
-its own short transaction, until it touches fewer rows than a chunk.
+"""The one chunk walker of every job: set-based work in bounded chunks, each its own
+short transaction, with a stop checkpoint before each chunk.
+
+``walk`` runs one statement again and again until it touches fewer rows than a
+chunk, optionally resuming each chunk where the last ended (a keyset walk);
+``run_chunked`` is its form for plain deletes and updates. ``due_ids`` and
+``staged_ids`` hand ids to Python in keyset chunks, for work done row by row (a
+call to Stripe, a text analysis); ``id_ranges`` splits an id space into ranges.
 
 The statement does the whole chunk in SQL (``DELETE ... WHERE ctid =
 ANY(ARRAY(SELECT ctid ... ORDER BY ... LIMIT :limit FOR UPDATE SKIP LOCKED))``) and
@@ -30,6 +36,7 @@ chunks of 5,000 (3x the single ``DELETE``):
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections import Counter
 from collections.abc import Iterator, Mapping
@@ -95,6 +102,20 @@ def due_ids(
         after_at, after_id = due[-1].due_at, due[-1].id
 
 
+def retention_delete(table: str, where: str, order_by: str | None) -> sa.TextClause:
+    """The chunked DELETE every retention job runs with ``run_chunked``: the rows of
+    ``table`` matching ``where`` (its parameters are the caller's, ``:limit`` is the
+    chunk), claimed ``FOR UPDATE SKIP LOCKED`` in ``order_by`` (the expression an
+    index serves; None where none does) and addressed by ``ctid``, returning no
+    rows. The module's docstring says why each of these holds."""
+    order = f"ORDER BY {order_by}" if order_by else ""
+    return sa.text(
+        f"DELETE FROM {table} WHERE ctid = ANY(ARRAY("
+        f"SELECT ctid FROM {table} WHERE {where} {order} "
+        "LIMIT :limit FOR UPDATE SKIP LOCKED))"
+    )
+
+
 @dataclass(frozen=True)
 class ChunkedResult:
     rows: int
@@ -109,35 +130,52 @@ def _counts(result: CursorResult[Any]) -> dict[str, Any]:
     return {"count": result.rowcount}
 
 
-def repeat_until_short(
+def walk(
     engine: Engine,
-    statement: sa.TextClause,
+    statement: sa.TextClause | str,
     params: Mapping[str, Any],
     chunk_size: int,
-    progress: str,
-    action: str,
+    *,
+    progress: str = "scanned",
+    cursor: Mapping[str, str] | None = None,
+    start: Mapping[str, Any] | None = None,
+    action: str = "job_chunk",
 ) -> tuple[Counter[str], int]:
-    """Run ``statement`` (which takes ``:limit`` and returns one row of counts, or
-    no rows: see ``_counts``), each time in its own transaction, until its
-    ``progress`` count comes back short of a chunk. Returns the summed counts and
-    how many chunks it took.
+    """Run ``statement`` a chunk at a time, each chunk its own transaction, until its
+    ``progress`` count comes back short of ``chunk_size``; return the summed counts
+    and how many chunks it took. The one chunk loop of every job.
 
-    The candidates must stop qualifying once handled (deleted, status changed, row
-    inserted), so the next run of the same statement finds the rest.
+    ``statement`` takes ``:limit`` (a named query string takes ``%(limit)s``) and
+    returns one row of counts, or no rows (see ``_counts``). Without a ``cursor``,
+    handled rows must stop qualifying (deleted, status changed, row inserted), so
+    the next chunk finds the rest. With one, each chunk starts where the last
+    ended, a keyset walk: ``cursor`` maps each resume parameter to the column of
+    the chunk's row holding its next value, ``start`` gives the first values, and
+    a NULL there ends the walk. A checkpoint before each chunk lets a stopped run
+    end between two chunks.
     """
+    cursor = cursor or {}
+    resume_columns = {*cursor.values(), "last_id"}
+    after = dict(start or {})
     totals: Counter[str] = Counter()
     chunks = 0
     while True:
         checkpoint()
+        values = {**params, **after, "limit": chunk_size}
         with chunk_transaction(engine) as connection:
-            counts = _counts(
-                connection.execute(statement, {**params, "limit": chunk_size})
-            )
+            if isinstance(statement, str):
+                result = connection.exec_driver_sql(statement, values)
+            else:
+                result = connection.execute(statement, values)
+            counts = _counts(result)
         chunks += 1
-        totals.update({k: v for k, v in counts.items() if k != "last_id"})
+        totals.update({k: v for k, v in counts.items() if k not in resume_columns})
         logger.debug("chunk done", extra=logs.event(action, chunk=chunks, **counts))
-        if counts[progress] < chunk_size:
+        if counts[progress] < chunk_size or any(
+            counts[column] is None for column in cursor.values()
+        ):
             return totals, chunks
+        after = {param: counts[column] for param, column in cursor.items()}
 
 
 def run_chunked(
@@ -151,7 +189,75 @@ def run_chunked(
     returns no rows (a plain ``DELETE`` or ``UPDATE``: the rows it touched are its
     row count) or one row with a ``count`` column; the rows themselves are never
     fetched."""
-    totals, chunks = repeat_until_short(
-        engine, statement, params, chunk_size, "count", action
+    totals, chunks = walk(
+        engine, statement, params, chunk_size, progress="count", action=action
     )
     return ChunkedResult(totals["count"], chunks)
+
+
+# --- ids in chunks, for work that needs them in Python -----------------------------
+
+
+def staged_ids(
+    connection: sa.Connection,
+    name: str,
+    select_ids: str,
+    params: Mapping[str, Any],
+    chunk_size: int,
+) -> Iterator[list[int]]:
+    """Yield the ids ``select_ids`` returns, ascending, ``chunk_size`` at a time.
+
+    Each chunk is fetched in a fresh transaction that the caller commits when its
+    work is done. The temporary table is dropped at the end, also when the caller
+    stops early or fails (the pool reuses connections, and temp tables outlive a
+    rollback).
+    """
+    table = f"pg_temp.{name}"
+    connection.execute(sa.text(f"DROP TABLE IF EXISTS {table}"))
+    connection.execute(sa.text(f"CREATE TEMP TABLE {name} (id bigint PRIMARY KEY)"))
+    connection.execute(
+        sa.text(f"INSERT INTO {table} (id) {select_ids} ON CONFLICT DO NOTHING"),
+        dict(params),
+    )
+    connection.execute(sa.text(f"ANALYZE {table}"))
+    connection.commit()
+    after = 0
+    try:
+        while True:
+            checkpoint()
+            ids = list(
+                connection.execute(
+                    sa.text(
+                        f"SELECT id FROM {table} WHERE id > :after ORDER BY id "
+                        "LIMIT :limit"
+                    ),
+                    {"after": after, "limit": chunk_size},
+                ).scalars()
+            )
+            if not ids:
+                connection.commit()
+                return
+            after = ids[-1]
+            yield ids
+    finally:
+        with contextlib.suppress(sa.exc.SQLAlchemyError):
+            connection.rollback()
+            connection.execute(sa.text(f"DROP TABLE IF EXISTS {table}"))
+            connection.commit()
+
+
+def id_ranges(
+    connection: sa.Connection, table: str, column: str, width: int
+) -> Iterator[tuple[int, int]]:
+    """Half-open ranges ``[low, high)`` of ``width`` ids covering ``table.column``
+    (by its current minimum and maximum; an empty table gives none)."""
+    low, high = connection.execute(
+        sa.text(f"SELECT min({column}), max({column}) FROM {table}")
+    ).one()
+    connection.commit()
+    if low is None:
+        return
+    start = int(low)
+    while start <= int(high):
+        yield start, start + width
+        start += width

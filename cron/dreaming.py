@@ -3,7 +3,7 @@
 light_dreaming (02:00 WITA daily) writes one reflection per user who talked with the
 agent in the last 24 hours; deep_dreaming (Mon 04:00 WITA) consolidates each user's
 week of reflections and memories into one agent insight and merges duplicate memories.
-Both walk users in chunks (``cron.batches.staged_ids``), stream each chunk's rows, and
+Both walk users in chunks (``agnt_jobs.walk.staged_ids``), stream each chunk's rows, and
 write one row per user and period under a unique key, so a second run, or a re-run
 after a crash, only does the users still missing.
 """
@@ -25,7 +25,7 @@ from agnt_jobs.clients.llm import Assist
 from agnt_jobs.models.knowledge import AgentInsight, Reflection
 from agnt_jobs.scheduler.bodies import JobResult, RunContext, job
 from agnt_jobs.timeutil import day, iso_week, zone
-from cron.batches import staged_ids
+from agnt_jobs.walk import staged_ids
 from cron.clustering import duplicate_groups
 from cron.reflection import (
     DayReflection,

@@ -24,7 +24,7 @@ import sqlalchemy as sa
 
 from agnt_jobs import logs
 from agnt_jobs.scheduler.bodies import JobResult, RunContext, job
-from cron.batches import id_ranges
+from agnt_jobs.walk import id_ranges
 
 logger = logging.getLogger(__name__)
 

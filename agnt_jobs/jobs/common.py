@@ -16,11 +16,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from agnt_jobs.checkpoint import checkpoint
 from agnt_jobs.clients.channel import ChannelGateway
 from agnt_jobs.delivery import outbox
 from agnt_jobs.scheduler.bodies import JobResult, RunContext
-from agnt_jobs.walk import chunk_transaction, repeat_until_short
+from agnt_jobs.walk import walk
 
 logger = logging.getLogger(__name__)
 
@@ -40,37 +39,7 @@ def until_done(
     """Run a claim-and-change statement until a chunk finds fewer than ``chunk`` rows
     (its ``scanned`` count). Each chunk is its own transaction; rows another copy
     holds are skipped, not waited on."""
-    totals, _ = repeat_until_short(
-        engine, statement, params, chunk, "scanned", "job_chunk"
-    )
-    return totals
-
-
-def _walk(
-    engine: Engine,
-    statement: sa.TextClause,
-    params: Mapping[str, Any],
-    chunk: int,
-    cursor: Mapping[str, str],
-    start: Mapping[str, Any],
-) -> Counter[str]:
-    """Run ``statement`` a chunk per transaction, each time from where the last
-    ended: ``cursor`` maps each resume parameter to the column of the statement's
-    row that holds its next value (``start`` is the first). Stops at a chunk that
-    scanned fewer than ``chunk`` rows; returns the summed counts."""
-    totals: Counter[str] = Counter()
-    after = dict(start)
-    while True:
-        checkpoint()
-        with chunk_transaction(engine) as connection:
-            row = connection.execute(
-                statement, {**params, **after, "limit": chunk}
-            ).one()
-        counts = row._asdict()
-        totals.update({k: v for k, v in counts.items() if k not in cursor.values()})
-        if counts["scanned"] < chunk or counts["last_id"] is None:
-            return totals
-        after = {param: counts[column] for param, column in cursor.items()}
+    return walk(engine, statement, params, chunk)[0]
 
 
 def keyset(
@@ -79,7 +48,14 @@ def keyset(
     """Walk a table in id order, ``chunk`` ids per transaction (``:after`` is the
     last id of the previous chunk): for passes over every venue or user, where most
     rows need nothing and would otherwise be looked at again and again."""
-    return _walk(engine, statement, params, chunk, {"after": "last_id"}, {"after": 0})
+    return walk(
+        engine,
+        statement,
+        params,
+        chunk,
+        cursor={"after": "last_id"},
+        start={"after": 0},
+    )[0]
 
 
 # The columns keyset_by_time needs back: where the next chunk starts, for a
@@ -95,14 +71,14 @@ def keyset_by_time(
     (``:after_at``, ``:after_id`` are where the previous chunk ended; the statement
     returns them as ``last_at``, ``last_id``, see ``LAST_OF_CHUNK``): for passes
     over one period's rows, whose cost must follow the period, not the table."""
-    return _walk(
+    return walk(
         engine,
         statement,
         params,
         chunk,
-        {"after_at": "last_at", "after_id": "last_id"},
-        {"after_at": datetime.min.replace(tzinfo=UTC), "after_id": 0},
-    )
+        cursor={"after_at": "last_at", "after_id": "last_id"},
+        start={"after_at": datetime.min.replace(tzinfo=UTC), "after_id": 0},
+    )[0]
 
 
 def gateway(ctx: RunContext) -> ChannelGateway:

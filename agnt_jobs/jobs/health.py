@@ -25,7 +25,7 @@ from sqlalchemy.exc import DBAPIError
 from agnt_jobs import logs
 from agnt_jobs.delivery import alerts
 from agnt_jobs.scheduler.bodies import JobResult, RunContext, job
-from agnt_jobs.walk import run_chunked
+from agnt_jobs.walk import retention_delete, run_chunked
 
 logger = logging.getLogger(__name__)
 
@@ -359,20 +359,9 @@ def _store(ctx: RunContext, name: str, seen: Observation) -> bool:
         )
 
 
-# Claimed rows addressed by ctid: a chunk never scans the table (agnt_jobs.walk).
-PRUNE_RESULTS = sa.text(
-    """
-    WITH gone AS (
-        DELETE FROM health_check_results WHERE ctid = ANY(ARRAY(
-            SELECT ctid FROM health_check_results
-            WHERE checked_at < :cutoff
-            LIMIT :limit
-            FOR UPDATE SKIP LOCKED
-        ))
-        RETURNING 1
-    )
-    SELECT count(*) FROM gone
-    """
+# No index leads with checked_at (it follows check_name), so no order to claim in.
+PRUNE_RESULTS = retention_delete(
+    "health_check_results", "checked_at < :cutoff", order_by=None
 )
 
 

@@ -18,49 +18,24 @@ import sqlalchemy as sa
 from agnt_jobs import logs, timeutil
 from agnt_jobs.delivery import alerts
 from agnt_jobs.scheduler.bodies import JobResult, RunContext, job
-from agnt_jobs.walk import run_chunked
+from agnt_jobs.walk import retention_delete, run_chunked
 
 logger = logging.getLogger(__name__)
 
-EVICT_MEMORIES = sa.text(
-    """
-    WITH gone AS (
-        DELETE FROM memories WHERE ctid = ANY(ARRAY(
-            SELECT ctid FROM memories
-            WHERE NOT pinned AND coalesce(last_accessed_at, created_at) < :cutoff
-            LIMIT :limit
-            FOR UPDATE SKIP LOCKED
-        ))
-        RETURNING 1
-    )
-    SELECT count(*) FROM gone
-    """
+EVICT_MEMORIES = retention_delete(
+    "memories",
+    "NOT pinned AND coalesce(last_accessed_at, created_at) < :cutoff",
+    order_by="coalesce(last_accessed_at, created_at)",
 )
 
-# The retention deletes claim in the order of the index on their cutoff column and
-# return no rows (run_chunked counts the statement's rows): see agnt_jobs.walk.
-DELETE_RESOLVED_LETTERS = sa.text(
-    """
-    DELETE FROM dead_letters WHERE ctid = ANY(ARRAY(
-        SELECT ctid FROM dead_letters
-        WHERE resolved_at IS NOT NULL AND resolved_at < :cutoff
-        ORDER BY resolved_at
-        LIMIT :limit
-        FOR UPDATE SKIP LOCKED
-    ))
-    """
+DELETE_RESOLVED_LETTERS = retention_delete(
+    "dead_letters",
+    "resolved_at IS NOT NULL AND resolved_at < :cutoff",
+    order_by="resolved_at",
 )
 
-PRUNE_ERROR_LOG = sa.text(
-    """
-    DELETE FROM error_log WHERE ctid = ANY(ARRAY(
-        SELECT ctid FROM error_log
-        WHERE created_at < :cutoff
-        ORDER BY created_at
-        LIMIT :limit
-        FOR UPDATE SKIP LOCKED
-    ))
-    """
+PRUNE_ERROR_LOG = retention_delete(
+    "error_log", "created_at < :cutoff", order_by="created_at"
 )
 
 # One statement moves a chunk: the rows leave the live log and enter the archive
@@ -89,19 +64,8 @@ ARCHIVE_DELTAS = sa.text(
     """
 )
 
-EXPIRE_ARCHIVE = sa.text(
-    """
-    WITH gone AS (
-        DELETE FROM fleet_delta_log_archive WHERE ctid = ANY(ARRAY(
-            SELECT ctid FROM fleet_delta_log_archive
-            WHERE created_at < :before
-            LIMIT :limit
-            FOR UPDATE SKIP LOCKED
-        ))
-        RETURNING 1
-    )
-    SELECT count(*) FROM gone
-    """
+EXPIRE_ARCHIVE = retention_delete(
+    "fleet_delta_log_archive", "created_at < :before", order_by="created_at"
 )
 
 WEEK_FIGURES = sa.text(

@@ -13,7 +13,7 @@ from agnt_jobs import logs
 from agnt_jobs.checkpoint import checkpoint
 from agnt_jobs.models.billing import LIVE_SUBSCRIPTION_STATUSES
 from agnt_jobs.scheduler.bodies import JobResult, RunContext, job
-from agnt_jobs.walk import run_chunked
+from agnt_jobs.walk import retention_delete, run_chunked
 
 logger = logging.getLogger(__name__)
 
@@ -66,20 +66,12 @@ PURGE_USERS = sa.text(
 )
 
 # The chunked statements below address their claimed rows by ctid, so that a chunk
-# never scans the whole table (see agnt_jobs.walk). The expiry delete claims in
-# the order of its partial index on expires_at and returns no rows (run_chunked
-# counts the statement's rows), see agnt_jobs.walk for why.
-DELETE_EXPIRED_SESSIONS = sa.text(
-    """
-    DELETE FROM b2b_onboarding_sessions
-    WHERE ctid = ANY(ARRAY(
-        SELECT ctid FROM b2b_onboarding_sessions
-        WHERE status <> 'COMPLETED' AND expires_at < :cutoff
-        ORDER BY expires_at
-        LIMIT :limit
-        FOR UPDATE SKIP LOCKED
-    ))
-    """
+# never scans the whole table (see agnt_jobs.walk); the expiry delete claims in
+# the order of its partial index on expires_at.
+DELETE_EXPIRED_SESSIONS = retention_delete(
+    "b2b_onboarding_sessions",
+    "status <> 'COMPLETED' AND expires_at < :cutoff",
+    order_by="expires_at",
 )
 
 MARK_ABANDONED = sa.text(

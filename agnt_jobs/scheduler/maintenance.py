@@ -30,7 +30,7 @@ from agnt_jobs.checkpoint import checkpoint
 from agnt_jobs.db import queries
 from agnt_jobs.scheduler.bodies import JobResult, RunContext, job
 from agnt_jobs.settings import Settings
-from agnt_jobs.walk import chunk_transaction
+from agnt_jobs.walk import walk
 
 logger = logging.getLogger(__name__)
 
@@ -146,15 +146,13 @@ def _delete_in_chunks(
 ) -> int:
     """Run ``query`` (returning ``scanned, deleted, last_id``; ``last_id`` is where
     a walk by id resumes, or NULL) until a chunk scans fewer than a chunk's rows."""
-    total, after = 0, 0
-    while True:
-        checkpoint()
-        with chunk_transaction(engine) as connection:
-            scanned, deleted, last_id = connection.exec_driver_sql(
-                SQL[query],
-                {"cutoff": cutoff, "limit": settings.job_chunk_size, "after": after},
-            ).one()
-        total += deleted
-        after = last_id if last_id is not None else after
-        if scanned < settings.job_chunk_size:
-            return total
+    totals, _ = walk(
+        engine,
+        SQL[query],
+        {"cutoff": cutoff},
+        settings.job_chunk_size,
+        cursor={"after": "last_id"},
+        start={"after": 0},
+        action=query,
+    )
+    return totals["deleted"]

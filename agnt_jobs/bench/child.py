@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -86,3 +87,17 @@ def run_module(
         returncode=process.returncode,
         stderr_tail=stderr_tail,
     )
+
+
+def stop_all(processes: list[subprocess.Popen[Any]], timeout: float = 60.0) -> None:
+    """SIGTERM every process still running, as an operator stops workers, then wait
+    for each; one that outlives ``timeout`` is killed."""
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    for process in processes:
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

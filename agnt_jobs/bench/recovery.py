@@ -10,7 +10,6 @@ hand, how long fresh workers take from the database's return to their first job.
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
 import time
@@ -20,7 +19,7 @@ from typing import Any
 import psycopg
 
 from agnt_jobs.bench.base import BenchContext
-from agnt_jobs.bench.child import ROOT, child_env
+from agnt_jobs.bench.child import ROOT, child_env, stop_all
 from agnt_jobs.bench.cluster import ClusterUnavailable, PgCluster
 from agnt_jobs.bench.report import Measurement, ratio
 from agnt_jobs.db import migrate
@@ -108,15 +107,7 @@ class Workers:
         return [process.poll() for process in self.processes]
 
     def stop(self) -> None:
-        for process in self.processes:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for process in self.processes:
-            try:
-                process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_all(self.processes)
 
 
 def outage(ctx: BenchContext, app: str, seconds: float) -> dict[str, Any]:

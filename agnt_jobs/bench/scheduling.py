@@ -9,7 +9,6 @@ on the same number of workers (``agnt_jobs.bench.apps.plain``).
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
 import time
@@ -20,7 +19,7 @@ from typing import Any
 import psycopg
 
 from agnt_jobs.bench.base import TICK, BenchContext
-from agnt_jobs.bench.child import ROOT, child_env
+from agnt_jobs.bench.child import ROOT, child_env, stop_all
 from agnt_jobs.bench.report import Measurement, percentile, ratio
 
 GOAL_P99_SECONDS = 1.0
@@ -110,15 +109,7 @@ def watch(ctx: BenchContext, app: str, workers: int) -> dict[str, Any]:
         last = int(_db_epoch(url) - SETTLE_SECONDS)
         time.sleep(SETTLE_SECONDS)
     finally:
-        for process in processes:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for process in processes:
-            try:
-                process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_all(processes)
     try:
         with psycopg.connect(url) as connection:
             rows = connection.execute(

@@ -24,6 +24,7 @@ from agnt_jobs import logs
 from agnt_jobs.clients.llm import Assist
 from agnt_jobs.models.knowledge import AgentInsight, Reflection
 from agnt_jobs.scheduler.bodies import JobResult, RunContext, job
+from agnt_jobs.settings import Settings
 from agnt_jobs.timeutil import day, iso_week, zone
 from agnt_jobs.walk import staged_ids
 from cron.clustering import duplicate_groups
@@ -283,41 +284,9 @@ def deep_dreaming(ctx: RunContext) -> JobResult:
             settings.job_chunk_size,
         ):
             chunk = {**params, "user_ids": user_ids}
-            days: dict[int, list[DayReflection]] = {}
-            for row in connection.execute(WEEK_REFLECTIONS, chunk):
-                days.setdefault(row.user_id, []).append(
-                    DayReflection(
-                        row.reflection_date.isoformat(),
-                        row.topics,
-                        row.preferences,
-                        row.open_loops,
-                    )
-                )
+            days = _week_reflections(connection, chunk)
             values, plans = [], {}
-            memory_rows = connection.execute(
-                LIVE_MEMORIES,
-                {**chunk, "per_user": settings.deep_dreaming_max_memories_per_user},
-                execution_options=STREAM,
-            )
-            # Both ordered by user: walk them side by side, one user's memories
-            # in hand at a time.
-            memory_groups = _by_user(memory_rows)
-            pending = next(memory_groups, None)
-            for user_id in user_ids:
-                rows: list[Any] = []
-                if pending is not None and pending[0] == user_id:
-                    rows, pending = pending[1], next(memory_groups, None)
-                memories = [
-                    Memory(
-                        r.id,
-                        r.kind,
-                        r.content,
-                        r.pinned,
-                        r.created_at,
-                        r.last_accessed_at,
-                    )
-                    for r in rows
-                ]
+            for user_id, memories in _live_memories(connection, chunk, settings):
                 plans[user_id] = _memory_plan(
                     memories, settings.memory_merge_similarity
                 )
@@ -341,20 +310,7 @@ def deep_dreaming(ctx: RunContext) -> JobResult:
             users += len(values)
             claimed = _claim_insights(connection, values)
             insights += len(claimed)
-            pairs = [
-                (duplicate, survivor)
-                for user_id in claimed
-                for survivor, duplicates in plans[user_id]
-                for duplicate in duplicates
-            ]
-            if pairs:
-                merged += connection.execute(
-                    MERGE_MEMORIES,
-                    {
-                        "duplicates": [d for d, _ in pairs],
-                        "survivors": [s for _, s in pairs],
-                    },
-                ).one()[0]
+            merged += _merge(connection, {u: plans[u] for u in claimed})
             connection.commit()
     result = {
         "week": week.label,
@@ -364,6 +320,76 @@ def deep_dreaming(ctx: RunContext) -> JobResult:
     }
     logger.info("deep dreaming done", extra=logs.event("deep_dreaming", **result))
     return result
+
+
+def _week_reflections(
+    connection: sa.Connection, chunk: dict[str, Any]
+) -> dict[int, list[DayReflection]]:
+    """The chunk's users' daily reflections of the week, by user."""
+    days: dict[int, list[DayReflection]] = {}
+    for row in connection.execute(WEEK_REFLECTIONS, chunk):
+        days.setdefault(row.user_id, []).append(
+            DayReflection(
+                row.reflection_date.isoformat(),
+                row.topics,
+                row.preferences,
+                row.open_loops,
+            )
+        )
+    return days
+
+
+def _live_memories(
+    connection: sa.Connection, chunk: dict[str, Any], settings: Settings
+) -> Iterator[tuple[int, list[Memory]]]:
+    """Each user of the chunk, in order, with their live memories (most recent
+    ``deep_dreaming_max_memories_per_user``), streamed: one user's in hand at a
+    time."""
+    rows = connection.execute(
+        LIVE_MEMORIES,
+        {**chunk, "per_user": settings.deep_dreaming_max_memories_per_user},
+        execution_options=STREAM,
+    )
+    # Both ordered by user: walk them side by side.
+    groups = _by_user(rows)
+    pending = next(groups, None)
+    for user_id in chunk["user_ids"]:
+        mine: list[Any] = []
+        if pending is not None and pending[0] == user_id:
+            mine, pending = pending[1], next(groups, None)
+        yield (
+            user_id,
+            [
+                Memory(
+                    r.id, r.kind, r.content, r.pinned, r.created_at, r.last_accessed_at
+                )
+                for r in mine
+            ],
+        )
+
+
+def _merge(
+    connection: sa.Connection, plans: dict[int, list[tuple[int, list[int]]]]
+) -> int:
+    """Point each duplicate at its survivor, for the users whose insight this run
+    wrote; how many memories were merged."""
+    pairs = [
+        (duplicate, survivor)
+        for plan in plans.values()
+        for survivor, duplicates in plan
+        for duplicate in duplicates
+    ]
+    if not pairs:
+        return 0
+    return int(
+        connection.execute(
+            MERGE_MEMORIES,
+            {
+                "duplicates": [d for d, _ in pairs],
+                "survivors": [s for _, s in pairs],
+            },
+        ).one()[0]
+    )
 
 
 def _claim_insights(

@@ -1,12 +1,14 @@
-"""Procrastinate's App and Worker with our start-up and our deferrer, so that the stock
-``procrastinate --app=agnt_jobs.app.app worker`` does everything ``agnt-jobs worker``
-does: sync the schedules table, warn about schedules without a body, and defer
-each schedule in its zone under its misfire policy.
+"""Procrastinate's App and Worker with our start-up, our deferrer and our resilience,
+so that the stock ``procrastinate --app=agnt_jobs.app.app worker`` does everything
+``agnt-jobs worker`` does: sync the schedules table, warn about schedules without a
+body, defer each schedule in its zone under its misfire policy, and outlive a lost
+database (every loop retries with backoff; a fault never ends it with exit 0).
 
-The two seams are ``App._worker`` (which worker class to build) and
-``Worker._periodic_deferrer`` (which deferrer to run). Both are private to
-Procrastinate, which is pinned to a minor version; the acceptance tests start real
-``procrastinate`` workers, so a change in either fails them.
+The seams are methods private to Procrastinate, which is pinned to a minor
+version: ``App._worker`` (which worker class to build), and on the worker ``run``'s
+start-up, ``_start_side_tasks`` (our supervised loops), ``_periodic_deferrer``,
+``_fetch_and_process_jobs`` and ``_persist_job_status``. The acceptance and fault
+tests start real ``procrastinate`` workers, so a change in any of them fails them.
 """
 
 from __future__ import annotations

@@ -123,10 +123,12 @@ class SettingsConnector(PsycopgConnector):
     async def _check_schema(self) -> None:
         """Refuse a database whose schema is not this code's, with one line saying
         what to do, before any worker or ``procrastinate`` command uses it."""
-        row = await self.execute_query_one_async(migrate.CURRENT_REVISION)
-        problem = migrate.behind(
-            row["revision"], await asyncio.to_thread(migrate.head_revision)
-        )
+        current = None
+        if (await self.execute_query_one_async(migrate.HAS_REVISION))["present"]:
+            row = await self.execute_query_one_async(migrate.CURRENT_REVISION)
+            current = row["revision"]
+        head = await asyncio.to_thread(migrate.head_revision)
+        problem = migrate.behind(current, head)
         if problem is not None:
             await self.close_async()
             raise ConfigError(problem)

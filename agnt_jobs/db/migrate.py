@@ -81,14 +81,13 @@ def current_revision(url: str) -> str | None:
     return ",".join(sorted(heads)) or None
 
 
-# The revision a database is at, read through any connection; NULL when Alembic
-# never ran there.
+# The revision a database is at, read through any connection: first whether
+# Alembic ever ran there, then its revision (one query cannot name a table that
+# may not exist).
+HAS_REVISION = "SELECT to_regclass('alembic_version') IS NOT NULL AS present"
 CURRENT_REVISION = """
-SELECT CASE WHEN to_regclass('alembic_version') IS NULL THEN NULL
-       ELSE (xpath('/row/v/text()', query_to_xml(
-           'SELECT string_agg(version_num, '','' ORDER BY version_num) AS v
-            FROM alembic_version', false, true, '')))[1]::text
-       END AS revision
+SELECT string_agg(version_num, ',' ORDER BY version_num) AS revision
+FROM alembic_version
 """
 
 

@@ -107,8 +107,11 @@ EXPIRE_REFERRALS = sa.text(
 )
 
 # The venue flags from their sources of truth, one id range at a time. Only
-# drifted rows are written; when two runs race, the UPDATE re-checks each row after
-# waiting for the other's lock and finds it already fixed, so drift counts once.
+# drifted rows are locked and written, and a drifted venue locked elsewhere (the
+# platform editing it, another copy of this job) is skipped, not waited for: the
+# next run fixes it. When two runs race, the second locks a row only after the
+# first committed, and the UPDATE re-checks the row's new version and finds it
+# already fixed, so drift counts once.
 #
 # The owner is looked up per venue of the chunk (a LATERAL subquery with LIMIT 1,
 # which the planner cannot flatten into a join): as a plain LEFT JOIN the planner
@@ -134,11 +137,16 @@ RECONCILE_VENUES = sa.text(
             WHERE u.id = c.owner_user_id AND u.deleted_at IS NULL
             LIMIT 1
         ) owner ON true
+    ), drifted AS (
+        SELECT v.id FROM venues v JOIN truth ON truth.id = v.id
+        WHERE (truth.old_claimed, truth.old_active)
+              IS DISTINCT FROM (truth.claimed, truth.active)
+        FOR NO KEY UPDATE OF v SKIP LOCKED
     ), fixed AS (
         UPDATE venues v
         SET is_claimed = truth.claimed, is_active = truth.active, updated_at = now()
         FROM truth
-        WHERE v.id = truth.id
+        WHERE v.id = truth.id AND v.id IN (SELECT id FROM drifted)
           AND (v.is_claimed, v.is_active) IS DISTINCT FROM (truth.claimed, truth.active)
         RETURNING v.id, truth.old_claimed <> truth.claimed AS claimed_drift,
                   truth.old_active <> truth.active AS active_drift

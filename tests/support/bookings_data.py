@@ -6,7 +6,6 @@ the worker does (directly, with a RunContext), several at once, or crashing mid-
 from __future__ import annotations
 
 import itertools
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -19,6 +18,7 @@ from sqlalchemy.engine import Engine
 import agnt_jobs.app  # noqa: F401  (registers every body)
 from agnt_jobs.scheduler.bodies import BODIES, JobResult, RunContext
 from agnt_jobs.settings import get_settings
+from tests.support.jobs import run_concurrently
 
 _serial = itertools.count(1)
 
@@ -151,25 +151,7 @@ def run_at_once(
     job_id: str, engine: Engine, copies: int = 2, **kwargs: Any
 ) -> list[JobResult]:
     """Run ``copies`` of a job in threads, started together, as two workers would."""
-    results: list[JobResult] = []
-    errors: list[BaseException] = []
-    barrier = threading.Barrier(copies)
-
-    def one() -> None:
-        barrier.wait()
-        try:
-            results.append(run(job_id, engine, **kwargs))
-        except BaseException as error:  # surfaced below, in the test's thread
-            errors.append(error)
-
-    threads = [threading.Thread(target=one) for _ in range(copies)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    if errors:
-        raise errors[0]
-    return results
+    return run_concurrently(lambda: run(job_id, engine, **kwargs), copies)
 
 
 def total(results: list[JobResult], key: str) -> int:
@@ -198,6 +180,30 @@ def crash_on(engine: Engine, fragment: str, after: int = 0) -> Iterator[None]:
         yield
     finally:
         event.remove(engine, "before_cursor_execute", before)
+
+
+@contextmanager
+def crash_after_commits(engine: Engine, commits: int) -> Iterator[None]:
+    """Make the first statement after ``commits`` commits on ``engine`` kill the run,
+    as a process dying there would: what was committed stays, the transaction it was
+    in rolls back, nothing after it runs."""
+    seen = 0
+
+    def committed(conn: Any) -> None:
+        nonlocal seen
+        seen += 1
+
+    def before(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if seen >= commits:
+            raise Crash(f"after {seen} commits")
+
+    event.listen(engine, "commit", committed)
+    event.listen(engine, "before_cursor_execute", before)
+    try:
+        yield
+    finally:
+        event.remove(engine, "before_cursor_execute", before)
+        event.remove(engine, "commit", committed)
 
 
 # The send queue's claim: a crash here is one after a job queued its messages and

@@ -12,7 +12,6 @@ from sqlalchemy.engine import Engine
 from tests.support import bookings_data as data
 from tests.support.bookings_data import Crash, crash_on, run, utcnow
 from tests.support.http_peers import FakeChannelGateway
-from tests.support.jobs import assert_skips_rows_locked_elsewhere
 from tests.support.venue_agent import FakeVenueAgent
 
 H, M = timedelta(hours=1), timedelta(minutes=1)
@@ -58,20 +57,6 @@ def test_reap_expires_only_pending_envelopes_past_their_ttl(engine: Engine) -> N
     assert run("reap_stale_envelopes", engine, now=now) == {"expired": 0}
 
 
-def test_reap_crash_then_rerun_and_two_copies(engine: Engine) -> None:
-    now, place = utcnow(), data.venue(engine)
-    for _ in range(25):
-        b = data.booking(engine, None, place, "REQUESTED", now + 24 * H)
-        data.envelope(engine, b, "PENDING", expires_at=now - M)
-    with crash_on(engine, "SET status = 'EXPIRED'", after=1), pytest.raises(Crash):
-        run("reap_stale_envelopes", engine, job_chunk_size=5)
-    results = data.run_at_once("reap_stale_envelopes", engine, job_chunk_size=3)
-    assert data.total(results, "expired") == 20
-    assert data.rows(engine, "SELECT DISTINCT status FROM a2a_envelopes") == [
-        ("EXPIRED",)
-    ]
-
-
 # --- sweep_orphaned_responses ---------------------------------------------------------
 
 
@@ -111,38 +96,6 @@ def test_sweep_closes_open_responses_without_a_live_booking(engine: Engine) -> N
         == "APPLIED"
     )
     assert run("sweep_orphaned_responses", engine, now=now) == {"closed": 0}
-
-
-def test_sweep_crash_then_rerun_and_two_copies(engine: Engine) -> None:
-    now, place = utcnow(), data.venue(engine)
-    for _ in range(25):
-        data.response(engine, None, place, "ACCEPT", received_at=now - H)
-    with crash_on(engine, "close_reason = 'orphaned'", after=1), pytest.raises(Crash):
-        run("sweep_orphaned_responses", engine, job_chunk_size=5)
-    results = data.run_at_once("sweep_orphaned_responses", engine, job_chunk_size=3)
-    assert data.total(results, "closed") == 20
-    assert (
-        data.scalar(
-            engine, "SELECT count(*) FROM venue_responses WHERE status = 'CLOSED'"
-        )
-        == 25
-    )
-
-
-def test_sweep_skips_responses_locked_elsewhere(engine: Engine) -> None:
-    """A response another transaction holds (recovery applying it, a copy of the
-    sweep) is passed over, not waited for; the next run closes it."""
-    now, place = utcnow(), data.venue(engine)
-    for n in range(20):
-        data.response(engine, None, place, "ACCEPT", received_at=now - H - n * M)
-    assert_skips_rows_locked_elsewhere(
-        engine,
-        lambda e: run("sweep_orphaned_responses", e, now=now, job_chunk_size=4),
-        "closed",
-        "SELECT id FROM venue_responses WHERE id % 5 = 0 ORDER BY id FOR UPDATE",
-        "SELECT array_agg(id ORDER BY id) FROM venue_responses WHERE status = 'OPEN'",
-        20,
-    )
 
 
 # --- recover_stuck_bookings -----------------------------------------------------------

@@ -23,24 +23,6 @@ def _status(engine: Engine, booking_id: int) -> tuple[str, bool, str | None]:
     )[0]
 
 
-def _stale_pending(engine: Engine, count: int, **user_values: object) -> list[int]:
-    """Bookings the venue received 3h ago and never answered, slot tomorrow."""
-    now, place = utcnow(), data.venue(engine)
-    ids = []
-    for _ in range(count):
-        b = data.booking(
-            engine,
-            data.user(engine, **user_values),
-            place,
-            "PENDING_VENUE",
-            now + 24 * H,
-            changed_at=now - 3 * H,
-        )
-        data.envelope(engine, b, "DISPATCHED")
-        ids.append(b)
-    return ids
-
-
 # --- auto_confirm_stale_bookings ------------------------------------------------------
 
 
@@ -95,58 +77,6 @@ def test_auto_confirm_confirms_only_stale_requests_the_venue_received(
     assert len(gateway.received) == 2
 
 
-def test_auto_confirm_crash_between_chunks_then_rerun(
-    engine: Engine, gateway: FakeChannelGateway
-) -> None:
-    ids = _stale_pending(engine, 5)
-    with (
-        crash_on(engine, "auto_confirmed = true", after=1),
-        pytest.raises(Crash),
-    ):
-        run("auto_confirm_stale_bookings", engine, job_chunk_size=2)
-    assert (
-        data.scalar(engine, "SELECT count(*) FROM bookings WHERE status = 'CONFIRMED'")
-        == 2
-    )
-    # Crashed before delivering: the first chunk's messages wait, queued.
-    assert gateway.received == []
-
-    result = run("auto_confirm_stale_bookings", engine, job_chunk_size=2)
-    assert result["auto_confirmed"] == 3
-    assert result["sent"] == 5
-    assert sorted(gateway.delivered) == sorted(
-        f"booking_auto_confirmed:{b}" for b in ids
-    )
-    assert len(gateway.received) == 5
-
-
-def test_auto_confirm_gateway_outage_leaves_messages_to_retry(
-    engine: Engine, gateway: FakeChannelGateway
-) -> None:
-    ids = _stale_pending(engine, 3)
-    gateway.fail_next(3, status=503)
-    result = run("auto_confirm_stale_bookings", engine)
-    assert result["auto_confirmed"] == 3 and result["failed"] == 3
-    # The job itself does not send twice; the send queue retries after backoff.
-    assert run("auto_confirm_stale_bookings", engine)["sent"] == 0
-    data.make_sends_due(engine)
-    assert run("retry_failed_sends", engine)["sent"] == 3
-    assert sorted(gateway.delivered) == sorted(
-        f"booking_auto_confirmed:{b}" for b in ids
-    )
-
-
-def test_auto_confirm_two_copies_confirm_each_booking_once(
-    engine: Engine, gateway: FakeChannelGateway
-) -> None:
-    ids = _stale_pending(engine, 40)
-    results = data.run_at_once("auto_confirm_stale_bookings", engine, job_chunk_size=5)
-    assert data.total(results, "auto_confirmed") == 40
-    assert data.total(results, "sent") == 40
-    assert len(gateway.received) == 40
-    assert len(gateway.delivered) == len(ids)
-
-
 # --- mark_completed_bookings ----------------------------------------------------------
 
 
@@ -169,21 +99,6 @@ def test_mark_completed_completes_only_confirmed_bookings_that_ended(
     assert _status(engine, waiting)[0] == "PENDING_VENUE"
     assert _status(engine, cancelled)[0] == "CANCELLED"
     assert run("mark_completed_bookings", engine, now=now) == {"completed": 0}
-
-
-def test_mark_completed_crash_then_rerun_and_two_copies(engine: Engine) -> None:
-    now, place = utcnow(), data.venue(engine)
-    for _ in range(30):
-        data.booking(engine, None, place, "CONFIRMED", now - 3 * H)
-    with crash_on(engine, "SET status = 'COMPLETED'", after=2), pytest.raises(Crash):
-        run("mark_completed_bookings", engine, job_chunk_size=4)
-    assert (
-        data.scalar(engine, "SELECT count(*) FROM bookings WHERE status = 'COMPLETED'")
-        == 8
-    )
-    results = data.run_at_once("mark_completed_bookings", engine, job_chunk_size=3)
-    assert data.total(results, "completed") == 22
-    assert data.rows(engine, "SELECT DISTINCT status FROM bookings") == [("COMPLETED",)]
 
 
 # --- cancel_orphaned_bookings ---------------------------------------------------------
@@ -256,18 +171,3 @@ def test_cancel_orphaned_crash_before_delivery_then_rerun(
     result = run("cancel_orphaned_bookings", engine)
     assert result["cancelled"] == 0 and result["sent"] == 4
     assert sorted(gateway.delivered) == sorted(f"booking_cancelled:{b}" for b in ids)
-
-
-def test_cancel_orphaned_gateway_outage_and_two_copies(
-    engine: Engine, gateway: FakeChannelGateway
-) -> None:
-    ids = _orphans(engine, 30)
-    gateway.fail_next(5, status=502)
-    results = data.run_at_once("cancel_orphaned_bookings", engine, job_chunk_size=4)
-    assert data.total(results, "cancelled") == 30
-    assert data.total(results, "sent") == 25
-    assert data.total(results, "failed") == 5
-    data.make_sends_due(engine)
-    assert run("retry_failed_sends", engine)["sent"] == 5
-    assert len(gateway.delivered) == len(ids)
-    assert len(gateway.received) == 35

@@ -6,11 +6,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-import pytest
 from sqlalchemy.engine import Engine
 
 from tests.support import bookings_data as data
-from tests.support.bookings_data import Crash, crash_on, run
+from tests.support.bookings_data import run
 from tests.support.http_peers import FakeChannelGateway
 
 M, D = timedelta(minutes=1), timedelta(days=1)
@@ -86,26 +85,6 @@ def test_spend_digest_sums_yesterday_per_currency_once(
     assert len(gateway.received) == 3
 
 
-def test_spend_digest_crash_outage_and_two_copies(
-    engine: Engine, gateway: FakeChannelGateway
-) -> None:
-    users = [data.user(engine) for _ in range(25)]
-    for u in users:
-        _spend(engine, u, "1000", YESTERDAY + D / 2)
-    with crash_on(engine, "'spend_digest:'", after=1), pytest.raises(Crash):
-        run("spend_digest", engine, tick=MORNING, job_chunk_size=5)
-    gateway.fail_next(3)
-    results = data.run_at_once("spend_digest", engine, tick=MORNING, job_chunk_size=3)
-    assert data.total(results, "digests_queued") == 20
-    assert data.total(results, "failed") == 3
-    data.make_sends_due(engine)
-    assert run("retry_failed_sends", engine)["sent"] == 3
-    assert sorted(gateway.delivered) == sorted(
-        f"spend_digest:{u}:2026-11-24" for u in users
-    )
-    assert len(gateway.received) == 28
-
-
 def test_spend_digest_takes_yesterday_from_the_wita_date_not_the_utc_one(
     engine: Engine, gateway: FakeChannelGateway
 ) -> None:
@@ -158,26 +137,6 @@ def test_nutrition_summary_compares_today_with_the_goal(
     again = run("daily_nutrition_summary", engine, tick=EVENING)
     assert (again["summaries_queued"], again["sent"]) == (0, 0)
     assert len(gateway.received) == 3
-
-
-def test_nutrition_summary_crash_outage_and_two_copies(
-    engine: Engine, gateway: FakeChannelGateway
-) -> None:
-    users = [data.user(engine) for _ in range(25)]
-    for u in users:
-        _eat(engine, u, 500, TODAY + D / 2)
-    with crash_on(engine, data.DELIVERY), pytest.raises(Crash):
-        run("daily_nutrition_summary", engine, tick=EVENING, job_chunk_size=5)
-    assert data.scalar(engine, "SELECT count(*) FROM send_queue") == 25
-    gateway.fail_next(2)
-    results = data.run_at_once(
-        "daily_nutrition_summary", engine, tick=EVENING, job_chunk_size=3
-    )
-    assert data.total(results, "summaries_queued") == 0
-    assert (data.total(results, "sent"), data.total(results, "failed")) == (23, 2)
-    data.make_sends_due(engine)
-    assert run("retry_failed_sends", engine)["sent"] == 2
-    assert len(gateway.delivered) == 25 and len(gateway.received) == 27
 
 
 def test_nutrition_summary_takes_today_from_the_wita_date_not_the_utc_one(

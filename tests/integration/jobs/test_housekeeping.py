@@ -15,7 +15,6 @@ from sqlalchemy.engine import Connection, Engine
 from agnt_jobs.jobs import housekeeping
 from agnt_jobs.settings import Settings
 from tests.support.jobs import (
-    assert_skips_rows_locked_elsewhere,
     context,
     count_commits,
     run_concurrently,
@@ -140,37 +139,6 @@ def test_memory_eviction_runs_in_chunks(engine: Engine, env: Settings) -> None:
     assert commits[0] == 10
 
 
-def test_two_evictions_at_once_delete_each_memory_once(
-    engine: Engine, env: Settings
-) -> None:
-    _old_memories(engine, 400)
-    ctx = context(engine, env, NOW, job_chunk_size=15)
-    results = run_concurrently(lambda: housekeeping.memory_eviction(ctx))
-    assert sum(r["deleted"] for r in results) == 400
-    with engine.connect() as c:
-        assert count(c, "memories") == 1  # the pinned one
-
-
-def test_eviction_skips_memories_another_transaction_holds(
-    engine: Engine, env: Settings
-) -> None:
-    """Memories locked elsewhere (the agent reading one right now) are skipped,
-    not waited for; a run after the lock is released deletes them. (Without SKIP
-    LOCKED the run would wait and hit the lock timeout.)"""
-    _old_memories(engine, 30)
-    assert_skips_rows_locked_elsewhere(
-        engine,
-        lambda e: housekeeping.memory_eviction(context(e, env, NOW, job_chunk_size=10)),
-        "deleted",
-        "SELECT id FROM memories WHERE NOT pinned AND id % 6 = 0 "
-        "ORDER BY id FOR UPDATE",
-        "SELECT array_agg(id ORDER BY id) FROM memories WHERE NOT pinned",
-        due=30,
-    )
-    with engine.connect() as c:
-        assert count(c, "memories") == 1
-
-
 def test_dlq_cleanup_deletes_only_long_resolved(engine: Engine, env: Settings) -> None:
     with engine.begin() as c:
         _dead_letters(c, "send_queue", "exhausted", 3, NOW - 30 * DAY, NOW - 8 * DAY)
@@ -182,39 +150,6 @@ def test_dlq_cleanup_deletes_only_long_resolved(engine: Engine, env: Settings) -
         assert count(c, "dead_letters") == 6
         assert count(c, "dead_letters", "resolved_at IS NULL") == 4
     assert housekeeping.dlq_cleanup(context(engine, env, NOW))["deleted"] == 0
-
-
-def test_two_dlq_cleanups_at_once_delete_each_letter_once(
-    engine: Engine, env: Settings
-) -> None:
-    with engine.begin() as c:
-        _dead_letters(c, "send_queue", "exhausted", 400, NOW - 30 * DAY, NOW - 9 * DAY)
-        _dead_letters(c, "webhook", "gone", 3, NOW - 30 * DAY)  # unresolved: kept
-    ctx = context(engine, env, NOW, job_chunk_size=15)
-    results = run_concurrently(lambda: housekeeping.dlq_cleanup(ctx))
-    assert sum(r["deleted"] for r in results) == 400
-    with engine.connect() as c:
-        assert count(c, "dead_letters") == 3
-
-
-def test_dlq_cleanup_skips_letters_another_transaction_holds(
-    engine: Engine, env: Settings
-) -> None:
-    """Letters locked elsewhere (an operator resolving a batch) are skipped, not
-    waited for; a run after the lock is released deletes them. (Without SKIP
-    LOCKED the run would wait and hit the lock timeout.)"""
-    with engine.begin() as c:
-        _dead_letters(c, "send_queue", "exhausted", 30, NOW - 30 * DAY, NOW - 9 * DAY)
-    assert_skips_rows_locked_elsewhere(
-        engine,
-        lambda e: housekeeping.dlq_cleanup(context(e, env, NOW, job_chunk_size=10)),
-        "deleted",
-        "SELECT id FROM dead_letters WHERE id % 5 = 2 ORDER BY id FOR UPDATE",
-        "SELECT array_agg(id ORDER BY id) FROM dead_letters",
-        due=30,
-    )
-    with engine.connect() as c:
-        assert count(c, "dead_letters") == 0
 
 
 def test_prune_error_logs_in_chunks(engine: Engine, env: Settings) -> None:
@@ -229,16 +164,6 @@ def test_prune_error_logs_in_chunks(engine: Engine, env: Settings) -> None:
     assert commits[0] == 10
     with engine.connect() as c:
         assert count(c, "error_log") == 4
-
-
-def test_two_prunes_at_once_delete_each_row_once(engine: Engine, env: Settings) -> None:
-    with engine.begin() as c:
-        _error_logs(c, 500, NOW - 40 * DAY)
-    ctx = context(engine, env, NOW, job_chunk_size=20)
-    results = run_concurrently(lambda: housekeeping.prune_error_logs(ctx))
-    assert sum(r["deleted"] for r in results) == 500
-    with engine.connect() as c:
-        assert count(c, "error_log") == 0
 
 
 def test_rotation_moves_past_weeks_with_their_ids_and_content(

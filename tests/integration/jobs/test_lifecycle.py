@@ -14,10 +14,8 @@ from agnt_jobs.jobs import lifecycle
 from agnt_jobs.models import Base
 from agnt_jobs.settings import Settings
 from tests.support.jobs import (
-    assert_skips_rows_locked_elsewhere,
     context,
     count_commits,
-    run_concurrently,
 )
 from tests.support.lifecycle_data import (
     add_booking,
@@ -177,32 +175,6 @@ def test_purge_runs_in_bounded_chunks(engine: Engine, env: Settings) -> None:
         assert count(c, "users") == 3
 
 
-def test_purge_resumes_after_a_crash_between_chunks(
-    engine: Engine, env: Settings
-) -> None:
-    with engine.begin() as c:
-        add_users(c, 25, NOW - 60 * DAY)
-    # A first run committed one chunk of 10 and died.
-    with engine.begin() as c:
-        c.execute(lifecycle.PURGE_USERS, {"cutoff": NOW - 30 * DAY, "limit": 10}).one()
-    result = lifecycle.purge_deleted_users(context(engine, env, NOW))
-    assert result["users_purged"] == 15
-    with engine.connect() as c:
-        assert count(c, "users") == 0
-
-
-def test_two_purges_at_once_delete_each_user_once(
-    engine: Engine, env: Settings
-) -> None:
-    with engine.begin() as c:
-        add_users(c, 300, NOW - 60 * DAY)
-    ctx = context(engine, env, NOW, job_chunk_size=7)
-    results = run_concurrently(lambda: lifecycle.purge_deleted_users(ctx))
-    assert sum(r["users_purged"] for r in results) == 300
-    with engine.connect() as c:
-        assert count(c, "users") == 0
-
-
 def test_purge_refuses_to_start_behind_a_blocking_foreign_key(
     engine: Engine, env: Settings
 ) -> None:
@@ -255,56 +227,6 @@ def test_b2b_session_cleanup_deletes_only_long_expired_uncompleted(
     )
 
 
-def _expired_sessions(engine: Engine, n: int) -> None:
-    with engine.begin() as c:
-        user = add_user(c)
-        c.execute(
-            sa.text(
-                "INSERT INTO b2b_onboarding_sessions (user_id, last_activity_at, "
-                "expires_at) SELECT :u, :idle, :exp FROM generate_series(1, :n)"
-            ),
-            {"u": user, "idle": NOW - 30 * DAY, "exp": NOW - 8 * DAY, "n": n},
-        )
-        add_session(
-            c, user, status="COMPLETED", last_activity_at=NOW, expires_at=NOW - 90 * DAY
-        )
-
-
-def test_two_session_cleanups_at_once_delete_each_session_once(
-    engine: Engine, env: Settings
-) -> None:
-    _expired_sessions(engine, 300)
-    ctx = context(engine, env, NOW, job_chunk_size=7)
-    results = run_concurrently(lambda: lifecycle.b2b_session_cleanup(ctx))
-    assert sum(r["sessions_deleted"] for r in results) == 300
-    with engine.connect() as c:
-        assert count(c, "b2b_onboarding_sessions") == 1  # the completed one
-
-
-def test_session_cleanup_skips_sessions_another_transaction_holds(
-    engine: Engine, env: Settings
-) -> None:
-    """Sessions locked elsewhere (a slow copy of the job, the backend touching
-    them) are skipped, not waited for: the run deletes every other expired session
-    and ends; a run after the lock is released deletes the rest. (Without SKIP
-    LOCKED the run would wait and hit the lock timeout.)"""
-    _expired_sessions(engine, 30)
-    assert_skips_rows_locked_elsewhere(
-        engine,
-        lambda e: lifecycle.b2b_session_cleanup(
-            context(e, env, NOW, job_chunk_size=10)
-        ),
-        "sessions_deleted",
-        "SELECT id FROM b2b_onboarding_sessions "
-        "WHERE status <> 'COMPLETED' AND id % 6 = 0 ORDER BY id FOR UPDATE",
-        "SELECT array_agg(id ORDER BY id) FROM b2b_onboarding_sessions "
-        "WHERE status <> 'COMPLETED'",
-        due=30,
-    )
-    with engine.connect() as c:
-        assert count(c, "b2b_onboarding_sessions") == 1
-
-
 def test_idle_active_sessions_become_abandoned_once(
     engine: Engine, env: Settings
 ) -> None:
@@ -348,23 +270,6 @@ def test_idle_active_sessions_become_abandoned_once(
         )
 
 
-def test_two_abandon_runs_at_once_mark_each_session_once(
-    engine: Engine, env: Settings
-) -> None:
-    with engine.begin() as c:
-        user = add_user(c)
-        c.execute(
-            sa.text(
-                "INSERT INTO b2b_onboarding_sessions (user_id, last_activity_at, "
-                "expires_at) SELECT :u, :idle, :exp FROM generate_series(1, 150)"
-            ),
-            {"u": user, "idle": NOW - 3 * DAY, "exp": NOW + DAY},
-        )
-    ctx = context(engine, env, NOW, job_chunk_size=10)
-    results = run_concurrently(lambda: lifecycle.mark_abandoned_b2b_sessions(ctx))
-    assert sum(r["sessions_abandoned"] for r in results) == 150
-
-
 def test_unredeemed_referrals_past_expiry_expire(engine: Engine, env: Settings) -> None:
     with engine.begin() as c:
         user, friend = add_user(c), add_user(c)
@@ -386,50 +291,6 @@ def test_unredeemed_referrals_past_expiry_expire(engine: Engine, env: Settings) 
         lifecycle.expire_stale_referrals(context(engine, env, NOW))["referrals_expired"]
         == 0
     )
-
-
-def _stale_referrals(engine: Engine, n: int) -> None:
-    with engine.begin() as c:
-        user = add_user(c)
-        c.execute(
-            sa.text(
-                "INSERT INTO referral_codes (code, referrer_user_id, expires_at) "
-                "SELECT 'CODE' || i, :u, :exp FROM generate_series(1, :n) AS i"
-            ),
-            {"u": user, "exp": NOW - DAY, "n": n},
-        )
-
-
-def test_two_referral_expiries_at_once_expire_each_code_once(
-    engine: Engine, env: Settings
-) -> None:
-    _stale_referrals(engine, 150)
-    ctx = context(engine, env, NOW, job_chunk_size=10)
-    results = run_concurrently(lambda: lifecycle.expire_stale_referrals(ctx))
-    assert sum(r["referrals_expired"] for r in results) == 150
-    with engine.connect() as c:
-        assert count(c, "referral_codes", "status = 'EXPIRED'") == 150
-
-
-def test_referral_expiry_skips_codes_another_transaction_holds(
-    engine: Engine, env: Settings
-) -> None:
-    """A code locked elsewhere (being redeemed right now, say) is skipped, not
-    waited for, and stays ACTIVE; the next run after the lock is released expires
-    it. (Without SKIP LOCKED the run would wait and hit the lock timeout.)"""
-    _stale_referrals(engine, 30)
-    assert_skips_rows_locked_elsewhere(
-        engine,
-        lambda e: lifecycle.expire_stale_referrals(
-            context(e, env, NOW, job_chunk_size=10)
-        ),
-        "referrals_expired",
-        "SELECT id FROM referral_codes WHERE id % 7 = 3 ORDER BY id FOR UPDATE",
-        "SELECT array_agg(id ORDER BY id) FROM referral_codes WHERE status = 'ACTIVE'",
-        due=30,
-    )
-    with engine.connect() as c:
-        assert count(c, "referral_codes", "status = 'EXPIRED'") == 30
 
 
 def _venue_world(engine: Engine) -> dict[str, int]:
@@ -485,22 +346,3 @@ def test_reconcile_fixes_only_drifted_venue_flags(
         v["past_due"]: (True, True, True),
     }
     assert lifecycle.reconcile_venue_compound_state(ctx)["venues_fixed"] == 0
-
-
-def test_two_reconciles_at_once_count_each_drift_once(
-    engine: Engine, env: Settings
-) -> None:
-    with engine.begin() as c:
-        owner = add_user(c)
-        c.execute(
-            sa.text(
-                "INSERT INTO venues (name, owner_user_id) "
-                "SELECT 'v' || i, :o FROM generate_series(1, 200) AS i"
-            ),
-            {"o": owner},
-        )
-    ctx = context(engine, env, NOW, job_chunk_size=9)
-    results = run_concurrently(lambda: lifecycle.reconcile_venue_compound_state(ctx))
-    assert sum(r["claimed_fixed"] for r in results) == 200
-    with engine.connect() as c:
-        assert count(c, "venues", "is_claimed AND NOT is_active") == 200

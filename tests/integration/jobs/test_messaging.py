@@ -5,12 +5,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-import pytest
 from sqlalchemy.engine import Engine
 
 from agnt_jobs.delivery import outbox
 from tests.support import bookings_data as data
-from tests.support.bookings_data import Crash, crash_on, run, utcnow
+from tests.support.bookings_data import run, utcnow
 from tests.support.http_peers import FakeChannelGateway
 
 H, D = timedelta(hours=1), timedelta(days=1)
@@ -85,20 +84,6 @@ def test_retry_backs_off_then_dead_letters_the_last_attempt(
     ) == [("send_queue", str(message), "exhausted", 3)]
 
 
-def test_retry_crash_mid_way_then_rerun_and_two_copies(
-    engine: Engine, gateway: FakeChannelGateway
-) -> None:
-    for i in range(30):
-        _queue(engine, f"m{i}", status="FAILED", attempts=1, next_attempt_at=utcnow())
-    # send_concurrency 1: the send queue claims 8 messages at a time.
-    with crash_on(engine, data.DELIVERY, after=1), pytest.raises(Crash):
-        run("retry_failed_sends", engine, send_concurrency=1)
-    assert len(gateway.delivered) == 8
-    results = data.run_at_once("retry_failed_sends", engine, send_concurrency=1)
-    assert data.total(results, "sent") == 22
-    assert len(gateway.received) == 30 and len(gateway.delivered) == 30
-
-
 # --- re_engagement --------------------------------------------------------------------
 
 # Sunday 17:00 UTC is Monday 01:00 WITA: the ISO week is WITA's, 2026-W49.
@@ -163,27 +148,6 @@ def test_re_engagement_nudges_lapsed_opted_in_users_once(
     assert data.rows(
         engine, "SELECT count(*), count(DISTINCT user_id) FROM user_nudges"
     ) == [(8, 4)]
-
-
-def test_re_engagement_crash_outage_and_two_copies(
-    engine: Engine, gateway: FakeChannelGateway
-) -> None:
-    now = MONDAY_WITA
-    users = [_lapsed(engine, now) for _ in range(30)]
-    with crash_on(engine, "INSERT INTO user_nudges", after=1), pytest.raises(Crash):
-        run("re_engagement", engine, now=now, tick=now, job_chunk_size=7)
-    assert data.scalar(engine, "SELECT count(*) FROM user_nudges") == 7
-    gateway.fail_next(3)
-    results = data.run_at_once(
-        "re_engagement", engine, now=now, tick=now, job_chunk_size=4
-    )
-    assert data.total(results, "nudges_queued") == 23
-    assert data.total(results, "sent") == 27
-    assert data.total(results, "failed") == 3
-    data.make_sends_due(engine)
-    assert run("retry_failed_sends", engine)["sent"] == 3
-    assert sorted(gateway.delivered) == sorted(f"nudge:{u}:2026-W49" for u in users)
-    assert data.scalar(engine, "SELECT count(*) FROM user_nudges") == 30
 
 
 # --- venue_daily_summary --------------------------------------------------------------
@@ -252,24 +216,3 @@ def test_summary_counts_the_wita_day_and_goes_to_each_owner_once(
     assert late["summaries_queued"] == 0 and len(gateway.received) == 2
     # The next evening is a new date.
     assert run("venue_daily_summary", engine, tick=EVENING + D)["sent"] == 2
-
-
-def test_summary_crash_outage_and_two_copies(
-    engine: Engine, gateway: FakeChannelGateway
-) -> None:
-    venues = [_owned_venue(engine) for _ in range(25)]
-    with crash_on(engine, "'summary:'", after=2), pytest.raises(Crash):
-        run("venue_daily_summary", engine, tick=EVENING, job_chunk_size=4)
-    assert data.scalar(engine, "SELECT count(*) FROM send_queue") == 8
-    gateway.fail_next(2, status=429)
-    results = data.run_at_once(
-        "venue_daily_summary", engine, tick=EVENING, job_chunk_size=3
-    )
-    assert data.total(results, "summaries_queued") == 17
-    assert data.total(results, "sent") + data.total(results, "failed") == 25
-    data.make_sends_due(engine)
-    run("retry_failed_sends", engine)
-    assert sorted(gateway.delivered) == sorted(
-        f"summary:{v}:2026-11-25" for v in venues
-    )
-    assert len(gateway.received) == 27

@@ -56,18 +56,6 @@ def test_reminders_for_confirmed_bookings_in_the_next_day(engine: Engine) -> Non
     assert run("booking_reminders", engine, now=now) == {"reminders_created": 0}
 
 
-def test_reminders_crash_then_rerun_and_two_copies(engine: Engine) -> None:
-    now, place = utcnow(), data.venue(engine)
-    for i in range(30):
-        data.booking(engine, None, place, "CONFIRMED", now + H + i * M)
-    with crash_on(engine, "INSERT INTO reminders", after=1), pytest.raises(Crash):
-        run("booking_reminders", engine, now=now, job_chunk_size=6)
-    assert data.scalar(engine, "SELECT count(*) FROM reminders") == 6
-    results = data.run_at_once("booking_reminders", engine, now=now, job_chunk_size=4)
-    assert data.total(results, "reminders_created") == 24
-    assert data.scalar(engine, "SELECT count(DISTINCT booking_id) FROM reminders") == 30
-
-
 # --- deliver_reminders ----------------------------------------------------------------
 
 
@@ -132,18 +120,6 @@ def test_deliver_crash_before_delivery_and_gateway_outage(
     assert sorted(gateway.delivered) == sorted(f"reminder:{b}" for b in ids)
 
 
-def test_deliver_two_copies_send_each_reminder_once(
-    engine: Engine, gateway: FakeChannelGateway
-) -> None:
-    now = utcnow()
-    for _ in range(30):
-        _due_reminder(engine, now)
-    results = data.run_at_once("deliver_reminders", engine, now=now, job_chunk_size=4)
-    assert data.total(results, "reminders_sent") == 30
-    assert data.total(results, "sent") == 30
-    assert len(gateway.received) == 30 and len(gateway.delivered) == 30
-
-
 # --- rating_prompt --------------------------------------------------------------------
 
 
@@ -198,20 +174,3 @@ def test_rating_prompt_asks_once_two_to_48_hours_after_the_visit(
     assert (later["prompts_queued"], later["sent"]) == (1, 1)
     assert f"rating_prompt:{too_soon}" in gateway.delivered
     assert len(gateway.received) == 4
-
-
-def test_rating_prompt_crash_outage_and_two_copies(
-    engine: Engine, gateway: FakeChannelGateway
-) -> None:
-    now = utcnow()
-    ids = [_completed(engine, now, 3 * H + i * M) for i in range(30)]
-    with crash_on(engine, "INSERT INTO rating_prompts", after=1), pytest.raises(Crash):
-        run("rating_prompt", engine, now=now, job_chunk_size=5)
-    gateway.fail_next(2)
-    results = data.run_at_once("rating_prompt", engine, now=now, job_chunk_size=4)
-    assert data.total(results, "prompts_queued") == 25
-    assert data.total(results, "sent") == 28
-    data.make_sends_due(engine)
-    assert run("retry_failed_sends", engine)["sent"] == 2
-    assert sorted(gateway.delivered) == sorted(f"rating_prompt:{b}" for b in ids)
-    assert len(gateway.received) == 32

@@ -13,6 +13,8 @@ import contextlib
 import hashlib
 import logging
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from importlib import metadata
@@ -78,6 +80,7 @@ def _docker_url() -> str | None:
 def _embedded_url(tmp: Path) -> str:
     import pgserver
 
+    _cleanups.append(lambda: shutil.rmtree(tmp, ignore_errors=True))
     server = pgserver.get_server(tmp / "pgdata", cleanup_mode="delete")
     _cleanups.append(server.cleanup)
     return server.get_uri("postgres")
@@ -97,11 +100,14 @@ def _schema_fingerprint() -> str:
 
 
 @pytest.fixture(scope="session")
-def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def server_url() -> Iterator[str]:
     """An admin URL on a Postgres server the tests may create databases on."""
     url = os.environ.get("AGNT_TEST_DATABASE_URL") or _docker_url()
     if url is None:
-        url = _embedded_url(tmp_path_factory.mktemp("pg"))
+        # Not under pytest's basetemp: a second pytest run on this machine prunes
+        # all but its three newest basetemps, and would delete a running server's
+        # data directory with them.
+        url = _embedded_url(Path(tempfile.mkdtemp(prefix="agnt-test-pg-")))
     yield url
     while _cleanups:
         with contextlib.suppress(Exception):

@@ -134,7 +134,7 @@ def _idle(engine: Engine, now: datetime, work: dict[str, str], **settings: Any) 
     return idle
 
 
-def test_every_issue_4_job_finds_work(
+def test_every_booking_a2a_and_messaging_job_finds_work(
     engine: Engine, gateway: FakeChannelGateway, venue_agent: FakeVenueAgent
 ) -> None:
     now = _afternoon()

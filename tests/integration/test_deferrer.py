@@ -5,6 +5,8 @@ acceptance tests run those)."""
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -211,3 +213,135 @@ async def test_sync_marks_dropped_schedules_and_restores_returning_ones(
         DAILY.id: (False, True),
         "bodiless": (False, False),
     }
+
+
+# --- the races the exactly-once promise rests on, played one step at a time ------
+#
+# Two deciders of one schedule: one has planned a tick from what it read, then
+# another decides first. Each step is a call of the SQL function every worker
+# decides through, on its own connection, so the interleaving is the test's.
+
+DECIDE = sa.text(
+    "SELECT outcome, job_id FROM agnt_defer_schedule_tick("
+    "'hourly_sweep', 'sweeps', 'hourly_sweep', 'hourly_sweep', 0, :tick, :retry, NULL)"
+)
+
+
+def decide(engine: Engine, tick: float, retry_when_queued: bool = False) -> str:
+    with engine.begin() as connection:
+        return connection.execute(
+            DECIDE, {"tick": int(tick), "retry": retry_when_queued}
+        ).one()[0]
+
+
+@pytest.mark.usefixtures("app")
+def test_a_tick_planned_before_a_newer_one_was_decided_is_not_deferred(
+    engine: Engine,
+) -> None:
+    assert decide(engine, at(4, 11)) == "deferred"
+    # The slower decider planned 10:00 before 11:00 was decided: it must not run
+    # now, after a newer tick (the last decided tick only moves forward).
+    assert decide(engine, at(4, 10)) == "handled"
+    assert [t[1] for t in ticks(engine, HOURLY.id)] == ["deferred"]
+    assert len(jobs(engine, HOURLY.id)) == 1
+
+
+@pytest.mark.usefixtures("app")
+def test_a_tick_another_decider_recorded_paused_or_skipped_is_not_deferred(
+    engine: Engine,
+) -> None:
+    with engine.begin() as connection:
+        connection.execute(
+            sa.text("UPDATE schedules SET enabled = false WHERE id = 'hourly_sweep'")
+        )
+    assert decide(engine, at(4, 10)) == "paused"
+    with engine.begin() as connection:
+        connection.execute(
+            sa.text("UPDATE schedules SET enabled = true WHERE id = 'hourly_sweep'")
+        )
+    # A decider that read the schedule enabled before the pause comes late.
+    assert decide(engine, at(4, 10)) == "handled"
+
+    assert decide(engine, at(4, 11)) == "deferred"  # and left waiting
+    assert decide(engine, at(4, 12)) == "skipped"  # the 11:00 run still waits
+    assert decide(engine, at(4, 12)) == "handled"
+    assert [t[1:3] for t in ticks(engine, HOURLY.id)] == [
+        ("skipped", "paused"),
+        ("deferred", None),
+        ("skipped", "queued"),
+    ]
+    assert len(jobs(engine, HOURLY.id)) == 1
+
+
+def _wait_until_blocked(engine: Engine, application_name: str) -> None:
+    """Until the session named ``application_name`` waits on a lock."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with engine.connect() as connection:
+            waiting = connection.execute(
+                sa.text(
+                    "SELECT wait_event_type = 'Lock' FROM pg_stat_activity "
+                    "WHERE application_name = :name"
+                ),
+                {"name": application_name},
+            ).scalar()
+        if waiting:
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"{application_name} never waited on a lock")
+
+
+def _decide_in_thread(
+    engine: Engine, tick: float
+) -> tuple[threading.Thread, list[str]]:
+    """Decide ``tick`` on a session of its own, named 'late_decider', in a thread."""
+    outcome: list[str] = []
+
+    def run() -> None:
+        with engine.begin() as connection:
+            connection.exec_driver_sql("SET application_name = 'late_decider'")
+            outcome.append(
+                connection.execute(DECIDE, {"tick": int(tick), "retry": False}).one()[0]
+            )
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, outcome
+
+
+@pytest.mark.usefixtures("app")
+def test_a_decision_in_progress_holds_back_another_decider_of_the_schedule(
+    engine: Engine,
+) -> None:
+    """While one worker's decision of 11:00 is not yet committed, another deciding
+    10:00 waits for it (the per-schedule lock), then finds a newer tick decided.
+    Without the lock it would see nothing decided and defer 10:00 after 11:00."""
+    with engine.connect() as first, first.begin():
+        assert (
+            first.execute(DECIDE, {"tick": int(at(4, 11)), "retry": False}).one()[0]
+            == "deferred"
+        )
+        thread, outcome = _decide_in_thread(engine, at(4, 10))
+        _wait_until_blocked(engine, "late_decider")
+        assert outcome == []
+    thread.join(10)
+    assert outcome == ["handled"]
+    assert [t[1] for t in ticks(engine, HOURLY.id)] == ["deferred"]
+
+
+@pytest.mark.usefixtures("app")
+def test_a_pause_in_progress_holds_back_the_decision_then_is_obeyed(
+    engine: Engine,
+) -> None:
+    """A pause not yet committed when a worker decides a tick: the decision waits
+    for it (the schedule row is read FOR SHARE) and records the tick paused. Read
+    without the lock, the old 'enabled' would defer a tick of a paused schedule."""
+    with engine.connect() as operator, operator.begin():
+        operator.execute(
+            sa.text("UPDATE schedules SET enabled = false WHERE id = 'hourly_sweep'")
+        )
+        thread, outcome = _decide_in_thread(engine, at(4, 10))
+        _wait_until_blocked(engine, "late_decider")
+    thread.join(10)
+    assert outcome == ["paused"]
+    assert jobs(engine, HOURLY.id) == []

@@ -59,3 +59,27 @@ def test_catch_up_of_many_ticks_is_bounded_per_pass() -> None:
 def test_a_schedule_never_decided_owes_nothing_from_the_past() -> None:
     assert plan(DAILY_CATCH_UP, None, at(4, 5, 5)) == misfire.Plan(due=(at(4, 5),))
     assert plan(DAILY_CATCH_UP, None, at(4, 6)) == misfire.Plan()
+
+
+def test_a_tick_exactly_at_the_tolerance_runs_and_one_microsecond_later_not() -> None:
+    edge = at(4, 12) + TOLERANCE
+    assert plan(HOURLY_SKIP, at(4, 11), edge) == misfire.Plan(due=(at(4, 12),))
+    late = edge + timedelta(microseconds=1)
+    assert plan(HOURLY_SKIP, at(4, 11), late) == misfire.Plan(
+        missed=(at(4, 12), at(4, 12))
+    )
+    # The same edge for a schedule never decided before.
+    assert plan(HOURLY_SKIP, None, edge) == misfire.Plan(due=(at(4, 12),))
+    assert plan(HOURLY_SKIP, None, late) == misfire.Plan()
+
+
+def test_a_tick_exactly_grace_old_is_caught_up_and_one_microsecond_older_not() -> None:
+    # Last decided on the 2nd; the 3rd 05:00 is exactly GRACE old at the 4th 05:00.
+    edge = at(3, 5) + GRACE
+    assert plan(DAILY_CATCH_UP, at(2, 5), edge) == misfire.Plan(
+        due=(at(3, 5), at(4, 5))
+    )
+    late = edge + timedelta(microseconds=1)
+    assert plan(DAILY_CATCH_UP, at(2, 5), late) == misfire.Plan(
+        missed=(at(3, 5), at(3, 5)), due=(at(4, 5),)
+    )

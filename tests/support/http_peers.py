@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import httpx
+
 
 @dataclass
 class Received:
@@ -164,3 +166,30 @@ class FakeChannelGateway(LocalServer):
             if first:
                 self.delivered[key] = message
         return Reply(201 if first else 200, {"id": f"gw-{key}"})
+
+
+class RecordingProxy(LocalServer):
+    """Forwards every request to ``upstream`` and answers with its reply, keeping
+    what was sent in ``received``: for what a peer is sent but does not keep (the
+    idempotency keys localstripe ignores)."""
+
+    def __init__(self, upstream: str) -> None:
+        super().__init__(self._forward)
+        self._client = httpx.Client(base_url=upstream, timeout=30)
+
+    def _forward(self, request: Received) -> Reply:
+        headers = {
+            k: v
+            for k, v in request.headers.items()
+            if k not in ("host", "content-length", "connection")
+        }
+        response = self._client.request(
+            request.method, request.path, headers=headers, content=request.body
+        )
+        return Reply(
+            response.status_code, response.json() if response.content else None
+        )
+
+    def stop(self) -> None:
+        super().stop()
+        self._client.close()

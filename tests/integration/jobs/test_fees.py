@@ -27,6 +27,7 @@ from tests.support.billing_data import (
     utc,
     venue,
 )
+from tests.support.http_peers import RecordingProxy
 
 NOW = utc(2026, 11, 25, 2, 0)
 AMOUNT = 1_500_000
@@ -334,3 +335,31 @@ def test_a_fee_found_charged_twice_is_recorded_once_and_reported(
     [report] = rows(engine, "SELECT * FROM error_log")
     assert report.level == "CRITICAL"
     assert set(report.context["payment_intents"]) == set(made)
+
+
+def test_each_attempt_after_a_decline_is_a_new_payment_with_its_own_key(
+    engine: Engine, stripe_settings: Settings, world: StripeWorld
+) -> None:
+    """A retry after a decline must be a new payment: sent under the declined
+    attempt's idempotency key, real Stripe would answer with the stored decline
+    and never charge again. localstripe ignores the keys, so they are read off
+    the wire."""
+    proxy = RecordingProxy(stripe_settings.stripe_api_base).start()
+    try:
+        settings = stripe_settings.model_copy(
+            update={"fee_max_attempts": 3, "stripe_api_base": proxy.url}
+        )
+        fee_id, _ = fee_of(engine, world, card=DECLINED_ON_CHARGE)
+        now = NOW
+        for _ in range(3):
+            run(fees.retry_pending_fees, settings, engine, now)
+            now = fee_row(engine, fee_id).next_retry_at or now
+    finally:
+        proxy.stop()
+    keys = [
+        r.headers.get("idempotency-key")
+        for r in proxy.received
+        if (r.method, r.path) == ("POST", "/v1/payment_intents")
+    ]
+    assert keys == [f"agnt:fee:{fee_id}:attempt:{n}" for n in (1, 2, 3)]
+    assert fee_row(engine, fee_id).status == "UNCOLLECTIBLE"

@@ -8,6 +8,9 @@ refuses to run as root: as root, the programs run as the ``postgres`` OS user on
 data directory that user owns; with no such user ``ClusterUnavailable`` says so.
 The cluster listens on 127.0.0.1 on a port of its own, trusts local connections and
 skips durability (``fsync=off``): it lives for one test or one benchmark.
+
+``standby()`` makes a streaming standby of a running cluster with the server's own
+``pg_basebackup -R``, and ``promote()`` makes a standby the primary: a failover.
 """
 
 from __future__ import annotations
@@ -57,7 +60,12 @@ class PgCluster:
     def temporary(cls) -> PgCluster:
         return cls(Path(tempfile.mkdtemp(prefix="agnt-pg-")))
 
-    def __init__(self, root: Path) -> None:
+    def standby(self) -> PgCluster:
+        """A streaming standby of this running cluster, in a directory of its own,
+        not started yet."""
+        return PgCluster(Path(tempfile.mkdtemp(prefix="agnt-pg-")), primary=self)
+
+    def __init__(self, root: Path, primary: PgCluster | None = None) -> None:
         self.bindir = _bindir()
         self.port = _free_port()
         self.root = root
@@ -73,7 +81,15 @@ class PgCluster:
                 ) from None
             self._as = ["runuser", "-u", "postgres", "--"]
             os.chown(root, owner.pw_uid, owner.pw_gid)
-        self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres")
+        if primary is None:
+            self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres")
+        else:
+            # -R writes primary_conninfo and standby.signal: it starts streaming.
+            self._run(
+                "pg_basebackup",
+                *("-D", str(self.data), "-R", "-X", "stream", "-c", "fast"),
+                *("-h", "127.0.0.1", "-p", str(primary.port), "-U", "postgres"),
+            )
 
     def _run(self, program: str, *args: str) -> None:
         result = subprocess.run(
@@ -107,6 +123,10 @@ class PgCluster:
 
     def stop(self) -> None:
         self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
+
+    def promote(self) -> None:
+        """Make this standby the primary; returns once it accepts writes."""
+        self._run("pg_ctl", "-D", str(self.data), "-w", "promote")
 
     def restart(self) -> None:
         self.stop()

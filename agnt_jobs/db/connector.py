@@ -27,7 +27,7 @@ from procrastinate import PsycopgConnector
 from procrastinate.connector import BaseConnector
 from psycopg_pool.pool_async import AddConnection
 
-from agnt_jobs.db import conninfo, database_url, migrate
+from agnt_jobs.db import conninfo, database_url, migrate, outage
 from agnt_jobs.settings import ConfigError, get_settings
 
 T = TypeVar("T")
@@ -82,10 +82,17 @@ class SettingsConnector(PsycopgConnector):
 
     # Every query of the worker's loops has a deadline: a database gone silent
     # (the TCP connection open, nobody answering) would otherwise hang a loop for
-    # as long as the kernel keeps the connection. A query past it is cancelled,
-    # its connection discarded by the pool, and the loop sees a lost connection.
+    # as long as the kernel keeps the connection. Past it the loop sees a lost
+    # connection at once; the abandoned query's connection is closed and
+    # discarded by the pool in the background.
     async def _bounded(self, query: Awaitable[T]) -> T:
-        return await asyncio.wait_for(query, timeout=self._query_timeout)
+        return await outage.bounded(query, self._query_timeout)
+
+    @property
+    def query_deadline(self) -> float | None:
+        """Seconds a worker's query may go unanswered (None before the connector
+        read its settings)."""
+        return self._query_timeout
 
     async def execute_query_async(self, query: LiteralString, **arguments: Any) -> None:
         await self._bounded(super().execute_query_async(query, **arguments))

@@ -42,6 +42,55 @@ class DatabaseGone(Exception):
     """The database stayed unreachable past ``AGNT_DATABASE_OUTAGE_LIMIT_SECONDS``."""
 
 
+class _AbandonedQueryNotes(logging.Filter):
+    """psycopg warns twice about each query ``bounded`` gave up on (its cancel
+    request unanswered, its connection closed); the worker's outage line has
+    already said the database is lost, so these add nothing but noise."""
+
+    NOTES = ("query cancellation failed", "query not terminated after cancellation")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.NOTES)
+
+
+logging.getLogger("psycopg").addFilter(_AbandonedQueryNotes())
+
+
+class NoAnswer(TimeoutError):
+    """A query the database did not answer within its deadline: a silent database
+    (the connection open, nobody answering) is treated as a lost one."""
+
+
+async def bounded(
+    query: Awaitable[T],
+    timeout: float | None,
+    on_abandoned: Callable[[], None] | None = None,
+) -> T:
+    """Await ``query`` for at most ``timeout`` seconds, else raise ``NoAnswer`` at
+    once. The abandoned query is cancelled in the background: psycopg then asks the
+    server to cancel it and closes its connection when that goes unanswered, which
+    may take it 10 s more (its own bounds), and the caller need not wait for that.
+    ``on_abandoned`` runs once the abandoned query has ended."""
+    task = asyncio.ensure_future(query)
+    try:
+        done, _ = await asyncio.wait({task}, timeout=timeout)
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    if done:
+        return task.result()
+    task.cancel()
+
+    def ended(finished: asyncio.Future[T]) -> None:
+        if not finished.cancelled():
+            finished.exception()  # retrieved: the query was given up on already
+        if on_abandoned is not None:
+            on_abandoned()
+
+    task.add_done_callback(ended)
+    raise NoAnswer(f"the database did not answer in {timeout:g} s")
+
+
 def is_connection_lost(error: BaseException) -> bool:
     """True when ``error`` means the database is (for now) out of reach, false for
     anything a retry would not cure: a bug, a constraint, a wrong password, a

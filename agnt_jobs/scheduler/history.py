@@ -25,6 +25,7 @@ from procrastinate.worker import Worker
 from psycopg.types.json import Jsonb
 
 from agnt_jobs import logs
+from agnt_jobs.db import outage
 
 logger = logging.getLogger(__name__)
 
@@ -55,11 +56,14 @@ class HistoryWriter:
     statement is tried once more on a fresh one, as the pool's check would have.
     """
 
-    def __init__(self, pool: Any) -> None:
+    def __init__(self, pool: Any, deadline: float | None = None) -> None:
         self._pool = pool
+        self._deadline = deadline
         self._connection: psycopg.AsyncConnection | None = None
         self._autocommit_before = False
         self._lock = asyncio.Lock()
+        # Abandoned connections on their way back to the pool.
+        self._returning: set[asyncio.Future[None]] = set()
 
     async def _borrow(self) -> psycopg.AsyncConnection:
         async with self._lock:
@@ -80,12 +84,34 @@ class HistoryWriter:
                 await connection.set_autocommit(self._autocommit_before)
             await self._pool.putconn(connection)
 
+    async def _abandon(self, connection: psycopg.AsyncConnection) -> None:
+        """Stop using a connection whose query went unanswered; it goes back to
+        the pool (which discards it) once psycopg has given up on that query."""
+        async with self._lock:
+            if self._connection is connection:
+                self._connection = None
+
+    async def _bounded(
+        self, connection: psycopg.AsyncConnection, query: str, params: Any
+    ) -> None:
+        def back_to_pool() -> None:
+            returning = asyncio.ensure_future(self._pool.putconn(connection))
+            self._returning.add(returning)
+            returning.add_done_callback(self._returning.discard)
+
+        await outage.bounded(
+            connection.execute(query, params), self._deadline, back_to_pool
+        )
+
     async def execute(self, query: str, **params: Any) -> None:
         for attempt in (1, 2):
             connection = await self._borrow()
             try:
-                await connection.execute(query, params)
+                await self._bounded(connection, query, params)
                 return
+            except outage.NoAnswer:
+                await self._abandon(connection)
+                raise
             except psycopg.OperationalError:
                 await self._give_back()
                 if attempt == 2:
@@ -110,7 +136,9 @@ def writer_for(connector: Any) -> HistoryWriter | None:
         pool = connector.pool
     except (AttributeError, exceptions.AppNotOpen):
         return None
-    return HistoryWriter(pool) if hasattr(pool, "getconn") else None
+    if not hasattr(pool, "getconn"):
+        return None
+    return HistoryWriter(pool, getattr(connector, "query_deadline", None))
 
 
 def _summary(result: Any) -> dict[str, Any] | None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -16,6 +17,7 @@ from sqlalchemy.engine import Engine
 from agnt_jobs.bench.cluster import ClusterUnavailable, PgCluster
 from agnt_jobs.db import create_engine, migrate
 from tests.support import ticking
+from tests.support.silent_proxy import SilentProxy
 
 pytestmark = pytest.mark.slow
 PERIOD = timedelta(seconds=2)  # test_catch_up and test_skip tick every 2 s
@@ -104,3 +106,117 @@ def test_three_workers_outlive_a_restart_and_an_outage(cluster: PgCluster) -> No
     # Nothing left running, nothing failed: a run cut off was retried.
     statuses = _statuses(engine)
     assert set(statuses) <= {"succeeded", "todo"}, statuses
+
+
+def test_two_workers_follow_a_failover_to_the_promoted_standby(
+    cluster: PgCluster,
+) -> None:
+    """A primary and its streaming standby (``pg_basebackup -R``); the workers know
+    both through a libpq multi-host URL that asks for a read-write server. The
+    primary stops, the standby is promoted: the workers carry on against it by
+    themselves (while it is still read-only, a connection to it counts as lost),
+    and no tick is decided twice or lost across the switch."""
+    migrate.upgrade(cluster.create_database("agnt"), "head")
+    standby = cluster.standby()
+    try:
+        standby.start()
+        both = (
+            f"postgresql://postgres@127.0.0.1:{cluster.port},127.0.0.1:{standby.port}"
+            "/agnt?target_session_attrs=read-write"
+        )
+        engine = create_engine(both, poolclass=sa.pool.NullPool)
+        env = ticking.env(
+            both,
+            AGNT_TEST_SCHEDULES="test_catch_up",
+            AGNT_SCHEDULE_MISFIRE_TOLERANCE_SECONDS="0.5",
+            AGNT_DB_RETRY_MAX_SECONDS="1",
+        )
+        with ticking.workers(env, count=2) as workers:
+            ticking.wait_for(
+                lambda: len(ticking.job_ticks(engine, "test_catch_up")) >= 2
+            )
+            cluster.stop()
+            time.sleep(2 * PERIOD.total_seconds())  # the primary gone, no promotion
+            assert _alive(workers)
+            standby.promote()
+            promoted_at = datetime.now(UTC)
+            ticking.wait_for(
+                lambda: (
+                    ticking.ticks(engine, "test_catch_up")[-1].tick_at
+                    > promoted_at + 2 * PERIOD
+                )
+            )
+            assert _alive(workers)
+        assert [worker.returncode for worker in workers] == [0, 0]
+
+        ticks = ticking.ticks(engine, "test_catch_up")
+        ticking.assert_every_tick_decided_once(ticks, PERIOD)
+        assert {tick.outcome for tick in ticks} == {"deferred"}
+        assert ticking.job_ticks(engine, "test_catch_up") == [
+            int(tick.tick_at.timestamp()) for tick in ticks
+        ]
+        statuses = _statuses(engine)
+        assert set(statuses) <= {"succeeded", "todo"}, statuses
+    finally:
+        standby.cleanup()
+
+
+SILENT_AFTER = 6  # AGNT_DB_SILENT_AFTER_SECONDS in the silent-database test
+
+
+def _logged(logs: Path, text: str) -> bool:
+    return all(text in log.read_text() for log in logs.glob("w*.log"))
+
+
+def test_two_workers_notice_a_silent_database_and_recover_when_it_answers(
+    cluster: PgCluster, tmp_path: Path
+) -> None:
+    """The workers reach the database through a proxy that goes silent: connections
+    stay open, nothing answers. Each worker says the database is lost within the
+    configured bound, stays alive, and carries on once answers flow again; the
+    queries the proxy held are delivered late, and still no tick is decided twice."""
+    url = cluster.create_database("agnt")
+    migrate.upgrade(url, "head")
+    proxy = SilentProxy(cluster.port).start()
+    try:
+        engine = create_engine(url, poolclass=sa.pool.NullPool)
+        env = ticking.env(
+            f"postgresql://postgres@127.0.0.1:{proxy.port}/agnt",
+            AGNT_TEST_SCHEDULES="test_catch_up",
+            AGNT_SCHEDULE_MISFIRE_TOLERANCE_SECONDS="0.5",
+            AGNT_DB_RETRY_MAX_SECONDS="1",
+            AGNT_DB_SILENT_AFTER_SECONDS=str(SILENT_AFTER),
+            AGNT_DB_CONNECT_TIMEOUT_SECONDS="2",
+        )
+        with ticking.workers(env, count=2, logs=tmp_path) as workers:
+            ticking.wait_for(
+                lambda: len(ticking.job_ticks(engine, "test_catch_up")) >= 2
+            )
+            proxy.pause()
+            paused_at = time.monotonic()
+            ticking.wait_for(
+                lambda: _logged(tmp_path, "database connection lost"), timeout=30
+            )
+            assert time.monotonic() - paused_at <= SILENT_AFTER + 2
+            time.sleep(2 * PERIOD.total_seconds())
+            assert _alive(workers)
+            proxy.resume()
+            resumed_at = datetime.now(UTC)
+            ticking.wait_for(
+                lambda: (
+                    ticking.ticks(engine, "test_catch_up")[-1].tick_at
+                    > resumed_at + 2 * PERIOD
+                )
+            )
+            ticking.wait_for(lambda: _logged(tmp_path, "database connection back"))
+            assert _alive(workers)
+        assert [worker.returncode for worker in workers] == [0, 0]
+    finally:
+        proxy.stop()
+
+    ticks = ticking.ticks(engine, "test_catch_up")
+    ticking.assert_every_tick_decided_once(ticks, PERIOD)
+    assert {tick.outcome for tick in ticks} == {"deferred"}
+    assert ticking.job_ticks(engine, "test_catch_up") == [
+        int(tick.tick_at.timestamp()) for tick in ticks
+    ]

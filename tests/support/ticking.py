@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -42,17 +42,24 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 40.0) -> None:
 
 
 @contextmanager
-def workers(env: dict[str, str], count: int = 1) -> Iterator[list[subprocess.Popen]]:
-    processes = [
-        subprocess.Popen(
-            [BIN / "procrastinate", APP, "worker", f"--name=w{n}"],
-            env=env,
-            cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        for n in range(count)
-    ]
+def workers(
+    env: dict[str, str], count: int = 1, logs: Path | None = None
+) -> Iterator[list[subprocess.Popen]]:
+    """``count`` stock workers on the ticking app; with ``logs``, each writes its
+    log to ``logs / f"w{n}.log"``."""
+    with ExitStack() as files:
+        processes = [
+            subprocess.Popen(
+                [BIN / "procrastinate", APP, "worker", f"--name=w{n}"],
+                env=env,
+                cwd=ROOT,
+                stdout=subprocess.DEVNULL,
+                stderr=files.enter_context((logs / f"w{n}.log").open("w"))
+                if logs
+                else subprocess.DEVNULL,
+            )
+            for n in range(count)
+        ]
     try:
         yield processes
     finally:

@@ -24,7 +24,7 @@ class Health(StrEnum):
     ON_TIME = "on_time"
 
 
-RunStatus = Literal["running", "succeeded", "failed", "aborted"]
+RunStatus = Literal["running", "succeeded", "failed", "aborted", "stopped"]
 
 
 class LastTick(BaseModel):

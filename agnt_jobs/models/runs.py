@@ -18,7 +18,7 @@ from sqlalchemy.sql import func
 
 from agnt_jobs.models.base import Base
 
-RUN_STATUSES = ("running", "succeeded", "failed", "aborted")
+RUN_STATUSES = ("running", "succeeded", "failed", "aborted", "stopped")
 
 
 class JobRun(Base):
@@ -40,7 +40,7 @@ class JobRun(Base):
 
     __table_args__ = (
         CheckConstraint(
-            "status IN ('running', 'succeeded', 'failed', 'aborted')",
+            "status IN ('running', 'succeeded', 'failed', 'aborted', 'stopped')",
             name="status",
         ),
         Index("ix_job_runs_task_name_started_at", "task_name", "started_at"),

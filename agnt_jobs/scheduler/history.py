@@ -25,6 +25,7 @@ from procrastinate.worker import Worker
 from psycopg.types.json import Jsonb
 
 from agnt_jobs import logs
+from agnt_jobs.checkpoint import RunStopped
 from agnt_jobs.db import outage
 
 logger = logging.getLogger(__name__)
@@ -189,6 +190,9 @@ async def record_run(
         value = await call_next()
         status, result = "succeeded", _summary(value)
         return value
+    except RunStopped as exc:
+        status, error = "stopped", _error_text(exc)
+        raise
     except (exceptions.JobAborted, asyncio.CancelledError) as exc:
         status, error = "aborted", _error_text(exc) or "aborted"
         raise

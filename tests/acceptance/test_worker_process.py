@@ -166,7 +166,7 @@ def test_sigterm_stops_a_long_job_at_a_checkpoint_and_another_worker_finishes_it
         ).all()
     assert list(steps) == list(range(1, 61))  # every step once (its primary key)
     [(stopped, error, _), (succeeded, _, result)] = runs
-    assert stopped == "aborted" and "worker shutting down" in error
+    assert stopped == "stopped" and "worker shutting down" in error
     assert succeeded == "succeeded" and result == {"steps": 60 - stopped_at}
 
 

@@ -45,13 +45,14 @@ ORDER BY at, id
 
 -- timeline --
 -- Runs started in [since, until), per job and per bucket of bucket_seconds,
--- counted by outcome, for the page's 24-hour timeline.
+-- counted by outcome, for the page's 24-hour timeline; "aborted" counts every run
+-- that ended early, stopped at a checkpoint or aborted.
 SELECT task_name,
        date_bin(make_interval(secs => %(bucket_seconds)s), started_at, %(since)s)
            AS bucket,
        count(*) AS runs,
        count(*) FILTER (WHERE status = 'failed') AS failed,
-       count(*) FILTER (WHERE status = 'aborted') AS aborted,
+       count(*) FILTER (WHERE status IN ('aborted', 'stopped')) AS aborted,
        count(*) FILTER (WHERE status = 'running') AS running
 FROM job_runs
 WHERE started_at >= %(since)s AND started_at < %(until)s

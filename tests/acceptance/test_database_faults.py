@@ -5,6 +5,8 @@ alive, every tick is decided once and as its misfire policy says, and no job is 
 
 from __future__ import annotations
 
+import signal
+import subprocess
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -220,3 +222,76 @@ def test_two_workers_notice_a_silent_database_and_recover_when_it_answers(
     assert ticking.job_ticks(engine, "test_catch_up") == [
         int(tick.tick_at.timestamp()) for tick in ticks
     ]
+
+
+def test_a_chunked_job_cut_off_by_a_restart_is_retried_and_does_each_step_once(
+    cluster: PgCluster,
+) -> None:
+    """A worker runs a job of 40 one-transaction steps; the database restarts in the
+    middle. The attempt fails as "database connection lost", the job is retried
+    once the database is back, and the retry does only the steps not yet committed:
+    the table holds each step once (its primary key refuses a second), as after a
+    clean run."""
+    url = cluster.create_database("agnt")
+    migrate.upgrade(url, "head")
+    engine = create_engine(url, poolclass=sa.pool.NullPool)
+    with engine.begin() as connection:
+        connection.execute(
+            sa.text("CREATE TABLE test_steps (step int PRIMARY KEY, job_id bigint)")
+        )
+    env = ticking.env(
+        url,
+        AGNT_TEST_STEPS="40",
+        AGNT_TEST_STEP_SECONDS="0.1",
+        AGNT_DB_RETRY_MAX_SECONDS="1",
+    )
+    app = "--app=tests.acceptance.slow_app.app"
+    subprocess.run(
+        [ticking.BIN / "procrastinate", app, "defer", "test_steps"],
+        env=env,
+        cwd=ticking.ROOT,
+        check=True,
+        capture_output=True,
+    )
+
+    def steps() -> list[int]:
+        return [
+            row.step for row in ticking.query(engine, "SELECT step FROM test_steps")
+        ]
+
+    worker = subprocess.Popen(
+        [ticking.BIN / "procrastinate", app, "worker"],
+        env=env,
+        cwd=ticking.ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        ticking.wait_for(lambda: len(steps()) >= 5)
+        cluster.restart()
+        ticking.wait_for(
+            lambda: (
+                ticking.query(
+                    engine,
+                    "SELECT 1 FROM procrastinate_jobs "
+                    "WHERE task_name = 'test_steps' AND status = 'succeeded'",
+                )
+                != []
+            )
+        )
+        assert worker.poll() is None
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(timeout=30)
+    assert worker.returncode == 0
+
+    assert sorted(steps()) == list(range(1, 41))
+    runs = ticking.query(
+        engine,
+        "SELECT status, error, result FROM job_runs "
+        "WHERE task_name = 'test_steps' ORDER BY attempt",
+    )
+    assert [run.status for run in runs] == ["failed", "succeeded"]
+    assert "database connection lost" in runs[0].error
+    done_first = 40 - runs[1].result["steps"]
+    assert 5 <= done_first < 40

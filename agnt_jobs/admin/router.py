@@ -162,7 +162,8 @@ def get_run(
         **_NOT_FOUND,
         409: {
             "model": schemas.AlreadyWaitingOut,
-            "description": "A run of this job is already waiting (queueing lock).",
+            "description": "A run of this job is already waiting (queueing lock), "
+            "or the job is not configured (a setting it needs is unset).",
         },
     },
     summary="Run a job now",
@@ -175,6 +176,13 @@ def post_run(
         deferred = service.run_now(ctx, schedule_id)
     except control.UnknownId as error:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(error)) from None
+    except control.NotConfigured as error:
+        return JSONResponse(
+            status_code=status.HTTP_409_CONFLICT,
+            content=schemas.AlreadyWaitingOut(
+                detail=str(error), waiting_job_id=None
+            ).model_dump(),
+        )
     except control.AlreadyWaiting as waiting:
         return JSONResponse(
             status_code=status.HTTP_409_CONFLICT,

@@ -18,6 +18,7 @@ class Health(StrEnum):
     NOT_DEPLOYED = "not_deployed"
     NO_BODY = "no_body"
     PAUSED = "paused"
+    NOT_CONFIGURED = "not_configured"
     MISSED = "missed"
     FAILING = "failing"
     LATE = "late"
@@ -56,6 +57,10 @@ class ScheduleEntry(BaseModel):
     misfire_policy: Literal["skip", "catch_up"]
     enabled: bool = Field(description="False while paused.")
     has_body: bool = Field(description="A job body is deployed for it.")
+    missing_settings: list[str] = Field(
+        description="Environment variables its job needs that are unset here: "
+        "while any is, its ticks are skipped as not_configured."
+    )
     deployed: bool = Field(
         description="A worker running this code has written it to the database."
     )

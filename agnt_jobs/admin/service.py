@@ -7,6 +7,7 @@ one run with its attempts and events, and the manual actions (which are
 Health, the first that applies (the README's "Admin view" says the same):
 ``not_deployed`` no row in ``schedules`` (no worker with this code started);
 ``no_body`` declared without a job body; ``paused`` ``enabled`` is false;
+``not_configured`` a setting its job needs is unset (in this process's settings);
 ``missed`` the last decided tick was skipped as ``misfire``, or the next tick is
 ``overdue`` in ``schedule_late_ticks`` (due, and no worker decided it);
 ``failing`` the newest attempt in ``job_runs`` ended ``failed``;
@@ -32,6 +33,7 @@ from agnt_jobs.db import queries
 from agnt_jobs.models.runs import JobRun
 from agnt_jobs.models.scheduling import ScheduleTick
 from agnt_jobs.scheduler import control
+from agnt_jobs.scheduler.bodies import missing_settings
 from agnt_jobs.scheduler.declaration import Schedule
 
 SQL = queries.load("admin.sql")
@@ -49,15 +51,22 @@ class BadFilter(ValueError):
 # --- the registry -----------------------------------------------------------------
 
 
-def health(row: dict[str, Any] | None, has_body: bool) -> tuple[Health, str]:
+def health(
+    row: dict[str, Any] | None, has_body: bool, missing: list[str]
+) -> tuple[Health, str]:
     """A declared schedule's health from its ``registry`` row (None: not in the
-    database), with the reason in words."""
+    database) and the settings its job waits for, with the reason in words."""
     if row is None:
         return Health.NOT_DEPLOYED, "no worker running this code has started yet"
     if not has_body:
         return Health.NO_BODY, "declared without a job body: it never runs"
     if not row["enabled"]:
         return Health.PAUSED, "paused: its ticks are skipped"
+    if missing:
+        return (
+            Health.NOT_CONFIGURED,
+            f"not configured: its ticks are skipped until {', '.join(missing)} is set",
+        )
     kinds = set(row["late_kinds"])
     if "overdue" in kinds:
         return Health.MISSED, "its tick is due and no worker has deferred it"
@@ -82,7 +91,14 @@ def registry(ctx: AdminContext, now: datetime) -> schemas.Registry:
         }
     wita = ZoneInfo(ctx.settings.business_timezone)
     entries = [
-        _entry(schedule, rows.get(id_), id_ in ctx.app.tasks, now, wita)
+        _entry(
+            schedule,
+            rows.get(id_),
+            id_ in ctx.app.tasks,
+            missing_settings(id_, ctx.settings),
+            now,
+            wita,
+        )
         for id_, schedule in ctx.app.schedules.items()
     ]
     removed = [
@@ -119,10 +135,11 @@ def _entry(
     schedule: Schedule,
     row: dict[str, Any] | None,
     has_body: bool,
+    missing: list[str],
     now: datetime,
     wita: ZoneInfo,
 ) -> schemas.ScheduleEntry:
-    state, reason = health(row, has_body)
+    state, reason = health(row, has_body, missing)
     next_run = schedule.next_after(now)
     last_tick = None
     if row is not None and row["last_tick_at"] is not None:
@@ -140,6 +157,7 @@ def _entry(
         misfire_policy=str(schedule.misfire),  # type: ignore[arg-type]
         enabled=True if row is None else row["enabled"],
         has_body=has_body,
+        missing_settings=missing,
         deployed=row is not None,
         next_run_at=next_run.astimezone(UTC),
         next_run_at_wita=next_run.astimezone(wita).isoformat(),
@@ -324,7 +342,8 @@ def run_detail(ctx: AdminContext, job_id: int) -> schemas.RunDetail | None:
 
 def run_now(ctx: AdminContext, job: str) -> schemas.Deferred:
     """Defer ``job`` now. control.UnknownId / control.AlreadyWaiting propagate."""
-    return schemas.Deferred(job=job, job_id=control.run_now(ctx.app, ctx.engine, job))
+    job_id = control.run_now(ctx.app, ctx.engine, ctx.settings, job)
+    return schemas.Deferred(job=job, job_id=job_id)
 
 
 def set_enabled(ctx: AdminContext, schedule_id: str, enabled: bool) -> schemas.Toggled:

@@ -199,7 +199,11 @@ def act(
                 request, notice=f"{schedule_id}: deferred as job {deferred.job_id}"
             )
         service.set_enabled(ctx, schedule_id, action == "resume")
-    except (control.UnknownId, control.AlreadyWaiting) as failure:
+    except (
+        control.UnknownId,
+        control.AlreadyWaiting,
+        control.NotConfigured,
+    ) as failure:
         return _back(request, error=str(failure))
     auth.audit(request, f"admin_{action}", schedule_id)
     done = "resumed" if action == "resume" else "paused"

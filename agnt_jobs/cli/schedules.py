@@ -83,7 +83,8 @@ def list_(
     """List every schedule with its next run and last run.
 
     Shows the trigger, zone, misfire policy, whether it is enabled, its next run
-    (ISO 8601 in its zone) and, when the database is reachable, its last run.
+    (ISO 8601 in its zone), when the database is reachable its last run, and the
+    variables a job that is not configured waits for.
     """
     from agnt_jobs.scheduler import control
 
@@ -97,7 +98,7 @@ def list_(
         typer.echo(
             f"agnt-jobs: no database state ({reason}): showing the code only", err=True
         )
-    states = control.states(app, at, rows)
+    states = control.states(app, at, rows, get_settings())
     if as_json:
         typer.echo(json.dumps([state.as_json() for state in states], indent=2))
         return
@@ -108,7 +109,17 @@ def list_(
         typer.echo("  ".join(cells).rstrip())
 
 
-_HEADER = ("ID", "CRON", "ZONE", "POLICY", "ENABLED", "NEXT RUN", "LAST RUN", "BODY")
+_HEADER = (
+    "ID",
+    "CRON",
+    "ZONE",
+    "POLICY",
+    "ENABLED",
+    "NEXT RUN",
+    "LAST RUN",
+    "BODY",
+    "NOT CONFIGURED",
+)
 
 
 def _cells(state: ScheduleState) -> tuple[str, ...]:
@@ -124,6 +135,7 @@ def _cells(state: ScheduleState) -> tuple[str, ...]:
         next_run,
         state.last_run_status or "-",
         body,
+        " ".join(state.missing_settings) or "-",
     )
 
 
@@ -207,8 +219,10 @@ def run(
         raise _usage(str(error)) from None
     engine = _engine()
     try:
-        job_id = control.run_now(app, engine, id_)
+        job_id = control.run_now(app, engine, get_settings(), id_)
         typer.echo(f"{id_}: deferred as job {job_id}")
+    except control.NotConfigured as error:
+        raise _usage(str(error)) from None
     except control.AlreadyWaiting as waiting:
         if not wait or waiting.job_id is None:
             typer.echo(f"agnt-jobs: {waiting}; not deferring another", err=True)

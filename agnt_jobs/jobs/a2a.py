@@ -225,7 +225,7 @@ CREATE_MISSING_ENVELOPES = sa.text(
 )
 
 
-@job("recover_stuck_bookings")
+@job("recover_stuck_bookings", needs=("channel_gateway_url",))
 def recover_stuck_bookings(ctx: RunContext) -> JobResult:
     """Unstick bookings caught between A2A states for longer than
     ``stuck_after_minutes``:

@@ -285,7 +285,7 @@ def _mark(engine: Engine, chunk: int) -> int:
     return marked
 
 
-@job("charge_unbilled_usage")
+@job("charge_unbilled_usage", needs=("stripe_api_key",))
 def charge_unbilled_usage(ctx: RunContext) -> JobResult:
     """Bill metered API usage: every unbilled event before the cutoff (the start of
     the tick's WITA day) goes into one batch per Stripe customer, and each batch

@@ -112,7 +112,7 @@ def _plan(ctx: RunContext, period: timeutil.Period) -> int:
         after = row.last_id
 
 
-@job("monthly_invoice")
+@job("monthly_invoice", needs=("stripe_api_key",))
 def monthly_invoice(ctx: RunContext) -> JobResult:
     """On the 1st, bill last WITA month: one Stripe invoice per venue whose
     subscription is active or past_due (and existed before the month ended), then

@@ -69,7 +69,7 @@ AUTO_CONFIRM = sa.text(
 )
 
 
-@job("auto_confirm_stale_bookings")
+@job("auto_confirm_stale_bookings", needs=("channel_gateway_url",))
 def auto_confirm_stale_bookings(ctx: RunContext) -> JobResult:
     """Bookings the venue has had (PENDING_VENUE, request envelope DISPATCHED or
     DELIVERED) for longer than ``auto_confirm_after_minutes`` without answering, and
@@ -177,7 +177,7 @@ CANCEL_ORPHANED = sa.text(
 )
 
 
-@job("cancel_orphaned_bookings")
+@job("cancel_orphaned_bookings", needs=("channel_gateway_url",))
 def cancel_orphaned_bookings(ctx: RunContext) -> JobResult:
     """Bookings still waiting on the venue (REQUESTED, PENDING_VENUE) become
     CANCELLED, with ``cancelled_reason``, when

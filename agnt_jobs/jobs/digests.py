@@ -71,7 +71,7 @@ SPEND_DIGEST = sa.text(
 )
 
 
-@job("spend_digest")
+@job("spend_digest", needs=("channel_gateway_url",))
 def spend_digest(ctx: RunContext) -> JobResult:
     """Yesterday's (the WITA day before the tick's) spending per user, one digest per
     user per date, only to users with at least one entry that day who can be
@@ -130,7 +130,7 @@ NUTRITION_SUMMARY = sa.text(
 )
 
 
-@job("daily_nutrition_summary")
+@job("daily_nutrition_summary", needs=("channel_gateway_url",))
 def daily_nutrition_summary(ctx: RunContext) -> JobResult:
     """Today's (the tick's WITA date) calorie total against the user's goal, once per
     user per date, only to users who logged food that day and can be messaged. A

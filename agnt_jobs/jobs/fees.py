@@ -262,7 +262,7 @@ def _retry_invoices(
         counts.update(f"invoice_{o}" for o in settlement.settle(attempt, invoice_id))
 
 
-@job("retry_pending_fees")
+@job("retry_pending_fees", needs=("stripe_api_key",))
 def retry_pending_fees(ctx: RunContext) -> JobResult:
     """Collect fees due for (re)try: PENDING or FAILED with ``next_retry_at`` passed.
 

@@ -24,7 +24,7 @@ from sqlalchemy.exc import DBAPIError
 
 from agnt_jobs import logs
 from agnt_jobs.delivery import alerts
-from agnt_jobs.scheduler.bodies import JobResult, RunContext, job
+from agnt_jobs.scheduler.bodies import JobResult, RunContext, job, missing_settings
 from agnt_jobs.walk import retention_delete, run_chunked
 
 logger = logging.getLogger(__name__)
@@ -156,6 +156,8 @@ def missed_schedules(connection: Connection, ctx: RunContext) -> Observation:
     - ``queued``: ticks a skip schedule dropped because its previous run had not
       started yet (still waiting in the queue). That run does the work; a wait
       long enough to matter fails ``oldest_waiting_job`` or ``queue_depth``.
+    - ``not_configured``: ticks skipped because a setting the job needs is unset;
+      ``unconfigured_schedules`` is the check that fails on it.
     - ``late``: ticks deferred, or started, more than the grace after the tick, or
       still waiting: the run happened or will, and a long wait fails the queue
       checks; an outage behind a late catch-up was ``overdue`` while it lasted.
@@ -173,7 +175,8 @@ def missed_schedules(connection: Connection, ctx: RunContext) -> Observation:
     )
     rows = connection.execute(LATE_TICKS, {"since": ctx.now - window}).all()
     details: dict[str, dict[str, Any]] = {
-        kind: {} for kind in ("overdue", "missed", "paused", "queued", "late")
+        kind: {}
+        for kind in ("overdue", "missed", "paused", "queued", "not_configured", "late")
     }
     for row in rows:
         if row.kind == "overdue":
@@ -190,10 +193,28 @@ def missed_schedules(connection: Connection, ctx: RunContext) -> Observation:
                 "ticks": row.ticks,
                 "worst_start_delay_seconds": worst and worst.total_seconds(),
             }
-        else:  # paused, queued
+        else:  # paused, queued, not_configured
             details[row.kind][row.schedule_id] = row.ticks
     failing = details["overdue"].keys() | details["missed"].keys()
     return Observation(len(failing), 0, details)
+
+
+def unconfigured_schedules(connection: Connection, ctx: RunContext) -> Observation:
+    """Enabled schedules whose job is not configured: a setting it needs is unset
+    (in this worker's settings), so its ticks are skipped as ``not_configured``.
+    Failing while there is any: production must not run with a job silently off.
+    The details name the variables each waits for."""
+    enabled = connection.execute(
+        sa.text(
+            "SELECT id FROM schedules WHERE enabled AND removed_at IS NULL ORDER BY id"
+        )
+    ).scalars()
+    waiting = {
+        schedule: missing
+        for schedule in enabled
+        if (missing := missing_settings(schedule, ctx.settings))
+    }
+    return Observation(len(waiting), 0, {"waiting_for": waiting})
 
 
 def send_queue_backlog(connection: Connection, ctx: RunContext) -> Observation:
@@ -255,6 +276,7 @@ def default_checks() -> dict[str, Check]:
         "oldest_waiting_job": oldest_waiting_job,
         "failed_jobs": failed_jobs,
         "missed_schedules": missed_schedules,
+        "unconfigured_schedules": unconfigured_schedules,
         "send_queue_backlog": send_queue_backlog,
         "webhook_backlog": webhook_backlog,
         "dead_letter_growth": dead_letter_growth,

@@ -42,7 +42,7 @@ STRANDED_PENDING = sa.text(
 )
 
 
-@job("retry_failed_sends")
+@job("retry_failed_sends", needs=("channel_gateway_url",))
 def retry_failed_sends(ctx: RunContext) -> JobResult:
     """Deliver FAILED send-queue rows whose ``next_attempt_at`` has passed (backoff,
     then DEAD plus a dead letter after ``max_send_attempts``: ``outbox``), and
@@ -118,7 +118,7 @@ NUDGE = sa.text(
 )
 
 
-@job("re_engagement")
+@job("re_engagement", needs=("channel_gateway_url",))
 def re_engagement(ctx: RunContext) -> JobResult:
     """Nudge users who agreed to marketing, can be messaged, and have been inactive
     for ``re_engagement_idle_days`` (``last_active_at``; a user never active has
@@ -192,7 +192,7 @@ VENUE_SUMMARY = sa.text(
 )
 
 
-@job("venue_daily_summary")
+@job("venue_daily_summary", needs=("channel_gateway_url",))
 def venue_daily_summary(ctx: RunContext) -> JobResult:
     """Every active venue with an owner who can be messaged gets the day's summary
     (the WITA date of the tick): bookings whose slot is that day, by status; covers

@@ -117,7 +117,7 @@ DELIVER_REMINDERS = sa.text(
 )
 
 
-@job("deliver_reminders")
+@job("deliver_reminders", needs=("channel_gateway_url",))
 def deliver_reminders(ctx: RunContext) -> JobResult:
     """PENDING reminders whose ``due_at`` has passed are queued for sending (key
     ``reminder:{booking_id}``) and become SENT in the same transaction, then
@@ -168,7 +168,7 @@ PROMPT_RATINGS = sa.text(
 )
 
 
-@job("rating_prompt")
+@job("rating_prompt", needs=("channel_gateway_url",))
 def rating_prompt(ctx: RunContext) -> JobResult:
     """Users of bookings COMPLETED between ``rating_prompt_min_age_hours`` and
     ``rating_prompt_max_age_hours`` ago are asked for a rating, once per booking.

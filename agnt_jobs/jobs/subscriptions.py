@@ -137,7 +137,7 @@ def _correct(connection: Connection, row: Row[Any], wanted: dict[str, Any]) -> s
     return "corrected"
 
 
-@job("reconcile_subscription_state")
+@job("reconcile_subscription_state", needs=("stripe_api_key",))
 def reconcile_subscription_state(ctx: RunContext) -> JobResult:
     """Stripe is the truth for a subscription: each local subscription with a Stripe
     id whose status or current period end differs from Stripe's is corrected (only

@@ -219,7 +219,7 @@ def _check_marketplace(ctx: RunContext, client: MarketplaceClient) -> Counter[st
     return totals
 
 
-@job("check_price_watchers")
+@job("check_price_watchers", needs=("channel_gateway_url",))
 def check_price_watchers(ctx: RunContext) -> JobResult:
     """Check every ACTIVE watcher (of a user not deleted) once per tick.
 

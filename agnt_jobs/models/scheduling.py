@@ -90,7 +90,8 @@ class ScheduleTick(Base):
     __table_args__ = (
         CheckConstraint(
             "(outcome = 'deferred' AND reason IS NULL AND job_id IS NOT NULL) OR "
-            "(outcome = 'skipped' AND reason IN ('paused', 'queued', 'misfire'))",
+            "(outcome = 'skipped' AND reason IN ('paused', 'queued', 'misfire', "
+            "'not_configured'))",
             name="outcome",
         ),
         Index("ix_schedule_ticks_job_id", "job_id"),

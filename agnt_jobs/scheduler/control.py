@@ -6,7 +6,7 @@ view) are thin layers over these functions.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -18,6 +18,7 @@ from procrastinate.tasks import Task
 from sqlalchemy.engine import Engine
 
 from agnt_jobs.scheduler import registry
+from agnt_jobs.scheduler.bodies import NotConfigured, missing_settings
 from agnt_jobs.scheduler.registry import SQL
 from agnt_jobs.scheduler.worker import AgntApp
 from agnt_jobs.settings import Settings
@@ -56,6 +57,8 @@ class ScheduleState:
     last_run_status: str | None = None
     last_run_started_at: datetime | None = None
     last_run_finished_at: datetime | None = None
+    # Environment variables its job needs that are unset (it is not configured).
+    missing_settings: list[str] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -72,10 +75,14 @@ def database_rows(engine: Engine) -> dict[str, dict[str, Any]]:
 
 
 def states(
-    app: AgntApp, now: datetime, rows: dict[str, dict[str, Any]] | None
+    app: AgntApp,
+    now: datetime,
+    rows: dict[str, dict[str, Any]] | None,
+    settings: Settings,
 ) -> list[ScheduleState]:
     """Every declared schedule in declaration order, then those only the database
-    knows; next runs are computed from ``now`` in each schedule's zone."""
+    knows; next runs are computed from ``now`` in each schedule's zone, and what a
+    job waits for from ``settings``."""
     rows = rows or {}
     result = []
     for schedule in app.schedules.values():
@@ -91,6 +98,7 @@ def states(
                 in_code=True,
                 has_body=schedule.id in app.tasks,
                 next_run_at=schedule.next_after(now),
+                missing_settings=missing_settings(schedule.id, settings),
                 **_database_part(row),
             )
         )
@@ -163,14 +171,14 @@ def check(app: AgntApp, engine: Engine, settings: Settings) -> list[Problem]:
             "queue": row["queue"],
             "misfire": row["misfire_policy"],
         }
-        for field, code_value in schedule.signature().items():
-            if database[field] != code_value:
+        for name, code_value in schedule.signature().items():
+            if database[name] != code_value:
                 problems.append(
                     Problem(
                         "changed",
                         schedule.id,
-                        f"{schedule.id}: {field} is {code_value!r} here but "
-                        f"{database[field]!r} in the database (last worker start)",
+                        f"{schedule.id}: {name} is {code_value!r} here but "
+                        f"{database[name]!r} in the database (last worker start)",
                     )
                 )
     for id_, row in sorted(rows.items()):
@@ -263,13 +271,17 @@ def job_task(app: AgntApp, name: str) -> Task:
 _ON_CONNECTION = JobManager(SyncPsycopgConnector())
 
 
-def run_now(app: AgntApp, engine: Engine, name: str) -> int:
+def run_now(app: AgntApp, engine: Engine, settings: Settings, name: str) -> int:
     """Defer a run of job ``name`` now (its tick is now); its job id. Raises
-    AlreadyWaiting when one already waits (the queueing lock).
+    AlreadyWaiting when one already waits (the queueing lock), NotConfigured when
+    a setting it needs is unset (it would only fail).
 
     The job is inserted in a transaction of ``engine``, so this is safe from any
     thread, whatever state the App's own connector is in."""
     task = job_task(app, name)
+    missing = missing_settings(name, settings)
+    if missing:
+        raise NotConfigured(name, missing)
     job = task.configure().job
     try:
         with engine.begin() as connection:

@@ -7,6 +7,13 @@ Each pass reads the last decided tick of every schedule, plans with
 ``agnt_defer_schedule_tick``
 (migration 0007), which defers the job and records the decision in one transaction
 under a per-schedule lock. However many workers run, each tick is decided once.
+
+A schedule whose job is not configured (a setting it needs is unset, see
+``bodies.missing_settings``) has its due ticks decided skipped, reason
+``not_configured``, by ``agnt_skip_schedule_tick`` (migration 0012), under the same
+lock: no job is deferred to fail. The worker says once, at start, which jobs wait
+for which variables. Every worker should have the same settings: whichever decides
+a tick decides it by its own.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from procrastinate.periodic import PeriodicDeferrer
 from agnt_jobs import logs
 from agnt_jobs.db.outage import Backoff, Outage, is_connection_lost
 from agnt_jobs.scheduler import misfire
+from agnt_jobs.scheduler.bodies import missing_settings
 from agnt_jobs.scheduler.declaration import Misfire
 from agnt_jobs.scheduler.registry import (
     SQL,
@@ -66,6 +74,7 @@ class ScheduleDeferrer(PeriodicDeferrer):
         )
         self.tolerance = timedelta(seconds=settings.schedule_misfire_tolerance_seconds)
         self.grace = timedelta(seconds=settings.schedule_catch_up_grace_seconds)
+        self.settings = settings
         self._next_runs: dict[str, datetime] = {}
 
     @property
@@ -94,6 +103,7 @@ class ScheduleDeferrer(PeriodicDeferrer):
                 extra=logs.event("periodic_deferrer_no_task"),
             )
             return
+        self._say_which_jobs_wait_for_settings()
         recorded = False
         while True:
             now = time.time()
@@ -115,6 +125,35 @@ class ScheduleDeferrer(PeriodicDeferrer):
                 self.outage.back()
                 self.backoff.reset()
             await asyncio.sleep(delay)
+
+    def not_configured(self) -> dict[str, list[str]]:
+        """Each schedule whose job waits for settings: the variables it waits for."""
+        waiting = {
+            task.schedule.id: missing_settings(task.task.name, self.settings)
+            for task in self.periodic_tasks
+        }
+        return {schedule: missing for schedule, missing in waiting.items() if missing}
+
+    def _say_which_jobs_wait_for_settings(self) -> None:
+        by_variables: dict[tuple[str, ...], list[str]] = {}
+        for schedule, missing in sorted(self.not_configured().items()):
+            by_variables.setdefault(tuple(missing), []).append(schedule)
+        if not by_variables:
+            return
+        waits = "; ".join(
+            f"{', '.join(schedules)} wait for {' and '.join(variables)}"
+            for variables, schedules in by_variables.items()
+        )
+        logger.warning(
+            f"jobs not configured, their ticks are skipped: {waits}",
+            extra=logs.event(
+                "jobs_not_configured",
+                waiting={
+                    " ".join(variables): schedules
+                    for variables, schedules in by_variables.items()
+                },
+            ),
+        )
 
     async def record_worker(self) -> None:
         if self.worker_id is None:
@@ -145,6 +184,7 @@ class ScheduleDeferrer(PeriodicDeferrer):
             SQL["last_ticks"], ids=[task.periodic_id for task in tasks]
         )
         last_ticks = {row["id"]: row["last_tick"] for row in rows}
+        not_configured = self.not_configured()
         backlog = False
         for task in tasks:
             plan = misfire.plan(
@@ -156,6 +196,10 @@ class ScheduleDeferrer(PeriodicDeferrer):
             )
             if plan.missed:
                 await self._record_missed(task, *plan.missed)
+            if task.schedule.id in not_configured:
+                for tick in plan.due:
+                    await self._skip_not_configured(task, tick)
+                continue
             if len(plan.due) == misfire.MAX_DUE_PER_PASS:
                 backlog = True
             for tick in plan.due:
@@ -202,6 +246,27 @@ class ScheduleDeferrer(PeriodicDeferrer):
                 extra=logs.event(f"schedule_tick_{outcome}", **extra),
             )
         return outcome
+
+    async def _skip_not_configured(
+        self, task: ZonedPeriodicTask, tick: datetime
+    ) -> None:
+        row = await self.app.connector.execute_query_one_async(
+            SQL["skip_tick"],
+            schedule_id=task.schedule.id,
+            tick=int(tick.timestamp()),
+            reason="not_configured",
+            worker_id=self.worker_id,
+        )
+        if row["outcome"] == "skipped":
+            logger.info(
+                f"Schedule {task.schedule.id} skipped tick {tick} (not_configured)",
+                extra=logs.event(
+                    "schedule_tick_skipped",
+                    schedule=task.schedule.id,
+                    tick=tick.isoformat(),
+                    reason="not_configured",
+                ),
+            )
 
     async def _record_missed(
         self, task: ZonedPeriodicTask, first: datetime, last: datetime

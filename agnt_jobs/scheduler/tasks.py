@@ -20,7 +20,14 @@ from procrastinate.tasks import Task
 
 from agnt_jobs import checkpoint, db, logs
 from agnt_jobs.db.outage import as_database_error, is_connection_lost
-from agnt_jobs.scheduler.bodies import BODIES, JobBody, JobResult, RunContext
+from agnt_jobs.scheduler.bodies import (
+    BODIES,
+    JobBody,
+    JobResult,
+    NotConfigured,
+    RunContext,
+    missing_settings,
+)
 from agnt_jobs.settings import get_settings
 
 DEFAULT_QUEUE = "default"
@@ -58,11 +65,17 @@ def make_task(app: App, job_id: str, body: JobBody, queue: str = DEFAULT_QUEUE) 
             logs.job_context(context.job.id, job_id),
             checkpoint.stoppable(_stop_reason(context)),
         ):
+            settings = get_settings()
+            missing = missing_settings(job_id, settings)
+            if missing:
+                # A run by hand (a scheduled tick of it is skipped, not deferred):
+                # it fails at once, having done nothing, naming what to set.
+                raise NotConfigured(job_id, missing)
             try:
                 return body(
                     RunContext(
                         engine=db.engine(),
-                        settings=get_settings(),
+                        settings=settings,
                         tick=tick,
                         now=now,
                         job_id=context.job.id,

@@ -13,6 +13,8 @@ from urllib.parse import quote
 
 import psycopg
 import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
 
 from agnt_jobs.db.connect import with_dbname
 from agnt_jobs.db.migrate import head_revision
@@ -121,3 +123,27 @@ def test_a_multi_host_url_reaches_the_host_that_answers(server_url: str) -> None
     assert "Traceback" not in result.stderr
     assert result.stdout.startswith("database: "), result.stderr
     assert f"code head: {head_revision()}" in result.stdout
+
+
+def test_running_a_job_that_is_not_configured_is_one_line_and_defers_nothing(
+    db_url: str, engine: Engine
+) -> None:
+    env = {**os.environ, "AGNT_DATABASE_URL": db_url}
+    env.pop("AGNT_CHANNEL_GATEWAY_URL", None)
+    result = subprocess.run(
+        [BIN / "agnt-jobs", "run", "deliver_reminders"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()
+    assert "deliver_reminders is not configured: set AGNT_CHANNEL_GATEWAY_URL" in line
+    with engine.connect() as connection:
+        assert (
+            connection.execute(
+                sa.text("SELECT count(*) FROM procrastinate_jobs")
+            ).scalar_one()
+            == 0
+        )

@@ -19,9 +19,15 @@ BIN = Path(sys.executable).parent
 
 
 def _agnt(db_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """``agnt-jobs`` on ``db_url``, with no channel gateway or Stripe configured."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("AGNT_CHANNEL_GATEWAY_URL", "AGNT_STRIPE_API_KEY")
+    }
     return subprocess.run(
         [BIN / "agnt-jobs", *args],
-        env={**os.environ, "AGNT_DATABASE_URL": db_url},
+        env={**env, "AGNT_DATABASE_URL": db_url},
         capture_output=True,
         text=True,
         timeout=60,
@@ -77,10 +83,15 @@ def test_list_without_a_database_shows_the_code() -> None:
     assert result.stderr.startswith("agnt-jobs: no database state (")
     lines = result.stdout.splitlines()
     assert lines[0].split() == [
-        "ID", "CRON", "ZONE", "POLICY", "ENABLED", "NEXT", "RUN", "LAST", "RUN", "BODY"
+        "ID", "CRON", "ZONE", "POLICY", "ENABLED", "NEXT", "RUN", "LAST", "RUN", "BODY",
+        "NOT", "CONFIGURED",
     ]  # fmt: skip
     assert len(lines) == 43
     assert lines[1].split()[:4] == ["booking_reminders", "0", "*", "*"]
+    assert lines[1].split()[-1] == "-"
+    by_id = {line.split()[0]: line.split() for line in lines[1:]}
+    assert by_id["deliver_reminders"][-1] == "AGNT_CHANNEL_GATEWAY_URL"
+    assert by_id["monthly_invoice"][-1] == "AGNT_STRIPE_API_KEY"
 
 
 def test_check_reports_a_dropped_schedule(db_url: str, engine: Engine) -> None:

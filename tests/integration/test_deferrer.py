@@ -21,7 +21,7 @@ from agnt_jobs.scheduler.declaration import Misfire, Schedule
 from agnt_jobs.scheduler.deferrer import ScheduleDeferrer
 from agnt_jobs.scheduler.worker import AgntApp
 from agnt_jobs.settings import Settings
-from tests.support.schedules import finish_waiting
+from tests.support.schedules import finish_waiting, registry_app
 
 WITA = ZoneInfo("Asia/Makassar")
 HOURLY = Schedule("hourly_sweep", "0 * * * *", "Sweep.", queue="sweeps")
@@ -345,3 +345,33 @@ def test_a_pause_in_progress_holds_back_the_decision_then_is_obeyed(
     thread.join(10)
     assert outcome == ["paused"]
     assert jobs(engine, HOURLY.id) == []
+
+
+async def test_ticks_of_a_job_waiting_for_a_setting_are_skipped_not_configured(
+    db_url: str, env: Settings, engine: Engine
+) -> None:
+    """Until AGNT_CHANNEL_GATEWAY_URL is set, each due tick of deliver_reminders
+    (which needs it) is decided skipped, not_configured, and no job is deferred to
+    fail; once it is set, the next tick runs."""
+    reminders = Schedule("deliver_reminders", "*/5 * * * *", "Send due reminders.")
+    async with registry_app(db_url, [reminders]) as app:
+        bare = env.model_copy(update={"channel_gateway_url": None})
+        deferrer = ScheduleDeferrer(app=app, settings=bare, worker_id=None)
+        assert deferrer.not_configured() == {
+            "deliver_reminders": ["AGNT_CHANNEL_GATEWAY_URL"]
+        }
+        await deferrer.defer_due(at(4, 10) + 0.5)
+        await deferrer.defer_due(at(4, 10, 5) + 0.5)
+        await deferrer.defer_due(at(4, 10, 5) + 0.7)  # the same tick again
+        configured = env.model_copy(
+            update={"channel_gateway_url": "http://127.0.0.1:9"}
+        )
+        deferrer = ScheduleDeferrer(app=app, settings=configured, worker_id=None)
+        assert deferrer.not_configured() == {}
+        await deferrer.defer_due(at(4, 10, 10) + 0.5)
+    assert [t[:3] for t in ticks(engine, "deliver_reminders")] == [
+        (wita(at(4, 10)), "skipped", "not_configured"),
+        (wita(at(4, 10, 5)), "skipped", "not_configured"),
+        (wita(at(4, 10, 10)), "deferred", None),
+    ]
+    assert len(jobs(engine, "deliver_reminders")) == 1

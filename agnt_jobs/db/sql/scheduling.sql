@@ -1,6 +1,7 @@
 -- File format: a "-- name --" line, comment lines saying what the query does, the
 -- query. Placeholders are psycopg's %(name)s. The tick decisions themselves live in
--- SQL functions (migration 0007) so that every worker takes them under one lock.
+-- SQL functions (migrations 0007, 0012) so that every worker takes them under one
+-- lock.
 
 -- upsert_schedules --
 -- At worker start: insert or refresh every schedule the deployed code declares.
@@ -45,6 +46,11 @@ SELECT outcome, job_id
 FROM agnt_defer_schedule_tick(%(schedule_id)s, %(queue)s, %(lock)s, %(queueing_lock)s,
                               %(priority)s, %(tick)s, %(retry_when_queued)s,
                               %(worker_id)s)
+
+-- skip_tick --
+-- Decide one tick skipped for a reason found before deferring (not_configured).
+SELECT agnt_skip_schedule_tick(%(schedule_id)s, %(tick)s, %(reason)s,
+                               %(worker_id)s) AS outcome
 
 -- record_missed --
 -- Record a range of ticks no worker deferred in time (one row for the range).

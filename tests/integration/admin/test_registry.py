@@ -11,10 +11,12 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
 
-from agnt_jobs.admin import auth
+from agnt_jobs.admin import AdminContext, auth, create_app
 from agnt_jobs.scheduler import registry
+from agnt_jobs.scheduler.bodies import missing_settings
 from agnt_jobs.scheduler.declaration import Schedule
 from agnt_jobs.scheduler.worker import AgntApp
+from agnt_jobs.settings import Settings
 from periodic import DECLARED
 from tests.support.admin_data import (
     BODILESS,
@@ -41,7 +43,7 @@ def _by_id(body: dict) -> dict[str, dict]:
 
 
 async def test_every_declared_schedule_with_next_runs_in_utc_and_wita(
-    client: TestClient, app: AgntApp, engine: Engine
+    client: TestClient, app: AgntApp, engine: Engine, token_env: Settings
 ) -> None:
     async with app.open_async():
         await registry.sync_table(app)  # a worker of this code started
@@ -68,7 +70,12 @@ async def test_every_declared_schedule_with_next_runs_in_utc_and_wita(
         assert next_run in (schedule.next_after(before), schedule.next_after(after))
         wita = datetime.fromisoformat(entry["next_run_at_wita"])
         assert wita.utcoffset() == timedelta(hours=8) and wita == next_run
-        expected = "on_time" if schedule.id in app.tasks else "no_body"
+        missing = missing_settings(schedule.id, token_env)
+        assert entry["missing_settings"] == missing
+        if schedule.id not in app.tasks:
+            expected = "no_body"
+        else:
+            expected = "not_configured" if missing else "on_time"
         assert entry["health"] == expected, schedule.id
     # Monday 04:00 WITA is Sunday 20:00 UTC: the zone is honoured, not shifted.
     deep = entries["deep_dreaming"]
@@ -208,3 +215,48 @@ async def test_a_schedule_the_deploy_dropped_is_reported_not_lost(
     assert response.status_code == 404
     assert "unknown schedule 'nightly'" in response.json()["detail"]
     assert auth.SESSION_COOKIE in client.cookies
+
+
+async def test_a_job_waiting_for_a_setting_is_not_configured_and_not_run(
+    db_url: str, engine: Engine, token_env: Settings
+) -> None:
+    """deliver_reminders needs the channel gateway: without its URL the registry
+    says not_configured and names the variable, and a run by hand is refused
+    (409, nothing deferred); with it, the same schedule is on time and runs."""
+    reminders = Schedule("deliver_reminders", "*/5 * * * *", "Send due reminders.")
+    app = make_app(db_url, [reminders])
+    async with app.open_async():
+        await registry.sync_table(app)
+    bare = token_env.model_copy(update={"channel_gateway_url": None})
+    with TestClient(
+        create_app(AdminContext(app=app, engine=engine, settings=bare))
+    ) as client:
+        [entry] = client.get("/admin/scheduler", headers=HEADERS).json()["schedules"]
+        assert (entry["health"], entry["missing_settings"]) == (
+            "not_configured",
+            ["AGNT_CHANNEL_GATEWAY_URL"],
+        )
+        assert "AGNT_CHANNEL_GATEWAY_URL" in entry["health_reason"]
+        refused = client.post("/admin/scheduler/deliver_reminders/run", headers=HEADERS)
+        assert refused.status_code == 409
+        assert refused.json()["detail"] == (
+            "deliver_reminders is not configured: set AGNT_CHANNEL_GATEWAY_URL "
+            "(see docs/configuration.md)"
+        )
+    with engine.connect() as connection:
+        assert (
+            connection.execute(
+                sa.text("SELECT count(*) FROM procrastinate_jobs")
+            ).scalar_one()
+            == 0
+        )
+
+    configured = token_env.model_copy(
+        update={"channel_gateway_url": "http://127.0.0.1:9"}
+    )
+    context = AdminContext(app=app, engine=engine, settings=configured)
+    with TestClient(create_app(context)) as client:
+        [entry] = client.get("/admin/scheduler", headers=HEADERS).json()["schedules"]
+        assert (entry["health"], entry["missing_settings"]) == ("on_time", [])
+        ran = client.post("/admin/scheduler/deliver_reminders/run", headers=HEADERS)
+        assert ran.status_code == 202

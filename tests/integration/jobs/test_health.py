@@ -51,11 +51,11 @@ def test_a_quiet_platform_is_healthy_and_every_result_is_stored(
 ) -> None:
     checks = health.default_checks()
     result = health.run_checks(_ctx(engine, env, alerts_server), checks)
-    assert result["checks"] == 8 and result["failing"] == 0
+    assert result["checks"] == 9 and result["failing"] == 0
     assert result["alerts_queued"] == 0
     assert _states(engine) == dict.fromkeys(checks, "ok")
     with engine.connect() as c:
-        assert count(c, "health_check_results", "status = 'ok'") == 8
+        assert count(c, "health_check_results", "status = 'ok'") == 9
         latency = scalar(
             c,
             "SELECT value FROM health_check_results "
@@ -371,3 +371,34 @@ async def test_paused_queued_and_late_ticks_are_reported_not_failing(
         (DAILY.id, "paused", 2),
         (HOURLY.id, "queued", 1),
     ]
+
+
+async def test_an_enabled_schedule_waiting_for_a_setting_fails_until_it_is_set(
+    db_url: str, engine: Engine, env: Settings
+) -> None:
+    """A job not configured is skipped, not failed: this check is what makes
+    production alert on it. A paused one does not count."""
+    waiting = [
+        Schedule("deliver_reminders", "*/5 * * * *", "Send due reminders."),
+        Schedule("monthly_invoice", "0 9 1 * *", "Invoice venues."),
+        Schedule("dlq_cleanup", "0 3 * * *", "Needs nothing."),
+    ]
+    bare = env.model_copy(update={"channel_gateway_url": None, "stripe_api_key": None})
+    async with registry_app(db_url, waiting) as app:
+        with engine.connect() as connection:
+            seen = health.unconfigured_schedules(connection, context(engine, bare))
+        assert (seen.value, seen.ok) == (2, False)
+        assert seen.details == {
+            "waiting_for": {
+                "deliver_reminders": ["AGNT_CHANNEL_GATEWAY_URL"],
+                "monthly_invoice": ["AGNT_STRIPE_API_KEY"],
+            }
+        }
+        control.set_enabled(app, engine, "monthly_invoice", False)
+    with engine.connect() as connection:
+        seen = health.unconfigured_schedules(connection, context(engine, bare))
+    assert seen.value == 1
+    configured = bare.model_copy(update={"channel_gateway_url": "http://127.0.0.1:9"})
+    with engine.connect() as connection:
+        seen = health.unconfigured_schedules(connection, context(engine, configured))
+    assert (seen.value, seen.ok) == (0, True)

@@ -23,9 +23,10 @@ $(VENV)/.bench-installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e ".[bench]"
 	touch $@ $(VENV)/.run-installed
 
-## run: start a worker; with no AGNT_DATABASE_URL, on an embedded Postgres in ./.agnt
+## run: a worker and the admin page (127.0.0.1:8000); with no AGNT_DATABASE_URL, on
+## an embedded Postgres in ./.agnt, with a token made for it (printed the first time)
 run: $(VENV)/.run-installed
-	$(BIN)/agnt-jobs worker
+	$(BIN)/agnt-jobs worker --admin
 
 ## test: run the whole test suite against a real Postgres
 test: $(VENV)/.test-installed

@@ -18,8 +18,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import os
 import secrets
 import time
+from pathlib import Path
 from typing import Any
 
 from fastapi import Depends, HTTPException, Request, Security, status
@@ -51,6 +53,25 @@ def configured_token(settings: Settings) -> bytes | None:
     secret = settings.internal_api_token
     value = secret.get_secret_value() if secret is not None else ""
     return value.encode() if value else None
+
+
+LOCAL_TOKEN_FILE = "admin-token"
+
+
+def local_token(data_dir: Path) -> tuple[str, bool]:
+    """The admin token of an embedded database's data directory, made at random
+    the first time (mode 0600) and kept there; with whether it was made now. Only
+    for the embedded default: a configured database needs INTERNAL_API_TOKEN set."""
+    path = data_dir / LOCAL_TOKEN_FILE
+    data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip(), False
+    token = secrets.token_urlsafe(32)
+    with os.fdopen(descriptor, "w") as file:
+        file.write(token + "\n")
+    return token, True
 
 
 def matches(given: bytes, token: bytes) -> bool:

@@ -19,7 +19,10 @@ def admin(
     host: Annotated[
         str, typer.Option(help="Interface to listen on (0.0.0.0: every one).")
     ] = "127.0.0.1",
-    port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port.")] = 8080,
+    port: Annotated[
+        int | None,
+        typer.Option(min=1, max=65535, help="TCP port (default AGNT_ADMIN_PORT)."),
+    ] = None,
 ) -> None:
     """Serve the admin view: GET /admin/scheduler (JSON) and /admin/scheduler/ui.
 
@@ -35,6 +38,8 @@ def admin(
 
     setup_logging()
     ensure_migrated()
+    if port is None:
+        port = get_settings().admin_port
     if configured_token(get_settings()) is None:
         logger.warning(
             "INTERNAL_API_TOKEN is not set: the admin view refuses every request",

@@ -9,6 +9,7 @@ import typer
 
 from agnt_jobs import logs
 from agnt_jobs.cli.common import ensure_migrated, setup_logging
+from agnt_jobs.settings import get_settings
 
 logger = logging.getLogger(__name__)
 
@@ -23,13 +24,23 @@ def worker(
         typer.Option("--queue", "-q", help="Only these queues (repeatable)."),
     ] = None,
     name: Annotated[str | None, typer.Option(help="Worker name in logs.")] = None,
+    admin: Annotated[
+        bool,
+        typer.Option(
+            "--admin",
+            help="Also serve the admin page on 127.0.0.1:AGNT_ADMIN_PORT (make run).",
+        ),
+    ] = False,
 ) -> None:
-    """Run a worker until SIGTERM/SIGINT; running jobs finish, then it exits 0."""
+    """Run a worker until SIGTERM/SIGINT; running jobs finish, then it exits 0.
+
+    With --admin the same process serves the admin page. On the embedded database
+    (no AGNT_DATABASE_URL) and with no INTERNAL_API_TOKEN, a random token is made
+    for the data directory, kept there (mode 0600) and printed the first time.
+    """
     setup_logging()
     ensure_migrated()
-    from agnt_jobs.app import app
-
-    options: dict[str, Any] = {"install_signal_handlers": True}
+    options: dict[str, Any] = {}
     if concurrency is not None:
         options["concurrency"] = concurrency
     if queue:
@@ -37,7 +48,41 @@ def worker(
     if name:
         options["name"] = name
     logger.info("worker starting", extra=logs.event("agnt_worker_start", **options))
-    app.run_worker(**options)
+    if admin:
+        _run_with_admin(options)
+        return
+    from agnt_jobs.app import app
+
+    app.run_worker(install_signal_handlers=True, **options)
+
+
+def _run_with_admin(options: dict[str, Any]) -> None:
+    import asyncio
+    import os
+
+    from agnt_jobs.admin.auth import LOCAL_TOKEN_FILE, configured_token, local_token
+    from agnt_jobs.admin.beside import run_worker_and_admin
+
+    settings = get_settings()
+    host, port = "127.0.0.1", settings.admin_port
+    url = f"http://{host}:{port}/admin/scheduler/ui"
+    if configured_token(settings) is not None:
+        typer.echo(f"admin page: {url} (sign in with INTERNAL_API_TOKEN)", err=True)
+    elif settings.database_url is not None:
+        typer.echo(
+            f"admin page: {url}, but INTERNAL_API_TOKEN is not set: it refuses "
+            "every request until it is",
+            err=True,
+        )
+    else:
+        token, made = local_token(settings.data_dir)
+        os.environ["INTERNAL_API_TOKEN"] = token
+        get_settings.cache_clear()
+        where = settings.data_dir / LOCAL_TOKEN_FILE
+        typer.echo(f"admin page: {url} (sign in with the token in {where})", err=True)
+        if made:
+            typer.echo(f"admin token, made for this data directory: {token}", err=True)
+    asyncio.run(run_worker_and_admin(host, port, **options))
 
 
 def install(cli: typer.Typer) -> None:

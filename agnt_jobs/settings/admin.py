@@ -14,6 +14,13 @@ class AdminSettings(BaseModel):
         description="Token required in X-Internal-Token by /admin/scheduler. Unset: "
         "the admin view refuses every request.",
     )
+    admin_port: int = Field(
+        default=8000,
+        ge=1,
+        le=65535,
+        description="Port the admin view listens on: 'agnt-jobs admin' and "
+        "'agnt-jobs worker --admin' (what make run starts, on 127.0.0.1).",
+    )
     admin_session_hours: float = Field(
         default=12.0,
         gt=0,

@@ -1,0 +1,77 @@
+"""A worker and the admin view in one process, for small deployments and a first
+look: ``agnt-jobs worker --admin`` (what ``make run`` starts), and
+``worker_lifespan`` for a FastAPI backend that used to start its scheduler in its
+lifespan hook. Separate worker processes stay the production form: a web server's
+restarts and scaling are not a job system's.
+
+Both stop the same way: the worker stops fetching, running jobs get
+``AGNT_SHUTDOWN_GRACEFUL_TIMEOUT`` and then stop at their next checkpoint, and the
+admin view goes down with it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI
+
+from agnt_jobs.admin.app import create_app
+from agnt_jobs.admin.router import router
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without signal handlers of its own: the worker's take SIGINT and
+    SIGTERM, and stopping the worker stops the server."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def run_worker_and_admin(host: str, port: int, **worker_options: Any) -> None:
+    """Serve the admin view on ``host:port``, then run a worker until SIGINT or
+    SIGTERM; then stop the server. A port that cannot be bound ends the process
+    (uvicorn says why) before the worker starts."""
+    from agnt_jobs.app import app as jobs
+
+    server = _Server(
+        uvicorn.Config(create_app(), host=host, port=port, log_config=None)
+    )
+    serving = asyncio.create_task(server.serve())
+    while not server.started:
+        if serving.done():
+            await serving  # re-raises why the server could not start
+            return
+        await asyncio.sleep(0.05)
+    try:
+        async with jobs.open_async():
+            await jobs.run_worker_async(install_signal_handlers=True, **worker_options)
+    finally:
+        server.should_exit = True
+        await serving
+
+
+@contextlib.asynccontextmanager
+async def worker_lifespan(api: FastAPI) -> AsyncIterator[None]:
+    """``FastAPI(lifespan=worker_lifespan)``: mounts the admin view (its routes
+    under ``/admin/scheduler``) and runs a worker beside the application while it
+    serves; the worker stops, gracefully, when the application shuts down."""
+    from agnt_jobs.app import app as jobs
+
+    mounted = {getattr(route, "path", None) for route in api.router.routes}
+    if not {getattr(route, "path", None) for route in router.routes} <= mounted:
+        api.include_router(router)
+    async with jobs.open_async():
+        running = asyncio.create_task(
+            jobs.run_worker_async(install_signal_handlers=False)
+        )
+        try:
+            yield
+        finally:
+            running.cancel()  # Procrastinate's graceful stop
+            with contextlib.suppress(asyncio.CancelledError):
+                await running

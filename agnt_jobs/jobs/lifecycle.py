@@ -138,10 +138,13 @@ RECONCILE_VENUES = sa.text(
             LIMIT 1
         ) owner ON true
     ), drifted AS (
-        SELECT v.id FROM venues v JOIN truth ON truth.id = v.id
-        WHERE (truth.old_claimed, truth.old_active)
-              IS DISTINCT FROM (truth.claimed, truth.active)
-        FOR NO KEY UPDATE OF v SKIP LOCKED
+        -- By primary key: a chunk has few drifted venues, if any.
+        SELECT v.id FROM venues v
+        WHERE v.id = ANY(ARRAY(
+            SELECT id FROM truth
+            WHERE (old_claimed, old_active) IS DISTINCT FROM (claimed, active)
+        ))
+        FOR NO KEY UPDATE SKIP LOCKED
     ), fixed AS (
         UPDATE venues v
         SET is_claimed = truth.claimed, is_active = truth.active, updated_at = now()

@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: run test bench lint format clean
+.PHONY: run demo test bench lint format clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,13 @@ $(VENV)/.bench-installed: pyproject.toml | $(BIN)/python
 run: $(VENV)/.run-installed
 	$(BIN)/agnt-jobs worker --admin
 
+## demo: make run on demo data, with local stand-ins for every outside system
+## (gateway, A2A agents, marketplaces, webhooks, alerts, localstripe); every job is
+## run once at start. On an embedded Postgres of its own, from scratch in ./.agnt-demo.
+demo: $(VENV)/.bench-installed
+	rm -rf .agnt-demo
+	env -u AGNT_DATABASE_URL AGNT_DATA_DIR=.agnt-demo $(BIN)/agnt-jobs demo run
+
 ## test: run the whole test suite against a real Postgres
 test: $(VENV)/.test-installed
 	$(BIN)/pytest $(PYTEST_ARGS)
@@ -48,4 +55,4 @@ format: $(VENV)/.test-installed
 	$(BIN)/ruff format .
 
 clean:
-	rm -rf $(VENV) .agnt
+	rm -rf $(VENV) .agnt .agnt-demo

@@ -133,13 +133,13 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
 class PeerServer:
     """The peer server as a child process on a socket bound here (no port race)."""
 
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         # Accepted connections inherit it: without it a response's headers and
         # body meet the client's delayed ACK and every request takes 40 ms.
         self._socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._socket.bind(("127.0.0.1", 0))
+        self._socket.bind(("127.0.0.1", port))
         self._socket.listen(1024)
         self.url = f"http://127.0.0.1:{self._socket.getsockname()[1]}"
         self._process: subprocess.Popen[bytes] | None = None

@@ -3,6 +3,7 @@ work on and to give the benchmarks data."""
 
 from __future__ import annotations
 
+import threading
 import time
 from datetime import UTC, datetime
 from typing import Annotated
@@ -80,6 +81,157 @@ def demo_seed(
         f"demo data at scale {scale} around {plan.at.isoformat()} "
         f"in {time.perf_counter() - started:.1f} s"
     )
+
+
+# Where the stand-ins listen: the demo data's agent and webhook URLs point here.
+STAND_IN_PORT = 8790
+# Stripe objects made for each billing job's due work.
+STRIPE_CUSTOMERS_PER_JOB = 5
+
+
+@demo_cli.command("run")
+def demo_run(
+    timeout: Annotated[
+        float,
+        typer.Option(
+            min=1, help="Seconds to wait for every job's first run before saying so."
+        ),
+    ] = 300,
+) -> None:
+    """make demo: demo data, local stand-ins for every outside system, a worker and
+    the admin page; every job is run once at start and the page shows the result.
+
+    The stand-ins are the benchmarks' (agnt_jobs/bench): one local server for the
+    channel gateway, the venues' A2A agents, the marketplaces' product APIs, the
+    webhook receivers and the alerts webhook (port 8790), and localstripe with
+    customers, cards and subscriptions for the billing jobs' due work. They run
+    as child processes and stop with the command (Ctrl-C).
+    """
+    import asyncio
+    import contextlib
+    import os
+
+    from agnt_jobs import db, demo
+    from agnt_jobs.bench import stripe_work
+    from agnt_jobs.bench.localstripe import API_KEY, LocalStripe
+    from agnt_jobs.bench.peers import PeerServer
+    from agnt_jobs.cli.worker import admin_sign_in
+
+    setup_logging()
+    settings = get_settings()
+    if not stripe_work.available():
+        raise UsageError(
+            "localstripe is not installed: make demo installs it (pip install -e "
+            "'.[bench]')"
+        )
+    with contextlib.ExitStack() as stand_ins:
+        try:
+            peers = stand_ins.enter_context(PeerServer(port=STAND_IN_PORT))
+        except OSError as error:
+            raise UsageError(
+                f"the stand-ins cannot listen on 127.0.0.1:{STAND_IN_PORT}: {error}"
+            ) from None
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        stripe = stand_ins.enter_context(
+            LocalStripe(settings.data_dir / "localstripe.log")
+        )
+        os.environ.update(
+            {
+                "AGNT_CHANNEL_GATEWAY_URL": peers.url,
+                "AGNT_ALERTS_WEBHOOK_URL": f"{peers.url}/alerts",
+                "AGNT_SHOPEE_BASE_URL": peers.url,
+                "AGNT_TOKOPEDIA_BASE_URL": peers.url,
+                "AGNT_LAZADA_BASE_URL": peers.url,
+                "AGNT_STRIPE_API_KEY": API_KEY,
+                "AGNT_STRIPE_API_BASE": stripe.url,
+            }
+        )
+        get_settings.cache_clear()
+        ensure_migrated()
+        engine = db.engine()
+        now = datetime.now(UTC).replace(microsecond=0)
+        plan = demo.Plan(
+            scale=1,
+            at=now,
+            tz=settings.business_timezone,
+            agent_url=peers.url,
+            webhook_url=peers.url,
+        )
+        try:
+            demo.seed(engine, plan)
+            typer.echo(f"demo data seeded around {now.isoformat()}", err=True)
+        except demo.NotEmptyError:
+            typer.echo("demo data already there: using it", err=True)
+        objects = stripe_work.StripeObjects(stripe.url, API_KEY)
+        for job in sorted(stripe_work.STRIPE_JOBS):
+            stripe_work.prepare(
+                job, db.database_url(), objects, STRIPE_CUSTOMERS_PER_JOB, now
+            )
+        typer.echo(
+            f"stand-ins: {peers.url} (gateway, A2A agents, marketplaces, webhooks, "
+            f"alerts), {stripe.url} (localstripe)",
+            err=True,
+        )
+        host, port = admin_sign_in()
+        asyncio.run(_run_and_watch(host, port, timeout))
+
+
+async def _run_and_watch(host: str, port: int, timeout: float) -> None:
+    import asyncio
+
+    from agnt_jobs.admin.beside import run_worker_and_admin
+
+    stop = threading.Event()
+    watching = asyncio.create_task(
+        asyncio.to_thread(_run_every_job_once, timeout, stop)
+    )
+    try:
+        await run_worker_and_admin(host, port)
+    finally:
+        stop.set()
+        await watching
+
+
+def _run_every_job_once(timeout: float, stop: threading.Event) -> None:
+    """Defer one run of every job now and say how each ended, then one line for
+    all of them; ``stop`` ends the watch early (the demo is stopping)."""
+    import json
+
+    from agnt_jobs import db
+    from agnt_jobs.app import app
+    from agnt_jobs.scheduler import control
+    from agnt_jobs.scheduler.bodies import BODIES
+
+    engine, settings = db.engine(), get_settings()
+    started = time.monotonic()
+    waiting: dict[str, int] = {}
+    for job in sorted(BODIES.keys() & app.tasks.keys()):
+        try:
+            waiting[job] = control.run_now(app, engine, settings, job)
+        except control.AlreadyWaiting as already:
+            if already.job_id is not None:
+                waiting[job] = already.job_id
+    total, failed = len(waiting), []
+    while waiting and time.monotonic() - started < timeout and not stop.is_set():
+        for job, job_id in list(waiting.items()):
+            state = control.job_state(engine, job_id) or {}
+            if state.get("status") in ("succeeded", "failed", "cancelled", "aborted"):
+                del waiting[job]
+                if state["status"] != "succeeded":
+                    failed.append(job)
+                outcome = state.get("error") or json.dumps(state.get("result"))
+                typer.echo(f"demo: {job} {state['status']}: {outcome[:120]}", err=True)
+        stop.wait(0.5)
+    seconds = time.monotonic() - started
+    if failed or waiting:
+        typer.echo(
+            f"demo: {total - len(failed) - len(waiting)} of {total} jobs succeeded "
+            f"in {seconds:.0f} s; failed: {', '.join(failed) or '-'}; not done: "
+            f"{', '.join(waiting) or '-'}",
+            err=True,
+        )
+    else:
+        typer.echo(f"demo: all {total} jobs succeeded in {seconds:.1f} s", err=True)
 
 
 def install(cli: typer.Typer) -> None:

@@ -58,10 +58,20 @@ def worker(
 
 def _run_with_admin(options: dict[str, Any]) -> None:
     import asyncio
+
+    from agnt_jobs.admin.beside import run_worker_and_admin
+
+    host, port = admin_sign_in()
+    asyncio.run(run_worker_and_admin(host, port, **options))
+
+
+def admin_sign_in() -> tuple[str, int]:
+    """Where the admin page of a one-process run listens, said on stderr with how
+    to sign in; on the embedded database with no token, the data directory's own
+    token is made (the first time, and printed then) and used."""
     import os
 
     from agnt_jobs.admin.auth import LOCAL_TOKEN_FILE, configured_token, local_token
-    from agnt_jobs.admin.beside import run_worker_and_admin
 
     settings = get_settings()
     host, port = "127.0.0.1", settings.admin_port
@@ -82,7 +92,7 @@ def _run_with_admin(options: dict[str, Any]) -> None:
         typer.echo(f"admin page: {url} (sign in with the token in {where})", err=True)
         if made:
             typer.echo(f"admin token, made for this data directory: {token}", err=True)
-    asyncio.run(run_worker_and_admin(host, port, **options))
+    return host, port
 
 
 def install(cli: typer.Typer) -> None:

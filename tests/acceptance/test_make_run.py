@@ -6,10 +6,8 @@ no settings wait, and Ctrl-C leaves nothing running."""
 
 from __future__ import annotations
 
-import os
 import re
 import signal
-import socket
 import stat
 import subprocess
 import sys
@@ -20,32 +18,18 @@ import httpx
 import pytest
 
 from agnt_jobs.db.migrate import PROJECT_ROOT
+from tests.support.new_user import environment, free_port, postgres_running
 
 BIN = Path(sys.executable).parent
 pytestmark = pytest.mark.slow
-# Settings a new user has none of; a developer's shell may.
-UNSET = (
-    "AGNT_DATABASE_URL",
-    "INTERNAL_API_TOKEN",
-    "AGNT_INTERNAL_API_TOKEN",
-    "AGNT_CHANNEL_GATEWAY_URL",
-    "AGNT_STRIPE_API_KEY",
-)
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _start(data_dir: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if k not in UNSET}
-    env |= {
-        "AGNT_DATA_DIR": str(data_dir),
-        "AGNT_ADMIN_PORT": str(port),
-        "AGNT_LOG_FORMAT": "text",
-    }
+    env = environment(
+        AGNT_DATA_DIR=str(data_dir),
+        AGNT_ADMIN_PORT=str(port),
+        AGNT_LOG_FORMAT="text",
+    )
     return subprocess.Popen(
         [BIN / "agnt-jobs", "worker", "--admin"],
         env=env,
@@ -73,22 +57,10 @@ def _stop(process: subprocess.Popen[bytes]) -> int:
     return process.wait(timeout=60)
 
 
-def _postgres_running(data_dir: Path) -> bool:
-    pid_file = data_dir / "pgdata" / "postmaster.pid"
-    if not pid_file.exists():
-        return False
-    pid = int(pid_file.read_text().splitlines()[0])
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 def test_make_run_serves_the_page_with_a_token_made_for_the_data_directory(
     tmp_path: Path,
 ) -> None:
-    data_dir, port, log = tmp_path / "agnt", _free_port(), tmp_path / "run.log"
+    data_dir, port, log = tmp_path / "agnt", free_port(), tmp_path / "run.log"
     page = f"http://127.0.0.1:{port}/admin/scheduler/ui"
     process = _start(data_dir, port, log)
     try:
@@ -132,7 +104,7 @@ def test_make_run_serves_the_page_with_a_token_made_for_the_data_directory(
     assert "Traceback" not in output and " ERROR " not in output, output
     assert "jobs not configured, their ticks are skipped" in output
     assert output.count("jobs not configured") == 1
-    assert not _postgres_running(data_dir)
+    assert not postgres_running(data_dir)
 
     # Started again on the same data directory: the same token, not printed again.
     process = _start(data_dir, port, log)
@@ -150,4 +122,4 @@ def test_make_run_serves_the_page_with_a_token_made_for_the_data_directory(
         )
     finally:
         assert _stop(process) == 0
-    assert not _postgres_running(data_dir)
+    assert not postgres_running(data_dir)

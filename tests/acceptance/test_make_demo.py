@@ -1,0 +1,51 @@
+"""``make demo``'s command, ``agnt-jobs demo run``, on a fresh embedded database:
+the demo data, the stand-ins and the worker come up, every job is run once, and
+every one of them succeeds; Ctrl-C stops it all."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from agnt_jobs.db.migrate import PROJECT_ROOT
+from tests.support.new_user import environment, free_port, postgres_running
+
+BIN = Path(sys.executable).parent
+pytestmark = pytest.mark.slow
+
+
+def test_make_demo_runs_every_job_and_each_succeeds(tmp_path: Path) -> None:
+    data_dir, log = tmp_path / "demo", tmp_path / "demo.log"
+    env = environment(
+        AGNT_DATA_DIR=str(data_dir),
+        AGNT_ADMIN_PORT=str(free_port()),
+        AGNT_LOG_FORMAT="text",
+    )
+    process = subprocess.Popen(
+        [BIN / "agnt-jobs", "demo", "run", "--timeout", "240"],
+        env=env,
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=log.open("w"),
+    )
+    started = time.monotonic()
+    try:
+        while not re.search(r"demo: (all \d+|\d+ of \d+) jobs", log.read_text()):
+            assert process.poll() is None, log.read_text()[-3000:]
+            assert time.monotonic() - started < 300, "the demo never finished"
+            time.sleep(1)
+    finally:
+        process.send_signal(signal.SIGINT)
+        code = process.wait(timeout=60)
+    output = log.read_text()
+    summary = re.search(r"demo: all (\d+) jobs succeeded", output)
+    assert summary, [line for line in output.splitlines() if line.startswith("demo")]
+    assert int(summary.group(1)) == 43  # the 40 jobs and the 3 maintenance jobs
+    assert code == 0
+    assert not postgres_running(data_dir)

@@ -53,16 +53,34 @@ def _statuses(engine: Engine) -> dict[str, int]:
         return {status: count for status, count in rows}
 
 
+def _fault_env(url: str, schedules: str, **extra: str) -> dict[str, str]:
+    """Workers on ``url`` ticking ``schedules``, with a short misfire tolerance and
+    retries at most a second apart, so a test's outage is seconds long."""
+    return ticking.env(
+        url,
+        AGNT_TEST_SCHEDULES=schedules,
+        AGNT_SCHEDULE_MISFIRE_TOLERANCE_SECONDS="0.5",
+        AGNT_DB_RETRY_MAX_SECONDS="1",
+        **extra,
+    )
+
+
+def _catch_up_ticks_each_deferred_once(engine: Engine) -> list[sa.Row]:
+    """test_catch_up's ticks: every one deferred, once, each with its job."""
+    ticks = ticking.ticks(engine, "test_catch_up")
+    ticking.assert_every_tick_decided_once(ticks, PERIOD)
+    assert {tick.outcome for tick in ticks} == {"deferred"}
+    assert ticking.job_ticks(engine, "test_catch_up") == [
+        int(tick.tick_at.timestamp()) for tick in ticks
+    ]
+    return ticks
+
+
 def test_three_workers_outlive_a_restart_and_an_outage(cluster: PgCluster) -> None:
     url = cluster.create_database("agnt")
     migrate.upgrade(url, "head")
     engine = create_engine(url, poolclass=sa.pool.NullPool)
-    env = ticking.env(
-        url,
-        AGNT_TEST_SCHEDULES="test_catch_up,test_skip",
-        AGNT_SCHEDULE_MISFIRE_TOLERANCE_SECONDS="0.5",
-        AGNT_DB_RETRY_MAX_SECONDS="1",
-    )
+    env = _fault_env(url, "test_catch_up,test_skip")
     with ticking.workers(env, count=3) as workers:
         ticking.wait_for(lambda: len(ticking.job_ticks(engine, "test_skip")) >= 2)
 
@@ -87,12 +105,7 @@ def test_three_workers_outlive_a_restart_and_an_outage(cluster: PgCluster) -> No
     assert [worker.returncode for worker in workers] == [0, 0, 0]
 
     # catch_up: every tick, the outage's included, deferred exactly once.
-    ticks = ticking.ticks(engine, "test_catch_up")
-    ticking.assert_every_tick_decided_once(ticks, PERIOD)
-    assert {tick.outcome for tick in ticks} == {"deferred"}
-    assert ticking.job_ticks(engine, "test_catch_up") == [
-        int(tick.tick_at.timestamp()) for tick in ticks
-    ]
+    ticks = _catch_up_ticks_each_deferred_once(engine)
     during = [t for t in ticks if down_from + PERIOD < t.tick_at < back_at - PERIOD]
     assert len(during) >= 1
     assert all(t.decided_at >= back_at - timedelta(seconds=1) for t in during)
@@ -127,12 +140,7 @@ def test_two_workers_follow_a_failover_to_the_promoted_standby(
             "/agnt?target_session_attrs=read-write"
         )
         engine = create_engine(both, poolclass=sa.pool.NullPool)
-        env = ticking.env(
-            both,
-            AGNT_TEST_SCHEDULES="test_catch_up",
-            AGNT_SCHEDULE_MISFIRE_TOLERANCE_SECONDS="0.5",
-            AGNT_DB_RETRY_MAX_SECONDS="1",
-        )
+        env = _fault_env(both, "test_catch_up")
         with ticking.workers(env, count=2) as workers:
             ticking.wait_for(
                 lambda: len(ticking.job_ticks(engine, "test_catch_up")) >= 2
@@ -151,12 +159,7 @@ def test_two_workers_follow_a_failover_to_the_promoted_standby(
             assert _alive(workers)
         assert [worker.returncode for worker in workers] == [0, 0]
 
-        ticks = ticking.ticks(engine, "test_catch_up")
-        ticking.assert_every_tick_decided_once(ticks, PERIOD)
-        assert {tick.outcome for tick in ticks} == {"deferred"}
-        assert ticking.job_ticks(engine, "test_catch_up") == [
-            int(tick.tick_at.timestamp()) for tick in ticks
-        ]
+        _catch_up_ticks_each_deferred_once(engine)
         statuses = _statuses(engine)
         assert set(statuses) <= {"succeeded", "todo"}, statuses
     finally:
@@ -182,11 +185,9 @@ def test_two_workers_notice_a_silent_database_and_recover_when_it_answers(
     proxy = SilentProxy(cluster.port).start()
     try:
         engine = create_engine(url, poolclass=sa.pool.NullPool)
-        env = ticking.env(
+        env = _fault_env(
             f"postgresql://postgres@127.0.0.1:{proxy.port}/agnt",
-            AGNT_TEST_SCHEDULES="test_catch_up",
-            AGNT_SCHEDULE_MISFIRE_TOLERANCE_SECONDS="0.5",
-            AGNT_DB_RETRY_MAX_SECONDS="1",
+            "test_catch_up",
             AGNT_DB_SILENT_AFTER_SECONDS=str(SILENT_AFTER),
             AGNT_DB_CONNECT_TIMEOUT_SECONDS="2",
         )
@@ -216,12 +217,7 @@ def test_two_workers_notice_a_silent_database_and_recover_when_it_answers(
     finally:
         proxy.stop()
 
-    ticks = ticking.ticks(engine, "test_catch_up")
-    ticking.assert_every_tick_decided_once(ticks, PERIOD)
-    assert {tick.outcome for tick in ticks} == {"deferred"}
-    assert ticking.job_ticks(engine, "test_catch_up") == [
-        int(tick.tick_at.timestamp()) for tick in ticks
-    ]
+    _catch_up_ticks_each_deferred_once(engine)
 
 
 def test_a_chunked_job_cut_off_by_a_restart_is_retried_and_does_each_step_once(

@@ -1,17 +1,20 @@
 """The admin view as an application of its own, for ``agnt-jobs admin``: the router,
-its OpenAPI schema at ``/admin/scheduler/openapi.json``, and a database that cannot
-be reached answered as 503 instead of a bare 500."""
+its OpenAPI schema at ``/admin/scheduler/openapi.json`` (behind the token, as every
+other route), an access log of paths without their query strings, and a database
+that cannot be reached answered as 503 instead of a bare 500."""
 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import psycopg
 import sqlalchemy.exc
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse
 
 from agnt_jobs import logs
+from agnt_jobs.admin.auth import require_token
 from agnt_jobs.admin.context import AdminContext, get_context
 from agnt_jobs.admin.router import router
 
@@ -25,12 +28,23 @@ def create_app(context: AdminContext | None = None) -> FastAPI:
         title="agnt-jobs admin",
         summary="The AGNT schedule registry, run history and manual control.",
         version="1",
-        openapi_url="/admin/scheduler/openapi.json",
+        # Served below, behind the token: the schema maps the door.
+        openapi_url=None,
         # The interactive docs load their scripts from a CDN: left out.
         docs_url=None,
         redoc_url=None,
     )
     app.include_router(router)
+    _access_log_without_queries()
+
+    @app.get(
+        "/admin/scheduler/openapi.json",
+        include_in_schema=False,
+        dependencies=[Depends(require_token)],
+    )
+    def openapi() -> dict[str, Any]:
+        return app.openapi()
+
     if context is not None:
         app.dependency_overrides[get_context] = lambda: context
 
@@ -50,3 +64,20 @@ def create_app(context: AdminContext | None = None) -> FastAPI:
         )
 
     return app
+
+
+class _PathsOnly(logging.Filter):
+    """uvicorn's access line without the query string: a token someone put in a
+    URL by mistake must not reach the log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) >= 3 and isinstance(args[2], str):
+            record.args = (*args[:2], args[2].split("?", 1)[0], *args[3:])
+        return True
+
+
+def _access_log_without_queries() -> None:
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, _PathsOnly) for f in access.filters):
+        access.addFilter(_PathsOnly())

@@ -12,6 +12,7 @@ import logging
 import re
 from datetime import UTC, datetime
 from typing import Annotated, Any
+from urllib.parse import unquote_plus
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, status
@@ -229,7 +230,24 @@ def post_resume(request: Request, ctx: Context, schedule_id: ScheduleId) -> Any:
     return _toggle(request, ctx, schedule_id, True)
 
 
-router = APIRouter()
+def refuse_nul(request: Request) -> None:
+    """A NUL anywhere in the path or the query is the caller's mistake (422):
+    PostgreSQL refuses it in text, which would otherwise surface as a 500."""
+    for part, text in (("path", request.url.path), ("query", request.url.query)):
+        if "\x00" in unquote_plus(text):
+            # FastAPI's own 422 shape, as the schema documents for every route.
+            raise RequestValidationError(
+                [
+                    {
+                        "loc": (part,),
+                        "msg": f"NUL characters are not allowed in the {part}",
+                        "type": "value_error",
+                    }
+                ]
+            )
+
+
+router = APIRouter(dependencies=[Depends(refuse_nul)])
 # The page first: its fixed paths (/ui/login) must win over /{schedule_id}/run.
 router.include_router(ui.router)
 router.include_router(api)

@@ -68,7 +68,9 @@ def test_serves_the_registry_with_the_token(db_url: str) -> None:
         assert any(s["id"] == "monthly_invoice" for s in response.json()["schedules"])
         page = httpx.get(url + "/", follow_redirects=True)
         assert page.status_code == 200 and 'name="token"' in page.text
-        schema = httpx.get(url + "/admin/scheduler/openapi.json").json()
+        assert httpx.get(url + "/admin/scheduler/openapi.json").status_code == 401
+        schema = httpx.get(url + "/admin/scheduler/openapi.json", headers=HEADERS)
+        schema = schema.json()
         assert "/admin/scheduler/runs/{run_id}" in schema["paths"]
     finally:
         stderr = _stop(process)

@@ -40,7 +40,9 @@ async def admin_schema(
     # A waiting run, so that "run now" can meet its 409 too.
     async with app.open_async():
         await app.tasks["clean_finished_jobs"].defer_async()
-    return schemathesis.openapi.from_asgi("/admin/scheduler/openapi.json", create_app())
+    return schemathesis.openapi.from_asgi(
+        "/admin/scheduler/openapi.json", create_app(), headers=HEADERS
+    )
 
 
 def test_the_schema_lists_every_endpoint(admin_schema: schemathesis.BaseSchema) -> None:

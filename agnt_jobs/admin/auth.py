@@ -56,6 +56,19 @@ def configured_token(settings: Settings) -> bytes | None:
 
 
 LOCAL_TOKEN_FILE = "admin-token"
+MIN_TOKEN_LENGTH = 32
+
+
+def weak_token(settings: Settings) -> str | None:
+    """Why the configured token is too weak to serve the view with, or None."""
+    token = configured_token(settings)
+    if token is None or len(token) >= MIN_TOKEN_LENGTH:
+        return None
+    return (
+        f"INTERNAL_API_TOKEN has {len(token)} characters: use at least "
+        f"{MIN_TOKEN_LENGTH}, e.g. python -c 'import secrets; "
+        "print(secrets.token_urlsafe(32))'"
+    )
 
 
 def local_token(data_dir: Path) -> tuple[str, bool]:

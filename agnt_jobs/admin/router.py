@@ -230,24 +230,29 @@ def post_resume(request: Request, ctx: Context, schedule_id: ScheduleId) -> Any:
     return _toggle(request, ctx, schedule_id, True)
 
 
-def refuse_nul(request: Request) -> None:
-    """A NUL anywhere in the path or the query is the caller's mistake (422):
-    PostgreSQL refuses it in text, which would otherwise surface as a 500."""
+# NUL and the other control characters: no schedule id, job, status, cursor or
+# notice has them, and PostgreSQL refuses NUL in text (a 500, were it let through).
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
+
+
+def refuse_control_characters(request: Request) -> None:
+    """A control character anywhere in the path or the query is the caller's
+    mistake: 422."""
     for part, text in (("path", request.url.path), ("query", request.url.query)):
-        if "\x00" in unquote_plus(text):
+        if _CONTROL.search(unquote_plus(text)):
             # FastAPI's own 422 shape, as the schema documents for every route.
             raise RequestValidationError(
                 [
                     {
                         "loc": (part,),
-                        "msg": f"NUL characters are not allowed in the {part}",
+                        "msg": f"control characters are not allowed in the {part}",
                         "type": "value_error",
                     }
                 ]
             )
 
 
-router = APIRouter(dependencies=[Depends(refuse_nul)])
+router = APIRouter(dependencies=[Depends(refuse_control_characters)])
 # The page first: its fixed paths (/ui/login) must win over /{schedule_id}/run.
 router.include_router(ui.router)
 router.include_router(api)

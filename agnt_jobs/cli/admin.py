@@ -33,10 +33,13 @@ def admin(
     import uvicorn
 
     from agnt_jobs.admin import create_app
-    from agnt_jobs.admin.auth import configured_token
-    from agnt_jobs.cli.common import ensure_migrated, setup_logging
+    from agnt_jobs.admin.auth import configured_token, weak_token
+    from agnt_jobs.cli.common import UsageError, ensure_migrated, setup_logging
 
     setup_logging()
+    weak = weak_token(get_settings())
+    if weak is not None:
+        raise UsageError(weak)
     ensure_migrated()
     if port is None:
         port = get_settings().admin_port

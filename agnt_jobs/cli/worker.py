@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from agnt_jobs import logs
-from agnt_jobs.cli.common import ensure_migrated, setup_logging
+from agnt_jobs.cli.common import UsageError, ensure_migrated, setup_logging
 from agnt_jobs.settings import get_settings
 
 logger = logging.getLogger(__name__)
@@ -39,6 +39,8 @@ def worker(
     for the data directory, kept there (mode 0600) and printed the first time.
     """
     setup_logging()
+    # First: a token too weak to serve the page with is refused before anything.
+    address = admin_sign_in() if admin else None
     ensure_migrated()
     options: dict[str, Any] = {}
     if concurrency is not None:
@@ -48,20 +50,19 @@ def worker(
     if name:
         options["name"] = name
     logger.info("worker starting", extra=logs.event("agnt_worker_start", **options))
-    if admin:
-        _run_with_admin(options)
+    if address is not None:
+        _run_with_admin(options, *address)
         return
     from agnt_jobs.app import app
 
     app.run_worker(install_signal_handlers=True, **options)
 
 
-def _run_with_admin(options: dict[str, Any]) -> None:
+def _run_with_admin(options: dict[str, Any], host: str, port: int) -> None:
     import asyncio
 
     from agnt_jobs.admin.beside import run_worker_and_admin
 
-    host, port = admin_sign_in()
     asyncio.run(run_worker_and_admin(host, port, **options))
 
 
@@ -71,9 +72,17 @@ def admin_sign_in() -> tuple[str, int]:
     token is made (the first time, and printed then) and used."""
     import os
 
-    from agnt_jobs.admin.auth import LOCAL_TOKEN_FILE, configured_token, local_token
+    from agnt_jobs.admin.auth import (
+        LOCAL_TOKEN_FILE,
+        configured_token,
+        local_token,
+        weak_token,
+    )
 
     settings = get_settings()
+    weak = weak_token(settings)
+    if weak is not None:
+        raise UsageError(weak)
     host, port = "127.0.0.1", settings.admin_port
     url = f"http://{host}:{port}/admin/scheduler/ui"
     if configured_token(settings) is not None:

@@ -147,3 +147,18 @@ def test_running_a_job_that_is_not_configured_is_one_line_and_defers_nothing(
             ).scalar_one()
             == 0
         )
+
+
+@pytest.mark.parametrize(
+    "command",
+    [[BIN / "agnt-jobs", "admin"], [BIN / "agnt-jobs", "worker", "--admin"]],
+    ids=["admin", "worker --admin"],
+)
+def test_a_short_admin_token_is_refused_with_how_to_make_one(
+    db_url: str, command: list[str | Path]
+) -> None:
+    result = _run(command, AGNT_DATABASE_URL=db_url, INTERNAL_API_TOKEN="a")
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()
+    assert "INTERNAL_API_TOKEN has 1 characters: use at least 32" in line
+    assert "secrets.token_urlsafe(32)" in line

@@ -17,7 +17,7 @@ from agnt_jobs.scheduler.declaration import Misfire, Schedule
 from agnt_jobs.scheduler.history import record_run
 from agnt_jobs.scheduler.worker import AgntApp
 
-TOKEN = "adm-7Hq2-wxY9-test-token"
+TOKEN = "adm-7Hq2-wxY9-test-token-at-least-32-characters"
 HEADERS = {"X-Internal-Token": TOKEN}
 
 TIDY = Schedule("tidy", "*/5 * * * *", "Tidy up every five minutes.")

@@ -283,9 +283,12 @@ def test_every_secret_is_compared_in_constant_time(
         "/admin/scheduler/runs?status=failed&cursor=%00",
         "/admin/scheduler/a%00b/run",
         "/admin/scheduler/ui?notice=%00",
+        "/admin/scheduler/runs?job=a%1Fb",
+        "/admin/scheduler/runs?job=a%0Ab",
+        "/admin/scheduler/runs?job=a%7F",
     ],
 )
-def test_a_nul_in_the_path_or_query_is_a_422_not_a_500(
+def test_a_control_character_in_the_path_or_query_is_a_422(
     client: TestClient, path: str
 ) -> None:
     method = client.post if path.endswith("/run") else client.get

@@ -215,7 +215,7 @@ def _run_every_job_once(timeout: float, stop: threading.Event) -> None:
     while waiting and time.monotonic() - started < timeout and not stop.is_set():
         for job, job_id in list(waiting.items()):
             state = control.job_state(engine, job_id) or {}
-            if state.get("status") in ("succeeded", "failed", "cancelled", "aborted"):
+            if state.get("status") in control.FINAL_STATUSES:
                 del waiting[job]
                 if state["status"] != "succeeded":
                     failed.append(job)

@@ -96,3 +96,10 @@ class NotConfigured(ConfigError):
         )
         self.job_id = job_id
         self.missing = missing
+
+
+def require_configured(job_id: str, settings: Settings) -> None:
+    """Raise ``NotConfigured`` if a setting ``job_id`` needs is unset."""
+    missing = missing_settings(job_id, settings)
+    if missing:
+        raise NotConfigured(job_id, missing)

@@ -18,7 +18,10 @@ from procrastinate.tasks import Task
 from sqlalchemy.engine import Engine
 
 from agnt_jobs.scheduler import registry
-from agnt_jobs.scheduler.bodies import NotConfigured, missing_settings
+from agnt_jobs.scheduler.bodies import (
+    NotConfigured as NotConfigured,  # raised by run_now; callers catch it from here
+)
+from agnt_jobs.scheduler.bodies import missing_settings, require_configured
 from agnt_jobs.scheduler.registry import SQL
 from agnt_jobs.scheduler.worker import AgntApp
 from agnt_jobs.settings import Settings
@@ -279,9 +282,7 @@ def run_now(app: AgntApp, engine: Engine, settings: Settings, name: str) -> int:
     The job is inserted in a transaction of ``engine``, so this is safe from any
     thread, whatever state the App's own connector is in."""
     task = job_task(app, name)
-    missing = missing_settings(name, settings)
-    if missing:
-        raise NotConfigured(name, missing)
+    require_configured(name, settings)
     job = task.configure().job
     try:
         with engine.begin() as connection:

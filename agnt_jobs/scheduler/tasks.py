@@ -24,9 +24,8 @@ from agnt_jobs.scheduler.bodies import (
     BODIES,
     JobBody,
     JobResult,
-    NotConfigured,
     RunContext,
-    missing_settings,
+    require_configured,
 )
 from agnt_jobs.settings import get_settings
 
@@ -66,11 +65,9 @@ def make_task(app: App, job_id: str, body: JobBody, queue: str = DEFAULT_QUEUE) 
             checkpoint.stoppable(_stop_reason(context)),
         ):
             settings = get_settings()
-            missing = missing_settings(job_id, settings)
-            if missing:
-                # A run by hand (a scheduled tick of it is skipped, not deferred):
-                # it fails at once, having done nothing, naming what to set.
-                raise NotConfigured(job_id, missing)
+            # A run by hand (a scheduled tick of it is skipped, not deferred):
+            # it fails at once, having done nothing, naming what to set.
+            require_configured(job_id, settings)
             try:
                 return body(
                     RunContext(

@@ -14,12 +14,17 @@ Misfire policy, the rule we applied per job (each line says why):
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from agnt_jobs.scheduler.declaration import Misfire, Schedule
 
 CATCH_UP = Misfire.CATCH_UP
 # Long, analysis-heavy jobs run on their own queue so a worker started with
 # ``-q heavy`` can take them away from the minute-level jobs.
 HEAVY = "heavy"
+# They read weeks of conversations or every watched product: more than the default
+# half hour a run may take before it is stopped at its next checkpoint.
+HEAVY_TIMEOUT = timedelta(hours=2)
 
 BOOKINGS = (
     Schedule(
@@ -207,6 +212,7 @@ PLATFORM = (
         "0 */6 * * *",
         "Refresh price watchers on Shopee/Tokopedia/Lazada products.",
         queue=HEAVY,
+        timeout=HEAVY_TIMEOUT,
     ),
     Schedule(
         "dlq_cleanup",
@@ -236,6 +242,7 @@ INTELLIGENCE = (
         "Lightweight nightly reflection over recent interactions.",
         CATCH_UP,
         HEAVY,
+        timeout=HEAVY_TIMEOUT,
     ),
     # catch_up: one run's output per user per ISO week.
     Schedule(
@@ -244,6 +251,7 @@ INTELLIGENCE = (
         "Weekly deep reflection producing new agent insights.",
         CATCH_UP,
         HEAVY,
+        timeout=HEAVY_TIMEOUT,
     ),
     Schedule(
         "memory_eviction",
@@ -257,6 +265,7 @@ INTELLIGENCE = (
         "Extract FAQ candidates from the week's conversations.",
         CATCH_UP,
         HEAVY,
+        timeout=HEAVY_TIMEOUT,
     ),
     # catch_up: weekly; a skipped Sunday leaves the drafts a week behind.
     Schedule(
@@ -265,12 +274,14 @@ INTELLIGENCE = (
         "Cluster support conversations into draft FAQ entries.",
         CATCH_UP,
         HEAVY,
+        timeout=HEAVY_TIMEOUT,
     ),
     Schedule(
         "rebuild_entity_graph",
         "0 * * * *",
         "Rebuild derived edges in the knowledge graph.",
         queue=HEAVY,
+        timeout=HEAVY_TIMEOUT,
     ),
 )
 
@@ -292,6 +303,7 @@ FLEET = (
         "fleet delta log.",
         CATCH_UP,
         HEAVY,
+        timeout=HEAVY_TIMEOUT,
     ),
 )
 

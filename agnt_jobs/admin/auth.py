@@ -29,6 +29,7 @@ from fastapi.security import APIKeyHeader
 
 from agnt_jobs import logs
 from agnt_jobs.admin.context import AdminContext, get_context
+from agnt_jobs.scheduler import control
 from agnt_jobs.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -119,6 +120,13 @@ def audit(request: Request, action: str, schedule_id: str, **extra: Any) -> None
         f"{action.removeprefix('admin_')} {schedule_id} from the admin view",
         extra=logs.event(action, schedule_id=schedule_id, **_client(request), **extra),
     )
+
+
+def actor(request: Request) -> control.Actor:
+    """Who acts through the admin view, for a schedule's audit row: the view has
+    one token, not users, so the client's address is what is known."""
+    client = request.client.host if request.client else "unknown client"
+    return control.Actor(by=f"admin view ({client})", source="admin")
 
 
 def _client(request: Request) -> dict[str, str | None]:

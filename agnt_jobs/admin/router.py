@@ -21,7 +21,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BeforeValidator
 
 from agnt_jobs.admin import schemas, service, ui
-from agnt_jobs.admin.auth import audit, require_token
+from agnt_jobs.admin.auth import actor, audit, require_token
 from agnt_jobs.admin.context import AdminContext, get_context
 from agnt_jobs.scheduler import control
 
@@ -200,7 +200,7 @@ def _toggle(
     request: Request, ctx: AdminContext, schedule_id: str, enabled: bool
 ) -> schemas.Toggled:
     try:
-        toggled = service.set_enabled(ctx, schedule_id, enabled)
+        toggled = service.set_enabled(ctx, schedule_id, enabled, actor(request))
     except control.UnknownId as error:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(error)) from None
     audit(request, "admin_resume" if enabled else "admin_pause", schedule_id)

@@ -346,6 +346,8 @@ def run_now(ctx: AdminContext, job: str) -> schemas.Deferred:
     return schemas.Deferred(job=job, job_id=job_id)
 
 
-def set_enabled(ctx: AdminContext, schedule_id: str, enabled: bool) -> schemas.Toggled:
-    control.set_enabled(ctx.app, ctx.engine, schedule_id, enabled)
+def set_enabled(
+    ctx: AdminContext, schedule_id: str, enabled: bool, actor: control.Actor
+) -> schemas.Toggled:
+    control.set_enabled(ctx.app, ctx.engine, schedule_id, enabled, actor)
     return schemas.Toggled(id=schedule_id, enabled=enabled)

@@ -198,7 +198,7 @@ def act(
             return _back(
                 request, notice=f"{schedule_id}: deferred as job {deferred.job_id}"
             )
-        service.set_enabled(ctx, schedule_id, action == "resume")
+        service.set_enabled(ctx, schedule_id, action == "resume", auth.actor(request))
     except (
         control.UnknownId,
         control.AlreadyWaiting,

@@ -1,12 +1,14 @@
 """``agnt-jobs schedules ...`` and ``agnt-jobs run``: thin commands over
-``agnt_jobs.scheduler.control``. Unknown ids are a one-line error with exit 2, and
-nothing is written."""
+``agnt_jobs.scheduler.control``. Unknown ids, and values the database refuses, are
+a one-line error with exit 2, and nothing is written."""
 
 from __future__ import annotations
 
+import getpass
 import json
+import socket
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 from zoneinfo import ZoneInfo
 
 import psycopg
@@ -19,11 +21,11 @@ from agnt_jobs.settings import ConfigError, get_settings
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
-    from agnt_jobs.scheduler.control import ScheduleState
+    from agnt_jobs.scheduler.control import Actor, ScheduleState
     from agnt_jobs.scheduler.worker import AgntApp
 
 schedules_cli = typer.Typer(
-    help="The schedule registry: list, check, pause and resume schedules.",
+    help="The schedule registry: list, check, change, pause and resume schedules.",
     no_args_is_help=True,
 )
 
@@ -60,13 +62,22 @@ def _parse_now(value: str | None) -> datetime:
     return parsed
 
 
-def _known(app: AgntApp, id_: str) -> None:
+ByOption = Annotated[
+    str | None,
+    typer.Option(
+        "--by",
+        help="Who makes the change, for the audit (schedule_changes); "
+        "default: your user@host.",
+    ),
+]
+
+
+def _actor(by: str | None) -> Actor:
     from agnt_jobs.scheduler import control
 
-    try:
-        control.declared(app, id_)
-    except control.UnknownId as error:
-        raise _usage(str(error)) from None
+    return control.Actor(
+        by=by or f"{getpass.getuser()}@{socket.gethostname()}", source="cli"
+    )
 
 
 @schedules_cli.command("list")
@@ -82,9 +93,11 @@ def list_(
 ) -> None:
     """List every schedule with its next run and last run.
 
-    Shows the trigger, zone, misfire policy, whether it is enabled, its next run
-    (ISO 8601 in its zone), when the database is reachable its last run, and the
-    variables a job that is not configured waits for.
+    Shows the values in effect (the schedules table's; the code's when the database
+    cannot be reached): trigger, zone, misfire policy, whether it is enabled, its
+    next run (ISO 8601 in its zone), its last run, the variables a job that is not
+    configured waits for, and whether an operator overrode the declaration
+    (--json has both). Schedules created in SQL show their job as sql:JOB.
     """
     from agnt_jobs.scheduler import control
 
@@ -119,12 +132,16 @@ _HEADER = (
     "LAST RUN",
     "BODY",
     "NOT CONFIGURED",
+    "OVERRIDDEN",
 )
 
 
 def _cells(state: ScheduleState) -> tuple[str, ...]:
     enabled = {None: "-", True: "yes", False: "PAUSED"}[state.enabled]
-    body = "yes" if state.has_body else ("MISSING" if state.in_code else "removed")
+    if state.created_in == "sql":
+        body = f"sql:{state.task_name}" if state.has_body else "MISSING"
+    else:
+        body = "yes" if state.has_body else ("MISSING" if state.in_code else "removed")
     next_run = state.next_run_at.isoformat() if state.next_run_at else "-"
     return (
         state.id,
@@ -136,6 +153,7 @@ def _cells(state: ScheduleState) -> tuple[str, ...]:
         state.last_run_status or "-",
         body,
         " ".join(state.missing_settings) or "-",
+        "yes" if state.overridden else "-",
     )
 
 
@@ -145,7 +163,8 @@ def check() -> None:
 
     Disagreements: a declared schedule without a job body, a schedule the database
     has but the code dropped, a schedule changed here but not yet deployed
-    everywhere (a live worker defers another registry).
+    everywhere (a live worker defers another registry). Each value an operator
+    set that differs from the code is listed as overridden (not a disagreement).
     """
     from agnt_jobs.scheduler import control, registry
 
@@ -154,6 +173,9 @@ def check() -> None:
     problems = control.check(app, engine, get_settings())
     for problem in problems:
         typer.echo(f"{problem.kind}: {problem.message}")
+    # Deliberate, and never undone by a deploy: shown, not a disagreement.
+    for override in control.overrides(app, engine):
+        typer.echo(f"overridden (ok): {override.message}")
     # A schedule a deployed worker already marked removed is no disagreement any
     # more, but it is shown: a deploy must not drop a job silently.
     for id_, row in control.database_rows(engine).items():
@@ -171,29 +193,108 @@ def check() -> None:
         raise typer.Exit(1)
 
 
-def _set_enabled(id_: str, enabled: bool) -> None:
+def _set_enabled(id_: str, enabled: bool, by: str | None) -> None:
     from agnt_jobs.scheduler import control
 
-    app = _app()
-    _known(app, id_)
-    control.set_enabled(app, _engine(), id_, enabled)
+    try:
+        control.set_enabled(_app(), _engine(), id_, enabled, _actor(by))
+    except control.UnknownId as error:
+        raise _usage(str(error)) from None
     typer.echo(f"{id_} {'resumed' if enabled else 'paused'}")
 
 
 @schedules_cli.command("pause")
-def pause(id_: Annotated[str, typer.Argument(metavar="ID")]) -> None:
+def pause(
+    id_: Annotated[str, typer.Argument(metavar="ID")], by: ByOption = None
+) -> None:
     """Pause a schedule: its ticks are recorded as skipped, not run.
 
     Every worker honours it from the schedule's next tick. A run already waiting
     still runs, and 'agnt-jobs run ID' still works.
     """
-    _set_enabled(id_, False)
+    _set_enabled(id_, False, by)
 
 
 @schedules_cli.command("resume")
-def resume(id_: Annotated[str, typer.Argument(metavar="ID")]) -> None:
+def resume(
+    id_: Annotated[str, typer.Argument(metavar="ID")], by: ByOption = None
+) -> None:
     """Resume a paused schedule from its next tick (paused ticks stay skipped)."""
-    _set_enabled(id_, True)
+    _set_enabled(id_, True, by)
+
+
+def _show(row: dict[str, Any], what: str) -> None:
+    wita = ZoneInfo(get_settings().business_timezone)
+    typer.echo(
+        f"{row['id']} {what}: cron {row['cron']!r} in {row['zone']}, misfire "
+        f"{row['misfire_policy']}, timeout {row['timeout']}"
+        + ("" if row["enabled"] else ", PAUSED")
+        + (", overrides the code" if row["overridden"] else "")
+    )
+    typer.echo("next runs:")
+    for run_at in row["next_runs"]:
+        typer.echo(
+            f"  {run_at.astimezone(wita):%Y-%m-%d %H:%M %a} WITA  "
+            f"{run_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+        )
+
+
+@schedules_cli.command("set")
+def set_(
+    id_: Annotated[str, typer.Argument(metavar="ID")],
+    cron: Annotated[
+        str | None, typer.Option(help="5 fields, read in the schedule's zone.")
+    ] = None,
+    zone: Annotated[
+        str | None, typer.Option(help="A zone of pg_timezone_names (Asia/Makassar).")
+    ] = None,
+    misfire: Annotated[
+        str | None, typer.Option(help="skip or catch_up.", metavar="POLICY")
+    ] = None,
+    timeout: Annotated[
+        str | None,
+        typer.Option(help="How long a run may take, e.g. '45 minutes' or '2 hours'."),
+    ] = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="Show the next five runs; change nothing."),
+    ] = False,
+    by: ByOption = None,
+) -> None:
+    """Change a schedule at runtime; every running worker follows within a second.
+
+    Postgres checks the new values (the same checks as a plain SQL UPDATE) and
+    records the change in schedule_changes. A deploy never undoes it;
+    'agnt-jobs schedules reset ID' returns to the code's declaration.
+    """
+    from agnt_jobs.scheduler import control
+
+    change = control.Change(
+        cron=cron, zone=zone, misfire_policy=misfire, timeout=timeout
+    )
+    try:
+        row = control.set_schedule(
+            _app(), _engine(), id_, change, _actor(by), datetime.now(UTC), dry_run
+        )
+    except (control.UnknownId, control.Refused) as error:
+        raise _usage(str(error)) from None
+    _show(row, "would be" if dry_run else "is now")
+    if dry_run:
+        typer.echo("dry run: nothing changed")
+
+
+@schedules_cli.command("reset")
+def reset(
+    id_: Annotated[str, typer.Argument(metavar="ID")], by: ByOption = None
+) -> None:
+    """Return a schedule to what the code declares (its pause switch stays)."""
+    from agnt_jobs.scheduler import control
+
+    try:
+        row = control.reset(_app(), _engine(), id_, _actor(by), datetime.now(UTC))
+    except (control.UnknownId, control.Refused) as error:
+        raise _usage(str(error)) from None
+    _show(row, "is back to its declaration")
 
 
 def run(

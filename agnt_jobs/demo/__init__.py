@@ -31,6 +31,7 @@ from agnt_jobs.demo.registry import NotEmptyError, Plan, Report, seed
 JOB_WRITTEN_TABLES = {
     "job_runs": "the run history: the worker, around each attempt of a job",
     "schedules": "the schedule registry: each worker, at start",
+    "schedule_changes": "who changed which schedule: the schedules trigger",
     "schedule_ticks": "each scheduled tick and what became of it: the deferrer",
     "schedule_workers": "the workers the deferrer knows: each worker",
     "procrastinate_jobs": "the queue: Procrastinate, as jobs are deferred",

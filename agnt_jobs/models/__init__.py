@@ -34,7 +34,12 @@ from agnt_jobs.models.messaging import DeadLetter, OutboundMessage
 from agnt_jobs.models.ops import ErrorLog
 from agnt_jobs.models.people import User
 from agnt_jobs.models.runs import JobRun
-from agnt_jobs.models.scheduling import ScheduleRecord, ScheduleTick, ScheduleWorker
+from agnt_jobs.models.scheduling import (
+    ScheduleChange,
+    ScheduleRecord,
+    ScheduleTick,
+    ScheduleWorker,
+)
 from agnt_jobs.models.venues import Venue
 from agnt_jobs.models.watchers import PricePoint, PriceWatcher
 from agnt_jobs.models.webhooks import WebhookDelivery, WebhookEndpoint
@@ -78,6 +83,7 @@ __all__ = [
     "ReferralCode",
     "Reflection",
     "Reminder",
+    "ScheduleChange",
     "ScheduleRecord",
     "ScheduleTick",
     "ScheduleWorker",

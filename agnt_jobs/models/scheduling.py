@@ -1,8 +1,16 @@
 """The schedule registry as the database sees it.
 
-``schedules``: one row per schedule any deployment ever declared, upserted by each
-worker at start; ``enabled`` is the operator's pause switch, ``removed_at`` marks a
-schedule the deployed code no longer declares (rows are never deleted).
+``schedules``: the schedule at runtime. One row per schedule any deployment ever
+declared (``declared``), refreshed by each worker at start, plus the schedules an
+operator created in SQL for an existing job. Workers follow the effective values
+(``cron``, ``zone``, ``misfire_policy``, ``timeout``, ``enabled``), which an operator
+may change at any time; ``declared_*`` keep what the code says, and ``overridden``
+tells the two apart. ``removed_at`` marks a schedule the deployed code no longer
+declares (declared rows are never deleted). Triggers (migration 0013) refuse a bad
+value, write ``schedule_changes`` and NOTIFY the workers.
+
+``schedule_changes``: every change of a schedule, from SQL, the CLI, the admin view
+or a deploy, with who made it and the old and new values of what changed.
 
 ``schedule_ticks``: the decision taken for each tick of each schedule, written in the
 same transaction as the deferral: ``deferred`` (with its job), or ``skipped`` because
@@ -15,18 +23,23 @@ check`` can tell that a changed schedule is not yet running everywhere.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    Computed,
     DateTime,
     ForeignKey,
+    Identity,
     Index,
     Integer,
+    Interval,
     Text,
+    false,
+    text,
     true,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -43,15 +56,34 @@ class ScheduleRecord(Base):
     __tablename__ = "schedules"
 
     id: Mapped[str] = mapped_column(Text, primary_key=True)
+    # The job it runs: its own id for a declared schedule.
     task_name: Mapped[str] = mapped_column(Text)
     cron: Mapped[str] = mapped_column(Text)
-    zone: Mapped[str] = mapped_column(Text)
-    queue: Mapped[str] = mapped_column(Text)
-    misfire_policy: Mapped[str] = mapped_column(Text)
-    description: Mapped[str] = mapped_column(Text)
+    zone: Mapped[str] = mapped_column(Text, server_default=text("'Asia/Makassar'"))
+    queue: Mapped[str] = mapped_column(Text, server_default=text("'default'"))
+    misfire_policy: Mapped[str] = mapped_column(Text, server_default=text("'skip'"))
+    # How long a run may take before it is stopped at its next checkpoint.
+    timeout: Mapped[timedelta] = mapped_column(
+        Interval, server_default=text("'01:00:00'")
+    )
+    description: Mapped[str] = mapped_column(Text, server_default=text("''"))
     # False while the deployed code declares the schedule but registers no job body
     # for it: it is not deferred, and ``schedules check`` fails.
-    has_body: Mapped[bool] = mapped_column(Boolean)
+    has_body: Mapped[bool] = mapped_column(Boolean, server_default=true())
+    declared: Mapped[bool] = mapped_column(Boolean, server_default=false())
+    declared_cron: Mapped[str | None] = mapped_column(Text)
+    declared_zone: Mapped[str | None] = mapped_column(Text)
+    declared_misfire_policy: Mapped[str | None] = mapped_column(Text)
+    declared_timeout: Mapped[timedelta | None] = mapped_column(Interval)
+    overridden: Mapped[bool] = mapped_column(
+        Boolean,
+        Computed(
+            "declared AND (cron, zone, misfire_policy, timeout) IS DISTINCT FROM "
+            "(declared_cron, declared_zone, declared_misfire_policy, "
+            "declared_timeout)",
+            persisted=True,
+        ),
+    )
     enabled: Mapped[bool] = mapped_column(Boolean, server_default=true())
     first_seen: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
@@ -65,6 +97,7 @@ class ScheduleRecord(Base):
 
     __table_args__ = (
         CheckConstraint("misfire_policy IN ('skip', 'catch_up')", name="policy"),
+        CheckConstraint("timeout > interval '0'", name="timeout"),
     )
 
 
@@ -72,7 +105,7 @@ class ScheduleTick(Base):
     __tablename__ = "schedule_ticks"
 
     schedule_id: Mapped[str] = mapped_column(
-        Text, ForeignKey("schedules.id"), primary_key=True
+        Text, ForeignKey("schedules.id", ondelete="CASCADE"), primary_key=True
     )
     # For a missed range, the range's last tick; ``missed_since`` is its first.
     tick_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
@@ -114,3 +147,27 @@ class ScheduleWorker(Base):
     )
     # {schedule id: Schedule.signature()} of what this worker defers.
     deployed: Mapped[dict[str, Any]] = mapped_column(JSONB)
+
+
+class ScheduleChange(Base):
+    __tablename__ = "schedule_changes"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    # No foreign key: the record of a deleted schedule stays.
+    schedule_id: Mapped[str] = mapped_column(Text)
+    changed_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=text("clock_timestamp()")
+    )
+    # The database role and application_name, or who the CLI or admin names.
+    changed_by: Mapped[str] = mapped_column(Text)
+    # sql, cli, admin or deploy.
+    source: Mapped[str] = mapped_column(Text)
+    # The changed columns before and after (the whole row for an insert or delete).
+    old: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    new: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+
+    __table_args__ = (
+        Index(
+            "ix_schedule_changes_schedule_id_changed_at", "schedule_id", "changed_at"
+        ),
+    )

@@ -1,15 +1,24 @@
 """What operators do with schedules: see them with their state, check the deployed
-code against the database, pause, resume, run a job now. The CLI (and the admin
-view) are thin layers over these functions.
+code against the database, pause, resume, change a schedule or return it to its
+declaration, run a job now or at a time. The CLI (and the admin view) are thin
+layers over these functions.
+
+Changes go through the ``schedules`` table, whose triggers (migration 0013) check
+them, audit them in ``schedule_changes`` and tell the workers; these functions only
+say who acts (``acting``), so that a change made here and one made with plain SQL
+are the same change.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
+import psycopg
+import sqlalchemy as sa
+import sqlalchemy.exc
 from procrastinate import exceptions
 from procrastinate.jobs import JobDeferrer
 from procrastinate.manager import JobManager
@@ -22,6 +31,7 @@ from agnt_jobs.scheduler.bodies import (
     NotConfigured as NotConfigured,  # raised by run_now; callers catch it from here
 )
 from agnt_jobs.scheduler.bodies import missing_settings, require_configured
+from agnt_jobs.scheduler.declaration import Schedule, ScheduleError
 from agnt_jobs.scheduler.registry import SQL
 from agnt_jobs.scheduler.worker import AgntApp
 from agnt_jobs.settings import Settings
@@ -31,6 +41,11 @@ FINAL_STATUSES = ("succeeded", "failed", "cancelled", "aborted")
 
 class UnknownId(LookupError):
     """An id that is not declared (or has no job body where one is needed)."""
+
+
+class Refused(ValueError):
+    """The database refused a change (a bad cron, zone, policy or timeout, a
+    declared schedule deleted): the message is its one line."""
 
 
 class AlreadyWaiting(Exception):
@@ -46,6 +61,7 @@ class ScheduleState:
 
     id: str
     description: str
+    # In effect now: the table's values where the database is known, else the code's.
     cron: str
     zone: str
     queue: str
@@ -53,6 +69,13 @@ class ScheduleState:
     in_code: bool
     has_body: bool
     next_run_at: datetime | None
+    task_name: str = ""
+    timeout_seconds: float | None = None
+    # An operator changed the declared values (``declared`` has the code's).
+    overridden: bool = False
+    declared: dict[str, Any] | None = None
+    # "code" for a declared schedule, "sql" for one an operator created.
+    created_in: str = "code"
     enabled: bool | None = None
     removed_at: datetime | None = None
     last_tick_at: datetime | None = None
@@ -84,44 +107,85 @@ def states(
     settings: Settings,
 ) -> list[ScheduleState]:
     """Every declared schedule in declaration order, then those only the database
-    knows; next runs are computed from ``now`` in each schedule's zone, and what a
-    job waits for from ``settings``."""
+    knows (created in SQL, or dropped from the code). Each with the values in
+    effect (the table's; the code's when the database is not known), its next run
+    from ``now`` in its zone, and what its job waits for from ``settings``."""
     rows = rows or {}
     result = []
     for schedule in app.schedules.values():
-        row = rows.get(schedule.id, {})
+        row = rows.get(schedule.id)
+        effective = _effective(row) if row else schedule
         result.append(
             ScheduleState(
                 id=schedule.id,
                 description=schedule.description,
-                cron=schedule.cron,
-                zone=schedule.zone,
-                queue=schedule.queue,
-                misfire_policy=str(schedule.misfire),
+                cron=row["cron"] if row else schedule.cron,
+                zone=row["zone"] if row else schedule.zone,
+                queue=row["queue"] if row else schedule.queue,
+                misfire_policy=row["misfire_policy"] if row else str(schedule.misfire),
                 in_code=True,
                 has_body=schedule.id in app.tasks,
-                next_run_at=schedule.next_after(now),
+                next_run_at=_next_run(effective, now),
+                task_name=schedule.id,
+                timeout_seconds=(
+                    row["timeout"] if row else schedule.timeout
+                ).total_seconds(),
+                overridden=bool(row and row["overridden"]),
+                declared=_declaration(schedule),
                 missing_settings=missing_settings(schedule.id, settings),
-                **_database_part(row),
+                **_database_part(row or {}),
             )
         )
     for id_, row in sorted(rows.items()):
-        if id_ not in app.schedules:
-            result.append(
-                ScheduleState(
-                    id=id_,
-                    description=row["description"],
-                    cron=row["cron"],
-                    zone=row["zone"],
-                    queue=row["queue"],
-                    misfire_policy=row["misfire_policy"],
-                    in_code=False,
-                    has_body=False,
-                    next_run_at=None,
-                    **_database_part(row),
-                )
+        if id_ in app.schedules:
+            continue
+        in_sql = not row["declared"]
+        result.append(
+            ScheduleState(
+                id=id_,
+                description=row["description"],
+                cron=row["cron"],
+                zone=row["zone"],
+                queue=row["queue"],
+                misfire_policy=row["misfire_policy"],
+                in_code=False,
+                has_body=in_sql and row["task_name"] in app.tasks,
+                next_run_at=_next_run(_effective(row), now) if in_sql else None,
+                task_name=row["task_name"],
+                timeout_seconds=row["timeout"].total_seconds(),
+                created_in="sql" if in_sql else "code",
+                missing_settings=(
+                    missing_settings(row["task_name"], settings) if in_sql else []
+                ),
+                **_database_part(row),
             )
+        )
     return result
+
+
+def _effective(row: dict[str, Any]) -> Schedule | None:
+    try:
+        return Schedule.from_row(row)
+    except ScheduleError:
+        return None
+
+
+def _next_run(schedule: Schedule | None, now: datetime) -> datetime | None:
+    if schedule is None:
+        return None
+    try:
+        return schedule.next_after(now)
+    except ValueError:  # a cron with no date to fire on
+        return None
+
+
+def _declaration(schedule: Schedule) -> dict[str, Any]:
+    return {
+        "cron": schedule.cron,
+        "zone": schedule.zone,
+        "misfire_policy": str(schedule.misfire),
+        "timeout_seconds": schedule.timeout.total_seconds(),
+    }
 
 
 def _database_part(row: dict[str, Any]) -> dict[str, Any]:
@@ -168,11 +232,14 @@ def check(app: AgntApp, engine: Engine, settings: Settings) -> list[Problem]:
                 )
             )
             continue
+        # What the last deploy declared; an operator's override is not a
+        # disagreement (``overrides`` lists those).
         database = {
-            "cron": row["cron"],
-            "zone": row["zone"],
+            "cron": row["declared_cron"],
+            "zone": row["declared_zone"],
             "queue": row["queue"],
-            "misfire": row["misfire_policy"],
+            "misfire": row["declared_misfire_policy"],
+            "timeout": _seconds_text(row["declared_timeout"]),
         }
         for name, code_value in schedule.signature().items():
             if database[name] != code_value:
@@ -196,6 +263,65 @@ def check(app: AgntApp, engine: Engine, settings: Settings) -> list[Problem]:
             )
     problems.extend(_stale_workers(app, engine, settings))
     return problems
+
+
+def _seconds_text(value: timedelta | None) -> str | None:
+    return None if value is None else str(int(value.total_seconds()))
+
+
+@dataclass(frozen=True)
+class Override:
+    """A value an operator set that differs from what the code declares."""
+
+    schedule_id: str
+    field: str
+    value: Any
+    declared: Any
+    changed_by: str | None
+    changed_at: datetime | None
+
+    @property
+    def message(self) -> str:
+        who = ""
+        if self.changed_by:
+            who = f" (set by {self.changed_by} at {self.changed_at:%Y-%m-%d %H:%M %Z})"
+        return (
+            f"{self.schedule_id}: {self.field} is {self.value!r}, the code declares "
+            f"{self.declared!r}{who}; 'agnt-jobs schedules reset "
+            f"{self.schedule_id}' returns to it"
+        )
+
+
+def overrides(app: AgntApp, engine: Engine) -> list[Override]:
+    """Every value in effect that differs from the code's declaration, with who set
+    it last: a deploy never undoes them, so they are shown."""
+    with engine.connect() as connection:
+        rows = connection.exec_driver_sql(SQL["overridden"]).mappings().all()
+    result = []
+    for row in rows:
+        schedule = app.schedules.get(row["id"])
+        if schedule is None:
+            continue
+        declared = _declaration(schedule)
+        effective = {
+            "cron": row["cron"],
+            "zone": row["zone"],
+            "misfire_policy": row["misfire_policy"],
+            "timeout_seconds": row["timeout"].total_seconds(),
+        }
+        for name, value in effective.items():
+            if value != declared[name]:
+                result.append(
+                    Override(
+                        row["id"],
+                        name,
+                        value,
+                        declared[name],
+                        row["changed_by"],
+                        row["changed_at"],
+                    )
+                )
+    return result
 
 
 def _stale_workers(app: AgntApp, engine: Engine, settings: Settings) -> list[Problem]:
@@ -235,26 +361,192 @@ def declared(app: AgntApp, id_: str) -> None:
         )
 
 
-def set_enabled(app: AgntApp, engine: Engine, id_: str, enabled: bool) -> None:
-    """Pause (``enabled=False``) or resume a declared schedule. Every worker sees it
-    at the schedule's next tick; a paused tick is recorded as skipped."""
-    declared(app, id_)
-    schedule = app.schedules[id_]
-    with engine.begin() as connection:
-        connection.exec_driver_sql(
-            SQL["set_enabled"],
-            {
-                "id": id_,
-                "task": id_,
-                "cron": schedule.cron,
-                "zone": schedule.zone,
-                "queue": schedule.queue,
-                "policy": str(schedule.misfire),
-                "description": schedule.description,
-                "has_body": id_ in app.tasks,
-                "enabled": enabled,
-            },
+@dataclass(frozen=True)
+class Actor:
+    """Who changes a schedule, for its audit row: ``source`` is cli or admin."""
+
+    by: str
+    source: str
+
+
+def acting(connection: sa.Connection, actor: Actor) -> None:
+    """Name who acts for the rest of ``connection``'s transaction: the trigger
+    writes it in ``schedule_changes``."""
+    connection.exec_driver_sql(
+        SQL["acting"], {"changed_by": actor.by, "source": actor.source}
+    )
+
+
+# What the schedules table's checks raise (check_violation, restrict_violation),
+# and a value Postgres cannot read (an interval, a boolean).
+_REFUSALS = (psycopg.errors.IntegrityError, psycopg.errors.DataError)
+
+
+def _refused(error: sqlalchemy.exc.DBAPIError) -> Refused:
+    """The database's one-line reason for refusing a change."""
+    reason = getattr(error.orig, "diag", None)
+    text = getattr(reason, "message_primary", None) or str(error.orig)
+    return Refused(text.strip().splitlines()[0])
+
+
+def _schedule_row(connection: sa.Connection, id_: str) -> dict[str, Any]:
+    """The live row of a schedule: one the code dropped is not acted on."""
+    row = (
+        connection.exec_driver_sql(SQL["schedule_row"], {"id": id_}).mappings().first()
+    )
+    if row is None or row["removed_at"] is not None:
+        raise UnknownId(
+            f"unknown schedule {id_!r}: 'agnt-jobs schedules list' shows them all"
         )
+    return dict(row)
+
+
+def _ensure_row(app: AgntApp, connection: sa.Connection, id_: str) -> None:
+    """A schedule the code declares but no worker has declared in the table yet
+    is declared now, as a deploy would (audited as one)."""
+    schedule = app.schedules.get(id_)
+    if schedule is None:
+        return
+    connection.exec_driver_sql(SQL["acting"], {"changed_by": "", "source": "deploy"})
+    connection.exec_driver_sql(
+        SQL["declare_one"],
+        {
+            "id": id_,
+            "cron": schedule.cron,
+            "zone": schedule.zone,
+            "queue": schedule.queue,
+            "policy": str(schedule.misfire),
+            "timeout": schedule.timeout,
+            "description": schedule.description,
+            "has_body": id_ in app.tasks,
+            "next_run_at": _next_run(schedule, datetime.now(schedule.tz)),
+        },
+    )
+    connection.exec_driver_sql(SQL["acting"], {"changed_by": "", "source": ""})
+
+
+@dataclass(frozen=True)
+class Change:
+    """New values for a schedule; None leaves a value as it is."""
+
+    cron: str | None = None
+    zone: str | None = None
+    misfire_policy: str | None = None
+    timeout: str | None = None  # anything Postgres reads as an interval
+    enabled: bool | None = None
+
+    def values(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+def set_schedule(
+    app: AgntApp,
+    engine: Engine,
+    id_: str,
+    change: Change,
+    actor: Actor,
+    now: datetime,
+    dry_run: bool = False,
+) -> dict[str, Any]:
+    """Change a schedule (Postgres checks the values, audits the change and tells
+    every worker); the row as it is after, with ``next_runs``: its next five runs
+    from ``now``. With ``dry_run`` the change is made, read back and rolled back:
+    the same checks, nothing changed."""
+    values = change.values()
+    if not values:
+        raise Refused("nothing to change: give --cron, --zone, --misfire or --timeout")
+    with engine.connect() as connection:
+        transaction = connection.begin()
+        try:
+            if id_ in app.schedules:
+                _ensure_row(app, connection, id_)
+            _schedule_row(connection, id_)
+            acting(connection, actor)
+            connection.exec_driver_sql(
+                SQL["set_schedule"],
+                {"id": id_, **{name: values.get(name) for name in asdict(change)}},
+            )
+            row = _schedule_row(connection, id_)
+            row["next_runs"] = next_runs(row, now)
+            row["next_run_at"] = row["next_runs"][0] if row["next_runs"] else None
+            if not dry_run:
+                connection.exec_driver_sql(
+                    SQL["set_next_runs"],
+                    {"ids": [id_], "next_run_at": [row["next_run_at"]]},
+                )
+        except sqlalchemy.exc.DBAPIError as error:
+            transaction.rollback()
+            if isinstance(error.orig, _REFUSALS):
+                raise _refused(error) from None
+            raise
+        except Exception:
+            transaction.rollback()
+            raise
+        if dry_run:
+            transaction.rollback()
+        else:
+            transaction.commit()
+    return row
+
+
+def next_runs(row: dict[str, Any], now: datetime, count: int = 5) -> list[datetime]:
+    """The next ``count`` runs of a schedule row after ``now``, in its zone.
+    Refused when this Python cannot evaluate it, or it never fires."""
+    try:
+        schedule = Schedule.from_row(row)
+    except ScheduleError as error:
+        raise Refused(str(error)) from None
+    runs, after = [], now
+    try:
+        for _ in range(count):
+            after = schedule.next_after(after)
+            runs.append(after)
+    except ValueError:
+        if not runs:
+            raise Refused(
+                f"schedule {row['id']}: cron {row['cron']!r} never fires"
+            ) from None
+    return runs
+
+
+def reset(
+    app: AgntApp, engine: Engine, id_: str, actor: Actor, now: datetime
+) -> dict[str, Any]:
+    """Return a declared schedule to what the code declares (the pause switch is
+    left as it is); the row after, with its next runs."""
+    with engine.begin() as connection:
+        row = _schedule_row(connection, id_)
+        if not row["declared"]:
+            raise Refused(
+                f"{id_} was created in SQL: it has no declaration to return to "
+                "(delete it, or change it with 'agnt-jobs schedules set')"
+            )
+        acting(connection, actor)
+        connection.exec_driver_sql(SQL["reset_schedule"], {"id": id_})
+        row = _schedule_row(connection, id_)
+        row["next_runs"] = next_runs(row, now)
+        row["next_run_at"] = row["next_runs"][0]
+        connection.exec_driver_sql(
+            SQL["set_next_runs"], {"ids": [id_], "next_run_at": [row["next_run_at"]]}
+        )
+    return row
+
+
+def set_enabled(
+    app: AgntApp,
+    engine: Engine,
+    id_: str,
+    enabled: bool,
+    actor: Actor | None = None,
+) -> None:
+    """Pause (``enabled=False``) or resume a schedule. Every worker sees it at the
+    schedule's next tick; a paused tick is recorded as skipped."""
+    with engine.begin() as connection:
+        _ensure_row(app, connection, id_)
+        _schedule_row(connection, id_)
+        if actor is not None:
+            acting(connection, actor)
+        connection.exec_driver_sql(SQL["set_enabled"], {"id": id_, "enabled": enabled})
 
 
 def job_task(app: AgntApp, name: str) -> Task:

@@ -10,17 +10,21 @@ periodic tasks.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from functools import cached_property
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 
 WITA = "Asia/Makassar"
 DEFAULT_QUEUE = "default"
+# How long a run may take before it is stopped at its next checkpoint, unless the
+# declaration (or an operator) says otherwise.
+DEFAULT_TIMEOUT = timedelta(minutes=30)
 
 # Procrastinate stores task names, periodic ids and locks in varchar(128).
 _ID = re.compile(r"^[a-z][a-z0-9_]{0,127}$")
@@ -48,8 +52,9 @@ class ScheduleError(ValueError):
 
 @dataclass(frozen=True)
 class Schedule:
-    """One job's trigger. ``id`` is also the task name, the periodic id, the lock and
-    the queueing lock of the job."""
+    """One job's trigger. A declared schedule's ``id`` is also its job: the task
+    name, the lock and the queueing lock. A schedule an operator created in SQL has
+    an id of its own and runs the job ``task_name``."""
 
     id: str
     cron: str
@@ -57,6 +62,8 @@ class Schedule:
     misfire: Misfire = Misfire.SKIP
     queue: str = DEFAULT_QUEUE
     zone: str = WITA
+    timeout: timedelta = DEFAULT_TIMEOUT
+    task_name: str = ""
 
     def __post_init__(self) -> None:
         if not _ID.match(self.id):
@@ -76,7 +83,30 @@ class Schedule:
             ) from None
         if not self.queue:
             raise ScheduleError(f"schedule {self.id}: empty queue name")
-        object.__setattr__(self, "misfire", Misfire(self.misfire))
+        if self.timeout <= timedelta(0):
+            raise ScheduleError(f"schedule {self.id}: timeout must be positive")
+        try:
+            object.__setattr__(self, "misfire", Misfire(self.misfire))
+        except ValueError:
+            raise ScheduleError(
+                f"schedule {self.id}: unknown misfire policy {self.misfire!r}"
+            ) from None
+        object.__setattr__(self, "task_name", self.task_name or self.id)
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Schedule:
+        """The schedule a ``schedules`` row says is in effect now (ScheduleError if
+        this Python cannot evaluate it)."""
+        return cls(
+            id=row["id"],
+            cron=row["cron"],
+            description=row.get("description") or "",
+            misfire=Misfire(row["misfire_policy"]),
+            queue=row["queue"],
+            zone=row["zone"],
+            timeout=row["timeout"],
+            task_name=row["task_name"],
+        )
 
     @cached_property
     def tz(self) -> ZoneInfo:
@@ -113,4 +143,5 @@ class Schedule:
             "zone": self.zone,
             "queue": self.queue,
             "misfire": str(self.misfire),
+            "timeout": str(int(self.timeout.total_seconds())),
         }

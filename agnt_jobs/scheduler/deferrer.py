@@ -1,12 +1,19 @@
-"""The periodic deferrer: Procrastinate's, made to evaluate every schedule in its own
-zone, to apply its misfire policy from the ticks persisted in the database, and to
-honour a pause.
+"""The periodic deferrer: Procrastinate's, made to follow the ``schedules`` table as
+it is now, to evaluate every schedule in its own zone, to apply its misfire policy
+from the ticks persisted in the database, and to honour a pause.
 
-Each pass reads the last decided tick of every schedule, plans with
-``agnt_jobs.scheduler.misfire``, and decides each due tick with
-``agnt_defer_schedule_tick``
-(migration 0007), which defers the job and records the decision in one transaction
-under a per-schedule lock. However many workers run, each tick is decided once.
+Each pass reads the effective schedules with their last decided tick (one query),
+plans with ``agnt_jobs.scheduler.misfire``, and decides each due tick with
+``agnt_defer_schedule_tick`` (migrations 0007, 0013), which defers the job and
+records the decision in one transaction under a per-schedule lock. However many
+workers run, each tick is decided once; and a decision planned on values an
+operator changed meanwhile is refused ('changed'), so the next decision after a
+change is committed always follows it.
+
+A change of the table NOTIFYs ``agnt_schedules`` (migration 0013); the worker's
+listener wakes the deferrer, whose next pass follows the new values and writes
+``next_run_at`` at once. A notification lost while the listener reconnects is
+made up by the pass every ``BACKSTOP_SECONDS``.
 
 A schedule whose job is not configured (a setting it needs is unset, see
 ``bodies.missing_settings``) has its due ticks decided skipped, reason
@@ -19,19 +26,23 @@ a tick decides it by its own.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from procrastinate.periodic import PeriodicDeferrer
+from procrastinate.tasks import Task
 
 from agnt_jobs import logs
 from agnt_jobs.db.outage import Backoff, Outage, is_connection_lost
 from agnt_jobs.scheduler import misfire
 from agnt_jobs.scheduler.bodies import missing_settings
-from agnt_jobs.scheduler.declaration import Misfire
+from agnt_jobs.scheduler.declaration import Misfire, Schedule, ScheduleError
 from agnt_jobs.scheduler.registry import (
     SQL,
     ScheduledApp,
@@ -42,16 +53,32 @@ from agnt_jobs.settings import Settings
 
 logger = logging.getLogger(__name__)
 
+#: The channel the schedules table's trigger notifies on every change.
+CHANNEL = "agnt_schedules"
 # While a catch-up tick waits for the previous run to start (the queueing lock),
-# look again this soon rather than at the next tick.
+# or a decision found the schedule changed, look again this soon.
 BACKLOG_POLL_SECONDS = 0.5
-# Wake at least this often, so a wall-clock change is noticed within a minute.
-MAX_SLEEP_SECONDS = 60.0
+# Pass at least this often: a change whose NOTIFY was lost (the listener was
+# reconnecting), or a wall-clock change, is followed within this time.
+BACKSTOP_SECONDS = 15.0
 # Sleep this much past a tick. Procrastinate oversleeps by 0.5 s so as never to
 # wake before a tick; waking early costs us only one empty pass (the tick is
 # computed from the clock and the database, not from the wake-up), so ticks are
 # deferred within tens of milliseconds.
 WAKE_MARGIN_SECONDS = 0.05
+
+
+@dataclass(frozen=True)
+class Followed:
+    """One schedule as the table has it now, and the task of its job."""
+
+    schedule: Schedule
+    task: Task
+
+    @property
+    def key(self) -> tuple[Any, ...]:
+        s = self.schedule
+        return (s.task_name, s.cron, s.zone, s.queue, s.misfire, s.timeout)
 
 
 class ScheduleDeferrer(PeriodicDeferrer):
@@ -76,14 +103,29 @@ class ScheduleDeferrer(PeriodicDeferrer):
         self.grace = timedelta(seconds=settings.schedule_catch_up_grace_seconds)
         self.settings = settings
         self._next_runs: dict[str, datetime] = {}
+        #: What the last pass followed, by schedule id.
+        self.followed: dict[str, Followed] = {}
+        self._wake = asyncio.Event()
+        # Rows this worker cannot follow, each said once: {id: the row's key}.
+        self._refused: dict[str, tuple[Any, ...]] = {}
 
     @property
-    def periodic_tasks(self) -> list[ZonedPeriodicTask]:
-        return [
-            task
+    def tasks(self) -> dict[str, Task]:
+        """The jobs this worker defers: every declared schedule's job with a body
+        here. A schedule created in SQL runs one of them."""
+        return {
+            task.task.name: task.task
             for task in self.registry.periodic_tasks.values()
             if isinstance(task, ZonedPeriodicTask)
-        ]
+        }
+
+    def wake(self) -> None:
+        """Pass now: the schedules table changed (or may have)."""
+        self._next_runs.clear()
+        self._wake.set()
+
+    async def on_notification(self, *, channel: str, payload: str) -> None:
+        self.wake()
 
     async def worker(self) -> None:
         foreign = [
@@ -97,7 +139,7 @@ class ScheduleDeferrer(PeriodicDeferrer):
                 "them in periodic/: " + ", ".join(foreign),
                 extra=logs.event("periodic_task_ignored", periodic_ids=foreign),
             )
-        if not self.periodic_tasks:
+        if not self.tasks:
             logger.info(
                 "No schedule with a job body, the deferrer will not run.",
                 extra=logs.event("periodic_deferrer_no_task"),
@@ -107,6 +149,7 @@ class ScheduleDeferrer(PeriodicDeferrer):
         recorded = False
         while True:
             now = time.time()
+            self._wake.clear()
             try:
                 if not recorded:
                     await self.record_worker()
@@ -124,15 +167,13 @@ class ScheduleDeferrer(PeriodicDeferrer):
             else:
                 self.outage.back()
                 self.backoff.reset()
-            await asyncio.sleep(delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), delay)
 
     def not_configured(self) -> dict[str, list[str]]:
-        """Each schedule whose job waits for settings: the variables it waits for."""
-        waiting = {
-            task.schedule.id: missing_settings(task.task.name, self.settings)
-            for task in self.periodic_tasks
-        }
-        return {schedule: missing for schedule, missing in waiting.items() if missing}
+        """Each job that waits for settings: the variables it waits for."""
+        waiting = {name: missing_settings(name, self.settings) for name in self.tasks}
+        return {name: missing for name, missing in waiting.items() if missing}
 
     def _say_which_jobs_wait_for_settings(self) -> None:
         by_variables: dict[tuple[str, ...], list[str]] = {}
@@ -169,55 +210,129 @@ class ScheduleDeferrer(PeriodicDeferrer):
     def next_wait(self, now: float, backlog: bool) -> float:
         """Seconds to sleep: just past the soonest tick, or the backlog poll."""
         at = datetime.fromtimestamp(now, UTC)
-        soonest = min(task.schedule.next_after(at) for task in self.periodic_tasks)
-        wait = (soonest - at).total_seconds() + WAKE_MARGIN_SECONDS
+        wait = BACKSTOP_SECONDS
+        for followed in self.followed.values():
+            with contextlib.suppress(ValueError):
+                soonest = followed.schedule.next_after(at)
+                wait = min(wait, (soonest - at).total_seconds() + WAKE_MARGIN_SECONDS)
         if backlog:
             wait = min(wait, BACKLOG_POLL_SECONDS)
-        return max(0.0, min(wait, MAX_SLEEP_SECONDS))
+        return max(0.0, min(wait, BACKSTOP_SECONDS))
 
     async def defer_due(self, now: float) -> bool:
         """One pass over every schedule at ``now`` (epoch seconds). True when some
-        catch-up tick could not be deferred yet and the pass should come back soon."""
+        tick could not be decided yet and the pass should come back soon."""
         at = datetime.fromtimestamp(now, UTC)
-        tasks = self.periodic_tasks
         rows = await self.app.connector.execute_query_all_async(
-            SQL["last_ticks"], ids=[task.periodic_id for task in tasks]
+            SQL["effective_schedules"], tasks=list(self.tasks)
         )
+        self._follow(rows)
         last_ticks = {row["id"]: row["last_tick"] for row in rows}
         not_configured = self.not_configured()
         backlog = False
-        for task in tasks:
-            plan = misfire.plan(
-                task.schedule,
-                last_ticks.get(task.periodic_id),
-                at,
-                self.tolerance,
-                self.grace,
-            )
+        for id_, followed in list(self.followed.items()):
+            schedule = followed.schedule
+            try:
+                plan = misfire.plan(
+                    schedule, last_ticks.get(id_), at, self.tolerance, self.grace
+                )
+            except ValueError as error:  # a cron with no date to fire on
+                self._refuse(id_, followed.key, f"its cron never fires: {error}")
+                continue
             if plan.missed:
-                await self._record_missed(task, *plan.missed)
-            if task.schedule.id in not_configured:
+                await self._record_missed(followed, *plan.missed)
+            if schedule.task_name in not_configured:
                 for tick in plan.due:
-                    await self._skip_not_configured(task, tick)
+                    await self._skip_not_configured(followed, tick)
                 continue
             if len(plan.due) == misfire.MAX_DUE_PER_PASS:
                 backlog = True
             for tick in plan.due:
-                if await self._defer_tick(task, tick) == "queued":
+                if await self._defer_tick(followed, tick) in ("queued", "changed"):
                     backlog = True
                     break
         await self._update_next_runs(at)
         return backlog
 
-    async def _defer_tick(self, task: ZonedPeriodicTask, tick: datetime) -> str:
-        schedule = task.schedule
+    def _follow(self, rows: list[dict[str, Any]]) -> None:
+        """Follow the table's rows from now on; say once what changed."""
+        tasks = self.tasks
+        followed: dict[str, Followed] = {}
+        for row in rows:
+            key = (
+                row["task_name"],
+                row["cron"],
+                row["zone"],
+                row["queue"],
+                row["misfire_policy"],
+                row["timeout"],
+            )
+            current = self.followed.get(row["id"])
+            if current is not None and current.key == key:
+                followed[row["id"]] = current
+                continue
+            try:
+                schedule = Schedule.from_row(row)
+            except ScheduleError as error:
+                self._refuse(row["id"], key, str(error))
+                continue
+            followed[row["id"]] = Followed(schedule, tasks[row["task_name"]])
+        if self.followed:
+            self._say_changes(self.followed, followed)
+        self.followed = followed
+
+    def _say_changes(self, before: dict[str, Followed], after: dict[str, Followed]):
+        for id_ in sorted(set(before) | set(after)):
+            old, new = before.get(id_), after.get(id_)
+            if old is not None and new is not None and old.key == new.key:
+                continue
+            if new is None:
+                message = f"schedule {id_} is no longer followed (removed)"
+                values: dict[str, Any] = {}
+            else:
+                s = new.schedule
+                values = {
+                    "task_name": s.task_name,
+                    "cron": s.cron,
+                    "zone": s.zone,
+                    "queue": s.queue,
+                    "misfire_policy": str(s.misfire),
+                    "timeout_seconds": s.timeout.total_seconds(),
+                }
+                verb = "now follows" if old is not None else "added, follows"
+                message = f"schedule {id_} {verb} cron {s.cron!r} in {s.zone}"
+            logger.info(
+                message,
+                extra=logs.event(
+                    "schedule_change_applied",
+                    schedule=id_,
+                    worker_id=self.worker_id,
+                    **values,
+                ),
+            )
+
+    def _refuse(self, id_: str, key: tuple[Any, ...], reason: str) -> None:
+        self.followed.pop(id_, None)
+        if self._refused.get(id_) == key:
+            return
+        self._refused[id_] = key
+        logger.error(
+            f"schedule {id_} cannot be followed, its ticks are not decided: {reason}",
+            extra=logs.event("schedule_not_followed", schedule=id_, reason=reason),
+        )
+
+    async def _defer_tick(self, followed: Followed, tick: datetime) -> str:
+        schedule, task = followed.schedule, followed.task
         row = await self.app.connector.execute_query_one_async(
             SQL["defer_tick"],
             schedule_id=schedule.id,
-            queue=task.task.queue,
-            lock=task.task.lock,
-            queueing_lock=task.task.queueing_lock,
-            priority=task.task.priority,
+            task_name=schedule.task_name,
+            cron=schedule.cron,
+            zone=schedule.zone,
+            queue=schedule.queue,
+            lock=task.lock,
+            queueing_lock=task.queueing_lock,
+            priority=task.priority,
             tick=int(tick.timestamp()),
             retry_when_queued=schedule.misfire is Misfire.CATCH_UP,
             worker_id=self.worker_id,
@@ -247,9 +362,7 @@ class ScheduleDeferrer(PeriodicDeferrer):
             )
         return outcome
 
-    async def _skip_not_configured(
-        self, task: ZonedPeriodicTask, tick: datetime
-    ) -> None:
+    async def _skip_not_configured(self, task: Followed, tick: datetime) -> None:
         row = await self.app.connector.execute_query_one_async(
             SQL["skip_tick"],
             schedule_id=task.schedule.id,
@@ -269,7 +382,7 @@ class ScheduleDeferrer(PeriodicDeferrer):
             )
 
     async def _record_missed(
-        self, task: ZonedPeriodicTask, first: datetime, last: datetime
+        self, task: Followed, first: datetime, last: datetime
     ) -> None:
         row = await self.app.connector.execute_query_one_async(
             SQL["record_missed"],
@@ -292,10 +405,13 @@ class ScheduleDeferrer(PeriodicDeferrer):
 
     async def _update_next_runs(self, at: datetime) -> None:
         changed = {}
-        for task in self.periodic_tasks:
-            next_run = task.schedule.next_after(at)
-            if self._next_runs.get(task.schedule.id) != next_run:
-                changed[task.schedule.id] = next_run
+        for id_, followed in self.followed.items():
+            try:
+                next_run = followed.schedule.next_after(at)
+            except ValueError:
+                continue
+            if self._next_runs.get(id_) != next_run:
+                changed[id_] = next_run
         if not changed:
             return
         await self.app.connector.execute_query_async(

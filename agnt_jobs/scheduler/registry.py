@@ -1,6 +1,8 @@
 """The schedule registry: makes each declaration in ``periodic/`` a Procrastinate
-periodic task evaluated in its own time zone, and keeps the ``schedules`` table in
-step with the deployed code.
+periodic task evaluated in its own time zone, and declares them in the ``schedules``
+table at each worker start (a deploy). The table is the schedule at runtime: the
+deferrer follows its effective values, which operators may change
+(``agnt_jobs.scheduler.deferrer``).
 
 A declaration whose job body is not registered (no ``@job`` for its id) stays
 declared but gets no periodic task: it is never deferred, ``schedules list`` shows
@@ -107,11 +109,11 @@ def _table_rows(app: ScheduledApp, now: datetime) -> dict[str, list[Any]]:
     schedules = list(app.schedules.values())
     return {
         "ids": [s.id for s in schedules],
-        "tasks": [s.id for s in schedules],
         "crons": [s.cron for s in schedules],
         "zones": [s.zone for s in schedules],
         "queues": [s.queue for s in schedules],
         "policies": [str(s.misfire) for s in schedules],
+        "timeouts": [s.timeout for s in schedules],
         "descriptions": [s.description for s in schedules],
         "has_body": [s.id in app.tasks for s in schedules],
         "next_run_at": [s.next_after(now) for s in schedules],
@@ -119,13 +121,13 @@ def _table_rows(app: ScheduledApp, now: datetime) -> dict[str, list[Any]]:
 
 
 async def sync_table(app: ScheduledApp) -> list[str]:
-    """Upsert every declared schedule and mark the ones the code dropped; return the
-    ids newly marked removed. Run by each worker at start."""
+    """Declare every schedule of the code in the table (an operator's changes
+    stand) and mark the ones the code dropped; return the ids newly marked
+    removed. Run by each worker at start."""
     rows = _table_rows(app, datetime.now(UTC))
     try:
-        await app.connector.execute_query_async(SQL["upsert_schedules"], **rows)
         removed = await app.connector.execute_query_all_async(
-            SQL["mark_removed_schedules"], ids=rows["ids"]
+            SQL["declare_schedules"], **rows
         )
     except exceptions.ConnectorException as error:
         if isinstance(error.__cause__, psycopg.errors.UndefinedTable):

@@ -6,9 +6,10 @@ database (every loop retries with backoff; a fault never ends it with exit 0).
 
 The seams are methods private to Procrastinate, which is pinned to a minor
 version: ``App._worker`` (which worker class to build), and on the worker ``run``'s
-start-up, ``_start_side_tasks`` (our supervised loops), ``_periodic_deferrer``,
-``_fetch_and_process_jobs`` and ``_persist_job_status``. The acceptance and fault
-tests start real ``procrastinate`` workers, so a change in any of them fails them.
+start-up, ``_start_side_tasks`` (our supervised loops: the schedule deferrer and
+its listener among them), ``_fetch_and_process_jobs`` and ``_persist_job_status``.
+The acceptance and fault tests start real ``procrastinate`` workers, so a change
+in any of them fails them.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from agnt_jobs.db.outage import (
     until_reached,
 )
 from agnt_jobs.scheduler import registry
-from agnt_jobs.scheduler.deferrer import ScheduleDeferrer
+from agnt_jobs.scheduler.deferrer import CHANNEL, ScheduleDeferrer
 from agnt_jobs.scheduler.history import HistoryWriter, writer_for
 from agnt_jobs.settings import get_settings
 
@@ -183,13 +184,20 @@ class AgntWorker(worker.Worker):
     # --- the loops: each outlives a lost database ---------------------------------
 
     def _start_side_tasks(self) -> list[asyncio.Task[Any]]:
+        self._deferrer = ScheduleDeferrer(
+            app=self.app,
+            settings=get_settings(),
+            worker_id=self.worker_id,
+            outage=self.outage,
+        )
         loops: dict[str, Callable[[], Awaitable[Any]]] = {
             "heartbeat": self._heartbeat,
-            "deferrer": self._periodic_deferrer,
+            "deferrer": self._deferrer.worker,
             "abort_poller": self._poll_jobs_to_abort,
         }
         if self.listen_notify:
             loops["listener"] = self._listen
+            loops["schedule_listener"] = self._listen_for_schedule_changes
         return [
             asyncio.create_task(self._supervised(name, loop), name=name)
             for name, loop in loops.items()
@@ -264,14 +272,16 @@ class AgntWorker(worker.Worker):
         # listen_for_jobs returns only if it could not listen at all.
         raise ConnectionError("could not LISTEN for new jobs")
 
-    async def _periodic_deferrer(self) -> None:
-        self._deferrer = ScheduleDeferrer(
-            app=self.app,
-            settings=get_settings(),
-            worker_id=self.worker_id,
-            outage=self.outage,
+    async def _listen_for_schedule_changes(self) -> None:
+        """LISTEN for changes of the schedules table, on a connection of its own;
+        each wakes the deferrer. Whatever changed while it was not listening is
+        read by the pass this start asks for."""
+        deferrer = self._deferrer
+        assert deferrer is not None
+        deferrer.wake()
+        await self.app.connector.listen_notify(
+            on_notification=deferrer.on_notification, channels=[CHANNEL]
         )
-        await self._deferrer.worker()
 
     async def _fetch_and_process_jobs(self) -> None:
         try:

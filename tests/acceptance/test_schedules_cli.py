@@ -14,6 +14,8 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from tests.support.schedules import declare_earlier
+
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
@@ -84,26 +86,19 @@ def test_list_without_a_database_shows_the_code() -> None:
     lines = result.stdout.splitlines()
     assert lines[0].split() == [
         "ID", "CRON", "ZONE", "POLICY", "ENABLED", "NEXT", "RUN", "LAST", "RUN", "BODY",
-        "NOT", "CONFIGURED",
+        "NOT", "CONFIGURED", "OVERRIDDEN",
     ]  # fmt: skip
     assert len(lines) == 43
     assert lines[1].split()[:4] == ["booking_reminders", "0", "*", "*"]
-    assert lines[1].split()[-1] == "-"
+    assert lines[1].split()[-2:] == ["-", "-"]
     by_id = {line.split()[0]: line.split() for line in lines[1:]}
-    assert by_id["deliver_reminders"][-1] == "AGNT_CHANNEL_GATEWAY_URL"
-    assert by_id["monthly_invoice"][-1] == "AGNT_STRIPE_API_KEY"
+    assert by_id["deliver_reminders"][-2] == "AGNT_CHANNEL_GATEWAY_URL"
+    assert by_id["monthly_invoice"][-2] == "AGNT_STRIPE_API_KEY"
 
 
 def test_check_reports_a_dropped_schedule(db_url: str, engine: Engine) -> None:
     with engine.begin() as connection:
-        connection.execute(
-            sa.text(
-                "INSERT INTO schedules (id, task_name, cron, zone, queue, "
-                "misfire_policy, description, has_body) VALUES ('legacy_job', "
-                "'legacy_job', '0 1 * * *', 'Asia/Makassar', 'default', 'skip', "
-                "'Gone.', true)"
-            )
-        )
+        declare_earlier(connection, "legacy_job", description="Gone.")
     result = _agnt(db_url, "schedules", "check")
     assert result.returncode == 1
     lines = result.stdout.splitlines()

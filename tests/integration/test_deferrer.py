@@ -21,7 +21,7 @@ from agnt_jobs.scheduler.declaration import Misfire, Schedule
 from agnt_jobs.scheduler.deferrer import ScheduleDeferrer
 from agnt_jobs.scheduler.worker import AgntApp
 from agnt_jobs.settings import Settings
-from tests.support.schedules import finish_waiting, registry_app
+from tests.support.schedules import declare_earlier, finish_waiting, registry_app
 
 WITA = ZoneInfo("Asia/Makassar")
 HOURLY = Schedule("hourly_sweep", "0 * * * *", "Sweep.", queue="sweeps")
@@ -190,14 +190,9 @@ async def test_next_runs_are_written_for_sql(
 async def test_sync_marks_dropped_schedules_and_restores_returning_ones(
     app: AgntApp, engine: Engine
 ) -> None:
+    # An earlier deploy declared "legacy"; this code no longer does.
     with engine.begin() as connection:
-        connection.execute(
-            sa.text(
-                "INSERT INTO schedules (id, task_name, cron, zone, queue, "
-                "misfire_policy, description, has_body) VALUES ('legacy', 'legacy', "
-                "'0 1 * * *', 'Asia/Makassar', 'default', 'skip', 'Old.', true)"
-            )
-        )
+        declare_earlier(connection, "legacy")
     assert await registry.sync_table(app) == ["legacy"]
     assert await registry.sync_table(app) == []
     with engine.connect() as connection:
@@ -222,8 +217,9 @@ async def test_sync_marks_dropped_schedules_and_restores_returning_ones(
 # decides through, on its own connection, so the interleaving is the test's.
 
 DECIDE = sa.text(
-    "SELECT outcome, job_id FROM agnt_defer_schedule_tick("
-    "'hourly_sweep', 'sweeps', 'hourly_sweep', 'hourly_sweep', 0, :tick, :retry, NULL)"
+    "SELECT outcome, job_id FROM agnt_defer_schedule_tick('hourly_sweep', "
+    "'hourly_sweep', '0 * * * *', 'Asia/Makassar', 'sweeps', 'hourly_sweep', "
+    "'hourly_sweep', 0, :tick, :retry, NULL)"
 )
 
 

@@ -10,6 +10,7 @@ from sqlalchemy.engine import Engine
 from agnt_jobs.scheduler import maintenance
 from agnt_jobs.settings import Settings
 from tests.support.jobs import context
+from tests.support.schedules import declare_earlier
 
 
 async def _running_job(app: App, engine: Engine, *, dead: bool) -> int:
@@ -142,13 +143,7 @@ async def test_retention_deletes_only_what_is_past_its_window(
             ),
             {"old": old, "recent": recent},
         )
-        connection.execute(
-            sa.text(
-                "INSERT INTO schedules (id, task_name, cron, zone, queue, "
-                "misfire_policy, description, has_body) VALUES ('s', 's', "
-                "'0 1 * * *', 'Asia/Makassar', 'default', 'skip', '', true)"
-            )
-        )
+        declare_earlier(connection, "s")
         connection.execute(
             sa.text(
                 "INSERT INTO schedule_ticks (schedule_id, tick_at, outcome, reason) "

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Iterable
 
+import sqlalchemy as sa
 from procrastinate import PsycopgConnector
 from procrastinate import jobs as jobs_module
 
@@ -37,3 +38,21 @@ async def finish_waiting(app: AgntApp) -> None:
         await app.job_manager.finish_job(
             job, status=jobs_module.Status.SUCCEEDED, delete_job=False
         )
+
+
+def declare_earlier(
+    connection: sa.Connection, id_: str, cron: str = "0 1 * * *", description: str = ""
+) -> None:
+    """A schedules row as an earlier deploy declared it (one this code may not
+    declare): inserted with the deploy's source, as only a deploy may."""
+    connection.execute(sa.text("SET LOCAL agnt.change_source = 'deploy'"))
+    connection.execute(
+        sa.text(
+            "INSERT INTO schedules (id, task_name, cron, description, declared, "
+            "declared_cron, declared_zone, declared_misfire_policy, declared_timeout) "
+            "VALUES (:id, :id, :cron, :description, true, :cron, 'Asia/Makassar', "
+            "'skip', '01:00:00')"
+        ),
+        {"id": id_, "cron": cron, "description": description},
+    )
+    connection.execute(sa.text("SET LOCAL agnt.change_source = ''"))

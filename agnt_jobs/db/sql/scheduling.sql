@@ -3,29 +3,15 @@
 -- SQL functions (migrations 0007, 0012) so that every worker takes them under one
 -- lock.
 
--- upsert_schedules --
--- At worker start: insert or refresh every schedule the deployed code declares.
--- Sorted, so that workers starting together lock the rows in the same order.
-INSERT INTO schedules AS s (id, task_name, cron, zone, queue, misfire_policy,
-                            description, has_body, next_run_at)
-SELECT *
-FROM unnest(%(ids)s::text[], %(tasks)s::text[], %(crons)s::text[], %(zones)s::text[],
-            %(queues)s::text[], %(policies)s::text[], %(descriptions)s::text[],
-            %(has_body)s::boolean[], %(next_run_at)s::timestamptz[])
-ORDER BY 1
-ON CONFLICT (id) DO UPDATE
-SET task_name = EXCLUDED.task_name, cron = EXCLUDED.cron, zone = EXCLUDED.zone,
-    queue = EXCLUDED.queue, misfire_policy = EXCLUDED.misfire_policy,
-    description = EXCLUDED.description, has_body = EXCLUDED.has_body,
-    next_run_at = EXCLUDED.next_run_at, last_seen = now(), removed_at = NULL
-
--- mark_removed_schedules --
--- At worker start: schedules the deployed code no longer declares are marked,
--- never deleted.
-UPDATE schedules
-SET removed_at = now()
-WHERE removed_at IS NULL AND NOT (id = ANY(%(ids)s::text[]))
-RETURNING id
+-- declare_schedules --
+-- At worker start (a deploy): declare every schedule of the code, keep what
+-- operators changed, mark declared schedules the code dropped; the ids marked.
+SELECT id
+FROM agnt_declare_schedules(%(ids)s::text[], %(crons)s::text[], %(zones)s::text[],
+                            %(queues)s::text[], %(policies)s::text[],
+                            %(timeouts)s::interval[], %(descriptions)s::text[],
+                            %(has_body)s::boolean[], %(next_run_at)s::timestamptz[])
+     AS id
 
 -- record_worker --
 -- What this worker defers, for "schedules check" to compare with the code.
@@ -35,17 +21,23 @@ ON CONFLICT (worker_id) DO UPDATE
 SET hostname = EXCLUDED.hostname, pid = EXCLUDED.pid, deployed = EXCLUDED.deployed,
     started_at = now()
 
--- last_ticks --
--- The last decided tick of each schedule (NULL: never decided).
-SELECT id, agnt_schedule_last_tick(id) AS last_tick
-FROM unnest(%(ids)s::text[]) AS id
+-- effective_schedules --
+-- What the deferrer follows, read at each pass: every live schedule of a job this
+-- worker has the body of, as it is now, with its last decided tick.
+SELECT s.id, s.task_name, s.cron, s.zone, s.queue, s.misfire_policy, s.timeout,
+       agnt_schedule_last_tick(s.id) AS last_tick
+FROM schedules s
+WHERE s.removed_at IS NULL AND s.task_name = ANY(%(tasks)s::text[])
+ORDER BY s.id
 
 -- defer_tick --
--- Decide one tick: defer it, or record it skipped (paused, previous run waiting).
+-- Decide one tick planned with the given task, cron, zone and queue: defer it, or
+-- record it skipped (paused, previous run waiting); 'changed' if an operator
+-- changed those meanwhile (nothing is recorded, the worker plans again).
 SELECT outcome, job_id
-FROM agnt_defer_schedule_tick(%(schedule_id)s, %(queue)s, %(lock)s, %(queueing_lock)s,
-                              %(priority)s, %(tick)s, %(retry_when_queued)s,
-                              %(worker_id)s)
+FROM agnt_defer_schedule_tick(%(schedule_id)s, %(task_name)s, %(cron)s, %(zone)s,
+                              %(queue)s, %(lock)s, %(queueing_lock)s, %(priority)s,
+                              %(tick)s, %(retry_when_queued)s, %(worker_id)s)
 
 -- skip_tick --
 -- Decide one tick skipped for a reason found before deferring (not_configured).
@@ -64,13 +56,59 @@ SET next_run_at = v.next_run_at
 FROM unnest(%(ids)s::text[], %(next_run_at)s::timestamptz[]) AS v(id, next_run_at)
 WHERE s.id = v.id AND s.next_run_at IS DISTINCT FROM v.next_run_at
 
+-- acting --
+-- Who makes the changes of this transaction, for the schedules trigger's audit row
+-- (empty: the database role and application_name; source empty: 'sql').
+SELECT set_config('agnt.changed_by', %(changed_by)s, true),
+       set_config('agnt.change_source', %(source)s, true)
+
+-- schedule_row --
+-- One schedule as the table has it.
+SELECT * FROM schedules WHERE id = %(id)s
+
+-- declare_one --
+-- A declared schedule no worker has declared in the table yet, as a deploy would
+-- (with agnt.change_source = 'deploy').
+INSERT INTO schedules (id, task_name, cron, zone, queue, misfire_policy, timeout,
+                       description, has_body, next_run_at, declared, declared_cron,
+                       declared_zone, declared_misfire_policy, declared_timeout)
+VALUES (%(id)s, %(id)s, %(cron)s, %(zone)s, %(queue)s, %(policy)s, %(timeout)s,
+        %(description)s, %(has_body)s, %(next_run_at)s, true, %(cron)s, %(zone)s,
+        %(policy)s, %(timeout)s)
+ON CONFLICT (id) DO NOTHING
+
+-- set_schedule --
+-- Change what is given (NULL leaves a value); the trigger checks and audits it.
+UPDATE schedules
+SET cron = COALESCE(%(cron)s, cron), zone = COALESCE(%(zone)s, zone),
+    misfire_policy = COALESCE(%(misfire_policy)s, misfire_policy),
+    timeout = COALESCE(%(timeout)s::interval, timeout),
+    enabled = COALESCE(%(enabled)s, enabled)
+WHERE id = %(id)s
+
+-- reset_schedule --
+-- Back to what the code declares (the pause switch stays).
+UPDATE schedules
+SET cron = declared_cron, zone = declared_zone,
+    misfire_policy = declared_misfire_policy, timeout = declared_timeout
+WHERE id = %(id)s AND declared
+
 -- set_enabled --
--- Pause or resume. A schedule no worker has synced yet is added from the code.
-INSERT INTO schedules (id, task_name, cron, zone, queue, misfire_policy, description,
-                       has_body, enabled)
-VALUES (%(id)s, %(task)s, %(cron)s, %(zone)s, %(queue)s, %(policy)s, %(description)s,
-        %(has_body)s, %(enabled)s)
-ON CONFLICT (id) DO UPDATE SET enabled = EXCLUDED.enabled
+-- Pause or resume.
+UPDATE schedules SET enabled = %(enabled)s WHERE id = %(id)s
+
+-- overridden --
+-- Declared schedules whose values in effect differ from the declaration, with the
+-- last change an operator made.
+SELECT s.id, s.cron, s.zone, s.misfire_policy, s.timeout, c.changed_by, c.changed_at
+FROM schedules s
+LEFT JOIN LATERAL (
+    SELECT changed_by, changed_at FROM schedule_changes
+    WHERE schedule_id = s.id AND source <> 'deploy'
+    ORDER BY changed_at DESC LIMIT 1
+) c ON true
+WHERE s.overridden AND s.removed_at IS NULL
+ORDER BY s.id
 
 -- overview --
 -- Every schedule the database knows, with its last tick and last run.

@@ -170,13 +170,25 @@ def get_run(
     summary="Run a job now",
 )
 def post_run(
-    request: Request, ctx: Context, schedule_id: ScheduleId
+    request: Request,
+    ctx: Context,
+    schedule_id: ScheduleId,
+    body: schemas.RunIn | None = None,
 ) -> schemas.Deferred | JSONResponse:
-    """Defer a run now (its tick is now); at most one run of a job waits."""
+    """Defer a run now (its tick is now); at most one run of a job waits. With
+    `at`, a run at that instant instead: it waits as scheduled, its tick is `at`,
+    and it does not hold back the job's scheduled ticks."""
     try:
-        deferred = service.run_now(ctx, schedule_id)
+        if body is not None and body.at is not None:
+            when = _aware(body.at, ctx)
+            assert when is not None
+            deferred = service.run_at(ctx, schedule_id, when, actor(request), body.by)
+        else:
+            deferred = service.run_now(ctx, schedule_id)
     except control.UnknownId as error:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(error)) from None
+    except control.Refused as error:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(error)) from None
     except control.NotConfigured as error:
         return JSONResponse(
             status_code=status.HTTP_409_CONFLICT,
@@ -228,6 +240,150 @@ def post_pause(request: Request, ctx: Context, schedule_id: ScheduleId) -> Any:
 def post_resume(request: Request, ctx: Context, schedule_id: ScheduleId) -> Any:
     """From its next tick; paused ticks are not caught up."""
     return _toggle(request, ctx, schedule_id, True)
+
+
+_REFUSED: dict[int | str, dict[str, Any]] = {
+    422: {
+        "model": schemas.ErrorOut,
+        "description": "A value Postgres refuses (bad cron, zone, policy, timeout).",
+    }
+}
+_CONFLICT: dict[int | str, dict[str, Any]] = {
+    409: {
+        "model": schemas.ErrorOut,
+        "description": "The run's state forbids it (already ended, not failed, "
+        "already retried).",
+    }
+}
+RunId = Annotated[int, Path(ge=1, le=2**63 - 1, description="The job id.")]
+
+
+@api.patch(
+    "/{schedule_id}",
+    response_model=schemas.ScheduleOut,
+    responses={**_NOT_FOUND, **_REFUSED},
+    summary="Change a schedule",
+)
+def patch_schedule(
+    request: Request,
+    ctx: Context,
+    schedule_id: ScheduleId,
+    change: schemas.ScheduleChangeIn,
+) -> schemas.ScheduleOut:
+    """Change cron, zone, misfire policy, timeout or the pause switch; every
+    worker follows within a second. Postgres checks the values (422 with its one
+    line), audits the change (source `admin`) and a deploy never undoes it. With
+    `dry_run`, the next five runs under the new values and nothing changed."""
+    try:
+        changed = service.change_schedule(ctx, schedule_id, change, actor(request))
+    except control.UnknownId as error:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(error)) from None
+    except control.Refused as error:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(error)) from None
+    if not change.dry_run:
+        audit(request, "admin_change", schedule_id)
+    return changed
+
+
+@api.post(
+    "/{schedule_id}/reset",
+    response_model=schemas.ScheduleOut,
+    responses={**_NOT_FOUND, **_REFUSED},
+    summary="Return a schedule to its declaration",
+)
+def post_reset(
+    request: Request,
+    ctx: Context,
+    schedule_id: ScheduleId,
+    body: schemas.RunRequestIn | None = None,
+) -> schemas.ScheduleOut:
+    """Back to what the code declares (the pause switch stays as it is)."""
+    try:
+        reset = service.reset_schedule(
+            ctx, schedule_id, actor(request), body.by if body else None
+        )
+    except control.UnknownId as error:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(error)) from None
+    except control.Refused as error:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(error)) from None
+    audit(request, "admin_reset", schedule_id)
+    return reset
+
+
+@api.post(
+    "/runs/retry",
+    response_model=schemas.RetriedMany,
+    responses=_NOT_FOUND,
+    summary="Retry a job's failed runs in a time window",
+)
+def post_retry_many(
+    request: Request, ctx: Context, body: schemas.RetryManyIn
+) -> schemas.RetriedMany:
+    """Every run of `job` that ended failed, timed out or cancelled in
+    [since, until) and has no retry under way, oldest first."""
+    since = _aware(body.since, ctx)
+    until = _aware(body.until, ctx) or datetime.now(UTC)
+    assert since is not None
+    try:
+        retried = service.retry_runs(
+            ctx, body.job, since, until, actor(request), body.by
+        )
+    except control.UnknownId as error:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(error)) from None
+    audit(request, "admin_retry_many", body.job, retried=len(retried.retried))
+    return retried
+
+
+@api.post(
+    "/runs/{run_id}/cancel",
+    response_model=schemas.Cancelled,
+    responses={**_NOT_FOUND, **_CONFLICT},
+    summary="Cancel a waiting or running run",
+)
+def post_cancel(
+    request: Request,
+    ctx: Context,
+    run_id: RunId,
+    body: schemas.RunRequestIn | None = None,
+) -> schemas.Cancelled:
+    """A waiting run is cancelled at once; a running one stops at its next
+    checkpoint and ends cancelled."""
+    try:
+        cancelled = service.cancel_run(
+            ctx, run_id, actor(request), body.by if body else None
+        )
+    except control.UnknownId as error:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(error)) from None
+    except control.Refused as error:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from None
+    audit(request, "admin_cancel", str(run_id))
+    return cancelled
+
+
+@api.post(
+    "/runs/{run_id}/retry",
+    response_model=schemas.Retried,
+    status_code=status.HTTP_202_ACCEPTED,
+    responses={**_NOT_FOUND, **_CONFLICT},
+    summary="Retry a failed, timed-out or cancelled run",
+)
+def post_retry(
+    request: Request,
+    ctx: Context,
+    run_id: RunId,
+    body: schemas.RunRequestIn | None = None,
+) -> schemas.Retried:
+    """A new job with the same job, tick, queue and lock."""
+    try:
+        retried = service.retry_run(
+            ctx, run_id, actor(request), body.by if body else None
+        )
+    except control.UnknownId as error:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(error)) from None
+    except control.Refused as error:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from None
+    audit(request, "admin_retry", str(run_id), new_job_id=retried.new_job_id)
+    return retried
 
 
 # NUL and the other control characters: no schedule id, job, status, cursor or

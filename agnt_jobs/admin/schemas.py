@@ -4,11 +4,31 @@ in UTC (``...Z``); the few ``*_wita`` fields repeat one in the business zone."""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
+
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
+
+
+def _no_control_characters(value: str) -> str:
+    # PostgreSQL refuses NUL in text; no cron, zone, name or interval has any.
+    if _CONTROL.search(value):
+        raise ValueError("control characters are not allowed")
+    return value
+
+
+# The text fields of request bodies: bounded, without control characters.
+_clean = AfterValidator(_no_control_characters)
+CronText = Annotated[str, Field(max_length=100), _clean]
+ZoneText = Annotated[str, Field(max_length=64), _clean]
+PolicyText = Annotated[str, Field(max_length=16), _clean]
+IntervalText = Annotated[str, Field(max_length=64), _clean]
+WhoText = Annotated[str, Field(max_length=200), _clean]
+JobText = Annotated[str, Field(max_length=128), _clean]
 
 
 class Health(StrEnum):
@@ -25,7 +45,9 @@ class Health(StrEnum):
     ON_TIME = "on_time"
 
 
-RunStatus = Literal["running", "succeeded", "failed", "aborted", "stopped"]
+RunStatus = Literal[
+    "running", "succeeded", "failed", "aborted", "stopped", "timed_out", "cancelled"
+]
 
 
 class LastTick(BaseModel):
@@ -48,13 +70,37 @@ class LastRun(BaseModel):
     error: str | None = Field(description="The exception of a failed run.")
 
 
+class Declared(BaseModel):
+    """What the code declares for a schedule (effective values may differ)."""
+
+    cron: str
+    zone: str
+    misfire_policy: Literal["skip", "catch_up"]
+    timeout_seconds: float
+
+
 class ScheduleEntry(BaseModel):
     id: str
     description: str
-    trigger: str = Field(description="Cron expression, wall-clock time in `zone`.")
-    zone: str
+    trigger: str = Field(
+        description="Cron expression in effect, wall-clock time in `zone`."
+    )
+    zone: str = Field(description="The zone in effect.")
     queue: str
     misfire_policy: Literal["skip", "catch_up"]
+    timeout_seconds: float = Field(
+        description="How long a run may take before it stops at a checkpoint."
+    )
+    task_name: str = Field(description="The job it runs.")
+    created_in: Literal["code", "sql"] = Field(
+        description="Declared in periodic/, or created in the schedules table."
+    )
+    overridden: bool = Field(
+        description="An operator changed a value the code declares."
+    )
+    declared: Declared | None = Field(
+        description="The code's declaration (none for a schedule created in SQL)."
+    )
     enabled: bool = Field(description="False while paused.")
     has_body: bool = Field(description="A job body is deployed for it.")
     missing_settings: list[str] = Field(
@@ -184,3 +230,81 @@ class ErrorOut(BaseModel):
 class AlreadyWaitingOut(BaseModel):
     detail: str
     waiting_job_id: int | None
+
+
+class ScheduleChangeIn(BaseModel):
+    """New values for a schedule; those left out stay as they are."""
+
+    cron: CronText | None = Field(
+        default=None, description="5 fields, wall-clock time in the zone."
+    )
+    zone: ZoneText | None = Field(
+        default=None, description="A zone of pg_timezone_names, e.g. Asia/Makassar."
+    )
+    misfire_policy: PolicyText | None = Field(
+        default=None, description="skip or catch_up."
+    )
+    timeout: IntervalText | None = Field(
+        default=None,
+        description="How long a run may take: a Postgres interval, e.g. '45 minutes'.",
+    )
+    enabled: bool | None = None
+    by: WhoText | None = Field(
+        default=None, description="Who changes it, for the audit (schedule_changes)."
+    )
+    dry_run: bool = Field(
+        default=False, description="Check and show the next runs; change nothing."
+    )
+
+
+class ScheduleOut(BaseModel):
+    """A schedule as the table has it after a change (or would, on a dry run)."""
+
+    id: str
+    cron: str
+    zone: str
+    misfire_policy: str
+    timeout_seconds: float
+    enabled: bool
+    overridden: bool
+    next_runs: list[datetime] = Field(description="The next five runs, UTC.")
+    next_runs_wita: list[str]
+    dry_run: bool = False
+
+
+class RunIn(BaseModel):
+    at: datetime | None = Field(
+        default=None,
+        description="Run at this instant instead of now (ISO 8601; no offset: WITA).",
+    )
+    by: WhoText | None = None
+
+
+class RunRequestIn(BaseModel):
+    by: WhoText | None = None
+
+
+class Cancelled(BaseModel):
+    job_id: int
+    outcome: Literal["cancelled", "cancelling"] = Field(
+        description="cancelled: it was waiting; cancelling: it stops at its next "
+        "checkpoint and ends cancelled."
+    )
+
+
+class Retried(BaseModel):
+    job_id: int
+    new_job_id: int
+
+
+class RetryManyIn(BaseModel):
+    job: JobText
+    since: datetime = Field(
+        description="Runs that ended at or after (no offset: WITA)."
+    )
+    until: datetime | None = Field(default=None, description="... and before (now).")
+    by: WhoText | None = None
+
+
+class RetriedMany(BaseModel):
+    retried: list[Retried]

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import json
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -34,7 +35,7 @@ from agnt_jobs.models.runs import JobRun
 from agnt_jobs.models.scheduling import ScheduleTick
 from agnt_jobs.scheduler import control
 from agnt_jobs.scheduler.bodies import missing_settings
-from agnt_jobs.scheduler.declaration import Schedule
+from agnt_jobs.scheduler.declaration import Schedule, ScheduleError
 
 SQL = queries.load("admin.sql")
 Health = schemas.Health
@@ -82,8 +83,10 @@ def health(
 
 
 def registry(ctx: AdminContext, now: datetime) -> schemas.Registry:
-    """Every declared schedule with its next run, last run and health; the
-    schedules the database knows that this code dropped; the disagreements."""
+    """Every declared schedule with its next run, last run and health, then those
+    created in SQL; the schedules the database knows that this code dropped; the
+    disagreements. Values are those in effect (the table's) where the database
+    has the schedule."""
     with ctx.engine.connect() as connection:
         rows = {
             row["id"]: dict(row)
@@ -92,6 +95,8 @@ def registry(ctx: AdminContext, now: datetime) -> schemas.Registry:
     wita = ZoneInfo(ctx.settings.business_timezone)
     entries = [
         _entry(
+            schedule.id,
+            schedule.description,
             schedule,
             rows.get(id_),
             id_ in ctx.app.tasks,
@@ -100,6 +105,20 @@ def registry(ctx: AdminContext, now: datetime) -> schemas.Registry:
             wita,
         )
         for id_, schedule in ctx.app.schedules.items()
+    ]
+    entries += [
+        _entry(
+            id_,
+            row["description"],
+            None,
+            row,
+            row["task_name"] in ctx.app.tasks,
+            missing_settings(row["task_name"], ctx.settings),
+            now,
+            wita,
+        )
+        for id_, row in sorted(rows.items())
+        if not row["declared"] and row["removed_at"] is None
     ]
     removed = [
         schemas.RemovedSchedule(
@@ -114,7 +133,7 @@ def registry(ctx: AdminContext, now: datetime) -> schemas.Registry:
             last_run=_last_run(row),
         )
         for id_, row in sorted(rows.items())
-        if id_ not in ctx.app.schedules
+        if id_ not in ctx.app.schedules and row["declared"]
     ]
     problems = [
         schemas.Problem(kind=p.kind, schedule_id=p.schedule_id, message=p.message)  # type: ignore[arg-type]
@@ -132,15 +151,28 @@ def registry(ctx: AdminContext, now: datetime) -> schemas.Registry:
 
 
 def _entry(
-    schedule: Schedule,
+    id_: str,
+    description: str,
+    schedule: Schedule | None,
     row: dict[str, Any] | None,
     has_body: bool,
     missing: list[str],
     now: datetime,
     wita: ZoneInfo,
 ) -> schemas.ScheduleEntry:
+    """One schedule: ``schedule`` is the code's declaration (None for one created
+    in SQL), ``row`` the table's (None before any worker declared it)."""
     state, reason = health(row, has_body, missing)
-    next_run = schedule.next_after(now)
+    effective = schedule
+    if row is not None:
+        try:
+            effective = Schedule.from_row(row)
+        except ScheduleError:
+            effective = None
+    next_run = None
+    if effective is not None:
+        with contextlib.suppress(ValueError):
+            next_run = effective.next_after(now)
     last_tick = None
     if row is not None and row["last_tick_at"] is not None:
         last_tick = schemas.LastTick(
@@ -148,19 +180,36 @@ def _entry(
             outcome=row["last_tick_outcome"],
             reason=row["last_tick_reason"],
         )
+    source = row if row is not None else {}
+    declared = None
+    if schedule is not None:
+        declared = schemas.Declared(
+            cron=schedule.cron,
+            zone=schedule.zone,
+            misfire_policy=str(schedule.misfire),  # type: ignore[arg-type]
+            timeout_seconds=schedule.timeout.total_seconds(),
+        )
     return schemas.ScheduleEntry(
-        id=schedule.id,
-        description=schedule.description,
-        trigger=schedule.cron,
-        zone=schedule.zone,
-        queue=schedule.queue,
-        misfire_policy=str(schedule.misfire),  # type: ignore[arg-type]
+        id=id_,
+        description=description,
+        trigger=source.get("cron") or (schedule.cron if schedule else ""),
+        zone=source.get("zone") or (schedule.zone if schedule else ""),
+        queue=source.get("queue") or (schedule.queue if schedule else ""),
+        misfire_policy=source.get("misfire_policy")
+        or (str(schedule.misfire) if schedule else "skip"),  # type: ignore[arg-type]
+        timeout_seconds=(
+            source["timeout"] if row else schedule.timeout  # type: ignore[union-attr]
+        ).total_seconds(),
+        task_name=source.get("task_name") or id_,
+        created_in="code" if schedule is not None else "sql",
+        overridden=bool(source.get("overridden")),
+        declared=declared,
         enabled=True if row is None else row["enabled"],
         has_body=has_body,
         missing_settings=missing,
         deployed=row is not None,
-        next_run_at=next_run.astimezone(UTC),
-        next_run_at_wita=next_run.astimezone(wita).isoformat(),
+        next_run_at=next_run.astimezone(UTC) if next_run else None,
+        next_run_at_wita=next_run.astimezone(wita).isoformat() if next_run else None,
         last_tick=last_tick,
         last_run=_last_run(row) if row else None,
         health=state,
@@ -351,3 +400,99 @@ def set_enabled(
 ) -> schemas.Toggled:
     control.set_enabled(ctx.app, ctx.engine, schedule_id, enabled, actor)
     return schemas.Toggled(id=schedule_id, enabled=enabled)
+
+
+def _by(actor: control.Actor, by: str | None) -> control.Actor:
+    """The caller may name who acts; the address stays in the audit either way."""
+    if not by:
+        return actor
+    return control.Actor(by=f"{by} via {actor.by}", source=actor.source)
+
+
+def _schedule_out(
+    ctx: AdminContext, row: dict[str, Any], dry_run: bool
+) -> schemas.ScheduleOut:
+    wita = ZoneInfo(ctx.settings.business_timezone)
+    return schemas.ScheduleOut(
+        id=row["id"],
+        cron=row["cron"],
+        zone=row["zone"],
+        misfire_policy=row["misfire_policy"],
+        timeout_seconds=row["timeout"].total_seconds(),
+        enabled=row["enabled"],
+        overridden=row["overridden"],
+        next_runs=[run.astimezone(UTC) for run in row["next_runs"]],
+        next_runs_wita=[run.astimezone(wita).isoformat() for run in row["next_runs"]],
+        dry_run=dry_run,
+    )
+
+
+def change_schedule(
+    ctx: AdminContext,
+    schedule_id: str,
+    change: schemas.ScheduleChangeIn,
+    actor: control.Actor,
+) -> schemas.ScheduleOut:
+    """control.UnknownId / control.Refused propagate."""
+    row = control.set_schedule(
+        ctx.app,
+        ctx.engine,
+        schedule_id,
+        control.Change(
+            cron=change.cron,
+            zone=change.zone,
+            misfire_policy=change.misfire_policy,
+            timeout=change.timeout,
+            enabled=change.enabled,
+        ),
+        _by(actor, change.by),
+        datetime.now(UTC),
+        dry_run=change.dry_run,
+    )
+    return _schedule_out(ctx, row, change.dry_run)
+
+
+def reset_schedule(
+    ctx: AdminContext, schedule_id: str, actor: control.Actor, by: str | None
+) -> schemas.ScheduleOut:
+    row = control.reset(
+        ctx.app, ctx.engine, schedule_id, _by(actor, by), datetime.now(UTC)
+    )
+    return _schedule_out(ctx, row, False)
+
+
+def run_at(
+    ctx: AdminContext, job: str, when: datetime, actor: control.Actor, by: str | None
+) -> schemas.Deferred:
+    job_id = control.run_at(
+        ctx.app, ctx.engine, ctx.settings, job, when, _by(actor, by)
+    )
+    return schemas.Deferred(job=job, job_id=job_id)
+
+
+def cancel_run(
+    ctx: AdminContext, job_id: int, actor: control.Actor, by: str | None
+) -> schemas.Cancelled:
+    outcome = control.cancel(ctx.engine, job_id, _by(actor, by))
+    return schemas.Cancelled(job_id=job_id, outcome=outcome)  # type: ignore[arg-type]
+
+
+def retry_run(
+    ctx: AdminContext, job_id: int, actor: control.Actor, by: str | None
+) -> schemas.Retried:
+    new_id = control.retry(ctx.engine, job_id, _by(actor, by))
+    return schemas.Retried(job_id=job_id, new_job_id=new_id)
+
+
+def retry_runs(
+    ctx: AdminContext,
+    job: str,
+    since: datetime,
+    until: datetime,
+    actor: control.Actor,
+    by: str | None,
+) -> schemas.RetriedMany:
+    pairs = control.retry_all(ctx.engine, job, since, until, _by(actor, by))
+    return schemas.RetriedMany(
+        retried=[schemas.Retried(job_id=old, new_job_id=new) for old, new in pairs]
+    )

@@ -14,7 +14,9 @@ One module per family:
   several concurrencies, against the bare gateway calls;
 * ``recovery``: three workers on a private cluster stopped for a minute: seconds
   from its return to the first tick and job, and the log lines meanwhile, against
-  stock Procrastinate's workers under the same outage (``cluster``).
+  stock Procrastinate's workers under the same outage (``cluster``);
+* ``schedule_change``: three workers, a plain SQL UPDATE of a cron: seconds until
+  every worker follows it, against a bare LISTEN/NOTIFY round trip.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from agnt_jobs.bench.base import BenchContext
 from agnt_jobs.bench.report import Measurement, format_table, write_json
 from agnt_jobs.bench.scratch import scratch_server
 
-FAMILIES = ("scheduling", "queue", "jobs", "fanout", "recovery")
+FAMILIES = ("scheduling", "queue", "jobs", "fanout", "recovery", "schedule_change")
 
 
 class UnknownBenchmark(ValueError):
@@ -120,6 +122,10 @@ def run(options: Options) -> list[Measurement]:
                 from agnt_jobs.bench import recovery
 
                 measurements += recovery.run(ctx)
+            elif family == "schedule_change":
+                from agnt_jobs.bench import schedule_change
+
+                measurements += schedule_change.run(ctx)
     if options.json_path is not None:
         write_json(
             options.json_path,

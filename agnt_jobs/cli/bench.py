@@ -31,7 +31,8 @@ def bench(
         list[str] | None,
         typer.Option(
             "--only",
-            help="Run only this family (scheduling, queue, jobs, fanout) or job id "
+            help="Run only this family (scheduling, queue, jobs, fanout, recovery, "
+            "schedule_change) or job id "
             "(repeatable).",
         ),
     ] = None,

@@ -297,6 +297,34 @@ def reset(
     _show(row, "is back to its declaration")
 
 
+def _parse_at(value: str) -> datetime:
+    """ISO 8601, or 'YYYY-MM-DD HH:MM'; then an offset, a zone name after a space,
+    or nothing: WITA."""
+    text, _, zone_name = value.strip().rpartition(" ")
+    zone = None
+    if text and ("/" in zone_name or zone_name.isupper()):
+        try:
+            zone = ZoneInfo(zone_name)
+        except (ValueError, KeyError):
+            raise _usage(f"--at {value!r}: unknown time zone {zone_name!r}") from None
+    else:
+        text = value.strip()
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise _usage(
+            f"--at {value!r} is not a time: write e.g. '2026-12-24 09:00' (WITA), "
+            "'2026-12-24 09:00 Asia/Jakarta' or '2026-12-24T09:00+07:00'"
+        ) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(
+            tzinfo=zone or ZoneInfo(get_settings().business_timezone)
+        )
+    elif zone is not None:
+        raise _usage(f"--at {value!r}: give an offset or a zone, not both")
+    return parsed
+
+
 def run(
     id_: Annotated[str, typer.Argument(metavar="ID", help="The job id.")],
     wait: Annotated[
@@ -305,11 +333,22 @@ def run(
     timeout: Annotated[
         float | None, typer.Option(min=0, help="With --wait: give up after seconds.")
     ] = None,
+    at: Annotated[
+        str | None,
+        typer.Option(
+            help="Run at this time instead of now: '2026-12-24 09:00' is WITA; "
+            "add a zone ('... Asia/Jakarta') or an offset for another."
+        ),
+    ] = None,
+    by: ByOption = None,
 ) -> None:
-    """Run job ID now; with --wait, follow it and exit with its status.
+    """Run job ID now (or --at a time); with --wait, follow it and exit with its
+    status.
 
-    The run's tick is now. With --wait the command exits 0 if the run succeeded
-    and 1 otherwise; if a run of the job already waits, it follows that one.
+    The run's tick is now (or the --at time). With --wait the command exits 0 if
+    the run succeeded and 1 otherwise; if a run of the job already waits, it
+    follows that one. A run --at waits as scheduled (job_run_audit shows it) and
+    can be cancelled with 'agnt-jobs runs cancel JOB_ID'.
     """
     from agnt_jobs.scheduler import control
 
@@ -318,18 +357,33 @@ def run(
         control.job_task(app, id_)
     except control.UnknownId as error:
         raise _usage(str(error)) from None
+    when = _parse_at(at) if at is not None else None
     engine = _engine()
-    try:
-        job_id = control.run_now(app, engine, get_settings(), id_)
-        typer.echo(f"{id_}: deferred as job {job_id}")
-    except control.NotConfigured as error:
-        raise _usage(str(error)) from None
-    except control.AlreadyWaiting as waiting:
-        if not wait or waiting.job_id is None:
-            typer.echo(f"agnt-jobs: {waiting}; not deferring another", err=True)
-            raise typer.Exit(1) from None
-        job_id = waiting.job_id
-        typer.echo(f"{id_}: a run is already waiting (job {job_id}), following it")
+    if when is not None:
+        try:
+            job_id = control.run_at(app, engine, get_settings(), id_, when, _actor(by))
+        except (control.NotConfigured, control.Refused) as error:
+            raise _usage(str(error)) from None
+        wita = ZoneInfo(get_settings().business_timezone)
+        typer.echo(
+            f"{id_}: deferred as job {job_id} for "
+            f"{when.astimezone(wita):%Y-%m-%d %H:%M} WITA "
+            f"({when.astimezone(UTC):%Y-%m-%d %H:%M} UTC)"
+        )
+        if not wait:
+            return
+    else:
+        try:
+            job_id = control.run_now(app, engine, get_settings(), id_)
+            typer.echo(f"{id_}: deferred as job {job_id}")
+        except control.NotConfigured as error:
+            raise _usage(str(error)) from None
+        except control.AlreadyWaiting as waiting:
+            if not wait or waiting.job_id is None:
+                typer.echo(f"agnt-jobs: {waiting}; not deferring another", err=True)
+                raise typer.Exit(1) from None
+            job_id = waiting.job_id
+            typer.echo(f"{id_}: a run is already waiting (job {job_id}), following it")
     if not wait:
         return
     state = control.wait_for(engine, job_id, timeout)
@@ -342,6 +396,74 @@ def run(
         raise typer.Exit(1)
 
 
+runs_cli = typer.Typer(
+    help="Runs: cancel a waiting or running run, retry failed ones.",
+    no_args_is_help=True,
+)
+
+
+@runs_cli.command("cancel")
+def cancel(
+    job_id: Annotated[int, typer.Argument(metavar="JOB_ID")], by: ByOption = None
+) -> None:
+    """Cancel run JOB_ID: a waiting one at once; a running one stops at its next
+    checkpoint and ends cancelled (what it finished stands)."""
+    from agnt_jobs.scheduler import control
+
+    try:
+        outcome = control.cancel(_engine(), job_id, _actor(by))
+    except (control.UnknownId, control.Refused) as error:
+        raise _usage(str(error)) from None
+    if outcome == "cancelled":
+        typer.echo(f"job {job_id} cancelled")
+    else:
+        typer.echo(f"job {job_id} is running: it stops at its next checkpoint")
+
+
+@runs_cli.command("retry")
+def retry(
+    job_id: Annotated[
+        int | None,
+        typer.Argument(metavar="[JOB_ID]", help="One run; or --job with a window."),
+    ] = None,
+    job: Annotated[
+        str | None, typer.Option(help="Retry every failed run of this job ...")
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option(help="... that ended at or after this time ...")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option(help="... and before this one (default: now).")
+    ] = None,
+    by: ByOption = None,
+) -> None:
+    """Run again a failed, timed-out or cancelled run, or every such run of --job
+    that ended between --since and --until (times as for 'run --at')."""
+    from agnt_jobs.scheduler import control
+
+    if (job_id is None) == (job is None):
+        raise _usage("give a JOB_ID, or --job with --since (and --until)")
+    engine = _engine()
+    try:
+        if job_id is not None:
+            if since or until:
+                raise _usage("--since and --until go with --job, not a JOB_ID")
+            new_id = control.retry(engine, job_id, _actor(by))
+            typer.echo(f"job {job_id} retried as job {new_id}")
+            return
+        assert job is not None
+        if since is None:
+            raise _usage("--job needs --since")
+        window = (_parse_at(since), _parse_at(until) if until else datetime.now(UTC))
+        retried = control.retry_all(engine, job, *window, _actor(by))
+    except (control.UnknownId, control.Refused) as error:
+        raise _usage(str(error)) from None
+    for old, new in retried:
+        typer.echo(f"job {old} retried as job {new}")
+    typer.echo(f"{job}: {len(retried)} run{'s' if len(retried) != 1 else ''} retried")
+
+
 def install(cli: typer.Typer) -> None:
     cli.add_typer(schedules_cli, name="schedules")
+    cli.add_typer(runs_cli, name="runs")
     cli.command("run")(run)

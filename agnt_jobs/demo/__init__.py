@@ -30,6 +30,7 @@ from agnt_jobs.demo.registry import NotEmptyError, Plan, Report, seed
 # system at work, and fill as soon as a worker runs.
 JOB_WRITTEN_TABLES = {
     "job_runs": "the run history: the worker, around each attempt of a job",
+    "job_run_actions": "operators' cancels and retries: the run functions",
     "schedules": "the schedule registry: each worker, at start",
     "schedule_changes": "who changed which schedule: the schedules trigger",
     "schedule_ticks": "each scheduled tick and what became of it: the deferrer",

@@ -33,7 +33,7 @@ from agnt_jobs.models.memory import Memory
 from agnt_jobs.models.messaging import DeadLetter, OutboundMessage
 from agnt_jobs.models.ops import ErrorLog
 from agnt_jobs.models.people import User
-from agnt_jobs.models.runs import JobRun
+from agnt_jobs.models.runs import JobRun, JobRunAction
 from agnt_jobs.models.scheduling import (
     ScheduleChange,
     ScheduleRecord,
@@ -71,6 +71,7 @@ __all__ = [
     "HealthCheckState",
     "Interaction",
     "JobRun",
+    "JobRunAction",
     "LedgerEntry",
     "Memory",
     "MonthlyInvoice",

@@ -11,14 +11,32 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, CheckConstraint, DateTime, Index, Integer, Text
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    Identity,
+    Index,
+    Integer,
+    Text,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.sql import func
 
 from agnt_jobs.models.base import Base
 
-RUN_STATUSES = ("running", "succeeded", "failed", "aborted", "stopped")
+# stopped: at a checkpoint by a shutdown (retried); timed_out: past its schedule's
+# timeout; cancelled: by an operator; aborted: by Procrastinate's own abort.
+RUN_STATUSES = (
+    "running",
+    "succeeded",
+    "failed",
+    "aborted",
+    "stopped",
+    "timed_out",
+    "cancelled",
+)
 
 
 class JobRun(Base):
@@ -40,9 +58,33 @@ class JobRun(Base):
 
     __table_args__ = (
         CheckConstraint(
-            "status IN ('running', 'succeeded', 'failed', 'aborted', 'stopped')",
+            "status IN ('running', 'succeeded', 'failed', 'aborted', 'stopped', "
+            "'timed_out', 'cancelled')",
             name="status",
         ),
         Index("ix_job_runs_task_name_started_at", "task_name", "started_at"),
         Index("ix_job_runs_started_at", "started_at"),
+    )
+
+
+class JobRunAction(Base):
+    """An operator's request on a run: cancel it, retry it (``new_job_id`` is the
+    retry), or a run deferred for a later time. Written by the SQL functions of
+    migration 0014, whoever calls them."""
+
+    __tablename__ = "job_run_actions"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    job_id: Mapped[int] = mapped_column(BigInteger)
+    action: Mapped[str] = mapped_column(Text)
+    requested_by: Mapped[str] = mapped_column(Text)
+    source: Mapped[str] = mapped_column(Text)
+    requested_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+    new_job_id: Mapped[int | None] = mapped_column(BigInteger)
+
+    __table_args__ = (
+        CheckConstraint("action IN ('cancel', 'retry', 'run_at')", name="action"),
+        Index("ix_job_run_actions_job_id", "job_id"),
     )

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+import attr
 import psycopg
 import sqlalchemy as sa
 import sqlalchemy.exc
@@ -586,6 +587,85 @@ def run_now(app: AgntApp, engine: Engine, settings: Settings, name: str) -> int:
                 SQL["waiting_job"], {"queueing_lock": task.queueing_lock}
             ).scalar()
         raise AlreadyWaiting(name, job_id) from None
+
+
+def run_at(
+    app: AgntApp,
+    engine: Engine,
+    settings: Settings,
+    name: str,
+    when: datetime,
+    actor: Actor,
+) -> int:
+    """Defer a run of job ``name`` for ``when`` (an aware instant in the future);
+    its tick is ``when``. It waits as ``todo`` until then, shown as scheduled in
+    ``job_run_audit``; without the queueing lock, so the job's scheduled ticks are
+    not held back meanwhile (the job lock still keeps runs from overlapping)."""
+    task = job_task(app, name)
+    require_configured(name, settings)
+    if when <= datetime.now(when.tzinfo):
+        raise Refused(f"{when.isoformat()} is in the past: give a future time")
+    job = task.configure(
+        schedule_at=when, task_kwargs={"timestamp": int(when.timestamp())}
+    ).job
+    job = attr.evolve(job, queueing_lock=None)
+    with engine.begin() as connection:
+        driver = connection.connection.driver_connection
+        job_id = JobDeferrer(_ON_CONNECTION, job, connection=driver).defer()
+        connection.exec_driver_sql(
+            SQL["record_run_action"],
+            {
+                "job_id": job_id,
+                "action": "run_at",
+                "by": actor.by,
+                "source": actor.source,
+            },
+        )
+    return job_id
+
+
+def cancel(engine: Engine, job_id: int, actor: Actor) -> str:
+    """Cancel a run: ``cancelled`` (it was waiting) or ``cancelling`` (it stops at
+    its next checkpoint and ends cancelled). UnknownId, or Refused for a run that
+    already ended."""
+    return _run_request(engine, SQL["cancel_run"], {"job_id": job_id}, actor)
+
+
+def retry(engine: Engine, job_id: int, actor: Actor) -> int:
+    """Run again a failed, timed-out or cancelled run; the new job's id."""
+    return _run_request(engine, SQL["retry_run"], {"job_id": job_id}, actor)
+
+
+def retry_all(
+    engine: Engine, job: str, since: datetime, until: datetime, actor: Actor
+) -> list[tuple[int, int]]:
+    """Retry every failed, timed-out or cancelled run of ``job`` that ended in
+    [since, until) and has no retry under way; (run, retry) job ids."""
+    params = {"job": job, "since": since, "until": until}
+    rows = _run_request(engine, SQL["retry_runs"], params, actor, all_rows=True)
+    return [(row[0], row[1]) for row in rows]
+
+
+def _run_request(
+    engine: Engine,
+    query: str,
+    params: dict[str, Any],
+    actor: Actor,
+    all_rows: bool = False,
+) -> Any:
+    """One call of a run function of migration 0014: an unknown id or job is
+    UnknownId, a request the run's state forbids is Refused."""
+    params = {**params, "by": actor.by, "source": actor.source}
+    try:
+        with engine.begin() as connection:
+            result = connection.exec_driver_sql(query, params)
+            return result.all() if all_rows else result.scalar()
+    except sqlalchemy.exc.DBAPIError as error:
+        if isinstance(error.orig, psycopg.errors.NoDataFound):
+            raise UnknownId(_refused(error).args[0]) from None
+        if isinstance(error.orig, psycopg.errors.ObjectNotInPrerequisiteState):
+            raise _refused(error) from None
+        raise
 
 
 def job_state(engine: Engine, job_id: int) -> dict[str, Any] | None:

@@ -105,6 +105,7 @@ class ScheduleDeferrer(PeriodicDeferrer):
         self._next_runs: dict[str, datetime] = {}
         #: What the last pass followed, by schedule id.
         self.followed: dict[str, Followed] = {}
+        self._following = False
         self._wake = asyncio.Event()
         # Rows this worker cannot follow, each said once: {id: the row's key}.
         self._refused: dict[str, tuple[Any, ...]] = {}
@@ -277,8 +278,18 @@ class ScheduleDeferrer(PeriodicDeferrer):
                 self._refuse(row["id"], key, str(error))
                 continue
             followed[row["id"]] = Followed(schedule, tasks[row["task_name"]])
-        if self.followed:
+        if self._following:
             self._say_changes(self.followed, followed)
+        else:
+            self._following = True
+            logger.info(
+                f"deferrer following {len(followed)} schedules",
+                extra=logs.event(
+                    "schedule_deferrer_following",
+                    schedules=len(followed),
+                    worker_id=self.worker_id,
+                ),
+            )
         self.followed = followed
 
     def _say_changes(self, before: dict[str, Followed], after: dict[str, Followed]):

@@ -25,7 +25,7 @@ from procrastinate.worker import Worker
 from psycopg.types.json import Jsonb
 
 from agnt_jobs import logs
-from agnt_jobs.checkpoint import RunStopped
+from agnt_jobs.checkpoint import CANCELLED, RunStopped, RunTimedOut
 from agnt_jobs.db import outage
 
 logger = logging.getLogger(__name__)
@@ -191,7 +191,11 @@ async def record_run(
         status, result = "succeeded", _summary(value)
         return value
     except RunStopped as exc:
-        status, error = "stopped", _error_text(exc)
+        status = "cancelled" if exc.reason == CANCELLED else "stopped"
+        error = _error_text(exc)
+        raise
+    except RunTimedOut as exc:
+        status, error = "timed_out", _error_text(exc)
         raise
     except (exceptions.JobAborted, asyncio.CancelledError) as exc:
         status, error = "aborted", _error_text(exc) or "aborted"

@@ -5,18 +5,21 @@ one waiting) and accepts an optional ``timestamp``: the periodic deferrer passes
 tick, a manual ``procrastinate defer <id>`` passes nothing and the tick is now.
 
 A run cut off by the database (``DatabaseConnectionLost``) or stopped at a checkpoint
-by a shutdown is retried; any other failure is final, as the run history shows it.
+by a shutdown is retried; any other failure is final, as the run history shows it,
+and so is a run stopped past its schedule's timeout (``checkpoint.RunTimedOut``) or
+cancelled by an operator.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from procrastinate import App, JobContext, RetryStrategy
 from procrastinate.exceptions import JobAborted
 from procrastinate.job_context import AbortReason
 from procrastinate.tasks import Task
+from sqlalchemy.engine import Engine
 
 from agnt_jobs import checkpoint, db, logs
 from agnt_jobs.db.outage import as_database_error, is_connection_lost
@@ -27,6 +30,7 @@ from agnt_jobs.scheduler.bodies import (
     RunContext,
     require_configured,
 )
+from agnt_jobs.scheduler.registry import SQL
 from agnt_jobs.settings import get_settings
 
 DEFAULT_QUEUE = "default"
@@ -51,33 +55,44 @@ def _stop_reason(context: JobContext) -> Callable[[], str | None]:
         why = context.abort_reason()
         if why is None:
             return None
-        return "worker shutting down" if why == AbortReason.SHUTDOWN else "cancelled"
+        if why == AbortReason.SHUTDOWN:
+            return checkpoint.SHUTDOWN
+        return checkpoint.CANCELLED
 
     return reason
+
+
+def run_timeout(engine: Engine, job_id: int | None, job_name: str) -> timedelta | None:
+    """How long this run may take: the timeout of the schedule whose tick deferred
+    it, else of the job's own schedule (a run by hand); None for neither."""
+    with engine.connect() as connection:
+        return connection.exec_driver_sql(
+            SQL["run_timeout"], {"job_id": job_id, "job": job_name}
+        ).scalar()
 
 
 def make_task(app: App, job_id: str, body: JobBody, queue: str = DEFAULT_QUEUE) -> Task:
     def run(context: JobContext, timestamp: int | None = None) -> JobResult:
         now = datetime.now(UTC)
         tick = datetime.fromtimestamp(timestamp, UTC) if timestamp else now
-        with (
-            logs.job_context(context.job.id, job_id),
-            checkpoint.stoppable(_stop_reason(context)),
-        ):
-            settings = get_settings()
+        settings = get_settings()
+        engine = db.engine()
+        with logs.job_context(context.job.id, job_id):
             # A run by hand (a scheduled tick of it is skipped, not deferred):
             # it fails at once, having done nothing, naming what to set.
             require_configured(job_id, settings)
             try:
-                return body(
-                    RunContext(
-                        engine=db.engine(),
-                        settings=settings,
-                        tick=tick,
-                        now=now,
-                        job_id=context.job.id,
+                timeout = run_timeout(engine, context.job.id, job_id)
+                with checkpoint.stoppable(_stop_reason(context), timeout):
+                    return body(
+                        RunContext(
+                            engine=engine,
+                            settings=settings,
+                            tick=tick,
+                            now=now,
+                            job_id=context.job.id,
+                        )
                     )
-                )
             except Exception as error:
                 if isinstance(error, JobAborted) or not is_connection_lost(error):
                     raise

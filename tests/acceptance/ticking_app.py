@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 
 from agnt_jobs.app import app
+from agnt_jobs.checkpoint import checkpoint
 from agnt_jobs.scheduler import registry
 from agnt_jobs.scheduler.bodies import JobResult, RunContext, job
 from agnt_jobs.scheduler.declaration import Misfire, Schedule
@@ -29,6 +31,18 @@ def _sleeper(variable: str, default: str):
     return body
 
 
+def _chunks(ctx: RunContext) -> JobResult:
+    """Ten chunks of 0.2 s, a checkpoint before each; every finished chunk is a line
+    of AGNT_TEST_CHUNKS_FILE (what a run finished stands when it is stopped)."""
+    done = Path(os.environ["AGNT_TEST_CHUNKS_FILE"])
+    for chunk in range(10):
+        checkpoint()
+        time.sleep(0.2)
+        with done.open("a") as file:
+            file.write(f"{ctx.job_id} {chunk}\n")
+    return {"chunks": 10}
+
+
 BODIES = {
     "test_tick": _sleeper("AGNT_TEST_TICK_SECONDS", "0.05"),
     # Longer than its one-second period: without the job lock runs would overlap.
@@ -36,6 +50,7 @@ BODIES = {
     "test_catch_up": _sleeper("AGNT_TEST_TICK_SECONDS", "0.05"),
     "test_skip": _sleeper("AGNT_TEST_TICK_SECONDS", "0.05"),
     "test_long": _sleeper("AGNT_TEST_LONG_SECONDS", "3"),
+    "test_chunks": _chunks,
 }
 SCHEDULES = {
     "test_tick": Schedule("test_tick", "* * * * * *", "Each second.", Misfire.CATCH_UP),
@@ -44,6 +59,7 @@ SCHEDULES = {
         "test_catch_up", "* * * * * */2", "Every 2 s.", Misfire.CATCH_UP
     ),
     "test_skip": Schedule("test_skip", "* * * * * */2", "Every 2 s."),
+    "test_chunks": Schedule("test_chunks", "* * * * * */3", "Every 3 s."),
 }
 
 for name, body in BODIES.items():

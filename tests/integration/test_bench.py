@@ -21,7 +21,15 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from agnt_jobs import bench
-from agnt_jobs.bench import cases, fanout, fixtures, jobs, queue, scheduling
+from agnt_jobs.bench import (
+    cases,
+    fanout,
+    fixtures,
+    jobs,
+    queue,
+    schedule_change,
+    scheduling,
+)
 from agnt_jobs.bench.base import BenchContext
 from agnt_jobs.bench.scratch import scratch_server
 from agnt_jobs.scheduler.bodies import BODIES, RunContext
@@ -228,6 +236,17 @@ def test_scheduling_defers_each_tick_once_with_both_apps(ctx: BenchContext) -> N
         assert figures["duplicates"] == 0, figures
         assert figures["p50"] is not None
         assert figures["p50"] <= figures["p99"] <= figures["max"]
+
+
+@pytest.mark.slow
+def test_schedule_change_times_every_worker_following_each_update(
+    ctx: BenchContext,
+) -> None:
+    [measurement] = schedule_change.run(ctx, changes=3)
+    ours, floor = measurement.details["ours"], measurement.details["bare_notify"]
+    assert len(ours) == len(floor) == 3 * schedule_change.WORKERS
+    assert all(0 < latency < schedule_change.APPLY_TIMEOUT_SECONDS for latency in ours)
+    assert measurement.ratio is not None
 
 
 def test_cli_runs_one_job_and_writes_the_json(server_url: str, tmp_path: Path) -> None:

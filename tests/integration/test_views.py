@@ -127,8 +127,14 @@ async def test_an_overdue_schedule_is_listed_when_no_worker_defers_it(
     assert late == [{"schedule_id": "nightly", "kind": "overdue"}]
 
 
-def test_the_manuals_queries_run(engine: Engine) -> None:
-    """Every SQL example of the manual runs on the schema as it is."""
+async def test_the_manuals_queries_run(db_url: str, engine: Engine) -> None:
+    """Every SQL example of the manual runs on the schema as it is, once workers of
+    this code have declared its schedules."""
+    from agnt_jobs.app import app as agnt_app
+
+    with agnt_app.replace_connector(PsycopgConnector(conninfo=db_url)) as real:
+        async with real.open_async():
+            await registry.sync_table(real)
     docs = Path(__file__).resolve().parents[2] / "docs"
     blocks = [
         block

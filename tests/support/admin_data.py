@@ -78,10 +78,16 @@ def defer_tick(engine: Engine, schedule: Schedule, tick: datetime) -> str:
     with engine.begin() as connection:
         return connection.execute(
             sa.text(
-                "SELECT outcome FROM agnt_defer_schedule_tick(:id, :queue, :id, :id, "
-                "0, :tick, false, NULL)"
+                "SELECT outcome FROM agnt_defer_schedule_tick(:id, :id, :cron, :zone, "
+                ":queue, :id, :id, 0, :tick, false, NULL)"
             ),
-            {"id": schedule.id, "queue": schedule.queue, "tick": int(tick.timestamp())},
+            {
+                "id": schedule.id,
+                "cron": schedule.cron,
+                "zone": schedule.zone,
+                "queue": schedule.queue,
+                "tick": int(tick.timestamp()),
+            },
         ).scalar_one()
 
 

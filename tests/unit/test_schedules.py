@@ -189,7 +189,10 @@ def test_seconds_field_for_test_schedules() -> None:
         ({"id": "x", "cron": "@hourly"}, "schedule x: invalid cron '@hourly'"),
         ({"id": "x", "zone": "Mars/Olympus"}, "unknown time zone 'Mars/Olympus'"),
         ({"id": "Bad-Id"}, "schedule id 'Bad-Id' must be lower-case"),
-        ({"id": "x", "misfire": "sometimes"}, "'sometimes' is not a valid Misfire"),
+        (
+            {"id": "x", "misfire": "sometimes"},
+            "schedule x: unknown misfire policy 'sometimes'",
+        ),
     ],
 )
 def test_malformed_declarations_fail_with_the_schedule_named(

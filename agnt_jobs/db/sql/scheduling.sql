@@ -136,3 +136,28 @@ WHERE j.id = %(job_id)s
 -- The run of a job that is already waiting (its queueing lock is taken).
 SELECT id FROM procrastinate_jobs
 WHERE queueing_lock = %(queueing_lock)s AND status = 'todo'
+
+-- run_timeout --
+-- How long a run may take: its tick's schedule's timeout, else its job's own.
+SELECT COALESCE(
+    (SELECT s.timeout FROM schedule_ticks t JOIN schedules s ON s.id = t.schedule_id
+     WHERE t.job_id = %(job_id)s LIMIT 1),
+    (SELECT s.timeout FROM schedules s WHERE s.id = %(job)s))
+
+-- record_run_action --
+-- An operator's request on a run that no SQL function records (a run at a time).
+INSERT INTO job_run_actions (job_id, action, requested_by, source)
+VALUES (%(job_id)s, %(action)s, %(by)s, %(source)s)
+
+-- cancel_run --
+-- Cancel a waiting run, or ask a running one to stop (migration 0014).
+SELECT agnt_cancel_run(%(job_id)s, %(by)s, %(source)s)
+
+-- retry_run --
+-- Run again a failed, timed-out or cancelled run; the new job id.
+SELECT agnt_retry_run(%(job_id)s, %(by)s, %(source)s)
+
+-- retry_runs --
+-- Retry every such run of a job that ended in a time window.
+SELECT job_id, new_job_id
+FROM agnt_retry_runs(%(job)s, %(since)s, %(until)s, %(by)s, %(source)s)

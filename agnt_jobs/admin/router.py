@@ -38,6 +38,9 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": schemas.ErrorOut, "description": "Unknown id."}
 }
+_BAD_BODY: dict[int | str, dict[str, Any]] = {
+    400: {"model": schemas.ErrorOut, "description": "The body is not JSON."}
+}
 
 PREFIX = "/admin/scheduler"
 api = APIRouter(
@@ -81,17 +84,37 @@ def _aware(value: datetime | None, ctx: AdminContext) -> datetime | None:
     return value.replace(tzinfo=ZoneInfo(ctx.settings.business_timezone))
 
 
-def _invalid(field: str, message: str, value: Any) -> RequestValidationError:
+def _invalid(
+    field: str, message: str, value: Any, part: str = "query"
+) -> RequestValidationError:
     return RequestValidationError(
         [
             {
                 "type": "value_error",
-                "loc": ("query", field),
+                "loc": (part, field),
                 "msg": message,
                 "input": value,
             }
         ]
     )
+
+
+_COLUMNS = {
+    "cron": "cron",
+    "zone": "zone",
+    "misfire_policy": "misfire_policy",
+    "timeout": "timeout",
+}
+
+
+def _refused(error: control.Refused, change: Any = None) -> RequestValidationError:
+    """Postgres's refusal of a value as FastAPI's own 422, located at the body
+    field it names (``schedules.cron ...``), with its one line as the message."""
+    message = str(error)
+    column = message.removeprefix("schedules.").split(" ", 1)[0]
+    field = _COLUMNS.get(column, "body")
+    value = getattr(change, field, None) if change is not None else None
+    return _invalid(field, message, value, part="body")
 
 
 @api.get(
@@ -161,6 +184,7 @@ def get_run(
     status_code=status.HTTP_202_ACCEPTED,
     responses={
         **_NOT_FOUND,
+        **_BAD_BODY,
         409: {
             "model": schemas.AlreadyWaitingOut,
             "description": "A run of this job is already waiting (queueing lock), "
@@ -188,7 +212,7 @@ def post_run(
     except control.UnknownId as error:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(error)) from None
     except control.Refused as error:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(error)) from None
+        raise _invalid("at", str(error), body.at if body else None, "body") from None
     except control.NotConfigured as error:
         return JSONResponse(
             status_code=status.HTTP_409_CONFLICT,
@@ -242,12 +266,6 @@ def post_resume(request: Request, ctx: Context, schedule_id: ScheduleId) -> Any:
     return _toggle(request, ctx, schedule_id, True)
 
 
-_REFUSED: dict[int | str, dict[str, Any]] = {
-    422: {
-        "model": schemas.ErrorOut,
-        "description": "A value Postgres refuses (bad cron, zone, policy, timeout).",
-    }
-}
 _CONFLICT: dict[int | str, dict[str, Any]] = {
     409: {
         "model": schemas.ErrorOut,
@@ -261,7 +279,7 @@ RunId = Annotated[int, Path(ge=1, le=2**63 - 1, description="The job id.")]
 @api.patch(
     "/{schedule_id}",
     response_model=schemas.ScheduleOut,
-    responses={**_NOT_FOUND, **_REFUSED},
+    responses={**_NOT_FOUND, **_BAD_BODY},
     summary="Change a schedule",
 )
 def patch_schedule(
@@ -279,7 +297,7 @@ def patch_schedule(
     except control.UnknownId as error:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(error)) from None
     except control.Refused as error:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(error)) from None
+        raise _refused(error, change) from None
     if not change.dry_run:
         audit(request, "admin_change", schedule_id)
     return changed
@@ -288,7 +306,14 @@ def patch_schedule(
 @api.post(
     "/{schedule_id}/reset",
     response_model=schemas.ScheduleOut,
-    responses={**_NOT_FOUND, **_REFUSED},
+    responses={
+        **_NOT_FOUND,
+        **_BAD_BODY,
+        409: {
+            "model": schemas.ErrorOut,
+            "description": "Created in SQL: it has no declaration to return to.",
+        },
+    },
     summary="Return a schedule to its declaration",
 )
 def post_reset(
@@ -305,7 +330,7 @@ def post_reset(
     except control.UnknownId as error:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(error)) from None
     except control.Refused as error:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(error)) from None
+        raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from None
     audit(request, "admin_reset", schedule_id)
     return reset
 
@@ -313,7 +338,7 @@ def post_reset(
 @api.post(
     "/runs/retry",
     response_model=schemas.RetriedMany,
-    responses=_NOT_FOUND,
+    responses={**_NOT_FOUND, **_BAD_BODY},
     summary="Retry a job's failed runs in a time window",
 )
 def post_retry_many(
@@ -337,7 +362,7 @@ def post_retry_many(
 @api.post(
     "/runs/{run_id}/cancel",
     response_model=schemas.Cancelled,
-    responses={**_NOT_FOUND, **_CONFLICT},
+    responses={**_NOT_FOUND, **_CONFLICT, **_BAD_BODY},
     summary="Cancel a waiting or running run",
 )
 def post_cancel(
@@ -364,7 +389,7 @@ def post_cancel(
     "/runs/{run_id}/retry",
     response_model=schemas.Retried,
     status_code=status.HTTP_202_ACCEPTED,
-    responses={**_NOT_FOUND, **_CONFLICT},
+    responses={**_NOT_FOUND, **_CONFLICT, **_BAD_BODY},
     summary="Retry a failed, timed-out or cancelled run",
 )
 def post_retry(

@@ -74,7 +74,9 @@ def test_edit_dry_run_refusal_and_reset(client: TestClient, engine: Engine) -> N
         "/admin/scheduler/tidy", json={"cron": "61 * * * *"}, headers=HEADERS
     )
     assert refused.status_code == 422
-    assert refused.json()["detail"].startswith(
+    [problem] = refused.json()["detail"]
+    assert problem["loc"] == ["body", "cron"]
+    assert problem["msg"].startswith(
         "schedules.cron '61 * * * *' is not a valid cron: the minute field"
     )
     nul = client.patch(

@@ -1,6 +1,7 @@
 """The admin view as an application of its own, for ``agnt-jobs admin``: the router,
-its OpenAPI schema at ``/admin/scheduler/openapi.json`` (behind the token, as every
-other route), an access log of paths without their query strings, and a database
+``GET /metrics`` for Prometheus, its OpenAPI schema at
+``/admin/scheduler/openapi.json`` (behind the token, as every other route), an
+access log of paths without their query strings, and a database
 that cannot be reached answered as 503 instead of a bare 500."""
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse
 
 from agnt_jobs import logs
+from agnt_jobs.admin import metrics
 from agnt_jobs.admin.auth import require_token
 from agnt_jobs.admin.context import AdminContext, get_context
 from agnt_jobs.admin.router import router
@@ -35,6 +37,7 @@ def create_app(context: AdminContext | None = None) -> FastAPI:
         redoc_url=None,
     )
     app.include_router(router)
+    app.include_router(metrics.router)
     _access_log_without_queries()
 
     @app.get(

@@ -1,13 +1,19 @@
 """Who may use the admin view: the holder of ``INTERNAL_API_TOKEN``.
 
-Scripts send it in ``X-Internal-Token`` on every request (``require_token``).
-People sign in on the page once: the form posts the token, and the answer is a
-session cookie (HttpOnly, SameSite=Strict, Secure over https, scoped to the page's
-path) whose value is not the token but a signed ``issued.nonce.signature``; the
-signing key is derived from the token, so changing the token ends every session,
-and the server keeps no session state. Every POST from the page carries a CSRF
-value derived from the session the same way (SameSite=Strict already keeps other
-sites' forms from sending the cookie; the CSRF value is the second lock).
+Scripts send it on every request (``require_token``), in ``X-Internal-Token`` or
+as ``Authorization: Bearer`` (what Prometheus sends). People sign in on the page
+once: the form posts the token, and the answer is a session cookie (HttpOnly,
+SameSite=Strict, Secure over https, scoped to the page's path) whose value is not
+the token but a signed ``issued.nonce.signature``. A session is live while its
+signature holds (the key is derived from the token, so changing the token ends
+every session) and its row in ``admin_sessions`` exists (signing out deletes it).
+Every POST from the page carries a CSRF value derived from the session the same
+way (SameSite=Strict already keeps other sites' forms from sending the cookie; the
+CSRF value is the second lock).
+
+A client address that sends more than AGNT_ADMIN_FAILURES_PER_MINUTE wrong tokens
+in a minute gets 429 with Retry-After for the rest of that minute, whatever it
+sends; the refusals are logged once per address and minute, not once a request.
 
 No token configured refuses every request (503), never opens the view. Tokens are
 compared in constant time and never logged.
@@ -18,9 +24,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import math
 import os
 import secrets
+import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +38,11 @@ from fastapi.security import APIKeyHeader
 
 from agnt_jobs import logs
 from agnt_jobs.admin.context import AdminContext, get_context
+from agnt_jobs.db import queries
 from agnt_jobs.scheduler import control
 from agnt_jobs.settings import Settings
+
+SQL = queries.load("admin.sql")
 
 logger = logging.getLogger(__name__)
 
@@ -92,26 +104,133 @@ def matches(given: bytes, token: bytes) -> bool:
     return hmac.compare_digest(given, token)
 
 
+def _bearer(request: Request) -> str | None:
+    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return credentials.strip() or None
+
+
 def require_token(
     request: Request,
     given: str | None = Security(token_header),
     ctx: AdminContext = Depends(get_context),
 ) -> None:
-    """401 without the header, 403 with a wrong one, 503 if no token is set."""
+    """401 without a token, 403 with a wrong one, 429 after too many wrong ones
+    from the client's address, 503 if no token is set."""
     token = configured_token(ctx.settings)
     if token is None:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, DISABLED)
+    given = given or _bearer(request)
     if not given:
         raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED, f"missing {TOKEN_HEADER} header"
+            status.HTTP_401_UNAUTHORIZED,
+            f"missing {TOKEN_HEADER} or Authorization: Bearer header",
+            headers={"WWW-Authenticate": "Bearer"},
         )
+    door = throttle(request, ctx.settings)
+    door.refuse_if_throttled(client_address(request))
     # Header values arrive decoded as latin-1: encoding back gives the raw bytes.
     if not matches(given.encode("latin-1"), token):
-        logger.warning(
-            "admin request with a wrong token",
-            extra=logs.event("admin_auth_refused", **_client(request)),
-        )
+        door.failed(client_address(request), request.url.path)
         raise HTTPException(status.HTTP_403_FORBIDDEN, f"wrong {TOKEN_HEADER}")
+
+
+# --- throttling -----------------------------------------------------------------
+
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+@dataclass
+class _Window:
+    started: float
+    failures: int = 0
+
+
+class Throttle:
+    """Wrong tokens per client address in fixed one-minute windows. It lives in
+    the process (a table would let each wrong guess cost a database write);
+    with several admin processes each counts its own."""
+
+    WINDOW_SECONDS = 60.0
+    # Addresses remembered at most: past it the oldest windows are forgotten, so a
+    # flood from many addresses cannot grow the process without bound.
+    MAX_ADDRESSES = 10_000
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._windows: dict[str, _Window] = {}
+        self._lock = threading.Lock()
+
+    def _window(self, address: str, now: float) -> _Window | None:
+        window = self._windows.get(address)
+        if window is not None and now - window.started >= self.WINDOW_SECONDS:
+            del self._windows[address]
+            return None
+        return window
+
+    def retry_after(self, address: str, now: float | None = None) -> int | None:
+        """Seconds until ``address`` may try again, or None if it may now."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            window = self._window(address, now)
+            if window is None or window.failures < self.limit:
+                return None
+            return max(1, math.ceil(window.started + self.WINDOW_SECONDS - now))
+
+    def refuse_if_throttled(self, address: str) -> None:
+        wait = self.retry_after(address)
+        if wait is not None:
+            raise HTTPException(
+                status.HTTP_429_TOO_MANY_REQUESTS,
+                f"too many wrong tokens from this address: try again in {wait} s",
+                headers={"Retry-After": str(wait)},
+            )
+
+    def failed(self, address: str, path: str, now: float | None = None) -> None:
+        """Count a wrong token; log the first of a window and the one that starts
+        the throttling, never the others."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            window = self._window(address, now)
+            if window is None:
+                if len(self._windows) >= self.MAX_ADDRESSES:
+                    oldest = min(self._windows, key=lambda a: self._windows[a].started)
+                    del self._windows[oldest]
+                window = self._windows[address] = _Window(started=now)
+            window.failures += 1
+            failures = window.failures
+        if failures == 1:
+            logger.warning(
+                "wrong admin token; further ones from this address within a "
+                "minute are counted, not logged",
+                extra=logs.event("admin_auth_refused", client=address, path=path),
+            )
+        elif failures == self.limit:
+            logger.warning(
+                f"{failures} wrong admin tokens within a minute: refusing this "
+                "address for the rest of the minute",
+                extra=logs.event(
+                    "admin_auth_throttled", client=address, failures=failures
+                ),
+            )
+
+
+_THROTTLE_LOCK = threading.Lock()
+
+
+def throttle(request: Request, settings: Settings) -> Throttle:
+    """The throttle of the application serving the request (one per app, so a
+    backend that mounts the router gets its own)."""
+    state = request.app.state
+    with _THROTTLE_LOCK:
+        door: Throttle | None = getattr(state, "agnt_admin_throttle", None)
+        if door is None or door.limit != settings.admin_failures_per_minute:
+            door = Throttle(settings.admin_failures_per_minute)
+            state.agnt_admin_throttle = door
+    return door
 
 
 def audit(request: Request, action: str, schedule_id: str, **extra: Any) -> None:
@@ -130,10 +249,7 @@ def actor(request: Request) -> control.Actor:
 
 
 def _client(request: Request) -> dict[str, str | None]:
-    return {
-        "client": request.client.host if request.client else None,
-        "path": request.url.path,
-    }
+    return {"client": client_address(request), "path": request.url.path}
 
 
 # --- page sessions ------------------------------------------------------------------
@@ -168,6 +284,53 @@ def session_valid(
     issued = int(payload.split(".", 1)[0])
     age = (time.time() if now is None else now) - issued
     return 0 <= age <= max_age_seconds
+
+
+def _nonce_sha256(session: str) -> str:
+    nonce = session.split(".")[1]
+    return hashlib.sha256(nonce.encode("latin-1", "replace")).hexdigest()
+
+
+def start_session(ctx: AdminContext, token: bytes, client: str) -> str:
+    """A new signed-in session: its cookie value, with its row recorded."""
+    session = new_session(token)
+    with ctx.engine.begin() as connection:
+        connection.exec_driver_sql(
+            SQL["session_start"],
+            {
+                "nonce_sha256": _nonce_sha256(session),
+                "seconds": ctx.settings.admin_session_hours * 3600,
+                "client": client,
+            },
+        )
+    return session
+
+
+def session_live(ctx: AdminContext, value: str | None) -> bool:
+    """The cookie is a session this server signed with the current token, within
+    its age, and not signed out."""
+    token = configured_token(ctx.settings)
+    if token is None or not session_valid(
+        value, token, ctx.settings.admin_session_hours * 3600
+    ):
+        return False
+    assert value is not None
+    with ctx.engine.connect() as connection:
+        return bool(
+            connection.exec_driver_sql(
+                SQL["session_live"], {"nonce_sha256": _nonce_sha256(value)}
+            ).scalar_one()
+        )
+
+
+def end_session(ctx: AdminContext, value: str | None) -> None:
+    """Sign a session out: its cookie signs no one in from now on, anywhere."""
+    if not value or value.count(".") != 2:
+        return
+    with ctx.engine.begin() as connection:
+        connection.exec_driver_sql(
+            SQL["session_end"], {"nonce_sha256": _nonce_sha256(value)}
+        )
 
 
 def csrf_value(session: str, token: bytes) -> str:

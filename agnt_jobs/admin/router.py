@@ -28,8 +28,22 @@ from agnt_jobs.scheduler import control
 logger = logging.getLogger(__name__)
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"model": schemas.ErrorOut, "description": "No X-Internal-Token header."},
-    403: {"model": schemas.ErrorOut, "description": "Wrong X-Internal-Token."},
+    401: {
+        "model": schemas.ErrorOut,
+        "description": "No X-Internal-Token or Authorization: Bearer header.",
+    },
+    403: {"model": schemas.ErrorOut, "description": "Wrong token."},
+    429: {
+        "model": schemas.ErrorOut,
+        "description": "Too many wrong tokens from this address within a minute: "
+        "try again after Retry-After seconds.",
+        "headers": {
+            "Retry-After": {
+                "description": "Seconds until the address may try again.",
+                "schema": {"type": "integer"},
+            }
+        },
+    },
     503: {
         "model": schemas.ErrorOut,
         "description": "INTERNAL_API_TOKEN is not set: every request is refused.",

@@ -88,14 +88,9 @@ def _back(request: Request, **message: str) -> RedirectResponse:
 
 
 def _session(request: Request, ctx: AdminContext) -> str | None:
-    """The request's valid session cookie, or None."""
-    token = auth.configured_token(ctx.settings)
+    """The request's live session cookie, or None."""
     value = request.cookies.get(auth.SESSION_COOKIE)
-    if token is None or not auth.session_valid(
-        value, token, ctx.settings.admin_session_hours * 3600
-    ):
-        return None
-    return value
+    return value if auth.session_live(ctx, value) else None
 
 
 def _signed_out(request: Request, ctx: AdminContext, code: int = 200, **kw: Any):
@@ -141,16 +136,25 @@ def login(
         return _signed_out(request, ctx)
     if not token:
         return _signed_out(request, ctx, 401, error="Enter the token.")
-    if not auth.matches(token.encode(), configured):
-        logger.warning(
-            "admin sign-in with a wrong token",
-            extra=logs.event("admin_auth_refused", path=request.url.path),
+    door = auth.throttle(request, ctx.settings)
+    client = auth.client_address(request)
+    wait = door.retry_after(client)
+    if wait is not None:
+        response = _signed_out(
+            request,
+            ctx,
+            429,
+            error=f"Too many wrong tokens from your address: try again in {wait} s.",
         )
+        response.headers["Retry-After"] = str(wait)
+        return response
+    if not auth.matches(token.encode(), configured):
+        door.failed(client, request.url.path)
         return _signed_out(request, ctx, 403, error="Wrong token.")
     response = _back(request)
     response.set_cookie(
         auth.SESSION_COOKIE,
-        auth.new_session(configured),
+        auth.start_session(ctx, configured, client),
         max_age=int(ctx.settings.admin_session_hours * 3600),
         path=_page_path(request),
         httponly=True,
@@ -162,8 +166,9 @@ def login(
 
 
 @router.post("/logout")
-def logout(request: Request) -> Response:
+def logout(request: Request, ctx: Context) -> Response:
     # No CSRF check: signing someone out is harmless, and a stale page must work.
+    auth.end_session(ctx, request.cookies.get(auth.SESSION_COOKIE))
     response = _back(request)
     response.delete_cookie(
         auth.SESSION_COOKIE,

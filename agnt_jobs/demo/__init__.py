@@ -31,6 +31,9 @@ from agnt_jobs.demo.registry import NotEmptyError, Plan, Report, seed
 JOB_WRITTEN_TABLES = {
     "job_runs": "the run history: the worker, around each attempt of a job",
     "job_run_actions": "operators' cancels and retries: the run functions",
+    "job_run_totals": "finished runs by job and status: the job_runs trigger",
+    "job_run_duration_buckets": "finished runs by duration: the job_runs trigger",
+    "admin_sessions": "the admin page's sign-ins: the admin view",
     "schedules": "the schedule registry: each worker, at start",
     "schedule_changes": "who changed which schedule: the schedules trigger",
     "schedule_ticks": "each scheduled tick and what became of it: the deferrer",

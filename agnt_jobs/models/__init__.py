@@ -2,6 +2,7 @@
 every table on ``Base.metadata``, which Alembic's autogenerate and check read."""
 
 from agnt_jobs.models.a2a import A2AEnvelope, VenueResponse
+from agnt_jobs.models.admin import AdminSession
 from agnt_jobs.models.api_keys import (
     ApiKey,
     ApiKeyDailyUsage,
@@ -33,7 +34,12 @@ from agnt_jobs.models.memory import Memory
 from agnt_jobs.models.messaging import DeadLetter, OutboundMessage
 from agnt_jobs.models.ops import ErrorLog
 from agnt_jobs.models.people import User
-from agnt_jobs.models.runs import JobRun, JobRunAction
+from agnt_jobs.models.runs import (
+    JobRun,
+    JobRunAction,
+    JobRunDurationBucket,
+    JobRunTotal,
+)
 from agnt_jobs.models.scheduling import (
     ScheduleChange,
     ScheduleRecord,
@@ -47,6 +53,7 @@ from agnt_jobs.models.wiki import FleetWikiCursor, FleetWikiPage
 
 __all__ = [
     "A2AEnvelope",
+    "AdminSession",
     "AgentInsight",
     "Alert",
     "ApiKey",
@@ -72,6 +79,8 @@ __all__ = [
     "Interaction",
     "JobRun",
     "JobRunAction",
+    "JobRunDurationBucket",
+    "JobRunTotal",
     "LedgerEntry",
     "Memory",
     "MonthlyInvoice",

@@ -89,4 +89,10 @@ class DeadLetter(Base):
             "resolved_at",
             postgresql_where=text("resolved_at IS NOT NULL"),
         ),
+        # GET /metrics counts the unresolved ones by source.
+        Index(
+            "ix_dead_letters_unresolved",
+            "source",
+            postgresql_where=text("resolved_at IS NULL"),
+        ),
     )

@@ -15,6 +15,7 @@ from sqlalchemy import (
     BigInteger,
     CheckConstraint,
     DateTime,
+    Double,
     Identity,
     Index,
     Integer,
@@ -88,3 +89,30 @@ class JobRunAction(Base):
         CheckConstraint("action IN ('cancel', 'retry', 'run_at')", name="action"),
         Index("ix_job_run_actions_job_id", "job_id"),
     )
+
+
+class JobRunTotal(Base):
+    """How many runs of a job ended with a status, ever (``GET /metrics``'s
+    counters). Written by the ``job_runs`` trigger of migration 0015 as each run
+    ends; the history's retention does not take anything back."""
+
+    __tablename__ = "job_run_totals"
+
+    task_name: Mapped[str] = mapped_column(Text, primary_key=True)
+    status: Mapped[str] = mapped_column(Text, primary_key=True)
+    runs: Mapped[int] = mapped_column(BigInteger)
+    # The sum of those runs' durations.
+    duration_seconds: Mapped[float] = mapped_column(Double)
+    last_finished_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class JobRunDurationBucket(Base):
+    """How many runs of a job, of any status, took at most ``le`` seconds and more
+    than the bound below (``agnt_run_duration_bounds()``; the last is Infinity).
+    Written with ``job_run_totals``."""
+
+    __tablename__ = "job_run_duration_buckets"
+
+    task_name: Mapped[str] = mapped_column(Text, primary_key=True)
+    le: Mapped[float] = mapped_column(Double, primary_key=True)
+    runs: Mapped[int] = mapped_column(BigInteger)

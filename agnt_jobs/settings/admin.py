@@ -11,7 +11,8 @@ class AdminSettings(BaseModel):
     internal_api_token: SecretStr | None = Field(
         default=None,
         validation_alias=AliasChoices("INTERNAL_API_TOKEN", "AGNT_INTERNAL_API_TOKEN"),
-        description="Token required in X-Internal-Token by /admin/scheduler. Unset: "
+        description="Token required by /admin/scheduler and /metrics, in "
+        "X-Internal-Token or Authorization: Bearer; at least 32 characters. Unset: "
         "the admin view refuses every request.",
     )
     admin_port: int = Field(
@@ -25,8 +26,15 @@ class AdminSettings(BaseModel):
         default=12.0,
         gt=0,
         le=24 * 30,
-        description="How long an admin page sign-in lasts; changing "
-        "INTERNAL_API_TOKEN ends every session at once.",
+        description="How long an admin page sign-in lasts; signing out ends it, "
+        "changing INTERNAL_API_TOKEN ends every session at once.",
+    )
+    admin_failures_per_minute: int = Field(
+        default=10,
+        ge=1,
+        description="Wrong tokens (sign-ins or headers) one client address may send "
+        "in a minute; past it, its sign-ins and token checks answer 429 with "
+        "Retry-After until the minute is over.",
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", description="Lowest level logged: DEBUG, INFO, WARNING, ERROR."

@@ -66,3 +66,19 @@ FROM job_runs
 WHERE status = 'failed'
 ORDER BY started_at DESC, job_id DESC, attempt DESC
 LIMIT %(limit)s
+
+-- session_start --
+-- A sign-in: its cookie's nonce, hashed, lives until expires_at. Sessions that
+-- have ended go at the same time (a table of live sign-ins only).
+WITH expired AS (DELETE FROM admin_sessions WHERE expires_at <= now())
+INSERT INTO admin_sessions (nonce_sha256, expires_at, client)
+VALUES (%(nonce_sha256)s, now() + make_interval(secs => %(seconds)s), %(client)s)
+
+-- session_live --
+-- Whether the session of a cookie is signed in.
+SELECT EXISTS (SELECT 1 FROM admin_sessions
+               WHERE nonce_sha256 = %(nonce_sha256)s AND expires_at > now()) AS live
+
+-- session_end --
+-- Sign-out.
+DELETE FROM admin_sessions WHERE nonce_sha256 = %(nonce_sha256)s

@@ -61,12 +61,17 @@ def test_no_token_configured_refuses_everything_with_503(
 
 
 def test_missing_token_is_401_and_a_wrong_one_403(
-    client: TestClient, engine: Engine
+    client: TestClient, engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # More wrong tokens than the throttle allows a client: it is tested below.
+    monkeypatch.setenv("AGNT_ADMIN_FAILURES_PER_MINUTE", "1000")
+    settings.get_settings.cache_clear()
     for method, path in ENDPOINTS:
         missing = client.request(method, path)
         assert missing.status_code == 401, (method, path)
-        assert missing.json() == {"detail": "missing X-Internal-Token header"}
+        assert missing.json() == {
+            "detail": "missing X-Internal-Token or Authorization: Bearer header"
+        }
         assert (
             client.request(method, path, headers={"X-Internal-Token": ""}).status_code
             == 401
@@ -315,3 +320,87 @@ def test_the_access_log_has_paths_without_their_query_strings(
     assert all(f.filter(record) for f in access.filters)
     assert TOKEN not in record.getMessage()
     assert '"GET /admin/scheduler/runs HTTP/1.1" 401' in record.getMessage()
+
+
+def test_signing_out_ends_the_session_on_the_server(
+    client: TestClient, engine: Engine
+) -> None:
+    """The old cookie, kept by whoever copied it, is refused after sign-out: for
+    the page and for every action."""
+    _sign_in(client)
+    old = client.cookies[auth.SESSION_COOKIE]
+    page = client.get("/admin/scheduler/ui")
+    csrf = page.text.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+    assert client.post("/admin/scheduler/ui/logout").status_code == 200
+
+    client.cookies.set(auth.SESSION_COOKIE, old, path="/admin/scheduler/ui")
+    assert 'name="token"' in client.get("/admin/scheduler/ui").text
+    for action in ("pause", "run"):
+        response = client.post(
+            f"/admin/scheduler/ui/dlq_cleanup/{action}",
+            data={"csrf": csrf},
+            follow_redirects=False,
+        )
+        assert response.status_code == 401, action
+    assert _waiting_jobs(engine) == 0
+    with engine.connect() as connection:
+        assert connection.execute(
+            sa.text("SELECT enabled FROM schedules WHERE id = 'dlq_cleanup'")
+        ).scalar_one_or_none() in (None, True)
+        assert (
+            connection.execute(sa.text("SELECT count(*) FROM admin_sessions"))
+        ).scalar_one() == 0
+
+    # Another sign-in is a session of its own, unaffected by the first's end.
+    client.cookies.clear()
+    _sign_in(client)
+    second = client.cookies[auth.SESSION_COOKIE]
+    client.cookies.clear()
+    _sign_in(client)
+    client.post("/admin/scheduler/ui/logout")
+    client.cookies.set(auth.SESSION_COOKIE, second, path="/admin/scheduler/ui")
+    assert "data-schedule" in client.get("/admin/scheduler/ui").text
+
+
+def test_wrong_sign_ins_are_throttled_and_logged_once_a_window(
+    client: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    limit = settings.get_settings().admin_failures_per_minute
+    for _ in range(limit):
+        assert _sign_in(client, TOKEN + "-wrong").status_code == 403
+    refused = _sign_in(client, TOKEN + "-wrong")
+    assert refused.status_code == 429
+    assert 1 <= int(refused.headers["retry-after"]) <= 60
+    # The right token too, from this address, until the minute is over.
+    right = _sign_in(client)
+    assert right.status_code == 429 and auth.SESSION_COOKIE not in right.cookies
+    assert client.get("/admin/scheduler", headers=HEADERS).status_code == 429
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert [r.__dict__.get("action") for r in warnings] == [
+        "admin_auth_refused",
+        "admin_auth_throttled",
+    ]
+
+
+def test_wrong_header_tokens_are_throttled(client: TestClient) -> None:
+    limit = settings.get_settings().admin_failures_per_minute
+    wrong = {"X-Internal-Token": TOKEN + "-wrong"}
+    for _ in range(limit):
+        assert client.get("/admin/scheduler", headers=wrong).status_code == 403
+    refused = client.get("/admin/scheduler", headers=wrong)
+    assert refused.status_code == 429 and refused.headers["retry-after"]
+    assert client.get("/metrics", headers=HEADERS).status_code == 429
+    assert _sign_in(client).status_code == 429
+
+
+def test_the_throttle_counts_per_address_and_per_minute() -> None:
+    throttle = auth.Throttle(limit=3)
+    for _ in range(3):
+        throttle.failed("10.0.0.1", "/x", now=100.0)
+    assert throttle.retry_after("10.0.0.1", now=100.0) == 60
+    assert throttle.retry_after("10.0.0.1", now=130.5) == 30
+    assert throttle.retry_after("10.0.0.2", now=130.5) is None
+    assert throttle.retry_after("10.0.0.1", now=160.0) is None
+    throttle.failed("10.0.0.1", "/x", now=161.0)
+    assert throttle.retry_after("10.0.0.1", now=161.0) is None

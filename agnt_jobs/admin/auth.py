@@ -84,6 +84,16 @@ def weak_token(settings: Settings) -> str | None:
     )
 
 
+def closed(settings: Settings) -> str | None:
+    """Why the view refuses every request (503), or None: no token is set, or it
+    is too weak to guard anything (a backend that mounts the router gets the same
+    refusal as ``agnt-jobs admin``, which will not start)."""
+    if configured_token(settings) is None:
+        return DISABLED
+    weak = weak_token(settings)
+    return f"the admin view is closed: {weak}" if weak is not None else None
+
+
 def local_token(data_dir: Path) -> tuple[str, bool]:
     """The admin token of an embedded database's data directory, made at random
     the first time (mode 0600) and kept there; with whether it was made now. Only
@@ -118,9 +128,10 @@ def require_token(
 ) -> None:
     """401 without a token, 403 with a wrong one, 429 after too many wrong ones
     from the client's address, 503 if no token is set."""
+    reason = closed(ctx.settings)
     token = configured_token(ctx.settings)
-    if token is None:
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, DISABLED)
+    if reason is not None or token is None:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, reason or DISABLED)
     given = given or _bearer(request)
     if not given:
         raise HTTPException(

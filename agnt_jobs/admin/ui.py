@@ -94,8 +94,9 @@ def _session(request: Request, ctx: AdminContext) -> str | None:
 
 
 def _signed_out(request: Request, ctx: AdminContext, code: int = 200, **kw: Any):
-    if auth.configured_token(ctx.settings) is None:
-        return _render(request, ctx, "message.html", 503, message=auth.DISABLED)
+    reason = auth.closed(ctx.settings)
+    if reason is not None:
+        return _render(request, ctx, "message.html", 503, message=reason)
     return _render(request, ctx, "login.html", code, **kw)
 
 
@@ -132,7 +133,7 @@ def login(
     token: Annotated[str, Form(max_length=4096)] = "",
 ) -> Response:
     configured = auth.configured_token(ctx.settings)
-    if configured is None:
+    if configured is None or auth.closed(ctx.settings) is not None:
         return _signed_out(request, ctx)
     if not token:
         return _signed_out(request, ctx, 401, error="Enter the token.")

@@ -16,7 +16,9 @@ One module per family:
   from its return to the first tick and job, and the log lines meanwhile, against
   stock Procrastinate's workers under the same outage (``cluster``);
 * ``schedule_change``: three workers, a plain SQL UPDATE of a cron: seconds until
-  every worker follows it, against a bare LISTEN/NOTIFY round trip.
+  every worker follows it, against a bare LISTEN/NOTIFY round trip;
+* ``metrics``: ``GET /metrics`` of an admin server on the jobs' data set plus a
+  month of run history, against the run counters computed from that history.
 """
 
 from __future__ import annotations
@@ -28,7 +30,15 @@ from agnt_jobs.bench.base import BenchContext
 from agnt_jobs.bench.report import Measurement, format_table, write_json
 from agnt_jobs.bench.scratch import scratch_server
 
-FAMILIES = ("scheduling", "queue", "jobs", "fanout", "recovery", "schedule_change")
+FAMILIES = (
+    "scheduling",
+    "queue",
+    "jobs",
+    "fanout",
+    "recovery",
+    "schedule_change",
+    "metrics",
+)
 
 
 class UnknownBenchmark(ValueError):
@@ -126,6 +136,10 @@ def run(options: Options) -> list[Measurement]:
                 from agnt_jobs.bench import schedule_change
 
                 measurements += schedule_change.run(ctx)
+            elif family == "metrics":
+                from agnt_jobs.bench import metrics
+
+                measurements += metrics.run(ctx)
     if options.json_path is not None:
         write_json(
             options.json_path,

@@ -26,6 +26,7 @@ from agnt_jobs.bench import (
     fanout,
     fixtures,
     jobs,
+    metrics,
     queue,
     schedule_change,
     scheduling,
@@ -247,6 +248,19 @@ def test_schedule_change_times_every_worker_following_each_update(
     assert len(ours) == len(floor) == 3 * schedule_change.WORKERS
     assert all(0 < latency < schedule_change.APPLY_TIMEOUT_SECONDS for latency in ours)
     assert measurement.ratio is not None
+
+
+@pytest.mark.slow
+def test_metrics_scrapes_an_admin_server_on_the_run_history(
+    ctx: BenchContext,
+) -> None:
+    [measurement] = metrics.run(ctx, count=3, days=1)
+    assert len(measurement.details["ours"]) == 3
+    assert len(measurement.details["from_history"]) == 3
+    rows = measurement.details["rows"]
+    # Every tick of every schedule over the day: two of them tick every minute.
+    assert rows["job_runs"] > 2 * 1440 and rows["bookings"] >= 10_000
+    assert "samples" in measurement.note and measurement.ratio is not None
 
 
 def test_cli_runs_one_job_and_writes_the_json(server_url: str, tmp_path: Path) -> None:

@@ -29,6 +29,13 @@ class AdminSettings(BaseModel):
         description="How long an admin page sign-in lasts; signing out ends it, "
         "changing INTERNAL_API_TOKEN ends every session at once.",
     )
+    admin_refresh_seconds: float = Field(
+        default=10.0,
+        ge=1,
+        le=3600,
+        description="How often the admin pages reload their content (the "
+        "operator's filters kept; not while a form is being filled in).",
+    )
     admin_failures_per_minute: int = Field(
         default=10,
         ge=1,

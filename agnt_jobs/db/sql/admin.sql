@@ -82,3 +82,72 @@ SELECT EXISTS (SELECT 1 FROM admin_sessions
 -- session_end --
 -- Sign-out.
 DELETE FROM admin_sessions WHERE nonce_sha256 = %(nonce_sha256)s
+
+-- schedule_row --
+-- One schedule as the table has it (effective and declared values).
+SELECT * FROM schedules WHERE id = %(id)s
+
+-- schedule_stats --
+-- A job's runs that started within the last 24 hours and 7 days: how many ended,
+-- how many succeeded, and the median and 95th percentile of their durations.
+-- Both windows read the history's (task_name, started_at) index.
+SELECT w.label,
+       count(r.job_id) FILTER (WHERE r.status <> 'running') AS ended,
+       count(r.job_id) FILTER (WHERE r.status = 'succeeded') AS succeeded,
+       count(r.job_id) FILTER (WHERE r.status = 'running') AS running,
+       percentile_cont(0.5) WITHIN GROUP (
+           ORDER BY extract(epoch FROM r.finished_at - r.started_at)::float8)
+           AS p50_seconds,
+       percentile_cont(0.95) WITHIN GROUP (
+           ORDER BY extract(epoch FROM r.finished_at - r.started_at)::float8)
+           AS p95_seconds
+FROM (VALUES (1, '24 h', interval '24 hours'), (2, '7 d', interval '7 days'))
+     AS w(position, label, span)
+LEFT JOIN job_runs r
+       ON r.task_name = %(job)s AND r.started_at >= now() - w.span
+GROUP BY w.position, w.label
+ORDER BY w.position
+
+-- recent_durations --
+-- The newest finished runs of a job, for its duration chart.
+SELECT job_id, attempt, status, started_at,
+       extract(epoch FROM finished_at - started_at)::float8 AS seconds
+FROM job_runs
+WHERE task_name = %(job)s AND finished_at IS NOT NULL
+ORDER BY started_at DESC
+LIMIT %(limit)s
+
+-- workers --
+-- Every worker Procrastinate knows, with its host and pid (schedule_workers), the
+-- age of its heartbeat and the jobs it runs now.
+SELECT w.id, w.last_heartbeat,
+       extract(epoch FROM now() - w.last_heartbeat)::float8 AS heartbeat_age,
+       s.hostname, s.pid, s.started_at,
+       COALESCE((SELECT jsonb_agg(jsonb_build_object('job_id', j.id,
+                                                     'task', j.task_name)
+                                  ORDER BY j.id)
+                 FROM procrastinate_jobs j
+                 WHERE j.worker_id = w.id AND j.status = 'doing'), '[]')
+           AS running
+FROM procrastinate_workers w
+LEFT JOIN schedule_workers s ON s.worker_id = w.id
+ORDER BY w.id
+
+-- gone_workers --
+-- Workers that started and are gone from Procrastinate's table: pruned after
+-- going silent, or stopped (the retention removes them later), newest first.
+SELECT s.worker_id AS id, s.hostname, s.pid, s.started_at
+FROM schedule_workers s
+WHERE NOT EXISTS (SELECT 1 FROM procrastinate_workers w WHERE w.id = s.worker_id)
+ORDER BY s.started_at DESC
+LIMIT 20
+
+-- waiting_runs --
+-- A job's runs waiting in the queue (due now, or at a time), oldest first.
+SELECT j.id AS job_id, j.scheduled_at, j.queue_name,
+       (SELECT min(e.at) FROM procrastinate_events e
+        WHERE e.job_id = j.id AND e.type = 'deferred') AS deferred_at
+FROM procrastinate_jobs j
+WHERE j.task_name = %(job)s AND j.status = 'todo'
+ORDER BY j.id
+LIMIT 50

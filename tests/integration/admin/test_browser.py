@@ -1,6 +1,12 @@
-"""The admin page end to end in headless Chromium: the admin app served by uvicorn on
-a real socket, a person signs in with the token, sees every declared schedule, runs
-and pauses one with the page's buttons, and signs out.
+"""The admin pages end to end in headless Chromium: the admin app served by uvicorn
+on a real socket, a person signs in with the token, sees every declared schedule,
+runs and pauses one with the page's buttons, opens a schedule's page and watches a
+new run appear without reloading, edits the schedule (and meets Postgres's
+refusal), cancels and retries a run, and signs out, after which the old cookie
+opens nothing.
+
+With ``AGNT_SCREENSHOTS=DIR`` set, the schedule and queues pages are saved there
+as PNG files (how docs/img's were made).
 
 It needs Debian's ``chromium`` (``.ci/run`` installs it); playwright drives that
 binary and downloads no browser of its own.
@@ -8,6 +14,7 @@ binary and downloads no browser of its own.
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
@@ -20,7 +27,7 @@ import uvicorn
 from sqlalchemy.engine import Engine
 
 from agnt_jobs import settings as agnt_settings
-from agnt_jobs.admin import create_app
+from agnt_jobs.admin import create_app, formats
 from agnt_jobs.scheduler import registry
 from agnt_jobs.scheduler.worker import AgntApp
 from periodic import DECLARED
@@ -79,6 +86,8 @@ def test_sign_in_and_see_every_schedule(admin_url: str, engine: Engine) -> None:
         )
         try:
             page = browser.new_page()
+            # The page asks before pausing: the person says yes.
+            page.on("dialog", lambda dialog: dialog.accept())
             page.goto(admin_url)
             expect(page.locator("#token")).to_be_visible()
             assert page.locator("[data-schedule]").count() == 0
@@ -96,6 +105,7 @@ def test_sign_in_and_see_every_schedule(admin_url: str, engine: Engine) -> None:
                 row = page.locator(f'tr[data-schedule="{schedule.id}"]')
                 expect(row).to_contain_text(schedule.id)
                 expect(row).to_contain_text(schedule.cron)
+                expect(row).to_contain_text(formats.cron_words(schedule.cron))
                 expect(row.locator(".badge").first).to_be_visible()
             expect(page.locator('tr[data-timeline="deep_dreaming"]')).to_be_visible()
             # The session cookie is HttpOnly: no script on the page can read it.
@@ -139,5 +149,185 @@ def test_sign_in_and_see_every_schedule(admin_url: str, engine: Engine) -> None:
             expect(page.locator("#token")).to_be_visible()
             page.goto(admin_url)
             expect(page.locator("#token")).to_be_visible()
+        finally:
+            browser.close()
+
+
+def _finished_runs(engine: Engine, job: str, durations: list[tuple[float, str]]) -> int:
+    """Runs of ``job`` that started in the last hours and ended as given, written
+    as the worker writes them (the counters' trigger included); the newest id."""
+    with engine.begin() as connection:
+        first = connection.execute(
+            sa.text("SELECT coalesce(max(job_id), 0) + 1000 FROM job_runs")
+        ).scalar_one()
+        for n, (seconds, status) in enumerate(durations):
+            connection.execute(
+                sa.text(
+                    "INSERT INTO job_runs (job_id, attempt, task_name, queue_name, "
+                    "started_at) VALUES (:id, 1, :job, 'default', "
+                    "now() - make_interval(mins => :ago))"
+                ),
+                {"id": first + n, "job": job, "ago": 10 * (len(durations) - n)},
+            )
+            connection.execute(
+                sa.text(
+                    "UPDATE job_runs SET status = :status, finished_at = started_at "
+                    "+ make_interval(secs => :seconds), error = CASE WHEN :status = "
+                    "'failed' THEN 'venue gateway said no' END WHERE job_id = :id"
+                ),
+                {"id": first + n, "status": status, "seconds": seconds},
+            )
+    return int(first) + len(durations) - 1
+
+
+def test_a_schedule_page_edit_cancel_retry_and_sign_out(
+    admin_url: str, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    monkeypatch.setenv("AGNT_ADMIN_REFRESH_SECONDS", "1")
+    agnt_settings.get_settings.cache_clear()
+    job = "dlq_cleanup"
+    (declared_cron,) = [s.cron for s in DECLARED if s.id == job]
+    _finished_runs(
+        engine,
+        job,
+        [
+            (0.21, "succeeded"),
+            (0.34, "succeeded"),
+            (1.8, "succeeded"),
+            (0.29, "failed"),
+            (0.52, "succeeded"),
+            (0.41, "succeeded"),
+        ],
+    )
+    shots = os.environ.get("AGNT_SCREENSHOTS")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS
+        )
+        try:
+            context = browser.new_context(viewport={"width": 1280, "height": 900})
+            page = context.new_page()
+            page.on("dialog", lambda dialog: dialog.accept())
+            page.goto(admin_url)
+            page.fill("#token", TOKEN)
+            page.click("button[type=submit]")
+            page.locator(f'tr[data-schedule="{job}"] a', has_text=job).click()
+            declared_words = formats.cron_words(declared_cron)
+            expect(page.locator("#cron-words")).to_contain_text(declared_words)
+            expect(page.locator("#history tr[data-run]")).to_have_count(6)
+            expect(page.locator("#chart rect.run")).to_have_count(6)
+            expect(page.locator("#figures")).to_contain_text("83.3 %")
+            # Times are WITA, with their UTC on hover.
+            started = page.locator("#history time").first
+            assert started.get_attribute("title").endswith(" UTC")
+
+            # A run that ends meanwhile appears without the page being reloaded.
+            page.evaluate("window.stillThisPage = true")
+            newest = _finished_runs(engine, job, [(0.12, "succeeded")])
+            expect(page.locator(f'#history tr[data-run="{newest}"]')).to_be_visible(
+                timeout=15_000
+            )
+            assert page.evaluate("window.stillThisPage") is True
+            # Filters are kept across refreshes.
+            page.select_option("select[name=status]", "failed")
+            page.click("text=Filter")
+            expect(page.locator("#history tr[data-run]")).to_have_count(1)
+            page.wait_for_timeout(2_500)
+            expect(page.locator("#history tr[data-run]")).to_have_count(1)
+            assert "status=failed" in page.url
+
+            if shots:
+                page.goto(page.url.split("?", 1)[0])
+                expect(page.locator("#chart rect.run")).to_have_count(7)
+                page.screenshot(path=f"{shots}/admin-schedule.png", full_page=True)
+
+            # Edit: Postgres refuses a bad cron, then takes a good one; reset.
+            page.click("#edit summary")
+            page.fill("#edit input[name=cron]", "61 * * * *")
+            page.click("#edit button:text-is('Save')")
+            expect(page.get_by_role("alert")).to_contain_text("schedules.cron")
+            page.click("#edit summary")
+            page.fill("#edit input[name=cron]", "45 4 * * *")
+            page.click("#edit button:text-is('Preview next runs')")
+            expect(page.get_by_role("status")).to_contain_text("nothing changed")
+            page.click("#edit summary")
+            page.fill("#edit input[name=cron]", "45 4 * * *")
+            page.click("#edit button:text-is('Save')")
+            expect(page.get_by_role("status")).to_have_text(f"{job} changed")
+            expect(page.locator("#cron-words")).to_contain_text("At 04:45")
+            with engine.connect() as connection:
+                assert (
+                    connection.execute(
+                        sa.text("SELECT cron FROM schedules WHERE id = :id"),
+                        {"id": job},
+                    ).scalar_one()
+                    == "45 4 * * *"
+                )
+            page.click("button:text-is('Reset to declared')")
+            expect(page.get_by_role("status")).to_contain_text("reset")
+            expect(page.locator("#cron-words")).to_contain_text(declared_words)
+
+            # Cancel a waiting run, then retry it from its own page.
+            page.click("button:text-is('Run now')")
+            waiting = page.locator("#waiting tr[data-waiting]")
+            expect(waiting).to_have_count(1)
+            run_id = waiting.get_attribute("data-waiting")
+            waiting.locator("button:text-is('Cancel')").click()
+            expect(page.get_by_role("status")).to_have_text(f"Run {run_id} cancelled")
+            expect(page.locator("#waiting tr[data-waiting]")).to_have_count(0)
+            page.goto(f"{admin_url}/runs/{run_id}")
+            expect(page.locator("#run-status")).to_have_text("cancelled")
+            page.click("button:text-is('Retry')")
+            expect(page.get_by_role("status")).to_contain_text(
+                f"Run {run_id} retried as job"
+            )
+
+            # Two workers on two hosts, one of them silent for ten minutes, and one
+            # that stopped.
+            with engine.begin() as connection:
+                live, silent = (
+                    connection.execute(
+                        sa.text(
+                            "INSERT INTO procrastinate_workers (last_heartbeat) VALUES "
+                            "(now() - interval '4 seconds'), "
+                            "(now() - interval '10 minutes') RETURNING id"
+                        )
+                    )
+                    .scalars()
+                    .all()
+                )
+                connection.execute(
+                    sa.text(
+                        "INSERT INTO schedule_workers (worker_id, hostname, pid, "
+                        "started_at, deployed) VALUES "
+                        "(:live, 'jobs-1.internal', 4711, now() - interval '3 hours',"
+                        " '{}'), (:silent, 'jobs-2.internal', 913, now() - interval "
+                        "'2 days', '{}'), (:silent + 100, 'jobs-2.internal', 655, "
+                        "now() - interval '3 days', '{}')"
+                    ),
+                    {"live": live, "silent": silent},
+                )
+            page.goto(f"{admin_url}/queues")
+            expect(page.locator('#queues tr[data-queue="default"]')).to_be_visible()
+            expect(page.locator(f'#workers tr[data-worker="{live}"]')).to_contain_text(
+                "jobs-1.internal"
+            )
+            expect(
+                page.locator(f'#workers tr[data-worker="{silent}"]')
+            ).to_have_attribute("data-silent", "true")
+            expect(page.locator("#gone tr[data-gone]")).to_have_count(1)
+            if shots:
+                page.screenshot(path=f"{shots}/admin-queues.png", full_page=True)
+
+            # Sign out; the cookie kept from before opens nothing any more.
+            kept = context.cookies()
+            page.click("text=Sign out")
+            expect(page.locator("#token")).to_be_visible()
+            context.add_cookies(kept)
+            page.goto(f"{admin_url}/schedules/{job}")
+            expect(page.locator("#token")).to_be_visible()
+            assert page.locator("#history").count() == 0
         finally:
             browser.close()

@@ -201,9 +201,25 @@ def login(
 
 
 @router.post("/logout")
-def logout(request: Request, ctx: Context) -> Response:
-    # No CSRF check: signing someone out is harmless, and a stale page must work.
-    auth.end_session(ctx, request.cookies.get(auth.SESSION_COOKIE))
+def logout(
+    request: Request,
+    ctx: Context,
+    csrf: Annotated[str, Form(max_length=256)] = "",
+) -> Response:
+    """End the session on the server (its cookie opens nothing from now on) and
+    drop the cookie. A live session is ended only with its CSRF value, as every
+    other form; without one there is nothing to end, and the cookie is dropped."""
+    session = _session(request, ctx)
+    if session is not None:
+        if not auth.csrf_valid(csrf, session, _csrf_key(ctx)):
+            return _render(
+                request,
+                ctx,
+                "message.html",
+                403,
+                message="Stale form: reload the page.",
+            )
+        auth.end_session(ctx, session)
     response = _back(request)
     response.delete_cookie(
         auth.SESSION_COOKIE,
@@ -428,10 +444,14 @@ def run_page(
     )
 
 
-def _csrf(session: str, ctx: AdminContext) -> str:
+def _csrf_key(ctx: AdminContext) -> bytes:
     token = auth.configured_token(ctx.settings)
-    assert token is not None
-    return auth.csrf_value(session, token)
+    assert token is not None  # a live session implies a token
+    return token
+
+
+def _csrf(session: str, ctx: AdminContext) -> str:
+    return auth.csrf_value(session, _csrf_key(ctx))
 
 
 HISTORY_PAGE = 25
@@ -504,13 +524,15 @@ def queues_page(
     notice: str | None = None,
     error: str | None = None,
 ) -> Response:
-    if _session(request, ctx) is None:
+    session = _session(request, ctx)
+    if session is None:
         return _signed_out(request, ctx)
     return _render(
         request,
         ctx,
         "queues.html",
         page=pages.queues_page(ctx),
+        csrf=_csrf(session, ctx),
         notice=notice,
         error=error,
     )

@@ -166,7 +166,10 @@ def test_sign_in_sets_a_strict_httponly_cookie_that_is_not_the_token(
     # The cookie opens the page only: the JSON API still wants the header.
     assert client.get("/admin/scheduler").status_code == 401
 
-    out = client.post("/admin/scheduler/ui/logout", follow_redirects=False)
+    csrf = signed_in.text.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+    out = client.post(
+        "/admin/scheduler/ui/logout", data={"csrf": csrf}, follow_redirects=False
+    )
     assert out.status_code == 303
     assert auth.SESSION_COOKIE not in client.cookies
     assert 'name="token"' in client.get("/admin/scheduler/ui").text
@@ -348,7 +351,13 @@ def test_signing_out_ends_the_session_on_the_server(
     old = client.cookies[auth.SESSION_COOKIE]
     page = client.get("/admin/scheduler/ui")
     csrf = page.text.split('name="csrf" value="', 1)[1].split('"', 1)[0]
-    assert client.post("/admin/scheduler/ui/logout").status_code == 200
+    # Another site's form cannot sign anyone out: the CSRF value is needed.
+    for wrong in ("", "0" * 64):
+        refused = client.post("/admin/scheduler/ui/logout", data={"csrf": wrong})
+        assert refused.status_code == 403
+        assert "data-schedule" in client.get("/admin/scheduler/ui").text
+    out = client.post("/admin/scheduler/ui/logout", data={"csrf": csrf})
+    assert out.status_code == 200 and 'name="token"' in out.text
 
     client.cookies.set(auth.SESSION_COOKIE, old, path="/admin/scheduler/ui")
     assert 'name="token"' in client.get("/admin/scheduler/ui").text
@@ -374,7 +383,11 @@ def test_signing_out_ends_the_session_on_the_server(
     second = client.cookies[auth.SESSION_COOKIE]
     client.cookies.clear()
     _sign_in(client)
-    client.post("/admin/scheduler/ui/logout")
+    third = client.get("/admin/scheduler/ui").text
+    client.post(
+        "/admin/scheduler/ui/logout",
+        data={"csrf": third.split('name="csrf" value="', 1)[1].split('"', 1)[0]},
+    )
     client.cookies.set(auth.SESSION_COOKIE, second, path="/admin/scheduler/ui")
     assert "data-schedule" in client.get("/admin/scheduler/ui").text
 

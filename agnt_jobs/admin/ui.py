@@ -76,6 +76,9 @@ def _render(
             "duration": formats.duration,
             "cron_words": formats.cron_words,
             "refresh_seconds": ctx.settings.admin_refresh_seconds,
+            # What the last action said (the 303 after it carries it here).
+            "notice": request.query_params.get("notice"),
+            "error": request.query_params.get("error"),
             **context,
         },
         status_code=status_code,
@@ -137,8 +140,6 @@ def _signed_out(request: Request, ctx: AdminContext, code: int = 200, **kw: Any)
 def page(
     request: Request,
     ctx: Context,
-    notice: str | None = None,
-    error: str | None = None,
 ) -> Response:
     session = _session(request, ctx)
     if session is None:
@@ -155,8 +156,6 @@ def page(
         timeline=timeline.timeline(ctx, now),
         failures=timeline.recent_failures(ctx),
         csrf=auth.csrf_value(session, token),
-        notice=notice,
-        error=error,
     )
 
 
@@ -423,8 +422,6 @@ def run_page(
     request: Request,
     ctx: Context,
     run_id: RunId,
-    notice: str | None = None,
-    error: str | None = None,
 ) -> Response:
     session = _session(request, ctx)
     if session is None:
@@ -439,8 +436,6 @@ def run_page(
         run=detail,
         here=_here(request),
         csrf=_csrf(session, ctx),
-        notice=notice,
-        error=error,
     )
 
 
@@ -470,8 +465,6 @@ def schedule_page(
     since: Annotated[str | None, Query(max_length=64)] = None,
     until: Annotated[str | None, Query(max_length=64)] = None,
     cursor: Annotated[str | None, Query(max_length=256)] = None,
-    notice: str | None = None,
-    error: str | None = None,
 ) -> Response:
     session = _session(request, ctx)
     if session is None:
@@ -512,8 +505,6 @@ def schedule_page(
         else None,
         here=_here(request),
         csrf=_csrf(session, ctx),
-        notice=notice,
-        error=error,
     )
 
 
@@ -521,8 +512,6 @@ def schedule_page(
 def queues_page(
     request: Request,
     ctx: Context,
-    notice: str | None = None,
-    error: str | None = None,
 ) -> Response:
     session = _session(request, ctx)
     if session is None:
@@ -533,6 +522,4 @@ def queues_page(
         "queues.html",
         page=pages.queues_page(ctx),
         csrf=_csrf(session, ctx),
-        notice=notice,
-        error=error,
     )

@@ -75,6 +75,17 @@ def test_make_run_serves_the_page_with_a_token_made_for_the_data_directory(
         assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
 
         with httpx.Client(base_url=f"http://127.0.0.1:{port}") as browser:
+            # The page serves before the worker beside it has written the
+            # schedules table (until then they are "not deployed"): wait for it.
+            deadline = time.monotonic() + 60
+            while not any(
+                entry["deployed"]
+                for entry in browser.get(
+                    "/admin/scheduler", headers={"X-Internal-Token": token}
+                ).json()["schedules"]
+            ):
+                assert time.monotonic() < deadline, "the worker never synced"
+                time.sleep(0.2)
             wrong = browser.post("/admin/scheduler/ui/login", data={"token": "nope"})
             assert wrong.status_code == 403
             signed_in = browser.post(

@@ -64,6 +64,7 @@ CREATE FUNCTION agnt_defer(job text, args jsonb DEFAULT '{{}}',
                            queueing_lock text DEFAULT NULL)
 RETURNS bigint
 LANGUAGE plpgsql AS $$
+#variable_conflict use_column
 -- Defer a run of ``job`` in the caller's transaction: it exists if and only if the
 -- transaction commits. The queue and the lock are the job's own (declared_jobs);
 -- the queueing lock is the caller's, else the job's own for a run now and none for
@@ -80,7 +81,6 @@ DECLARE
     _at timestamptz := agnt_defer.at;
     _queueing_lock text := agnt_defer.queueing_lock;
     _extra text;
-    _constraint text;
     _id bigint;
 BEGIN
     SELECT * INTO _declared FROM declared_jobs d WHERE d.id = agnt_defer.job;
@@ -101,8 +101,10 @@ BEGIN
             'not a JSON %', _declared.id, jsonb_typeof(_args)
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    SELECT string_agg(quote_literal(k), ', ' ORDER BY k) INTO _extra
-    FROM jsonb_object_keys(_args) k WHERE NOT k = ANY(_declared.arguments);
+    IF _args <> '{{}}'::jsonb THEN
+        SELECT string_agg(quote_literal(k), ', ' ORDER BY k) INTO _extra
+        FROM jsonb_object_keys(_args) k WHERE NOT k = ANY(_declared.arguments);
+    END IF;
     IF _extra IS NOT NULL THEN
         RAISE EXCEPTION 'job % takes no argument %: its arguments are %',
             _declared.id, _extra,
@@ -125,18 +127,20 @@ BEGIN
     IF _queueing_lock IS NULL AND _at IS NULL THEN
         _queueing_lock := _declared.queueing_lock;
     END IF;
+    -- A plain INSERT, as procrastinate_defer_jobs_v1 does (Procrastinate's triggers
+    -- write the deferred event and wake the workers at commit), with ON CONFLICT
+    -- rather than catching unique_violation: an exception block would open a
+    -- subtransaction in the caller's transaction at every call.
     FOR _attempt IN 1 .. {_ATTEMPTS} LOOP
-        BEGIN
-            RETURN (procrastinate_defer_jobs_v1(ARRAY[ROW(
-                _declared.queue, _declared.id, 0, _declared.lock, _queueing_lock,
-                _args, _at)::procrastinate_job_to_defer_v1]))[1];
-        EXCEPTION WHEN unique_violation THEN
-            GET STACKED DIAGNOSTICS _constraint = CONSTRAINT_NAME;
-            IF _constraint IS DISTINCT FROM 'procrastinate_jobs_queueing_lock_idx_v1'
-            THEN
-                RAISE;
-            END IF;
-        END;
+        INSERT INTO procrastinate_jobs AS j
+            (queue_name, task_name, lock, queueing_lock, args, scheduled_at)
+        VALUES (_declared.queue, _declared.id, _declared.lock, _queueing_lock, _args,
+                _at)
+        ON CONFLICT (queueing_lock) WHERE status = 'todo' DO NOTHING
+        RETURNING j.id INTO _id;
+        IF _id IS NOT NULL THEN
+            RETURN _id;
+        END IF;
         -- A job with this queueing lock waits: it does the work. Gone already
         -- (a worker took it since), the insert is tried again.
         SELECT j.id INTO _id FROM procrastinate_jobs j

@@ -36,13 +36,17 @@ async def declared(app: App) -> App:
     return app
 
 
-def _jobs(engine: Engine) -> list[dict[str, Any]]:
+def _jobs(engine: Engine, task: str | None = None) -> list[dict[str, Any]]:
+    """Every job, or ``task``'s: a worker run by a test may also defer the ticks of
+    schedules that fall due meanwhile."""
     with engine.connect() as connection:
         rows = connection.execute(
             sa.text(
                 "SELECT id, task_name, queue_name, lock, queueing_lock, args, "
-                "scheduled_at, status::text FROM procrastinate_jobs ORDER BY id"
-            )
+                "scheduled_at, status::text FROM procrastinate_jobs "
+                "WHERE task_name = :task OR CAST(:task AS text) IS NULL ORDER BY id"
+            ),
+            {"task": task},
         )
         return [dict(row._mapping) for row in rows]
 
@@ -97,7 +101,7 @@ async def test_sql_commit_defers_one_job_that_a_worker_runs(
             sa.text("SELECT status, result FROM job_runs WHERE job_id = :id"),
             {"id": job_id},
         ).one()
-    assert [job["status"] for job in _jobs(engine)] == ["succeeded"]
+    assert [job["status"] for job in _jobs(engine, JOB)] == ["succeeded"]
     assert run.status == "succeeded" and set(run.result) == {"database_ms"}
     assert _caller_rows(engine) == 1
 
@@ -496,3 +500,53 @@ async def test_gather_of_async_callers_make_one_job(
     ids = await asyncio.gather(*(caller() for _ in range(5)))
     assert len(set(ids)) == 1
     assert [job["id"] for job in _jobs(engine)] == [ids[0]]
+
+
+# --- inside a job --------------------------------------------------------------------
+
+
+def _follow_up_body(
+    fail_before_commit: bool = False,
+) -> Callable[[Any], dict[str, int]]:
+    """The pattern for a body whose work calls for another job: the defer is in
+    the transaction of the work that causes it."""
+
+    def body(ctx: Any) -> dict[str, int]:
+        with ctx.engine.begin() as connection:
+            claimed = connection.execute(
+                sa.text(
+                    "UPDATE error_log SET level = 'WARNING' "
+                    "WHERE source = 'backend' AND level = 'ERROR'"
+                )
+            ).rowcount
+            if claimed:
+                defer(connection, JOB)
+            if fail_before_commit:
+                raise RuntimeError("cut off before the commit")
+        return {"claimed": claimed}
+
+    return body
+
+
+async def test_a_body_defers_with_its_work_so_a_rerun_defers_nothing_more(
+    declared: App, engine: Engine, env: Any
+) -> None:
+    from tests.support.jobs import context
+
+    with engine.begin() as connection:
+        connection.execute(sa.text(CALLER_ROW))
+        connection.execute(sa.text(CALLER_ROW))
+    ctx = context(engine, env)
+
+    with pytest.raises(RuntimeError):
+        _follow_up_body(fail_before_commit=True)(ctx)
+    assert _jobs(engine) == []  # the work rolled back, and its defer with it
+
+    assert _follow_up_body()(ctx) == {"claimed": 2}
+    await _drain(declared)  # the follow-up ran
+    assert [job["status"] for job in _jobs(engine, JOB)] == ["succeeded"]
+
+    # Run again (a retry after a crash past the commit): its work is done, so
+    # nothing is deferred again.
+    assert _follow_up_body()(ctx) == {"claimed": 0}
+    assert [job["status"] for job in _jobs(engine, JOB)] == ["succeeded"]

@@ -17,7 +17,12 @@ import pytest
 import sqlalchemy as sa
 from procrastinate import App
 from sqlalchemy.engine import Engine
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 from sqlalchemy.orm import Session
 
 from agnt_jobs.scheduler import registry
@@ -360,8 +365,6 @@ async def test_each_async_caller_path(
     path: str,
     commit: bool,
 ) -> None:
-    from sqlalchemy.ext.asyncio import AsyncSession
-
     if path == "psycopg":
         connection: Any = await psycopg.AsyncConnection.connect(db_url)
         await connection.execute(CALLER_ROW)
@@ -550,3 +553,46 @@ async def test_a_body_defers_with_its_work_so_a_rerun_defers_nothing_more(
     # nothing is deferred again.
     assert _follow_up_body()(ctx) == {"claimed": 0}
     assert [job["status"] for job in _jobs(engine, JOB)] == ["succeeded"]
+
+
+# --- the FastAPI example of docs/deferring.md ----------------------------------------
+
+
+async def test_the_fastapi_example_commits_the_row_and_the_job_together(
+    declared: App, engine: Engine, async_engine: AsyncEngine
+) -> None:
+    """docs/deferring.md's backend, on a table of ours in place of bookings."""
+    import httpx
+    from fastapi import Depends, FastAPI
+
+    from agnt_jobs.models import ErrorLog
+
+    sessions = async_sessionmaker(async_engine, expire_on_commit=False)
+    api = FastAPI()
+
+    async def session() -> AsyncIterator[AsyncSession]:
+        async with sessions() as session:
+            yield session
+
+    @api.post("/bookings", status_code=201)
+    async def create_booking(
+        fail: bool = False, session: AsyncSession = Depends(session)
+    ) -> dict[str, int]:
+        async with session.begin():
+            row = ErrorLog(source="backend", message="booking 42")
+            session.add(row)
+            await session.flush()
+            await defer_async(session, JOB)
+            if fail:
+                raise RuntimeError("the handler failed after deferring")
+        return {"id": row.id}
+
+    transport = httpx.ASGITransport(app=api, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        failed = await client.post("/bookings", params={"fail": True})
+        assert failed.status_code == 500
+        assert _jobs(engine) == [] and _caller_rows(engine) == 0
+
+        created = await client.post("/bookings")
+        assert created.status_code == 201
+    assert len(_jobs(engine)) == 1 and _caller_rows(engine) == 1

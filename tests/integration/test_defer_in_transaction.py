@@ -315,6 +315,20 @@ async def test_a_waiting_job_that_starts_meanwhile_leaves_a_new_one(
     ]
 
 
+async def test_a_snapshot_older_than_the_waiting_job_is_a_serialization_failure(
+    declared: App, db_url: str
+) -> None:
+    """REPEATABLE READ: the job waiting under the lock came after the caller's
+    snapshot; the caller retries its transaction, as for any such failure."""
+    with psycopg.connect(db_url) as caller:
+        caller.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        caller.execute("SELECT 1")  # the snapshot is taken
+        with psycopg.connect(db_url, autocommit=True) as other:
+            defer(other, JOB)
+        with pytest.raises(psycopg.errors.SerializationFailure):
+            defer(caller, JOB)
+
+
 # --- every caller's connection ------------------------------------------------------
 
 

@@ -18,7 +18,10 @@ One module per family:
 * ``schedule_change``: three workers, a plain SQL UPDATE of a cron: seconds until
   every worker follows it, against a bare LISTEN/NOTIFY round trip;
 * ``metrics``: ``GET /metrics`` of an admin server on the jobs' data set plus a
-  month of run history, against the run counters computed from that history.
+  month of run history, against the run counters computed from that history;
+* ``defer``: a backend's transaction that defers a job with ``agnt_defer``, against
+  the same transaction with a plain INSERT into a table of the job table's shape,
+  and the server's round trip.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ FAMILIES = (
     "recovery",
     "schedule_change",
     "metrics",
+    "defer",
 )
 
 
@@ -140,6 +144,10 @@ def run(options: Options) -> list[Measurement]:
                 from agnt_jobs.bench import metrics
 
                 measurements += metrics.run(ctx)
+            elif family == "defer":
+                from agnt_jobs.bench import defer
+
+                measurements += defer.run(ctx)
     if options.json_path is not None:
         write_json(
             options.json_path,

@@ -41,6 +41,7 @@ from agnt_jobs.models.runs import (
     JobRunTotal,
 )
 from agnt_jobs.models.scheduling import (
+    DeclaredJob,
     ScheduleChange,
     ScheduleRecord,
     ScheduleTick,
@@ -64,6 +65,7 @@ __all__ = [
     "Booking",
     "CalorieGoal",
     "DeadLetter",
+    "DeclaredJob",
     "Entity",
     "EntityEdge",
     "ErrorLog",

@@ -19,6 +19,9 @@ lock), or because the tick was missed (a range of ticks while no worker ran).
 
 ``schedule_workers``: the registry each running worker deployed, so ``schedules
 check`` can tell that a changed schedule is not yet running everywhere.
+
+``declared_jobs``: every job the deployed code can run, with its queue and locks,
+which ``agnt_defer`` reads to defer a job from any transaction.
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ from sqlalchemy import (
     text,
     true,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.sql import func
 
@@ -171,3 +174,30 @@ class ScheduleChange(Base):
             "ix_schedule_changes_schedule_id_changed_at", "schedule_id", "changed_at"
         ),
     )
+
+
+class DeclaredJob(Base):
+    """A job the deployed code can run, as every worker declares it at start, so
+    that ``agnt_defer`` (migration 0017) checks a job id and its arguments and puts
+    the job on its queue with its locks, from any transaction."""
+
+    __tablename__ = "declared_jobs"
+
+    # The job id: its task's name (``booking_reminders``).
+    id: Mapped[str] = mapped_column(Text, primary_key=True)
+    queue: Mapped[str] = mapped_column(Text)
+    # Its task's lock (one run at a time) and queueing lock (one waiting).
+    lock: Mapped[str | None] = mapped_column(Text)
+    queueing_lock: Mapped[str | None] = mapped_column(Text)
+    # The names of the arguments its task takes (every job: ``timestamp``, its tick).
+    arguments: Mapped[list[str]] = mapped_column(
+        ARRAY(Text), server_default=text("'{}'")
+    )
+    first_seen: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+    last_seen: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+    # The deployed code no longer has it: agnt_defer refuses it.
+    removed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

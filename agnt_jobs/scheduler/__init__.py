@@ -4,4 +4,5 @@ periodic tasks in step with ``periodic/`` (``registry``), misfire planning
 (``misfire``), the deferrer that decides each tick once (``deferrer``), the worker
 and App with their seams into Procrastinate (``worker``), job bodies as tasks
 (``bodies``, ``tasks``), the run history (``history``), operator actions
-(``control``) and the job system's own maintenance jobs (``maintenance``)."""
+(``control``), the job system's own maintenance jobs (``maintenance``) and
+deferring a job in the caller's transaction (``defer``)."""

@@ -14,6 +14,7 @@ the body later is only the import of its module in ``agnt_jobs/jobs/__init__.py`
 from __future__ import annotations
 
 import functools
+import json
 import logging
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -27,6 +28,7 @@ from procrastinate.periodic import PeriodicTask
 
 from agnt_jobs import logs
 from agnt_jobs.db import queries
+from agnt_jobs.scheduler import defer
 from agnt_jobs.scheduler.declaration import Schedule
 from agnt_jobs.settings import ConfigError
 
@@ -129,10 +131,18 @@ async def sync_table(app: ScheduledApp) -> list[str]:
         removed = await app.connector.execute_query_all_async(
             SQL["declare_schedules"], **rows
         )
+        # The jobs too, so that agnt_defer knows them (scheduler/defer.py).
+        await app.connector.execute_query_all_async(
+            defer.SQL["declare_jobs"], jobs=json.dumps(defer.job_declarations(app))
+        )
     except exceptions.ConnectorException as error:
-        if isinstance(error.__cause__, psycopg.errors.UndefinedTable):
+        if isinstance(
+            error.__cause__,
+            psycopg.errors.UndefinedTable | psycopg.errors.UndefinedFunction,
+        ):
             raise ConfigError(
-                "the database has no schedules table: run 'agnt-jobs db upgrade'"
+                "the database's schema is behind the code "
+                f"({error.__cause__.diag.message_primary}): run 'agnt-jobs db upgrade'"
             ) from None
         raise
     removed_ids = sorted(row["id"] for row in removed)

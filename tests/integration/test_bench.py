@@ -23,6 +23,7 @@ from sqlalchemy.engine import Engine
 from agnt_jobs import bench
 from agnt_jobs.bench import (
     cases,
+    defer,
     fanout,
     fixtures,
     jobs,
@@ -248,6 +249,28 @@ def test_schedule_change_times_every_worker_following_each_update(
     assert len(ours) == len(floor) == 3 * schedule_change.WORKERS
     assert all(0 < latency < schedule_change.APPLY_TIMEOUT_SECONDS for latency in ours)
     assert measurement.ratio is not None
+
+
+def test_defer_times_each_case_against_both_plain_inserts(ctx: BenchContext) -> None:
+    measurements = defer.run(ctx, count=20)
+    assert [m.name for m in measurements] == [
+        "transaction with agnt_defer, a new job, median",
+        "transaction with agnt_defer, a new job, against the job table, median",
+        "transaction with agnt_defer, joining the job already waiting, median",
+    ]
+    for measurement in measurements:
+        assert measurement.details["transactions"] == 20
+        medians = measurement.details["median_us"]
+        assert set(medians) == {
+            "no_job",
+            "plain_insert",
+            "job_table_insert",
+            "defer_new",
+            "defer_join",
+            "round_trip",
+        }
+        assert all(value > 0 for value in medians.values())
+        assert measurement.ratio is not None and measurement.met is not None
 
 
 @pytest.mark.slow

@@ -1,0 +1,320 @@
+"""Stripe writes under faults localstripe alone cannot make, through the stand-in in
+front of it (tests/support/stripe_standin.py):
+
+* a pause that begins as Stripe receives a write and outlasts the client timeout,
+  after which Stripe serves every request it held: each write was sent once (the
+  library re-sends none), so Stripe made one object, and the run found it and
+  recorded it before it ended;
+* a pause that outlasts the run's reconciliation budget: the run ends failed,
+  saying reconciliation is pending, and the next run records what Stripe made;
+* Stripe's idempotency keys honoured: a retry after a decline is a new payment
+  (a new key), a retry of the same attempt after its answer was lost is the same
+  payment (the same key).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy.engine import Engine
+
+from agnt_jobs.jobs import api_keys, billing, fees, lost_answers
+from agnt_jobs.settings import Settings
+from tests.support.billing_data import (
+    DECLINED_ON_CHARGE,
+    GOOD_CARD,
+    PLAN_AMOUNT,
+    Crash,
+    StripeWorld,
+    api_key,
+    fee,
+    rows,
+    run,
+    subscription_row,
+    usage,
+    utc,
+    venue,
+)
+from tests.support.stripe_standin import StripeStandIn
+
+NOW = utc(2026, 11, 25, 2, 0)
+MONTH_TICK = utc(2026, 11, 30, 16, 30)  # 1 Dec 00:30 WITA: bills November
+USAGE_TICK = utc(2026, 11, 24, 21, 0)  # cutoff 25 Nov 00:00 WITA
+AMOUNT = 1_500_000
+CLIENT_TIMEOUT = 1.0
+PAUSE = 2.5 * CLIENT_TIMEOUT
+
+
+@pytest.fixture
+def world(localstripe: Any) -> StripeWorld:
+    return StripeWorld(localstripe.url)
+
+
+@pytest.fixture
+def standin(localstripe: Any) -> Iterator[StripeStandIn]:
+    proxy = StripeStandIn(localstripe.url).start()
+    yield proxy
+    proxy.stop()
+
+
+@pytest.fixture
+def settings(stripe_settings: Settings, standin: StripeStandIn) -> Settings:
+    """Stripe through the stand-in, a short client timeout, and the library's
+    default retries (reads use them; writes must not)."""
+    return stripe_settings.model_copy(
+        update={
+            "stripe_api_base": standin.url,
+            "stripe_timeout_seconds": CLIENT_TIMEOUT,
+            "stripe_max_network_retries": 2,
+            "stripe_reconcile_seconds": 30.0,
+        }
+    )
+
+
+def due_fee(engine: Engine, world: StripeWorld, card: str = GOOD_CARD) -> tuple:
+    customer = world.customer(card)
+    with engine.begin() as connection:
+        fee_id = fee(
+            connection,
+            venue(connection),
+            customer,
+            AMOUNT,
+            next_retry_at=NOW - timedelta(minutes=1),
+        )
+    return fee_id, customer
+
+
+def fee_row(engine: Engine, fee_id: int) -> Any:
+    [row] = rows(engine, "SELECT * FROM fee_collections WHERE id = :id", id=fee_id)
+    return row
+
+
+def ledger(engine: Engine, column: str, value: int) -> list[tuple[str, int]]:
+    return [
+        (row.entry_type, row.amount)
+        for row in rows(
+            engine,
+            f"SELECT entry_type, amount FROM ledger_entries WHERE {column} = :v "
+            "ORDER BY id",
+            v=value,
+        )
+    ]
+
+
+def succeeded(world: StripeWorld, customer: str) -> list[dict[str, Any]]:
+    return [c for c in world.charges(customer) if c["status"] == "succeeded"]
+
+
+# --- a pause that outlasts the client timeout ---------------------------------------
+
+
+def test_fee_payment_through_a_pause_makes_one_payment_and_records_it(
+    engine: Engine, settings: Settings, world: StripeWorld, standin: StripeStandIn
+) -> None:
+    fee_id, customer = due_fee(engine, world)
+    outage = standin.pause_after("POST", "/v1/payment_intents", PAUSE)
+
+    result = run(fees.retry_pending_fees, settings, engine, NOW)
+    outage.join()
+
+    assert len(standin.writes("/v1/payment_intents")) == 1
+    [charge] = succeeded(world, customer)
+    assert result["recovered"] == 1  # the run found its own payment
+    row = fee_row(engine, fee_id)
+    assert (row.status, row.attempts) == ("PAID", 1)
+    assert row.stripe_payment_intent_id == charge["payment_intent"]
+    assert ledger(engine, "fee_id", fee_id) == [("payment", AMOUNT)]
+    assert rows(engine, "SELECT * FROM error_log") == []
+
+
+def subscribed_venue(engine: Engine, world: StripeWorld) -> tuple[int, str]:
+    customer = world.customer(GOOD_CARD)
+    subscription = world.subscription(customer)
+    with engine.begin() as connection:
+        venue_id = venue(connection)
+        subscription_row(
+            connection,
+            venue_id,
+            customer,
+            subscription["id"],
+            created_at=utc(2026, 10, 1),
+        )
+    return venue_id, customer
+
+
+def invoice_row(engine: Engine, venue_id: int) -> Any:
+    [row] = rows(
+        engine, "SELECT * FROM monthly_invoices WHERE venue_id = :v", v=venue_id
+    )
+    return row
+
+
+def test_invoice_create_through_a_pause_makes_one_invoice_and_pays_it(
+    engine: Engine, settings: Settings, world: StripeWorld, standin: StripeStandIn
+) -> None:
+    venue_id, customer = subscribed_venue(engine, world)
+    outage = standin.pause_after("POST", "/v1/invoices", PAUSE)
+
+    result = run(billing.monthly_invoice, settings, engine, MONTH_TICK)
+    outage.join()
+
+    assert len(standin.writes("/v1/invoices")) == 1
+    [invoice] = world.invoices(customer, f"invoice:{venue_id}:2026-11")
+    assert (result["created"], result["paid"], result["failed"]) == (1, 1, 0)
+    row = invoice_row(engine, venue_id)
+    assert (row.status, row.stripe_invoice_id) == ("PAID", invoice["id"])
+    assert world.invoices(customer, f"invoice:{venue_id}:2026-11")[0]["status"] == (
+        "paid"
+    )
+    assert ledger(engine, "venue_id", venue_id) == [
+        ("charge", PLAN_AMOUNT),
+        ("payment", PLAN_AMOUNT),
+    ]
+
+
+def test_invoice_pay_through_a_pause_pays_once_and_the_run_ends_with_it_paid(
+    engine: Engine, settings: Settings, world: StripeWorld, standin: StripeStandIn
+) -> None:
+    venue_id, customer = subscribed_venue(engine, world)
+    charges = len(succeeded(world, customer))  # the subscription's first invoice
+    outage = standin.pause_after("POST", "/v1/invoices/[^/]+/pay", PAUSE)
+
+    result = run(billing.monthly_invoice, settings, engine, MONTH_TICK)
+    outage.join()
+
+    assert len(standin.writes("/v1/invoices/[^/]+/pay")) == 1
+    assert len(succeeded(world, customer)) == charges + 1
+    # Not OPEN while Stripe says paid: the run read the invoice before it ended.
+    row = invoice_row(engine, venue_id)
+    assert (row.status, row.payment_attempts, row.amount_paid) == (
+        "PAID",
+        1,
+        PLAN_AMOUNT,
+    )
+    assert (result["paid"], result["failed"]) == (1, 0)
+    assert ledger(engine, "venue_id", venue_id)[-1] == ("payment", PLAN_AMOUNT)
+
+
+def test_invoice_item_through_a_pause_makes_one_item_and_records_it(
+    engine: Engine, settings: Settings, world: StripeWorld, standin: StripeStandIn
+) -> None:
+    customer = world.customer()
+    with engine.begin() as connection:
+        key_id = api_key(connection, customer)
+        usage(connection, key_id, utc(2026, 11, 24, 3), 7)
+    outage = standin.pause_after("POST", "/v1/invoiceitems", PAUSE)
+
+    result = run(api_keys.charge_unbilled_usage, settings, engine, USAGE_TICK)
+    outage.join()
+
+    assert len(standin.writes("/v1/invoiceitems")) == 1
+    [item] = world.pending_items(customer)
+    assert (result["billed"], result["failed"]) == (1, 0)
+    [batch] = rows(engine, "SELECT * FROM usage_batches")
+    assert (batch.status, batch.stripe_invoice_item_id) == ("BILLED", item["id"])
+    assert ledger(engine, "usage_batch_id", batch.id) == [("usage", 7 * 5000)]
+
+
+def test_a_pause_past_the_budget_ends_the_run_reconciliation_pending(
+    engine: Engine, settings: Settings, world: StripeWorld, standin: StripeStandIn
+) -> None:
+    fee_id, customer = due_fee(engine, world)
+    short = settings.model_copy(
+        update={"stripe_reconcile_seconds": 0.5, "stripe_max_network_retries": 0}
+    )
+    outage = standin.pause_after("POST", "/v1/payment_intents", 4 * CLIENT_TIMEOUT)
+
+    with pytest.raises(lost_answers.ReconciliationPending, match=f"fee {fee_id}"):
+        run(fees.retry_pending_fees, short, engine, NOW)
+    outage.join()
+
+    # Not an attempt, still due: the next run looks it up before charging.
+    row = fee_row(engine, fee_id)
+    assert (row.status, row.attempts) == ("PENDING", 0)
+    assert row.next_retry_at <= NOW
+    [charge] = succeeded(world, customer)  # Stripe made it once it answered
+
+    result = run(fees.retry_pending_fees, settings, engine, NOW)
+
+    assert result["recovered"] == 1
+    assert len(standin.writes("/v1/payment_intents")) == 1
+    row = fee_row(engine, fee_id)
+    assert (row.status, row.stripe_payment_intent_id) == (
+        "PAID",
+        charge["payment_intent"],
+    )
+
+
+# --- idempotency keys honoured ------------------------------------------------------
+
+
+@pytest.fixture
+def keyed(standin: StripeStandIn) -> StripeStandIn:
+    standin.honour_keys = True
+    return standin
+
+
+def test_a_retry_after_a_decline_is_a_new_payment(
+    engine: Engine, settings: Settings, world: StripeWorld, keyed: StripeStandIn
+) -> None:
+    """Sent under the declined attempt's key, Stripe would replay the decline and
+    the fixed card would never be charged."""
+    fee_id, customer = due_fee(engine, world, DECLINED_ON_CHARGE)
+    assert run(fees.retry_pending_fees, settings, engine, NOW)["declined"] == 1
+    world.set_card(customer, GOOD_CARD)
+
+    result = run(
+        fees.retry_pending_fees, settings, engine, fee_row(engine, fee_id).next_retry_at
+    )
+
+    assert result["paid"] == 1
+    assert (fee_row(engine, fee_id).status, fee_row(engine, fee_id).attempts) == (
+        "PAID",
+        2,
+    )
+    assert len(succeeded(world, customer)) == 1
+    keys = [w.idempotency_key for w in keyed.writes("/v1/payment_intents")]
+    assert keys == [f"agnt:fee:{fee_id}:attempt:{n}" for n in (1, 2)]
+
+
+def test_a_retry_of_an_attempt_whose_answer_was_lost_is_the_same_payment(
+    engine: Engine,
+    settings: Settings,
+    world: StripeWorld,
+    keyed: StripeStandIn,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The first run's payment is held on the way to Stripe and the run dies after
+    its timeout; the next run's lookup cannot see a payment Stripe has not made
+    yet, so it sends it again: under the same key, Stripe makes it once."""
+    fee_id, customer = due_fee(engine, world)
+    keyed.hold("POST", "/v1/payment_intents")
+
+    def crash(*args: Any, **kwargs: Any) -> Any:
+        raise Crash("worker killed with the payment's answer outstanding")
+
+    monkeypatch.setattr(lost_answers.LostAnswers, "look", crash)
+    with pytest.raises(Crash):
+        run(fees.retry_pending_fees, settings, engine, NOW)
+    monkeypatch.undo()
+    assert (fee_row(engine, fee_id).status, fee_row(engine, fee_id).attempts) == (
+        "PENDING",
+        0,
+    )
+    release = keyed.release_when_held(2)  # the lost payment and its repeat
+
+    result = run(fees.retry_pending_fees, settings, engine, NOW)
+    release.join()
+
+    assert result["paid"] + result["recovered"] == 1
+    [charge] = succeeded(world, customer)
+    row = fee_row(engine, fee_id)
+    assert (row.status, row.stripe_payment_intent_id) == (
+        "PAID",
+        charge["payment_intent"],
+    )
+    keys = [w.idempotency_key for w in keyed.writes("/v1/payment_intents")]
+    assert keys == [f"agnt:fee:{fee_id}:attempt:1"] * 2

@@ -120,8 +120,8 @@ def test_fee_payment_through_a_pause_makes_one_payment_and_records_it(
     result = run(fees.retry_pending_fees, settings, engine, NOW)
     outage.join()
 
-    assert len(standin.writes("/v1/payment_intents")) == 1
     [charge] = succeeded(world, customer)
+    assert len(standin.writes("/v1/payment_intents")) == 1
     assert result["recovered"] == 1  # the run found its own payment
     row = fee_row(engine, fee_id)
     assert (row.status, row.attempts) == ("PAID", 1)
@@ -161,8 +161,8 @@ def test_invoice_create_through_a_pause_makes_one_invoice_and_pays_it(
     result = run(billing.monthly_invoice, settings, engine, MONTH_TICK)
     outage.join()
 
-    assert len(standin.writes("/v1/invoices")) == 1
     [invoice] = world.invoices(customer, f"invoice:{venue_id}:2026-11")
+    assert len(standin.writes("/v1/invoices")) == 1
     assert (result["created"], result["paid"], result["failed"]) == (1, 1, 0)
     row = invoice_row(engine, venue_id)
     assert (row.status, row.stripe_invoice_id) == ("PAID", invoice["id"])
@@ -185,8 +185,8 @@ def test_invoice_pay_through_a_pause_pays_once_and_the_run_ends_with_it_paid(
     result = run(billing.monthly_invoice, settings, engine, MONTH_TICK)
     outage.join()
 
-    assert len(standin.writes("/v1/invoices/[^/]+/pay")) == 1
     assert len(succeeded(world, customer)) == charges + 1
+    assert len(standin.writes("/v1/invoices/[^/]+/pay")) == 1
     # Not OPEN while Stripe says paid: the run read the invoice before it ended.
     row = invoice_row(engine, venue_id)
     assert (row.status, row.payment_attempts, row.amount_paid) == (
@@ -210,8 +210,8 @@ def test_invoice_item_through_a_pause_makes_one_item_and_records_it(
     result = run(api_keys.charge_unbilled_usage, settings, engine, USAGE_TICK)
     outage.join()
 
-    assert len(standin.writes("/v1/invoiceitems")) == 1
     [item] = world.pending_items(customer)
+    assert len(standin.writes("/v1/invoiceitems")) == 1
     assert (result["billed"], result["failed"]) == (1, 0)
     [batch] = rows(engine, "SELECT * FROM usage_batches")
     assert (batch.status, batch.stripe_invoice_item_id) == ("BILLED", item["id"])

@@ -24,7 +24,7 @@ from agnt_jobs.clients.errors import ClientError, PermanentError, RetryableError
 from agnt_jobs.clients.stripe_client import CardDeclinedError, StripeGateway
 from agnt_jobs.delivery import deadletters
 from agnt_jobs.delivery.backoff import backoff_seconds
-from agnt_jobs.jobs import errorlog, ledger
+from agnt_jobs.jobs import duplicate_payments, ledger
 from agnt_jobs.jobs import invoice_settlement as settlement
 from agnt_jobs.jobs.lost_answers import LostAnswers
 from agnt_jobs.scheduler.bodies import JobResult, RunContext, job
@@ -78,9 +78,9 @@ class Outcome:
     intent: dict[str, Any] | None = None
     error: str | None = None
     recovered: bool = False  # learnt from Stripe, not from a charge made now
-    # Succeeded payment intents of this fee beyond the first: a double charge made
-    # outside this job's protocol, which a person must refund.
-    extra_charges: tuple[str, ...] = ()
+    # Succeeded payment intents of this fee beyond the first: a double charge,
+    # refunded (or reported) by duplicate_payments.
+    extra_charges: tuple[dict[str, Any], ...] = ()
 
 
 def _attempt_number(intent: dict[str, Any]) -> int:
@@ -94,9 +94,13 @@ def _from_stripe(fee: Row[Any], previous: list[dict[str, Any]]) -> Outcome | Non
     """What the fee's payment intents in Stripe establish, or None: no attempt
     beyond those recorded was made, so the next one may be."""
     tried = max([fee.attempts, *(_attempt_number(i) for i in previous)])
-    succeeded = [i for i in previous if i.get("status") == "succeeded"]
+    # The first payment made is the fee's; any later one is the duplicate.
+    succeeded = sorted(
+        (i for i in previous if i.get("status") == "succeeded"),
+        key=lambda i: (i.get("created") or 0, _attempt_number(i), i["id"]),
+    )
     if succeeded:
-        extra = tuple(i["id"] for i in succeeded[1:])
+        extra = tuple(succeeded[1:])
         return Outcome("paid", tried, succeeded[0], recovered=True, extra_charges=extra)
     for intent in previous:
         if intent.get("status") in IN_FLIGHT:
@@ -220,15 +224,12 @@ def _record(
         # Look again after the first backoff step; the lookup will find it.
         next_retry_at = ctx.now + timedelta(seconds=settings.fee_backoff_base_seconds)
     if outcome.extra_charges:
-        errorlog.report(
+        duplicate_payments.record(
             connection,
-            "retry_pending_fees",
-            f"fee:{fee.id}:charged more than once",
-            f"fee {fee.id} was charged {1 + len(outcome.extra_charges)} times: "
-            f"refund {', '.join(outcome.extra_charges)}",
+            fee,
+            list(outcome.extra_charges),
+            settings.stripe_duplicate_action,
             timeutil.day(ctx.now, timeutil.zone(settings.business_timezone)).start,
-            {"fee_id": fee.id, "payment_intents": [intent_id, *outcome.extra_charges]},
-            level="CRITICAL",
         )
     connection.execute(
         UPDATE_FEE,
@@ -304,8 +305,10 @@ def retry_pending_fees(ctx: RunContext) -> JobResult:
     _retry_invoices(ctx, stripe, lost, counts)
     for fee_id in due_ids(ctx.engine, DUE_FEES, ctx.now, ctx.settings.job_chunk_size):
         counts[_collect(ctx, stripe, lost, fee_id)] += 1
+    refunds = duplicate_payments.refund_due(ctx, stripe, lost)
     names = ("paid", "recovered", "declined", "uncollectible", "in_flight")
     result = {n: counts[n] for n in (*names, "unavailable", "skipped")}
+    result |= {f"duplicates_{n}": refunds[n] for n in ("refunded", "refused", "failed")}
     invoice_names = ("created", "recovered", "paid", "payment_failed")
     result |= {
         f"invoices_{n}": counts[f"invoice_{n}"]

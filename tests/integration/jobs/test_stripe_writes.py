@@ -14,6 +14,10 @@ front of it (tests/support/stripe_standin.py):
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -27,7 +31,6 @@ from tests.support.billing_data import (
     DECLINED_ON_CHARGE,
     GOOD_CARD,
     PLAN_AMOUNT,
-    Crash,
     StripeWorld,
     api_key,
     fee,
@@ -280,26 +283,44 @@ def test_a_retry_after_a_decline_is_a_new_payment(
     assert keys == [f"agnt:fee:{fee_id}:attempt:{n}" for n in (1, 2)]
 
 
-def test_a_retry_of_an_attempt_whose_answer_was_lost_is_the_same_payment(
-    engine: Engine,
-    settings: Settings,
-    world: StripeWorld,
-    keyed: StripeStandIn,
-    monkeypatch: pytest.MonkeyPatch,
+# A worker's run of retry_pending_fees, as a process of its own to kill.
+RUN_FEES = """
+import sys
+from datetime import datetime
+from agnt_jobs import db
+from agnt_jobs.jobs import fees
+from agnt_jobs.scheduler.bodies import RunContext
+from agnt_jobs.settings import get_settings
+now = datetime.fromisoformat(sys.argv[1])
+context = RunContext(engine=db.engine(), settings=get_settings(), tick=now, now=now)
+fees.retry_pending_fees(context)
+"""
+
+
+def test_a_retry_after_kill_9_with_the_payment_in_flight_is_the_same_payment(
+    engine: Engine, settings: Settings, world: StripeWorld, keyed: StripeStandIn
 ) -> None:
-    """The first run's payment is held on the way to Stripe and the run dies after
-    its timeout; the next run's lookup cannot see a payment Stripe has not made
-    yet, so it sends it again: under the same key, Stripe makes it once."""
+    """A worker is killed (-9) while its payment is on its way to Stripe. The next
+    run's lookup cannot see a payment Stripe has not made yet, so it sends it
+    again: under the same key, Stripe makes it once."""
     fee_id, customer = due_fee(engine, world)
     keyed.hold("POST", "/v1/payment_intents")
-
-    def crash(*args: Any, **kwargs: Any) -> Any:
-        raise Crash("worker killed with the payment's answer outstanding")
-
-    monkeypatch.setattr(lost_answers.LostAnswers, "look", crash)
-    with pytest.raises(Crash):
-        run(fees.retry_pending_fees, settings, engine, NOW)
-    monkeypatch.undo()
+    worker = subprocess.Popen(
+        [sys.executable, "-c", RUN_FEES, NOW.isoformat()],
+        env={
+            **os.environ,
+            "AGNT_STRIPE_API_BASE": keyed.url,
+            "AGNT_STRIPE_TIMEOUT_SECONDS": "60",
+        },
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while keyed.held() < 1:
+            assert worker.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+    finally:
+        worker.kill()
+        worker.wait()
     assert (fee_row(engine, fee_id).status, fee_row(engine, fee_id).attempts) == (
         "PENDING",
         0,

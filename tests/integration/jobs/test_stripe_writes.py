@@ -339,3 +339,37 @@ def test_a_retry_after_kill_9_with_the_payment_in_flight_is_the_same_payment(
     )
     keys = [w.idempotency_key for w in keyed.writes("/v1/payment_intents")]
     assert keys == [f"agnt:fee:{fee_id}:attempt:1"] * 2
+
+
+def test_a_refund_through_a_pause_makes_one_refund_and_records_it(
+    engine: Engine, settings: Settings, world: StripeWorld, standin: StripeStandIn
+) -> None:
+    """The refund of a payment made twice goes through the same protocol."""
+    fee_id, customer = due_fee(engine, world)
+    method = world.v1.customers.retrieve(customer).invoice_settings
+    extra = [
+        world.v1.payment_intents.create(
+            params={
+                "customer": customer,
+                "payment_method": method.default_payment_method,
+                "amount": AMOUNT,
+                "currency": "idr",
+                "confirm": True,
+                "off_session": True,
+                "metadata": {"agnt_fee_id": str(fee_id), "agnt_attempt": str(n)},
+            }
+        ).id
+        for n in (1, 2)
+    ][1]
+    outage = standin.pause_after("POST", "/v1/refunds", PAUSE)
+
+    result = run(fees.retry_pending_fees, settings, engine, NOW)
+    outage.join()
+
+    listed = world.v1.refunds.list(params={"payment_intent": extra}).data
+    [refund] = [r.to_dict() for r in listed]
+    assert len(standin.writes("/v1/refunds")) == 1
+    assert result["duplicates_refunded"] == 1
+    [duplicate] = rows(engine, "SELECT * FROM duplicate_payments")
+    assert (duplicate.status, duplicate.stripe_refund_id) == ("REFUNDED", refund["id"])
+    assert ledger(engine, "fee_id", fee_id)[-1] == ("refund", AMOUNT)

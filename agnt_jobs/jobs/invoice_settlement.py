@@ -320,8 +320,8 @@ def collect(attempt: Attempt, invoice_id: int) -> str | None:
         try:
             invoice = attempt.stripe.invoice(row.stripe_invoice_id)
             if invoice.get("status") in ("draft", "open"):
-                invoice = _pay_or_read(attempt, row, attempts + 1)
-                attempts += 1
+                attempts += 1  # a decline (raised) counts as this attempt
+                invoice = _pay_or_read(attempt, row, attempts)
         except CardDeclinedError as declined:
             invoice, error = None, str(declined)
         except PermanentError as refused:

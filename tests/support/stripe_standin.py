@@ -51,6 +51,8 @@ class Seen:
 
 def _error(status: int, kind: str, message: str) -> Answer:
     body = {"error": {"type": kind, "message": message}}
+    if kind == "card_error":
+        body["error"]["code"] = "card_declined"
     return Answer(status, json.dumps(body).encode())
 
 
@@ -74,6 +76,7 @@ class StripeStandIn:
         self._hold: tuple[str, re.Pattern[str]] | None = None
         self._held_tickets: set[int] = set()
         self._answers: dict[str, tuple[str, Answer]] = {}
+        self._declines: list[re.Pattern[str]] = []
         standin = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -166,6 +169,13 @@ class StripeStandIn:
 
     release = resume
 
+    def decline_next(self, path: str) -> None:
+        """Answer the next POST whose path matches ``path`` with Stripe's card
+        decline (402) instead of forwarding it (localstripe never declines an
+        invoice payment: it leaves the invoice open)."""
+        with self._turn:
+            self._declines.append(re.compile(path))
+
     def held(self) -> int:
         """How many requests are held right now."""
         with self._turn:
@@ -242,13 +252,22 @@ class StripeStandIn:
                     "same parameters they were first used with",
                 )
             return Answer(answer.status, answer.body, replayed=True)
-        forwarded = {
-            k: v
-            for k, v in headers.items()
-            if k not in ("host", "content-length", "connection")
-        }
-        response = self._upstream.request(method, path, headers=forwarded, content=body)
-        answer = Answer(response.status_code, response.content)
+        declined = next(
+            (d for d in self._declines if method == "POST" and d.fullmatch(path)), None
+        )
+        if declined is not None:
+            self._declines.remove(declined)
+            answer = _error(402, "card_error", "Your card was declined.")
+        else:
+            forwarded = {
+                k: v
+                for k, v in headers.items()
+                if k not in ("host", "content-length", "connection")
+            }
+            response = self._upstream.request(
+                method, path, headers=forwarded, content=body
+            )
+            answer = Answer(response.status_code, response.content)
         # Stripe keeps the result of every request that began executing; a
         # refused parameter set (400) is not kept.
         if self.honour_keys and key is not None and answer.status != 400:

@@ -283,6 +283,29 @@ def test_a_retry_after_a_decline_is_a_new_payment(
     assert keys == [f"agnt:fee:{fee_id}:attempt:{n}" for n in (1, 2)]
 
 
+def test_an_invoice_payment_retried_after_a_decline_is_a_new_payment(
+    engine: Engine, settings: Settings, world: StripeWorld, keyed: StripeStandIn
+) -> None:
+    """Stripe declines the first payment of the invoice (402); the retry is the
+    next attempt, under its own key, so Stripe does not replay the decline."""
+    venue_id, _ = subscribed_venue(engine, world)
+    keyed.decline_next("/v1/invoices/[^/]+/pay")
+
+    first = run(billing.monthly_invoice, settings, engine, MONTH_TICK)
+
+    assert first["payment_failed"] == 1
+    row = invoice_row(engine, venue_id)
+    assert (row.status, row.payment_attempts) == ("OPEN", 1)
+
+    result = run(fees.retry_pending_fees, settings, engine, row.next_attempt_at)
+
+    assert result["invoices_paid"] == 1
+    row = invoice_row(engine, venue_id)
+    assert (row.status, row.payment_attempts) == ("PAID", 2)
+    keys = [w.idempotency_key for w in keyed.writes("/v1/invoices/[^/]+/pay")]
+    assert keys == [f"agnt:invoice:{venue_id}:2026-11:pay:{n}" for n in (1, 2)]
+
+
 # A worker's run of retry_pending_fees, as a process of its own to kill.
 RUN_FEES = """
 import sys

@@ -176,6 +176,12 @@ class StripeStandIn:
         with self._turn:
             self._declines.append(re.compile(path))
 
+    def served(self, timeout: float = HOLD_LIMIT_SECONDS) -> None:
+        """Wait until every held request has been served."""
+        with self._turn:
+            if not self._turn.wait_for(lambda: not self._held_tickets, timeout):
+                raise TimeoutError("held requests still unserved")
+
     def held(self) -> int:
         """How many requests are held right now."""
         with self._turn:

@@ -228,11 +228,12 @@ def test_a_pause_past_the_budget_ends_the_run_reconciliation_pending(
     short = settings.model_copy(
         update={"stripe_reconcile_seconds": 0.5, "stripe_max_network_retries": 0}
     )
-    outage = standin.pause_after("POST", "/v1/payment_intents", 4 * CLIENT_TIMEOUT)
+    outage = standin.pause_after("POST", "/v1/payment_intents", 6 * CLIENT_TIMEOUT)
 
     with pytest.raises(lost_answers.ReconciliationPending, match=f"fee {fee_id}"):
         run(fees.retry_pending_fees, short, engine, NOW)
     outage.join()
+    standin.served()
 
     # Not an attempt, still due: the next run looks it up before charging.
     row = fee_row(engine, fee_id)

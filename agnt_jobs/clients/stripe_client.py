@@ -49,6 +49,11 @@ def classify(error: stripe.StripeError) -> ClientError:
         return CardDeclinedError(message, code=error.code)
     if isinstance(error, stripe.APIConnectionError | stripe.RateLimitError):
         return RetryableError(message, status=status)
+    # The attempt's key was used before with other parameters (the saved card
+    # changed between a lost attempt and its repeat): the first request may have
+    # been made, so look it up; the key frees up after Stripe's 24 hours.
+    if isinstance(error, stripe.IdempotencyError):
+        return RetryableError(message, status=status)
     # 409: a request with the same idempotency key is still in flight.
     if status is None or status >= 500 or status in (408, 409, 429):
         return RetryableError(message, status=status)

@@ -13,9 +13,11 @@ of real Stripe (and of a real outage) that localstripe lacks.
   replayed (``Idempotent-Replayed: true``), as Stripe does for 24 hours; a key
   reused with other parameters gets 400, as from Stripe. Unset, keys are ignored,
   as localstripe ignores them.
+* **Declines** localstripe never gives: ``decline_next(path)`` answers the next
+  matching POST with Stripe's 402 card error (kept under its key like any answer).
 
-Every request is forwarded one at a time, in arrival order: what Stripe made can
-be read back in a known order. ``received`` keeps (method, path, key) of each.
+Requests reach localstripe one at a time, held ones in the order they arrived and
+before any that came after. ``received`` keeps (method, path, key) of each.
 """
 
 from __future__ import annotations

@@ -201,6 +201,15 @@ class Snapshot(Collector):
         for letter in self.rows["dead_letters"]:
             dead.add_metric([letter["source"]], letter["unresolved"])
         yield dead
+        duplicates = GaugeMetricFamily(
+            "agnt_duplicate_payments",
+            "Payments found made twice for one fee, by what became of the extra one: "
+            "TO_REFUND, REFUNDED, REPORTED (a person refunds it), REFUSED.",
+            labels=["status"],
+        )
+        for row in self.rows["duplicate_payments"]:
+            duplicates.add_metric([row["status"]], row["payments"])
+        yield duplicates
 
 
 def _bound(le: float) -> str:

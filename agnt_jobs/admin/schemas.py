@@ -155,6 +155,10 @@ class Registry(BaseModel):
         description="Where the code and the database disagree "
         "('agnt-jobs schedules check'); empty when all is well."
     )
+    duplicate_payments: dict[str, int] = Field(
+        description="Payments found made twice for one fee and not refunded yet, "
+        "by status (TO_REFUND, REPORTED, REFUSED); empty when none."
+    )
 
 
 class Run(BaseModel):

@@ -92,6 +92,10 @@ def registry(ctx: AdminContext, now: datetime) -> schemas.Registry:
             row["id"]: dict(row)
             for row in connection.exec_driver_sql(SQL["registry"]).mappings()
         }
+        duplicates = {
+            row.status: row.payments
+            for row in connection.exec_driver_sql(SQL["duplicate_payments"])
+        }
     wita = ZoneInfo(ctx.settings.business_timezone)
     entries = [
         _entry(
@@ -147,6 +151,7 @@ def registry(ctx: AdminContext, now: datetime) -> schemas.Registry:
         schedules=entries,
         removed=removed,
         problems=problems,
+        duplicate_payments=duplicates,
     )
 
 

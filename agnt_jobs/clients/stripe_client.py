@@ -4,8 +4,11 @@
 Every write carries an idempotency key derived from our own ids and puts that key in
 the object's ``metadata["agnt_ref"]`` (with our ids beside it), so a crashed attempt
 can be found again: the ``find_*`` lookups list the customer's objects and match
-the key. Real Stripe also deduplicates on the idempotency key for 24 hours; the
-lookups make recovery independent of that (localstripe, the test server, does not).
+the key. A write is sent once: the library never re-sends it (its retries are for
+reads only), because a re-send made inside one call never passes through a lookup.
+A write whose answer was lost is repeated only by the caller, after a lookup, under
+the same key. Real Stripe also deduplicates on the key for 24 hours; the lookups
+make recovery hold without that (localstripe, the test server, ignores keys).
 
 Errors come out as ``agnt_jobs.clients.errors`` classes: ``RetryableError``
 (network, 5xx, 409, 429), ``CardDeclinedError`` (the customer's card or bank said
@@ -46,6 +49,11 @@ def classify(error: stripe.StripeError) -> ClientError:
         return CardDeclinedError(message, code=error.code)
     if isinstance(error, stripe.APIConnectionError | stripe.RateLimitError):
         return RetryableError(message, status=status)
+    # The attempt's key was used before with other parameters (the saved card
+    # changed between a lost attempt and its repeat): the first request may have
+    # been made, so look it up; the key frees up after Stripe's 24 hours.
+    if isinstance(error, stripe.IdempotencyError):
+        return RetryableError(message, status=status)
     # 409: a request with the same idempotency key is still in flight.
     if status is None or status >= 500 or status in (408, 409, 429):
         return RetryableError(message, status=status)
@@ -82,7 +90,7 @@ class StripeGateway:
             api_key,
             base_addresses={"api": api_base.rstrip("/")},
             http_client=stripe.RequestsClient(timeout=timeout),
-            # The library retries network failures with the same idempotency key.
+            # Reads only: every write overrides it with 0 (``_write_options``).
             max_network_retries=max_network_retries,
         )
         self._v1 = self._client.v1
@@ -110,8 +118,14 @@ class StripeGateway:
             raise classify(error) from error
 
     @staticmethod
-    def _options(idempotency_key: str) -> dict[str, Any]:
-        return {"idempotency_key": f"agnt:{idempotency_key}"}
+    def _write_options(idempotency_key: str) -> dict[str, Any]:
+        """A write: sent once under our key. A library re-send after a timeout is
+        a second request that Stripe, once it answers again, may serve as well
+        (only its own key check stands between them and a second object)."""
+        return {
+            "idempotency_key": f"agnt:{idempotency_key}",
+            "max_network_retries": 0,
+        }
 
     # --- reads -------------------------------------------------------------------
 
@@ -152,14 +166,14 @@ class StripeGateway:
         if subscription:
             params["subscription"] = subscription
         return self._call(
-            self._v1.invoices.create, params=params, options=self._options(ref)
+            self._v1.invoices.create, params=params, options=self._write_options(ref)
         )
 
     def pay_invoice(self, invoice_id: str, idempotency_key: str) -> StripeDict:
         return self._call(
             self._v1.invoices.pay,
             invoice_id,
-            options=self._options(idempotency_key),
+            options=self._write_options(idempotency_key),
         )
 
     def create_invoice_item(
@@ -180,7 +194,7 @@ class StripeGateway:
                 "description": description,
                 "metadata": {REF: ref, **metadata},
             },
-            options=self._options(ref),
+            options=self._write_options(ref),
         )
 
     def charge_off_session(
@@ -207,10 +221,32 @@ class StripeGateway:
                 "off_session": True,
                 "metadata": {REF: ref, **metadata},
             },
-            options=self._options(ref),
+            options=self._write_options(ref),
+        )
+
+    def refund_payment(
+        self, payment_intent: str, amount: int, ref: str, metadata: dict[str, str]
+    ) -> StripeDict:
+        """Refund ``amount`` of a succeeded payment intent."""
+        return self._call(
+            self._v1.refunds.create,
+            params={
+                "payment_intent": payment_intent,
+                "amount": amount,
+                "metadata": {REF: ref, **metadata},
+            },
+            options=self._write_options(ref),
         )
 
     # --- lookups: what an earlier, crashed attempt may have made ------------------
+
+    def find_refund(self, payment_intent: str, ref: str) -> StripeDict | None:
+        for refund in self._pages(
+            self._v1.refunds.list, {"payment_intent": payment_intent}
+        ):
+            if _matches(refund, ref):
+                return refund
+        return None
 
     def _pages(
         self, list_call: Callable[..., Any], params: dict[str, Any]

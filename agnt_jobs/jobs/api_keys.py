@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
 import sqlalchemy as sa
@@ -25,9 +25,10 @@ from sqlalchemy.engine import Engine
 
 from agnt_jobs import logs, timeutil
 from agnt_jobs.checkpoint import checkpoint
-from agnt_jobs.clients.errors import ClientError
+from agnt_jobs.clients.errors import ClientError, RetryableError
 from agnt_jobs.clients.stripe_client import StripeGateway, ref_tag
 from agnt_jobs.jobs import errorlog, ledger
+from agnt_jobs.jobs.lost_answers import LostAnswers
 from agnt_jobs.scheduler.bodies import JobResult, RunContext, job
 
 logger = logging.getLogger(__name__)
@@ -175,7 +176,39 @@ def _batch(ctx: RunContext, cutoff: datetime, label: str) -> tuple[int, int]:
         after = customers[-1]
 
 
-def _bill_one(ctx: RunContext, stripe: StripeGateway, batch_id: int) -> str:
+def _create_item_or_find(
+    stripe: StripeGateway, lost: LostAnswers, batch: Any, tz: tzinfo
+) -> dict[str, Any]:
+    """Create the batch's invoice item; if the answer is lost, find what the
+    request made (``lost_answers``), else raise the write's error (the batch stays
+    PENDING, due again)."""
+    key = batch.idempotency_key
+    try:
+        return stripe.create_invoice_item(
+            batch.stripe_customer_id,
+            batch.amount,
+            batch.currency,
+            f"AGNT API usage: {batch.quantity} queries before "
+            f"{batch.cutoff.astimezone(tz):%Y-%m-%d} WITA {ref_tag(key)}",
+            key,
+            {
+                "agnt_usage_batch_id": str(batch.id),
+                "agnt_quantity": str(batch.quantity),
+            },
+        )
+    except RetryableError:
+        since = batch.created_at - LOOKUP_MARGIN
+        _, item = lost.look(
+            lambda: stripe.find_invoice_item(batch.stripe_customer_id, key, since), key
+        )
+        if item is None:
+            raise
+        return item
+
+
+def _bill_one(
+    ctx: RunContext, stripe: StripeGateway, lost: LostAnswers, batch_id: int
+) -> str:
     """Step 2 for one batch: find-or-create its invoice item, record it."""
     with ctx.engine.begin() as connection:
         batch = connection.execute(LOCK_BATCH, {"id": batch_id}).first()
@@ -191,18 +224,7 @@ def _bill_one(ctx: RunContext, stripe: StripeGateway, batch_id: int) -> str:
                 item = stripe.find_invoice_item(batch.stripe_customer_id, key, since)
                 outcome = "recovered" if item else "billed"
                 if item is None:
-                    item = stripe.create_invoice_item(
-                        batch.stripe_customer_id,
-                        batch.amount,
-                        batch.currency,
-                        f"AGNT API usage: {batch.quantity} queries before "
-                        f"{batch.cutoff.astimezone(tz):%Y-%m-%d} WITA {ref_tag(key)}",
-                        key,
-                        {
-                            "agnt_usage_batch_id": str(batch.id),
-                            "agnt_quantity": str(batch.quantity),
-                        },
-                    )
+                    item = _create_item_or_find(stripe, lost, batch, tz)
             except ClientError as error:
                 connection.execute(
                     RECORD_BATCH_ERROR, {"id": batch.id, "error": str(error)}
@@ -246,7 +268,7 @@ def _record_billed(connection: sa.Connection, batch: Any, item: dict | None) -> 
         )
 
 
-def _bill(ctx: RunContext, stripe: StripeGateway) -> Counter[str]:
+def _bill(ctx: RunContext, stripe: StripeGateway, lost: LostAnswers) -> Counter[str]:
     """Step 2 for every PENDING batch, this cutoff's and any a crash left behind."""
     counts: Counter[str] = Counter()
     after = 0
@@ -261,7 +283,7 @@ def _bill(ctx: RunContext, stripe: StripeGateway) -> Counter[str]:
                 )
             ]
         for batch_id in ids:
-            counts[_bill_one(ctx, stripe, batch_id)] += 1
+            counts[_bill_one(ctx, stripe, lost, batch_id)] += 1
         if len(ids) < ctx.settings.job_chunk_size:
             return counts
         after = ids[-1]
@@ -305,7 +327,8 @@ def charge_unbilled_usage(ctx: RunContext) -> JobResult:
     chunk = ctx.settings.job_chunk_size
     marked = _mark(ctx.engine, chunk)  # events of batches a crash left unmarked
     opened, bound = _batch(ctx, today.start, today.label)
-    counts = _bill(ctx, stripe)
+    lost = LostAnswers(ctx.settings.stripe_reconcile_seconds)
+    counts = _bill(ctx, stripe, lost)
     marked += _mark(ctx.engine, chunk)
     result = {
         "cutoff": today.start.isoformat(),
@@ -315,7 +338,7 @@ def charge_unbilled_usage(ctx: RunContext) -> JobResult:
         "events_marked": marked,
     }
     logger.info("usage billed", extra=logs.event("charge_unbilled_usage", **result))
-    return result
+    return lost.settled("charge_unbilled_usage", result)
 
 
 # --- reset_api_key_queries_today ----------------------------------------------------

@@ -24,6 +24,7 @@ from agnt_jobs import logs, timeutil
 from agnt_jobs.checkpoint import checkpoint
 from agnt_jobs.clients.stripe_client import StripeGateway
 from agnt_jobs.jobs import invoice_settlement as settlement
+from agnt_jobs.jobs.lost_answers import LostAnswers
 from agnt_jobs.models.billing import BILLABLE_SUBSCRIPTION_STATUSES
 from agnt_jobs.scheduler.bodies import JobResult, RunContext, job
 
@@ -128,12 +129,14 @@ def monthly_invoice(ctx: RunContext) -> JobResult:
     card again before its backoff has passed. The invoice includes the venue's
     pending invoice items (metered API usage).
     """
+    lost = LostAnswers(ctx.settings.stripe_reconcile_seconds)
     attempt = settlement.Attempt(
         ctx.engine,
         StripeGateway.from_settings(ctx.settings),
         ctx.settings,
         ctx.now,
         first_pass=True,
+        lost=lost,
     )
     period = timeutil.month(ctx.tick, timeutil.zone(ctx.settings.business_timezone), -1)
     planned = _plan(ctx, period)
@@ -149,4 +152,4 @@ def monthly_invoice(ctx: RunContext) -> JobResult:
         "failed": counts["failed"],
     }
     logger.info("monthly invoices", extra=logs.event("monthly_invoice", **result))
-    return result
+    return lost.settled("monthly_invoice", result)

@@ -77,6 +77,8 @@ def ledger_verdict(
                 None,
                 f"refund of {refunded} recorded but only {paid} of {amount} paid",
             )
+        if paid - refunded >= amount:
+            return "PAID", None  # a payment made twice, the extra one refunded
         return "REFUNDED", None
     if paid >= amount:
         extra = f"overpaid: {paid} recorded for {amount}" if paid > amount else None
@@ -140,7 +142,8 @@ def reconcile_fee_status(ctx: RunContext) -> JobResult:
     the WITA day's first half-hour, for every fee: drift older than the window,
     from a restored backup or a hand edit, is found within a day):
 
-    * a refund entry (after payments covering the fee): REFUNDED;
+    * a refund entry (after payments covering the fee): REFUNDED, unless what
+      stays paid still covers the fee (a duplicate payment refunded): PAID;
     * payment entries covering the amount: PAID (an overpayment is also reported);
       an UNCOLLECTIBLE fee corrected so has its dead letter resolved;
     * anything else that disagrees (partly paid, PAID or REFUNDED with no payment,

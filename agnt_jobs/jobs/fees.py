@@ -20,12 +20,13 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
 from agnt_jobs import logs, timeutil
-from agnt_jobs.clients.errors import ClientError, PermanentError
+from agnt_jobs.clients.errors import ClientError, PermanentError, RetryableError
 from agnt_jobs.clients.stripe_client import CardDeclinedError, StripeGateway
 from agnt_jobs.delivery import deadletters
 from agnt_jobs.delivery.backoff import backoff_seconds
-from agnt_jobs.jobs import errorlog, ledger
+from agnt_jobs.jobs import duplicate_payments, ledger
 from agnt_jobs.jobs import invoice_settlement as settlement
+from agnt_jobs.jobs.lost_answers import LostAnswers
 from agnt_jobs.scheduler.bodies import JobResult, RunContext, job
 from agnt_jobs.walk import due_ids
 
@@ -77,9 +78,9 @@ class Outcome:
     intent: dict[str, Any] | None = None
     error: str | None = None
     recovered: bool = False  # learnt from Stripe, not from a charge made now
-    # Succeeded payment intents of this fee beyond the first: a double charge made
-    # outside this job's protocol, which a person must refund.
-    extra_charges: tuple[str, ...] = ()
+    # Succeeded payment intents of this fee beyond the first: a double charge,
+    # refunded (or reported) by duplicate_payments.
+    extra_charges: tuple[dict[str, Any], ...] = ()
 
 
 def _attempt_number(intent: dict[str, Any]) -> int:
@@ -89,17 +90,17 @@ def _attempt_number(intent: dict[str, Any]) -> int:
         return 0
 
 
-def _look_then_charge(stripe: StripeGateway, fee: Row[Any]) -> Outcome:
-    previous = stripe.find_payment_intents(
-        fee.stripe_customer_id,
-        "agnt_fee_id",
-        str(fee.id),
-        fee.created_at - LOOKUP_MARGIN,
-    )
+def _from_stripe(fee: Row[Any], previous: list[dict[str, Any]]) -> Outcome | None:
+    """What the fee's payment intents in Stripe establish, or None: no attempt
+    beyond those recorded was made, so the next one may be."""
     tried = max([fee.attempts, *(_attempt_number(i) for i in previous)])
-    succeeded = [i for i in previous if i.get("status") == "succeeded"]
+    # The first payment made is the fee's; any later one is the duplicate.
+    succeeded = sorted(
+        (i for i in previous if i.get("status") == "succeeded"),
+        key=lambda i: (i.get("created") or 0, _attempt_number(i), i["id"]),
+    )
     if succeeded:
-        extra = tuple(i["id"] for i in succeeded[1:])
+        extra = tuple(succeeded[1:])
         return Outcome("paid", tried, succeeded[0], recovered=True, extra_charges=extra)
     for intent in previous:
         if intent.get("status") in IN_FLIGHT:
@@ -110,7 +111,26 @@ def _look_then_charge(stripe: StripeGateway, fee: Row[Any]) -> Outcome:
         latest = max(previous, key=_attempt_number)
         error = (latest.get("last_payment_error") or {}).get("message") or "declined"
         return Outcome("declined", tried, latest, error, recovered=True)
+    return None
 
+
+def _look_then_charge(
+    stripe: StripeGateway, fee: Row[Any], lost: LostAnswers
+) -> Outcome:
+    def lookup() -> list[dict[str, Any]]:
+        return stripe.find_payment_intents(
+            fee.stripe_customer_id,
+            "agnt_fee_id",
+            str(fee.id),
+            fee.created_at - LOOKUP_MARGIN,
+        )
+
+    found = _from_stripe(fee, lookup())
+    if found is not None:
+        return found
+    # The attempt's number, hence its key, is fixed by what is recorded: a try
+    # repeated after a crash or a lost answer reuses it, a try after a decline
+    # (recorded, or found above) gets the next one.
     attempt = fee.attempts + 1
     method = stripe.default_payment_method(fee.stripe_customer_id)
     if method is None:
@@ -130,6 +150,10 @@ def _look_then_charge(stripe: StripeGateway, fee: Row[Any]) -> Outcome:
         )
     except CardDeclinedError as declined:
         return Outcome("declined", attempt, None, str(declined))
+    except RetryableError as error:
+        answered, previous = lost.look(lookup, f"fee {fee.id}")
+        found = _from_stripe(fee, previous or []) if answered else None
+        return found or Outcome("unavailable", fee.attempts, None, str(error))
     status = intent.get("status")
     if status == "succeeded":
         return Outcome("paid", attempt, intent)
@@ -200,15 +224,12 @@ def _record(
         # Look again after the first backoff step; the lookup will find it.
         next_retry_at = ctx.now + timedelta(seconds=settings.fee_backoff_base_seconds)
     if outcome.extra_charges:
-        errorlog.report(
+        duplicate_payments.record(
             connection,
-            "retry_pending_fees",
-            f"fee:{fee.id}:charged more than once",
-            f"fee {fee.id} was charged {1 + len(outcome.extra_charges)} times: "
-            f"refund {', '.join(outcome.extra_charges)}",
+            fee,
+            list(outcome.extra_charges),
+            settings.stripe_duplicate_action,
             timeutil.day(ctx.now, timeutil.zone(settings.business_timezone)).start,
-            {"fee_id": fee.id, "payment_intents": [intent_id, *outcome.extra_charges]},
-            level="CRITICAL",
         )
     connection.execute(
         UPDATE_FEE,
@@ -234,13 +255,15 @@ def _record(
     return "recovered" if outcome.recovered and verdict == "paid" else verdict
 
 
-def _collect(ctx: RunContext, stripe: StripeGateway, fee_id: int) -> str:
+def _collect(
+    ctx: RunContext, stripe: StripeGateway, lost: LostAnswers, fee_id: int
+) -> str:
     with ctx.engine.begin() as connection:
         fee = connection.execute(LOCK_DUE_FEE, {"id": fee_id, "now": ctx.now}).first()
         if fee is None:
             return "skipped"  # another run holds it, or it is no longer due
         try:
-            outcome = _look_then_charge(stripe, fee)
+            outcome = _look_then_charge(stripe, fee, lost)
         except PermanentError as error:
             outcome = Outcome("refused", fee.attempts, None, str(error))
         except ClientError as error:
@@ -251,11 +274,11 @@ def _collect(ctx: RunContext, stripe: StripeGateway, fee_id: int) -> str:
 
 
 def _retry_invoices(
-    ctx: RunContext, stripe: StripeGateway, counts: Counter[str]
+    ctx: RunContext, stripe: StripeGateway, lost: LostAnswers, counts: Counter[str]
 ) -> None:
     """Monthly invoices due for another try (any month): see invoice_settlement."""
     attempt = settlement.Attempt(
-        ctx.engine, stripe, ctx.settings, ctx.now, first_pass=False
+        ctx.engine, stripe, ctx.settings, ctx.now, first_pass=False, lost=lost
     )
     chunk = ctx.settings.job_chunk_size
     for invoice_id in settlement.due_invoice_ids(ctx.engine, ctx.now, chunk):
@@ -277,16 +300,19 @@ def retry_pending_fees(ctx: RunContext) -> JobResult:
     failed on the 1st are retried here on the same schedule (``invoices_*`` counts).
     """
     stripe = StripeGateway.from_settings(ctx.settings)
+    lost = LostAnswers(ctx.settings.stripe_reconcile_seconds)
     counts: Counter[str] = Counter()
-    _retry_invoices(ctx, stripe, counts)
+    _retry_invoices(ctx, stripe, lost, counts)
     for fee_id in due_ids(ctx.engine, DUE_FEES, ctx.now, ctx.settings.job_chunk_size):
-        counts[_collect(ctx, stripe, fee_id)] += 1
+        counts[_collect(ctx, stripe, lost, fee_id)] += 1
+    refunds = duplicate_payments.refund_due(ctx, stripe, lost)
     names = ("paid", "recovered", "declined", "uncollectible", "in_flight")
     result = {n: counts[n] for n in (*names, "unavailable", "skipped")}
+    result |= {f"duplicates_{n}": refunds[n] for n in ("refunded", "refused", "failed")}
     invoice_names = ("created", "recovered", "paid", "payment_failed")
     result |= {
         f"invoices_{n}": counts[f"invoice_{n}"]
         for n in (*invoice_names, "uncollectible", "failed")
     }
     logger.info("fees collected", extra=logs.event("retry_pending_fees", **result))
-    return result
+    return lost.settled("retry_pending_fees", result)

@@ -269,6 +269,29 @@ def dead_letter_growth(connection: Connection, ctx: RunContext) -> Observation:
     )
 
 
+def duplicate_payments(connection: Connection, ctx: RunContext) -> Observation:
+    """Payments made twice not yet refunded: still to refund, left to a person by
+    ``AGNT_STRIPE_DUPLICATE_ACTION=report``, or refused by Stripe. Failing while
+    there is any: a customer was charged twice."""
+    rows = connection.execute(
+        sa.text(
+            """
+            SELECT status, count(*) AS payments, array_agg(fee_id ORDER BY id) AS fees
+            FROM duplicate_payments WHERE status <> 'REFUNDED'
+            GROUP BY status ORDER BY status
+            """
+        )
+    ).all()
+    return Observation(
+        sum(row.payments for row in rows),
+        0,
+        {
+            "by_status": {row.status: row.payments for row in rows},
+            "fee_ids": sorted({fee for row in rows for fee in row.fees}),
+        },
+    )
+
+
 def default_checks() -> dict[str, Check]:
     return {
         "database_latency": database_latency,
@@ -280,6 +303,7 @@ def default_checks() -> dict[str, Check]:
         "send_queue_backlog": send_queue_backlog,
         "webhook_backlog": webhook_backlog,
         "dead_letter_growth": dead_letter_growth,
+        "duplicate_payments": duplicate_payments,
     }
 
 

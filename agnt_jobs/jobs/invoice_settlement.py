@@ -22,11 +22,12 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine, Row
 
 from agnt_jobs import logs
-from agnt_jobs.clients.errors import ClientError, PermanentError
+from agnt_jobs.clients.errors import ClientError, PermanentError, RetryableError
 from agnt_jobs.clients.stripe_client import CardDeclinedError, StripeGateway
 from agnt_jobs.delivery import deadletters
 from agnt_jobs.delivery.backoff import backoff_seconds
 from agnt_jobs.jobs import ledger
+from agnt_jobs.jobs.lost_answers import LostAnswers
 from agnt_jobs.settings import Settings
 from agnt_jobs.walk import due_ids
 
@@ -104,6 +105,7 @@ class Attempt:
     settings: Settings
     now: datetime
     first_pass: bool
+    lost: LostAnswers
 
     def retry_at(self, failures: int) -> datetime:
         return self.now + timedelta(
@@ -239,13 +241,7 @@ def create(attempt: Attempt, invoice_id: int) -> str | None:
             invoice = attempt.stripe.find_invoice(row.stripe_customer_id, key)
             outcome = "recovered" if invoice else "created"
             if invoice is None:
-                invoice = attempt.stripe.create_invoice(
-                    row.stripe_customer_id,
-                    row.stripe_subscription_id,
-                    row.description,
-                    key,
-                    {"agnt_venue_id": str(row.venue_id), "agnt_month": row.month},
-                )
+                invoice = _create_or_find(attempt, row)
         except ClientError as error:
             refused = isinstance(error, PermanentError)
             connection.execute(
@@ -272,6 +268,45 @@ def create(attempt: Attempt, invoice_id: int) -> str | None:
     return outcome
 
 
+def _create_or_find(attempt: Attempt, row: Row[Any]) -> dict[str, Any]:
+    """Create the invoice; if the answer is lost, find what the request made
+    (``lost_answers``). Raises the write's error if Stripe answered that there is
+    none, or never answered the lookup: the row stays PENDING, due again."""
+    key = row.idempotency_key
+    try:
+        return attempt.stripe.create_invoice(
+            row.stripe_customer_id,
+            row.stripe_subscription_id,
+            row.description,
+            key,
+            {"agnt_venue_id": str(row.venue_id), "agnt_month": row.month},
+        )
+    except RetryableError:
+        _, invoice = attempt.lost.look(
+            lambda: attempt.stripe.find_invoice(row.stripe_customer_id, key), key
+        )
+        if invoice is None:
+            raise
+        return invoice
+
+
+def _pay_or_read(attempt: Attempt, row: Row[Any], attempts: int) -> dict[str, Any]:
+    """Pay the invoice under this try's key; if the answer is lost, read what the
+    request did to it (paid, or still open: then the try did not happen)."""
+    try:
+        return attempt.stripe.pay_invoice(
+            row.stripe_invoice_id, f"{row.idempotency_key}:pay:{attempts}"
+        )
+    except RetryableError:
+        _, invoice = attempt.lost.look(
+            lambda: attempt.stripe.invoice(row.stripe_invoice_id),
+            f"{row.idempotency_key}:pay:{attempts}",
+        )
+        if invoice is None or invoice.get("status") in ("draft", "open"):
+            raise
+        return invoice
+
+
 def collect(attempt: Attempt, invoice_id: int) -> str | None:
     """OPEN -> PAID, or a decline recorded with the next try after the fee backoff;
     the ``fee_max_attempts``-th decline makes it UNCOLLECTIBLE with a dead letter.
@@ -285,10 +320,8 @@ def collect(attempt: Attempt, invoice_id: int) -> str | None:
         try:
             invoice = attempt.stripe.invoice(row.stripe_invoice_id)
             if invoice.get("status") in ("draft", "open"):
-                attempts += 1
-                invoice = attempt.stripe.pay_invoice(
-                    row.stripe_invoice_id, f"{row.idempotency_key}:pay:{attempts}"
-                )
+                attempts += 1  # a decline (raised) counts as this attempt
+                invoice = _pay_or_read(attempt, row, attempts)
         except CardDeclinedError as declined:
             invoice, error = None, str(declined)
         except PermanentError as refused:

@@ -227,3 +227,43 @@ class LedgerEntry(Base):
         Index("ix_ledger_entries_venue_id", "venue_id"),
         Index("ix_ledger_entries_user_id", "user_id"),
     )
+
+
+# TO_REFUND: retry_pending_fees refunds it; REFUNDED: done; REPORTED: the
+# AGNT_STRIPE_DUPLICATE_ACTION=report setting left it to a person; REFUSED: Stripe
+# refused the refund, a person must look.
+DUPLICATE_PAYMENT_STATUSES = ("TO_REFUND", "REFUNDED", "REPORTED", "REFUSED")
+
+
+class DuplicatePayment(Base):
+    """A payment found made twice for one fee: the extra one, and its refund. The
+    row is the intended refund, recorded before Stripe is asked for it, under the
+    refund's deterministic key (``refund:{payment_intent}``)."""
+
+    __tablename__ = "duplicate_payments"
+
+    id: Mapped[int] = mapped_column(BigInteger, identity(), primary_key=True)
+    fee_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("fee_collections.id"))
+    payment_intent: Mapped[str] = mapped_column(Text, unique=True)
+    stripe_customer_id: Mapped[str] = mapped_column(Text)
+    amount: Mapped[int] = mapped_column(BigInteger)  # minor units
+    currency: Mapped[str] = mapped_column(Text)
+    idempotency_key: Mapped[str] = mapped_column(Text, unique=True)
+    status: Mapped[str] = mapped_column(Text)
+    stripe_refund_id: Mapped[str | None] = mapped_column(Text)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    found_at: Mapped[datetime] = defaults_to_now()
+    updated_at: Mapped[datetime] = defaults_to_now()
+    refunded_at: Mapped[datetime | None] = timestamp()
+
+    __table_args__ = (
+        one_of("status", DUPLICATE_PAYMENT_STATUSES),
+        CheckConstraint("amount > 0", name="amount_positive"),
+        Index("ix_duplicate_payments_fee_id", "fee_id"),
+        # The refunds still to make, and what the health check counts.
+        Index(
+            "ix_duplicate_payments_open",
+            "id",
+            postgresql_where=text("status <> 'REFUNDED'"),
+        ),
+    )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, Field, SecretStr
 
 
@@ -22,8 +24,22 @@ class BillingSettings(BaseModel):
         default=2,
         ge=0,
         le=10,
-        description="Retries of a Stripe call that failed on the network, with the "
-        "same idempotency key.",
+        description="Retries, inside the Stripe library, of a read (retrieve, list) "
+        "that failed on the network. Writes are never retried by the library: a "
+        "write whose answer was lost is looked up in Stripe before it is repeated.",
+    )
+    stripe_reconcile_seconds: float = Field(
+        default=120.0,
+        ge=0,
+        description="How long one run keeps looking in Stripe (once a second) for "
+        "the objects of writes whose answer was lost, before it ends failed with "
+        "'Stripe reconciliation pending'.",
+    )
+    stripe_duplicate_action: Literal["refund", "report"] = Field(
+        default="refund",
+        description="What is done with a payment found made twice for one fee: "
+        "'refund' refunds the extra payment (and reports it); 'report' only "
+        "reports it, for a person to refund.",
     )
     stripe_lookup_max_objects: int = Field(
         default=2000,

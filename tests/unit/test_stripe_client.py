@@ -36,6 +36,12 @@ from agnt_jobs.settings import ConfigError, Settings
             PermanentError,
         ),
         (
+            stripe.IdempotencyError(
+                "key reused with other parameters", http_status=400
+            ),
+            RetryableError,
+        ),
+        (
             stripe.InvalidRequestError("bad param", "amount", http_status=400),
             PermanentError,
         ),

@@ -80,3 +80,8 @@ SELECT
 -- Dead letters nobody has resolved yet, per source.
 SELECT source, count(*) AS unresolved FROM dead_letters
 WHERE resolved_at IS NULL GROUP BY source ORDER BY source
+
+-- duplicate_payments --
+-- Payments found made twice for one fee, by what became of the extra one.
+SELECT status, count(*) AS payments FROM duplicate_payments
+GROUP BY status ORDER BY status

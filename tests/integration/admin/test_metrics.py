@@ -102,6 +102,21 @@ def _seed_backlogs(engine: Engine) -> None:
             error_class="GatewayError",
             resolved_at=resolved,
         )
+    fee = data.insert(
+        engine, "fee_collections", venue_id=venue, stripe_customer_id="cus_1", amount=5
+    )
+    for n, status in enumerate(["TO_REFUND", "REPORTED", "REPORTED", "REFUNDED"]):
+        data.insert(
+            engine,
+            "duplicate_payments",
+            fee_id=fee,
+            payment_intent=f"pi_{n}",
+            stripe_customer_id="cus_1",
+            amount=5,
+            currency="IDR",
+            idempotency_key=f"refund:pi_{n}",
+            status=status,
+        )
 
 
 async def test_every_figure_is_what_sql_says(
@@ -214,6 +229,8 @@ async def test_every_figure_is_what_sql_says(
     assert _value(samples, "agnt_a2a_envelopes", status="DISPATCH_FAILED") == 1
     assert _value(samples, "agnt_dead_letters_unresolved", source="send_queue") == 1
     assert _value(samples, "agnt_dead_letters_unresolved", source="webhook") == 1
+    for status, payments in (("TO_REFUND", 1), ("REPORTED", 2), ("REFUNDED", 1)):
+        assert _value(samples, "agnt_duplicate_payments", status=status) == payments
 
 
 async def test_counters_outlive_the_history_retention(

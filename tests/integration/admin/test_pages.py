@@ -320,3 +320,34 @@ def test_the_refresh_script_is_ours_and_typed(seeded: TestClient) -> None:
     assert f'<script src="{UI}/static/refresh.js" defer></script>' in page
     assert '<main data-refresh="' in page
     assert auth.SESSION_COOKIE in seeded.cookies
+
+
+def test_payments_made_twice_show_above_the_schedules_until_refunded(
+    seeded: TestClient, engine: Engine
+) -> None:
+    _sign_in(seeded)
+    assert 'id="duplicate-payments"' not in seeded.get(UI).text
+    with engine.begin() as connection:
+        connection.execute(
+            sa.text(
+                """
+                WITH venue AS (INSERT INTO venues (name) VALUES ('v') RETURNING id),
+                fee AS (
+                    INSERT INTO fee_collections (venue_id, stripe_customer_id, amount)
+                    SELECT id, 'cus_1', 5 FROM venue RETURNING id)
+                INSERT INTO duplicate_payments (
+                    fee_id, payment_intent, stripe_customer_id, amount, currency,
+                    idempotency_key, status)
+                SELECT fee.id, 'pi_' || s, 'cus_1', 5, 'IDR', 'refund:pi_' || s, s
+                FROM fee, unnest(ARRAY['REPORTED', 'REFUNDED']) AS s
+                """
+            )
+        )
+
+    page = seeded.get(UI).text
+    registry_json = seeded.get("/admin/scheduler", headers=HEADERS).json()
+
+    assert registry_json["duplicate_payments"] == {"REPORTED": 1}
+    shown = re.search(r'<p id="duplicate-payments">(.*?)</p>', page, re.S)
+    assert shown and "reported: 1" in shown.group(1)
+    assert "refunded" not in shown.group(1)

@@ -188,6 +188,8 @@ def test_a_payment_written_recently_brings_an_old_fee_into_the_window(
         ("FAILED", AMOUNT, 0, ("PAID", None)),
         ("PAID", AMOUNT, AMOUNT, ("REFUNDED", None)),
         ("PAID", AMOUNT, 100, ("REFUNDED", None)),
+        ("PAID", 2 * AMOUNT, AMOUNT, ("PAID", None)),
+        ("PAID", 2 * AMOUNT, AMOUNT + 1, ("REFUNDED", None)),
         ("REFUNDED", 0, 0, (None, "status REFUNDED but no payment in the ledger")),
     ],
 )

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy.engine import Engine
 
 from agnt_jobs.delivery.backoff import backoff_seconds
-from agnt_jobs.jobs import fees
+from agnt_jobs.jobs import duplicate_payments, fee_ledger, fees, health
 from agnt_jobs.settings import Settings
 from tests.support.billing_data import (
     DECLINED_ON_CHARGE,
@@ -306,17 +306,16 @@ async def test_deferred_through_the_real_app_a_worker_collects_the_fee(
     assert len(world.charges(customer)) == 1
 
 
-def test_a_fee_found_charged_twice_is_recorded_once_and_reported(
-    engine: Engine, stripe_settings: Settings, world: StripeWorld
-) -> None:
+def charged_twice(engine: Engine, world: StripeWorld) -> tuple[int, list[str]]:
+    """A due fee whose card was charged twice in Stripe, for attempts 1 and 2, as
+    a payment made outside our protocol (or by a library re-send) would be."""
     fee_id, customer = fee_of(engine, world)
     settings = world.v1.customers.retrieve(customer).invoice_settings
-    method = settings.default_payment_method
     made = [
         world.v1.payment_intents.create(
             params={
                 "customer": customer,
-                "payment_method": method,
+                "payment_method": settings.default_payment_method,
                 "amount": AMOUNT,
                 "currency": "idr",
                 "confirm": True,
@@ -326,15 +325,119 @@ def test_a_fee_found_charged_twice_is_recorded_once_and_reported(
         ).id
         for n in (1, 2)
     ]
+    return fee_id, made
+
+
+def refunds(world: StripeWorld, payment_intent: str) -> list[dict[str, Any]]:
+    listed = world.v1.refunds.list(params={"payment_intent": payment_intent})
+    return [refund.to_dict() for refund in listed.data]
+
+
+def duplicates(engine: Engine) -> list[Any]:
+    return rows(engine, "SELECT * FROM duplicate_payments ORDER BY id")
+
+
+def ledger_of(engine: Engine, fee_id: int) -> list[tuple[str, int, str]]:
+    return [
+        (row.entry_type, row.amount, row.stripe_reference)
+        for row in rows(
+            engine,
+            "SELECT * FROM ledger_entries WHERE fee_id = :id ORDER BY id",
+            id=fee_id,
+        )
+    ]
+
+
+def test_a_fee_found_charged_twice_has_the_extra_payment_refunded(
+    engine: Engine, stripe_settings: Settings, world: StripeWorld
+) -> None:
+    fee_id, (kept, extra) = charged_twice(engine, world)
 
     result = run(fees.retry_pending_fees, stripe_settings, engine, NOW)
 
-    assert result["recovered"] == 1
-    assert charges_by_status(world, customer) == {"succeeded": 2}  # none added
+    assert (result["recovered"], result["duplicates_refunded"]) == (1, 1)
+    row = fee_row(engine, fee_id)
+    assert (row.status, row.stripe_payment_intent_id) == ("PAID", kept)
+    [refund] = refunds(world, extra)
+    assert refunds(world, kept) == []
+    assert (refund["amount"], refund["status"]) == (AMOUNT, "succeeded")
+    assert refund["metadata"]["agnt_ref"] == f"refund:{extra}"
+    [duplicate] = duplicates(engine)
+    assert (duplicate.payment_intent, duplicate.status) == (extra, "REFUNDED")
+    assert duplicate.stripe_refund_id == refund["id"]
+    assert ledger_of(engine, fee_id) == [
+        ("payment", AMOUNT, kept),
+        ("payment", AMOUNT, extra),
+        ("refund", AMOUNT, refund["id"]),
+    ]
+    [report] = rows(engine, "SELECT * FROM error_log")
+    assert report.level == "CRITICAL" and "refunding" in report.message
+    assert report.context["payment_intents"] == [extra]
+    # The ledger agrees: paid once net, so the fee stays PAID and nothing is
+    # reported; the health check is ok again.
+    checked = run(fee_ledger.reconcile_fee_status, stripe_settings, engine, NOW)
+    assert (checked["corrected"], checked["reported"]) == (0, 0)
+    assert fee_row(engine, fee_id).status == "PAID"
+    with engine.connect() as connection:
+        assert health.duplicate_payments(connection, None).value == 0  # type: ignore[arg-type]
+
+    again = run(fees.retry_pending_fees, stripe_settings, engine, NOW)
+
+    assert again["duplicates_refunded"] == 0
+    assert len(refunds(world, extra)) == 1
+    assert len(duplicates(engine)) == 1
+
+
+def test_a_crash_after_the_refund_then_rerun_records_it_without_refunding_again(
+    engine: Engine,
+    stripe_settings: Settings,
+    world: StripeWorld,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fee_id, (_, extra) = charged_twice(engine, world)
+    crash_once(monkeypatch, duplicate_payments, "_record")
+
+    with pytest.raises(Crash):
+        run(fees.retry_pending_fees, stripe_settings, engine, NOW)
+
+    # The fee's own transaction committed (PAID, the refund intended); the
+    # refund's recording rolled back after Stripe made it.
+    assert fee_row(engine, fee_id).status == "PAID"
+    assert [d.status for d in duplicates(engine)] == ["TO_REFUND"]
+    assert len(refunds(world, extra)) == 1
+
+    result = run(fees.retry_pending_fees, stripe_settings, engine, NOW)
+
+    assert result["duplicates_refunded"] == 1
+    [refund] = refunds(world, extra)
+    [duplicate] = duplicates(engine)
+    assert (duplicate.status, duplicate.stripe_refund_id) == ("REFUNDED", refund["id"])
+    assert [e[0] for e in ledger_of(engine, fee_id)] == ["payment", "payment", "refund"]
+
+
+def test_report_only_refunds_nothing_and_keeps_the_duplicate_in_view(
+    engine: Engine, stripe_settings: Settings, world: StripeWorld
+) -> None:
+    settings = stripe_settings.model_copy(update={"stripe_duplicate_action": "report"})
+    fee_id, (kept, extra) = charged_twice(engine, world)
+
+    result = run(fees.retry_pending_fees, settings, engine, NOW)
+    again = run(fees.retry_pending_fees, settings, engine, NOW)
+
+    assert result["duplicates_refunded"] == again["duplicates_refunded"] == 0
+    assert refunds(world, extra) == refunds(world, kept) == []
+    [duplicate] = duplicates(engine)
+    assert (duplicate.payment_intent, duplicate.status) == (extra, "REPORTED")
     assert fee_row(engine, fee_id).status == "PAID"
     [report] = rows(engine, "SELECT * FROM error_log")
-    assert report.level == "CRITICAL"
-    assert set(report.context["payment_intents"]) == set(made)
+    assert "refund by hand" in report.message
+    # Visible until a person acts: the health check fails, the ledger says
+    # overpaid, /metrics counts it.
+    with engine.connect() as connection:
+        seen = health.duplicate_payments(connection, None)  # type: ignore[arg-type]
+    assert (seen.ok, seen.details["fee_ids"]) == (False, [fee_id])
+    checked = run(fee_ledger.reconcile_fee_status, settings, engine, NOW)
+    assert checked["reported"] == 1
 
 
 def test_each_attempt_after_a_decline_is_a_new_payment_with_its_own_key(

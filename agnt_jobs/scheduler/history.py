@@ -20,12 +20,13 @@ from typing import Any
 
 import psycopg
 from procrastinate import JobContext, exceptions
+from procrastinate.job_context import AbortReason
 from procrastinate.middleware import AsyncCallNext
 from procrastinate.worker import Worker
 from psycopg.types.json import Jsonb
 
 from agnt_jobs import logs
-from agnt_jobs.checkpoint import CANCELLED, RunStopped, RunTimedOut
+from agnt_jobs.checkpoint import CANCELLED, SHUTDOWN, RunStopped, RunTimedOut
 from agnt_jobs.db import outage
 
 logger = logging.getLogger(__name__)
@@ -198,7 +199,10 @@ async def record_run(
         status, error = "timed_out", _error_text(exc)
         raise
     except (exceptions.JobAborted, asyncio.CancelledError) as exc:
-        status, error = "aborted", _error_text(exc) or "aborted"
+        # An async body cancelled by its stopping worker was stopped, not aborted.
+        shutdown = context.abort_reason() == AbortReason.SHUTDOWN
+        status = "stopped" if shutdown else "aborted"
+        error = _error_text(exc) or (SHUTDOWN if shutdown else "aborted")
         raise
     except BaseException as exc:
         error = _error_text(exc)

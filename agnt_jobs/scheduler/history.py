@@ -42,10 +42,12 @@ SET started_at = now(), finished_at = NULL, status = 'running', result = NULL,
     error = NULL, worker_name = EXCLUDED.worker_name, worker_id = EXCLUDED.worker_id
 """
 
+# Only a run still running: one the rescue closed (its worker judged lost) keeps
+# the rescue's record if its worker ends it late.
 FINISH_RUN = """
 UPDATE job_runs
 SET finished_at = now(), status = %(status)s, result = %(result)s, error = %(error)s
-WHERE job_id = %(job_id)s AND attempt = %(attempt)s
+WHERE job_id = %(job_id)s AND attempt = %(attempt)s AND status = 'running'
 """
 
 ERROR_TEXT_LIMIT = 4000
@@ -202,7 +204,10 @@ async def record_run(
         # An async body cancelled by its stopping worker was stopped, not aborted.
         shutdown = context.abort_reason() == AbortReason.SHUTDOWN
         status = "stopped" if shutdown else "aborted"
-        error = _error_text(exc) or (SHUTDOWN if shutdown else "aborted")
+        if shutdown:
+            error = f"{type(exc).__name__}: {SHUTDOWN}"
+        else:
+            error = _error_text(exc) or "aborted"
         raise
     except BaseException as exc:
         error = _error_text(exc)

@@ -275,15 +275,24 @@ class StoppingWorker(worker.Worker):
         """A heartbeat sent at ``sent_at`` (monotonic) reached the database."""
         self._last_beat = max(self._last_beat, sent_at)
 
+    def _silent_for(self) -> float:
+        return time.monotonic() - self._last_beat
+
+    def fenced(self) -> bool:
+        """True while this worker's heartbeats fail for so long that it must stop
+        its jobs; it takes no new one then."""
+        beat, stalled = self.update_heartbeat_interval, self.stalled_worker_timeout
+        return self._silent_for() >= stalled - 2 * beat
+
     async def _fence(self) -> None:
         """Stop the running jobs of a worker whose heartbeats no longer reach the
         database before the rescue may judge it dead; exit if they do not stop."""
         beat, stalled = self.update_heartbeat_interval, self.stalled_worker_timeout
-        stop_after, exit_after = stalled - 2 * beat, stalled - beat
+        exit_after = stalled - beat
         while True:
             await asyncio.sleep(min(1.0, beat / 2))
-            silent = time.monotonic() - self._last_beat
-            if silent < stop_after:
+            silent = self._silent_for()
+            if not self.fenced():
                 self._fenced = False
                 continue
             if not self._running_jobs:

@@ -302,6 +302,8 @@ class AgntWorker(StoppingWorker):
         )
 
     async def _fetch_and_process_jobs(self) -> None:
+        if self.fenced():
+            return  # its heartbeats fail: it takes no job it may have to give up
         try:
             await super()._fetch_and_process_jobs()
         except Exception as error:

@@ -39,12 +39,8 @@ FAST_DEATH = {
 
 
 def _env(db_url: str, **extra: str) -> dict[str, str]:
-    return ticking.env(
-        db_url,
-        AGNT_SHUTDOWN_GRACEFUL_TIMEOUT=str(GRACE),
-        **FAST_DEATH,
-        **extra,
-    )
+    options = {"AGNT_SHUTDOWN_GRACEFUL_TIMEOUT": str(GRACE), **FAST_DEATH, **extra}
+    return ticking.env(db_url, **options)
 
 
 def _defer(env: dict[str, str], task: str) -> None:

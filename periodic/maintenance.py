@@ -9,8 +9,9 @@ from __future__ import annotations
 from agnt_jobs.scheduler.declaration import Schedule
 
 MAINTENANCE: tuple[Schedule, ...] = (
-    # Every minute: a killed worker's job (and the lock it holds) is released within
-    # AGNT_STALLED_WORKER_SECONDS plus a minute.
+    # Every minute, in the history; every worker also runs the same pass every
+    # third of AGNT_STALLED_WORKER_SECONDS, so a killed worker's job (and the lock
+    # it holds) is released within that timeout and a third of it.
     Schedule(
         "rescue_stalled_jobs",
         "* * * * *",

@@ -14,7 +14,10 @@ One module per family:
   several concurrencies, against the bare gateway calls;
 * ``recovery``: three workers on a private cluster stopped for a minute: seconds
   from its return to the first tick and job, and the log lines meanwhile, against
-  stock Procrastinate's workers under the same outage (``cluster``);
+  stock Procrastinate's workers under the same outage (``cluster``); and
+  shutdown: SIGTERM to exit past the grace for a checkpointed job, a job blocked
+  in SQL and a job waiting on a slow peer, and kill -9 to the job retried
+  (``shutdown``);
 * ``schedule_change``: three workers, a plain SQL UPDATE of a cron: seconds until
   every worker follows it, against a bare LISTEN/NOTIFY round trip;
 * ``metrics``: ``GET /metrics`` of an admin server on the jobs' data set plus a

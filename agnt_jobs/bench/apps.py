@@ -7,6 +7,9 @@ importing it adds the benchmark tasks to the production App of that process.
   history middleware, our connector and deferrer), plus ``bench_noop`` (no lock,
   for throughput) and ``bench_tick`` (a job like any production job, on a
   one-second schedule).
+* both: ``bench_steps``, ``bench_blocked`` and ``bench_peer``, the jobs the
+  shutdown benchmark stops (a checkpointed job, a job blocked on a row lock, a
+  job waiting on a slow HTTP peer), the same bodies in each.
 * ``plain``: a stock Procrastinate App on the same database with the same two
   tasks, ``bench_tick`` as a stock ``@app.periodic``, and the same worker
   concurrency and pool size, so the difference is what our code adds.
@@ -17,10 +20,13 @@ from __future__ import annotations
 import os
 import time
 
+import httpx
+import psycopg
 from procrastinate import App, PsycopgConnector
 
+from agnt_jobs import checkpoint
 from agnt_jobs.app import app as ours
-from agnt_jobs.bench.base import NOOP, NOOP_QUEUE, TICK
+from agnt_jobs.bench.base import NOOP, NOOP_QUEUE, STOP_JOBS, TICK
 from agnt_jobs.scheduler import registry
 from agnt_jobs.scheduler.bodies import JobResult, RunContext, job
 from agnt_jobs.scheduler.declaration import Misfire, Schedule
@@ -86,6 +92,58 @@ def plain_tick(timestamp: int) -> JobResult:
 
 if TICKING:
     plain.periodic(cron=TICK_CRON, periodic_id=TICK)(plain_tick)
+
+
+def _steps() -> JobResult:
+    """Steps of 0.2 s, a checkpoint before each, for AGNT_BENCH_STEPS_SECONDS."""
+    steps = round(float(os.environ.get("AGNT_BENCH_STEPS_SECONDS", "600")) / 0.2)
+    for _ in range(steps):
+        checkpoint.checkpoint()
+        time.sleep(0.2)
+    return {"steps": steps}
+
+
+BLOCKED_UPDATE = "UPDATE bench_locked SET n = n + 1 WHERE id = 1"
+
+
+def _blocked() -> JobResult:
+    """One UPDATE of the row another session holds (``bench_locked``)."""
+    with psycopg.connect(os.environ["AGNT_DATABASE_URL"]) as connection:
+        connection.execute(BLOCKED_UPDATE)
+    return {"updated": 1}
+
+
+def _peer() -> JobResult:
+    """One call to AGNT_BENCH_PEER_URL, bounded by its client's timeout."""
+    timeout = float(os.environ.get("AGNT_BENCH_PEER_TIMEOUT", "30"))
+    with httpx.Client(timeout=timeout) as client:
+        client.get(os.environ["AGNT_BENCH_PEER_URL"])
+    return {"called": 1}
+
+
+def _ours_steps(ctx: RunContext) -> JobResult:
+    return _steps()
+
+
+def _ours_blocked(ctx: RunContext) -> JobResult:
+    with ctx.engine.begin() as connection:  # the job engine, as every body
+        connection.exec_driver_sql(BLOCKED_UPDATE)
+    return {"updated": 1}
+
+
+def _ours_peer(ctx: RunContext) -> JobResult:
+    return _peer()
+
+
+for _name, _body, _plain in zip(
+    STOP_JOBS,
+    (_ours_steps, _ours_blocked, _ours_peer),
+    (_steps, _blocked, _peer),
+    strict=True,
+):
+    job(_name)(_body)
+    make_task(ours, _name, _body)
+    plain.task(name=_name, lock=_name)(_plain)
 
 
 APPS = {"ours": ours, "plain": plain}

@@ -18,6 +18,9 @@ logger = logging.getLogger(__name__)
 NOOP = "bench_noop"
 NOOP_QUEUE = "bench"
 TICK = "bench_tick"
+# The shutdown benchmark's jobs (agnt_jobs.bench.shutdown): a checkpointed job, a
+# job blocked in SQL, a job waiting on a slow peer.
+STOP_JOBS = ("bench_steps", "bench_blocked", "bench_peer")
 
 
 @dataclass

@@ -6,18 +6,23 @@ the workers still alive, and the log lines each wrote while the database was awa
 The baseline is stock Procrastinate (``agnt_jobs.bench.apps.plain``) under the same
 outage: its workers' fate, and, since an operator must then start them again by
 hand, how long fresh workers take from the database's return to their first job.
+
+The family also stops workers: SIGTERM past the grace and kill -9
+(``agnt_jobs.bench.shutdown``).
 """
 
 from __future__ import annotations
 
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import psycopg
 
+from agnt_jobs.bench import shutdown
 from agnt_jobs.bench.base import BenchContext
 from agnt_jobs.bench.child import ROOT, child_env, stop_all
 from agnt_jobs.bench.cluster import ClusterUnavailable, PgCluster
@@ -165,11 +170,18 @@ def outage(ctx: BenchContext, app: str, seconds: float) -> dict[str, Any]:
 
 
 def run(ctx: BenchContext, seconds: float = OUTAGE_SECONDS) -> list[Measurement]:
+    measurements = database_outage(ctx, seconds)
+    with tempfile.TemporaryDirectory(prefix="agnt-bench-shutdown-") as logs:
+        measurements += shutdown.run(ctx, Path(logs))
+    return measurements
+
+
+def database_outage(ctx: BenchContext, seconds: float) -> list[Measurement]:
     try:
         ours = outage(ctx, "ours", seconds)
         plain = outage(ctx, "plain", seconds)
     except ClusterUnavailable as reason:
-        ctx.say(f"recovery: skipped ({reason})")
+        ctx.say(f"recovery: database outage skipped ({reason})")
         return []
     most_lines = max(ours["lines_during_outage"])
     note = (

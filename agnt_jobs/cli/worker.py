@@ -34,6 +34,10 @@ def worker(
 ) -> None:
     """Run a worker until SIGTERM/SIGINT; running jobs finish, then it exits 0.
 
+    Past AGNT_SHUTDOWN_GRACEFUL_TIMEOUT each job still running is stopped (its
+    statement cancelled) and put back in the queue; a second signal does that at
+    once and exits 1.
+
     With --admin the same process serves the admin page. On the embedded database
     (no AGNT_DATABASE_URL) and with no INTERNAL_API_TOKEN, a random token is made
     for the data directory, kept there (mode 0600) and printed the first time.

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import Engine
 
-from agnt_jobs.db import embedded
+from agnt_jobs.db import embedded, inflight
 from agnt_jobs.db.connect import conninfo, create_engine, redact
 from agnt_jobs.settings import get_settings
 
@@ -51,10 +51,13 @@ def _embedded_database_url(data_dir: Path, migrate: bool) -> str:
 
 @functools.cache
 def engine() -> Engine:
-    """The process-wide engine for job bodies, sized for one worker's concurrency."""
+    """The process-wide engine for job bodies, sized for one worker's concurrency;
+    a stopping worker can cancel the statements each run has in flight on it."""
     settings = get_settings()
-    return create_engine(
-        database_url(),
-        pool_size=settings.worker_concurrency,
-        max_overflow=settings.worker_concurrency,
+    return inflight.watch(
+        create_engine(
+            database_url(),
+            pool_size=settings.worker_concurrency,
+            max_overflow=settings.worker_concurrency,
+        )
     )

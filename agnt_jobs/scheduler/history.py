@@ -20,12 +20,13 @@ from typing import Any
 
 import psycopg
 from procrastinate import JobContext, exceptions
+from procrastinate.job_context import AbortReason
 from procrastinate.middleware import AsyncCallNext
 from procrastinate.worker import Worker
 from psycopg.types.json import Jsonb
 
 from agnt_jobs import logs
-from agnt_jobs.checkpoint import CANCELLED, RunStopped, RunTimedOut
+from agnt_jobs.checkpoint import CANCELLED, SHUTDOWN, RunStopped, RunTimedOut
 from agnt_jobs.db import outage
 
 logger = logging.getLogger(__name__)
@@ -41,10 +42,12 @@ SET started_at = now(), finished_at = NULL, status = 'running', result = NULL,
     error = NULL, worker_name = EXCLUDED.worker_name, worker_id = EXCLUDED.worker_id
 """
 
+# Only a run still running: one the rescue closed (its worker judged lost) keeps
+# the rescue's record if its worker ends it late.
 FINISH_RUN = """
 UPDATE job_runs
 SET finished_at = now(), status = %(status)s, result = %(result)s, error = %(error)s
-WHERE job_id = %(job_id)s AND attempt = %(attempt)s
+WHERE job_id = %(job_id)s AND attempt = %(attempt)s AND status = 'running'
 """
 
 ERROR_TEXT_LIMIT = 4000
@@ -198,7 +201,13 @@ async def record_run(
         status, error = "timed_out", _error_text(exc)
         raise
     except (exceptions.JobAborted, asyncio.CancelledError) as exc:
-        status, error = "aborted", _error_text(exc) or "aborted"
+        # An async body cancelled by its stopping worker was stopped, not aborted.
+        shutdown = context.abort_reason() == AbortReason.SHUTDOWN
+        status = "stopped" if shutdown else "aborted"
+        if shutdown:
+            error = f"{type(exc).__name__}: {SHUTDOWN}"
+        else:
+            error = _error_text(exc) or "aborted"
         raise
     except BaseException as exc:
         error = _error_text(exc)

@@ -51,7 +51,14 @@ def rescue_stalled_jobs(ctx: RunContext) -> JobResult:
     """Retry every running job whose worker has sent no heartbeat for
     ``stalled_worker_seconds``; fail it instead after ``stalled_job_max_attempts``
     lost workers, or when a newer run of the same job already waits."""
-    engine, settings = ctx.engine, ctx.settings
+    return rescue_stalled(ctx.engine, ctx.settings)
+
+
+def rescue_stalled(engine: Engine, settings: Settings) -> JobResult:
+    """The rescue's pass, which every worker also runs between the job's runs
+    (``AgntWorker``). A living worker's jobs are never taken: a worker whose
+    heartbeat stops reaching the database stops its jobs, or exits, before its
+    heartbeat is this old (``agnt_jobs.scheduler.stopping``)."""
     counts = {"retried": 0, "failed": 0}
     while True:
         checkpoint()

@@ -4,10 +4,12 @@ Each task takes the lock and the queueing lock of its id (never two running, at 
 one waiting) and accepts an optional ``timestamp``: the periodic deferrer passes the
 tick, a manual ``procrastinate defer <id>`` passes nothing and the tick is now.
 
-A run cut off by the database (``DatabaseConnectionLost``) or stopped at a checkpoint
-by a shutdown is retried; any other failure is final, as the run history shows it,
-and so is a run stopped past its schedule's timeout (``checkpoint.RunTimedOut``) or
-cancelled by an operator.
+A run cut off by the database (``DatabaseConnectionLost``) or stopped by a shutdown
+is retried (a stopped one at once: ``AgntWorker`` requeues it); any other failure is
+final, as the run history shows it, and so is a run stopped past its schedule's
+timeout (``checkpoint.RunTimedOut``) or cancelled by an operator. A run asked to
+stop that fails on its way out (its statement cancelled by the stopping worker,
+``agnt_jobs.db.inflight``) is a stopped run, whatever the error says.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from procrastinate.tasks import Task
 from sqlalchemy.engine import Engine
 
 from agnt_jobs import checkpoint, db, logs
+from agnt_jobs.db import inflight
 from agnt_jobs.db.outage import as_database_error, is_connection_lost
 from agnt_jobs.scheduler.bodies import (
     BODIES,
@@ -71,6 +74,20 @@ def run_timeout(engine: Engine, job_id: int | None, job_name: str) -> timedelta 
         ).scalar()
 
 
+def _as_run_error(error: Exception, stop_reason: str | None) -> Exception:
+    """What a run that raised ``error`` ended as: stopped if it was asked to stop
+    (the worker cancelled its statement), cut off if the database went away."""
+    if isinstance(error, JobAborted):
+        return error
+    if stop_reason is not None:
+        return checkpoint.RunStopped(stop_reason)
+    if is_connection_lost(error):
+        return DatabaseConnectionLost(
+            f"database connection lost: {as_database_error(error)}"
+        )
+    return error
+
+
 def make_task(app: App, job_id: str, body: JobBody, queue: str = DEFAULT_QUEUE) -> Task:
     def run(context: JobContext, timestamp: int | None = None) -> JobResult:
         now = datetime.now(UTC)
@@ -81,24 +98,25 @@ def make_task(app: App, job_id: str, body: JobBody, queue: str = DEFAULT_QUEUE) 
             # A run by hand (a scheduled tick of it is skipped, not deferred):
             # it fails at once, having done nothing, naming what to set.
             require_configured(job_id, settings)
+            stop_reason = _stop_reason(context)
             try:
-                timeout = run_timeout(engine, context.job.id, job_id)
-                with checkpoint.stoppable(_stop_reason(context), timeout):
-                    return body(
-                        RunContext(
-                            engine=engine,
-                            settings=settings,
-                            tick=tick,
-                            now=now,
-                            job_id=context.job.id,
+                with inflight.tracked(context.job.id or 0):
+                    timeout = run_timeout(engine, context.job.id, job_id)
+                    with checkpoint.stoppable(stop_reason, timeout):
+                        return body(
+                            RunContext(
+                                engine=engine,
+                                settings=settings,
+                                tick=tick,
+                                now=now,
+                                job_id=context.job.id,
+                            )
                         )
-                    )
             except Exception as error:
-                if isinstance(error, JobAborted) or not is_connection_lost(error):
+                ended = _as_run_error(error, stop_reason())
+                if ended is error:
                     raise
-                raise DatabaseConnectionLost(
-                    f"database connection lost: {as_database_error(error)}"
-                ) from error
+                raise ended from error
 
     run.__name__ = run.__qualname__ = job_id
     run.__doc__ = body.__doc__

@@ -3,11 +3,14 @@ so that the stock ``procrastinate --app=agnt_jobs.app.app worker`` does everythi
 ``agnt-jobs worker`` does: sync the schedules table, warn about schedules without a
 body, defer each schedule in its zone under its misfire policy, and outlive a lost
 database (every loop retries with backoff; a fault never ends it with exit 0).
+How it stops, and why no job runs on two workers at once, is
+``agnt_jobs.scheduler.stopping``.
 
 The seams are methods private to Procrastinate, which is pinned to a minor
 version: ``App._worker`` (which worker class to build), and on the worker ``run``'s
 start-up, ``_start_side_tasks`` (our supervised loops: the schedule deferrer and
-its listener among them), ``_fetch_and_process_jobs`` and ``_persist_job_status``.
+its listener among them), ``_fetch_and_process_jobs``, ``_persist_job_status``,
+and ``_shutdown``.
 The acceptance and fault tests start real ``procrastinate`` workers, so a change
 in any of them fails them.
 """
@@ -24,7 +27,7 @@ from typing import Any, TypeVar
 
 from procrastinate import worker
 
-from agnt_jobs import logs
+from agnt_jobs import db, logs
 from agnt_jobs.db.outage import (
     Backoff,
     DatabaseGone,
@@ -33,9 +36,10 @@ from agnt_jobs.db.outage import (
     is_connection_lost,
     until_reached,
 )
-from agnt_jobs.scheduler import registry
+from agnt_jobs.scheduler import maintenance, registry
 from agnt_jobs.scheduler.deferrer import CHANNEL, ScheduleDeferrer
 from agnt_jobs.scheduler.history import HistoryWriter, writer_for
+from agnt_jobs.scheduler.stopping import FENCE_TASK, HEARTBEAT_TASK, StoppingWorker
 from agnt_jobs.settings import get_settings
 
 logger = logging.getLogger(__name__)
@@ -62,7 +66,7 @@ class WorkerFailed(Exception):
     (the stock CLI prints this message and exits 1)."""
 
 
-class AgntWorker(worker.Worker):
+class AgntWorker(StoppingWorker):
     app: AgntApp
     #: The run history's connection while the worker runs (agnt_jobs.scheduler.history).
     history: HistoryWriter | None = None
@@ -80,7 +84,6 @@ class AgntWorker(worker.Worker):
         self._deferrer: ScheduleDeferrer | None = None
         #: Why the worker stopped itself, if it did: it then exits non-zero.
         self.failure: str | None = None
-        self._stop_requested_at: float | None = None
 
     def backoff(self) -> Backoff:
         return Backoff(*self._retry)
@@ -96,11 +99,6 @@ class AgntWorker(worker.Worker):
             backoff=self.backoff(),
             stopping=self._waited_enough,
         )
-
-    def stop(self) -> None:
-        if self._stop_requested_at is None:
-            self._stop_requested_at = time.monotonic()
-        super().stop()
 
     def _waited_enough(self) -> bool:
         since, timeout = self._stop_requested_at, self.shutdown_graceful_timeout
@@ -127,6 +125,10 @@ class AgntWorker(worker.Worker):
                         self.history = None
         except DatabaseGone as gone:
             self.failure = str(gone)
+        status = self.exit_status()
+        if status is not None:
+            # A job's thread still runs (put back already), or a second signal.
+            self.exit_process(1 if self.failure else status)
         if self.failure:
             raise WorkerFailed(self.failure)
 
@@ -140,9 +142,11 @@ class AgntWorker(worker.Worker):
                 self.stalled_worker_timeout
             ),
         )
+        registering = time.monotonic()
         self.worker_id = await self.reached(
             "register", self.app.job_manager.register_worker
         )
+        self.heartbeat_reached(registering)
         self.run_task = asyncio.current_task()
         self._loop = asyncio.get_running_loop()
         loop_task = asyncio.create_task(self._run_loop(), name="worker loop")
@@ -191,7 +195,9 @@ class AgntWorker(worker.Worker):
             outage=self.outage,
         )
         loops: dict[str, Callable[[], Awaitable[Any]]] = {
-            "heartbeat": self._heartbeat,
+            HEARTBEAT_TASK: self._heartbeat,
+            FENCE_TASK: self._fence,
+            "rescuer": self._rescue_stalled_jobs,
             "deferrer": self._deferrer.worker,
             "abort_poller": self._poll_jobs_to_abort,
         }
@@ -231,6 +237,7 @@ class AgntWorker(worker.Worker):
         while the database was away (other workers judged it dead) registers
         again, so its fetches and heartbeats refer to a live row."""
         while True:
+            sent = time.monotonic()
             beat = await self.app.connector.execute_query_one_async(
                 HEARTBEAT, worker_id=self.worker_id
             )
@@ -252,7 +259,18 @@ class AgntWorker(worker.Worker):
                 if self._deferrer is not None:
                     self._deferrer.worker_id = self.worker_id
                     await self._deferrer.record_worker()
+            self.heartbeat_reached(sent)
             await asyncio.sleep(self.update_heartbeat_interval)
+
+    async def _rescue_stalled_jobs(self) -> None:
+        """Every third of ``stalled_worker_timeout``, retry the running jobs of
+        workers judged dead (the ``rescue_stalled_jobs`` job's pass, which runs
+        once a minute): a killed worker's jobs are retried within the stall
+        timeout and a third of it."""
+        settings = get_settings()
+        while True:
+            await asyncio.sleep(self.stalled_worker_timeout / 3)
+            await asyncio.to_thread(maintenance.rescue_stalled, db.engine(), settings)
 
     async def _poll_jobs_to_abort(self) -> None:
         while True:
@@ -284,6 +302,8 @@ class AgntWorker(worker.Worker):
         )
 
     async def _fetch_and_process_jobs(self) -> None:
+        if self.fenced():
+            return  # its heartbeats fail: it takes no job it may have to give up
         try:
             await super()._fetch_and_process_jobs()
         except Exception as error:

@@ -13,8 +13,11 @@ class WorkerSettings(BaseModel):
         default=60.0,
         ge=0,
         description="Seconds a stopping worker (SIGTERM, SIGINT) lets running jobs "
-        "finish; past it, each stops at its next checkpoint, its finished chunks "
-        "stand, and it is retried by another worker.",
+        "finish. It is a bound: past it, each job stops at its next checkpoint or its "
+        "current statement is cancelled (its transaction rolled back), its run is "
+        "recorded stopped, its finished chunks stand, and it goes back to the queue "
+        "for another worker at once; the process exits 0 within this plus 5 s. A "
+        "second signal does the same at once and exits 1.",
     )
     # 5,000: measured by ``agnt-jobs bench``, chunks of 1,000 spent as much time on
     # per-chunk round trips and commits as on the rows; a chunk of 5,000 still
@@ -23,14 +26,22 @@ class WorkerSettings(BaseModel):
     job_chunk_size: int = Field(
         default=5000, ge=1, description="Rows per transaction in set-based jobs."
     )
+    # 5 s and 30 s: a killed worker's job is retried within about 45 s (the stall,
+    # a rescue pass every third of it, a fetch), inside the 60 s an operator is
+    # promised; six heartbeats per stall leave a living worker room to be slow.
     worker_heartbeat_seconds: float = Field(
-        default=10.0, gt=0, description="How often a worker records its heartbeat."
+        default=5.0,
+        gt=0,
+        description="How often a worker records its heartbeat, until its last job "
+        "has ended.",
     )
     stalled_worker_seconds: float = Field(
-        default=60.0,
+        default=30.0,
         gt=0,
-        description="A worker silent this long is dead: rescue_stalled_jobs retries "
-        "its running jobs. At least three heartbeats.",
+        description="A worker silent this long is dead: every worker's rescue pass "
+        "(every third of this) retries its running jobs. At least three heartbeats. "
+        "A worker whose heartbeats fail stops its running jobs two heartbeats "
+        "before this, and exits 1 one heartbeat before it if they still run.",
     )
     stalled_job_max_attempts: int = Field(
         default=3,

@@ -4,6 +4,7 @@ a worker in the middle of a job. Started as
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 
@@ -43,7 +44,38 @@ def test_steps(ctx: RunContext) -> JobResult:
     return {"steps": steps - done}
 
 
+@job("test_blocked")
+def test_blocked(ctx: RunContext) -> JobResult:
+    """Adds one to row 1 of ``test_locked``: blocks while another session holds
+    the row."""
+    with ctx.engine.begin() as connection:
+        connection.execute(sa.text("UPDATE test_locked SET n = n + 1 WHERE id = 1"))
+    return {"added": 1}
+
+
+@job("test_far")
+def test_far(ctx: RunContext) -> JobResult:
+    """A long step between two checkpoints, in Python (no statement to cancel):
+    AGNT_TEST_FAR_SECONDS, then one row in ``test_far_done``."""
+    ctx.checkpoint()
+    time.sleep(float(os.environ.get("AGNT_TEST_FAR_SECONDS", "60")))
+    ctx.checkpoint()
+    with ctx.engine.begin() as connection:
+        connection.execute(sa.text("INSERT INTO test_far_done VALUES (:j)"), {"j": 1})
+    return {"slept": True}
+
+
+@app.task(name="test_async_sleep", pass_context=False)
+async def test_async_sleep() -> dict[str, float]:
+    """An async body: AGNT_TEST_ASYNC_SECONDS of waiting."""
+    seconds = float(os.environ.get("AGNT_TEST_ASYNC_SECONDS", "60"))
+    await asyncio.sleep(seconds)
+    return {"slept": seconds}
+
+
 make_task(app, "test_slow", test_slow)
 make_task(app, "test_steps", test_steps)
+make_task(app, "test_blocked", test_blocked)
+make_task(app, "test_far", test_far)
 
 __all__ = ["app"]

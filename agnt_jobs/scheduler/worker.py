@@ -331,6 +331,8 @@ class AgntApp(registry.ScheduledApp):
     """The App whose workers are ``AgntWorker``s (the stock CLI builds them too)."""
 
     def _worker(self, **kwargs: Any) -> worker.Worker:
+        settings = get_settings()
+        logs.configure_stock_cli(settings.log_level, settings.log_format)
         return AgntWorker(
             app=self, **{**settings_defaults(), **self.worker_defaults, **kwargs}
         )

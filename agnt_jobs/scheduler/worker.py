@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 
 from procrastinate import worker
 
-from agnt_jobs import logs
+from agnt_jobs import logs, tracing
 from agnt_jobs.db.outage import (
     Backoff,
     DatabaseGone,
@@ -333,6 +333,7 @@ class AgntApp(registry.ScheduledApp):
     def _worker(self, **kwargs: Any) -> worker.Worker:
         settings = get_settings()
         logs.configure_stock_cli(settings.log_level, settings.log_format)
+        tracing.configure()
         return AgntWorker(
             app=self, **{**settings_defaults(), **self.worker_defaults, **kwargs}
         )

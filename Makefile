@@ -11,8 +11,10 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
+# run, demo and test use the embedded Postgres when AGNT_DATABASE_URL is unset: the
+# `embedded` extra (pgserver), which a production install leaves out.
 $(VENV)/.run-installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e .
+	$(BIN)/pip install --quiet -e ".[embedded]"
 	touch $@
 
 $(VENV)/.test-installed: pyproject.toml | $(BIN)/python
@@ -20,7 +22,7 @@ $(VENV)/.test-installed: pyproject.toml | $(BIN)/python
 	touch $@ $(VENV)/.run-installed $(VENV)/.bench-installed
 
 $(VENV)/.bench-installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e ".[bench]"
+	$(BIN)/pip install --quiet -e ".[bench,embedded]"
 	touch $@ $(VENV)/.run-installed
 
 ## run: a worker and the admin page (127.0.0.1:8000); with no AGNT_DATABASE_URL, on

@@ -1,11 +1,14 @@
 """The admin view as an application of its own, for ``agnt-jobs admin``: the router,
 ``GET /metrics`` for Prometheus, its OpenAPI schema at
-``/admin/scheduler/openapi.json`` (behind the token, as every other route), an
-access log of paths without their query strings, and a database
-that cannot be reached answered as 503 instead of a bare 500."""
+``/admin/scheduler/openapi.json`` (behind the token, as every other route), the
+probes ``/livez`` and ``/readyz`` (without), an access log of paths without their
+query strings, and a database that cannot be reached answered as 503 instead of a
+bare 500."""
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
 from typing import Any
 
@@ -13,12 +16,15 @@ import psycopg
 import sqlalchemy.exc
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse
+from sqlalchemy.engine import Engine
 
 from agnt_jobs import logs
 from agnt_jobs.admin import metrics
 from agnt_jobs.admin.auth import require_token
 from agnt_jobs.admin.context import AdminContext, get_context
 from agnt_jobs.admin.router import router
+from agnt_jobs.db import migrate
+from agnt_jobs.scheduler import probes
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +61,8 @@ def create_app(context: AdminContext | None = None) -> FastAPI:
     def root() -> RedirectResponse:
         return RedirectResponse("/admin/scheduler/ui")
 
+    _probes(app)
+
     @app.exception_handler(sqlalchemy.exc.OperationalError)
     @app.exception_handler(psycopg.OperationalError)
     async def database_down(request: Request, error: Exception) -> JSONResponse:
@@ -67,6 +75,46 @@ def create_app(context: AdminContext | None = None) -> FastAPI:
         )
 
     return app
+
+
+def _probes(app: FastAPI) -> None:
+    """``/livez`` (the process serves) and ``/readyz`` (the job database answers
+    at the code's schema revision), as a worker's probe port answers them, with no
+    token: an orchestrator's probe carries none. They say no more than that: a
+    driver's reason (hosts, users) goes to the log, not to whoever asks."""
+
+    @app.get("/livez", include_in_schema=False)
+    def livez() -> JSONResponse:
+        status, body = probes.answer(None)
+        return JSONResponse(body, status, headers=NO_STORE)
+
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz(context: AdminContext = Depends(get_context)) -> JSONResponse:
+        async def query_one(query: str) -> dict[str, Any]:
+            return await asyncio.to_thread(_query_one, context.engine, query)
+
+        try:
+            current = await probes.schema_revision(query_one)
+        except probes.DatabaseUnanswered as unanswered:
+            logger.warning(
+                f"readiness: {unanswered}",
+                extra=logs.event("admin_not_ready", reason=str(unanswered)),
+            )
+            problem: str | None = str(unanswered).split(": ", 1)[0]
+        else:
+            problem = migrate.behind(current, _head())
+        status, body = probes.answer(problem)
+        return JSONResponse(body, status, headers=NO_STORE)
+
+
+NO_STORE = {"Cache-Control": "no-store"}
+
+_head = functools.cache(migrate.head_revision)
+
+
+def _query_one(engine: Engine, query: str) -> dict[str, Any]:
+    with engine.connect() as connection:
+        return dict(connection.exec_driver_sql(query).mappings().one())
 
 
 class _PathsOnly(logging.Filter):

@@ -12,7 +12,16 @@ import psycopg
 import sqlalchemy.exc
 import typer
 
-from agnt_jobs.cli import admin, bench, db, demo, schedules, settings, worker
+from agnt_jobs.cli import (
+    admin,
+    bench,
+    db,
+    demo,
+    healthcheck,
+    schedules,
+    settings,
+    worker,
+)
 from agnt_jobs.cli.common import UsageError
 from agnt_jobs.settings import ConfigError
 
@@ -23,7 +32,7 @@ cli = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for command in (db, worker, schedules, admin, demo, bench, settings):
+for command in (db, worker, healthcheck, schedules, admin, demo, bench, settings):
     command.install(cli)
 
 

@@ -16,19 +16,27 @@ logger = logging.getLogger(__name__)
 
 EMBEDDED_DATABASE = "agnt"
 
+NOT_INSTALLED = (
+    "AGNT_DATABASE_URL is not set and the embedded server is not installed: set "
+    "AGNT_DATABASE_URL to your Postgres, or pip install 'agnt-jobs[embedded]' "
+    "for a local one"
+)
+
 
 def start(data_dir: Path) -> str:
+    installed = True
     try:
         with warnings.catch_warnings():
             # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI); its
             # fallback under /tmp is fine for pgserver's lock file.
             warnings.simplefilter("ignore")
             import pgserver
-    except ImportError:  # pragma: no cover - pgserver is a hard dependency
-        raise ConfigError(
-            "AGNT_DATABASE_URL is unset and the embedded server (pgserver) is not "
-            "installed: set AGNT_DATABASE_URL or pip install pgserver"
-        ) from None
+    except ImportError:
+        installed = False
+    if not installed:
+        # Raised outside the handler so the error carries no context: the stock
+        # procrastinate CLI prints every exception in a chain.
+        raise ConfigError(NOT_INSTALLED)
 
     pgdata = (data_dir / "pgdata").resolve()
     pgdata.parent.mkdir(parents=True, exist_ok=True)

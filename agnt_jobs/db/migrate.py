@@ -3,7 +3,6 @@ migrate through these functions, so there is one way the schema gets built."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -15,15 +14,19 @@ from alembic.script import ScriptDirectory
 from agnt_jobs.db.connect import create_engine
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+# Where a wheel puts alembic.ini and migrations/ (pyproject maps the checkout's top
+# directory there); a checkout has no such directory and uses its own top.
+SHIPPED_ALEMBIC = Path(__file__).resolve().parents[1] / "_alembic"
 
 # Two processes starting on one fresh database must not both run migrations.
 _MIGRATION_LOCK_KEY = 0x61676E74  # "agnt"
 
 
 def alembic_ini() -> Path:
-    """alembic.ini of the checkout, or AGNT_ALEMBIC_INI where the package is
-    installed apart from its migrations (the Docker image)."""
-    return Path(os.environ.get("AGNT_ALEMBIC_INI", PROJECT_ROOT / "alembic.ini"))
+    """The alembic.ini shipped in the installed package, else the checkout's; its
+    ``migrations/`` is beside it in both."""
+    shipped = SHIPPED_ALEMBIC / "alembic.ini"
+    return shipped if shipped.is_file() else PROJECT_ROOT / "alembic.ini"
 
 
 def alembic_config(url: str | None = None) -> Config:

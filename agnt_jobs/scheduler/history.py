@@ -25,7 +25,7 @@ from procrastinate.middleware import AsyncCallNext
 from procrastinate.worker import Worker
 from psycopg.types.json import Jsonb
 
-from agnt_jobs import logs
+from agnt_jobs import logs, tracing
 from agnt_jobs.checkpoint import CANCELLED, SHUTDOWN, RunStopped, RunTimedOut
 from agnt_jobs.db import outage
 
@@ -189,42 +189,58 @@ async def record_run(
         worker_id=worker.worker_id,
     )
     status, result, error = "failed", None, None
-    try:
-        value = await call_next()
-        status, result = "succeeded", _summary(value)
-        return value
-    except RunStopped as exc:
-        status = "cancelled" if exc.reason == CANCELLED else "stopped"
-        error = _error_text(exc)
-        raise
-    except RunTimedOut as exc:
-        status, error = "timed_out", _error_text(exc)
-        raise
-    except (exceptions.JobAborted, asyncio.CancelledError) as exc:
-        # An async body cancelled by its stopping worker was stopped, not aborted.
-        shutdown = context.abort_reason() == AbortReason.SHUTDOWN
-        status = "stopped" if shutdown else "aborted"
-        if shutdown:
-            error = f"{type(exc).__name__}: {SHUTDOWN}"
-        else:
-            error = _error_text(exc) or "aborted"
-        raise
-    except BaseException as exc:
-        error = _error_text(exc)
-        raise
-    finally:
+    timestamp = (job.task_kwargs or {}).get("timestamp")
+    with tracing.span(
+        f"run {job.task_name}",
+        **{
+            "agnt.job": job.task_name,
+            "agnt.job_id": job.id,
+            "agnt.attempt": key["attempt"],
+            "agnt.queue": job.queue,
+            "agnt.worker": context.worker_name,
+            "agnt.worker_id": worker.worker_id,
+            "agnt.tick": timestamp if isinstance(timestamp, int) else None,
+        },
+    ) as traced:
         try:
-            await asyncio.shield(
-                execute(
-                    FINISH_RUN,
-                    **key,
-                    status=status,
-                    result=None if result is None else Jsonb(result),
-                    error=error,
+            value = await call_next()
+            status, result = "succeeded", _summary(value)
+            return value
+        except RunStopped as exc:
+            status = "cancelled" if exc.reason == CANCELLED else "stopped"
+            error = _error_text(exc)
+            raise
+        except RunTimedOut as exc:
+            status, error = "timed_out", _error_text(exc)
+            raise
+        except (exceptions.JobAborted, asyncio.CancelledError) as exc:
+            # An async body cancelled by its stopping worker was stopped, not aborted.
+            shutdown = context.abort_reason() == AbortReason.SHUTDOWN
+            status = "stopped" if shutdown else "aborted"
+            if shutdown:
+                error = f"{type(exc).__name__}: {SHUTDOWN}"
+            else:
+                error = _error_text(exc) or "aborted"
+            raise
+        except BaseException as exc:
+            error = _error_text(exc)
+            raise
+        finally:
+            traced.set_attribute("agnt.outcome", status)
+            if status != "succeeded":
+                traced.set_status_error(error or status)
+            try:
+                await asyncio.shield(
+                    execute(
+                        FINISH_RUN,
+                        **key,
+                        status=status,
+                        result=None if result is None else Jsonb(result),
+                        error=error,
+                    )
                 )
-            )
-        except Exception:  # the job's own outcome must not be masked by history
-            logger.exception(
-                "could not record the end of a run",
-                extra=logs.event("run_history_error", **key),
-            )
+            except Exception:  # the job's own outcome must not be masked by history
+                logger.exception(
+                    "could not record the end of a run",
+                    extra=logs.event("run_history_error", **key),
+                )

@@ -18,6 +18,7 @@ in any of them fails them.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import time
@@ -27,7 +28,7 @@ from typing import Any, TypeVar
 
 from procrastinate import worker
 
-from agnt_jobs import db, logs
+from agnt_jobs import db, logs, tracing
 from agnt_jobs.db.outage import (
     Backoff,
     DatabaseGone,
@@ -39,6 +40,7 @@ from agnt_jobs.db.outage import (
 from agnt_jobs.scheduler import maintenance, registry
 from agnt_jobs.scheduler.deferrer import CHANNEL, ScheduleDeferrer
 from agnt_jobs.scheduler.history import HistoryWriter, writer_for
+from agnt_jobs.scheduler.probes import WorkerProbes
 from agnt_jobs.scheduler.stopping import FENCE_TASK, HEARTBEAT_TASK, StoppingWorker
 from agnt_jobs.settings import get_settings
 
@@ -204,10 +206,25 @@ class AgntWorker(StoppingWorker):
         if self.listen_notify:
             loops["listener"] = self._listen
             loops["schedule_listener"] = self._listen_for_schedule_changes
-        return [
+        tasks = [
             asyncio.create_task(self._supervised(name, loop), name=name)
             for name, loop in loops.items()
         ]
+        settings = get_settings()
+        if settings.probe_port is not None:
+            probe = WorkerProbes(
+                list(tasks),
+                failure=lambda: self.failure,
+                stopping=self._stop_event.is_set,
+                query_one=self.app.connector.execute_query_one_async,
+            )
+            serve = functools.partial(
+                probe.serve, settings.probe_host, settings.probe_port
+            )
+            tasks.append(
+                asyncio.create_task(self._supervised("probes", serve), name="probes")
+            )
+        return tasks
 
     async def _supervised(self, name: str, loop: Callable[[], Awaitable[Any]]) -> None:
         """Run ``loop`` for the worker's lifetime: a lost database restarts it after
@@ -334,6 +351,9 @@ class AgntApp(registry.ScheduledApp):
     """The App whose workers are ``AgntWorker``s (the stock CLI builds them too)."""
 
     def _worker(self, **kwargs: Any) -> worker.Worker:
+        settings = get_settings()
+        logs.configure_stock_cli(settings.log_level, settings.log_format)
+        tracing.configure()
         return AgntWorker(
             app=self, **{**settings_defaults(), **self.worker_defaults, **kwargs}
         )

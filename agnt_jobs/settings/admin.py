@@ -46,8 +46,10 @@ class AdminSettings(BaseModel):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", description="Lowest level logged: DEBUG, INFO, WARNING, ERROR."
     )
-    log_format: Literal["json", "text"] = Field(
-        default="json",
+    log_format: Literal["auto", "json", "text"] = Field(
+        default="auto",
         description="json: one JSON object per line with action, job and fields "
-        "(docs/logging.md); text: for humans.",
+        "(docs/logging.md); text: one short line for a person (time, level, job, "
+        "message, fields); auto: text when stderr is a terminal, else json. The "
+        "same for agnt-jobs and the stock procrastinate CLI.",
     )

@@ -43,6 +43,19 @@ class WorkerSettings(BaseModel):
         "A worker whose heartbeats fail stops its running jobs two heartbeats "
         "before this, and exits 1 one heartbeat before it if they still run.",
     )
+    probe_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="Port on which a worker serves GET /livez (its loops run) and "
+        "GET /readyz (and the database answers at the code's schema revision) for "
+        "an orchestrator's probes. Unset: no probe port.",
+    )
+    probe_host: str = Field(
+        default="0.0.0.0",
+        description="Interface the probe port listens on (0.0.0.0: every one, as a "
+        "kubelet reaches a pod by its address).",
+    )
     stalled_job_max_attempts: int = Field(
         default=3,
         ge=1,

@@ -11,7 +11,7 @@ PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 LINK = re.compile(r"\]\(([^)#\s]+)(#[^)]*)?\)")
 # A path in backticks that names one of our files: `agnt_jobs/walk.py`, `cron/`, or
 # one inside the package as the map writes them, `scheduler/tasks.py`.
-TOP = "agnt_jobs|cron|periodic|migrations|tests|docs"
+TOP = "agnt_jobs|cron|periodic|migrations|tests|docs|deploy"
 PACKAGES = "|".join(
     path.name
     for path in (ROOT / "agnt_jobs").iterdir()

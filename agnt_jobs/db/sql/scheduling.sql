@@ -161,3 +161,13 @@ SELECT agnt_retry_run(%(job_id)s, %(by)s, %(source)s)
 -- Retry every such run of a job that ended in a time window.
 SELECT job_id, new_job_id
 FROM agnt_retry_runs(%(job)s, %(since)s, %(until)s, %(by)s, %(source)s)
+
+-- host_workers --
+-- The workers of one host (a pod, a machine), freshest heartbeat first, for
+-- "agnt-jobs healthcheck" run beside them.
+SELECT w.worker_id, w.pid,
+       extract(epoch FROM now() - p.last_heartbeat)::float8 AS heartbeat_age
+FROM schedule_workers w
+JOIN procrastinate_workers p ON p.id = w.worker_id
+WHERE w.hostname = %(hostname)s
+ORDER BY p.last_heartbeat DESC

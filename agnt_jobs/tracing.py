@@ -1,0 +1,106 @@
+"""OpenTelemetry traces, off unless configured: with the ``tracing`` extra installed
+(``pip install 'agnt-jobs[tracing]'``) and the standard ``OTEL_*`` variables naming
+an exporter (``OTEL_EXPORTER_OTLP_ENDPOINT``, ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``
+or ``OTEL_TRACES_EXPORTER``), a worker exports a span per run over OTLP. Without
+either, ``span`` costs a context manager and records nothing.
+
+``configure`` is called once per process where a worker is built; everything else
+only asks for spans through ``span``, against the process's tracer provider (the
+one ``configure`` set, or one a host application set itself).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+try:
+    from opentelemetry import trace
+except ImportError:  # the tracing extra is not installed
+    trace = None  # type: ignore[assignment]
+
+TRACER_NAME = "agnt_jobs"
+SERVICE_NAME = "agnt-jobs"
+_EXPORTER_VARIABLES = (
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "OTEL_TRACES_EXPORTER",
+)
+_configured = False
+
+
+def requested(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether the environment asks for traces (an exporter named, not ``none``,
+    and ``OTEL_SDK_DISABLED`` not true)."""
+    environ = os.environ if environ is None else environ
+    if environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return False
+    if environ.get("OTEL_TRACES_EXPORTER", "").strip().lower() == "none":
+        return False
+    return any(environ.get(name, "").strip() for name in _EXPORTER_VARIABLES)
+
+
+def configure(environ: Mapping[str, str] | None = None) -> bool:
+    """Set the process's tracer provider to export over OTLP, once, when the
+    environment asks for traces and the SDK is installed; True if it did. A host
+    application that set a provider of its own keeps it."""
+    global _configured
+    if _configured or not requested(environ):
+        return False
+    try:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
+            OTLPSpanExporter,
+        )
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    except ImportError:
+        return False
+    environ = os.environ if environ is None else environ
+    resource = Resource.create(
+        {"service.name": environ.get("OTEL_SERVICE_NAME") or SERVICE_NAME}
+    )
+    provider = TracerProvider(resource=resource)
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    assert trace is not None  # the SDK imported, so did the API
+    trace.set_tracer_provider(provider)
+    _configured = True
+    return True
+
+
+class _Unrecorded:
+    """What ``span`` yields when traces are not installed."""
+
+    def set_attribute(self, key: str, value: Any) -> None:
+        pass
+
+    def set_status_error(self, description: str) -> None:
+        pass
+
+
+class _Span:
+    def __init__(self, span: Any) -> None:
+        self._span = span
+
+    def set_attribute(self, key: str, value: Any) -> None:
+        if value is not None:
+            self._span.set_attribute(key, value)
+
+    def set_status_error(self, description: str) -> None:
+        assert trace is not None
+        self._span.set_status(trace.Status(trace.StatusCode.ERROR, description))
+
+
+@contextlib.contextmanager
+def span(name: str, **attributes: Any) -> Iterator[_Span | _Unrecorded]:
+    """A span named ``name`` around the block, with ``attributes`` (None values
+    left out). An exception leaving the block is recorded on it, and re-raised."""
+    if trace is None:
+        yield _Unrecorded()
+        return
+    tracer = trace.get_tracer(TRACER_NAME)
+    present = {key: value for key, value in attributes.items() if value is not None}
+    with tracer.start_as_current_span(name, attributes=present) as current:
+        yield _Span(current)

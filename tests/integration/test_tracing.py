@@ -1,0 +1,140 @@
+"""OpenTelemetry traces: a span per run, recorded by the SDK's in-memory exporter
+around real runs of a real worker; and off unless the OTEL_* variables ask."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
+    InMemorySpanExporter,
+)
+from procrastinate import App
+
+from agnt_jobs import tracing
+from agnt_jobs.scheduler.bodies import BODIES, RunContext
+from agnt_jobs.scheduler.tasks import make_task
+
+_exporter = InMemorySpanExporter()
+
+
+@pytest.fixture
+def spans() -> Iterator[InMemorySpanExporter]:
+    """The process's tracer provider records into memory (a provider is set once
+    per process: the first test that asks sets it)."""
+    if not isinstance(trace.get_tracer_provider(), TracerProvider):
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(_exporter))
+        trace.set_tracer_provider(provider)
+    _exporter.clear()
+    yield _exporter
+    _exporter.clear()
+
+
+def _ok(ctx: RunContext) -> dict[str, int]:
+    return {"done": 1}
+
+
+def _boom(ctx: RunContext) -> dict[str, int]:
+    raise ValueError("the gateway said no")
+
+
+async def test_each_run_is_a_span_with_its_job_attempt_worker_and_outcome(
+    app: App, spans: InMemorySpanExporter
+) -> None:
+    for name, body in (("test_trace_ok", _ok), ("test_trace_boom", _boom)):
+        BODIES[name] = body
+        make_task(app, name, body)
+    try:
+        async with app.open_async():
+            ok = await app.tasks["test_trace_ok"].defer_async()
+            boom = await app.tasks["test_trace_boom"].defer_async()
+            await app.run_worker_async(wait=False, install_signal_handlers=False)
+    finally:
+        for name in ("test_trace_ok", "test_trace_boom"):
+            BODIES.pop(name)
+            app.tasks.pop(name)
+    runs = {s.name: s for s in spans.get_finished_spans() if s.name.startswith("run ")}
+    succeeded, failed = runs["run test_trace_ok"], runs["run test_trace_boom"]
+    assert succeeded.attributes is not None and failed.attributes is not None
+    attributes = dict(succeeded.attributes)
+    assert isinstance(attributes.pop("agnt.worker_id"), int)
+    assert attributes == {
+        "agnt.job": "test_trace_ok",
+        "agnt.job_id": ok,
+        "agnt.attempt": 1,
+        "agnt.queue": "default",
+        "agnt.worker": "worker",
+        "agnt.outcome": "succeeded",
+    }
+    assert succeeded.status.status_code == trace.StatusCode.UNSET
+    assert failed.attributes["agnt.job_id"] == boom
+    assert failed.attributes["agnt.outcome"] == "failed"
+    assert failed.status.status_code == trace.StatusCode.ERROR
+    assert "ValueError: the gateway said no" in (failed.status.description or "")
+    assert [event.name for event in failed.events] == ["exception"]
+
+
+@pytest.mark.parametrize(
+    ("environ", "asked"),
+    [
+        ({}, False),
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318"}, True),
+        (
+            {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://127.0.0.1:4318/v1/traces"},
+            True,
+        ),
+        ({"OTEL_TRACES_EXPORTER": "otlp"}, True),
+        ({"OTEL_TRACES_EXPORTER": "none", "OTEL_EXPORTER_OTLP_ENDPOINT": "x"}, False),
+        ({"OTEL_SDK_DISABLED": "true", "OTEL_EXPORTER_OTLP_ENDPOINT": "x"}, False),
+    ],
+)
+def test_traces_are_off_unless_the_environment_asks(
+    environ: dict[str, str], asked: bool
+) -> None:
+    assert tracing.requested(environ) is asked
+
+
+def test_configured_from_the_environment_a_process_exports_over_otlp() -> None:
+    """In a process of its own: a tracer provider is set once per process."""
+    probe = (
+        "import json, os\n"
+        "from opentelemetry import trace\n"
+        "from agnt_jobs import tracing\n"
+        "off = tracing.configure({})\n"
+        "before = type(trace.get_tracer_provider()).__name__\n"
+        "on = tracing.configure({'OTEL_EXPORTER_OTLP_ENDPOINT': 'http://127.0.0.1:9',"
+        " 'OTEL_SERVICE_NAME': 'agnt-worker'})\n"
+        "provider = trace.get_tracer_provider()\n"
+        "print(json.dumps([off, before, on, type(provider).__name__,"
+        " provider.resource.attributes['service.name']]))\n"
+    )
+    env = {"PATH": "/usr/bin:/bin"}
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, env=env
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == [
+        False,
+        "ProxyTracerProvider",
+        True,
+        "TracerProvider",
+        "agnt-worker",
+    ]
+
+
+def test_without_the_extra_a_span_records_nothing_and_costs_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(tracing, "trace", None)
+    with tracing.span("run x", **{"agnt.job": "x"}) as unrecorded:
+        unrecorded.set_attribute("agnt.outcome", "failed")
+        unrecorded.set_status_error("failed")
+    with pytest.raises(ValueError), tracing.span("run y"):
+        raise ValueError("passes through")

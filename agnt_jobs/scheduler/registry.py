@@ -13,14 +13,12 @@ the body later is only the import of its module in ``agnt_jobs/jobs/__init__.py`
 
 from __future__ import annotations
 
-import functools
 import logging
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
 import attr
-import croniter
 import psycopg
 from procrastinate import App, exceptions
 from procrastinate.periodic import PeriodicTask
@@ -49,15 +47,12 @@ class ScheduledApp(App):
 class ZonedPeriodicTask(PeriodicTask):
     """Procrastinate's periodic task, plus the declaration it came from.
 
-    Our deferrer reads ``schedule``; ``croniter`` is overridden too so that
-    anything in Procrastinate that evaluates the cron does it in the zone.
+    Our deferrer reads ``schedule`` and evaluates it with our evaluator
+    (``agnt_jobs.scheduler.cron``); Procrastinate's own deferrer, the only reader
+    of its ``croniter``, is replaced by ours and never runs.
     """
 
     schedule: Schedule
-
-    @functools.cached_property
-    def croniter(self) -> croniter.croniter:
-        return croniter.croniter(self.cron, datetime.now(self.schedule.tz))
 
 
 def register(

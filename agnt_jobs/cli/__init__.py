@@ -14,6 +14,7 @@ import typer
 
 from agnt_jobs.cli import admin, bench, db, demo, schedules, settings, worker
 from agnt_jobs.cli.common import UsageError
+from agnt_jobs.scheduler.declaration import ScheduleError
 from agnt_jobs.settings import ConfigError
 
 cli = typer.Typer(
@@ -38,6 +39,10 @@ def main() -> None:
         sys.exit(exit_.exit_code)
     except (ConfigError, UsageError) as error:
         typer.echo(f"agnt-jobs: {error}", err=True)
+        sys.exit(2)
+    except ScheduleError as error:
+        # Raised while importing the App: a declaration in periodic/ is malformed.
+        typer.echo(f"agnt-jobs: {error}: fix its declaration in periodic/", err=True)
         sys.exit(2)
     except (psycopg.OperationalError, sqlalchemy.exc.OperationalError) as error:
         reason = str(getattr(error, "orig", error)).strip().splitlines()[0]

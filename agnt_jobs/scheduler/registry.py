@@ -129,6 +129,14 @@ async def sync_table(app: ScheduledApp) -> list[str]:
             raise ConfigError(
                 "the database has no schedules table: run 'agnt-jobs db upgrade'"
             ) from None
+        if isinstance(error.__cause__, psycopg.errors.CheckViolation):
+            # The declaration check and Postgres's are meant to be one; should
+            # they ever differ, the worker stops with Postgres's reason.
+            reason = str(error.__cause__).strip().splitlines()[0]
+            raise ConfigError(
+                f"the database refuses a declared schedule: {reason}: fix its "
+                "declaration in periodic/"
+            ) from None
         raise
     removed_ids = sorted(row["id"] for row in removed)
     missing = missing_bodies(app)

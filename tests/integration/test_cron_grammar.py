@@ -7,10 +7,15 @@ from __future__ import annotations
 import random
 from datetime import UTC, datetime
 
+import pytest
 import sqlalchemy as sa
+from procrastinate import PsycopgConnector
 from sqlalchemy.engine import Engine
 
-from agnt_jobs.scheduler import cron
+from agnt_jobs.scheduler import cron, registry, tasks
+from agnt_jobs.scheduler.declaration import Schedule
+from agnt_jobs.scheduler.worker import AgntApp
+from agnt_jobs.settings import ConfigError, Settings
 from periodic import DECLARED
 
 MINUTE = ["0", "00", "5", "05", "59", "60", "99", "000", "005", "-1", "1-1", "59-59",
@@ -181,3 +186,25 @@ def test_python_and_postgres_accept_and_refuse_the_same_crons(engine: Engine) ->
     for expression in accepted:
         cron.parse(expression).next_after(now, UTC)
     assert all("\n" not in (problem or "") for _, problem in rows)
+
+
+async def test_a_schedule_postgres_refuses_at_the_sync_is_one_line(
+    db_url: str, env: Settings
+) -> None:
+    """Should the declaration check and Postgres's ever differ, the worker's sync
+    stops with Postgres's reason in one line (exit 2 in the CLI)."""
+    schedule = Schedule("diverged", "0 0 * * *", "Checked by Python only.")
+    # As if Python had accepted a cron that Postgres refuses.
+    object.__setattr__(schedule, "parsed", cron.parse("0 0 * * *"))
+    object.__setattr__(schedule, "cron", "0 0 30 2 *")
+    app = AgntApp(connector=PsycopgConnector(conninfo=db_url))
+    tasks.make_task(app, schedule.id, lambda ctx: {})
+    registry.register(app, [schedule])
+    async with app.open_async():
+        with pytest.raises(ConfigError) as refused:
+            await registry.sync_table(app)
+    assert str(refused.value) == (
+        "the database refuses a declared schedule: schedules.cron '0 0 30 2 *' is "
+        "not a valid cron: it never fires: no month in '2' has a day '30': fix its "
+        "declaration in periodic/"
+    )

@@ -30,7 +30,8 @@ def transitions(zone: ZoneInfo, year: int) -> list[datetime]:
     while at.year == year:
         later = at + timedelta(hours=1)
         if later.astimezone(zone).utcoffset() != at.astimezone(zone).utcoffset():
-            while at.astimezone(zone).utcoffset() == (at - timedelta(minutes=1)).astimezone(zone).utcoffset():  # fmt: skip
+            offset = at.astimezone(zone).utcoffset()
+            while at.astimezone(zone).utcoffset() == offset:
                 at += timedelta(minutes=1)
             found.append(at)
         at = later
@@ -105,7 +106,9 @@ def test_a_daily_cron_fires_once_every_local_day(zone_name: str) -> None:
                 start = datetime.combine(day, datetime.min.time(), zone) - timedelta(
                     hours=12
                 )
-                end = datetime.combine(day + timedelta(days=1), datetime.min.time(), zone)
+                end = datetime.combine(
+                    day + timedelta(days=1), datetime.min.time(), zone
+                )
                 per_day: Counter[date] = Counter()
                 at = start
                 while (at := cron.next_after(at, zone)) < end:

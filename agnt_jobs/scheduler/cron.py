@@ -3,14 +3,14 @@
 ``parse`` reads an expression or raises ``CronError`` with one line that says what
 to write instead; ``Cron.next_after`` and ``Cron.latest_at`` give fire times in a
 zone. Postgres checks the same grammar (``agnt_cron_problem``, the migration that
-redefines it), and ``tests/unit/test_cron_grammar_*`` hold the two equal.
+redefines it), and ``tests/integration/test_cron_grammar.py`` holds the two equal.
 
 The grammar is Vixie cron's (as cronie reads it): five fields, minute hour
 day-of-month month day-of-week, each a comma list of ``*``, ``n`` or ``a-b``, where
 ``*`` and ``a-b`` may carry a ``/step``; month and weekday names (``jan``, ``mon``,
 any case); 0 and 7 are Sunday; ``a-a`` is the single value ``a``. Day-of-month and
-day-of-week are OR-ed only when both are restricted: a field that starts with ``*``
-(``*/2`` too) restricts nothing. A sixth field, seconds, comes last; it is for
+day-of-week are OR-ed only when both are restricted: when either starts with ``*``
+(``*/2`` too), a day must match both. A sixth field, seconds, comes last; it is for
 tests and benchmarks. Refused: ``L``, ``W``, ``#``, ``?``, ``@daily``-style macros,
 a step on a single value (``5/10``), backward ranges, numbers of more than two
 digits, and expressions that can never fire (``0 0 30 2 *``).
@@ -260,17 +260,13 @@ class Cron:
         instant = _utc(when)
         if self.by_elapsed_time:
             return _in_zone(self._next_elapsed(instant, zone), zone)
-        local = instant.astimezone(zone)
-        wall = _naive(local)
-        if local.fold:
+        repeated_until = _repeated_until(instant, zone)
+        if repeated_until is not None:
             # The second pass of a repeated hour: its wall-clock times fired on the
             # first pass; the next fire is at or after the first time not repeated.
-            start = _transition_before(zone, instant, since=instant - _DAY)
-            assert start is not None
-            start_wall = _naive(start.at + start.before)
-            wall = self._wall_at_or_after(max(start_wall, _ceil(wall)))
+            wall = self._wall_at_or_after(repeated_until)
         else:
-            wall = self._wall_at_or_after(_after(wall))
+            wall = self._wall_at_or_after(_after(_naive(instant.astimezone(zone))))
         return _in_zone(_first_instant(wall, zone), zone)
 
     def latest_at(self, when: datetime, zone: tzinfo) -> datetime:
@@ -278,15 +274,12 @@ class Cron:
         instant = _utc(when)
         if self.by_elapsed_time:
             return _in_zone(self._latest_elapsed(instant, zone), zone)
-        local = instant.astimezone(zone)
-        wall = _naive(local)
-        if local.fold:
+        repeated_until = _repeated_until(instant, zone)
+        if repeated_until is not None:
             # Every time of the repeated hour fired on its first pass, before now.
-            start = _transition_before(zone, instant, since=instant - _DAY)
-            assert start is not None
-            end_wall = _naive(start.at + start.before) - _SECOND_STEP
-            wall = max(wall, end_wall)
-        wall = self._wall_at_or_before(_floor(wall))
+            wall = self._wall_at_or_before(repeated_until - _SECOND_STEP)
+        else:
+            wall = self._wall_at_or_before(_floor(_naive(instant.astimezone(zone))))
         return _in_zone(_first_instant(wall, zone), zone)
 
     def fires(self, after: datetime, zone: tzinfo) -> Iterator[datetime]:
@@ -489,6 +482,17 @@ def _transition_before(
             ):
                 return change
     return None
+
+
+def _repeated_until(instant: datetime, zone: tzinfo) -> datetime | None:
+    """When ``instant`` is on the second pass of a repeated hour, the wall-clock
+    time at which the repetition ends (the first time that happens once); else
+    None."""
+    if not instant.astimezone(zone).fold:
+        return None
+    change = _transition_before(zone, instant, since=instant - _DAY)
+    assert change is not None
+    return _naive(change.at + change.before)
 
 
 def _first_instant(wall: datetime, zone: tzinfo) -> datetime:

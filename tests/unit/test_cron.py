@@ -1,5 +1,5 @@
-"""What an expression means: the Vixie-cron points where croniter went wrong, the
-extension of a seconds field, the refusals, and fire times as instants."""
+"""What an expression means: Vixie cron's equal-ended ranges and starred day fields,
+Sunday as 0 and 7, the seconds field, the refusals, and fire times as instants."""
 
 from __future__ import annotations
 
@@ -141,3 +141,13 @@ def test_latest_at_is_the_fire_before_next_after() -> None:
 def test_an_instant_without_a_zone_is_refused() -> None:
     with pytest.raises(CronError, match="no time zone"):
         parse("* * * * *").next_after(datetime(2027, 1, 1), UTC)
+
+
+def test_on_the_second_pass_of_a_repeated_hour_its_times_have_fired() -> None:
+    cron = parse("45 1 * * *")
+    second_pass = datetime(2027, 11, 7, 6, 30, tzinfo=UTC)  # 01:30 EST
+    first_pass_fire = datetime(2027, 11, 7, 5, 45, tzinfo=UTC)  # 01:45 EDT
+    assert cron.next_after(second_pass, NEW_YORK) == datetime(
+        2027, 11, 8, 6, 45, tzinfo=UTC
+    )
+    assert cron.latest_at(second_pass, NEW_YORK) == first_pass_fire

@@ -51,6 +51,7 @@ lint: $(VENV)/.test-installed
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
 	$(BIN)/mypy
+	$(BIN)/agnt-jobs schedules lint
 
 format: $(VENV)/.test-installed
 	$(BIN)/ruff check --fix .

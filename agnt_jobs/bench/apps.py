@@ -33,7 +33,7 @@ from agnt_jobs.scheduler.declaration import Misfire, Schedule
 from agnt_jobs.scheduler.tasks import make_task
 from agnt_jobs.settings import get_settings
 
-TICK_CRON = "* * * * * *"  # every second (croniter's sixth field is seconds)
+TICK_CRON = "* * * * * *"  # every second: the sixth field is seconds
 
 
 # Seconds each bench_noop job waits, as a job waiting on an HTTP peer or Stripe

@@ -5,22 +5,30 @@ deferred for it and how long after the tick its job started.
 
 The baseline is stock Procrastinate's own periodic deferrer running the same task
 on the same number of workers (``agnt_jobs.bench.apps.plain``).
+
+Beside it, the cost of one next-fire computation, which every deferrer pass makes
+for every schedule: our evaluator (``agnt_jobs.scheduler.cron``) against croniter,
+Procrastinate's, on the declared crons from the same instants.
 """
 
 from __future__ import annotations
 
+import random
 import subprocess
 import sys
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import psycopg
 
 from agnt_jobs.bench.base import TICK, BenchContext
 from agnt_jobs.bench.child import ROOT, child_env, stop_all
 from agnt_jobs.bench.report import Measurement, percentile, ratio
+from agnt_jobs.scheduler.cron import parse
 
 GOAL_P99_SECONDS = 1.0
 # The last ticks of a run may not have started when the workers are stopped.
@@ -140,7 +148,7 @@ def _rounded(figures: dict[str, Any]) -> dict[str, Any]:
 def run(
     ctx: BenchContext, worker_counts: tuple[int, ...] = (1, 3)
 ) -> list[Measurement]:
-    measurements = []
+    measurements = [evaluator_cost(ctx)]
     for workers in worker_counts:
         figures = {}
         for app in ("plain", "ours"):
@@ -174,3 +182,56 @@ def run(
             )
         )
     return measurements
+
+
+# Instants of the evaluator benchmark: spread over a year with two DST transitions
+# (the New York schedules cross them).
+EVALUATOR_INSTANTS = 300
+EVALUATOR_ZONES = ("Asia/Makassar", "America/New_York")
+
+
+def evaluator_cost(ctx: BenchContext) -> Measurement:
+    """Microseconds per next fire: ours (the expression read once, as a followed
+    schedule keeps it) against croniter built from the instant, as the deferrer
+    used it, for every declared cron in WITA and in New York."""
+    from croniter import croniter
+
+    from periodic import DECLARED
+
+    rng = random.Random(2027)
+    start = datetime(2027, 1, 1, tzinfo=UTC)
+    instants = [
+        start + timedelta(seconds=rng.uniform(0, 365 * 86400))
+        for _ in range(EVALUATOR_INSTANTS)
+    ]
+    crons = sorted({schedule.cron for schedule in DECLARED})
+    ctx.say(f"scheduling: next fire of {len(crons)} crons, ours and croniter")
+    cases = [
+        (cron, ZoneInfo(zone), instant)
+        for cron in crons
+        for zone in EVALUATOR_ZONES
+        for instant in instants
+    ]
+    parsed = {cron: parse(cron) for cron in crons}
+    began = time.perf_counter()
+    for cron, zone, instant in cases:
+        parsed[cron].next_after(instant, zone)
+    ours = (time.perf_counter() - began) / len(cases) * 1e6
+    began = time.perf_counter()
+    for cron, zone, instant in cases:
+        croniter(cron, instant.astimezone(zone)).get_next(datetime)
+    theirs = (time.perf_counter() - began) / len(cases) * 1e6
+    return Measurement(
+        family="scheduling",
+        name="next fire time, our evaluator",
+        value=round(ours, 1),
+        unit="us",
+        baseline=round(theirs, 1),
+        ratio=ratio(ours, theirs),
+        goal="cheaper than croniter",
+        met=ours < theirs,
+        note=(
+            f"{len(cases)} computations: {len(crons)} declared crons x "
+            f"{len(EVALUATOR_ZONES)} zones x {EVALUATOR_INSTANTS} instants of 2027"
+        ),
+    )

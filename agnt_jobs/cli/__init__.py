@@ -23,6 +23,7 @@ from agnt_jobs.cli import (
     worker,
 )
 from agnt_jobs.cli.common import UsageError
+from agnt_jobs.scheduler.declaration import ScheduleError
 from agnt_jobs.settings import ConfigError
 
 cli = typer.Typer(
@@ -47,6 +48,10 @@ def main() -> None:
         sys.exit(exit_.exit_code)
     except (ConfigError, UsageError) as error:
         typer.echo(f"agnt-jobs: {error}", err=True)
+        sys.exit(2)
+    except ScheduleError as error:
+        # Raised while importing the App: a declaration in periodic/ is malformed.
+        typer.echo(f"agnt-jobs: {error}: fix its declaration in periodic/", err=True)
         sys.exit(2)
     except (psycopg.OperationalError, sqlalchemy.exc.OperationalError) as error:
         reason = str(getattr(error, "orig", error)).strip().splitlines()[0]

@@ -43,8 +43,12 @@ def worker(
     for the data directory, kept there (mode 0600) and printed the first time.
     """
     setup_logging()
-    # First: a token too weak to serve the page with is refused before anything.
+    # First: a token too weak to serve the page with is refused before anything;
+    # then the code's declarations (importing the App checks each one as Postgres
+    # would), before the database is touched.
     address = admin_sign_in() if admin else None
+    from agnt_jobs.app import app
+
     ensure_migrated()
     options: dict[str, Any] = {}
     if concurrency is not None:
@@ -57,8 +61,6 @@ def worker(
     if address is not None:
         _run_with_admin(options, *address)
         return
-    from agnt_jobs.app import app
-
     app.run_worker(install_signal_handlers=True, **options)
 
 

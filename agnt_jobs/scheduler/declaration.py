@@ -18,7 +18,7 @@ from functools import cached_property
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
+from agnt_jobs.scheduler.cron import Cron, CronError, parse
 
 WITA = "Asia/Makassar"
 DEFAULT_QUEUE = "default"
@@ -71,10 +71,12 @@ class Schedule:
                 f"schedule id {self.id!r} must be lower-case letters, digits and "
                 "underscores, starting with a letter, at most 128 characters"
             )
-        # Five fields, or six with seconds last (croniter's order); seconds are for
-        # tests, no production schedule needs them.
-        if len(self.cron.split()) not in (5, 6) or not croniter.is_valid(self.cron):
-            raise ScheduleError(f"schedule {self.id}: invalid cron {self.cron!r}")
+        try:
+            parse(self.cron)
+        except CronError as error:
+            raise ScheduleError(
+                f"schedule {self.id}: invalid cron {self.cron!r}: {error}"
+            ) from None
         try:
             ZoneInfo(self.zone)
         except (ZoneInfoNotFoundError, ValueError):
@@ -112,26 +114,25 @@ class Schedule:
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.zone)
 
-    def _iter(self, start: datetime) -> croniter:
-        # croniter evaluates the expression in the zone of its start time; giving it
-        # an aware datetime in our zone is what makes "0 4 * * 1" mean 04:00 WITA.
-        return croniter(self.cron, start.astimezone(self.tz))
+    @cached_property
+    def parsed(self) -> Cron:
+        return parse(self.cron)
+
+    # Ticks carry the zone's UTC offset at their instant (a fixed offset), so that
+    # they compare and subtract as instants, inside a repeated hour too. The time
+    # zone rules are ``agnt_jobs.scheduler.cron``'s (docs/schedules.md).
 
     def next_after(self, when: datetime) -> datetime:
-        """The first tick strictly after ``when`` (an aware datetime), in the zone."""
-        return self._iter(when).get_next(datetime)
+        """The first tick strictly after ``when`` (an aware datetime)."""
+        return self.parsed.next_after(when, self.tz)
 
     def latest_at(self, when: datetime) -> datetime:
-        """The last tick at or before ``when``, in the zone."""
-        before = self._iter(when).get_prev(datetime)
-        candidate = self.next_after(before)
-        return candidate if candidate <= when else before
+        """The last tick at or before ``when``."""
+        return self.parsed.latest_at(when, self.tz)
 
     def ticks(self, after: datetime, until: datetime) -> Iterator[datetime]:
         """Every tick in ``(after, until]``, oldest first, lazily."""
-        iterator = self._iter(after)
-        while True:
-            tick = iterator.get_next(datetime)
+        for tick in self.parsed.fires(after, self.tz):
             if tick > until:
                 return
             yield tick

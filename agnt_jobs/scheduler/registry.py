@@ -13,7 +13,6 @@ the body later is only the import of its module in ``agnt_jobs/jobs/__init__.py`
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 from collections.abc import Iterable
@@ -21,7 +20,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import attr
-import croniter
 import psycopg
 from procrastinate import App, exceptions
 from procrastinate.periodic import PeriodicTask
@@ -51,15 +49,12 @@ class ScheduledApp(App):
 class ZonedPeriodicTask(PeriodicTask):
     """Procrastinate's periodic task, plus the declaration it came from.
 
-    Our deferrer reads ``schedule``; ``croniter`` is overridden too so that
-    anything in Procrastinate that evaluates the cron does it in the zone.
+    Our deferrer reads ``schedule`` and evaluates it with our evaluator
+    (``agnt_jobs.scheduler.cron``); Procrastinate's own deferrer, the only reader
+    of its ``croniter``, is replaced by ours and never runs.
     """
 
     schedule: Schedule
-
-    @functools.cached_property
-    def croniter(self) -> croniter.croniter:
-        return croniter.croniter(self.cron, datetime.now(self.schedule.tz))
 
 
 def register(
@@ -143,6 +138,14 @@ async def sync_table(app: ScheduledApp) -> list[str]:
             raise ConfigError(
                 "the database's schema is behind the code "
                 f"({error.__cause__.diag.message_primary}): run 'agnt-jobs db upgrade'"
+            ) from None
+        if isinstance(error.__cause__, psycopg.errors.CheckViolation):
+            # The declaration check and Postgres's are meant to be one; should
+            # they ever differ, the worker stops with Postgres's reason.
+            reason = str(error.__cause__).strip().splitlines()[0]
+            raise ConfigError(
+                f"the database refuses a declared schedule: {reason}: fix its "
+                "declaration in periodic/"
             ) from None
         raise
     removed_ids = sorted(row["id"] for row in removed)

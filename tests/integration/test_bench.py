@@ -231,7 +231,9 @@ def test_queue_family_drains_every_job_through_both_apps(ctx: BenchContext) -> N
 @pytest.mark.slow
 def test_scheduling_defers_each_tick_once_with_both_apps(ctx: BenchContext) -> None:
     ctx.schedule_seconds = 4
-    [measurement] = scheduling.run(ctx, worker_counts=(2,))
+    [evaluator, measurement] = scheduling.run(ctx, worker_counts=(2,))
+    assert evaluator.value is not None and evaluator.baseline is not None
+    assert evaluator.value > 0 and evaluator.baseline > 0
     for app in ("ours", "plain"):
         figures = measurement.details[app]
         assert figures["ticks"] >= 3

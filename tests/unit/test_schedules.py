@@ -2,7 +2,7 @@
 UTC-evaluated cron would go wrong: a UTC day boundary, a Sunday night, the 1st of a
 month, a leap-year February, a new year.
 
-The oracle is independent of croniter: it reads the seed's own wording ("Mon 10:00
+The oracle is independent of the evaluator: it reads the seed's own wording ("Mon 10:00
 WITA", "interval · 6h") and walks WITA wall-clock minutes until one matches.
 """
 

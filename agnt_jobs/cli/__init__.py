@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import sys
 
-import psycopg
-import sqlalchemy.exc
 import typer
 
 from agnt_jobs.cli import admin, bench, db, demo, schedules, settings, worker
 from agnt_jobs.cli.common import UsageError
+from agnt_jobs.db.connect import CONNECT_ERRORS, Unreachable
 from agnt_jobs.settings import ConfigError
 
 cli = typer.Typer(
@@ -39,12 +38,11 @@ def main() -> None:
     except (ConfigError, UsageError) as error:
         typer.echo(f"agnt-jobs: {error}", err=True)
         sys.exit(2)
-    except (psycopg.OperationalError, sqlalchemy.exc.OperationalError) as error:
-        reason = str(getattr(error, "orig", error)).strip().splitlines()[0]
-        typer.echo(
-            f"agnt-jobs: cannot reach the database ({reason}): check AGNT_DATABASE_URL",
-            err=True,
-        )
+    except Unreachable as error:
+        typer.echo(f"agnt-jobs: {error}", err=True)
+        sys.exit(1)
+    except CONNECT_ERRORS as error:
+        typer.echo(f"agnt-jobs: {Unreachable.because(error)}", err=True)
         sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)

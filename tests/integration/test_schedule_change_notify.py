@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
@@ -20,6 +19,7 @@ from agnt_jobs.scheduler.declaration import Schedule
 from agnt_jobs.scheduler.deferrer import BACKSTOP_SECONDS
 from agnt_jobs.scheduler.worker import AgntApp, AgntWorker
 from agnt_jobs.settings import Settings
+from tests.support.waiting import until
 
 # A change is followed by every worker within this long (2 s, plus room for the
 # machine's load); far less than the backstop, so the backstop cannot pass it.
@@ -30,15 +30,6 @@ assert FOLLOW_SECONDS < BACKSTOP_SECONDS / 2
 def _hours_ahead(hours: int) -> str:
     """A daily cron (UTC) whose next tick is about ``hours`` hours from now."""
     return f"0 {(datetime.now(UTC).hour + hours) % 24} * * *"
-
-
-async def _until(condition: Callable[[], bool], seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        await asyncio.sleep(0.02)
-    return True
 
 
 def _follows(worker: AgntWorker, cron: str) -> bool:
@@ -76,7 +67,7 @@ async def test_every_worker_follows_a_change_in_2_s_when_the_next_tick_is_hours_
         started = time.monotonic()
         running = [asyncio.create_task(worker.run()) for worker in workers]
         try:
-            assert await _until(
+            assert await until(
                 lambda: all(_follows(w, before) for w in workers), FOLLOW_SECONDS * 2
             ), "the workers never made their first pass"
             # Each worker has passed once; its next pass is the backstop, at least
@@ -90,7 +81,7 @@ async def test_every_worker_follows_a_change_in_2_s_when_the_next_tick_is_hours_
             expected = Schedule("far_sweep", after, "", zone="UTC").next_after(
                 datetime.now(UTC)
             )
-            followed = await _until(
+            followed = await until(
                 lambda: (
                     all(_follows(w, after) for w in workers)
                     and _next_run_at(engine) == expected

@@ -1,15 +1,17 @@
 """A job that ends while its database is away: the worker keeps trying to record the
 job's end and its run's end, through failure after failure, and records both when
-the database comes back; the worker itself stays up. A real worker in this process,
-on the App's own connector; the database refuses every connection and its sessions
-are ended, as Postgres does to a database that is being taken down."""
+the database comes back; an idle worker keeps looking for jobs through an outage
+and runs the next one after it. The worker stays up throughout. A real worker in
+this process, on the App's own connector; the database refuses every connection and
+its sessions are ended, as Postgres does to a database that is being taken down."""
 
 from __future__ import annotations
 
 import asyncio
 import threading
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -63,17 +65,30 @@ def _one(engine: Engine, query: str, **params: Any) -> Any:
         return connection.execute(sa.text(query), params).one()
 
 
-@pytest.mark.parametrize(
-    "history",
-    [True, False],
-    ids=["run history, then the job's end", "the job's end, no run history"],
-)
-async def test_a_job_ending_while_the_database_is_away_is_recorded_when_it_returns(
-    server_url: str, db_url: str, engine: Engine, quick_retries: None, history: bool
-) -> None:
-    """With the run history, its end is the first record the worker retries (the
-    job's end waits behind it); without, the job's end is."""
-    name = psycopg.conninfo.conninfo_to_dict(db_url)["dbname"]
+@dataclass
+class Running:
+    """A worker running in this process, and the failures it reported, by loop."""
+
+    app: AgntApp
+    worker: AgntWorker
+    task: asyncio.Task[None]
+    failures: Counter[str]
+    started: threading.Event
+    release: threading.Event
+    server_url: str
+    database: str
+
+    async def down(self, down: bool) -> None:
+        """Take the worker's database away, or give it back."""
+        await asyncio.to_thread(_database_down, self.server_url, self.database, down)
+
+
+@pytest.fixture(params=[True, False], ids=["with run history", "no run history"])
+async def running(
+    request: pytest.FixtureRequest, server_url: str, db_url: str, quick_retries: None
+) -> AsyncIterator[Running]:
+    """A worker on the App's own connector, its job ``test_hold`` waiting for
+    ``release``; with or without the run history middleware."""
     started, release = threading.Event(), threading.Event()
 
     def hold(ctx: RunContext) -> dict[str, int]:
@@ -86,59 +101,95 @@ async def test_a_job_ending_while_the_database_is_away_is_recorded_when_it_retur
     app = AgntApp(
         connector=SettingsConnector(timeout=0.5),
         worker_defaults={
-            "worker_middleware": [record_run] if history else [],
+            "worker_middleware": [record_run] if request.param else [],
             "delete_jobs": "never",
         },
     )
     BODIES["test_hold"] = hold
-    task = make_task(app, "test_hold", hold)
-    async with app.open_async():
-        job_id = await task.defer_async()
-        worker = app._worker(install_signal_handlers=False, concurrency=1)
-        assert isinstance(worker, AgntWorker)
-        failures: Counter[str] = Counter()
-        report = worker.outage.lost
-
-        def counted(where: str, error: BaseException) -> None:
-            failures[where] += 1
-            report(where, error)
-
-        worker.outage.lost = counted  # type: ignore[method-assign]
-        running = asyncio.create_task(worker.run())
-        try:
-            assert await until(started.is_set, 20), "the job never started"
-            await asyncio.to_thread(_database_down, server_url, name, True)
-            release.set()
-            retried = "run_history" if history else "finish_job"
-            assert await until(lambda: failures[retried] >= FAILURES, 30), (
-                f"the worker stopped trying: {dict(failures)}"
+    make_task(app, "test_hold", hold)
+    name = str(psycopg.conninfo.conninfo_to_dict(db_url)["dbname"])
+    try:
+        async with app.open_async():
+            worker = app._worker(
+                install_signal_handlers=False,
+                concurrency=1,
+                fetch_job_polling_interval=0.2,
             )
-            assert not running.done(), running
-            await asyncio.to_thread(_database_down, server_url, name, False)
+            assert isinstance(worker, AgntWorker)
+            failures: Counter[str] = Counter()
+            report = worker.outage.lost
 
-            def ended() -> bool:
-                job = _one(
-                    engine,
-                    "SELECT status FROM procrastinate_jobs WHERE id = :id",
-                    id=job_id,
-                )
-                return bool(job.status == "succeeded")
+            def counted(where: str, error: BaseException) -> None:
+                failures[where] += 1
+                report(where, error)
 
-            assert await until(ended, 20), "the job's end was never recorded"
-            assert not running.done(), running
-            if not history:
-                return
-            run = _one(
-                engine,
-                "SELECT status, finished_at, result FROM job_runs WHERE job_id = :id",
-                id=job_id,
+            worker.outage.lost = counted  # type: ignore[method-assign]
+            task = asyncio.create_task(worker.run())
+            state = Running(
+                app, worker, task, failures, started, release, server_url, name
             )
-            assert (run.status, run.result) == ("succeeded", {"held": 1})
-            assert run.finished_at is not None
-        finally:
-            release.set()
-            await asyncio.to_thread(_database_down, server_url, name, False)
-            worker.stop()
-            await asyncio.gather(running, return_exceptions=True)
-            BODIES.pop("test_hold")
-            app.tasks.pop("test_hold")
+            try:
+                yield state
+                assert not task.done(), task
+            finally:
+                release.set()
+                await state.down(False)
+                worker.stop()
+                await asyncio.gather(task, return_exceptions=True)
+    finally:
+        BODIES.pop("test_hold")
+
+
+def _status(engine: Engine, job_id: int) -> str:
+    return str(
+        _one(
+            engine, "SELECT status FROM procrastinate_jobs WHERE id = :id", id=job_id
+        ).status
+    )
+
+
+async def test_a_job_ending_while_the_database_is_away_is_recorded_when_it_returns(
+    running: Running, engine: Engine
+) -> None:
+    """With the run history, its end is the first record the worker retries (the
+    job's end waits behind it); without, the job's end is."""
+    history = running.worker.worker_middleware == [record_run]
+    job_id = await running.app.tasks["test_hold"].defer_async()
+    assert await until(running.started.is_set, 20), "the job never started"
+    await running.down(True)
+    running.release.set()
+    retried = "run_history" if history else "finish_job"
+    assert await until(lambda: running.failures[retried] >= FAILURES, 30), (
+        f"the worker stopped trying: {dict(running.failures)}"
+    )
+    assert not running.task.done(), running.task
+    await running.down(False)
+
+    assert await until(lambda: _status(engine, job_id) == "succeeded", 20), (
+        "the job's end was never recorded"
+    )
+    if history:
+        run = _one(
+            engine,
+            "SELECT status, finished_at, result FROM job_runs WHERE job_id = :id",
+            id=job_id,
+        )
+        assert (run.status, run.result) == ("succeeded", {"held": 1})
+        assert run.finished_at is not None
+
+
+async def test_an_idle_worker_looks_for_jobs_through_an_outage_and_runs_the_next(
+    running: Running, engine: Engine
+) -> None:
+    running.release.set()
+    assert await until(lambda: running.worker.worker_id is not None, 20)
+    await running.down(True)
+    assert await until(lambda: running.failures["fetch"] >= FAILURES, 30), (
+        f"the worker stopped looking for jobs: {dict(running.failures)}"
+    )
+    assert not running.task.done(), running.task
+    await running.down(False)
+    job_id = await running.app.tasks["test_hold"].defer_async()
+    assert await until(lambda: _status(engine, job_id) == "succeeded", 20), (
+        f"the job after the outage never ran: {_status(engine, job_id)}"
+    )

@@ -45,7 +45,12 @@ class Unreachable(Exception):
                 f"{get_settings().db_connect_timeout_seconds} s "
                 "(AGNT_DB_CONNECT_TIMEOUT_SECONDS)"
             )
-        return cls(f"cannot reach the database ({reason}): check AGNT_DATABASE_URL")
+        failure = cls(f"cannot reach the database ({reason}): check AGNT_DATABASE_URL")
+        failure.reason = reason
+        return failure
+
+    #: The cause alone, for a command that goes on without the database.
+    reason: str = ""
 
 
 # What a failed connection attempt raises, through psycopg or SQLAlchemy.

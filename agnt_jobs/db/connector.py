@@ -60,16 +60,28 @@ logging.getLogger("psycopg.pool").addFilter(_quiet_reconnects)
 
 def autocommit_pool(**kwargs: Any) -> psycopg_pool.AsyncConnectionPool:
     """Procrastinate's pool, with each new connection switched to autocommit
-    before any user ``configure`` hook runs."""
+    before any user ``configure`` hook runs, and a liveness check with a deadline.
+
+    The pool checks a connection before lending it (an empty query). On a silent
+    database that check never returns, and whoever asked for a connection (the run
+    history retrying its record, say) would wait with it for as long as the
+    silence lasts; past the query deadline the connection is given up on like any
+    unanswered query, and the pool discards it."""
     configure = kwargs.pop("configure", None)
+    settings = get_settings()
+    deadline = settings.db_silent_after_seconds / 2
 
     async def setup(connection: psycopg.AsyncConnection) -> None:
         await connection.set_autocommit(True)
         if configure is not None:
             await configure(connection)
 
+    async def check(connection: psycopg.AsyncConnection) -> None:
+        await outage.bounded(connection.execute(""), deadline)
+
+    kwargs["check"] = check
     pool = OutageAwarePool(configure=setup, reconnect_timeout=float("inf"), **kwargs)
-    pool.max_reconnect_delay = get_settings().db_retry_max_seconds
+    pool.max_reconnect_delay = settings.db_retry_max_seconds
     return pool
 
 

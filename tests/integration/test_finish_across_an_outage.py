@@ -18,6 +18,7 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 from psycopg import sql
+from psycopg.conninfo import make_conninfo
 from sqlalchemy.engine import Engine
 
 from agnt_jobs.db.connector import SettingsConnector
@@ -26,6 +27,7 @@ from agnt_jobs.scheduler.history import record_run
 from agnt_jobs.scheduler.tasks import make_task
 from agnt_jobs.scheduler.worker import AgntApp, AgntWorker
 from agnt_jobs.settings import Settings, get_settings
+from tests.support.silent_proxy import SilentProxy
 from tests.support.waiting import until
 
 # Failures of each record the test waits for before the database comes back: more
@@ -77,18 +79,47 @@ class Running:
     release: threading.Event
     server_url: str
     database: str
+    proxy: SilentProxy | None
 
     async def down(self, down: bool) -> None:
         """Take the worker's database away, or give it back."""
-        await asyncio.to_thread(_database_down, self.server_url, self.database, down)
+        if self.proxy is None:
+            await asyncio.to_thread(
+                _database_down, self.server_url, self.database, down
+            )
+        elif down:
+            self.proxy.pause()
+        else:
+            self.proxy.resume()
 
 
-@pytest.fixture(params=[True, False], ids=["with run history", "no run history"])
+@pytest.fixture
 async def running(
-    request: pytest.FixtureRequest, server_url: str, db_url: str, quick_retries: None
+    request: pytest.FixtureRequest,
+    server_url: str,
+    db_url: str,
+    engine: Engine,
+    quick_retries: None,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> AsyncIterator[Running]:
     """A worker on the App's own connector, its job ``test_hold`` waiting for
-    ``release``; with or without the run history middleware."""
+    ``release``; ``request.param`` is (with the run history middleware, how the
+    database goes away: "refused" or "silent"). A silent database is one behind a
+    proxy that stops forwarding: connections stay open and nothing answers."""
+    history, kind = request.param
+    proxy = None
+    if kind == "silent":
+        info = psycopg.conninfo.conninfo_to_dict(db_url)
+        if not str(info.get("host", "")).startswith("127."):
+            pytest.skip("the silent proxy needs a test server on 127.0.0.1")
+        proxy = SilentProxy(int(info.get("port") or 5432)).start()
+        monkeypatch.setenv(
+            "AGNT_DATABASE_URL",
+            make_conninfo(db_url, host="127.0.0.1", port=proxy.port),
+        )
+        # Queries unanswered for half of this are given up on: 2.5 s.
+        monkeypatch.setenv("AGNT_DB_SILENT_AFTER_SECONDS", "5")
+        get_settings.cache_clear()
     started, release = threading.Event(), threading.Event()
 
     def hold(ctx: RunContext) -> dict[str, int]:
@@ -101,7 +132,7 @@ async def running(
     app = AgntApp(
         connector=SettingsConnector(timeout=0.5),
         worker_defaults={
-            "worker_middleware": [record_run] if request.param else [],
+            "worker_middleware": [record_run] if history else [],
             "delete_jobs": "never",
         },
     )
@@ -126,7 +157,7 @@ async def running(
             worker.outage.lost = counted  # type: ignore[method-assign]
             task = asyncio.create_task(worker.run())
             state = Running(
-                app, worker, task, failures, started, release, server_url, name
+                app, worker, task, failures, started, release, server_url, name, proxy
             )
             try:
                 yield state
@@ -138,6 +169,8 @@ async def running(
                 await asyncio.gather(task, return_exceptions=True)
     finally:
         BODIES.pop("test_hold")
+        if proxy is not None:
+            proxy.stop()
 
 
 def _status(engine: Engine, job_id: int) -> str:
@@ -148,6 +181,12 @@ def _status(engine: Engine, job_id: int) -> str:
     )
 
 
+@pytest.mark.parametrize(
+    "running",
+    [(True, "refused"), (False, "refused"), (True, "silent")],
+    ids=["run history, refused", "no run history, refused", "run history, silent"],
+    indirect=True,
+)
 async def test_a_job_ending_while_the_database_is_away_is_recorded_when_it_returns(
     running: Running, engine: Engine
 ) -> None:
@@ -178,6 +217,7 @@ async def test_a_job_ending_while_the_database_is_away_is_recorded_when_it_retur
         assert run.finished_at is not None
 
 
+@pytest.mark.parametrize("running", [(True, "refused")], ids=[""], indirect=True)
 async def test_an_idle_worker_looks_for_jobs_through_an_outage_and_runs_the_next(
     running: Running, engine: Engine
 ) -> None:

@@ -168,6 +168,19 @@ def db_url(server_url: str, template_name: str) -> Iterator[str]:
 
 
 @pytest.fixture
+def empty_url(server_url: str) -> Iterator[str]:
+    """A database on the test server that was never migrated."""
+    name = f"agnt_empty_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(server_url, autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name}")
+    try:
+        yield with_dbname(server_url, name)
+    finally:
+        with psycopg.connect(server_url, autocommit=True) as admin:
+            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
 def env(db_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[settings.Settings]:
     """Settings of a process configured on this test's database."""
     monkeypatch.setenv("AGNT_DATABASE_URL", db_url)

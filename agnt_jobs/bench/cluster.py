@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 import psycopg
+from psycopg import sql
 
 
 class ClusterUnavailable(RuntimeError):
@@ -136,6 +137,20 @@ class PgCluster:
         with psycopg.connect(self.url(), autocommit=True) as admin:
             admin.execute(f"CREATE DATABASE {name}")
         return self.url(name)
+
+    def require_password(self, password: str) -> None:
+        """From now on, TCP connections must give ``password`` for ``postgres``
+        (SCRAM); the Unix socket stays trusted."""
+        with psycopg.connect(self.url(), autocommit=True) as admin:
+            admin.execute(
+                sql.SQL("ALTER ROLE postgres PASSWORD {}").format(sql.Literal(password))
+            )
+            hba = admin.execute("SHOW hba_file").fetchone()
+            assert hba is not None
+            Path(hba[0]).write_text(
+                "local all all trust\nhost all all 127.0.0.1/32 scram-sha-256\n"
+            )
+            admin.execute("SELECT pg_reload_conf()")
 
     def accepting(self) -> bool:
         try:

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import sys
 
-import psycopg
-import sqlalchemy.exc
 import typer
 
 from agnt_jobs.cli import (
@@ -23,6 +21,7 @@ from agnt_jobs.cli import (
     worker,
 )
 from agnt_jobs.cli.common import UsageError
+from agnt_jobs.db.connect import CONNECT_ERRORS, Unreachable
 from agnt_jobs.scheduler.declaration import ScheduleError
 from agnt_jobs.settings import ConfigError
 
@@ -53,12 +52,11 @@ def main() -> None:
         # Raised while importing the App: a declaration in periodic/ is malformed.
         typer.echo(f"agnt-jobs: {error}: fix its declaration in periodic/", err=True)
         sys.exit(2)
-    except (psycopg.OperationalError, sqlalchemy.exc.OperationalError) as error:
-        reason = str(getattr(error, "orig", error)).strip().splitlines()[0]
-        typer.echo(
-            f"agnt-jobs: cannot reach the database ({reason}): check AGNT_DATABASE_URL",
-            err=True,
-        )
+    except Unreachable as error:
+        typer.echo(f"agnt-jobs: {error}", err=True)
+        sys.exit(1)
+    except CONNECT_ERRORS as error:
+        typer.echo(f"agnt-jobs: {Unreachable.because(error)}", err=True)
         sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)

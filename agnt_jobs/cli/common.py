@@ -5,7 +5,7 @@ code's."""
 from __future__ import annotations
 
 from agnt_jobs import logs
-from agnt_jobs.settings import ConfigError, get_settings
+from agnt_jobs.settings import get_settings
 
 
 class UsageError(Exception):
@@ -29,8 +29,4 @@ def setup_logging() -> None:
 def ensure_migrated() -> None:
     from agnt_jobs.db import migrate
 
-    problem = migrate.behind(
-        migrate.current_revision(database_url()), migrate.head_revision()
-    )
-    if problem is not None:
-        raise ConfigError(problem)
+    migrate.check_current(database_url())

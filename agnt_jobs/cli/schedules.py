@@ -16,6 +16,7 @@ import sqlalchemy.exc
 import typer
 
 from agnt_jobs.cli.common import UsageError, ensure_migrated
+from agnt_jobs.db.connect import Unreachable
 from agnt_jobs.settings import ConfigError, get_settings
 
 if TYPE_CHECKING:
@@ -106,8 +107,14 @@ def list_(
     rows = None
     try:
         rows = control.database_rows(_engine())
-    except (sqlalchemy.exc.SQLAlchemyError, psycopg.Error, ConfigError) as error:
-        reason = str(getattr(error, "orig", error)).strip().splitlines()[0]
+    except (
+        sqlalchemy.exc.SQLAlchemyError,
+        psycopg.Error,
+        ConfigError,
+        Unreachable,
+    ) as error:
+        reason = getattr(error, "reason", "") or str(getattr(error, "orig", error))
+        reason = reason.strip().splitlines()[0]
         typer.echo(
             f"agnt-jobs: no database state ({reason}): showing the code only", err=True
         )

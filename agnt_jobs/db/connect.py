@@ -7,6 +7,9 @@ documents it. Every connection gets TCP keepalives and ``tcp_user_timeout`` so t
 database gone silent (a failover that left the TCP connection open with nobody
 behind it) is noticed within ``AGNT_DB_SILENT_AFTER_SECONDS``, and a bounded
 ``connect_timeout``; an option the URL sets itself wins.
+
+A connection that cannot be made is ``Unreachable``: one line naming the cause, the
+same from ``agnt-jobs`` and from the stock ``procrastinate`` command.
 """
 
 from __future__ import annotations
@@ -23,6 +26,35 @@ from sqlalchemy.engine import Engine
 from agnt_jobs.settings import ConfigError, get_settings
 
 SCHEMES = ("postgresql", "postgres")
+
+
+class Unreachable(Exception):
+    """The job database could not be connected to; the message names the cause
+    (refused, no answer, unknown host, authentication, no such database) and the
+    setting to check. Raised with no chained exception: the stock CLI prints every
+    exception of a chain, and this line says all there is."""
+
+    @classmethod
+    def because(cls, error: BaseException) -> Unreachable:
+        driver = getattr(error, "orig", None) or error
+        lines = str(driver).strip().splitlines()
+        reason = lines[0] if lines else type(driver).__name__
+        if isinstance(driver, psycopg.errors.ConnectionTimeout):
+            reason = (
+                f"{reason}: the server did not answer within "
+                f"{get_settings().db_connect_timeout_seconds} s "
+                "(AGNT_DB_CONNECT_TIMEOUT_SECONDS)"
+            )
+        failure = cls(f"cannot reach the database ({reason}): check AGNT_DATABASE_URL")
+        failure.reason = reason
+        return failure
+
+    #: The cause alone, for a command that goes on without the database.
+    reason: str = ""
+
+
+# What a failed connection attempt raises, through psycopg or SQLAlchemy.
+CONNECT_ERRORS = (psycopg.OperationalError, sa.exc.OperationalError)
 
 
 def connection_options() -> dict[str, Any]:
@@ -48,17 +80,27 @@ def conninfo(url: str) -> str:
         raise ConfigError(
             f"AGNT_DATABASE_URL must start with postgresql:// (got {scheme}://)"
         )
+    reason: str | None = None
     try:
         params = conninfo_to_dict(url)
     except psycopg.ProgrammingError as error:
         # libpq quotes the whole URL, password included: keep only the reason.
         reason = re.sub(r"\s*in URI:.*$", "", str(error).strip().splitlines()[0])
-        raise ConfigError(
-            f"AGNT_DATABASE_URL is not a valid libpq URL ({reason})"
-        ) from None
+    if reason is not None:
+        # Raised outside the handler: no libpq message chained to ours.
+        raise ConfigError(f"AGNT_DATABASE_URL is not a valid libpq URL ({reason})")
     for option, value in connection_options().items():
         params.setdefault(option, value)
     return make_conninfo("", **params)
+
+
+def connected(engine: Engine) -> sa.Connection:
+    """``engine.connect()``; a connection that cannot be made raises ``Unreachable``."""
+    try:
+        return engine.connect()
+    except CONNECT_ERRORS as error:
+        failure = Unreachable.because(error)
+    raise failure
 
 
 def with_dbname(url: str, name: str) -> str:

@@ -28,7 +28,7 @@ from procrastinate.connector import BaseConnector
 from psycopg_pool.pool_async import AddConnection
 
 from agnt_jobs.db import conninfo, database_url, migrate, outage
-from agnt_jobs.settings import ConfigError, get_settings
+from agnt_jobs.settings import get_settings
 
 T = TypeVar("T")
 
@@ -60,16 +60,28 @@ logging.getLogger("psycopg.pool").addFilter(_quiet_reconnects)
 
 def autocommit_pool(**kwargs: Any) -> psycopg_pool.AsyncConnectionPool:
     """Procrastinate's pool, with each new connection switched to autocommit
-    before any user ``configure`` hook runs."""
+    before any user ``configure`` hook runs, and a liveness check with a deadline.
+
+    The pool checks a connection before lending it (an empty query). On a silent
+    database that check never returns, and whoever asked for a connection (the run
+    history retrying its record, say) would wait with it for as long as the
+    silence lasts; past the query deadline the connection is given up on like any
+    unanswered query, and the pool discards it."""
     configure = kwargs.pop("configure", None)
+    settings = get_settings()
+    deadline = settings.db_silent_after_seconds / 2
 
     async def setup(connection: psycopg.AsyncConnection) -> None:
         await connection.set_autocommit(True)
         if configure is not None:
             await configure(connection)
 
+    async def check(connection: psycopg.AsyncConnection) -> None:
+        await outage.bounded(connection.execute(""), deadline)
+
+    kwargs["check"] = check
     pool = OutageAwarePool(configure=setup, reconnect_timeout=float("inf"), **kwargs)
-    pool.max_reconnect_delay = get_settings().db_retry_max_seconds
+    pool.max_reconnect_delay = settings.db_retry_max_seconds
     return pool
 
 
@@ -107,38 +119,32 @@ class SettingsConnector(PsycopgConnector):
     ) -> list[dict[str, Any]]:
         return await self._bounded(super().execute_query_all_async(query, **arguments))
 
-    def _resolve(self) -> None:
+    def _resolve(self) -> str:
+        """The database's URL, and the pool's arguments from the settings."""
         # _pool_args is what PsycopgConnector passes to the pool; filling it late is
         # the one internal we lean on (Procrastinate is pinned to a minor version).
-        if self._resolved:
-            return
-        settings = get_settings()
-        self._pool_args.setdefault("conninfo", conninfo(database_url()))
-        self._pool_args.setdefault("min_size", settings.pool_min_size)
-        self._pool_args.setdefault("max_size", settings.pool_max_size)
-        self._query_timeout = settings.db_silent_after_seconds / 2
-        self._resolved = True
+        url = database_url()
+        if not self._resolved:
+            settings = get_settings()
+            self._pool_args.setdefault("conninfo", conninfo(url))
+            self._pool_args.setdefault("min_size", settings.pool_min_size)
+            self._pool_args.setdefault("max_size", settings.pool_max_size)
+            self._query_timeout = settings.db_silent_after_seconds / 2
+            self._resolved = True
+        return url
 
     async def open_async(
         self, pool: psycopg_pool.AsyncConnectionPool | None = None
     ) -> None:
+        """Open the pool, once the database is known to be reachable and at the
+        code's head: the check ``agnt-jobs`` runs first, with its one line naming
+        the cause, before any worker or ``procrastinate`` command uses it (opening
+        the pool on a bad database would wait 30 s and name no cause). A pool
+        given by the caller is the caller's to check."""
         if pool is None:
-            await asyncio.to_thread(self._resolve)
+            url = await asyncio.to_thread(self._resolve)
+            await asyncio.to_thread(migrate.check_current, url)
         await super().open_async(pool)
-        await self._check_schema()
-
-    async def _check_schema(self) -> None:
-        """Refuse a database whose schema is not this code's, with one line saying
-        what to do, before any worker or ``procrastinate`` command uses it."""
-        current = None
-        if (await self.execute_query_one_async(migrate.HAS_REVISION))["present"]:
-            row = await self.execute_query_one_async(migrate.CURRENT_REVISION)
-            current = row["revision"]
-        head = await asyncio.to_thread(migrate.head_revision)
-        problem = migrate.behind(current, head)
-        if problem is not None:
-            await self.close_async()
-            raise ConfigError(problem)
 
     def get_sync_connector(self) -> BaseConnector:
         if not self._async_pool:

@@ -8,10 +8,10 @@ from pathlib import Path
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
-from agnt_jobs.db.connect import create_engine
+from agnt_jobs.db.connect import connected, create_engine
+from agnt_jobs.settings import ConfigError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 # Where a wheel puts alembic.ini and migrations/ (pyproject maps the checkout's top
@@ -75,22 +75,26 @@ def head_revision() -> str:
 
 
 def current_revision(url: str) -> str | None:
+    """The revision the database at ``url`` is at (None: never migrated); a
+    database that cannot be reached raises ``Unreachable``."""
     engine = create_engine(url, poolclass=sa.pool.NullPool)
     try:
-        with engine.connect() as connection:
-            heads = MigrationContext.configure(connection).get_current_heads()
+        with connected(engine) as connection:
+            # Read as plain SQL: Alembic's MigrationContext logs at INFO, which
+            # the stock CLI would print above its one line.
+            if not connection.execute(sa.text(HAS_REVISION)).scalar_one():
+                return None
+            current = connection.execute(sa.text(CURRENT_REVISION)).scalar_one()
     finally:
         engine.dispose()
-    return ",".join(sorted(heads)) or None
+    return current or None
 
 
-# The revision a database is at, read through any connection: first whether
-# Alembic ever ran there, then its revision (one query cannot name a table that
-# may not exist).
-HAS_REVISION = "SELECT to_regclass('alembic_version') IS NOT NULL AS present"
+# Whether Alembic ever ran there, then its revision (one query cannot name a table
+# that may not exist).
+HAS_REVISION = "SELECT to_regclass('alembic_version') IS NOT NULL"
 CURRENT_REVISION = """
-SELECT string_agg(version_num, ',' ORDER BY version_num) AS revision
-FROM alembic_version
+SELECT string_agg(version_num, ',' ORDER BY version_num) FROM alembic_version
 """
 
 
@@ -102,3 +106,13 @@ def behind(current: str | None, head: str) -> str | None:
         f"the database is at revision {current or 'base'} but this code needs "
         f"{head}: run 'agnt-jobs db upgrade'"
     )
+
+
+def check_current(url: str) -> None:
+    """Refuse, with one line, a database this code cannot work on: one it cannot
+    reach (``Unreachable``, naming the cause) or one not at the code's head
+    (``ConfigError``, saying what to run). Every command that needs the schema,
+    ``agnt-jobs`` and the stock ``procrastinate`` alike, starts with this."""
+    problem = behind(current_revision(url), head_revision())
+    if problem is not None:
+        raise ConfigError(problem)

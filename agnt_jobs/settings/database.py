@@ -50,10 +50,12 @@ class DatabaseSettings(BaseModel):
         "exits with status 1 (for a supervisor to act on). 0: it waits forever.",
     )
     db_connect_timeout_seconds: int = Field(
-        default=10,
+        default=3,
         ge=1,
         description="libpq connect_timeout of every connection: how long one "
-        "connection attempt may take (per host of a multi-host URL).",
+        "connection attempt may take (per host of a multi-host URL). A server "
+        "that accepts the connection and never answers is refused at start "
+        "after this long.",
     )
     db_silent_after_seconds: int = Field(
         default=30,

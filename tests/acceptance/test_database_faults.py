@@ -16,9 +16,9 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from agnt_jobs.bench.cluster import ClusterUnavailable, PgCluster
+from agnt_jobs.bench.cluster import PgCluster
 from agnt_jobs.db import create_engine, migrate
-from tests.support import ticking
+from tests.support import clusters, ticking
 from tests.support.silent_proxy import SilentProxy
 
 pytestmark = pytest.mark.slow
@@ -27,15 +27,8 @@ PERIOD = timedelta(seconds=2)  # test_catch_up and test_skip tick every 2 s
 
 @pytest.fixture
 def cluster() -> Iterator[PgCluster]:
-    try:
-        cluster = PgCluster.temporary()
-    except ClusterUnavailable as reason:
-        pytest.skip(str(reason))
-    try:
-        cluster.start()
+    with clusters.started() as cluster:
         yield cluster
-    finally:
-        cluster.cleanup()
 
 
 def _alive(processes: list) -> bool:

@@ -6,8 +6,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
 
@@ -16,26 +14,12 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from agnt_jobs.db.connect import with_dbname
 from agnt_jobs.db.migrate import head_revision
 
 BIN = Path(sys.executable).parent
 APP = "--app=agnt_jobs.app.app"
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def empty_url(server_url: str) -> Iterator[str]:
-    """A database that was never migrated."""
-    name = f"agnt_empty_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(server_url, autocommit=True) as admin:
-        admin.execute(f"CREATE DATABASE {name}")
-    try:
-        yield with_dbname(server_url, name)
-    finally:
-        with psycopg.connect(server_url, autocommit=True) as admin:
-            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 def _run(args: list[str | Path], **env: str) -> subprocess.CompletedProcess[str]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
@@ -108,15 +109,34 @@ def _in_thread(pool: ThreadPoolExecutor, engine: Engine) -> Future[dict[str, int
     return pool.submit(_deliver, _settings(), engine)
 
 
-def test_a_late_failure_does_not_touch_the_row_the_new_holder_is_sending(
-    engine: Engine, gateway: FakeChannelGateway
+@pytest.mark.parametrize(
+    ("late", "own", "recorded"),
+    [
+        # A's send failed late; B's goes through.
+        (Reply(503, {"error": "unavailable"}), None, ("SENT", "gw-lease:0")),
+        # A's send went through late (its own gateway id); B's fails.
+        (
+            Reply(201, {"id": "gw-from-the-late-sender"}),
+            Reply(503, {}),
+            ("FAILED", None),
+        ),
+    ],
+    ids=["late failure", "late success"],
+)
+def test_a_late_outcome_records_nothing_under_the_new_holders_claim(
+    engine: Engine,
+    gateway: FakeChannelGateway,
+    late: Reply,
+    own: Reply | None,
+    recorded: tuple[str, str | None],
 ) -> None:
     """Sender A's lease runs out while the gateway holds its request; sender B
-    claims the message and is sending it when A's answer (503) comes back. A
-    records nothing and leaves B's lease alone; B records SENT."""
+    claims the message and is sending it when A's answer comes back. Whatever it
+    says, A records nothing (no status, no gateway id) and leaves B's claim alone;
+    the row then records B's own outcome."""
     _enqueue(engine, 1)
-    slow = gateway.hold_next(Reply(503, {"error": "unavailable"}))
-    second = gateway.hold_next()
+    slow = gateway.hold_next(late)
+    second = gateway.hold_next(own)
     with ThreadPoolExecutor(max_workers=2) as pool:
         try:
             a = _in_thread(pool, engine)
@@ -132,18 +152,14 @@ def test_a_late_failure_does_not_touch_the_row_the_new_holder_is_sending(
             assert _rows(engine) == [claimed_by_b]  # B's claim, untouched
 
             second.release()
-            assert b.result(timeout=10) == {"sent": 1, "failed": 0, "dead": 0}
+            b.result(timeout=10)
         finally:
             slow.release()
             second.release()
     (row,) = _rows(engine)
-    assert (row.status, row.attempts, row.claimed_until, row.last_error) == (
-        "SENT",
-        2,
-        None,
-        None,
-    )
-    assert len(gateway.received) == 2 and len(gateway.delivered) == 1
+    assert (row.status, row.gateway_message_id) == recorded
+    assert (row.attempts, row.claimed_until) == (2, None)
+    assert len(gateway.received) == 2
 
 
 def test_a_late_refusal_does_not_undo_what_the_new_holder_recorded(

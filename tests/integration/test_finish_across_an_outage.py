@@ -1,0 +1,235 @@
+"""A job that ends while its database is away: the worker keeps trying to record the
+job's end and its run's end, through failure after failure, and records both when
+the database comes back; an idle worker keeps looking for jobs through an outage
+and runs the next one after it. The worker stays up throughout. A real worker in
+this process, on the App's own connector; the database refuses every connection and
+its sessions are ended, as Postgres does to a database that is being taken down."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+import pytest
+import sqlalchemy as sa
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
+from sqlalchemy.engine import Engine
+
+from agnt_jobs.db.connector import SettingsConnector
+from agnt_jobs.scheduler.bodies import BODIES, RunContext
+from agnt_jobs.scheduler.history import record_run
+from agnt_jobs.scheduler.tasks import make_task
+from agnt_jobs.scheduler.worker import AgntApp, AgntWorker
+from agnt_jobs.settings import Settings, get_settings
+from tests.support.silent_proxy import SilentProxy
+from tests.support.waiting import until
+
+# Failures of each record the test waits for before the database comes back: more
+# than the one retry a helper that gives up early would allow.
+FAILURES = 4
+
+
+@pytest.fixture
+def quick_retries(env: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setenv("AGNT_DB_RETRY_INITIAL_SECONDS", "0.05")
+    monkeypatch.setenv("AGNT_DB_RETRY_MAX_SECONDS", "0.2")
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+def _database_down(server_url: str, name: str, down: bool) -> None:
+    """Refuse (or accept again) every connection to ``name``; going down ends its
+    sessions too."""
+    with psycopg.connect(server_url, autocommit=True) as admin:
+        admin.execute(
+            sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS {}").format(
+                sql.Identifier(name), sql.SQL("false" if down else "true")
+            )
+        )
+        if down:
+            admin.execute(
+                # Waits (up to 5 s) for each session to have ended.
+                "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity "
+                "WHERE datname = %s AND pid <> pg_backend_pid()",
+                [name],
+            )
+
+
+def _one(engine: Engine, query: str, **params: Any) -> Any:
+    with engine.connect() as connection:
+        return connection.execute(sa.text(query), params).one()
+
+
+@dataclass
+class Running:
+    """A worker running in this process, and the failures it reported, by loop."""
+
+    app: AgntApp
+    worker: AgntWorker
+    task: asyncio.Task[None]
+    failures: Counter[str]
+    started: threading.Event
+    release: threading.Event
+    server_url: str
+    database: str
+    proxy: SilentProxy | None
+
+    async def down(self, down: bool) -> None:
+        """Take the worker's database away, or give it back."""
+        if self.proxy is None:
+            await asyncio.to_thread(
+                _database_down, self.server_url, self.database, down
+            )
+        elif down:
+            self.proxy.pause()
+        else:
+            self.proxy.resume()
+
+
+@pytest.fixture
+async def running(
+    request: pytest.FixtureRequest,
+    server_url: str,
+    db_url: str,
+    engine: Engine,
+    quick_retries: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> AsyncIterator[Running]:
+    """A worker on the App's own connector, its job ``test_hold`` waiting for
+    ``release``; ``request.param`` is (with the run history middleware, how the
+    database goes away: "refused" or "silent"). A silent database is one behind a
+    proxy that stops forwarding: connections stay open and nothing answers."""
+    history, kind = request.param
+    proxy = None
+    if kind == "silent":
+        info = psycopg.conninfo.conninfo_to_dict(db_url)
+        if not str(info.get("host", "")).startswith("127."):
+            pytest.skip("the silent proxy needs a test server on 127.0.0.1")
+        proxy = SilentProxy(int(info.get("port") or 5432)).start()
+        monkeypatch.setenv(
+            "AGNT_DATABASE_URL",
+            make_conninfo(db_url, host="127.0.0.1", port=proxy.port),
+        )
+        # Queries unanswered for half of this are given up on: 2.5 s.
+        monkeypatch.setenv("AGNT_DB_SILENT_AFTER_SECONDS", "5")
+        get_settings.cache_clear()
+    started, release = threading.Event(), threading.Event()
+
+    def hold(ctx: RunContext) -> dict[str, int]:
+        started.set()
+        release.wait(30)
+        return {"held": 1}
+
+    # A pool that gives up on a connection within half a second: each try of a
+    # record then fails fast while the database is away.
+    app = AgntApp(
+        connector=SettingsConnector(timeout=0.5),
+        worker_defaults={
+            "worker_middleware": [record_run] if history else [],
+            "delete_jobs": "never",
+        },
+    )
+    BODIES["test_hold"] = hold
+    make_task(app, "test_hold", hold)
+    name = str(psycopg.conninfo.conninfo_to_dict(db_url)["dbname"])
+    try:
+        async with app.open_async():
+            worker = app._worker(
+                install_signal_handlers=False,
+                concurrency=1,
+                fetch_job_polling_interval=0.2,
+            )
+            assert isinstance(worker, AgntWorker)
+            failures: Counter[str] = Counter()
+            report = worker.outage.lost
+
+            def counted(where: str, error: BaseException) -> None:
+                failures[where] += 1
+                report(where, error)
+
+            worker.outage.lost = counted  # type: ignore[method-assign]
+            task = asyncio.create_task(worker.run())
+            state = Running(
+                app, worker, task, failures, started, release, server_url, name, proxy
+            )
+            try:
+                yield state
+                assert not task.done(), task
+            finally:
+                release.set()
+                await state.down(False)
+                worker.stop()
+                await asyncio.gather(task, return_exceptions=True)
+    finally:
+        BODIES.pop("test_hold")
+        if proxy is not None:
+            proxy.stop()
+
+
+def _status(engine: Engine, job_id: int) -> str:
+    return str(
+        _one(
+            engine, "SELECT status FROM procrastinate_jobs WHERE id = :id", id=job_id
+        ).status
+    )
+
+
+@pytest.mark.parametrize(
+    "running",
+    [(True, "refused"), (False, "refused"), (True, "silent")],
+    ids=["run history, refused", "no run history, refused", "run history, silent"],
+    indirect=True,
+)
+async def test_a_job_ending_while_the_database_is_away_is_recorded_when_it_returns(
+    running: Running, engine: Engine
+) -> None:
+    """With the run history, its end is the first record the worker retries (the
+    job's end waits behind it); without, the job's end is."""
+    history = running.worker.worker_middleware == [record_run]
+    job_id = await running.app.tasks["test_hold"].defer_async()
+    assert await until(running.started.is_set, 20), "the job never started"
+    await running.down(True)
+    running.release.set()
+    retried = "run_history" if history else "finish_job"
+    assert await until(lambda: running.failures[retried] >= FAILURES, 30), (
+        f"the worker stopped trying: {dict(running.failures)}"
+    )
+    assert not running.task.done(), running.task
+    await running.down(False)
+
+    assert await until(lambda: _status(engine, job_id) == "succeeded", 20), (
+        "the job's end was never recorded"
+    )
+    if history:
+        run = _one(
+            engine,
+            "SELECT status, finished_at, result FROM job_runs WHERE job_id = :id",
+            id=job_id,
+        )
+        assert (run.status, run.result) == ("succeeded", {"held": 1})
+        assert run.finished_at is not None
+
+
+@pytest.mark.parametrize("running", [(True, "refused")], ids=[""], indirect=True)
+async def test_an_idle_worker_looks_for_jobs_through_an_outage_and_runs_the_next(
+    running: Running, engine: Engine
+) -> None:
+    running.release.set()
+    assert await until(lambda: running.worker.worker_id is not None, 20)
+    await running.down(True)
+    assert await until(lambda: running.failures["fetch"] >= FAILURES, 30), (
+        f"the worker stopped looking for jobs: {dict(running.failures)}"
+    )
+    assert not running.task.done(), running.task
+    await running.down(False)
+    job_id = await running.app.tasks["test_hold"].defer_async()
+    assert await until(lambda: _status(engine, job_id) == "succeeded", 20), (
+        f"the job after the outage never ran: {_status(engine, job_id)}"
+    )

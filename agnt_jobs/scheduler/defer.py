@@ -29,8 +29,8 @@ from sqlalchemy.orm import Session
 
 from agnt_jobs.db import queries
 
-SyncConnection = Session | sa.Connection | psycopg.Connection[Any]
-AsyncAnyConnection = AsyncSession | AsyncConnection | psycopg.AsyncConnection[Any]
+CallerConnection = Session | sa.Connection | psycopg.Connection[Any]
+AsyncCallerConnection = AsyncSession | AsyncConnection | psycopg.AsyncConnection[Any]
 
 # SQLSTATEs of agnt_defer's refusals: an unknown or removed job, bad arguments.
 _REFUSALS = {"P0002", "22023"}
@@ -44,7 +44,7 @@ class DeferRefused(ValueError):
 
 
 def defer(
-    connection: SyncConnection,
+    connection: CallerConnection,
     job: str,
     args: Mapping[str, Any] | None = None,
     *,
@@ -74,7 +74,7 @@ def defer(
 
 
 async def defer_async(
-    connection: AsyncAnyConnection,
+    connection: AsyncCallerConnection,
     job: str,
     args: Mapping[str, Any] | None = None,
     *,

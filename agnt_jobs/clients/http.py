@@ -7,6 +7,7 @@ from typing import Any, Self
 
 import httpx
 
+from agnt_jobs import tracing
 from agnt_jobs.clients.errors import PermanentError, RetryableError
 
 # 408 timeout, 425 too early, 429 rate limited: the peer asks us to come back later.
@@ -34,7 +35,31 @@ def build_client(
 def request(
     client: httpx.Client, method: str, url: str, **kwargs: Any
 ) -> httpx.Response:
-    """Send one request; return the 2xx response or raise a classified error."""
+    """Send one request; return the 2xx response or raise a classified error.
+    With traces on, the request is a span, a child of the run's (its query
+    string left out: it may carry a key)."""
+    target = client.base_url.join(url)
+    with tracing.span(
+        f"HTTP {method}",
+        **{
+            "http.request.method": method,
+            "server.address": target.host,
+            "url.path": target.path,
+        },
+    ) as traced:
+        try:
+            response = _classified(client, method, url, **kwargs)
+        except (RetryableError, PermanentError) as error:
+            traced.set_attribute("http.response.status_code", error.status)
+            traced.set_status_error(str(error))
+            raise
+        traced.set_attribute("http.response.status_code", response.status_code)
+        return response
+
+
+def _classified(
+    client: httpx.Client, method: str, url: str, **kwargs: Any
+) -> httpx.Response:
     try:
         response = client.request(method, url, **kwargs)
     except httpx.TimeoutException as error:

@@ -3,9 +3,12 @@ around real runs of a real worker; and off unless the OTEL_* variables ask."""
 
 from __future__ import annotations
 
+import contextlib
+import http.server
 import json
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -18,6 +21,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
 from procrastinate import App
 
 from agnt_jobs import tracing
+from agnt_jobs.clients.errors import RetryableError
+from agnt_jobs.clients.http import build_client, request
 from agnt_jobs.scheduler.bodies import BODIES, RunContext
 from agnt_jobs.scheduler.tasks import make_task
 
@@ -138,3 +143,56 @@ def test_without_the_extra_a_span_records_nothing_and_costs_nothing(
         unrecorded.set_status_error("failed")
     with pytest.raises(ValueError), tracing.span("run y"):
         raise ValueError("passes through")
+
+
+class _Peer(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.send_response(200 if self.path.startswith("/ok") else 503)
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+async def test_an_outside_call_is_a_child_span_of_its_run(
+    app: App, spans: InMemorySpanExporter
+) -> None:
+    peer = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Peer)
+    threading.Thread(target=peer.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{peer.server_address[1]}"
+
+    def calls(ctx: RunContext) -> dict[str, int]:
+        with build_client(base, timeout=5) as client:
+            request(client, "GET", "/ok?key=secret")
+            with contextlib.suppress(RetryableError):
+                request(client, "GET", "/down")
+        return {"calls": 2}
+
+    BODIES["test_trace_calls"] = calls
+    make_task(app, "test_trace_calls", calls)
+    try:
+        async with app.open_async():
+            await app.tasks["test_trace_calls"].defer_async()
+            await app.run_worker_async(wait=False, install_signal_handlers=False)
+    finally:
+        peer.shutdown()
+        BODIES.pop("test_trace_calls")
+        app.tasks.pop("test_trace_calls")
+    finished = spans.get_finished_spans()
+    (run,) = [s for s in finished if s.name == "run test_trace_calls"]
+    ok, down = [s for s in finished if s.name == "HTTP GET"]
+    for call in (ok, down):
+        assert call.parent is not None
+        assert call.parent.span_id == run.context.span_id
+        assert call.context.trace_id == run.context.trace_id
+    assert ok.attributes is not None and down.attributes is not None
+    assert dict(ok.attributes) == {
+        "http.request.method": "GET",
+        "server.address": "127.0.0.1",
+        "url.path": "/ok",
+        "http.response.status_code": 200,
+    }
+    assert down.attributes["http.response.status_code"] == 503
+    assert down.status.status_code == trace.StatusCode.ERROR
+    assert run.attributes is not None
+    assert run.attributes["agnt.outcome"] == "succeeded"

@@ -143,6 +143,8 @@ def _cells(state: ScheduleState) -> tuple[str, ...]:
     else:
         body = "yes" if state.has_body else ("MISSING" if state.in_code else "removed")
     next_run = state.next_run_at.isoformat() if state.next_run_at else "-"
+    if state.broken:
+        next_run = "BROKEN (schedules check says why)"
     return (
         state.id,
         state.cron,
@@ -159,18 +161,26 @@ def _cells(state: ScheduleState) -> tuple[str, ...]:
 
 @schedules_cli.command("check")
 def check() -> None:
-    """Compare the code with the database; exit 1 if they disagree.
+    """Compare the code with the database; exit 1 if they disagree or a schedule
+    is broken.
 
-    Disagreements: a declared schedule without a job body, a schedule the database
-    has but the code dropped, a schedule changed here but not yet deployed
-    everywhere (a live worker defers another registry). Each value an operator
-    set that differs from the code is listed as overridden (not a disagreement).
+    Problems, one line each: a schedule no worker can follow (broken: it alone
+    does not tick, and the line says why), a declared schedule without a job
+    body, a schedule the database has but the code dropped, a schedule changed
+    here but not yet deployed everywhere (a live worker defers another
+    registry). Each value an operator set that differs from the code is listed as
+    overridden (not a disagreement).
     """
     from agnt_jobs.scheduler import control, registry
 
     app = _app()
     engine = _engine()
-    problems = control.check(app, engine, get_settings())
+    try:
+        problems = control.check(app, engine, get_settings())
+    except (sqlalchemy.exc.SQLAlchemyError, psycopg.Error) as error:
+        reason = str(getattr(error, "orig", error)).strip().splitlines()[0]
+        typer.echo(f"agnt-jobs: cannot read the schedules: {reason}", err=True)
+        raise typer.Exit(1) from None
     for problem in problems:
         typer.echo(f"{problem.kind}: {problem.message}")
     # Deliberate, and never undone by a deploy: shown, not a disagreement.

@@ -37,6 +37,7 @@ class Health(StrEnum):
 
     NOT_DEPLOYED = "not_deployed"
     NO_BODY = "no_body"
+    BROKEN = "broken"
     PAUSED = "paused"
     NOT_CONFIGURED = "not_configured"
     MISSED = "missed"
@@ -88,8 +89,9 @@ class ScheduleEntry(BaseModel):
     zone: str = Field(description="The zone in effect.")
     queue: str
     misfire_policy: Literal["skip", "catch_up"]
-    timeout_seconds: float = Field(
-        description="How long a run may take before it stops at a checkpoint."
+    timeout_seconds: float | None = Field(
+        description="How long a run may take before it stops at a checkpoint "
+        "(null: the row's value cannot be read; the schedule is broken)."
     )
     task_name: str = Field(description="The job it runs.")
     created_in: Literal["code", "sql"] = Field(
@@ -136,7 +138,9 @@ class RemovedSchedule(BaseModel):
 
 
 class Problem(BaseModel):
-    kind: Literal["no_body", "not_deployed", "changed", "dropped", "stale_worker"]
+    kind: Literal[
+        "no_body", "not_deployed", "changed", "dropped", "stale_worker", "broken"
+    ]
     schedule_id: str | None
     message: str
 

@@ -241,8 +241,8 @@ def check(app: AgntApp, engine: Engine, settings: Settings) -> list[Problem]:
                 )
             )
     for schedule in app.schedules.values():
-        row = rows.get(schedule.id)
-        if row is None:
+        declared_row = rows.get(schedule.id)
+        if declared_row is None:
             problems.append(
                 Problem(
                     "not_deployed",
@@ -255,11 +255,11 @@ def check(app: AgntApp, engine: Engine, settings: Settings) -> list[Problem]:
         # What the last deploy declared; an operator's override is not a
         # disagreement (``overrides`` lists those).
         database = {
-            "cron": row["declared_cron"],
-            "zone": row["declared_zone"],
-            "queue": row["queue"],
-            "misfire": row["declared_misfire_policy"],
-            "timeout": _seconds_text(row["declared_timeout"]),
+            "cron": declared_row["declared_cron"],
+            "zone": declared_row["declared_zone"],
+            "queue": declared_row["queue"],
+            "misfire": declared_row["declared_misfire_policy"],
+            "timeout": _seconds_text(declared_row["declared_timeout"]),
         }
         for name, code_value in schedule.signature().items():
             if database[name] != code_value:

@@ -88,7 +88,10 @@ class ScheduleEntry(BaseModel):
     )
     zone: str = Field(description="The zone in effect.")
     queue: str
-    misfire_policy: Literal["skip", "catch_up"]
+    misfire_policy: str = Field(
+        description="skip or catch_up; any other value is a broken row's, shown "
+        "as it is."
+    )
     timeout_seconds: float | None = Field(
         description="How long a run may take before it stops at a checkpoint "
         "(null: the row's value cannot be read; the schedule is broken)."

@@ -203,7 +203,7 @@ def _entry(
         zone=source.get("zone") or (schedule.zone if schedule else ""),
         queue=source.get("queue") or (schedule.queue if schedule else ""),
         misfire_policy=source.get("misfire_policy")
-        or (str(schedule.misfire) if schedule else "skip"),  # type: ignore[arg-type]
+        or (str(schedule.misfire) if schedule else "skip"),
         timeout_seconds=_seconds(
             source["timeout"] if row else schedule.timeout  # type: ignore[union-attr]
         ),

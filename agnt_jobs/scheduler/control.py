@@ -32,7 +32,7 @@ from agnt_jobs.scheduler.bodies import (
     NotConfigured as NotConfigured,  # raised by run_now; callers catch it from here
 )
 from agnt_jobs.scheduler.bodies import missing_settings, require_configured
-from agnt_jobs.scheduler.declaration import Schedule, ScheduleError
+from agnt_jobs.scheduler.declaration import Schedule
 from agnt_jobs.scheduler.registry import SQL
 from agnt_jobs.scheduler.worker import AgntApp
 from agnt_jobs.settings import Settings
@@ -517,8 +517,8 @@ def next_runs(row: dict[str, Any], now: datetime, count: int = 5) -> list[dateti
     """The next ``count`` runs of a schedule row after ``now``, in its zone.
     Refused when this Python cannot evaluate it, or it never fires."""
     try:
-        schedule = Schedule.from_row(row)
-    except ScheduleError as error:
+        schedule = broken.follow(row, now)
+    except broken.Broken as error:
         raise Refused(str(error)) from None
     runs, after = [], now
     try:

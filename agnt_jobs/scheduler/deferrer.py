@@ -259,8 +259,19 @@ class ScheduleDeferrer(PeriodicDeferrer):
                     followed.key,
                     f"its ticks cannot be decided: {broken.one_line(error)}",
                 )
-        await self._update_next_runs(at)
-        await self._record_faults()
+        # What the pages show, not what decides ticks: a failure of these (a row
+        # changed under them) waits for the next pass.
+        for bookkeeping in (self._update_next_runs(at), self._record_faults()):
+            try:
+                await bookkeeping
+            except Exception as error:
+                if is_connection_lost(error):
+                    raise
+                logger.warning(
+                    f"deferrer bookkeeping failed, retried at the next pass: "
+                    f"{broken.one_line(error)}",
+                    extra=logs.event("schedule_bookkeeping_failed"),
+                )
         return backlog
 
     async def _decide(

@@ -67,11 +67,14 @@ SELECT agnt_record_missed_ticks(%(schedule_id)s, %(first)s, %(last)s,
                                 %(worker_id)s) AS recorded
 
 -- set_next_runs --
--- Keep schedules.next_run_at current, writing only the rows that changed.
+-- Keep schedules.next_run_at current, writing only the rows that changed, and
+-- never a row that became one no worker can follow since it was read (the
+-- schedules checks would refuse the whole statement).
 UPDATE schedules s
 SET next_run_at = v.next_run_at
 FROM unnest(%(ids)s::text[], %(next_run_at)s::timestamptz[]) AS v(id, next_run_at)
 WHERE s.id = v.id AND s.next_run_at IS DISTINCT FROM v.next_run_at
+  AND agnt_schedule_problem(s) IS NULL
 
 -- acting --
 -- Who makes the changes of this transaction, for the schedules trigger's audit row

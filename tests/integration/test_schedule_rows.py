@@ -185,6 +185,29 @@ async def test_a_row_no_worker_can_follow_stops_only_itself(
     assert states[DAILY.id].broken is None
 
 
+async def test_a_value_the_checks_miss_is_set_aside_when_its_tick_fails(
+    app: AgntApp, deferrer: DeferrerFactory, engine: Engine, env: Settings
+) -> None:
+    # A bug in the row check (it finds nothing wrong with any row), and a queue
+    # name Procrastinate cannot store: the failure comes at the tick's decision.
+    sql(
+        engine,
+        "CREATE OR REPLACE FUNCTION agnt_schedule_problem(_s schedules) "
+        "RETURNS text LANGUAGE sql AS 'SELECT NULL::text'",
+    )
+    as_owner(
+        engine,
+        "UPDATE schedules SET queue = repeat('q', 300) WHERE id = 'hourly_sweep'",
+    )
+    await deferrer().defer_due(at(4, 5, second=0.5))
+    assert decided(engine, DAILY.id) == [wita(at(4, 5))]
+    assert decided(engine, HOURLY.id) == []
+    assert faults(engine)[HOURLY.id].startswith("its ticks cannot be decided: ")
+    assert [
+        p.schedule_id for p in control.check(app, engine, env) if p.kind == "broken"
+    ] == [HOURLY.id]
+
+
 async def test_a_mended_row_ticks_again_and_its_fault_is_lifted(
     app: AgntApp, deferrer: DeferrerFactory, engine: Engine, env: Settings
 ) -> None:

@@ -345,6 +345,68 @@ WHERE s.enabled AND s.has_body AND s.removed_at IS NULL
 """
 
 
+# A deploy (each worker's start), as migration 0013 wrote it; this revision passes
+# over a row no worker can follow, which the schedules checks would refuse to
+# update, failing the start of every worker.
+DECLARE_SCHEDULES = """
+CREATE OR REPLACE FUNCTION agnt_declare_schedules(
+    _ids text[], _crons text[], _zones text[], _queues text[], _policies text[],
+    _timeouts interval[], _descriptions text[], _has_body boolean[],
+    _next_run_at timestamptz[]
+) RETURNS SETOF text
+LANGUAGE plpgsql AS $$
+-- A deploy: every schedule the code declares is inserted or its declaration
+-- refreshed. Where an operator changed a value (it differs from the previous
+-- declaration) the change stands; elsewhere the new declaration takes effect.
+-- Declared schedules the code dropped are marked removed; their ids are returned.
+-- Sorted, so that workers starting together lock the rows in the same order.{held_comment}
+BEGIN
+    PERFORM set_config('agnt.change_source', 'deploy', true);
+    INSERT INTO schedules AS s (
+        id, task_name, cron, zone, queue, misfire_policy, timeout, description,
+        has_body, next_run_at, declared, declared_cron, declared_zone,
+        declared_misfire_policy, declared_timeout)
+    SELECT v.id, v.id, v.cron, v.zone, v.queue, v.policy, v.timeout, v.description,
+           v.has_body, v.next_run_at, true, v.cron, v.zone, v.policy, v.timeout
+    FROM unnest(_ids, _crons, _zones, _queues, _policies, _timeouts, _descriptions,
+                _has_body, _next_run_at)
+         AS v(id, cron, zone, queue, policy, timeout, description, has_body,
+              next_run_at)
+    ORDER BY v.id
+    ON CONFLICT (id) DO UPDATE
+    SET cron = CASE WHEN s.declared AND s.cron = s.declared_cron
+                    THEN EXCLUDED.cron ELSE s.cron END,
+        zone = CASE WHEN s.declared AND s.zone = s.declared_zone
+                    THEN EXCLUDED.zone ELSE s.zone END,
+        misfire_policy = CASE WHEN s.declared
+                                   AND s.misfire_policy = s.declared_misfire_policy
+                              THEN EXCLUDED.misfire_policy ELSE s.misfire_policy END,
+        timeout = CASE WHEN s.declared AND s.timeout = s.declared_timeout
+                       THEN EXCLUDED.timeout ELSE s.timeout END,
+        next_run_at = CASE WHEN s.declared AND s.cron = s.declared_cron
+                                AND s.zone = s.declared_zone
+                           THEN EXCLUDED.next_run_at ELSE s.next_run_at END,
+        task_name = EXCLUDED.task_name, queue = EXCLUDED.queue,
+        description = EXCLUDED.description, has_body = EXCLUDED.has_body,
+        declared = true, declared_cron = EXCLUDED.declared_cron,
+        declared_zone = EXCLUDED.declared_zone,
+        declared_misfire_policy = EXCLUDED.declared_misfire_policy,
+        declared_timeout = EXCLUDED.declared_timeout,
+        last_seen = now(), removed_at = NULL{held};
+    RETURN QUERY
+    UPDATE schedules SET removed_at = now()
+    WHERE declared AND removed_at IS NULL AND NOT (id = ANY(_ids)){held_removed}
+    RETURNING id;
+END;
+$$
+"""
+HELD = {
+    "held": "\n    WHERE agnt_schedule_problem(s) IS NULL",
+    "held_removed": "\n      AND agnt_schedule_problem(schedules) IS NULL",
+    "held_comment": "\n-- A row no worker can follow is left as it is: it stays broken until mended.",
+}
+
+
 def upgrade() -> None:
     op.add_column(
         "schedules",
@@ -388,9 +450,11 @@ def upgrade() -> None:
         )
     )
     op.execute(RETRY.replace("{who}", _WHO))
+    op.execute(DECLARE_SCHEDULES.format(**HELD))
 
 
 def downgrade() -> None:
+    op.execute(DECLARE_SCHEDULES.format(**dict.fromkeys(HELD, "")))
     op.execute(RETRY_BEFORE.replace("{who}", _WHO))
     op.execute(LATE_TICKS.format(source="schedules", unexplained=""))
     op.execute("DROP VIEW schedule_overview")

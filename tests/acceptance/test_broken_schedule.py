@@ -41,6 +41,9 @@ pytestmark = pytest.mark.slow
 VICTIM = "test_catch_up"
 WATCHED = ("test_tick", "test_skip")
 UI = "/admin/scheduler/ui"
+# Corruptions a starting worker's declaration of the schedules meets (the checks
+# refuse to update such a row).
+RESTARTED = ("timeout negative", "policy unknown", "job of another")
 HOSTILE = f"{VICTIM}/pause?x="
 
 CORRUPTIONS = {
@@ -192,6 +195,24 @@ def test_a_corrupted_schedule_stops_alone_and_is_reported_everywhere(
                 if t.decided_at > corrupted_at + SECOND
             ] == [], name
             assert all(p.poll() is None for p in processes), name
+            if name in RESTARTED:
+                # A worker starting now declares the code's schedules past the
+                # broken row, and runs.
+                workers_before = ticking.query(
+                    engine, "SELECT count(*) FROM schedule_workers"
+                )[0][0]
+                late = tmp_path / name.replace(" ", "_")
+                late.mkdir()
+                with ticking.workers(env, logs=late) as [starting]:
+                    ticking.wait_for(
+                        lambda before=workers_before: (
+                            ticking.query(
+                                engine, "SELECT count(*) FROM schedule_workers"
+                            )[0][0]
+                            > before
+                        )
+                    )
+                    assert starting.poll() is None, (late / "w0.log").read_text()
             as_owner(
                 engine,
                 "UPDATE schedules SET id = :id, task_name = :id, cron = :cron, "

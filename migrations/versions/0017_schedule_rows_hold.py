@@ -64,16 +64,17 @@ LANGUAGE sql IMMUTABLE AS $$
                             quote_literal(_value)) END
 $$
 """,
-    """
+    f"""
 CREATE FUNCTION agnt_schedule_problem(_s schedules) RETURNS text
 LANGUAGE plpgsql STABLE AS $$
 -- What makes a schedules row one that no worker can follow, or NULL: the first
 -- problem found, in words that say what to write instead. The zone is Python's to
--- judge (pg_timezone_names is too slow to read per row).
+-- judge (pg_timezone_names is too slow to read per row). Read at every pass of
+-- every worker: the common case is a few comparisons and the cron's check.
 DECLARE
     _cron text;
 BEGIN
-    IF _s.id IS NULL OR _s.id !~ '^[a-z][a-z0-9_]{0,127}$' THEN
+    IF _s.id IS NULL OR _s.id !~ '^[a-z][a-z0-9_]{{0,127}}$' THEN
         RETURN format('schedules.id %s: use lower-case letters, digits and '
                       'underscores, starting with a letter, at most 128 characters',
                       quote_nullable(_s.id));
@@ -105,6 +106,22 @@ BEGIN
                                      || CASE WHEN length(_s.queue) > 40
                                              THEN '...' ELSE '' END));
     END IF;
+    IF _s.timeout BETWEEN interval '{TIMEOUT_FLOOR}' AND interval '{TIMEOUT_CEILING}'
+       AND (_s.declared_timeout IS NULL
+            OR _s.declared_timeout BETWEEN interval '{TIMEOUT_FLOOR}'
+                                       AND interval '{TIMEOUT_CEILING}')
+       AND _s.first_seen > '{EARLIEST}' AND _s.first_seen < '{LATEST}'
+       AND _s.last_seen > '{EARLIEST}' AND _s.last_seen < '{LATEST}'
+       AND (_s.next_run_at IS NULL
+            OR (_s.next_run_at > '{EARLIEST}' AND _s.next_run_at < '{LATEST}'))
+       AND (_s.removed_at IS NULL
+            OR (_s.removed_at > '{EARLIEST}' AND _s.removed_at < '{LATEST}'))
+       AND (_s.cron_changed_at IS NULL
+            OR (_s.cron_changed_at > '{EARLIEST}' AND _s.cron_changed_at < '{LATEST}'))
+    THEN
+        RETURN NULL;
+    END IF;
+    -- Something is out of bounds: which, in words.
     RETURN COALESCE(
         agnt_timeout_problem('timeout', _s.timeout),
         CASE WHEN _s.declared_timeout IS NOT NULL

@@ -459,7 +459,9 @@ def retry(
             if since or until:
                 raise _usage("--since and --until go with --job, not a JOB_ID")
             new_id = control.retry(engine, job_id, _actor(by))
-            typer.echo(f"job {job_id} retried as job {new_id}")
+            typer.echo(
+                f"job {job_id} retried as job {new_id}{_waiting(engine, new_id)}"
+            )
             return
         assert job is not None
         if since is None:
@@ -471,6 +473,21 @@ def retry(
     for old, new in retried:
         typer.echo(f"job {old} retried as job {new}")
     typer.echo(f"{job}: {len(retried)} run{'s' if len(retried) != 1 else ''} retried")
+
+
+def _waiting(engine: Engine, job_id: int) -> str:
+    """ ", waiting until ..." for a run set for a later time (a retry keeps the
+    time of the run it retries), else nothing."""
+    from agnt_jobs.scheduler import control
+
+    at = control.waits_until(engine, job_id)
+    if at is None:
+        return ""
+    wita = ZoneInfo(get_settings().business_timezone)
+    return (
+        f", waiting until {at.astimezone(wita):%Y-%m-%d %H:%M} WITA "
+        f"({at.astimezone(UTC):%Y-%m-%d %H:%M} UTC), the time of the run it retries"
+    )
 
 
 def install(cli: typer.Typer) -> None:

@@ -659,6 +659,15 @@ def retry(engine: Engine, job_id: int, actor: Actor) -> int:
     return _run_request(engine, SQL["retry_run"], {"job_id": job_id}, actor)
 
 
+def waits_until(engine: Engine, job_id: int) -> datetime | None:
+    """When a waiting run is set to start; None if it starts when a worker is
+    free (or no longer waits)."""
+    with engine.connect() as connection:
+        return connection.exec_driver_sql(
+            SQL["waits_until"], {"job_id": job_id}
+        ).scalar()
+
+
 def retry_all(
     engine: Engine, job: str, since: datetime, until: datetime, actor: Actor
 ) -> list[tuple[int, int]]:

@@ -346,6 +346,7 @@ async def test_retrying_a_run_set_for_later_keeps_its_time(
     )
     assert scheduled_at == when
     assert args == {"timestamp": int(when.timestamp())}
+    assert control.waits_until(engine, retry_id) == when
 
 
 async def test_retrying_a_run_whose_time_passed_runs_it_now(
@@ -360,6 +361,7 @@ async def test_retrying_a_run_whose_time_passed_runs_it_now(
         id=retry_id,
     )
     assert scheduled_at is None
+    assert control.waits_until(engine, retry_id) is None
     [(original,)] = sql(
         engine, "SELECT args FROM procrastinate_jobs WHERE id = :id", id=job_id
     )

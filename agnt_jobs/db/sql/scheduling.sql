@@ -179,6 +179,11 @@ SELECT agnt_cancel_run(%(job_id)s, %(by)s, %(source)s)
 -- Run again a failed, timed-out or cancelled run; the new job id.
 SELECT agnt_retry_run(%(job_id)s, %(by)s, %(source)s)
 
+-- waits_until --
+-- When a waiting run is set to start (NULL: as soon as a worker takes it).
+SELECT scheduled_at FROM procrastinate_jobs
+WHERE id = %(job_id)s AND status = 'todo' AND scheduled_at > now()
+
 -- retry_runs --
 -- Retry every such run of a job that ended in a time window.
 SELECT job_id, new_job_id

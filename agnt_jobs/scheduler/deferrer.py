@@ -21,6 +21,12 @@ A schedule whose job is not configured (a setting it needs is unset, see
 lock: no job is deferred to fail. The worker says once, at start, which jobs wait
 for which variables. Every worker should have the same settings: whichever decides
 a tick decides it by its own.
+
+Each schedule is decided on its own: one whose row no worker can follow
+(``agnt_jobs.scheduler.broken``), or whose tick decision fails for a reason of its
+own, is set aside and recorded in ``schedule_faults``, while every other one ticks
+on. A schedule whose cron, zone or job changed starts from the change
+(``cron_changed_at``, see ``misfire.plan``).
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ import socket
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 from procrastinate.periodic import PeriodicDeferrer
@@ -261,9 +268,9 @@ class ScheduleDeferrer(PeriodicDeferrer):
                 )
         # What the pages show, not what decides ticks: a failure of these (a row
         # changed under them) waits for the next pass.
-        for bookkeeping in (self._update_next_runs(at), self._record_faults()):
+        for bookkeeping in (partial(self._update_next_runs, at), self._record_faults):
             try:
-                await bookkeeping
+                await bookkeeping()
             except Exception as error:
                 if is_connection_lost(error):
                     raise

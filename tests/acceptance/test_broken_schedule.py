@@ -163,8 +163,8 @@ def test_a_corrupted_schedule_stops_alone_and_is_reported_everywhere(
                 triggers=triggers,
             )
             corrupted_at = ticking.db_now(engine)
-            # Every worker finds it and sets it aside (one fault row; each says
-            # so in its log).
+            # The workers find it and set it aside (one fault row, whichever
+            # records it; each says so once in its log).
             ticking.wait_for(
                 lambda broken_id=broken_id: bool(
                     sql(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Depends
@@ -30,6 +31,7 @@ from prometheus_client.registry import Collector
 from agnt_jobs.admin.auth import require_token
 from agnt_jobs.admin.context import AdminContext, get_context
 from agnt_jobs.db import queries
+from agnt_jobs.scheduler import broken
 
 SQL = queries.load("metrics.sql")
 PATH = "/metrics"
@@ -92,13 +94,24 @@ class Snapshot(Collector):
             "1 if an operator's change differs from the code's declaration.",
             labels=["schedule"],
         )
+        broken_ = GaugeMetricFamily(
+            "agnt_schedule_broken",
+            "1 if no worker can follow the schedule (it is set aside and does not "
+            "tick; 'agnt-jobs schedules check' says why), else 0.",
+            labels=["schedule"],
+        )
+        now = datetime.now(UTC)
         for row in self.rows["schedules"]:
             labels = [row["id"]]
-            next_run.add_metric(labels, _seconds(row["next_run_at"]))
+            is_broken = broken.problem(row, now) is not None
+            next_run.add_metric(
+                labels, math.nan if is_broken else _seconds(row["next_run_at"])
+            )
             last_success.add_metric(labels, _seconds(row["last_success_at"]))
             enabled.add_metric(labels, 1.0 if row["enabled"] else 0.0)
             overridden.add_metric(labels, 1.0 if row["overridden"] else 0.0)
-        yield from (next_run, last_success, enabled, overridden)
+            broken_.add_metric(labels, 1.0 if is_broken else 0.0)
+        yield from (next_run, last_success, enabled, overridden, broken_)
 
     def _runs(self) -> Iterator[Metric]:
         totals = CounterMetricFamily(

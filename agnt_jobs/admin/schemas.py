@@ -37,6 +37,7 @@ class Health(StrEnum):
 
     NOT_DEPLOYED = "not_deployed"
     NO_BODY = "no_body"
+    BROKEN = "broken"
     PAUSED = "paused"
     NOT_CONFIGURED = "not_configured"
     MISSED = "missed"
@@ -87,9 +88,13 @@ class ScheduleEntry(BaseModel):
     )
     zone: str = Field(description="The zone in effect.")
     queue: str
-    misfire_policy: Literal["skip", "catch_up"]
-    timeout_seconds: float = Field(
-        description="How long a run may take before it stops at a checkpoint."
+    misfire_policy: str = Field(
+        description="skip or catch_up; any other value is a broken row's, shown "
+        "as it is."
+    )
+    timeout_seconds: float | None = Field(
+        description="How long a run may take before it stops at a checkpoint "
+        "(null: the row's value cannot be read; the schedule is broken)."
     )
     task_name: str = Field(description="The job it runs.")
     created_in: Literal["code", "sql"] = Field(
@@ -136,7 +141,9 @@ class RemovedSchedule(BaseModel):
 
 
 class Problem(BaseModel):
-    kind: Literal["no_body", "not_deployed", "changed", "dropped", "stale_worker"]
+    kind: Literal[
+        "no_body", "not_deployed", "changed", "dropped", "stale_worker", "broken"
+    ]
     schedule_id: str | None
     message: str
 

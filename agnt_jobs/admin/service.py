@@ -33,9 +33,9 @@ from agnt_jobs.admin.context import AdminContext
 from agnt_jobs.db import queries
 from agnt_jobs.models.runs import JobRun
 from agnt_jobs.models.scheduling import ScheduleTick
-from agnt_jobs.scheduler import control
+from agnt_jobs.scheduler import broken, control
 from agnt_jobs.scheduler.bodies import missing_settings
-from agnt_jobs.scheduler.declaration import Schedule, ScheduleError
+from agnt_jobs.scheduler.declaration import Schedule
 
 SQL = queries.load("admin.sql")
 Health = schemas.Health
@@ -53,14 +53,20 @@ class BadFilter(ValueError):
 
 
 def health(
-    row: dict[str, Any] | None, has_body: bool, missing: list[str]
+    row: dict[str, Any] | None,
+    has_body: bool,
+    missing: list[str],
+    broken_reason: str | None = None,
 ) -> tuple[Health, str]:
     """A declared schedule's health from its ``registry`` row (None: not in the
-    database) and the settings its job waits for, with the reason in words."""
+    database), the settings its job waits for and why no worker can follow it
+    (``scheduler.broken``), with the reason in words."""
     if row is None:
         return Health.NOT_DEPLOYED, "no worker running this code has started yet"
     if not has_body:
         return Health.NO_BODY, "declared without a job body: it never runs"
+    if broken_reason:
+        return Health.BROKEN, f"broken, it does not tick: {broken_reason}"
     if not row["enabled"]:
         return Health.PAUSED, "paused: its ticks are skipped"
     if missing:
@@ -167,12 +173,13 @@ def _entry(
 ) -> schemas.ScheduleEntry:
     """One schedule: ``schedule`` is the code's declaration (None for one created
     in SQL), ``row`` the table's (None before any worker declared it)."""
-    state, reason = health(row, has_body, missing)
+    broken_reason = broken.problem(row, now) if row is not None else None
+    state, reason = health(row, has_body, missing, broken_reason)
     effective = schedule
     if row is not None:
         try:
-            effective = Schedule.from_row(row)
-        except ScheduleError:
+            effective = broken.follow(row, now)
+        except broken.Broken:
             effective = None
     next_run = None
     if effective is not None:
@@ -201,10 +208,10 @@ def _entry(
         zone=source.get("zone") or (schedule.zone if schedule else ""),
         queue=source.get("queue") or (schedule.queue if schedule else ""),
         misfire_policy=source.get("misfire_policy")
-        or (str(schedule.misfire) if schedule else "skip"),  # type: ignore[arg-type]
-        timeout_seconds=(
+        or (str(schedule.misfire) if schedule else "skip"),
+        timeout_seconds=_seconds(
             source["timeout"] if row else schedule.timeout  # type: ignore[union-attr]
-        ).total_seconds(),
+        ),
         task_name=source.get("task_name") or id_,
         created_in="code" if schedule is not None else "sql",
         overridden=bool(source.get("overridden")),

@@ -20,7 +20,7 @@ import re
 from datetime import UTC, datetime
 from pathlib import Path as FilePath
 from typing import Annotated, Any, Literal, get_args
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 from zoneinfo import ZoneInfo
 
 import pydantic
@@ -36,6 +36,9 @@ from agnt_jobs.scheduler import control
 logger = logging.getLogger(__name__)
 
 templates = Jinja2Templates(directory=FilePath(__file__).parent / "templates")
+# An id in a link or a form action is one path segment, whatever it holds: its
+# "/", "?" and "#" are encoded, so no value can point a link at another route.
+templates.env.filters["segment"] = lambda value: quote(str(value), safe="")
 STATIC = FilePath(__file__).parent / "static"
 
 # Forms post to this origin only, nothing loads from elsewhere, and the only script

@@ -150,6 +150,8 @@ def _cells(state: ScheduleState) -> tuple[str, ...]:
     else:
         body = "yes" if state.has_body else ("MISSING" if state.in_code else "removed")
     next_run = state.next_run_at.isoformat() if state.next_run_at else "-"
+    if state.broken:
+        next_run = "BROKEN (schedules check says why)"
     return (
         state.id,
         state.cron,
@@ -166,18 +168,26 @@ def _cells(state: ScheduleState) -> tuple[str, ...]:
 
 @schedules_cli.command("check")
 def check() -> None:
-    """Compare the code with the database; exit 1 if they disagree.
+    """Compare the code with the database; exit 1 if they disagree or a schedule
+    is broken.
 
-    Disagreements: a declared schedule without a job body, a schedule the database
-    has but the code dropped, a schedule changed here but not yet deployed
-    everywhere (a live worker defers another registry). Each value an operator
-    set that differs from the code is listed as overridden (not a disagreement).
+    Problems, one line each: a schedule no worker can follow (broken: it alone
+    does not tick, and the line says why), a declared schedule without a job
+    body, a schedule the database has but the code dropped, a schedule changed
+    here but not yet deployed everywhere (a live worker defers another
+    registry). Each value an operator set that differs from the code is listed as
+    overridden (not a disagreement).
     """
     from agnt_jobs.scheduler import control, registry
 
     app = _app()
     engine = _engine()
-    problems = control.check(app, engine, get_settings())
+    try:
+        problems = control.check(app, engine, get_settings())
+    except (sqlalchemy.exc.SQLAlchemyError, psycopg.Error) as error:
+        reason = str(getattr(error, "orig", error)).strip().splitlines()[0]
+        typer.echo(f"agnt-jobs: cannot read the schedules: {reason}", err=True)
+        raise typer.Exit(1) from None
     for problem in problems:
         typer.echo(f"{problem.kind}: {problem.message}")
     # Deliberate, and never undone by a deploy: shown, not a disagreement.
@@ -468,7 +478,9 @@ def retry(
             if since or until:
                 raise _usage("--since and --until go with --job, not a JOB_ID")
             new_id = control.retry(engine, job_id, _actor(by))
-            typer.echo(f"job {job_id} retried as job {new_id}")
+            typer.echo(
+                f"job {job_id} retried as job {new_id}{_waiting(engine, new_id)}"
+            )
             return
         assert job is not None
         if since is None:
@@ -480,6 +492,21 @@ def retry(
     for old, new in retried:
         typer.echo(f"job {old} retried as job {new}")
     typer.echo(f"{job}: {len(retried)} run{'s' if len(retried) != 1 else ''} retried")
+
+
+def _waiting(engine: Engine, job_id: int) -> str:
+    """ ", waiting until ..." for a run set for a later time (a retry keeps the
+    time of the run it retries), else nothing."""
+    from agnt_jobs.scheduler import control
+
+    at = control.waits_until(engine, job_id)
+    if at is None:
+        return ""
+    wita = ZoneInfo(get_settings().business_timezone)
+    return (
+        f", waiting until {at.astimezone(wita):%Y-%m-%d %H:%M} WITA "
+        f"({at.astimezone(UTC):%Y-%m-%d %H:%M} UTC), the time of the run it retries"
+    )
 
 
 def install(cli: typer.Typer) -> None:

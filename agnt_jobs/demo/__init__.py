@@ -41,6 +41,7 @@ JOB_WRITTEN_TABLES = {
     "schedule_ticks": "each scheduled tick and what became of it: the deferrer",
     "schedule_workers": "the workers the deferrer knows: each worker",
     "declared_jobs": "the jobs agnt_defer knows: each worker, at start",
+    "schedule_faults": "schedules a worker set aside, and why: the deferrer",
     "procrastinate_jobs": "the queue: Procrastinate, as jobs are deferred",
     "procrastinate_events": "job status changes: Procrastinate",
     "procrastinate_periodic_defers": "periodic deduplication: Procrastinate",

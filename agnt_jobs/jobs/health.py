@@ -24,6 +24,7 @@ from sqlalchemy.exc import DBAPIError
 
 from agnt_jobs import logs
 from agnt_jobs.delivery import alerts
+from agnt_jobs.scheduler import broken
 from agnt_jobs.scheduler.bodies import JobResult, RunContext, job, missing_settings
 from agnt_jobs.walk import retention_delete, run_chunked
 
@@ -217,6 +218,21 @@ def unconfigured_schedules(connection: Connection, ctx: RunContext) -> Observati
     return Observation(len(waiting), 0, {"waiting_for": waiting})
 
 
+def broken_schedules(connection: Connection, ctx: RunContext) -> Observation:
+    """Live schedules no worker can follow (``scheduler.broken``): each is set
+    aside and does not tick while every other one ticks on. Failing while there
+    is any; the details say why each is broken."""
+    rows = connection.execute(
+        sa.text("SELECT * FROM schedule_rows WHERE removed_at IS NULL ORDER BY id")
+    ).mappings()
+    reasons = {
+        row["id"]: reason
+        for row in rows
+        if (reason := broken.problem(dict(row), ctx.now)) is not None
+    }
+    return Observation(len(reasons), 0, {"broken": reasons})
+
+
 def send_queue_backlog(connection: Connection, ctx: RunContext) -> Observation:
     """Messages due for delivery and not yet sent."""
     row = connection.execute(
@@ -300,6 +316,7 @@ def default_checks() -> dict[str, Check]:
         "failed_jobs": failed_jobs,
         "missed_schedules": missed_schedules,
         "unconfigured_schedules": unconfigured_schedules,
+        "broken_schedules": broken_schedules,
         "send_queue_backlog": send_queue_backlog,
         "webhook_backlog": webhook_backlog,
         "dead_letter_growth": dead_letter_growth,

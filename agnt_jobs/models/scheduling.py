@@ -97,11 +97,29 @@ class ScheduleRecord(Base):
     removed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # Written by the workers as ticks pass, so SQL can see when each runs next.
     next_run_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # When the cron, zone or job last changed (the schedules trigger sets it):
+    # ticks before it never run.
+    cron_changed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (
         CheckConstraint("misfire_policy IN ('skip', 'catch_up')", name="policy"),
         CheckConstraint("timeout > interval '0'", name="timeout"),
     )
+
+
+class ScheduleFault(Base):
+    """Why a worker set a schedule aside (it cannot follow its row): the pages,
+    /metrics, the health monitor and ``schedules check`` show it. Lifted when a
+    worker follows the schedule again, or its row changes."""
+
+    __tablename__ = "schedule_faults"
+
+    schedule_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    reason: Mapped[str] = mapped_column(Text)
+    noticed_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+    worker_id: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class ScheduleTick(Base):

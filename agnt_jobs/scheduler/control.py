@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import attr
@@ -27,12 +27,12 @@ from procrastinate.sync_psycopg_connector import SyncPsycopgConnector
 from procrastinate.tasks import Task
 from sqlalchemy.engine import Engine
 
-from agnt_jobs.scheduler import registry
+from agnt_jobs.scheduler import broken, registry
 from agnt_jobs.scheduler.bodies import (
     NotConfigured as NotConfigured,  # raised by run_now; callers catch it from here
 )
 from agnt_jobs.scheduler.bodies import missing_settings, require_configured
-from agnt_jobs.scheduler.declaration import Schedule, ScheduleError
+from agnt_jobs.scheduler.declaration import Schedule
 from agnt_jobs.scheduler.registry import SQL
 from agnt_jobs.scheduler.worker import AgntApp
 from agnt_jobs.settings import Settings
@@ -86,6 +86,8 @@ class ScheduleState:
     last_run_finished_at: datetime | None = None
     # Environment variables its job needs that are unset (it is not configured).
     missing_settings: list[str] = field(default_factory=list)
+    # Why no worker can follow it (it is set aside), or None.
+    broken: str | None = None
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -115,7 +117,7 @@ def states(
     result = []
     for schedule in app.schedules.values():
         row = rows.get(schedule.id)
-        effective = _effective(row) if row else schedule
+        effective = _effective(row, now) if row else schedule
         result.append(
             ScheduleState(
                 id=schedule.id,
@@ -128,12 +130,11 @@ def states(
                 has_body=schedule.id in app.tasks,
                 next_run_at=_next_run(effective, now),
                 task_name=schedule.id,
-                timeout_seconds=(
-                    row["timeout"] if row else schedule.timeout
-                ).total_seconds(),
+                timeout_seconds=_seconds(row["timeout"] if row else schedule.timeout),
                 overridden=bool(row and row["overridden"]),
                 declared=_declaration(schedule),
                 missing_settings=missing_settings(schedule.id, settings),
+                broken=broken.problem(row, now) if row else None,
                 **_database_part(row or {}),
             )
         )
@@ -151,12 +152,15 @@ def states(
                 misfire_policy=row["misfire_policy"],
                 in_code=False,
                 has_body=in_sql and row["task_name"] in app.tasks,
-                next_run_at=_next_run(_effective(row), now) if in_sql else None,
+                next_run_at=_next_run(_effective(row, now), now) if in_sql else None,
                 task_name=row["task_name"],
-                timeout_seconds=row["timeout"].total_seconds(),
+                timeout_seconds=_seconds(row["timeout"]),
                 created_in="sql" if in_sql else "code",
                 missing_settings=(
                     missing_settings(row["task_name"], settings) if in_sql else []
+                ),
+                broken=(
+                    broken.problem(row, now) if row["removed_at"] is None else None
                 ),
                 **_database_part(row),
             )
@@ -164,10 +168,10 @@ def states(
     return result
 
 
-def _effective(row: dict[str, Any]) -> Schedule | None:
+def _effective(row: dict[str, Any], now: datetime) -> Schedule | None:
     try:
-        return Schedule.from_row(row)
-    except ScheduleError:
+        return broken.follow(row, now)
+    except broken.Broken:
         return None
 
 
@@ -178,6 +182,10 @@ def _next_run(schedule: Schedule | None, now: datetime) -> datetime | None:
         return schedule.next_after(now)
     except ValueError:  # a cron with no date to fire on
         return None
+
+
+def _seconds(value: timedelta | None) -> float | None:
+    return None if value is None else value.total_seconds()
 
 
 def _declaration(schedule: Schedule) -> dict[str, Any]:
@@ -204,7 +212,7 @@ def _database_part(row: dict[str, Any]) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class Problem:
-    kind: str  # no_body, not_deployed, changed, dropped, stale_worker
+    kind: str  # no_body, not_deployed, changed, dropped, stale_worker, broken
     schedule_id: str | None
     message: str
 
@@ -221,9 +229,20 @@ def check(app: AgntApp, engine: Engine, settings: Settings) -> list[Problem]:
         for id_ in registry.missing_bodies(app)
     ]
     rows = database_rows(engine)
+    now = datetime.now(UTC)
+    for id_, row in sorted(rows.items()):
+        reason = broken.problem(row, now) if row["removed_at"] is None else None
+        if reason is not None:
+            problems.append(
+                Problem(
+                    "broken",
+                    id_,
+                    f"{id_} is broken, set aside (it alone does not tick): {reason}",
+                )
+            )
     for schedule in app.schedules.values():
-        row = rows.get(schedule.id)
-        if row is None:
+        declared_row = rows.get(schedule.id)
+        if declared_row is None:
             problems.append(
                 Problem(
                     "not_deployed",
@@ -236,11 +255,11 @@ def check(app: AgntApp, engine: Engine, settings: Settings) -> list[Problem]:
         # What the last deploy declared; an operator's override is not a
         # disagreement (``overrides`` lists those).
         database = {
-            "cron": row["declared_cron"],
-            "zone": row["declared_zone"],
-            "queue": row["queue"],
-            "misfire": row["declared_misfire_policy"],
-            "timeout": _seconds_text(row["declared_timeout"]),
+            "cron": declared_row["declared_cron"],
+            "zone": declared_row["declared_zone"],
+            "queue": declared_row["queue"],
+            "misfire": declared_row["declared_misfire_policy"],
+            "timeout": _seconds_text(declared_row["declared_timeout"]),
         }
         for name, code_value in schedule.signature().items():
             if database[name] != code_value:
@@ -259,7 +278,7 @@ def check(app: AgntApp, engine: Engine, settings: Settings) -> list[Problem]:
                     "dropped",
                     id_,
                     f"{id_} is active in the database (first seen "
-                    f"{row['first_seen']:%Y-%m-%d}) but this code does not declare it",
+                    f"{_day(row['first_seen'])}) but this code does not declare it",
                 )
             )
     problems.extend(_stale_workers(app, engine, settings))
@@ -268,6 +287,10 @@ def check(app: AgntApp, engine: Engine, settings: Settings) -> list[Problem]:
 
 def _seconds_text(value: timedelta | None) -> str | None:
     return None if value is None else str(int(value.total_seconds()))
+
+
+def _day(value: datetime | None) -> str:
+    return "-" if value is None else f"{value:%Y-%m-%d}"
 
 
 @dataclass(frozen=True)
@@ -308,7 +331,7 @@ def overrides(app: AgntApp, engine: Engine) -> list[Override]:
             "cron": row["cron"],
             "zone": row["zone"],
             "misfire_policy": row["misfire_policy"],
-            "timeout_seconds": row["timeout"].total_seconds(),
+            "timeout_seconds": _seconds(row["timeout"]),
         }
         for name, value in effective.items():
             if value != declared[name]:
@@ -494,8 +517,8 @@ def next_runs(row: dict[str, Any], now: datetime, count: int = 5) -> list[dateti
     """The next ``count`` runs of a schedule row after ``now``, in its zone.
     Refused when this Python cannot evaluate it, or it never fires."""
     try:
-        schedule = Schedule.from_row(row)
-    except ScheduleError as error:
+        schedule = broken.follow(row, now)
+    except broken.Broken as error:
         raise Refused(str(error)) from None
     runs, after = [], now
     try:
@@ -634,6 +657,15 @@ def cancel(engine: Engine, job_id: int, actor: Actor) -> str:
 def retry(engine: Engine, job_id: int, actor: Actor) -> int:
     """Run again a failed, timed-out or cancelled run; the new job's id."""
     return _run_request(engine, SQL["retry_run"], {"job_id": job_id}, actor)
+
+
+def waits_until(engine: Engine, job_id: int) -> datetime | None:
+    """When a waiting run is set to start; None if it starts when a worker is
+    free (or no longer waits)."""
+    with engine.connect() as connection:
+        return connection.exec_driver_sql(
+            SQL["waits_until"], {"job_id": job_id}
+        ).scalar()
 
 
 def retry_all(

@@ -25,6 +25,10 @@ DEFAULT_QUEUE = "default"
 # How long a run may take before it is stopped at its next checkpoint, unless the
 # declaration (or an operator) says otherwise.
 DEFAULT_TIMEOUT = timedelta(minutes=30)
+# The bounds of a timeout, as Postgres holds them (migration 0020): a run stopped
+# before a second is a typo, a run allowed past a week is one nobody watches.
+TIMEOUT_FLOOR = timedelta(seconds=1)
+TIMEOUT_CEILING = timedelta(days=7)
 
 # Procrastinate stores task names, periodic ids and locks in varchar(128).
 _ID = re.compile(r"^[a-z][a-z0-9_]{0,127}$")
@@ -85,8 +89,14 @@ class Schedule:
             ) from None
         if not self.queue:
             raise ScheduleError(f"schedule {self.id}: empty queue name")
-        if self.timeout <= timedelta(0):
-            raise ScheduleError(f"schedule {self.id}: timeout must be positive")
+        if not (
+            isinstance(self.timeout, timedelta)
+            and TIMEOUT_FLOOR <= self.timeout <= TIMEOUT_CEILING
+        ):
+            raise ScheduleError(
+                f"schedule {self.id}: timeout {self.timeout} is outside 1 second "
+                "to 7 days"
+            )
         try:
             object.__setattr__(self, "misfire", Misfire(self.misfire))
         except ValueError:

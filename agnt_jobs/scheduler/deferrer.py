@@ -21,6 +21,12 @@ A schedule whose job is not configured (a setting it needs is unset, see
 lock: no job is deferred to fail. The worker says once, at start, which jobs wait
 for which variables. Every worker should have the same settings: whichever decides
 a tick decides it by its own.
+
+Each schedule is decided on its own: one whose row no worker can follow
+(``agnt_jobs.scheduler.broken``), or whose tick decision fails for a reason of its
+own, is set aside and recorded in ``schedule_faults``, while every other one ticks
+on. A schedule whose cron, zone or job changed starts from the change
+(``cron_changed_at``, see ``misfire.plan``).
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ import socket
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 from procrastinate.periodic import PeriodicDeferrer
@@ -40,9 +47,9 @@ from procrastinate.tasks import Task
 
 from agnt_jobs import logs
 from agnt_jobs.db.outage import Backoff, Outage, is_connection_lost
-from agnt_jobs.scheduler import misfire
+from agnt_jobs.scheduler import broken, misfire
 from agnt_jobs.scheduler.bodies import missing_settings
-from agnt_jobs.scheduler.declaration import Misfire, Schedule, ScheduleError
+from agnt_jobs.scheduler.declaration import Misfire, Schedule
 from agnt_jobs.scheduler.registry import (
     SQL,
     ScheduledApp,
@@ -109,6 +116,11 @@ class ScheduleDeferrer(PeriodicDeferrer):
         self._wake = asyncio.Event()
         # Rows this worker cannot follow, each said once: {id: the row's key}.
         self._refused: dict[str, tuple[Any, ...]] = {}
+        # Faults found in this pass, to record: {id: reason}.
+        self._faults: dict[str, str] = {}
+        # What this worker recorded in schedule_faults: {id: reason}.
+        self._recorded: dict[str, str] = {}
+        self._judged = False
 
     @property
     def tasks(self) -> dict[str, Task]:
@@ -213,7 +225,7 @@ class ScheduleDeferrer(PeriodicDeferrer):
         at = datetime.fromtimestamp(now, UTC)
         wait = BACKSTOP_SECONDS
         for followed in self.followed.values():
-            with contextlib.suppress(ValueError):
+            with contextlib.suppress(Exception):  # set aside at the next pass
                 soonest = followed.schedule.next_after(at)
                 wait = min(wait, (soonest - at).total_seconds() + WAKE_MARGIN_SECONDS)
         if backlog:
@@ -222,41 +234,80 @@ class ScheduleDeferrer(PeriodicDeferrer):
 
     async def defer_due(self, now: float) -> bool:
         """One pass over every schedule at ``now`` (epoch seconds). True when some
-        tick could not be decided yet and the pass should come back soon."""
+        tick could not be decided yet and the pass should come back soon.
+
+        A schedule whose row cannot be followed, or whose ticks fail to be decided
+        for a reason of its own (anything but a lost connection), is set aside:
+        it alone is skipped, the reason is logged once and recorded in
+        ``schedule_faults``, and the next pass tries it again."""
         at = datetime.fromtimestamp(now, UTC)
         rows = await self.app.connector.execute_query_all_async(
             SQL["effective_schedules"], tasks=list(self.tasks)
         )
-        self._follow(rows)
+        self._follow(rows, at)
         last_ticks = {row["id"]: row["last_tick"] for row in rows}
+        changed_at = {row["id"]: row["cron_changed_at"] for row in rows}
         not_configured = self.not_configured()
         backlog = False
         for id_, followed in list(self.followed.items()):
-            schedule = followed.schedule
             try:
-                plan = misfire.plan(
-                    schedule, last_ticks.get(id_), at, self.tolerance, self.grace
+                backlog |= await self._decide(
+                    followed,
+                    last_ticks.get(id_),
+                    changed_at.get(id_),
+                    at,
+                    followed.schedule.task_name in not_configured,
                 )
-            except ValueError as error:  # a cron with no date to fire on
-                self._refuse(id_, followed.key, f"its cron never fires: {error}")
-                continue
-            if plan.missed:
-                await self._record_missed(followed, *plan.missed)
-            if schedule.task_name in not_configured:
-                for tick in plan.due:
-                    await self._skip_not_configured(followed, tick)
-                continue
-            if len(plan.due) == misfire.MAX_DUE_PER_PASS:
-                backlog = True
-            for tick in plan.due:
-                if await self._defer_tick(followed, tick) in ("queued", "changed"):
-                    backlog = True
-                    break
-        await self._update_next_runs(at)
+            except Exception as error:
+                if is_connection_lost(error):
+                    raise
+                self._refuse(
+                    id_,
+                    followed.key,
+                    f"its ticks cannot be decided: {broken.one_line(error)}",
+                )
+        # What the pages show, not what decides ticks: a failure of these (a row
+        # changed under them) waits for the next pass.
+        for bookkeeping in (partial(self._update_next_runs, at), self._record_faults):
+            try:
+                await bookkeeping()
+            except Exception as error:
+                if is_connection_lost(error):
+                    raise
+                logger.warning(
+                    f"deferrer bookkeeping failed, retried at the next pass: "
+                    f"{broken.one_line(error)}",
+                    extra=logs.event("schedule_bookkeeping_failed"),
+                )
         return backlog
 
-    def _follow(self, rows: list[dict[str, Any]]) -> None:
-        """Follow the table's rows from now on; say once what changed."""
+    async def _decide(
+        self,
+        followed: Followed,
+        last_tick: datetime | None,
+        changed_at: datetime | None,
+        at: datetime,
+        not_configured: bool,
+    ) -> bool:
+        """Decide the due ticks of one schedule; True if some must wait."""
+        plan = misfire.plan(
+            followed.schedule, last_tick, at, self.tolerance, self.grace, changed_at
+        )
+        if plan.missed:
+            await self._record_missed(followed, *plan.missed)
+        if not_configured:
+            for tick in plan.due:
+                await self._skip_not_configured(followed, tick)
+            return False
+        backlog = len(plan.due) == misfire.MAX_DUE_PER_PASS
+        for tick in plan.due:
+            if await self._defer_tick(followed, tick) in ("queued", "changed"):
+                return True
+        return backlog
+
+    def _follow(self, rows: list[dict[str, Any]], at: datetime) -> None:
+        """Follow the table's rows from now on; say once what changed, and set
+        aside each row no worker can follow."""
         tasks = self.tasks
         followed: dict[str, Followed] = {}
         for row in rows:
@@ -267,14 +318,15 @@ class ScheduleDeferrer(PeriodicDeferrer):
                 row["queue"],
                 row["misfire_policy"],
                 row["timeout"],
+                row["problem"],
             )
             current = self.followed.get(row["id"])
-            if current is not None and current.key == key:
+            if current is not None and current.key == key[:-1] and not key[-1]:
                 followed[row["id"]] = current
                 continue
             try:
-                schedule = Schedule.from_row(row)
-            except ScheduleError as error:
+                schedule = broken.follow(row, at)
+            except broken.Broken as error:
                 self._refuse(row["id"], key, str(error))
                 continue
             followed[row["id"]] = Followed(schedule, tasks[row["task_name"]])
@@ -297,6 +349,8 @@ class ScheduleDeferrer(PeriodicDeferrer):
             old, new = before.get(id_), after.get(id_)
             if old is not None and new is not None and old.key == new.key:
                 continue
+            if old is None and new is not None and self._refused.get(id_) == new.key:
+                continue  # set aside again and again for the same reason
             if new is None:
                 message = f"schedule {id_} is no longer followed (removed)"
                 values: dict[str, Any] = {}
@@ -323,14 +377,43 @@ class ScheduleDeferrer(PeriodicDeferrer):
             )
 
     def _refuse(self, id_: str, key: tuple[Any, ...], reason: str) -> None:
+        """Set a schedule aside: it alone stops ticking. Said once per row
+        version; recorded for the pages and checks at the end of the pass."""
         self.followed.pop(id_, None)
-        if self._refused.get(id_) == key:
-            return
-        self._refused[id_] = key
-        logger.error(
-            f"schedule {id_} cannot be followed, its ticks are not decided: {reason}",
-            extra=logs.event("schedule_not_followed", schedule=id_, reason=reason),
-        )
+        if self._refused.get(id_) != key:
+            self._refused[id_] = key
+            self._recorded.pop(id_, None)  # a change of the row lifted its fault
+            logger.error(
+                f"schedule {id_} cannot be followed, its ticks are not decided: "
+                f"{reason}",
+                extra=logs.event("schedule_not_followed", schedule=id_, reason=reason),
+            )
+        if self._recorded.get(id_) != reason:
+            self._faults[id_] = reason
+
+    async def _record_faults(self) -> None:
+        """Write the faults found in this pass, and lift those of schedules this
+        worker follows again (all it follows, on its first pass)."""
+        followed_again = [
+            id_ for id_ in self.followed if not self._judged or id_ in self._recorded
+        ]
+        self._judged = True
+        if followed_again:
+            await self.app.connector.execute_query_async(
+                SQL["followed_again"], ids=followed_again
+            )
+        for id_ in followed_again:
+            self._refused.pop(id_, None)
+            self._recorded.pop(id_, None)
+        faults, self._faults = self._faults, {}
+        for id_, reason in faults.items():
+            await self.app.connector.execute_query_async(
+                SQL["set_aside"],
+                schedule_id=id_,
+                reason=reason,
+                worker_id=self.worker_id,
+            )
+            self._recorded[id_] = reason
 
     async def _defer_tick(self, followed: Followed, tick: datetime) -> str:
         schedule, task = followed.schedule, followed.task
@@ -419,7 +502,7 @@ class ScheduleDeferrer(PeriodicDeferrer):
         for id_, followed in self.followed.items():
             try:
                 next_run = followed.schedule.next_after(at)
-            except ValueError:
+            except Exception:  # set aside at the next pass
                 continue
             if self._next_runs.get(id_) != next_run:
                 changed[id_] = next_run

@@ -2,7 +2,10 @@
 which ticks to defer and which to record as missed.
 
 Pure arithmetic on a ``Schedule``; the deferrer feeds it the last decided tick that
-the database persisted, so a restarted worker neither loses nor repeats a tick.
+the database persisted, so a restarted worker neither loses nor repeats a tick, and
+when the schedule's cron, zone or job last changed: a changed schedule starts from
+its change, and the policy applies only to ticks missed since (or since the last
+decided tick, whichever is later).
 """
 
 from __future__ import annotations
@@ -34,12 +37,17 @@ def plan(
     now: datetime,
     tolerance: timedelta,
     grace: timedelta,
+    changed_at: datetime | None = None,
 ) -> Plan:
     """What to do with the ticks of ``schedule`` after ``last`` up to ``now``.
 
     A schedule never decided before (new, or a fresh database) owes nothing from
     the past: only its latest tick runs, if it is at most ``tolerance`` late.
+    A schedule changed at ``changed_at`` owes nothing from before it: ticks of the
+    new expression that fall before the change never run, nor are they recorded.
     """
+    if changed_at is not None and (last is None or last < changed_at):
+        last = changed_at - _EPSILON  # a tick at the change itself runs
     latest = schedule.latest_at(now)
     if last is not None and latest <= last:
         return Plan()

@@ -66,7 +66,7 @@ def test_timeout_cancel_and_retry(db_url: str, engine: Engine, tmp_path: Path) -
         )
         with engine.begin() as connection:
             connection.execute(
-                sa.text("UPDATE schedules SET timeout = '0.5 seconds' "
+                sa.text("UPDATE schedules SET timeout = '1 second' "
                         "WHERE id = 'test_chunks'")
             )  # fmt: skip
         ticking.wait_for(lambda: any(r.status == "timed_out" for r in _runs(engine)))

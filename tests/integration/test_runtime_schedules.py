@@ -196,7 +196,13 @@ async def test_the_deferrer_follows_a_change_at_its_next_decision(
     worker = deferrer()
     await worker.defer_due(at(4, 10) + 0.5)
     await finish_waiting(app)
-    sql(engine, "UPDATE schedules SET cron = '30 * * * *' WHERE id = 'hourly_sweep'")
+    # Changed at 10:05 by the test's clock (the trigger stamps the database's).
+    sql(
+        engine,
+        "UPDATE schedules SET cron = '30 * * * *', cron_changed_at = :at "
+        "WHERE id = 'hourly_sweep'",
+        at=datetime.fromtimestamp(at(4, 10, 5), UTC),
+    )
     # The change nulls when it runs next until a worker has computed it.
     assert sql(engine, "SELECT next_run_at FROM schedules WHERE id = 'hourly_sweep'")[
         0

@@ -90,8 +90,9 @@ SELECT EXISTS (SELECT 1 FROM admin_sessions
 DELETE FROM admin_sessions WHERE nonce_sha256 = %(nonce_sha256)s
 
 -- schedule_row --
--- One schedule as the table has it (effective and declared values).
-SELECT * FROM schedules WHERE id = %(id)s
+-- One schedule as the table has it (effective and declared values), through
+-- schedule_rows: a value no reader can use is NULL, and ``problem`` says why.
+SELECT * FROM schedule_rows WHERE id = %(id)s
 
 -- schedule_stats --
 -- A job's runs that started within the last 24 hours and 7 days: how many ended,

@@ -5,10 +5,13 @@
 
 -- schedules --
 -- Every schedule the database knows and has not retired, with the newest
--- successful run of its job (any run of the job: a run now counts too).
-SELECT s.id, s.task_name, s.enabled, s.next_run_at, s.overridden,
+-- successful run of its job (any run of the job: a run now counts too), read
+-- through schedule_rows (a value no reader can use is NULL; ``problem`` and
+-- ``fault`` say why the schedule is broken).
+SELECT s.id, s.task_name, s.cron, s.zone, s.queue, s.misfire_policy, s.timeout,
+       s.enabled, s.next_run_at, s.overridden, s.problem, s.fault,
        t.last_finished_at AS last_success_at
-FROM schedules s
+FROM schedule_rows s
 LEFT JOIN job_run_totals t ON t.task_name = s.task_name AND t.status = 'succeeded'
 WHERE s.removed_at IS NULL
 ORDER BY s.id

@@ -23,12 +23,29 @@ SET hostname = EXCLUDED.hostname, pid = EXCLUDED.pid, deployed = EXCLUDED.deploy
 
 -- effective_schedules --
 -- What the deferrer follows, read at each pass: every live schedule of a job this
--- worker has the body of, as it is now, with its last decided tick.
+-- worker has the body of, as it is now, with its last decided tick and when its
+-- cron, zone or job last changed; and every live row no worker can follow
+-- (``problem``), which the deferrer sets aside. Read through schedule_rows, so
+-- that no value of one row can fail the read of all (migration 0020).
 SELECT s.id, s.task_name, s.cron, s.zone, s.queue, s.misfire_policy, s.timeout,
-       agnt_schedule_last_tick(s.id) AS last_tick
-FROM schedules s
-WHERE s.removed_at IS NULL AND s.task_name = ANY(%(tasks)s::text[])
+       s.cron_changed_at, s.problem, agnt_schedule_last_tick(s.id) AS last_tick
+FROM schedule_rows s
+WHERE s.removed_at IS NULL
+  AND (s.task_name = ANY(%(tasks)s::text[]) OR s.problem IS NOT NULL)
 ORDER BY s.id
+
+-- set_aside --
+-- Record why a worker cannot follow a schedule (it alone stops ticking); the
+-- pages, /metrics, the health monitor and "schedules check" show it.
+INSERT INTO schedule_faults (schedule_id, reason, worker_id)
+VALUES (%(schedule_id)s, %(reason)s, %(worker_id)s)
+ON CONFLICT (schedule_id) DO UPDATE
+SET reason = EXCLUDED.reason, worker_id = EXCLUDED.worker_id, noticed_at = now()
+WHERE schedule_faults.reason IS DISTINCT FROM EXCLUDED.reason
+
+-- followed_again --
+-- The schedules a worker follows have no fault recorded any more.
+DELETE FROM schedule_faults WHERE schedule_id = ANY(%(ids)s::text[])
 
 -- defer_tick --
 -- Decide one tick planned with the given task, cron, zone and queue: defer it, or
@@ -50,11 +67,14 @@ SELECT agnt_record_missed_ticks(%(schedule_id)s, %(first)s, %(last)s,
                                 %(worker_id)s) AS recorded
 
 -- set_next_runs --
--- Keep schedules.next_run_at current, writing only the rows that changed.
+-- Keep schedules.next_run_at current, writing only the rows that changed, and
+-- never a row that became one no worker can follow since it was read (the
+-- schedules checks would refuse the whole statement).
 UPDATE schedules s
 SET next_run_at = v.next_run_at
 FROM unnest(%(ids)s::text[], %(next_run_at)s::timestamptz[]) AS v(id, next_run_at)
 WHERE s.id = v.id AND s.next_run_at IS DISTINCT FROM v.next_run_at
+  AND agnt_schedule_problem(s) IS NULL
 
 -- acting --
 -- Who makes the changes of this transaction, for the schedules trigger's audit row
@@ -63,8 +83,9 @@ SELECT set_config('agnt.changed_by', %(changed_by)s, true),
        set_config('agnt.change_source', %(source)s, true)
 
 -- schedule_row --
--- One schedule as the table has it.
-SELECT * FROM schedules WHERE id = %(id)s
+-- One schedule as the table has it (schedule_rows: a value no reader can use is
+-- NULL, and ``problem`` says why).
+SELECT * FROM schedule_rows WHERE id = %(id)s
 
 -- declare_one --
 -- A declared schedule no worker has declared in the table yet, as a deploy would
@@ -101,7 +122,7 @@ UPDATE schedules SET enabled = %(enabled)s WHERE id = %(id)s
 -- Declared schedules whose values in effect differ from the declaration, with the
 -- last change an operator made.
 SELECT s.id, s.cron, s.zone, s.misfire_policy, s.timeout, c.changed_by, c.changed_at
-FROM schedules s
+FROM schedule_rows s
 LEFT JOIN LATERAL (
     SELECT changed_by, changed_at FROM schedule_changes
     WHERE schedule_id = s.id AND source <> 'deploy'
@@ -139,10 +160,11 @@ WHERE queueing_lock = %(queueing_lock)s AND status = 'todo'
 
 -- run_timeout --
 -- How long a run may take: its tick's schedule's timeout, else its job's own.
+-- (schedule_rows: a timeout out of bounds reads as none).
 SELECT COALESCE(
-    (SELECT s.timeout FROM schedule_ticks t JOIN schedules s ON s.id = t.schedule_id
+    (SELECT s.timeout FROM schedule_ticks t JOIN schedule_rows s ON s.id = t.schedule_id
      WHERE t.job_id = %(job_id)s LIMIT 1),
-    (SELECT s.timeout FROM schedules s WHERE s.id = %(job)s))
+    (SELECT s.timeout FROM schedule_rows s WHERE s.id = %(job)s))
 
 -- record_run_action --
 -- An operator's request on a run that no SQL function records (a run at a time).
@@ -156,6 +178,11 @@ SELECT agnt_cancel_run(%(job_id)s, %(by)s, %(source)s)
 -- retry_run --
 -- Run again a failed, timed-out or cancelled run; the new job id.
 SELECT agnt_retry_run(%(job_id)s, %(by)s, %(source)s)
+
+-- waits_until --
+-- When a waiting run is set to start (NULL: as soon as a worker takes it).
+SELECT scheduled_at FROM procrastinate_jobs
+WHERE id = %(job_id)s AND status = 'todo' AND scheduled_at > now()
 
 -- retry_runs --
 -- Retry every such run of a job that ended in a time window.

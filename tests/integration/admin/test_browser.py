@@ -331,3 +331,54 @@ def test_a_schedule_page_edit_cancel_retry_and_sign_out(
             assert page.locator("#history").count() == 0
         finally:
             browser.close()
+
+
+def test_a_hostile_id_links_and_acts_on_itself_only(
+    admin_url: str, engine: Engine
+) -> None:
+    """A row whose id is a path of its own (written past the triggers by the
+    table's owner): its links and forms encode it as one segment, so "Run now"
+    cannot pause monthly_invoice; the row shows as broken."""
+    from playwright.sync_api import expect, sync_playwright
+
+    hostile = "monthly_invoice/pause?x="
+    with engine.begin() as connection:
+        connection.execute(sa.text("ALTER TABLE schedules DISABLE TRIGGER USER"))
+        connection.execute(
+            sa.text(
+                "INSERT INTO schedules (id, task_name, cron, description) "
+                "VALUES (:id, 'monthly_invoice', '0 9 1 * *', 'hostile')"
+            ),
+            {"id": hostile},
+        )
+        connection.execute(sa.text("ALTER TABLE schedules ENABLE TRIGGER USER"))
+    encoded = "monthly_invoice%2Fpause%3Fx%3D"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS
+        )
+        try:
+            page = browser.new_page()
+            page.goto(admin_url)
+            page.fill("#token", TOKEN)
+            page.click("button[type=submit]")
+            row = page.locator(f'tr[data-schedule="{hostile}"]')
+            expect(row).to_have_attribute("data-health", "broken")
+            assert row.locator("a").first.get_attribute("href") == (
+                f"/admin/scheduler/ui/schedules/{encoded}"
+            )
+            run_now = row.locator("form", has_text="Run now")
+            assert run_now.get_attribute("action") == (
+                f"/admin/scheduler/ui/{encoded}/run"
+            )
+            run_now.locator("button").click()
+            page.wait_for_load_state()
+            with engine.connect() as connection:
+                enabled = connection.execute(
+                    sa.text(
+                        "SELECT enabled FROM schedules WHERE id = 'monthly_invoice'"
+                    )
+                ).scalar_one()
+            assert enabled is True
+        finally:
+            browser.close()

@@ -29,7 +29,16 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 from fastapi.templating import Jinja2Templates
 
 from agnt_jobs import logs
-from agnt_jobs.admin import auth, chart, formats, pages, schemas, service, timeline
+from agnt_jobs.admin import (
+    auth,
+    chart,
+    errors,
+    formats,
+    pages,
+    schemas,
+    service,
+    timeline,
+)
 from agnt_jobs.admin.context import AdminContext, get_context
 from agnt_jobs.scheduler import control
 
@@ -49,7 +58,11 @@ HEADERS = {
     "Cache-Control": "no-store",
 }
 
-router = APIRouter(prefix="/admin/scheduler/ui", include_in_schema=False)
+router = APIRouter(
+    prefix="/admin/scheduler/ui",
+    include_in_schema=False,
+    route_class=errors.AdminRoute,
+)
 Context = Annotated[AdminContext, Depends(get_context)]
 
 
@@ -118,7 +131,11 @@ def _back(
 def _session(request: Request, ctx: AdminContext) -> str | None:
     """The request's live session cookie, or None."""
     value = request.cookies.get(auth.SESSION_COOKIE)
-    return value if auth.session_live(ctx, value) else None
+    if not auth.session_live(ctx, value):
+        return None
+    assert value is not None
+    request.state.agnt_admin_credential = f"admin session {auth.session_id(value)}"
+    return value
 
 
 def _here(request: Request) -> str:

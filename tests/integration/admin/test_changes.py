@@ -102,7 +102,7 @@ def test_edit_dry_run_refusal_and_reset(client: TestClient, engine: Engine) -> N
         "SELECT changed_by, source FROM schedule_changes WHERE schedule_id = 'tidy' "
         "AND source <> 'deploy'",
     )
-    assert (by, source) == ("ana via admin view (testclient)", "admin")
+    assert (by, source) == ("ana via admin token from testclient", "admin")
     registry_body = client.get("/admin/scheduler", headers=HEADERS).json()
     [entry] = [e for e in registry_body["schedules"] if e["id"] == "tidy"]
     assert (entry["trigger"], entry["overridden"]) == ("7 3 * * *", True)

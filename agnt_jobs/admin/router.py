@@ -163,7 +163,9 @@ def get_runs(
             limit=limit,
         )
     except service.BadFilter as error:
-        value = {"job": job, "cursor": cursor, "until": until}.get(error.field)
+        value = {"job": job, "cursor": cursor, "since": since, "until": until}.get(
+            error.field
+        )
         raise _invalid(error.field, str(error), value) from None
 
 
@@ -354,6 +356,11 @@ def post_retry_many(
     since = _aware(body.since, ctx)
     until = _aware(body.until, ctx) or datetime.now(UTC)
     assert since is not None
+    for name, instant in (("since", since), ("until", until)):
+        try:
+            control.check_instant(name, instant)
+        except control.Refused as refused:
+            raise _invalid(name, str(refused), None, "body") from None
     try:
         retried = service.retry_runs(
             ctx, body.job, since, until, actor(request), body.by

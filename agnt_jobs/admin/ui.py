@@ -286,6 +286,7 @@ def _wita_form_time(value: str, ctx: AdminContext) -> datetime:
         ) from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=_wita(ctx))
+    control.check_instant("the time", parsed)
     return parsed
 
 

@@ -25,6 +25,12 @@ def _instant(value: str | None) -> datetime:
         raise UsageError(f"--at {value!r} is not an ISO 8601 instant") from None
     if instant.tzinfo is None:
         raise UsageError(f"--at {value!r} needs a zone, e.g. {value}+08:00")
+    from agnt_jobs.scheduler import control
+
+    try:
+        control.check_instant("--at", instant)
+    except control.Refused as refused:
+        raise UsageError(str(refused)) from None
     return instant.astimezone(UTC)
 
 

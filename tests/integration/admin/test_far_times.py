@@ -132,7 +132,8 @@ async def far_rows(client: TestClient, app: AgntApp, engine: Engine) -> dict[str
         for value, job_id in ids.items():
             connection.execute(
                 sa.text(
-                    "UPDATE procrastinate_jobs SET scheduled_at = CAST(:at AS timestamptz) "
+                    "UPDATE procrastinate_jobs "
+                    "SET scheduled_at = CAST(:at AS timestamptz) "
                     "WHERE id = :id"
                 ),
                 {"at": value, "id": job_id},

@@ -51,9 +51,10 @@ class AdminSettings(BaseModel):
         ),
         description="Addresses or networks of the proxies in front of the admin "
         "view, comma-separated (e.g. 10.0.0.5,10.1.0.0/16); only from these are "
-        "X-Forwarded-For and X-Forwarded-Proto believed. Empty: from none, so the "
-        "client address is the connection's. 'agnt-jobs admin' and 'worker "
-        "--admin'; uvicorn's FORWARDED_ALLOW_IPS is read as the same setting.",
+        "X-Forwarded-For and X-Forwarded-Proto believed ('*': from any). Empty: "
+        "from none, so the client address is the connection's. 'agnt-jobs admin' "
+        "and 'worker --admin'; uvicorn's FORWARDED_ALLOW_IPS is read as the same "
+        "setting.",
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", description="Lowest level logged: DEBUG, INFO, WARNING, ERROR."
@@ -71,6 +72,8 @@ class AdminSettings(BaseModel):
         # who named a proxy expects it believed.
         items = [item.strip() for item in value.split(",") if item.strip()]
         for item in items:
+            if item == "*":  # every address: only where nothing else can connect
+                continue
             try:
                 ipaddress.ip_network(item, strict=False)
             except ValueError:

@@ -100,6 +100,8 @@ def test_no_proxy_named_the_connection_is_the_client(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO)
+    # Another test's server may have set uvicorn's access logger to WARNING.
+    caplog.set_level(logging.INFO, logger="uvicorn.access")
     with serve("") as url, httpx.Client(base_url=url) as http:
         changed = http.patch(
             "/admin/scheduler/tidy", json={"cron": "7 3 * * *"}, headers=_xff(FORGED)

@@ -186,11 +186,14 @@ def env(db_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[settings.Setti
     monkeypatch.setenv("AGNT_DATABASE_URL", db_url)
     settings.get_settings.cache_clear()
     db.engine.cache_clear()
+    db.admin_engine.cache_clear()
     yield settings.get_settings()
-    with contextlib.suppress(Exception):
-        db.engine().dispose()
+    for made in (db.engine, db.admin_engine):
+        if made.cache_info().currsize:
+            with contextlib.suppress(Exception):
+                made().dispose()
+        made.cache_clear()
     settings.get_settings.cache_clear()
-    db.engine.cache_clear()
 
 
 @pytest.fixture

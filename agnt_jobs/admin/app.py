@@ -3,7 +3,8 @@
 ``/admin/scheduler/openapi.json`` (behind the token, as every other route), the
 probes ``/livez`` and ``/readyz`` (without), an access log of paths without their
 query strings, and a database that cannot be reached answered as 503 instead of a
-bare 500."""
+bare 500; and how a server serves it (``server_options``): which proxies'
+forwarded headers it believes."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from agnt_jobs.admin.context import AdminContext, get_context
 from agnt_jobs.admin.router import router
 from agnt_jobs.db import migrate
 from agnt_jobs.scheduler import probes
+from agnt_jobs.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -132,3 +134,19 @@ def _access_log_without_queries() -> None:
     access = logging.getLogger("uvicorn.access")
     if not any(isinstance(f, _PathsOnly) for f in access.filters):
         access.addFilter(_PathsOnly())
+
+
+def server_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn's options for serving the admin view (``uvicorn.run`` and
+    ``uvicorn.Config`` take them alike). The client address (the throttle's, the
+    audit's and the access log's) is the connection's, or what a proxy of
+    AGNT_ADMIN_TRUSTED_PROXIES forwarded: uvicorn would otherwise believe
+    X-Forwarded-For from 127.0.0.1, so that any client on the same host could
+    name its own address."""
+    trusted = settings.trusted_proxies()
+    return {
+        "proxy_headers": bool(trusted),
+        "forwarded_allow_ips": trusted,
+        # uvicorn's loggers go through ours (JSON).
+        "log_config": None,
+    }

@@ -11,6 +11,13 @@ Every POST from the page carries a CSRF value derived from the session the same
 way (SameSite=Strict already keeps other sites' forms from sending the cookie; the
 CSRF value is the second lock).
 
+The client address is the connection's, or, from a proxy named in
+AGNT_ADMIN_TRUSTED_PROXIES, the one that proxy forwarded (the server decides it:
+``agnt_jobs.admin.app.server_options``); the throttle, the audit trail and the
+access log all use that one address. A request's text never names who acted: the
+audit names the credential (``admin token``, or ``admin session`` and the
+session's id) and the address.
+
 A client address that sends more than AGNT_ADMIN_FAILURES_PER_MINUTE wrong tokens
 in a minute gets 429 with Retry-After for the rest of that minute, whatever it
 sends; the refusals are logged once per address and minute, not once a request.
@@ -23,9 +30,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import logging
 import math
 import os
+import re
 import secrets
 import threading
 import time
@@ -145,13 +154,26 @@ def require_token(
     if not matches(given.encode("latin-1"), token):
         door.failed(client_address(request), request.url.path)
         raise HTTPException(status.HTTP_403_FORBIDDEN, f"wrong {TOKEN_HEADER}")
+    request.state.agnt_admin_credential = "admin token"
 
 
 # --- throttling -----------------------------------------------------------------
 
 
+# A host name as a test client or a Unix-socket server may give one; anything
+# else that is not an address (text a misconfigured proxy let through) is unknown.
+_HOST_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]{0,62}")
+
+
 def client_address(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
+    """The client's address as the server decided it (a trusted proxy's forward,
+    else the connection's), checked to be an address: it reaches logs and audit
+    rows."""
+    host = request.client.host if request.client else ""
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        return host if _HOST_NAME.fullmatch(host) else "unknown"
 
 
 @dataclass
@@ -253,10 +275,22 @@ def audit(request: Request, action: str, schedule_id: str, **extra: Any) -> None
 
 
 def actor(request: Request) -> control.Actor:
-    """Who acts through the admin view, for a schedule's audit row: the view has
-    one token, not users, so the client's address is what is known."""
-    client = request.client.host if request.client else "unknown client"
-    return control.Actor(by=f"admin view ({client})", source="admin")
+    """Who acts through the admin view, for an audit row: the credential that was
+    checked for this request (the view has one token, not users: ``admin token``,
+    or ``admin session`` with the session's id, as ``admin_sessions`` keeps it)
+    and the client's address."""
+    credential = getattr(request.state, "agnt_admin_credential", None)
+    if credential is None:  # a route that checked no credential acts for no one
+        raise RuntimeError("an admin action without a checked credential")
+    return control.Actor(
+        by=f"{credential} from {client_address(request)}", source="admin"
+    )
+
+
+def session_id(session: str) -> str:
+    """A session's short public name: the start of its nonce's SHA-256, which
+    ``admin_sessions.nonce_sha256`` holds (the nonce itself is the secret)."""
+    return _nonce_sha256(session)[:12]
 
 
 def _client(request: Request) -> dict[str, str | None]:

@@ -19,7 +19,7 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI
 
-from agnt_jobs.admin.app import create_app
+from agnt_jobs.admin.app import create_app, server_options
 from agnt_jobs.admin.router import router
 
 
@@ -37,9 +37,12 @@ async def run_worker_and_admin(host: str, port: int, **worker_options: Any) -> N
     SIGTERM; then stop the server. A port that cannot be bound ends the process
     (uvicorn says why) before the worker starts."""
     from agnt_jobs.app import app as jobs
+    from agnt_jobs.settings import get_settings
 
     server = _Server(
-        uvicorn.Config(create_app(), host=host, port=port, log_config=None)
+        uvicorn.Config(
+            create_app(), host=host, port=port, **server_options(get_settings())
+        )
     )
     serving = asyncio.create_task(server.serve())
     while not server.started:

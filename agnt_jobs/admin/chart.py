@@ -6,6 +6,7 @@ and status."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -13,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 from markupsafe import Markup
 
-from agnt_jobs.admin.formats import duration
+from agnt_jobs.admin.formats import clock, duration
 
 WIDTH = 720
 HEIGHT = 140
@@ -34,9 +35,10 @@ COLOURS = {
 def durations_svg(runs: Sequence[dict[str, Any]], zone: ZoneInfo) -> Markup:
     """``runs``: dicts with ``started_at``, ``seconds`` and ``status``, newest
     first (as the history reads them)."""
-    if not runs:
+    # A run whose span has no measure (it ends at infinity) has no bar.
+    shown = [run for run in reversed(runs) if math.isfinite(float(run["seconds"]))]
+    if not shown:
         return Markup('<p class="small">No finished run yet.</p>')
-    shown = list(reversed(runs))
     longest = max(float(run["seconds"]) for run in shown) or 1.0
     plot_height = HEIGHT - TOP - BOTTOM
     slot = (WIDTH - LEFT) / len(shown)
@@ -71,7 +73,7 @@ def durations_svg(runs: Sequence[dict[str, Any]], zone: ZoneInfo) -> Markup:
         height = max(1.0, plot_height * seconds / longest)
         started: datetime = run["started_at"]
         label = (
-            f"{started.astimezone(zone).strftime('%Y-%m-%d %H:%M:%S')} · "
+            f"{clock(started, zone, '%Y-%m-%d %H:%M:%S')} · "
             f"{duration(seconds)} · {run['status']}"
         )
         parts.append(
@@ -98,8 +100,8 @@ def durations_svg(runs: Sequence[dict[str, Any]], zone: ZoneInfo) -> Markup:
             x=LEFT,
             y=HEIGHT - 4,
             w=WIDTH,
-            first=shown[0]["started_at"].astimezone(zone).strftime("%d %b %H:%M"),
-            last=shown[-1]["started_at"].astimezone(zone).strftime("%d %b %H:%M"),
+            first=clock(shown[0]["started_at"], zone, "%d %b %H:%M"),
+            last=clock(shown[-1]["started_at"], zone, "%d %b %H:%M"),
         )
     )
     return Markup("").join(parts)

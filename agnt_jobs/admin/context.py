@@ -34,4 +34,4 @@ def get_context() -> AdminContext:
     from agnt_jobs import db
     from agnt_jobs.app import app
 
-    return AdminContext(app=app, engine=db.engine(), settings=get_settings())
+    return AdminContext(app=app, engine=db.admin_engine(), settings=get_settings())

@@ -12,7 +12,6 @@ import logging
 import re
 from datetime import UTC, datetime
 from typing import Annotated, Any
-from urllib.parse import unquote_plus
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, status
@@ -20,7 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BeforeValidator
 
-from agnt_jobs.admin import schemas, service, ui
+from agnt_jobs.admin import errors, schemas, service, ui
 from agnt_jobs.admin.auth import actor, audit, require_token
 from agnt_jobs.admin.context import AdminContext, get_context
 from agnt_jobs.scheduler import control
@@ -59,6 +58,7 @@ _BAD_BODY: dict[int | str, dict[str, Any]] = {
 PREFIX = "/admin/scheduler"
 api = APIRouter(
     prefix=PREFIX,
+    route_class=errors.AdminRoute,
     tags=["admin"],
     dependencies=[Depends(require_token)],
     responses=_ERRORS,
@@ -101,16 +101,7 @@ def _aware(value: datetime | None, ctx: AdminContext) -> datetime | None:
 def _invalid(
     field: str, message: str, value: Any, part: str = "query"
 ) -> RequestValidationError:
-    return RequestValidationError(
-        [
-            {
-                "type": "value_error",
-                "loc": (part, field),
-                "msg": message,
-                "input": value,
-            }
-        ]
-    )
+    return errors.invalid(part, field, message, value)
 
 
 _COLUMNS = {
@@ -172,7 +163,9 @@ def get_runs(
             limit=limit,
         )
     except service.BadFilter as error:
-        value = {"job": job, "cursor": cursor, "until": until}.get(error.field)
+        value = {"job": job, "cursor": cursor, "since": since, "until": until}.get(
+            error.field
+        )
         raise _invalid(error.field, str(error), value) from None
 
 
@@ -363,6 +356,11 @@ def post_retry_many(
     since = _aware(body.since, ctx)
     until = _aware(body.until, ctx) or datetime.now(UTC)
     assert since is not None
+    for name, instant in (("since", since), ("until", until)):
+        try:
+            control.check_instant(name, instant)
+        except control.Refused as refused:
+            raise _invalid(name, str(refused), None, "body") from None
     try:
         retried = service.retry_runs(
             ctx, body.job, since, until, actor(request), body.by
@@ -425,29 +423,9 @@ def post_retry(
     return retried
 
 
-# NUL and the other control characters: no schedule id, job, status, cursor or
-# notice has them, and PostgreSQL refuses NUL in text (a 500, were it let through).
-_CONTROL = re.compile("[\x00-\x1f\x7f]")
-
-
-def refuse_control_characters(request: Request) -> None:
-    """A control character anywhere in the path or the query is the caller's
-    mistake: 422."""
-    for part, text in (("path", request.url.path), ("query", request.url.query)):
-        if _CONTROL.search(unquote_plus(text)):
-            # FastAPI's own 422 shape, as the schema documents for every route.
-            raise RequestValidationError(
-                [
-                    {
-                        "loc": (part,),
-                        "msg": f"control characters are not allowed in the {part}",
-                        "type": "value_error",
-                    }
-                ]
-            )
-
-
-router = APIRouter(dependencies=[Depends(refuse_control_characters)])
+router = APIRouter(
+    route_class=errors.AdminRoute, dependencies=[Depends(errors.readable_text)]
+)
 # The page first: its fixed paths (/ui/login) must win over /{schedule_id}/run.
 router.include_router(ui.router)
 router.include_router(api)

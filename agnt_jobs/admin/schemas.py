@@ -4,30 +4,33 @@ in UTC (``...Z``); the few ``*_wita`` fields repeat one in the business zone."""
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, Field
 
-_CONTROL = re.compile("[\x00-\x1f\x7f]")
+from agnt_jobs.admin.errors import unreadable
 
 
-def _no_control_characters(value: str) -> str:
-    # PostgreSQL refuses NUL in text; no cron, zone, name or interval has any.
-    if _CONTROL.search(value):
-        raise ValueError("control characters are not allowed")
+def _readable(value: str) -> str:
+    # PostgreSQL refuses NUL in text and no encoding has a lone surrogate; no
+    # cron, zone, name or interval has either.
+    why = unreadable(value)
+    if why is not None:
+        raise ValueError(why)
     return value
 
 
-# The text fields of request bodies: bounded, without control characters.
-_clean = AfterValidator(_no_control_characters)
+# The text fields of request bodies: bounded, text that can be stored.
+_clean = AfterValidator(_readable)
 CronText = Annotated[str, Field(max_length=100), _clean]
 ZoneText = Annotated[str, Field(max_length=64), _clean]
 PolicyText = Annotated[str, Field(max_length=16), _clean]
 IntervalText = Annotated[str, Field(max_length=64), _clean]
-WhoText = Annotated[str, Field(max_length=200), _clean]
+# Who acts, named by the caller: a name, never markup or punctuation that could
+# pass for something else in an audit row.
+WhoText = Annotated[str, Field(max_length=64, pattern=r"^[\w][\w .@+-]*$"), _clean]
 JobText = Annotated[str, Field(max_length=128), _clean]
 
 

@@ -284,6 +284,12 @@ def list_runs(
 ) -> schemas.RunPage:
     """Attempts in ``job_runs``, newest first (started_at, job id, attempt), after
     ``cursor``. ``since`` is inclusive and ``until`` exclusive, on ``started_at``."""
+    for name, instant in (("since", since), ("until", until)):
+        if instant is not None:
+            try:
+                control.check_instant(name, instant)
+            except control.Refused as refused:
+                raise BadFilter(name, str(refused)) from None
     if since is not None and until is not None and since >= until:
         raise BadFilter("until", "until must be later than since")
     runs, ticks = JobRun.__table__.c, ScheduleTick.__table__.c

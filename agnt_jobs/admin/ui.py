@@ -29,7 +29,16 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 from fastapi.templating import Jinja2Templates
 
 from agnt_jobs import logs
-from agnt_jobs.admin import auth, chart, formats, pages, schemas, service, timeline
+from agnt_jobs.admin import (
+    auth,
+    chart,
+    errors,
+    formats,
+    pages,
+    schemas,
+    service,
+    timeline,
+)
 from agnt_jobs.admin.context import AdminContext, get_context
 from agnt_jobs.scheduler import control
 
@@ -52,7 +61,11 @@ HEADERS = {
     "Cache-Control": "no-store",
 }
 
-router = APIRouter(prefix="/admin/scheduler/ui", include_in_schema=False)
+router = APIRouter(
+    prefix="/admin/scheduler/ui",
+    include_in_schema=False,
+    route_class=errors.AdminRoute,
+)
 Context = Annotated[AdminContext, Depends(get_context)]
 
 
@@ -121,7 +134,11 @@ def _back(
 def _session(request: Request, ctx: AdminContext) -> str | None:
     """The request's live session cookie, or None."""
     value = request.cookies.get(auth.SESSION_COOKIE)
-    return value if auth.session_live(ctx, value) else None
+    if not auth.session_live(ctx, value):
+        return None
+    assert value is not None
+    request.state.agnt_admin_credential = f"admin session {auth.session_id(value)}"
+    return value
 
 
 def _here(request: Request) -> str:
@@ -272,6 +289,7 @@ def _wita_form_time(value: str, ctx: AdminContext) -> datetime:
         ) from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=_wita(ctx))
+    control.check_instant("the time", parsed)
     return parsed
 
 

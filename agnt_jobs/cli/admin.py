@@ -33,6 +33,7 @@ def admin(
     import uvicorn
 
     from agnt_jobs.admin import create_app
+    from agnt_jobs.admin.app import server_options
     from agnt_jobs.admin.auth import configured_token, weak_token
     from agnt_jobs.cli.common import UsageError, ensure_migrated, setup_logging
 
@@ -56,9 +57,9 @@ def admin(
     # again with the previous handler in place: this one makes that exit 0, as a
     # stopped worker does.
     signal.signal(signal.SIGTERM, _stopped)
-    # log_config=None: uvicorn's loggers go through ours (JSON). Its access log
-    # holds paths only; the token travels in a header or a form body, never a URL.
-    uvicorn.run(create_app(), host=host, port=port, log_config=None)
+    # Its access log holds paths only; the token travels in a header or a form
+    # body, never a URL.
+    uvicorn.run(create_app(), host=host, port=port, **server_options(get_settings()))
 
 
 def _stopped(signum: int, frame: FrameType | None) -> None:

@@ -25,6 +25,12 @@ def _instant(value: str | None) -> datetime:
         raise UsageError(f"--at {value!r} is not an ISO 8601 instant") from None
     if instant.tzinfo is None:
         raise UsageError(f"--at {value!r} needs a zone, e.g. {value}+08:00")
+    from agnt_jobs.scheduler import control
+
+    try:
+        control.check_instant("--at", instant)
+    except control.Refused as refused:
+        raise UsageError(str(refused)) from None
     return instant.astimezone(UTC)
 
 
@@ -83,8 +89,6 @@ def demo_seed(
     )
 
 
-# Where the stand-ins listen: the demo data's agent and webhook URLs point here.
-STAND_IN_PORT = 8790
 # Stripe objects made for each billing job's due work.
 STRIPE_CUSTOMERS_PER_JOB = 5
 
@@ -97,15 +101,25 @@ def demo_run(
             min=1, help="Seconds to wait for every job's first run before saying so."
         ),
     ] = 300,
+    stand_in_port: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            max=65535,
+            envvar="AGNT_DEMO_STAND_IN_PORT",
+            help="Port of the stand-ins' server on 127.0.0.1; 0: a free one.",
+        ),
+    ] = 0,
 ) -> None:
     """make demo: demo data, local stand-ins for every outside system, a worker and
     the admin page; every job is run once at start and the page shows the result.
 
     The stand-ins are the benchmarks' (agnt_jobs/bench): one local server for the
     channel gateway, the venues' A2A agents, the marketplaces' product APIs, the
-    webhook receivers and the alerts webhook (port 8790), and localstripe with
-    customers, cards and subscriptions for the billing jobs' due work. They run
-    as child processes and stop with the command (Ctrl-C).
+    webhook receivers and the alerts webhook (on a free port, or --stand-in-port;
+    the jobs and the demo data are pointed at it), and localstripe with customers,
+    cards and subscriptions for the billing jobs' due work. They run as child
+    processes and stop with the command (Ctrl-C).
     """
     import asyncio
     import contextlib
@@ -126,10 +140,10 @@ def demo_run(
         )
     with contextlib.ExitStack() as stand_ins:
         try:
-            peers = stand_ins.enter_context(PeerServer(port=STAND_IN_PORT))
+            peers = stand_ins.enter_context(PeerServer(port=stand_in_port))
         except OSError as error:
             raise UsageError(
-                f"the stand-ins cannot listen on 127.0.0.1:{STAND_IN_PORT}: {error}"
+                f"the stand-ins cannot listen on 127.0.0.1:{stand_in_port}: {error}"
             ) from None
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         stripe = stand_ins.enter_context(
@@ -161,7 +175,10 @@ def demo_run(
             demo.seed(engine, plan)
             typer.echo(f"demo data seeded around {now.isoformat()}", err=True)
         except demo.NotEmptyError:
-            typer.echo("demo data already there: using it", err=True)
+            demo.point_at(engine, peers.url, peers.url)
+            typer.echo(
+                f"demo data already there: using it, pointed at {peers.url}", err=True
+            )
         objects = stripe_work.StripeObjects(stripe.url, API_KEY)
         for job in sorted(stripe_work.STRIPE_JOBS):
             stripe_work.prepare(

@@ -351,6 +351,12 @@ def _parse_at(value: str) -> datetime:
         )
     elif zone is not None:
         raise _usage(f"--at {value!r}: give an offset or a zone, not both")
+    from agnt_jobs.scheduler import control
+
+    try:
+        control.check_instant("the time", parsed)
+    except control.Refused as refused:
+        raise _usage(str(refused)) from None
     return parsed
 
 

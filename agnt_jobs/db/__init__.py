@@ -61,3 +61,10 @@ def engine() -> Engine:
             max_overflow=settings.worker_concurrency,
         )
     )
+
+
+@functools.cache
+def admin_engine() -> Engine:
+    """The admin view's engine: its reads show any timestamp Postgres can store
+    (``db.far``); a small pool of its own beside the job bodies'."""
+    return create_engine(database_url(), for_showing=True, pool_size=4, max_overflow=8)

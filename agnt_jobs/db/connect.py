@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from sqlalchemy.engine import Engine
 
+from agnt_jobs.db.far import far_values
 from agnt_jobs.settings import ConfigError, get_settings
 
 SCHEMES = ("postgresql", "postgres")
@@ -123,13 +124,19 @@ def redact(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-def create_engine(url: str, **kwargs: Any) -> Engine:
+def create_engine(url: str, *, for_showing: bool = False, **kwargs: Any) -> Engine:
     """A SQLAlchemy engine (psycopg 3) on ``url``, each connection made by libpq
-    from the whole URL and our connection options."""
+    from the whole URL and our connection options. ``for_showing``: its
+    connections load any timestamp and interval Postgres stores (``db.far``)."""
     info = conninfo(url)
+
+    def connect() -> psycopg.Connection[Any]:
+        connection = psycopg.connect(info)
+        return far_values(connection) if for_showing else connection
+
     return sa.create_engine(
         _display_url(url),
-        creator=lambda: psycopg.connect(info),
+        creator=connect,
         pool_pre_ping=True,
         **kwargs,
     )

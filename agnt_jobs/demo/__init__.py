@@ -24,7 +24,7 @@ from agnt_jobs.demo import (
     webhooks,
     wiki,
 )
-from agnt_jobs.demo.registry import NotEmptyError, Plan, Report, seed
+from agnt_jobs.demo.registry import NotEmptyError, Plan, Report, point_at, seed
 
 # The tables a demo data set leaves empty, and who writes them: they record the job
 # system at work, and fill as soon as a worker runs.
@@ -66,6 +66,7 @@ __all__ = [
     "housekeeping",
     "lifecycle",
     "messaging",
+    "point_at",
     "seed",
     "watchers",
     "webhooks",

@@ -233,3 +233,29 @@ def seed(
             )
             reports.append(report)
     return reports
+
+
+# Where a data set's outbound URLs point: the venues' A2A agents and the webhook
+# endpoints, each a base URL followed by a path of the seed's own.
+_OUTBOUND = {
+    "venues": ("agent_endpoint", "/venues/"),
+    "webhook_endpoints": ("url", "/hooks/"),
+}
+
+
+def point_at(engine: Engine, agent_url: str, webhook_url: str) -> int:
+    """Point the outbound URLs of the data sets already seeded at new bases (the
+    stand-ins of this demo run listen on a port of their own each time); the
+    rows changed."""
+    bases = {"venues": agent_url, "webhook_endpoints": webhook_url}
+    changed = 0
+    with engine.begin() as connection:
+        for table, (column, path) in _OUTBOUND.items():
+            changed += connection.execute(
+                sa.text(
+                    f"UPDATE {table} SET {column} = :base || substr({column}, "
+                    f"strpos({column}, :path)) WHERE strpos({column}, :path) > 0"
+                ),
+                {"base": bases[table], "path": path},
+            ).rowcount
+    return changed

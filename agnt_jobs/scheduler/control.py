@@ -49,6 +49,24 @@ class Refused(ValueError):
     declared schedule deleted): the message is its one line."""
 
 
+# Every instant an operator gives (a run's time, the ends of a window of runs),
+# from any door, lies in this range: a job deferred centuries ahead would wait
+# for ever, and a time past year 9999 is one no page could show.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+FARTHEST_AHEAD = timedelta(days=3653)  # ten years
+
+
+def check_instant(name: str, when: datetime, now: datetime | None = None) -> None:
+    """Refused unless ``when`` (aware) lies between 1970 and ten years from now."""
+    latest = (now or datetime.now(UTC)) + FARTHEST_AHEAD
+    # Aware datetimes compare without converting: no overflow near year 1 or 9999.
+    if when.tzinfo is None or not EARLIEST <= when <= latest:
+        raise Refused(
+            f"{name} {when.isoformat()[:40]} is out of range: give a time between "
+            f"1970-01-01 and {latest:%Y-%m-%d} (ten years from now)"
+        )
+
+
 class AlreadyWaiting(Exception):
     def __init__(self, job_name: str, job_id: int | None) -> None:
         super().__init__(f"{job_name} already has a run waiting (job {job_id})")
@@ -626,6 +644,7 @@ def run_at(
     not held back meanwhile (the job lock still keeps runs from overlapping)."""
     task = job_task(app, name)
     require_configured(name, settings)
+    check_instant("at", when)
     if when <= datetime.now(when.tzinfo):
         raise Refused(f"{when.isoformat()} is in the past: give a future time")
     job = task.configure(
@@ -673,6 +692,8 @@ def retry_all(
 ) -> list[tuple[int, int]]:
     """Retry every failed, timed-out or cancelled run of ``job`` that ended in
     [since, until) and has no retry under way; (run, retry) job ids."""
+    check_instant("since", since)
+    check_instant("until", until)
     params = {"job": job, "since": since, "until": until}
     rows = _run_request(engine, SQL["retry_runs"], params, actor, all_rows=True)
     return [(row[0], row[1]) for row in rows]

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Literal
 
-from pydantic import AliasChoices, BaseModel, Field, SecretStr
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator
 
 
 class AdminSettings(BaseModel):
@@ -43,6 +44,18 @@ class AdminSettings(BaseModel):
         "in a minute; past it, its sign-ins and token checks answer 429 with "
         "Retry-After until the minute is over.",
     )
+    admin_trusted_proxies: str = Field(
+        default="",
+        validation_alias=AliasChoices(
+            "AGNT_ADMIN_TRUSTED_PROXIES", "FORWARDED_ALLOW_IPS"
+        ),
+        description="Addresses or networks of the proxies in front of the admin "
+        "view, comma-separated (e.g. 10.0.0.5,10.1.0.0/16); only from these are "
+        "X-Forwarded-For and X-Forwarded-Proto believed ('*': from any). Empty: "
+        "from none, so the client address is the connection's. 'agnt-jobs admin' "
+        "and 'worker --admin'; uvicorn's FORWARDED_ALLOW_IPS is read as the same "
+        "setting.",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", description="Lowest level logged: DEBUG, INFO, WARNING, ERROR."
     )
@@ -53,3 +66,25 @@ class AdminSettings(BaseModel):
         "message, fields); auto: text when stderr is a terminal, else json. The "
         "same for agnt-jobs and the stock procrastinate CLI.",
     )
+
+    @field_validator("admin_trusted_proxies")
+    @classmethod
+    def _addresses_or_networks(cls, value: str) -> str:
+        # One bad entry is a refusal, not a silently smaller list: an operator
+        # who named a proxy expects it believed.
+        items = [item.strip() for item in value.split(",") if item.strip()]
+        for item in items:
+            if item == "*":  # every address: only where nothing else can connect
+                continue
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"{item[:64]!r} is not an address or network: give e.g. "
+                    "10.0.0.5 or 10.1.0.0/16, comma-separated"
+                ) from None
+        return ",".join(items)
+
+    def trusted_proxies(self) -> list[str]:
+        """The proxies whose forwarded headers are believed (none by default)."""
+        return [item for item in self.admin_trusted_proxies.split(",") if item]

@@ -9,4 +9,7 @@ UNPREFIXED = {"internal_api_token": "INTERNAL_API_TOKEN"}
 
 def variable(field: str) -> str:
     """The environment variable of a settings field."""
-    return UNPREFIXED.get(field) or ENV_PREFIX + field.upper()
+    name = field.upper()
+    # A field read under aliases is reported under its first, already prefixed.
+    prefixed = name if name.startswith(ENV_PREFIX) else ENV_PREFIX + name
+    return UNPREFIXED.get(field) or prefixed

@@ -27,14 +27,20 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def _serve(db_url: str, token: str | None) -> tuple[subprocess.Popen[str], str]:
+def _serve(
+    db_url: str,
+    token: str | None,
+    command: tuple[str, ...] = ("admin",),
+    **settings: str,
+) -> tuple[subprocess.Popen[str], str]:
     env = {**os.environ, "AGNT_DATABASE_URL": db_url, "AGNT_LOG_FORMAT": "json"}
     env.pop("INTERNAL_API_TOKEN", None)
     if token is not None:
         env["INTERNAL_API_TOKEN"] = token
     port = _free_port()
+    env.update(settings, AGNT_ADMIN_PORT=str(port))
     process = subprocess.Popen(
-        [BIN / "agnt-jobs", "admin", "--port", str(port)],
+        [BIN / "agnt-jobs", *command],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -106,3 +112,33 @@ def test_a_database_behind_the_code_is_a_one_line_error(db_url: str) -> None:
     assert result.returncode == 2
     [line] = result.stderr.strip().splitlines()
     assert line.startswith("agnt-jobs: the database is at revision 0003")
+
+
+@pytest.mark.parametrize("command", [("admin",), ("worker", "--admin")])
+@pytest.mark.parametrize("trusted", ["", "127.0.0.1"])
+def test_forwarded_addresses_are_believed_only_from_a_named_proxy(
+    db_url: str, command: tuple[str, ...], trusted: str
+) -> None:
+    """From 127.0.0.1, past the limit of wrong tokens: with no proxy named, a
+    forwarded address is no way out of the throttle; with 127.0.0.1 named, each
+    forwarded address is a client of its own."""
+    process, url = _serve(
+        db_url,
+        TOKEN,
+        command,
+        AGNT_ADMIN_FAILURES_PER_MINUTE="2",
+        AGNT_ADMIN_TRUSTED_PROXIES=trusted,
+    )
+    try:
+        with httpx.Client(base_url=url) as http:
+            for _ in range(2):
+                wrong = {"X-Internal-Token": "x", "X-Forwarded-For": "10.0.0.1"}
+                assert http.get("/admin/scheduler", headers=wrong).status_code == 403
+            other = {**HEADERS, "X-Forwarded-For": "10.0.0.2"}
+            answer = http.get("/admin/scheduler", headers=other)
+            assert answer.status_code == (200 if trusted else 429)
+    finally:
+        stderr = _stop(process)
+    refused = [line for line in stderr.splitlines() if "admin_auth_refused" in line]
+    assert len(refused) == 1
+    assert ('"10.0.0.1"' if trusted else '"127.0.0.1"') in refused[0]

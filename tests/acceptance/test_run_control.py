@@ -9,6 +9,7 @@ exit 2, nothing changed."""
 from __future__ import annotations
 
 import subprocess
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -129,9 +130,14 @@ def test_timeout_cancel_and_retry(db_url: str, engine: Engine, tmp_path: Path) -
 
         # A run at a time (of a job of the real app, which the CLI knows) waits as
         # scheduled, and is cancelled at once.
-        at = _agnt(env, "run", "prune_error_logs", "--at", "2099-12-24 09:00")
+        year = datetime.now(UTC).year + 1
+        at = _agnt(env, "run", "prune_error_logs", "--at", f"{year}-12-24 09:00")
         assert at.returncode == 0, at.stderr
-        assert "for 2099-12-24 09:00 WITA (2099-12-24 01:00 UTC)" in at.stdout
+        assert f"for {year}-12-24 09:00 WITA ({year}-12-24 01:00 UTC)" in at.stdout
+        # Past ten years ahead is refused in one line, and nothing waits for it.
+        far = _agnt(env, "run", "prune_error_logs", "--at", "9999-12-31 23:59")
+        assert far.returncode == 2 and far.stderr.count("\n") == 1, far.stderr
+        assert "ten years from now" in far.stderr
         waiting = int(at.stdout.split()[4])
         assert _audit(engine, waiting) == "todo"
         assert _agnt(env, "runs", "cancel", str(waiting)).stdout.strip() == (

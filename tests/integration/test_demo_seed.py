@@ -6,6 +6,7 @@ would have left behind."""
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -351,3 +352,38 @@ def test_the_seeded_state_is_what_the_jobs_would_have_left(engine: Engine) -> No
     data.run("wiki_reconcile", engine, now=now, tick=now)
     # Ids are made anew; everything else must match.
     assert [row[1:] for row in data.rows(engine, pages)] == [row[1:] for row in seeded]
+
+
+def test_a_seeded_data_set_is_pointed_at_new_stand_ins(engine: Engine) -> None:
+    """``demo run`` on data it seeded before: its stand-ins listen on a new port,
+    and the venues' agents and the webhook endpoints are pointed there."""
+    demo.seed(
+        engine,
+        demo.Plan(
+            scale=1,
+            at=AT,
+            agent_url="http://127.0.0.1:1111",
+            webhook_url="http://127.0.0.1:2222",
+        ),
+    )
+    changed = demo.point_at(engine, "http://127.0.0.1:3333", "http://127.0.0.1:4444")
+    with engine.connect() as connection:
+        agents = (
+            connection.execute(
+                sa.text(
+                    "SELECT agent_endpoint FROM venues WHERE agent_endpoint IS NOT NULL"
+                )
+            )
+            .scalars()
+            .all()
+        )
+        hooks = (
+            connection.execute(sa.text("SELECT url FROM webhook_endpoints"))
+            .scalars()
+            .all()
+        )
+    assert changed == len(agents) + len(hooks) > 0
+    assert all(
+        re.fullmatch(r"http://127\.0\.0\.1:3333/venues/\d+/a2a", a) for a in agents
+    )
+    assert all(re.fullmatch(r"http://127\.0\.0\.1:4444/hooks/\d+", h) for h in hooks)

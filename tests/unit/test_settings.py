@@ -101,3 +101,31 @@ def test_redact_hides_the_password() -> None:
 
     assert redact("postgresql://u:hunter2@db:5432/x") == "postgresql://u:***@db:5432/x"
     assert redact("postgresql://u@db/x") == "postgresql://u@db/x"
+
+
+def test_trusted_proxies_are_none_by_default_and_addresses_or_networks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("AGNT_ADMIN_TRUSTED_PROXIES", raising=False)
+    monkeypatch.delenv("FORWARDED_ALLOW_IPS", raising=False)
+    assert settings.get_settings().trusted_proxies() == []
+    monkeypatch.setenv("AGNT_ADMIN_TRUSTED_PROXIES", " 10.0.0.5, 10.1.0.0/16 ,::1")
+    settings.get_settings.cache_clear()
+    assert settings.get_settings().trusted_proxies() == [
+        "10.0.0.5",
+        "10.1.0.0/16",
+        "::1",
+    ]
+    # uvicorn's own variable, as an operator may have set it, means the same.
+    monkeypatch.delenv("AGNT_ADMIN_TRUSTED_PROXIES")
+    monkeypatch.setenv("FORWARDED_ALLOW_IPS", "*")
+    settings.get_settings.cache_clear()
+    assert settings.get_settings().trusted_proxies() == ["*"]
+    monkeypatch.setenv("AGNT_ADMIN_TRUSTED_PROXIES", "10.0.0.5,proxy.internal")
+    settings.get_settings.cache_clear()
+    with pytest.raises(settings.ConfigError) as error:
+        settings.get_settings()
+    assert str(error.value).startswith(
+        "invalid setting AGNT_ADMIN_TRUSTED_PROXIES: '10.0.0.5,proxy.internal': "
+        "Value error, 'proxy.internal' is not an address or network"
+    )

@@ -1,5 +1,7 @@
 -- The admin view's reads. It keeps no state: everything here is the audit views
--- (migration 0007) and the run history, as any SQL client sees them.
+-- (migration 0007) and the run history, as any SQL client sees them. Spans are
+-- differences of epochs, not of timestamps: a row may hold 'infinity', which
+-- Postgres will not subtract, and whose epoch is Infinity.
 
 -- registry --
 -- Every schedule the database knows, with its last tick and last run
@@ -103,10 +105,10 @@ SELECT w.label,
        count(r.job_id) FILTER (WHERE r.status = 'succeeded') AS succeeded,
        count(r.job_id) FILTER (WHERE r.status = 'running') AS running,
        percentile_cont(0.5) WITHIN GROUP (
-           ORDER BY extract(epoch FROM r.finished_at - r.started_at)::float8)
+           ORDER BY (extract(epoch FROM r.finished_at) - extract(epoch FROM r.started_at))::float8)
            AS p50_seconds,
        percentile_cont(0.95) WITHIN GROUP (
-           ORDER BY extract(epoch FROM r.finished_at - r.started_at)::float8)
+           ORDER BY (extract(epoch FROM r.finished_at) - extract(epoch FROM r.started_at))::float8)
            AS p95_seconds
 FROM (VALUES (1, '24 h', interval '24 hours'), (2, '7 d', interval '7 days'))
      AS w(position, label, span)
@@ -118,7 +120,8 @@ ORDER BY w.position
 -- recent_durations --
 -- The newest finished runs of a job, for its duration chart.
 SELECT job_id, attempt, status, started_at,
-       extract(epoch FROM finished_at - started_at)::float8 AS seconds
+       (extract(epoch FROM finished_at) - extract(epoch FROM started_at))::float8
+           AS seconds
 FROM job_runs
 WHERE task_name = %(job)s AND finished_at IS NOT NULL
 ORDER BY started_at DESC
@@ -128,7 +131,8 @@ LIMIT %(limit)s
 -- Every worker Procrastinate knows, with its host and pid (schedule_workers), the
 -- age of its heartbeat and the jobs it runs now.
 SELECT w.id, w.last_heartbeat,
-       extract(epoch FROM now() - w.last_heartbeat)::float8 AS heartbeat_age,
+       (extract(epoch FROM now()) - extract(epoch FROM w.last_heartbeat))::float8
+           AS heartbeat_age,
        s.hostname, s.pid, s.started_at,
        COALESCE((SELECT jsonb_agg(jsonb_build_object('job_id', j.id,
                                                      'task', j.task_name)

@@ -2,6 +2,8 @@
 -- counters kept as runs end (job_run_totals, job_run_duration_buckets), the
 -- schedules table, or rows a partial index already narrows to the work still to
 -- do, so a scrape costs the same at a million bookings and a month of history.
+-- Ages are differences of epochs: a row may hold 'infinity', which Postgres will
+-- not subtract from now(), and whose epoch is Infinity (+Inf to Prometheus).
 
 -- schedules --
 -- Every schedule the database knows and has not retired, with the newest
@@ -49,7 +51,8 @@ SELECT q.queue_name,
         WHERE l.queue_name = q.queue_name AND l.status = 'todo') AS todo,
        (SELECT count(*) FROM live l
         WHERE l.queue_name = q.queue_name AND l.status = 'doing') AS doing,
-       COALESCE((SELECT extract(epoch FROM now() - min(w.since)) FROM waiting_since w
+       COALESCE((SELECT extract(epoch FROM now()) - extract(epoch FROM min(w.since))
+                  FROM waiting_since w
                  WHERE w.queue_name = q.queue_name), 0) AS oldest_waiting_seconds
 FROM queues q
 ORDER BY q.queue_name
@@ -69,7 +72,7 @@ FROM procrastinate_workers
 SELECT
     (SELECT count(*) FROM send_queue WHERE status = 'PENDING') AS send_pending,
     (SELECT count(*) FROM send_queue WHERE status = 'FAILED') AS send_failed,
-    COALESCE((SELECT extract(epoch FROM now() - min(next_attempt_at))
+    COALESCE((SELECT extract(epoch FROM now()) - extract(epoch FROM min(next_attempt_at))
               FROM send_queue
               WHERE status IN ('PENDING', 'FAILED') AND next_attempt_at <= now()),
              0) AS send_oldest_due_seconds,

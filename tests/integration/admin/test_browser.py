@@ -382,3 +382,51 @@ def test_a_hostile_id_links_and_acts_on_itself_only(
             assert enabled is True
         finally:
             browser.close()
+
+
+# The largest instant Postgres stores (timestamptz), far past Python's year 9999.
+LARGEST = "294276-12-31 23:59:59.999999+00"
+
+
+@pytest.fixture
+async def waiting_for_ever(app: AgntApp, engine: Engine) -> int:
+    """A run of dlq_cleanup that waits for the largest instant (moved there by
+    SQL: the admin view refuses such a time)."""
+    async with app.open_async():
+        job_id = await app.tasks["dlq_cleanup"].defer_async()
+    with engine.begin() as connection:
+        connection.execute(
+            sa.text(
+                "UPDATE procrastinate_jobs SET scheduled_at = CAST(:at AS timestamptz)"
+                " WHERE id = :id"
+            ),
+            {"at": LARGEST, "id": job_id},
+        )
+    return job_id
+
+
+def test_a_schedule_whose_run_waits_for_the_largest_time(
+    admin_url: str, waiting_for_ever: int
+) -> None:
+    """The run shows on its schedule's page and its own page, its time written
+    as Postgres writes it; neither page fails."""
+    from playwright.sync_api import expect, sync_playwright
+
+    job, job_id = "dlq_cleanup", waiting_for_ever
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS
+        )
+        try:
+            page = browser.new_page()
+            page.goto(admin_url)
+            page.fill("#token", TOKEN)
+            page.click("button[type=submit]")
+            page.locator(f'tr[data-schedule="{job}"] a', has_text=job).click()
+            waiting = page.locator(f'#waiting tr[data-waiting="{job_id}"]')
+            expect(waiting).to_contain_text(LARGEST)
+            waiting.locator("a", has_text=str(job_id)).click()
+            expect(page.locator("main")).to_contain_text(f"{job}")
+            assert page.url.endswith(f"/runs/{job_id}")
+        finally:
+            browser.close()

@@ -17,13 +17,14 @@ from agnt_jobs.scheduler import registry
 from agnt_jobs.scheduler.worker import AgntApp
 from tests.support.admin_data import EXPLODE, HEADERS, TIDY, drain, make_app
 
+NEXT_YEAR = datetime.now(UTC).year + 1
 CHANGES = [
     ("patch", "/admin/scheduler/tidy", {"cron": "7 3 * * *"}),
     ("post", "/admin/scheduler/tidy/reset", None),
     ("post", "/admin/scheduler/runs/1/cancel", None),
     ("post", "/admin/scheduler/runs/1/retry", None),
     ("post", "/admin/scheduler/runs/retry", {"job": "tidy", "since": "2026-01-01"}),
-    ("post", "/admin/scheduler/tidy/run", {"at": "2099-01-01T00:00:00"}),
+    ("post", "/admin/scheduler/tidy/run", {"at": f"{NEXT_YEAR}-01-01T00:00:00"}),
 ]
 
 
@@ -102,7 +103,7 @@ def test_edit_dry_run_refusal_and_reset(client: TestClient, engine: Engine) -> N
         "SELECT changed_by, source FROM schedule_changes WHERE schedule_id = 'tidy' "
         "AND source <> 'deploy'",
     )
-    assert (by, source) == ("ana via admin view (testclient)", "admin")
+    assert (by, source) == ("ana via admin token from testclient", "admin")
     registry_body = client.get("/admin/scheduler", headers=HEADERS).json()
     [entry] = [e for e in registry_body["schedules"] if e["id"] == "tidy"]
     assert (entry["trigger"], entry["overridden"]) == ("7 3 * * *", True)
@@ -117,7 +118,7 @@ def test_edit_dry_run_refusal_and_reset(client: TestClient, engine: Engine) -> N
 async def test_run_at_cancel_and_retry(client: TestClient, engine: Engine) -> None:
     at = client.post(
         "/admin/scheduler/tidy/run",
-        json={"at": "2099-12-24T09:00:00"},
+        json={"at": f"{NEXT_YEAR}-12-24T09:00:00"},
         headers=HEADERS,
     )
     assert at.status_code == 202, at.text
@@ -126,7 +127,7 @@ async def test_run_at_cancel_and_retry(client: TestClient, engine: Engine) -> No
         engine,
         f"SELECT scheduled_at, status FROM job_run_audit WHERE job_id = {waiting}",
     )
-    assert scheduled_at == datetime(2099, 12, 24, 1, 0, tzinfo=UTC)
+    assert scheduled_at == datetime(NEXT_YEAR, 12, 24, 1, 0, tzinfo=UTC)
     assert status == "todo"
     past = client.post(
         "/admin/scheduler/tidy/run", json={"at": "2001-01-01T00:00:00"}, headers=HEADERS

@@ -176,8 +176,10 @@ def configure(level: str | int = "INFO", fmt: str = "auto") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # Alembic and pgserver narrate every step at INFO; their warnings are what matter.
-    for chatty in ("alembic", "pgserver"):
+    # Alembic and pgserver narrate every step at INFO, and Procrastinate says at INFO
+    # that it loads its own builtin tasks at every import of the App; their warnings
+    # are what matter.
+    for chatty in ("alembic", "pgserver", "procrastinate.blueprints"):
         logging.getLogger(chatty).setLevel(max(logging.WARNING, root.level))
 
 

@@ -194,12 +194,14 @@ class ScheduleDeferrer(PeriodicDeferrer):
             by_variables.setdefault(tuple(missing), []).append(schedule)
         if not by_variables:
             return
+        # The message counts, to stay one readable line; the field names each job.
         waits = "; ".join(
-            f"{', '.join(schedules)} wait for {' and '.join(variables)}"
+            f"{len(schedules)} wait for {' and '.join(variables)}"
             for variables, schedules in by_variables.items()
         )
         logger.warning(
-            f"jobs not configured, their ticks are skipped: {waits}",
+            f"jobs not configured, their ticks are skipped: {waits} "
+            "('agnt-jobs schedules list' names them)",
             extra=logs.event(
                 "jobs_not_configured",
                 waiting={

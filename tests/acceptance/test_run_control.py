@@ -54,10 +54,18 @@ def _chunks(path: Path, job_id: int) -> list[int]:
     ]
 
 
+CHUNKS = 40
+
+
 def test_timeout_cancel_and_retry(db_url: str, engine: Engine, tmp_path: Path) -> None:
     chunks = tmp_path / "chunks"
+    # Runs of 8 s: long enough that the cancel, a command that may take seconds to
+    # start on a loaded machine, reaches a run still going.
     env = ticking.env(
-        db_url, AGNT_TEST_SCHEDULES="test_chunks", AGNT_TEST_CHUNKS_FILE=str(chunks)
+        db_url,
+        AGNT_TEST_SCHEDULES="test_chunks",
+        AGNT_TEST_CHUNKS_FILE=str(chunks),
+        AGNT_TEST_CHUNKS=str(CHUNKS),
     )
     with ticking.workers(env, count=1, logs=tmp_path):
         ticking.wait_for(
@@ -73,7 +81,7 @@ def test_timeout_cancel_and_retry(db_url: str, engine: Engine, tmp_path: Path) -
         ticking.wait_for(lambda: any(r.status == "timed_out" for r in _runs(engine)))
         [timed_out, *_] = [r.job_id for r in _runs(engine) if r.status == "timed_out"]
         # Stopped at a checkpoint: the chunks it finished stand, the rest never ran.
-        assert 1 <= len(_chunks(chunks, timed_out)) < 10
+        assert 1 <= len(_chunks(chunks, timed_out)) < CHUNKS
         assert _audit(engine, timed_out) == "timed_out"
         # Not retried: a timeout is final for that run; the next tick runs anew.
         assert [r.attempt for r in _runs(engine) if r.job_id == timed_out] == [1]
@@ -84,7 +92,7 @@ def test_timeout_cancel_and_retry(db_url: str, engine: Engine, tmp_path: Path) -
         longer_from = ticking.db_now(engine)
         ticking.wait_for(lambda: any(r.status == "succeeded" for r in _runs(engine)))
         [succeeded, *_] = [r.job_id for r in _runs(engine) if r.status == "succeeded"]
-        assert _chunks(chunks, succeeded) == list(range(10))
+        assert _chunks(chunks, succeeded) == list(range(CHUNKS))
 
         # Cancel a running run: it stops at its next checkpoint, ends cancelled.
         ticking.wait_for(
@@ -110,13 +118,13 @@ def test_timeout_cancel_and_retry(db_url: str, engine: Engine, tmp_path: Path) -
                         for r in _runs(engine))
         )  # fmt: skip
         assert _audit(engine, running) == "cancelled"
-        assert len(_chunks(chunks, running)) < 10
+        assert len(_chunks(chunks, running)) < CHUNKS
 
         # Retry it: a new job of the same tick, which runs to the end.
         retried = _agnt(env, "runs", "retry", str(running))
         assert retried.returncode == 0, retried.stderr
         new_id = int(retried.stdout.split()[-1])
-        ticking.wait_for(lambda: len(_chunks(chunks, new_id)) == 10)
+        ticking.wait_for(lambda: len(_chunks(chunks, new_id)) == CHUNKS)
         args = ticking.query(
             engine,
             "SELECT args FROM procrastinate_jobs WHERE id IN (:a, :b) ORDER BY id",

@@ -32,15 +32,17 @@ def _sleeper(variable: str, default: str):
 
 
 def _chunks(ctx: RunContext) -> JobResult:
-    """Ten chunks of 0.2 s, a checkpoint before each; every finished chunk is a line
-    of AGNT_TEST_CHUNKS_FILE (what a run finished stands when it is stopped)."""
+    """AGNT_TEST_CHUNKS chunks (ten unless set) of 0.2 s, a checkpoint before each;
+    every finished chunk is a line of AGNT_TEST_CHUNKS_FILE (what a run finished
+    stands when it is stopped)."""
     done = Path(os.environ["AGNT_TEST_CHUNKS_FILE"])
-    for chunk in range(10):
+    count = int(os.environ.get("AGNT_TEST_CHUNKS", "10"))
+    for chunk in range(count):
         checkpoint()
         time.sleep(0.2)
         with done.open("a") as file:
             file.write(f"{ctx.job_id} {chunk}\n")
-    return {"chunks": 10}
+    return {"chunks": count}
 
 
 BODIES = {

@@ -99,6 +99,17 @@ def _schema_fingerprint() -> str:
     return digest.hexdigest()[:12]
 
 
+@pytest.fixture
+def embedded_dir() -> Iterator[Path]:
+    """A directory for an embedded server's data directory, outside pytest's
+    basetemp: each pytest run makes that root 0700 again, and when the tests run as
+    root the server runs as an OS user of its own, which another pytest run on the
+    machine would then lock out of its data (its stop fails, the server outlives it)."""
+    path = Path(tempfile.mkdtemp(prefix="agnt-embedded-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def server_url() -> Iterator[str]:
     """An admin URL on a Postgres server the tests may create databases on."""

@@ -17,20 +17,26 @@ import inspect
 import json
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 import sqlalchemy as sa
 import sqlalchemy.exc
 from procrastinate import App
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import Session
 
 from agnt_jobs.db import queries
 
 CallerConnection = Session | sa.Connection | psycopg.Connection[Any]
-AsyncCallerConnection = AsyncSession | AsyncConnection | psycopg.AsyncConnection[Any]
+if TYPE_CHECKING:
+    # For the annotations only: SQLAlchemy's asyncio needs greenlet, which a caller
+    # with an async engine has and a worker, which never uses it, need not install.
+    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+
+    AsyncCallerConnection = (
+        AsyncSession | AsyncConnection | psycopg.AsyncConnection[Any]
+    )
 
 # SQLSTATEs of agnt_defer's refusals: an unknown or removed job, bad arguments.
 _REFUSALS = {"P0002", "22023"}

@@ -16,9 +16,9 @@ from agnt_jobs.db.migrate import PROJECT_ROOT
 BIN = Path(sys.executable).parent
 
 
-def _embedded_env(tmp_path: Path) -> dict[str, str]:
+def _embedded_env(data_root: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "AGNT_DATABASE_URL"}
-    env["AGNT_DATA_DIR"] = str(tmp_path / "agnt")
+    env["AGNT_DATA_DIR"] = str(data_root / "agnt")
     return env
 
 
@@ -31,8 +31,8 @@ def _run(args: list[str | Path], env: dict[str, str], exit_code: int = 0) -> str
 
 
 @pytest.mark.slow
-def test_two_commands_share_one_migrated_embedded_server(tmp_path: Path) -> None:
-    env = _embedded_env(tmp_path)
+def test_two_commands_share_one_migrated_embedded_server(embedded_dir: Path) -> None:
+    env = _embedded_env(embedded_dir)
     commands = [
         subprocess.Popen(
             [BIN / "agnt-jobs", "db", "upgrade"],
@@ -48,14 +48,14 @@ def test_two_commands_share_one_migrated_embedded_server(tmp_path: Path) -> None
         assert command.returncode == 0, stderr
     database, head = _run([BIN / "agnt-jobs", "db", "current"], env).splitlines()
     assert database.split(": ")[1] == head.split(": ")[1]
-    assert (tmp_path / "agnt" / "pgdata" / "PG_VERSION").exists()
+    assert (embedded_dir / "agnt" / "pgdata" / "PG_VERSION").exists()
 
 
 @pytest.mark.slow
-def test_alembic_round_trip_on_the_embedded_default(tmp_path: Path) -> None:
+def test_alembic_round_trip_on_the_embedded_default(embedded_dir: Path) -> None:
     """``alembic`` reads the same settings: with no URL it works on the embedded
     server, and sees the schema as it is rather than migrating it on the way in."""
-    env = _embedded_env(tmp_path)
+    env = _embedded_env(embedded_dir)
     alembic = BIN / "alembic"
     _run([alembic, "upgrade", "head"], env)
     assert "(head)" in _run([alembic, "current"], env)

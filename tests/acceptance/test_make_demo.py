@@ -23,8 +23,10 @@ BIN = Path(sys.executable).parent
 pytestmark = pytest.mark.slow
 
 
-def test_make_demo_runs_every_job_and_each_succeeds(tmp_path: Path) -> None:
-    data_dir, log = tmp_path / "demo", tmp_path / "demo.log"
+def test_make_demo_runs_every_job_and_each_succeeds(
+    tmp_path: Path, embedded_dir: Path
+) -> None:
+    data_dir, log = embedded_dir / "demo", tmp_path / "demo.log"
     # The port the stand-ins once took is busy: held here, or by someone else.
     busy = socket.socket()
     with contextlib.suppress(OSError):

@@ -59,8 +59,9 @@ def _stop(process: subprocess.Popen[bytes]) -> int:
 
 def test_make_run_serves_the_page_with_a_token_made_for_the_data_directory(
     tmp_path: Path,
+    embedded_dir: Path,
 ) -> None:
-    data_dir, port, log = tmp_path / "agnt", free_port(), tmp_path / "run.log"
+    data_dir, port, log = embedded_dir / "agnt", free_port(), tmp_path / "run.log"
     page = f"http://127.0.0.1:{port}/admin/scheduler/ui"
     process = _start(data_dir, port, log)
     try:

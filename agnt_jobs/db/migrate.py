@@ -91,10 +91,11 @@ def current_revision(url: str) -> str | None:
 
 
 # Whether Alembic ever ran there, then its revision (one query cannot name a table
-# that may not exist).
-HAS_REVISION = "SELECT to_regclass('alembic_version') IS NOT NULL"
+# that may not exist). The probes read the columns by name.
+HAS_REVISION = "SELECT to_regclass('alembic_version') IS NOT NULL AS present"
 CURRENT_REVISION = """
-SELECT string_agg(version_num, ',' ORDER BY version_num) FROM alembic_version
+SELECT string_agg(version_num, ',' ORDER BY version_num) AS revision
+FROM alembic_version
 """
 
 

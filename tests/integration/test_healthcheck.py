@@ -17,6 +17,8 @@ import psycopg
 import pytest
 from procrastinate import App
 
+from agnt_jobs.settings.worker import WorkerSettings
+
 BIN = Path(sys.executable).parent
 
 
@@ -98,7 +100,8 @@ async def test_a_worker_whose_heartbeat_stalled_is_neither(
         live = await _healthcheck(db_url, "--live")
     assert ready[0] == live[0] == 1
     assert re.search(r"sent its last heartbeat 36\d\d s ago", ready[1])
-    assert "AGNT_STALLED_WORKER_SECONDS=60" in live[1]
+    stalled = WorkerSettings.model_fields["stalled_worker_seconds"].default
+    assert f"AGNT_STALLED_WORKER_SECONDS={stalled:g}" in live[1]
 
 
 async def test_a_schema_behind_the_code_is_live_but_not_ready(

@@ -38,7 +38,7 @@ from typing import Any
 from procrastinate.periodic import PeriodicDeferrer
 from procrastinate.tasks import Task
 
-from agnt_jobs import logs
+from agnt_jobs import logs, tracing
 from agnt_jobs.db.outage import Backoff, Outage, is_connection_lost
 from agnt_jobs.scheduler import misfire
 from agnt_jobs.scheduler.bodies import missing_settings
@@ -249,7 +249,13 @@ class ScheduleDeferrer(PeriodicDeferrer):
             if len(plan.due) == misfire.MAX_DUE_PER_PASS:
                 backlog = True
             for tick in plan.due:
-                if await self._defer_tick(followed, tick) in ("queued", "changed"):
+                with tracing.span(
+                    f"tick {id_}",
+                    {"agnt.schedule": id_, "agnt.tick": int(tick.timestamp())},
+                ) as traced:
+                    outcome = await self._defer_tick(followed, tick)
+                    traced.set_attribute("agnt.outcome", outcome)
+                if outcome in ("queued", "changed"):
                     backlog = True
                     break
         await self._update_next_runs(at)
@@ -349,6 +355,7 @@ class ScheduleDeferrer(PeriodicDeferrer):
             worker_id=self.worker_id,
         )
         outcome, job_id = row["outcome"], row["job_id"]
+        tracing.annotate("agnt.job_id", job_id)
         extra = {
             "schedule": schedule.id,
             "tick": tick.isoformat(),

@@ -138,7 +138,7 @@ def test_without_the_extra_a_span_records_nothing_and_costs_nothing(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(tracing, "trace", None)
-    with tracing.span("run x", **{"agnt.job": "x"}) as unrecorded:
+    with tracing.span("run x", {"agnt.job": "x"}) as unrecorded:
         unrecorded.set_attribute("agnt.outcome", "failed")
         unrecorded.set_status_error("failed")
     with pytest.raises(ValueError), tracing.span("run y"):

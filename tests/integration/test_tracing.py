@@ -9,12 +9,9 @@ import json
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 
 import pytest
 from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
     InMemorySpanExporter,
 )
@@ -25,21 +22,7 @@ from agnt_jobs.clients.errors import RetryableError
 from agnt_jobs.clients.http import build_client, request
 from agnt_jobs.scheduler.bodies import BODIES, RunContext
 from agnt_jobs.scheduler.tasks import make_task
-
-_exporter = InMemorySpanExporter()
-
-
-@pytest.fixture
-def spans() -> Iterator[InMemorySpanExporter]:
-    """The process's tracer provider records into memory (a provider is set once
-    per process: the first test that asks sets it)."""
-    if not isinstance(trace.get_tracer_provider(), TracerProvider):
-        provider = TracerProvider()
-        provider.add_span_processor(SimpleSpanProcessor(_exporter))
-        trace.set_tracer_provider(provider)
-    _exporter.clear()
-    yield _exporter
-    _exporter.clear()
+from tests.support.tracing import spans as spans
 
 
 def _ok(ctx: RunContext) -> dict[str, int]:

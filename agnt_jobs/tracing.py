@@ -108,12 +108,18 @@ class _Span:
 
 def on() -> bool:
     """Whether spans are recorded: the extra is installed and a tracer provider is
-    set for the process (the API's default is a proxy that records nothing)."""
+    set for the process (the API's default is a proxy that records nothing).
+
+    Asked once per run and per defer, so it reads the API's global directly while
+    off (the public ``get_tracer_provider`` also looks up an environment variable
+    on every call, most of the cost of traces off)."""
     global _on
     if trace is None:
         return False
     if _on:
         return True
+    if getattr(trace, "_TRACER_PROVIDER", True) is None:
+        return False
     provider = trace.get_tracer_provider()
     if isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider):
         return False
@@ -121,26 +127,42 @@ def on() -> bool:
     return True
 
 
+class _Off:
+    """What ``span`` is with traces off: a context manager that makes nothing."""
+
+    def __enter__(self) -> _Unrecorded:
+        return _UNRECORDED
+
+    def __exit__(self, *exc_info: object) -> None:
+        return None
+
+
 _UNRECORDED = _Unrecorded()
+_OFF = _Off()
 _PROPAGATOR = None if trace is None else TraceContextTextMapPropagator()
 
 
-@contextlib.contextmanager
 def span(
     name: str,
     attributes: Mapping[str, Any] | None = None,
     *,
     parent: str | None = None,
     kind: str = "INTERNAL",
-) -> Iterator[_Span | _Unrecorded]:
+) -> contextlib.AbstractContextManager[_Span | _Unrecorded]:
     """A span named ``name`` around the block, with ``attributes`` (None values
     left out), a child of the current span or, given ``parent`` (a W3C
-    traceparent), of that one. ``kind``: INTERNAL, PRODUCER (a defer) or CONSUMER
-    (a run). An exception leaving the block is recorded on it, and re-raised.
-    With traces off, no span is made."""
+    traceparent), of that one. ``kind``: INTERNAL, PRODUCER (a defer), CONSUMER
+    (a run) or CLIENT (an outside call). An exception leaving the block is
+    recorded on it, and re-raised. With traces off, no span is made."""
     if not on():
-        yield _UNRECORDED
-        return
+        return _OFF
+    return _recorded(name, attributes, parent, kind)
+
+
+@contextlib.contextmanager
+def _recorded(
+    name: str, attributes: Mapping[str, Any] | None, parent: str | None, kind: str
+) -> Iterator[_Span]:
     assert trace is not None and _PROPAGATOR is not None
     tracer = trace.get_tracer(TRACER_NAME)
     present = {

@@ -14,6 +14,7 @@ import sys
 import warnings
 from collections.abc import AsyncIterator
 from datetime import datetime
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -37,7 +38,7 @@ from agnt_jobs.scheduler.defer import DeferRefused, defer
 from agnt_jobs.scheduler.deferrer import ScheduleDeferrer
 from agnt_jobs.scheduler.worker import AgntApp
 from tests.support.admin_data import HEADERS, TOKEN
-from tests.support.tracing import child_of, named
+from tests.support.tracing import child_of, named, tree
 from tests.support.tracing import spans as spans
 
 with warnings.catch_warnings():
@@ -45,6 +46,7 @@ with warnings.catch_warnings():
     from fastapi.testclient import TestClient
 
 JOB = "selfcheck"  # needs no settings: a real worker runs it to success
+OPERATIONS = Path(__file__).parents[2] / "docs" / "operations.md"
 
 
 async def _run_waiting_jobs(app: App) -> None:
@@ -168,7 +170,13 @@ async def test_the_apps_defer_and_a_job_that_defers_another_carry_the_trace(
         agnt_app.tasks["test_trace_child"].defer()
         return {"deferred": 1}
 
-    for name, body in (("test_trace_parent", parent), ("test_trace_child", _ok)):
+    _error_rows(engine, 3)
+
+    def child(ctx: RunContext) -> dict[str, int]:
+        done = walk.run_chunked(engine, PRUNE, {}, chunk_size=2, action="prune")
+        return {"deleted": done.rows}
+
+    for name, body in (("test_trace_parent", parent), ("test_trace_child", child)):
         BODIES[name] = body
         tasks.make_task(agnt_app, name, body)
     tracer = trace.get_tracer("a script")
@@ -196,29 +204,36 @@ async def test_the_apps_defer_and_a_job_that_defers_another_carry_the_trace(
     assert child_of(second_defer, first_run)
     assert child_of(second_run, second_defer)
     assert len(_traceparents(engine)) == 2
+    # docs/operations.md shows this trace as it is recorded here.
+    example = tree(spans, script)
+    assert f"```text\n{example}\n```" in OPERATIONS.read_text("utf-8"), example
 
 
-def _ok(ctx: RunContext) -> dict[str, int]:
-    return {"done": 1}
+# A chunked delete of the rows _error_rows writes.
+PRUNE = sa.text(
+    "DELETE FROM error_log WHERE ctid = ANY(ARRAY(SELECT ctid FROM error_log "
+    "WHERE source = 'trace' ORDER BY id LIMIT :limit))"
+)
+
+
+def _error_rows(engine: Engine, count: int) -> None:
+    with engine.begin() as connection:
+        connection.execute(
+            sa.text(
+                "INSERT INTO error_log (source, message) "
+                "SELECT 'trace', 'row ' || n FROM generate_series(1, :count) n"
+            ),
+            {"count": count},
+        )
 
 
 async def test_each_chunk_of_a_chunked_run_is_a_child_span_of_the_run(
     app: App, engine: Engine, spans: InMemorySpanExporter
 ) -> None:
-    with engine.begin() as connection:
-        connection.execute(
-            sa.text(
-                "INSERT INTO error_log (source, message) "
-                "SELECT 'trace', 'row ' || n FROM generate_series(1, 5) n"
-            )
-        )
-    delete = sa.text(
-        "DELETE FROM error_log WHERE ctid = ANY(ARRAY(SELECT ctid FROM error_log "
-        "WHERE source = 'trace' ORDER BY id LIMIT :limit))"
-    )
+    _error_rows(engine, 5)
 
     def chunked(ctx: RunContext) -> dict[str, int]:
-        done = walk.run_chunked(engine, delete, {}, chunk_size=2, action="prune")
+        done = walk.run_chunked(engine, PRUNE, {}, chunk_size=2, action="prune")
         return {"deleted": done.rows}
 
     BODIES["test_trace_chunks"] = chunked

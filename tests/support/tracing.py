@@ -41,3 +41,29 @@ def child_of(span: ReadableSpan, parent: ReadableSpan) -> bool:
         and span.parent.span_id == parent.context.span_id
         and span.context.trace_id == parent.context.trace_id
     )
+
+
+# Attributes that differ from run to run (ids, instants): left out of a tree.
+_VOLATILE = {"agnt.job_id", "agnt.worker_id", "agnt.tick"}
+
+
+def tree(exporter: InMemorySpanExporter, root: ReadableSpan) -> str:
+    """``root`` and its descendants, one line each, indented under its parent:
+    name, kind and attributes, as docs/operations.md shows a trace."""
+    finished = exporter.get_finished_spans()
+
+    def lines(span: ReadableSpan, depth: int) -> list[str]:
+        attributes = " ".join(
+            f"{key}={value}"
+            for key, value in sorted((span.attributes or {}).items())
+            if key not in _VOLATILE
+        )
+        kind = span.kind.name
+        head = [f"{'  ' * depth}{span.name} [{kind}] {attributes}".rstrip()]
+        children = sorted(
+            (s for s in finished if child_of(s, span)),
+            key=lambda s: s.start_time or 0,
+        )
+        return head + [line for c in children for line in lines(c, depth + 1)]
+
+    return "\n".join(lines(root, 0))

@@ -31,9 +31,13 @@ depends_on: str | Sequence[str] | None = None
 
 JOB_TRACES = """
 CREATE TABLE job_traces (
-    job_id bigint PRIMARY KEY
-        REFERENCES procrastinate_jobs (id) ON DELETE CASCADE,
-    traceparent text NOT NULL
+    job_id bigint NOT NULL,
+    traceparent text NOT NULL,
+    CONSTRAINT pk_job_traces PRIMARY KEY (job_id),
+    -- Named as an object tied to Procrastinate's tables, which the models leave
+    -- out (migrations/env.py): the model cannot name procrastinate_jobs.
+    CONSTRAINT agnt_procrastinate_job_traces_job_id_fkey FOREIGN KEY (job_id)
+        REFERENCES procrastinate_jobs (id) ON DELETE CASCADE
 )
 """
 

@@ -54,7 +54,7 @@ def tree(exporter: InMemorySpanExporter, root: ReadableSpan) -> str:
 
     def lines(span: ReadableSpan, depth: int) -> list[str]:
         attributes = " ".join(
-            f"{key}={value}"
+            f"{key}={value!s}"
             for key, value in sorted((span.attributes or {}).items())
             if key not in _VOLATILE
         )

@@ -2,7 +2,14 @@
 (``pip install 'agnt-jobs[tracing]'``) and the standard ``OTEL_*`` variables naming
 an exporter (``OTEL_EXPORTER_OTLP_ENDPOINT``, ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``
 or ``OTEL_TRACES_EXPORTER``), a worker exports a span per run over OTLP. Without
-either, ``span`` costs a context manager and records nothing.
+either, ``span`` costs a context manager and one check, and makes no span.
+
+Traces are on when a tracer provider is set for the process (``configure``, a host
+application, a test's in-memory one); until then ``on()`` is False, no span
+object is made, and deferring carries no trace context.
+
+A deferred job carries its deferrer's W3C ``traceparent`` (``job_traces``,
+migration 0021): the run's span is a child of the span that deferred it.
 
 ``configure`` is called once per process where a worker is built; everything else
 only asks for spans through ``span``, against the process's tracer provider (the
@@ -18,8 +25,12 @@ from typing import Any
 
 try:
     from opentelemetry import trace
+    from opentelemetry.trace.propagation.tracecontext import (
+        TraceContextTextMapPropagator,
+    )
 except ImportError:  # the tracing extra is not installed
     trace = None  # type: ignore[assignment]
+    TraceContextTextMapPropagator = None  # type: ignore[assignment,misc]
 
 TRACER_NAME = "agnt_jobs"
 SERVICE_NAME = "agnt-jobs"
@@ -29,6 +40,8 @@ _EXPORTER_VARIABLES = (
     "OTEL_TRACES_EXPORTER",
 )
 _configured = False
+# Set once a real tracer provider is seen: a process's provider is set only once.
+_on = False
 
 
 def requested(environ: Mapping[str, str] | None = None) -> bool:
@@ -93,14 +106,89 @@ class _Span:
         self._span.set_status(trace.Status(trace.StatusCode.ERROR, description))
 
 
-@contextlib.contextmanager
-def span(name: str, **attributes: Any) -> Iterator[_Span | _Unrecorded]:
-    """A span named ``name`` around the block, with ``attributes`` (None values
-    left out). An exception leaving the block is recorded on it, and re-raised."""
+def on() -> bool:
+    """Whether spans are recorded: the extra is installed and a tracer provider is
+    set for the process (the API's default is a proxy that records nothing).
+
+    Asked once per run and per defer, so it reads the API's global directly while
+    off (the public ``get_tracer_provider`` also looks up an environment variable
+    on every call, most of the cost of traces off)."""
+    global _on
     if trace is None:
-        yield _Unrecorded()
-        return
+        return False
+    if _on:
+        return True
+    if getattr(trace, "_TRACER_PROVIDER", True) is None:
+        return False
+    provider = trace.get_tracer_provider()
+    if isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider):
+        return False
+    _on = True
+    return True
+
+
+class _Off:
+    """What ``span`` is with traces off: a context manager that makes nothing."""
+
+    def __enter__(self) -> _Unrecorded:
+        return _UNRECORDED
+
+    def __exit__(self, *exc_info: object) -> None:
+        return None
+
+
+_UNRECORDED = _Unrecorded()
+_OFF = _Off()
+_PROPAGATOR = None if trace is None else TraceContextTextMapPropagator()
+
+
+def span(
+    name: str,
+    attributes: Mapping[str, Any] | None = None,
+    *,
+    parent: str | None = None,
+    kind: str = "INTERNAL",
+) -> contextlib.AbstractContextManager[_Span | _Unrecorded]:
+    """A span named ``name`` around the block, with ``attributes`` (None values
+    left out), a child of the current span or, given ``parent`` (a W3C
+    traceparent), of that one. ``kind``: INTERNAL, PRODUCER (a defer), CONSUMER
+    (a run) or CLIENT (an outside call). An exception leaving the block is
+    recorded on it, and re-raised. With traces off, no span is made."""
+    if not on():
+        return _OFF
+    return _recorded(name, attributes, parent, kind)
+
+
+@contextlib.contextmanager
+def _recorded(
+    name: str, attributes: Mapping[str, Any] | None, parent: str | None, kind: str
+) -> Iterator[_Span]:
+    assert trace is not None and _PROPAGATOR is not None
     tracer = trace.get_tracer(TRACER_NAME)
-    present = {key: value for key, value in attributes.items() if value is not None}
-    with tracer.start_as_current_span(name, attributes=present) as current:
+    present = {
+        key: value for key, value in (attributes or {}).items() if value is not None
+    }
+    context = None if parent is None else _PROPAGATOR.extract({"traceparent": parent})
+    with tracer.start_as_current_span(
+        name, context=context, kind=trace.SpanKind[kind], attributes=present
+    ) as current:
         yield _Span(current)
+
+
+def traceparent() -> str | None:
+    """The W3C traceparent of the current span, to carry to a job's run; None with
+    traces off or no span current."""
+    if not on():
+        return None
+    assert _PROPAGATOR is not None
+    carrier: dict[str, str] = {}
+    _PROPAGATOR.inject(carrier)
+    return carrier.get("traceparent")
+
+
+def annotate(key: str, value: Any) -> None:
+    """Set an attribute on the current span (None left out); nothing with traces
+    off."""
+    if value is not None and on():
+        assert trace is not None
+        trace.get_current_span().set_attribute(key, value)

@@ -48,7 +48,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, CursorResult, Engine
 
-from agnt_jobs import logs
+from agnt_jobs import logs, tracing
 from agnt_jobs.checkpoint import checkpoint
 
 logger = logging.getLogger(__name__)
@@ -162,12 +162,16 @@ def walk(
     while True:
         checkpoint()
         values = {**params, **after, "limit": chunk_size}
-        with chunk_transaction(engine) as connection:
+        with (
+            tracing.span(f"chunk {action}", {"agnt.chunk": chunks + 1}) as traced,
+            chunk_transaction(engine) as connection,
+        ):
             if isinstance(statement, str):
                 result = connection.exec_driver_sql(statement, values)
             else:
                 result = connection.execute(statement, values)
             counts = _counts(result)
+            traced.set_attribute("agnt.rows", counts[progress])
         chunks += 1
         totals.update({k: v for k, v in counts.items() if k not in resume_columns})
         logger.debug("chunk done", extra=logs.event(action, chunk=chunks, **counts))

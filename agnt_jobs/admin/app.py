@@ -19,7 +19,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse
 from sqlalchemy.engine import Engine
 
-from agnt_jobs import logs
+from agnt_jobs import logs, tracing
 from agnt_jobs.admin import metrics
 from agnt_jobs.admin.auth import require_token
 from agnt_jobs.admin.context import AdminContext, get_context
@@ -44,6 +44,9 @@ def create_app(context: AdminContext | None = None) -> FastAPI:
         docs_url=None,
         redoc_url=None,
     )
+    # With the OTEL_* variables set, a run now or at a time is a span its run
+    # continues.
+    tracing.configure()
     app.include_router(router)
     app.include_router(metrics.router)
     _access_log_without_queries()

@@ -10,6 +10,7 @@ import sys
 
 import typer
 
+from agnt_jobs import tracing
 from agnt_jobs.cli import (
     admin,
     bench,
@@ -37,6 +38,9 @@ for command in (db, worker, healthcheck, schedules, admin, demo, bench, settings
 
 
 def main() -> None:
+    # With the OTEL_* variables set, a command that defers (run, retry) is a span
+    # its run continues.
+    tracing.configure()
     try:
         # Without standalone mode, click returns a command's typer.Exit code
         # instead of raising it.

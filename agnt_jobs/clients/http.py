@@ -41,7 +41,7 @@ def request(
     target = client.base_url.join(url)
     with tracing.span(
         f"HTTP {method}",
-        **{
+        {
             "http.request.method": method,
             "server.address": target.host,
             "url.path": target.path,

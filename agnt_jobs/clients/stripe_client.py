@@ -24,6 +24,7 @@ from typing import Any
 
 import stripe
 
+from agnt_jobs import tracing
 from agnt_jobs.clients.errors import ClientError, PermanentError, RetryableError
 from agnt_jobs.settings import ConfigError, Settings
 
@@ -112,10 +113,18 @@ class StripeGateway:
         )
 
     def _call(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> StripeDict:
-        try:
-            return func(*args, **kwargs).to_dict()
-        except stripe.StripeError as error:
-            raise classify(error) from error
+        """One call to Stripe; with traces on, a span, a child of the run's (named
+        by the library's service and method, ``stripe InvoiceService.pay``)."""
+        operation = f"{type(getattr(func, '__self__', func)).__name__}.{func.__name__}"
+        with tracing.span(
+            f"stripe {operation}", {"agnt.stripe.operation": operation}, kind="CLIENT"
+        ) as traced:
+            try:
+                return func(*args, **kwargs).to_dict()
+            except stripe.StripeError as error:
+                traced.set_attribute("http.response.status_code", error.http_status)
+                traced.set_attribute("agnt.stripe.error_code", error.code)
+                raise classify(error) from error
 
     @staticmethod
     def _write_options(idempotency_key: str) -> dict[str, Any]:

@@ -12,22 +12,29 @@ code send through the connector is one statement in its own transaction anyway
 that transaction (``BEGIN``, ``COMMIT``) on every fetch, finish, history write and
 schedule decision. The queue benchmark (``agnt-jobs bench --only queue``) measured
 the difference.
+
+With traces on, a defer through a connector of ours (the App's, its sync form, the
+admin's ``TracedSyncConnector``) is a span, and each job it defers carries that
+span's traceparent to its run (``job_traces``): the same statement writes both.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterator
 from typing import Any, LiteralString, TypeVar
 
 import psycopg
 import psycopg_pool
-from procrastinate import PsycopgConnector
+from procrastinate import PsycopgConnector, SyncPsycopgConnector
+from procrastinate import sql as procrastinate_sql
 from procrastinate.connector import BaseConnector
 from psycopg_pool.pool_async import AddConnection
 
-from agnt_jobs.db import conninfo, database_url, migrate, outage
+from agnt_jobs import tracing
+from agnt_jobs.db import conninfo, database_url, migrate, outage, queries
 from agnt_jobs.settings import get_settings
 
 T = TypeVar("T")
@@ -85,6 +92,49 @@ def autocommit_pool(**kwargs: Any) -> psycopg_pool.AsyncConnectionPool:
     return pool
 
 
+_DEFER_JOBS = procrastinate_sql.queries["defer_jobs"]
+_TRACED_DEFER_JOBS = queries.load("traces.sql")["defer_jobs"]
+
+
+@contextlib.contextmanager
+def _deferring(
+    query: LiteralString, arguments: dict[str, Any]
+) -> Iterator[tuple[LiteralString, dict[str, Any]]]:
+    """The query to send for ``query``: Procrastinate's defer is, with traces on,
+    a span whose traceparent each new job carries (one more argument); any other
+    query, and any query with traces off, goes as it is."""
+    if query is not _DEFER_JOBS or not tracing.on():
+        yield query, arguments
+        return
+    jobs = arguments["jobs"]
+    names = sorted({job.task_name for job in jobs})
+    attributes: dict[str, Any] = {
+        "agnt.job": names[0] if len(names) == 1 else None,
+        "agnt.jobs": len(jobs),
+    }
+    with tracing.span(f"defer {', '.join(names)}", attributes, kind="PRODUCER"):
+        traceparent = tracing.traceparent()
+        yield _TRACED_DEFER_JOBS, {**arguments, "traceparent": traceparent}
+
+
+class TracedSyncConnector(SyncPsycopgConnector):
+    """Procrastinate's sync connector whose defers carry their trace context."""
+
+    def execute_query_all(
+        self, query: LiteralString, **arguments: Any
+    ) -> list[dict[str, Any]]:
+        with _deferring(query, arguments) as (sent, sent_arguments):
+            return super().execute_query_all(sent, **sent_arguments)
+
+    def execute_query_all_with_connection(
+        self, connection: Any, query: LiteralString, **arguments: Any
+    ) -> list[dict[str, Any]]:
+        with _deferring(query, arguments) as (sent, sent_arguments):
+            return super().execute_query_all_with_connection(
+                connection, sent, **sent_arguments
+            )
+
+
 class SettingsConnector(PsycopgConnector):
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("pool_factory", autocommit_pool)
@@ -117,7 +167,18 @@ class SettingsConnector(PsycopgConnector):
     async def execute_query_all_async(
         self, query: LiteralString, **arguments: Any
     ) -> list[dict[str, Any]]:
-        return await self._bounded(super().execute_query_all_async(query, **arguments))
+        with _deferring(query, arguments) as (sent, sent_arguments):
+            return await self._bounded(
+                super().execute_query_all_async(sent, **sent_arguments)
+            )
+
+    async def execute_query_all_async_with_connection(
+        self, connection: Any, query: LiteralString, **arguments: Any
+    ) -> list[dict[str, Any]]:
+        with _deferring(query, arguments) as (sent, sent_arguments):
+            return await super().execute_query_all_async_with_connection(
+                connection, sent, **sent_arguments
+            )
 
     def _resolve(self) -> str:
         """The database's URL, and the pool's arguments from the settings."""
@@ -131,6 +192,9 @@ class SettingsConnector(PsycopgConnector):
             self._pool_args.setdefault("max_size", settings.pool_max_size)
             self._query_timeout = settings.db_silent_after_seconds / 2
             self._resolved = True
+            # A process that opens the App only to defer (procrastinate defer)
+            # exports its defer's span too, when the OTEL_* variables ask.
+            tracing.configure()
         return url
 
     async def open_async(
@@ -149,4 +213,10 @@ class SettingsConnector(PsycopgConnector):
     def get_sync_connector(self) -> BaseConnector:
         if not self._async_pool:
             self._resolve()
+            if self._sync_connector is None:
+                self._sync_connector = TracedSyncConnector(
+                    json_dumps=self._json_dumps,
+                    json_loads=self._json_loads,
+                    **self._pool_args,
+                )
         return super().get_sync_connector()

@@ -42,6 +42,8 @@ JOB_WRITTEN_TABLES = {
     "schedule_workers": "the workers the deferrer knows: each worker",
     "declared_jobs": "the jobs agnt_defer knows: each worker, at start",
     "schedule_faults": "schedules a worker set aside, and why: the deferrer",
+    "job_traces": "the trace context a job carries to its run: a deferrer with "
+    "traces on",
     "procrastinate_jobs": "the queue: Procrastinate, as jobs are deferred",
     "procrastinate_events": "job status changes: Procrastinate",
     "procrastinate_periodic_defers": "periodic deduplication: Procrastinate",

@@ -39,6 +39,7 @@ from agnt_jobs.models.runs import (
     JobRunAction,
     JobRunDurationBucket,
     JobRunTotal,
+    JobTrace,
 )
 from agnt_jobs.models.scheduling import (
     DeclaredJob,
@@ -83,6 +84,7 @@ __all__ = [
     "JobRunAction",
     "JobRunDurationBucket",
     "JobRunTotal",
+    "JobTrace",
     "LedgerEntry",
     "Memory",
     "MonthlyInvoice",

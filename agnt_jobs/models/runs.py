@@ -116,3 +116,17 @@ class JobRunDurationBucket(Base):
     task_name: Mapped[str] = mapped_column(Text, primary_key=True)
     le: Mapped[float] = mapped_column(Double, primary_key=True)
     runs: Mapped[int] = mapped_column(BigInteger)
+
+
+class JobTrace(Base):
+    """The trace context a job carries from whoever deferred it to its run: the
+    deferrer's W3C traceparent, written in the statement that defers the job
+    (migration 0021; only with traces on). The row goes with the job's row in
+    ``procrastinate_jobs`` (a foreign key the migration declares)."""
+
+    __tablename__ = "job_traces"
+
+    job_id: Mapped[int] = mapped_column(
+        BigInteger, primary_key=True, autoincrement=False
+    )
+    traceparent: Mapped[str] = mapped_column(Text)

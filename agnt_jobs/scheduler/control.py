@@ -23,10 +23,10 @@ import sqlalchemy.exc
 from procrastinate import exceptions
 from procrastinate.jobs import JobDeferrer
 from procrastinate.manager import JobManager
-from procrastinate.sync_psycopg_connector import SyncPsycopgConnector
 from procrastinate.tasks import Task
 from sqlalchemy.engine import Engine
 
+from agnt_jobs.db.connector import TracedSyncConnector
 from agnt_jobs.scheduler import broken, registry
 from agnt_jobs.scheduler.bodies import (
     NotConfigured as NotConfigured,  # raised by run_now; callers catch it from here
@@ -605,7 +605,7 @@ def job_task(app: AgntApp, name: str) -> Task:
 # App's connector may be closed (the CLI), or open on another event loop (a web
 # backend that mounts the admin view), and opening and closing the App around each
 # call would race between the admin's request threads.
-_ON_CONNECTION = JobManager(SyncPsycopgConnector())
+_ON_CONNECTION = JobManager(TracedSyncConnector())
 
 
 def run_now(app: AgntApp, engine: Engine, settings: Settings, name: str) -> int:

@@ -9,6 +9,9 @@ job id and the arguments against ``declared_jobs``, which every worker writes at
 start from the App's tasks (``job_declarations``), and refuses what is wrong; the
 refusal is ``DeferRefused`` here, and the caller's transaction is aborted like that
 of any failed statement, so nothing it wrote commits.
+
+With traces on, deferring is a span, a child of the caller's current one, and the
+job carries it to its run (``job_traces``, migration 0021).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from procrastinate import App
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
+from agnt_jobs import tracing
 from agnt_jobs.db import queries
 
 CallerConnection = Session | sa.Connection | psycopg.Connection[Any]
@@ -65,13 +69,17 @@ def defer(
     one job with it waits (default: the job's own for a run now, none for a run at a
     time). Nothing is committed here: the caller's commit does it."""
     try:
-        if isinstance(connection, psycopg.Connection):
-            row = connection.execute(
-                SQL["defer"], _psycopg_params(job, args, at, queueing_lock)
-            ).fetchone()
-            assert row is not None
-            return int(row[0])
-        return int(connection.execute(_call(job, args, at, queueing_lock)).scalar_one())
+        with tracing.span(f"defer {job}", {"agnt.job": job}, kind="PRODUCER"):
+            traceparent = tracing.traceparent()
+            if isinstance(connection, psycopg.Connection):
+                row = connection.execute(
+                    SQL["defer"],
+                    _psycopg_params(job, args, at, queueing_lock, traceparent),
+                ).fetchone()
+                assert row is not None
+                return int(row[0])
+            call = _call(job, args, at, queueing_lock, traceparent)
+            return int(connection.execute(call).scalar_one())
     except (psycopg.Error, sqlalchemy.exc.DBAPIError) as error:
         refusal = _refusal(error)
         if refusal is None:
@@ -90,15 +98,18 @@ async def defer_async(
     """``defer`` on an ``AsyncSession``, an ``AsyncConnection`` or a psycopg
     ``AsyncConnection``."""
     try:
-        if isinstance(connection, psycopg.AsyncConnection):
-            cursor = await connection.execute(
-                SQL["defer"], _psycopg_params(job, args, at, queueing_lock)
-            )
-            row = await cursor.fetchone()
-            assert row is not None
-            return int(row[0])
-        result = await connection.execute(_call(job, args, at, queueing_lock))
-        return int(result.scalar_one())
+        with tracing.span(f"defer {job}", {"agnt.job": job}, kind="PRODUCER"):
+            traceparent = tracing.traceparent()
+            if isinstance(connection, psycopg.AsyncConnection):
+                cursor = await connection.execute(
+                    SQL["defer"],
+                    _psycopg_params(job, args, at, queueing_lock, traceparent),
+                )
+                row = await cursor.fetchone()
+                assert row is not None
+                return int(row[0])
+            call = _call(job, args, at, queueing_lock, traceparent)
+            return int((await connection.execute(call)).scalar_one())
     except (psycopg.Error, sqlalchemy.exc.DBAPIError) as error:
         refusal = _refusal(error)
         if refusal is None:
@@ -111,6 +122,7 @@ def _call(
     args: Mapping[str, Any] | None,
     at: datetime | None,
     queueing_lock: str | None,
+    traceparent: str | None,
 ) -> sa.Select[Any]:
     # A Core expression rather than SQL text: each driver binds it in its own
     # parameter style (psycopg, asyncpg, psycopg2 alike).
@@ -120,6 +132,7 @@ def _call(
             sa.bindparam("args", dict(args or {}), type_=JSONB()),
             sa.bindparam("at", at, type_=sa.DateTime(timezone=True)),
             sa.bindparam("queueing_lock", queueing_lock, type_=sa.Text()),
+            sa.bindparam("traceparent", traceparent, type_=sa.Text()),
         )
     )
 
@@ -129,12 +142,14 @@ def _psycopg_params(
     args: Mapping[str, Any] | None,
     at: datetime | None,
     queueing_lock: str | None,
+    traceparent: str | None,
 ) -> dict[str, Any]:
     return {
         "job": job,
         "args": json.dumps(dict(args or {})),
         "at": at,
         "queueing_lock": queueing_lock,
+        "traceparent": traceparent,
     }
 
 

@@ -45,7 +45,7 @@ from typing import Any
 from procrastinate.periodic import PeriodicDeferrer
 from procrastinate.tasks import Task
 
-from agnt_jobs import logs
+from agnt_jobs import logs, tracing
 from agnt_jobs.db.outage import Backoff, Outage, is_connection_lost
 from agnt_jobs.scheduler import broken, misfire
 from agnt_jobs.scheduler.bodies import missing_settings
@@ -302,8 +302,15 @@ class ScheduleDeferrer(PeriodicDeferrer):
                 await self._skip_not_configured(followed, tick)
             return False
         backlog = len(plan.due) == misfire.MAX_DUE_PER_PASS
+        schedule_id = followed.schedule.id
         for tick in plan.due:
-            if await self._defer_tick(followed, tick) in ("queued", "changed"):
+            with tracing.span(
+                f"tick {schedule_id}",
+                {"agnt.schedule": schedule_id, "agnt.tick": int(tick.timestamp())},
+            ) as traced:
+                outcome = await self._defer_tick(followed, tick)
+                traced.set_attribute("agnt.outcome", outcome)
+            if outcome in ("queued", "changed"):
                 return True
         return backlog
 
@@ -434,6 +441,7 @@ class ScheduleDeferrer(PeriodicDeferrer):
             worker_id=self.worker_id,
         )
         outcome, job_id = row["outcome"], row["job_id"]
+        tracing.annotate("agnt.job_id", job_id)
         extra = {
             "schedule": schedule.id,
             "tick": tick.isoformat(),

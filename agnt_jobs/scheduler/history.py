@@ -27,9 +27,11 @@ from psycopg.types.json import Jsonb
 
 from agnt_jobs import logs, tracing
 from agnt_jobs.checkpoint import CANCELLED, SHUTDOWN, RunStopped, RunTimedOut
-from agnt_jobs.db import outage
+from agnt_jobs.db import outage, queries
 
 logger = logging.getLogger(__name__)
+
+TRACES = queries.load("traces.sql")
 
 # A run that starts again (a retry, or a job released by a stopping worker) reuses
 # its row only if the attempt number is the same; the new attempt gets a new row.
@@ -161,6 +163,19 @@ def _error_text(error: BaseException) -> str:
     return text[:ERROR_TEXT_LIMIT]
 
 
+async def _deferrer_traceparent(context: JobContext) -> str | None:
+    """The traceparent the job carries from its deferrer (traces on only); None for
+    none, or when it cannot be read: a lost trace never fails a run."""
+    try:
+        rows = await context.app.connector.execute_query_all_async(
+            TRACES["run_traceparent"], job_id=context.job.id
+        )
+    except Exception:
+        logger.debug("could not read the run's trace context", exc_info=True)
+        return None
+    return rows[0]["traceparent"] if rows else None
+
+
 async def record_run(
     call_next: AsyncCallNext, context: JobContext, worker: Worker
 ) -> Any:
@@ -192,7 +207,7 @@ async def record_run(
     timestamp = (job.task_kwargs or {}).get("timestamp")
     with tracing.span(
         f"run {job.task_name}",
-        **{
+        {
             "agnt.job": job.task_name,
             "agnt.job_id": job.id,
             "agnt.attempt": key["attempt"],
@@ -201,6 +216,8 @@ async def record_run(
             "agnt.worker_id": worker.worker_id,
             "agnt.tick": timestamp if isinstance(timestamp, int) else None,
         },
+        parent=await _deferrer_traceparent(context) if tracing.on() else None,
+        kind="CONSUMER",
     ) as traced:
         try:
             value = await call_next()

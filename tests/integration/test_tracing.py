@@ -9,37 +9,23 @@ import json
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
     InMemorySpanExporter,
 )
 from procrastinate import App
 
 from agnt_jobs import tracing
-from agnt_jobs.clients.errors import RetryableError
+from agnt_jobs.clients.errors import PermanentError, RetryableError
 from agnt_jobs.clients.http import build_client, request
+from agnt_jobs.clients.stripe_client import StripeGateway
 from agnt_jobs.scheduler.bodies import BODIES, RunContext
 from agnt_jobs.scheduler.tasks import make_task
-
-_exporter = InMemorySpanExporter()
-
-
-@pytest.fixture
-def spans() -> Iterator[InMemorySpanExporter]:
-    """The process's tracer provider records into memory (a provider is set once
-    per process: the first test that asks sets it)."""
-    if not isinstance(trace.get_tracer_provider(), TracerProvider):
-        provider = TracerProvider()
-        provider.add_span_processor(SimpleSpanProcessor(_exporter))
-        trace.set_tracer_provider(provider)
-    _exporter.clear()
-    yield _exporter
-    _exporter.clear()
+from tests.support.tracing import child_of, named
+from tests.support.tracing import spans as spans
 
 
 def _ok(ctx: RunContext) -> dict[str, int]:
@@ -138,7 +124,7 @@ def test_without_the_extra_a_span_records_nothing_and_costs_nothing(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(tracing, "trace", None)
-    with tracing.span("run x", **{"agnt.job": "x"}) as unrecorded:
+    with tracing.span("run x", {"agnt.job": "x"}) as unrecorded:
         unrecorded.set_attribute("agnt.outcome", "failed")
         unrecorded.set_status_error("failed")
     with pytest.raises(ValueError), tracing.span("run y"):
@@ -196,3 +182,64 @@ async def test_an_outside_call_is_a_child_span_of_its_run(
     assert down.status.status_code == trace.StatusCode.ERROR
     assert run.attributes is not None
     assert run.attributes["agnt.outcome"] == "succeeded"
+
+
+class _StripeStandIn(http.server.BaseHTTPRequestHandler):
+    """Stripe's answers to a retrieve: the invoice in_ok, and no other."""
+
+    def do_GET(self) -> None:
+        body: dict[str, Any]
+        if self.path.startswith("/v1/invoices/in_ok"):
+            status, body = 200, {"id": "in_ok", "object": "invoice"}
+        else:
+            status, body = (
+                404,
+                {
+                    "error": {
+                        "type": "invalid_request_error",
+                        "code": "resource_missing",
+                        "message": "No such invoice",
+                    }
+                },
+            )
+        payload = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_each_stripe_call_is_a_child_span_of_the_current_one(
+    spans: InMemorySpanExporter,
+) -> None:
+    stand_in = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _StripeStandIn)
+    threading.Thread(target=stand_in.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{stand_in.server_address[1]}"
+    gateway = StripeGateway("sk_test_trace", base, timeout=5, max_network_retries=0)
+    try:
+        with trace.get_tracer("test").start_as_current_span("run monthly_invoice"):
+            gateway.invoice("in_ok")
+            with pytest.raises(PermanentError):
+                gateway.invoice("in_missing")
+    finally:
+        stand_in.shutdown()
+    finished = spans.get_finished_spans()
+    run = named(spans, "run monthly_invoice")
+    found, missing = [s for s in finished if s.name.startswith("stripe ")]
+    assert found.name == missing.name == "stripe InvoiceService.retrieve"
+    assert child_of(found, run) and child_of(missing, run)
+    assert found.kind == trace.SpanKind.CLIENT
+    assert dict(found.attributes or {}) == {
+        "agnt.stripe.operation": "InvoiceService.retrieve"
+    }
+    assert found.status.status_code == trace.StatusCode.UNSET
+    assert dict(missing.attributes or {}) == {
+        "agnt.stripe.operation": "InvoiceService.retrieve",
+        "http.response.status_code": 404,
+        "agnt.stripe.error_code": "resource_missing",
+    }
+    assert missing.status.status_code == trace.StatusCode.ERROR

@@ -10,4 +10,6 @@ SELECT id FROM agnt_declare_jobs(%(jobs)s::jsonb) AS id
 
 -- defer --
 -- Defer a run of a job in the caller's transaction; the id of the job that will run.
-SELECT agnt_defer(%(job)s, %(args)s::jsonb, %(at)s, %(queueing_lock)s)
+-- traceparent: the deferrer's trace context, carried to the run (NULL for none).
+SELECT agnt_defer(%(job)s, %(args)s::jsonb, %(at)s, %(queueing_lock)s,
+                  %(traceparent)s)

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import time
 
+import pytest
 import sqlalchemy as sa
 from procrastinate import App
 from sqlalchemy.engine import Engine
@@ -31,9 +32,13 @@ def _succeeded(engine: Engine) -> int:
         )
 
 
+@pytest.mark.parametrize("listen_notify", [True, False], ids=["listening", "polling"])
 async def test_jobs_on_one_lock_run_back_to_back_without_waiting_for_a_poll(
-    app: App, engine: Engine
+    app: App, engine: Engine, listen_notify: bool
 ) -> None:
+    """Listening, the end's notification wakes the worker; not listening, the
+    worker that ended the job looks again at once."""
+
     def body(ctx: RunContext) -> dict[str, int]:
         return {}
 
@@ -50,6 +55,7 @@ async def test_jobs_on_one_lock_run_back_to_back_without_waiting_for_a_poll(
                     # only the workers of theirs.
                     queues=["test_handover"],
                     concurrency=2,
+                    listen_notify=listen_notify,
                     fetch_job_polling_interval=POLLING_SECONDS,
                     install_signal_handlers=False,
                 )

@@ -3,6 +3,11 @@ then time one worker of that App draining them, and print the figures as JSON.
 
     python -m agnt_jobs.bench.drain ours --jobs 2000 --concurrency 10
 
+With ``--lock NAME`` every job holds the one lock, so they can only run one after
+another: the worker waits for new jobs (a drain that stops at the first fetch that
+finds nothing would stop at the first job that holds the lock) and is stopped once
+none is left; that measures how soon a released lock hands over.
+
 A fresh process per measurement, so both Apps start from the same state (nothing
 imported or cached by the other's run).
 """
@@ -11,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import time
 from typing import Any
@@ -28,26 +34,45 @@ async def _count(app: Any, status: str) -> int:
     return int(row["n"])
 
 
+async def _until_drained(app: Any, worker: asyncio.Task[Any]) -> None:
+    while await _count(app, "todo") or await _count(app, "doing"):
+        if worker.done():
+            return
+        await asyncio.sleep(0.02)
+    worker.cancel()  # a graceful stop: no job is left to run
+    with contextlib.suppress(asyncio.CancelledError):
+        await worker
+
+
 async def drain(args: argparse.Namespace) -> dict[str, Any]:
     app = APPS[args.app]
     async with app.open_async():
         task = app.tasks[NOOP]
+        deferrer: Any = task
+        if args.lock:
+            deferrer = task.configure(lock=args.lock, queue=NOOP_QUEUE)
         started = time.perf_counter()
         for first in range(0, args.jobs, args.batch):
             count = min(args.batch, args.jobs - first)
-            await task.batch_defer_async(*([{}] * count))
+            await deferrer.batch_defer_async(*([{}] * count))
         defer_seconds = time.perf_counter() - started
 
         started = time.perf_counter()
-        await app.run_worker_async(
-            queues=[NOOP_QUEUE],
-            wait=False,
-            concurrency=args.concurrency,
-            delete_jobs=args.delete_jobs,
-            listen_notify=args.listen_notify,
-            fetch_job_polling_interval=args.polling,
-            install_signal_handlers=False,
+        worker = asyncio.create_task(
+            app.run_worker_async(
+                queues=[NOOP_QUEUE],
+                wait=args.lock is not None,
+                concurrency=args.concurrency,
+                delete_jobs=args.delete_jobs,
+                listen_notify=args.listen_notify,
+                fetch_job_polling_interval=args.polling,
+                install_signal_handlers=False,
+            )
         )
+        if args.lock:
+            await _until_drained(app, worker)
+        else:
+            await worker
         drain_seconds = time.perf_counter() - started
         left = await _count(app, "todo")
         succeeded = await _count(app, "succeeded")
@@ -74,6 +99,7 @@ def main() -> None:
         "--listen-notify", action=argparse.BooleanOptionalAction, default=True
     )
     parser.add_argument("--polling", type=float, default=5.0)
+    parser.add_argument("--lock", default=None, help="the one lock every job holds")
     args = parser.parse_args()
     print(json.dumps(asyncio.run(drain(args))))
 

@@ -66,10 +66,21 @@ CANDIDATES = (
 )
 # The waiting-jobs run: each job waits this long, like a call to a peer.
 WAIT_SECONDS = 0.05
+# The same-lock run: jobs that hold one lock run back to back, as the runs of one
+# job id do. Plain Procrastinate finds each next one at a poll (every 5 s) unless
+# its next fetch happens to come after the end, so it gets a few jobs only.
+LOCK = "bench_lock"
+LOCK_JOBS = {"ours": 200, "plain": 4}
+LOCK_GOAL = 100.0
 
 
 def _drain(
-    ctx: BenchContext, app: str, config: WorkerConfig, jobs: int, wait: float = 0.0
+    ctx: BenchContext,
+    app: str,
+    config: WorkerConfig,
+    jobs: int,
+    wait: float = 0.0,
+    lock: str | None = None,
 ) -> dict[str, Any]:
     name = ctx.server.migrated(f"queue_{app}")
     try:
@@ -79,8 +90,11 @@ def _drain(
             AGNT_WORKER_CONCURRENCY=str(config.concurrency),
             AGNT_BENCH_JOB_SECONDS=str(wait),
         )
+        lock_args = [] if lock is None else [f"--lock={lock}"]
         done = run_module(
-            "agnt_jobs.bench.drain", [app, f"--jobs={jobs}", *config.args()], env
+            "agnt_jobs.bench.drain",
+            [app, f"--jobs={jobs}", *config.args(), *lock_args],
+            env,
         )
     finally:
         ctx.server.wait_idle(name)
@@ -122,6 +136,38 @@ def compare(
             "runs": [r["jobs_per_second"] for r in results],
         }
     return summary["ours"], summary["plain"]
+
+
+def same_lock(
+    ctx: BenchContext, config: WorkerConfig, lock_jobs: dict[str, int] = LOCK_JOBS
+) -> Measurement:
+    """Jobs that hold one lock, drained one after another: jobs/s of each App, the
+    runs alternating as in ``compare``."""
+    runs: dict[str, list[float]] = {"ours": [], "plain": []}
+    for number in range(ctx.repeats):
+        order = ("plain", "ours") if number % 2 == 0 else ("ours", "plain")
+        for app in order:
+            figures = _drain(ctx, app, config, lock_jobs[app], lock=LOCK)
+            runs[app].append(figures["jobs_per_second"])
+            ctx.say(f"queue same lock {app}: {runs[app][-1]} jobs/s")
+    ours, plain = (round(statistics.median(runs[app]), 1) for app in runs)
+    return Measurement(
+        family="queue",
+        name="same-lock jobs back to back",
+        value=ours,
+        unit="jobs/s",
+        baseline=plain,
+        ratio=ratio(ours, plain),
+        goal=f">= {LOCK_GOAL:g} jobs/s",
+        met=ours >= LOCK_GOAL,
+        note=(
+            f"one lock on every job, concurrency {config.concurrency}; "
+            f"{lock_jobs['ours']} jobs ours, {lock_jobs['plain']} plain (it finds "
+            "the next at a poll, or at once when its next fetch happens to come "
+            f"after the end); runs ours {runs['ours']}, plain {runs['plain']}"
+        ),
+        details=runs,
+    )
 
 
 def jobs_for(scale: int) -> int:
@@ -167,6 +213,7 @@ def run(
     ctx: BenchContext,
     candidates: tuple[WorkerConfig, ...] = CANDIDATES,
     waiting: bool = True,
+    lock_jobs: dict[str, int] = LOCK_JOBS,
 ) -> list[Measurement]:
     """Our App against stock Procrastinate at the defaults; then each candidate
     configuration for both, reporting the one that raises both most against the
@@ -215,6 +262,7 @@ def run(
                     },
                 )
             )
+    measurements.append(same_lock(ctx, base, lock_jobs))
     if waiting:
         count = max(20, jobs // 10)
         ours, plain = compare(ctx, base, count, WAIT_SECONDS)

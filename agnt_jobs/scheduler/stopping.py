@@ -371,6 +371,11 @@ class StoppingWorker(worker.Worker):
             )
         assert job.id is not None
         self._job_ids_to_abort.pop(job.id, None)
+        if job.lock is not None:
+            # Its lock is free: this worker looks for a job waiting on it now, as
+            # the workers the end's notification wakes do (a worker that does not
+            # listen would otherwise wait for its next poll).
+            self._new_job_event.set()
         if not ours:
             logger.warning(
                 f"job {job.id} ({job.task_name}) was taken from this worker before "

@@ -212,14 +212,18 @@ def test_fanout_delivers_every_message_and_names_the_best(ctx: BenchContext) -> 
 
 @pytest.mark.slow
 def test_queue_family_drains_every_job_through_both_apps(ctx: BenchContext) -> None:
-    measurements = queue.run(ctx, candidates=(queue.CANDIDATES[0],))
+    measurements = queue.run(
+        ctx, candidates=(queue.CANDIDATES[0],), lock_jobs={"ours": 5, "plain": 2}
+    )
     assert [m.name for m in measurements] == [
         "no-op jobs, defaults",
         "no-op jobs, tuned (concurrency 4)",
         "tuned vs defaults, ours",
         "tuned vs defaults, plain",
+        "same-lock jobs back to back",
         "jobs waiting 50 ms, defaults",
     ]
+    assert all(runs for runs in measurements[-2].details.values())
     for measurement in measurements[:2] + measurements[-1:]:
         for app in ("ours", "plain"):
             figures = measurement.details[app]

@@ -21,7 +21,7 @@ def _run_row(job_id: int, attempt: int = 1) -> dict[str, object]:
     return {
         "job_id": job_id,
         "attempt": attempt,
-        "task_name": "selfcheck",
+        "job": "selfcheck",
         "queue_name": "default",
         "worker_name": "w",
         "worker_id": None,

@@ -7,16 +7,33 @@
 -- claim, so it records nothing (the statement returns no row).
 
 -- finish_own_job --
--- Procrastinate's finish transition (events, attempts), for a job still ours.
+-- Procrastinate's finish transition (events, attempts), for a job still ours. A
+-- job that held a lock releases it: a job waiting on that lock wakes the listening
+-- workers as an inserted job does, so it starts now, not at their next poll.
 WITH own AS (
-    SELECT id FROM procrastinate_jobs
+    SELECT id, lock FROM procrastinate_jobs
     WHERE id = %(job_id)s AND status = 'doing' AND worker_id = %(worker_id)s
     FOR UPDATE
+), finished AS (
+    SELECT lock, procrastinate_finish_job_v1(
+        id, %(status)s::procrastinate_job_status, %(delete_job)s
+    ) IS NULL AS ended
+    FROM own
+), waiting AS (
+    SELECT job.queue_name,
+           json_build_object('type', 'job_inserted', 'job_id', job.id)::text AS payload
+    FROM finished
+    JOIN procrastinate_jobs job ON job.lock = finished.lock AND job.status = 'todo'
+    WHERE finished.lock IS NOT NULL
+      AND (job.scheduled_at IS NULL OR job.scheduled_at <= now())
+    LIMIT 1
 )
-SELECT procrastinate_finish_job_v1(
-    id, %(status)s::procrastinate_job_status, %(delete_job)s
-) IS NULL AS ended
-FROM own
+SELECT ended,
+       (SELECT pg_notify('procrastinate_queue_v1#' || queue_name, payload)
+        FROM waiting) AS queue_woken,
+       (SELECT pg_notify('procrastinate_any_queue_v1', payload)
+        FROM waiting) AS any_woken
+FROM finished
 
 -- retry_own_job --
 -- Procrastinate's retry transition, for a job still ours; a retry due now wakes

@@ -1,0 +1,74 @@
+"""A released lock hands over at once: when a job holding a lock ends, a job waiting
+on that lock starts now, not at the workers' next poll."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+
+import pytest
+import sqlalchemy as sa
+from procrastinate import App
+from sqlalchemy.engine import Engine
+
+from agnt_jobs.scheduler.bodies import BODIES, RunContext
+from agnt_jobs.scheduler.tasks import make_task
+
+JOBS = 5
+# Far longer than the test waits: a job found only by a poll would fail it.
+POLLING_SECONDS = 120.0
+
+
+def _succeeded(engine: Engine) -> int:
+    with engine.connect() as c:
+        return int(
+            c.execute(
+                sa.text(
+                    "SELECT count(*) FROM procrastinate_jobs "
+                    "WHERE task_name = 'test_handover' AND status = 'succeeded'"
+                )
+            ).scalar_one()
+        )
+
+
+@pytest.mark.parametrize("listen_notify", [True, False], ids=["listening", "polling"])
+async def test_jobs_on_one_lock_run_back_to_back_without_waiting_for_a_poll(
+    app: App, engine: Engine, listen_notify: bool
+) -> None:
+    """Listening, the end's notification wakes the worker; not listening, the
+    worker that ended the job looks again at once."""
+
+    def body(ctx: RunContext) -> dict[str, int]:
+        return {}
+
+    BODIES["test_handover"] = body
+    try:
+        task = make_task(app, "test_handover", body, queue="test_handover")
+        task.queueing_lock = None  # several waiting on the one lock
+        async with app.open_async():
+            for _ in range(JOBS):
+                await task.defer_async()
+            worker = asyncio.create_task(
+                app.run_worker_async(
+                    # Its own queue: the schedules' jobs deferred meanwhile wake
+                    # only the workers of theirs.
+                    queues=["test_handover"],
+                    concurrency=2,
+                    listen_notify=listen_notify,
+                    fetch_job_polling_interval=POLLING_SECONDS,
+                    install_signal_handlers=False,
+                )
+            )
+            try:
+                deadline = time.monotonic() + 30
+                while _succeeded(engine) < JOBS and time.monotonic() < deadline:
+                    await asyncio.sleep(0.2)
+            finally:
+                worker.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await worker
+    finally:
+        BODIES.pop("test_handover")
+        app.tasks.pop("test_handover")
+    assert _succeeded(engine) == JOBS

@@ -23,6 +23,7 @@ from agnt_jobs.cli import (
     worker,
 )
 from agnt_jobs.cli.common import UsageError
+from agnt_jobs.db.outage import SERVER_FULL_ADVICE, is_server_full
 from agnt_jobs.settings import ConfigError
 
 cli = typer.Typer(
@@ -50,6 +51,9 @@ def main() -> None:
         sys.exit(2)
     except (psycopg.OperationalError, sqlalchemy.exc.OperationalError) as error:
         reason = str(getattr(error, "orig", error)).strip().splitlines()[0]
+        if is_server_full(error):
+            typer.echo(f"agnt-jobs: {reason}: {SERVER_FULL_ADVICE}", err=True)
+            sys.exit(1)
         typer.echo(
             f"agnt-jobs: cannot reach the database ({reason}): check AGNT_DATABASE_URL",
             err=True,

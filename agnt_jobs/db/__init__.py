@@ -10,6 +10,7 @@ from pathlib import Path
 from sqlalchemy.engine import Engine
 
 from agnt_jobs.db import embedded, inflight
+from agnt_jobs.db.budget import budget
 from agnt_jobs.db.connect import conninfo, create_engine, redact
 from agnt_jobs.settings import get_settings
 
@@ -51,13 +52,14 @@ def _embedded_database_url(data_dir: Path, migrate: bool) -> str:
 
 @functools.cache
 def engine() -> Engine:
-    """The process-wide engine for job bodies, sized for one worker's concurrency;
-    a stopping worker can cancel the statements each run has in flight on it."""
-    settings = get_settings()
+    """The process-wide engine for job bodies, sized by the worker's connection
+    budget (``agnt_jobs.db.budget``); a stopping worker can cancel the statements
+    each run has in flight on it."""
+    share = budget(get_settings())
     return inflight.watch(
         create_engine(
             database_url(),
-            pool_size=settings.worker_concurrency,
-            max_overflow=settings.worker_concurrency,
+            pool_size=share.body_pool,
+            max_overflow=share.body_overflow,
         )
     )

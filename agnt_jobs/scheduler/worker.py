@@ -48,11 +48,19 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-# A heartbeat that also says whether the worker's row still exists.
+# A heartbeat that also says whether the worker's row still exists, and records
+# whether its pool is starved of connections (since the first beat that saw it).
 HEARTBEAT = """
 WITH beat AS (
     UPDATE procrastinate_workers SET last_heartbeat = now()
     WHERE id = %(worker_id)s RETURNING id
+), starved AS (
+    UPDATE schedule_workers
+    SET starved_since = CASE WHEN %(starved)s::text IS NULL THEN NULL
+                             ELSE coalesce(starved_since, now()) END,
+        starved_reason = %(starved)s::text
+    WHERE worker_id = %(worker_id)s
+      AND starved_reason IS DISTINCT FROM %(starved)s::text
 )
 SELECT (SELECT id FROM beat) AS alive
 """
@@ -256,7 +264,7 @@ class AgntWorker(StoppingWorker):
         while True:
             sent = time.monotonic()
             beat = await self.app.connector.execute_query_one_async(
-                HEARTBEAT, worker_id=self.worker_id
+                HEARTBEAT, worker_id=self.worker_id, starved=self._starved()
             )
             self.outage.back()
             if beat["alive"] is None:
@@ -278,6 +286,12 @@ class AgntWorker(StoppingWorker):
                     await self._deferrer.record_worker()
             self.heartbeat_reached(sent)
             await asyncio.sleep(self.update_heartbeat_interval)
+
+    def _starved(self) -> str | None:
+        """Why the queue pool could not get a connection lately (a full server),
+        or None."""
+        starved = getattr(self.app.connector, "starved", None)
+        return None if starved is None else str(starved).strip().splitlines()[-1]
 
     async def _rescue_stalled_jobs(self) -> None:
         """Every third of ``stalled_worker_timeout``, retry the running jobs of

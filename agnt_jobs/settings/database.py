@@ -21,8 +21,18 @@ class DatabaseSettings(BaseModel):
     pool_min_size: int = Field(
         default=1, ge=1, description="Connections the worker's queue pool keeps open."
     )
-    pool_max_size: int = Field(
-        default=12, ge=1, description="Most connections of the worker's queue pool."
+    pool_max_size: int | None = Field(
+        default=None,
+        ge=1,
+        description="Most connections of the worker's queue pool. Unset: "
+        "AGNT_WORKER_CONCURRENCY + 3 (docs/operations.md, Connections).",
+    )
+    db_max_connections_per_worker: int | None = Field(
+        default=None,
+        ge=4,
+        description="Most connections one worker opens to the database, its pools "
+        "and listeners together; the pools shrink to fit (docs/operations.md, "
+        "Connections). Unset: 3 x AGNT_WORKER_CONCURRENCY + 5 at most.",
     )
     db_retry_initial_seconds: float = Field(
         default=0.25,

@@ -46,7 +46,7 @@ def _bindir() -> Path:
     return Path(pgserver.__file__).parent / "pginstall" / "bin"
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
@@ -67,7 +67,7 @@ class PgCluster:
 
     def __init__(self, root: Path, primary: PgCluster | None = None) -> None:
         self.bindir = _bindir()
-        self.port = _free_port()
+        self.port = free_port()
         self.root = root
         self.data = root / "data"
         self.log = root / "server.log"

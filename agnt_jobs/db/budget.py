@@ -8,9 +8,8 @@ A worker's connections, by who holds them:
   ends, the heartbeat, the deferrer's passes, the abort poller, the probes' schema
   check, and the run-history writer, which keeps one of its connections for the
   worker's life;
-- the **listeners**: Procrastinate's LISTEN for new jobs and the deferrer's LISTEN
-  for schedule changes, each on a connection of its own outside the pool (a LISTEN
-  needs a session to itself);
+- the **listener**: the LISTEN for new jobs and for schedule changes, on one
+  connection of its own outside the pool (a LISTEN needs a session);
 - the **body engine** (``agnt_jobs.db.engine``): the SQLAlchemy pool that job bodies
   and the stalled-job rescue pass use.
 
@@ -18,10 +17,10 @@ Sized from the concurrency ``c``, the most a worker opens is::
 
     queue pool   c + 3     every running job can record its end at once, the
                            history writer holds one, the loops share two
-    listeners    2         (0 without LISTEN/NOTIFY)
+    listener     1         (0 without LISTEN/NOTIFY)
     body engine  2c        c kept open, c more for a body's or a rescue pass's
                            second connection
-    total        3c + 5
+    total        3c + 4
 
 Pools open connections as they are needed (the queue pool keeps
 ``AGNT_POOL_MIN_SIZE`` open), so an idle worker holds far fewer: its listeners,
@@ -40,7 +39,7 @@ from dataclasses import dataclass
 
 from agnt_jobs.settings import ConfigError, Settings
 
-LISTENERS = 2
+LISTENERS = 1
 HISTORY = 1
 # The loops' share of the queue pool beside the jobs' ends: fetch, heartbeat,
 # deferrer, abort poller and probes take turns on two.
@@ -77,7 +76,7 @@ def budget(settings: Settings, *, listen_notify: bool = True) -> Budget:
     if cap < floor:
         raise ConfigError(
             f"AGNT_DB_MAX_CONNECTIONS_PER_WORKER={cap} is below the {floor} "
-            "connections a worker needs (its listeners, the run-history writer, two "
+            "connections a worker needs (its listener, the run-history writer, two "
             "for its loops, one for job bodies): raise it"
         )
     over = listeners + queue + body + overflow - cap

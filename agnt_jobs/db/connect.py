@@ -41,6 +41,16 @@ def connection_options() -> dict[str, Any]:
     }
 
 
+def connect_kwargs() -> dict[str, Any]:
+    """psycopg options (not libpq's) of every connection. Behind PgBouncer in
+    transaction pooling (``AGNT_DATABASE_DIRECT_URL`` set) a prepared statement
+    would live on one server connection and be asked for on another: psycopg's
+    automatic preparing is off then."""
+    if get_settings().database_direct_url is not None:
+        return {"prepare_threshold": None}
+    return {}
+
+
 def conninfo(url: str) -> str:
     """``url`` with our connection options added where it does not set them."""
     scheme = url.split("://", 1)[0] if "://" in url else None
@@ -84,10 +94,10 @@ def redact(url: str) -> str:
 def create_engine(url: str, **kwargs: Any) -> Engine:
     """A SQLAlchemy engine (psycopg 3) on ``url``, each connection made by libpq
     from the whole URL and our connection options."""
-    info = conninfo(url)
+    info, options = conninfo(url), connect_kwargs()
     return sa.create_engine(
         _display_url(url),
-        creator=lambda: psycopg.connect(info),
+        creator=lambda: psycopg.connect(info, **options),
         pool_pre_ping=True,
         **kwargs,
     )

@@ -17,9 +17,10 @@ the difference.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Awaitable
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any, LiteralString, TypeVar
 
 import psycopg
@@ -29,11 +30,17 @@ from procrastinate.connector import BaseConnector
 from psycopg_pool import PoolTimeout
 from psycopg_pool.pool_async import AddConnection
 
-from agnt_jobs.db import conninfo, database_url, migrate, outage
+from agnt_jobs.db import conninfo, database_url, migrate, outage, session_url
 from agnt_jobs.db.budget import budget
+from agnt_jobs.db.connect import connect_kwargs
 from agnt_jobs.settings import ConfigError, get_settings
 
 T = TypeVar("T")
+
+# The listener's session shows as this in pg_stat_activity (and PgBouncer's SHOW
+# CLIENTS, where it must never appear).
+LISTENER_NAME = "agnt-jobs listener"
+_NAME_THE_LISTENER = f"SET application_name = '{LISTENER_NAME}'"
 
 # How often an opening pool looks whether its first connections came.
 STARTING_POLL_SECONDS = 0.1
@@ -151,6 +158,8 @@ class SettingsConnector(PsycopgConnector):
         super().__init__(**kwargs)
         self._resolved = False
         self._query_timeout: float | None = None
+        #: Where the LISTEN connection goes when it must not share the pool's URL.
+        self._listen_conninfo: str | None = None
 
     # Every query of the worker's loops has a deadline: a database gone silent
     # (the TCP connection open, nobody answering) would otherwise hang a loop for
@@ -192,6 +201,9 @@ class SettingsConnector(PsycopgConnector):
             return
         settings = get_settings()
         self._pool_args.setdefault("conninfo", conninfo(database_url()))
+        self._pool_args.setdefault("kwargs", connect_kwargs())
+        if settings.database_direct_url is not None:
+            self._listen_conninfo = conninfo(session_url())
         self._pool_args.setdefault("min_size", settings.pool_min_size)
         self._pool_args.setdefault("max_size", budget(settings).queue_pool)
         self._query_timeout = settings.db_silent_after_seconds / 2
@@ -217,6 +229,24 @@ class SettingsConnector(PsycopgConnector):
         if problem is not None:
             await self.close_async()
             raise ConfigError(problem)
+
+    @contextlib.asynccontextmanager
+    async def _get_standalone_connection(
+        self,
+    ) -> AsyncIterator[psycopg.AsyncConnection]:
+        """The LISTEN connection: a session of its own, so straight to Postgres
+        when the pool goes through PgBouncer (a LISTEN on a transaction-pooled
+        connection would hear nothing)."""
+        if self._listen_conninfo is None:
+            async with super()._get_standalone_connection() as connection:
+                await connection.execute(_NAME_THE_LISTENER)
+                yield connection
+            return
+        async with await psycopg.AsyncConnection.connect(
+            self._listen_conninfo, autocommit=True
+        ) as connection:
+            await connection.execute(_NAME_THE_LISTENER)
+            yield connection
 
     def get_sync_connector(self) -> BaseConnector:
         if not self._async_pool:

@@ -72,6 +72,8 @@ class PgCluster:
         self.data = root / "data"
         self.log = root / "server.log"
         self._as: list[str] = []
+        #: Server settings beyond ours, e.g. ``{"max_connections": "100"}``.
+        self.settings: dict[str, str] = {}
         if os.geteuid() == 0:
             try:
                 owner = pwd.getpwnam("postgres")
@@ -109,6 +111,8 @@ class PgCluster:
             f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 "
             "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         )
+        for name, value in self.settings.items():
+            options += f" -c {name}={value}"
         self._run(
             "pg_ctl",
             "-D",

@@ -176,6 +176,12 @@ class Snapshot(Collector):
             "Workers still registered whose heartbeat is older than that.",
             value=row["silent"],
         )
+        yield GaugeMetricFamily(
+            "agnt_workers_starved",
+            "Alive workers that cannot get the database connections they ask for "
+            "(the server is full); counted in agnt_workers_alive too.",
+            value=row["starved"],
+        )
 
     def _backlogs(self) -> Iterator[Metric]:
         (row,) = self.rows["backlogs"]

@@ -27,6 +27,7 @@ from procrastinate import App, PsycopgConnector
 from agnt_jobs import checkpoint
 from agnt_jobs.app import app as ours
 from agnt_jobs.bench.base import NOOP, NOOP_QUEUE, STOP_JOBS, TICK
+from agnt_jobs.db.budget import budget
 from agnt_jobs.scheduler import registry
 from agnt_jobs.scheduler.bodies import JobResult, RunContext, job
 from agnt_jobs.scheduler.declaration import Misfire, Schedule
@@ -69,7 +70,7 @@ plain = App(
     connector=PsycopgConnector(
         conninfo=os.environ.get("AGNT_DATABASE_URL", ""),
         min_size=_settings.pool_min_size,
-        max_size=_settings.pool_max_size,
+        max_size=budget(_settings).queue_pool,
     ),
     worker_defaults={
         "concurrency": _settings.worker_concurrency,

@@ -47,7 +47,7 @@ def _bindir() -> Path:
     return Path(pgserver.__file__).parent / "pginstall" / "bin"
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
@@ -68,11 +68,13 @@ class PgCluster:
 
     def __init__(self, root: Path, primary: PgCluster | None = None) -> None:
         self.bindir = _bindir()
-        self.port = _free_port()
+        self.port = free_port()
         self.root = root
         self.data = root / "data"
         self.log = root / "server.log"
         self._as: list[str] = []
+        #: Server settings beyond ours, e.g. ``{"max_connections": "100"}``.
+        self.settings: dict[str, str] = {}
         if os.geteuid() == 0:
             try:
                 owner = pwd.getpwnam("postgres")
@@ -110,6 +112,8 @@ class PgCluster:
             f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 "
             "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         )
+        for name, value in self.settings.items():
+            options += f" -c {name}={value}"
         self._run(
             "pg_ctl",
             "-D",

@@ -25,6 +25,7 @@ from typing import Any
 from agnt_jobs.bench.base import BenchContext
 from agnt_jobs.bench.child import child_env, run_module
 from agnt_jobs.bench.report import Measurement, ratio
+from agnt_jobs.db.budget import budget
 from agnt_jobs.settings import get_settings
 
 GOAL = 0.9
@@ -51,7 +52,9 @@ class WorkerConfig:
 def defaults() -> WorkerConfig:
     """What a worker runs with when nothing is configured."""
     settings = get_settings()
-    return WorkerConfig("defaults", settings.worker_concurrency, settings.pool_max_size)
+    return WorkerConfig(
+        "defaults", settings.worker_concurrency, budget(settings).queue_pool
+    )
 
 
 # What the search tries beside the defaults: fewer jobs at once than the

@@ -23,6 +23,7 @@ from agnt_jobs.cli import (
 )
 from agnt_jobs.cli.common import UsageError
 from agnt_jobs.db.connect import CONNECT_ERRORS, Unreachable
+from agnt_jobs.db.outage import SERVER_FULL_ADVICE, is_server_full
 from agnt_jobs.scheduler.declaration import ScheduleError
 from agnt_jobs.settings import ConfigError
 
@@ -60,6 +61,10 @@ def main() -> None:
         typer.echo(f"agnt-jobs: {error}", err=True)
         sys.exit(1)
     except CONNECT_ERRORS as error:
+        if is_server_full(error):
+            reason = str(getattr(error, "orig", error)).strip().splitlines()[0]
+            typer.echo(f"agnt-jobs: {reason}: {SERVER_FULL_ADVICE}", err=True)
+            sys.exit(1)
         typer.echo(f"agnt-jobs: {Unreachable.because(error)}", err=True)
         sys.exit(1)
     except KeyboardInterrupt:

@@ -19,9 +19,10 @@ def db_upgrade(
     revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
 ) -> None:
     """Migrate the database up to REVISION (default: head)."""
-    from agnt_jobs.db import migrate
+    from agnt_jobs.db import migrate, session_url
 
-    url = database_url(migrate=False)
+    # Migrating holds a session advisory lock: straight to Postgres behind PgBouncer.
+    url = session_url(migrate=False)
     migrate.upgrade(url, revision)
     typer.echo(f"database at {migrate.current_revision(url)}")
 
@@ -31,9 +32,10 @@ def db_downgrade(
     revision: Annotated[str, typer.Argument(help="Target revision, e.g. base.")],
 ) -> None:
     """Migrate the database down to REVISION ('base' empties it)."""
-    from agnt_jobs.db import migrate
+    from agnt_jobs.db import migrate, session_url
 
-    url = database_url(migrate=False)
+    # Migrating holds a session advisory lock: straight to Postgres behind PgBouncer.
+    url = session_url(migrate=False)
     migrate.downgrade(url, revision)
     typer.echo(f"database at {migrate.current_revision(url) or 'base'}")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
@@ -49,7 +50,7 @@ def worker(
     address = admin_sign_in() if admin else None
     from agnt_jobs.app import app
 
-    ensure_migrated()
+    _wait_for_a_connection(ensure_migrated)
     options: dict[str, Any] = {}
     if concurrency is not None:
         options["concurrency"] = concurrency
@@ -62,6 +63,26 @@ def worker(
         _run_with_admin(options, *address)
         return
     app.run_worker(install_signal_handlers=True, **options)
+
+
+def _wait_for_a_connection(check: Callable[[], None]) -> None:
+    """Run the start-up ``check``, waiting while the server is full: a fleet
+    larger than the server's connections starts its workers as slots free up,
+    none of them exits for it (a wrong URL or a database that is not there
+    still fails at once)."""
+    from agnt_jobs.db.outage import Backoff, Outage, waiting_while_full
+
+    settings = get_settings()
+    waiting_while_full(
+        check,
+        where="start",
+        outage=Outage(
+            settings.db_outage_report_seconds, settings.database_outage_limit_seconds
+        ),
+        backoff=Backoff(
+            settings.db_retry_initial_seconds, settings.db_retry_max_seconds
+        ),
+    )
 
 
 def _run_with_admin(options: dict[str, Any], host: str, port: int) -> None:

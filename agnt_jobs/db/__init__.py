@@ -10,10 +10,18 @@ from pathlib import Path
 from sqlalchemy.engine import Engine
 
 from agnt_jobs.db import embedded, inflight
+from agnt_jobs.db.budget import budget
 from agnt_jobs.db.connect import conninfo, create_engine, redact
 from agnt_jobs.settings import get_settings
 
-__all__ = ["conninfo", "create_engine", "database_url", "engine", "redact"]
+__all__ = [
+    "conninfo",
+    "create_engine",
+    "database_url",
+    "engine",
+    "redact",
+    "session_url",
+]
 
 _lock = threading.Lock()
 _embedded_url: str | None = None
@@ -36,6 +44,17 @@ def database_url(*, migrate: bool = True) -> str:
     return _embedded_database_url(settings.data_dir, migrate)
 
 
+def session_url(*, migrate: bool = True) -> str:
+    """The URL of connections that need a session of their own (LISTEN, temporary
+    tables and session advisory locks across transactions, migrations):
+    ``AGNT_DATABASE_DIRECT_URL`` when the job database is reached through PgBouncer
+    in transaction pooling, else the job database's URL."""
+    direct = get_settings().database_direct_url
+    if direct is not None:
+        return direct.get_secret_value()
+    return database_url(migrate=migrate)
+
+
 def _embedded_database_url(data_dir: Path, migrate: bool) -> str:
     global _embedded_url, _embedded_migrated
     with _lock:
@@ -51,14 +70,17 @@ def _embedded_database_url(data_dir: Path, migrate: bool) -> str:
 
 @functools.cache
 def engine() -> Engine:
-    """The process-wide engine for job bodies, sized for one worker's concurrency;
-    a stopping worker can cancel the statements each run has in flight on it."""
-    settings = get_settings()
+    """The process-wide engine for job bodies, sized by the worker's connection
+    budget (``agnt_jobs.db.budget``); a stopping worker can cancel the statements
+    each run has in flight on it. Bodies keep temporary tables and session locks
+    across transactions (``walk.staged_ids``), so they connect to
+    ``session_url``: straight to Postgres behind PgBouncer."""
+    share = budget(get_settings())
     return inflight.watch(
         create_engine(
-            database_url(),
-            pool_size=settings.worker_concurrency,
-            max_overflow=settings.worker_concurrency,
+            session_url(),
+            pool_size=share.body_pool,
+            max_overflow=share.body_overflow,
         )
     )
 

@@ -24,6 +24,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from sqlalchemy.engine import Engine
 
 from agnt_jobs.db.far import far_values
+from agnt_jobs.db.outage import is_server_full
 from agnt_jobs.settings import ConfigError, get_settings
 
 SCHEMES = ("postgresql", "postgres")
@@ -74,6 +75,16 @@ def connection_options() -> dict[str, Any]:
     }
 
 
+def connect_kwargs() -> dict[str, Any]:
+    """psycopg options (not libpq's) of every connection. Behind PgBouncer in
+    transaction pooling (``AGNT_DATABASE_DIRECT_URL`` set) a prepared statement
+    would live on one server connection and be asked for on another: psycopg's
+    automatic preparing is off then."""
+    if get_settings().database_direct_url is not None:
+        return {"prepare_threshold": None}
+    return {}
+
+
 def conninfo(url: str) -> str:
     """``url`` with our connection options added where it does not set them."""
     scheme = url.split("://", 1)[0] if "://" in url else None
@@ -100,6 +111,9 @@ def connected(engine: Engine) -> sa.Connection:
     try:
         return engine.connect()
     except CONNECT_ERRORS as error:
+        if is_server_full(error):
+            # Not a wrong setting: the caller waits for a slot or says so.
+            raise
         failure = Unreachable.because(error)
     raise failure
 
@@ -128,10 +142,10 @@ def create_engine(url: str, *, for_showing: bool = False, **kwargs: Any) -> Engi
     """A SQLAlchemy engine (psycopg 3) on ``url``, each connection made by libpq
     from the whole URL and our connection options. ``for_showing``: its
     connections load any timestamp and interval Postgres stores (``db.far``)."""
-    info = conninfo(url)
+    info, options = conninfo(url), connect_kwargs()
 
     def connect() -> psycopg.Connection[Any]:
-        connection = psycopg.connect(info)
+        connection = psycopg.connect(info, **options)
         return far_values(connection) if for_showing else connection
 
     return sa.create_engine(

@@ -23,7 +23,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Iterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from typing import Any, LiteralString, TypeVar
 
 import psycopg
@@ -31,31 +32,103 @@ import psycopg_pool
 from procrastinate import PsycopgConnector, SyncPsycopgConnector
 from procrastinate import sql as procrastinate_sql
 from procrastinate.connector import BaseConnector
+from psycopg_pool import PoolTimeout
 from psycopg_pool.pool_async import AddConnection
 
 from agnt_jobs import tracing
-from agnt_jobs.db import conninfo, database_url, migrate, outage, queries
+from agnt_jobs.db import conninfo, database_url, migrate, outage, queries, session_url
+from agnt_jobs.db.budget import budget
+from agnt_jobs.db.connect import connect_kwargs
 from agnt_jobs.settings import get_settings
 
 T = TypeVar("T")
 
+# The listener's session shows as this in pg_stat_activity (and PgBouncer's SHOW
+# CLIENTS, where it must never appear).
+LISTENER_NAME = "agnt-jobs listener"
+_NAME_THE_LISTENER = f"SET application_name = '{LISTENER_NAME}'"
+
+# How often an opening pool looks whether its first connections came.
+STARTING_POLL_SECONDS = 0.1
+
 
 class OutageAwarePool(psycopg_pool.AsyncConnectionPool):
-    """psycopg's pool, fit to outlive an outage.
+    """psycopg's pool, fit to outlive an outage and a full server.
 
     The stock pool retries a lost connection with a delay that doubles without a
     cap and gives up after ``reconnect_timeout``: after a minute down, its next
     attempt could be a minute after the database is back. Here the delay is capped
     (``AGNT_DB_RETRY_MAX_SECONDS``) and it never gives up. Its warning for each
     failed attempt is dropped: the worker's outage lines say it once.
+
+    The stock pool's timeouts say only that no connection came ("pool
+    initialization incomplete after 30.0 sec"); here they carry the reason the
+    last connection attempt failed, so a full server ("too many clients") is
+    reported as what it is. Opening waits while the server is full, as a worker
+    waits out an outage, and ``starved`` says why the pool could not open the
+    connection it last tried, for the worker's heartbeat to record.
     """
 
     max_reconnect_delay = 4.0
+    #: Why the last connection the pool tried to open failed; None once one opens.
+    starved: BaseException | None = None
+    start_outage: outage.Outage | None = None
 
     async def schedule_task(self, task: Any, delay: float) -> None:
         if isinstance(task, AddConnection):
             delay = min(delay, self.max_reconnect_delay)
         await super().schedule_task(task, delay)
+
+    async def _connect(self, timeout: float | None = None) -> Any:
+        try:
+            connection = await super()._connect(timeout)
+        except Exception as error:
+            self.starved = error
+            raise
+        self.starved = None
+        return connection
+
+    async def getconn(self, timeout: float | None = None) -> Any:
+        try:
+            connection = await super().getconn(timeout)
+        except PoolTimeout as error:
+            raise self._with_cause(error) from self.starved
+        return connection
+
+    async def wait(self, timeout: float = 30.0) -> None:
+        """Wait for the pool's first ``min_size`` connections, as the stock pool
+        does (closed and ``PoolTimeout`` past ``timeout``), except while the server
+        refuses them for want of connection slots: that is waited out, said once
+        like an outage, for as long as an outage may last."""
+        deadline = time.monotonic() + timeout
+        while self.get_stats()["pool_available"] < self.min_size:
+            refused, said = self.starved, self.start_outage
+            if (
+                refused is not None
+                and said is not None
+                and outage.is_server_full(refused)
+            ):
+                said.lost("start", refused)
+                said.check_limit()
+                deadline = time.monotonic() + timeout
+            elif time.monotonic() > deadline:
+                await self.close()
+                raise self._with_cause(
+                    PoolTimeout(f"pool initialization incomplete after {timeout} sec")
+                ) from self.starved
+            await asyncio.sleep(STARTING_POLL_SECONDS)
+        if self.start_outage is not None:
+            self.start_outage.back()
+
+    def _with_cause(self, error: PoolTimeout) -> PoolTimeout:
+        """``error`` saying why the last connection attempt failed, if one did."""
+        if self.starved is None:
+            return error
+        reason = str(self.starved).strip().splitlines()
+        said = f"{error}; " if str(error) else ""
+        return PoolTimeout(
+            f"{said}last connection attempt: {reason[-1] if reason else ''}"
+        )
 
 
 def _quiet_reconnects(record: logging.LogRecord) -> bool:
@@ -89,6 +162,10 @@ def autocommit_pool(**kwargs: Any) -> psycopg_pool.AsyncConnectionPool:
     kwargs["check"] = check
     pool = OutageAwarePool(configure=setup, reconnect_timeout=float("inf"), **kwargs)
     pool.max_reconnect_delay = settings.db_retry_max_seconds
+    pool.start_outage = outage.Outage(
+        report_seconds=settings.db_outage_report_seconds,
+        limit_seconds=settings.database_outage_limit_seconds,
+    )
     return pool
 
 
@@ -141,6 +218,8 @@ class SettingsConnector(PsycopgConnector):
         super().__init__(**kwargs)
         self._resolved = False
         self._query_timeout: float | None = None
+        #: Where the LISTEN connection goes when it must not share the pool's URL.
+        self._listen_conninfo: str | None = None
 
     # Every query of the worker's loops has a deadline: a database gone silent
     # (the TCP connection open, nobody answering) would otherwise hang a loop for
@@ -149,6 +228,12 @@ class SettingsConnector(PsycopgConnector):
     # discarded by the pool in the background.
     async def _bounded(self, query: Awaitable[T]) -> T:
         return await outage.bounded(query, self._query_timeout)
+
+    @property
+    def starved(self) -> BaseException | None:
+        """Why the pool could not open a connection lately, while it cannot."""
+        pool = self._async_pool
+        return pool.starved if isinstance(pool, OutageAwarePool) else None
 
     @property
     def query_deadline(self) -> float | None:
@@ -188,8 +273,11 @@ class SettingsConnector(PsycopgConnector):
         if not self._resolved:
             settings = get_settings()
             self._pool_args.setdefault("conninfo", conninfo(url))
+            self._pool_args.setdefault("kwargs", connect_kwargs())
+            if settings.database_direct_url is not None:
+                self._listen_conninfo = conninfo(session_url())
             self._pool_args.setdefault("min_size", settings.pool_min_size)
-            self._pool_args.setdefault("max_size", settings.pool_max_size)
+            self._pool_args.setdefault("max_size", budget(settings).queue_pool)
             self._query_timeout = settings.db_silent_after_seconds / 2
             self._resolved = True
             # A process that opens the App only to defer (procrastinate defer)
@@ -209,6 +297,24 @@ class SettingsConnector(PsycopgConnector):
             url = await asyncio.to_thread(self._resolve)
             await asyncio.to_thread(migrate.check_current, url)
         await super().open_async(pool)
+
+    @contextlib.asynccontextmanager
+    async def _get_standalone_connection(
+        self,
+    ) -> AsyncIterator[psycopg.AsyncConnection]:
+        """The LISTEN connection: a session of its own, so straight to Postgres
+        when the pool goes through PgBouncer (a LISTEN on a transaction-pooled
+        connection would hear nothing)."""
+        if self._listen_conninfo is None:
+            async with super()._get_standalone_connection() as connection:
+                await connection.execute(_NAME_THE_LISTENER)
+                yield connection
+            return
+        async with await psycopg.AsyncConnection.connect(
+            self._listen_conninfo, autocommit=True
+        ) as connection:
+            await connection.execute(_NAME_THE_LISTENER)
+            yield connection
 
     def get_sync_connector(self) -> BaseConnector:
         if not self._async_pool:

@@ -33,6 +33,15 @@ T = TypeVar("T")
 # SQLSTATE classes of a server going away or not yet there: connection exception,
 # operator intervention (shutdown, crash recovery), insufficient resources.
 _TRANSIENT_CLASSES = ("08", "57", "53")
+# A server with no connection slot left for us: too_many_connections (53300, past
+# max_connections or a role's or database's connection limit) and
+# configuration_limit_exceeded (53400). The settings are right and the server is
+# there; it is full. Waited out like an outage, at start too, never reported as a
+# bad URL.
+_SERVER_FULL = ("53300", "53400")
+# libpq reports a refused connection without a SQLSTATE in some versions; the
+# server's message is then all there is.
+_SERVER_FULL_MESSAGES = ("too many clients already", "too many connections for")
 # A read-only server: after a failover the old primary, or a standby, answers
 # writes with this; our connection must go to the new primary instead.
 _READ_ONLY = "25006"
@@ -121,6 +130,33 @@ def is_connection_lost(error: BaseException) -> bool:
     return False
 
 
+def is_server_full(error: BaseException | None) -> bool:
+    """True when ``error`` (or what caused it) is the server refusing a connection
+    for want of connection slots: a fleet larger than the server's
+    ``max_connections``, not a wrong setting."""
+    seen: set[int] = set()
+    current = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, psycopg.Error):
+            if (current.sqlstate or "") in _SERVER_FULL:
+                return True
+            if any(text in str(current) for text in _SERVER_FULL_MESSAGES):
+                return True
+        if isinstance(current, sqlalchemy.exc.DBAPIError):
+            current = current.orig
+            continue
+        current = current.__cause__ or current.__context__
+    return False
+
+
+SERVER_FULL_ADVICE = (
+    "the server has no connection slot left: raise its max_connections, lower "
+    "AGNT_DB_MAX_CONNECTIONS_PER_WORKER, or put PgBouncer in front "
+    "(docs/operations.md, Connections)"
+)
+
+
 def as_database_error(error: BaseException) -> BaseException:
     """What to report for ``error``: Procrastinate wraps driver errors in a
     ``ConnectorException`` whose own text says nothing."""
@@ -198,7 +234,15 @@ class Outage:
                 first = False
             else:
                 return
-        if first:
+        if first and is_server_full(error):
+            logger.warning(
+                f"database refuses more connections ({_reason(error)}); waiting: "
+                f"{SERVER_FULL_ADVICE}",
+                extra=logs.event(
+                    "database_full", where=where, error=_reason(error), full=True
+                ),
+            )
+        elif first:
             logger.warning(
                 f"database connection lost ({_reason(error)}); retrying",
                 extra=logs.event("database_lost", where=where, error=_reason(error)),
@@ -256,5 +300,25 @@ async def until_reached(
             await asyncio.sleep(backoff.delay())
             continue
         backoff.reset()
+        outage.back()
+        return result
+
+
+def waiting_while_full(
+    operation: Callable[[], T], *, where: str, outage: Outage, backoff: Backoff
+) -> T:
+    """Run ``operation`` (blocking) until the server has a connection for it: a
+    full server is waited out, saying so like an outage; every other error,
+    unreachable database included, is raised at once for the caller to report."""
+    while True:
+        try:
+            result = operation()
+        except Exception as error:
+            if not is_server_full(error):
+                raise
+            outage.lost(where, error)
+            outage.check_limit()
+            time.sleep(backoff.delay())
+            continue
         outage.back()
         return result

@@ -168,6 +168,10 @@ class ScheduleWorker(Base):
     )
     # {schedule id: Schedule.signature()} of what this worker defers.
     deployed: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    # Set by the heartbeat while the worker's pool cannot get the connections it
+    # asks for (a full server): since when, and the server's reason.
+    starved_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    starved_reason: Mapped[str | None] = mapped_column(Text)
 
 
 class ScheduleChange(Base):

@@ -9,7 +9,8 @@ How it stops, and why no job runs on two workers at once, is
 The seams are methods private to Procrastinate, which is pinned to a minor
 version: ``App._worker`` (which worker class to build), and on the worker ``run``'s
 start-up, ``_start_side_tasks`` (our supervised loops: the schedule deferrer and
-its listener among them), ``_fetch_and_process_jobs``, ``_persist_job_status``,
+the one listener among them), ``_handle_notification``,
+``_fetch_and_process_jobs``, ``_persist_job_status``,
 and ``_shutdown``.
 The acceptance and fault tests start real ``procrastinate`` workers, so a change
 in any of them fails them.
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import logging
 import os
 import time
@@ -27,6 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from procrastinate import worker
+from procrastinate.manager import get_channel_for_queues
 
 from agnt_jobs import db, logs, tracing
 from agnt_jobs.db.outage import (
@@ -48,11 +51,19 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-# A heartbeat that also says whether the worker's row still exists.
+# A heartbeat that also says whether the worker's row still exists, and records
+# whether its pool is starved of connections (since the first beat that saw it).
 HEARTBEAT = """
 WITH beat AS (
     UPDATE procrastinate_workers SET last_heartbeat = now()
     WHERE id = %(worker_id)s RETURNING id
+), starved AS (
+    UPDATE schedule_workers
+    SET starved_since = CASE WHEN %(starved)s::text IS NULL THEN NULL
+                             ELSE coalesce(starved_since, now()) END,
+        starved_reason = %(starved)s::text
+    WHERE worker_id = %(worker_id)s
+      AND starved_reason IS DISTINCT FROM %(starved)s::text
 )
 SELECT (SELECT id FROM beat) AS alive
 """
@@ -205,7 +216,6 @@ class AgntWorker(StoppingWorker):
         }
         if self.listen_notify:
             loops["listener"] = self._listen
-            loops["schedule_listener"] = self._listen_for_schedule_changes
         tasks = [
             asyncio.create_task(self._supervised(name, loop), name=name)
             for name, loop in loops.items()
@@ -256,7 +266,7 @@ class AgntWorker(StoppingWorker):
         while True:
             sent = time.monotonic()
             beat = await self.app.connector.execute_query_one_async(
-                HEARTBEAT, worker_id=self.worker_id
+                HEARTBEAT, worker_id=self.worker_id, starved=self._starved()
             )
             self.outage.back()
             if beat["alive"] is None:
@@ -279,6 +289,12 @@ class AgntWorker(StoppingWorker):
             self.heartbeat_reached(sent)
             await asyncio.sleep(self.update_heartbeat_interval)
 
+    def _starved(self) -> str | None:
+        """Why the queue pool could not get a connection lately (a full server),
+        or None."""
+        starved = getattr(self.app.connector, "starved", None)
+        return None if starved is None else str(starved).strip().splitlines()[-1]
+
     async def _rescue_stalled_jobs(self) -> None:
         """Every third of ``stalled_worker_timeout``, retry the running jobs of
         workers judged dead (the ``rescue_stalled_jobs`` job's pass, which runs
@@ -299,24 +315,30 @@ class AgntWorker(StoppingWorker):
             self._handle_abort_jobs_requested(job_ids)
 
     async def _listen(self) -> None:
-        """LISTEN for new jobs. While it is down the fetch loop polls instead, every
-        ``fetch_job_polling_interval``."""
-        await self.app.job_manager.listen_for_jobs(
-            on_notification=self._handle_notification, queues=self.queues
-        )
-        # listen_for_jobs returns only if it could not listen at all.
-        raise ConnectionError("could not LISTEN for new jobs")
-
-    async def _listen_for_schedule_changes(self) -> None:
-        """LISTEN for changes of the schedules table, on a connection of its own;
-        each wakes the deferrer. Whatever changed while it was not listening is
-        read by the pass this start asks for."""
+        """LISTEN, on one connection of its own, for new jobs and aborts (while it
+        is down the fetch loop polls instead, every ``fetch_job_polling_interval``)
+        and for changes of the schedules table, each of which wakes the deferrer.
+        One session for both: a fleet's listeners are a worker each. Whatever
+        changed while it was not listening is read by the pass this start asks
+        for."""
         deferrer = self._deferrer
         assert deferrer is not None
         deferrer.wake()
+
+        async def dispatch(*, channel: str, payload: str) -> None:
+            if channel == CHANNEL:
+                await deferrer.on_notification(channel=channel, payload=payload)
+            else:
+                await self._handle_notification(
+                    channel=channel, notification=json.loads(payload)
+                )
+
         await self.app.connector.listen_notify(
-            on_notification=deferrer.on_notification, channels=[CHANNEL]
+            on_notification=dispatch,
+            channels=[*get_channel_for_queues(queues=self.queues), CHANNEL],
         )
+        # listen_notify returns only if it could not listen at all.
+        raise ConnectionError("could not LISTEN for new jobs and schedule changes")
 
     async def _fetch_and_process_jobs(self) -> None:
         if self.fenced():

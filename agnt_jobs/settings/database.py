@@ -14,6 +14,15 @@ class DatabaseSettings(BaseModel):
         description="URL of the Postgres database (postgresql://user:pw@host/db). "
         "Unset: an embedded Postgres is started in AGNT_DATA_DIR.",
     )
+    database_direct_url: SecretStr | None = Field(
+        default=None,
+        description="With AGNT_DATABASE_URL pointing at PgBouncer in transaction "
+        "pooling: the same database reached straight, for what needs a session of "
+        "its own (the worker's LISTEN, job bodies, migrations). Set: the queue "
+        "pool, the CLI and the admin go through AGNT_DATABASE_URL with prepared "
+        "statements off (docs/operations.md, PgBouncer). Unset: everything uses "
+        "AGNT_DATABASE_URL.",
+    )
     data_dir: Path = Field(
         default=Path(".agnt"),
         description="Directory of the embedded Postgres used when no URL is set.",
@@ -21,8 +30,18 @@ class DatabaseSettings(BaseModel):
     pool_min_size: int = Field(
         default=1, ge=1, description="Connections the worker's queue pool keeps open."
     )
-    pool_max_size: int = Field(
-        default=12, ge=1, description="Most connections of the worker's queue pool."
+    pool_max_size: int | None = Field(
+        default=None,
+        ge=1,
+        description="Most connections of the worker's queue pool. Unset: "
+        "AGNT_WORKER_CONCURRENCY + 3 (docs/operations.md, Connections).",
+    )
+    db_max_connections_per_worker: int | None = Field(
+        default=None,
+        ge=4,
+        description="Most connections one worker opens to the database, its pools "
+        "and listeners together; the pools shrink to fit (docs/operations.md, "
+        "Connections). Unset: 3 x AGNT_WORKER_CONCURRENCY + 4 at most.",
     )
     db_retry_initial_seconds: float = Field(
         default=0.25,

@@ -133,7 +133,7 @@ LIMIT %(limit)s
 SELECT w.id, w.last_heartbeat,
        (extract(epoch FROM now()) - extract(epoch FROM w.last_heartbeat))::float8
            AS heartbeat_age,
-       s.hostname, s.pid, s.started_at,
+       s.hostname, s.pid, s.started_at, s.starved_since, s.starved_reason,
        COALESCE((SELECT jsonb_agg(jsonb_build_object('job_id', j.id,
                                                      'task', j.task_name)
                                   ORDER BY j.id)

@@ -58,12 +58,16 @@ FROM queues q
 ORDER BY q.queue_name
 
 -- workers --
--- Workers with a heartbeat within the stalled threshold, and those past it.
-SELECT count(*) FILTER (WHERE last_heartbeat >= now() - make_interval(
+-- Workers with a heartbeat within the stalled threshold, those past it, and the
+-- live ones whose last heartbeat said they cannot get the connections they ask for.
+SELECT count(*) FILTER (WHERE w.last_heartbeat >= now() - make_interval(
            secs => %(stalled_seconds)s)) AS alive,
-       count(*) FILTER (WHERE last_heartbeat < now() - make_interval(
-           secs => %(stalled_seconds)s)) AS silent
-FROM procrastinate_workers
+       count(*) FILTER (WHERE w.last_heartbeat < now() - make_interval(
+           secs => %(stalled_seconds)s)) AS silent,
+       count(*) FILTER (WHERE w.last_heartbeat >= now() - make_interval(
+           secs => %(stalled_seconds)s) AND s.starved_since IS NOT NULL) AS starved
+FROM procrastinate_workers w
+LEFT JOIN schedule_workers s ON s.worker_id = w.id
 
 -- backlogs --
 -- The outbound work still to do: messages to send (pending or failed, and how

@@ -19,7 +19,7 @@ from psycopg.types.json import Jsonb
 from sqlalchemy.engine import Engine
 
 from agnt_jobs.scheduler import registry
-from agnt_jobs.scheduler.worker import AgntApp
+from agnt_jobs.scheduler.worker import HEARTBEAT, AgntApp
 from tests.support import bookings_data as data
 from tests.support.admin_data import (
     EXPLODE,
@@ -145,11 +145,28 @@ async def test_every_figure_is_what_sql_says(
         connection.execute(
             sa.text("UPDATE schedules SET enabled = false WHERE id = 'halted'")
         )
+        workers = (
+            connection.execute(
+                sa.text(
+                    "INSERT INTO procrastinate_workers (last_heartbeat) VALUES "
+                    "(now()), (now()), (now() - interval '1 hour') RETURNING id"
+                )
+            )
+            .scalars()
+            .all()
+        )
+        # One live worker and the silent one said they were starved: only the
+        # live one counts.
         connection.execute(
             sa.text(
-                "INSERT INTO procrastinate_workers (last_heartbeat) VALUES "
-                "(now()), (now()), (now() - interval '1 hour')"
-            )
+                "INSERT INTO schedule_workers (worker_id, hostname, pid, deployed, "
+                "starved_since, starved_reason) VALUES (:live, 'h', 1, '{}', NULL, "
+                "NULL), (:silent, 'h', 2, '{}', now(), 'too many clients already')"
+            ),
+            {"live": workers[0], "silent": workers[2]},
+        )
+        connection.exec_driver_sql(
+            HEARTBEAT, {"worker_id": workers[0], "starved": "too many clients already"}
         )
     _seed_backlogs(engine)
 
@@ -218,6 +235,7 @@ async def test_every_figure_is_what_sql_says(
 
     assert _value(samples, "agnt_workers_alive") == 2
     assert _value(samples, "agnt_workers_silent") == 1
+    assert _value(samples, "agnt_workers_starved") == 1
 
     assert _value(samples, "agnt_send_queue_messages", status="PENDING") == 2
     assert _value(samples, "agnt_send_queue_messages", status="FAILED") == 1

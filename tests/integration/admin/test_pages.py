@@ -17,7 +17,7 @@ from sqlalchemy.engine import Engine
 
 from agnt_jobs.admin import auth
 from agnt_jobs.scheduler import registry
-from agnt_jobs.scheduler.worker import AgntApp
+from agnt_jobs.scheduler.worker import HEARTBEAT, AgntApp
 from tests.support.admin_data import (
     EXPLODE,
     HEADERS,
@@ -128,6 +128,10 @@ def test_the_queues_page_shows_queues_workers_silent_and_gone(
             ),
             {"live": live, "silent": silent},
         )
+        connection.exec_driver_sql(
+            HEARTBEAT,
+            {"worker_id": live, "starved": 'too many connections for role "agnt"'},
+        )
         waiting = connection.execute(
             sa.text("SELECT id FROM procrastinate_jobs WHERE status = 'todo'")
         ).scalar_one()
@@ -146,6 +150,7 @@ def test_the_queues_page_shows_queues_workers_silent_and_gone(
     row = text.split(f'data-worker="{live}"', 1)[1].split("</tr>", 1)[0]
     assert "host-a" in row and "101" in row and f"nightly</code> {waiting}" in row
     assert "data-silent" not in row
+    assert 'data-starved="true"' in row and "too many connections for role" in row
     silent_row = text.split(f'data-worker="{silent}"', 1)[1].split("</tr>", 1)[0]
     assert 'data-silent="true"' in silent_row and "host-b" in silent_row
     assert ">silent</span>" in silent_row

@@ -173,7 +173,15 @@ def record(
     found = 0
     for extra in extras:
         if extra.payment_intent:
-            ledger.append(connection, [_received(owner, extra)])
+            received = _entry(
+                owner,
+                "payment",
+                f"{owner.key}:payment:{extra.stripe_object}",
+                extra.amount,
+                extra.stripe_object,
+                f"duplicate payment of {owner.key}",
+            )
+            ledger.append(connection, [received])
         status = "REPORTED"
         if setting == "refund" and extra.action:
             status = TO_DO[extra.action]
@@ -213,18 +221,28 @@ def record(
     return found
 
 
-def _received(owner: Owner, extra: Extra) -> ledger.Entry:
+def _entry(
+    of: Owner | Row[Any],
+    entry_type: str,
+    key: str,
+    amount: int,
+    reference: str,
+    description: str,
+) -> ledger.Entry:
+    """A ledger entry for money an extra object moved, booked on the row it
+    duplicates (``of``: the owner, or a ``duplicate_payments`` row as LOCK reads
+    it, which carries the same names)."""
     return ledger.Entry(
-        idempotency_key=f"{owner.key}:payment:{extra.stripe_object}",
-        entry_type="payment",
-        amount=extra.amount,
-        currency=owner.currency,
-        venue_id=owner.venue_id,
-        stripe_customer_id=owner.stripe_customer_id,
-        fee_id=owner.fee_id,
-        invoice_id=owner.invoice_id,
-        stripe_reference=extra.stripe_object,
-        description=f"duplicate payment of {owner.key}",
+        idempotency_key=key,
+        entry_type=entry_type,
+        amount=amount,
+        currency=of.currency,
+        venue_id=of.venue_id,
+        stripe_customer_id=of.stripe_customer_id,
+        fee_id=of.fee_id,
+        invoice_id=of.invoice_id,
+        stripe_reference=reference,
+        description=description,
     )
 
 
@@ -349,23 +367,16 @@ def _make_right_one(
             return "failed"
         _record(connection, row, status, refund_id, None)
         if refund_id is not None:
-            ledger.append(connection, [_refunded(row, refund_id)])
+            refunded = _entry(
+                row,
+                "refund",
+                row.idempotency_key,
+                row.amount,
+                refund_id,
+                f"refund of duplicate payment {row.payment_intent}",
+            )
+            ledger.append(connection, [refunded])
     return OUTCOME[status]
-
-
-def _refunded(row: Row[Any], refund_id: str) -> ledger.Entry:
-    return ledger.Entry(
-        idempotency_key=row.idempotency_key,
-        entry_type="refund",
-        amount=row.amount,
-        currency=row.currency,
-        venue_id=row.venue_id,
-        stripe_customer_id=row.stripe_customer_id,
-        fee_id=row.fee_id,
-        invoice_id=row.invoice_id,
-        stripe_reference=refund_id,
-        description=f"refund of duplicate payment {row.payment_intent}",
-    )
 
 
 def _record(

@@ -476,10 +476,10 @@ def test_an_invoice_made_more_than_once_keeps_the_earliest_and_undoes_the_others
     }
     assert all(d.invoice_id == row.id for d in duplicates(engine))
     # Money: the extra payment received, then refunded.
-    assert sorted(ledger_types(engine, venue_id)) == sorted(
-        [("charge", PLAN_AMOUNT), ("payment", PLAN_AMOUNT)]
-        + [("payment", PLAN_AMOUNT), ("refund", PLAN_AMOUNT)]
-    )
+    kept_and_extra = ["charge", "payment", "payment", "refund"]
+    assert sorted(ledger_types(engine, venue_id)) == [
+        (kind, PLAN_AMOUNT) for kind in kept_and_extra
+    ]
     [report] = rows(engine, "SELECT * FROM error_log")
     assert report.level == "CRITICAL"
     assert set(report.context["extra"]) == {opened, paid, draft}

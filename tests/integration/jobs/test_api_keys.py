@@ -77,6 +77,7 @@ def test_bills_each_customer_once_for_usage_before_the_cutoff(
         "free": 0,
         "failed": 0,
         "events_marked": 5,
+        **{f"duplicates_{n}": 0 for n in duplicate_payments.DUPLICATE_OUTCOMES},
     }
     for customer, quantity in ((alice, 12), (bob, 10)):
         [item] = world.pending_items(customer)

@@ -113,6 +113,7 @@ def test_bills_each_billable_venue_once_for_last_wita_month(
         "payment_failed": 0,
         "uncollectible": 0,
         "failed": 0,
+        **{f"duplicates_{n}": 0 for n in duplicate_payments.DUPLICATE_OUTCOMES},
     }
     for venue_id, customer in (
         (active, active_customer),

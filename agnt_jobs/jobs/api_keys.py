@@ -28,7 +28,6 @@ from agnt_jobs.checkpoint import checkpoint
 from agnt_jobs.clients.errors import ClientError, RetryableError
 from agnt_jobs.clients.stripe_client import StripeGateway, ref_tag
 from agnt_jobs.jobs import duplicate_payments, errorlog, ledger
-from agnt_jobs.jobs.duplicate_payments import DUPLICATE_OUTCOMES
 from agnt_jobs.jobs.lost_answers import LostAnswers
 from agnt_jobs.scheduler.bodies import JobResult, RunContext, job
 
@@ -355,7 +354,10 @@ def charge_unbilled_usage(ctx: RunContext) -> JobResult:
         "events": bound,
         **{n: counts[n] for n in ("billed", "recovered", "free", "failed")},
         "events_marked": marked,
-        **{f"duplicates_{n}": made_right[n] for n in DUPLICATE_OUTCOMES},
+        **{
+            f"duplicates_{n}": made_right[n]
+            for n in duplicate_payments.DUPLICATE_OUTCOMES
+        },
     }
     logger.info("usage billed", extra=logs.event("charge_unbilled_usage", **result))
     return lost.settled("charge_unbilled_usage", result)

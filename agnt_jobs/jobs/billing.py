@@ -25,7 +25,6 @@ from agnt_jobs.checkpoint import checkpoint
 from agnt_jobs.clients.stripe_client import StripeGateway
 from agnt_jobs.jobs import duplicate_payments
 from agnt_jobs.jobs import invoice_settlement as settlement
-from agnt_jobs.jobs.duplicate_payments import DUPLICATE_OUTCOMES
 from agnt_jobs.jobs.lost_answers import LostAnswers
 from agnt_jobs.models.billing import BILLABLE_SUBSCRIPTION_STATUSES
 from agnt_jobs.scheduler.bodies import JobResult, RunContext, job
@@ -154,7 +153,10 @@ def monthly_invoice(ctx: RunContext) -> JobResult:
         "planned": planned,
         **{name: counts[name] for name in names},
         "failed": counts["failed"],
-        **{f"duplicates_{n}": made_right[n] for n in DUPLICATE_OUTCOMES},
+        **{
+            f"duplicates_{n}": made_right[n]
+            for n in duplicate_payments.DUPLICATE_OUTCOMES
+        },
     }
     logger.info("monthly invoices", extra=logs.event("monthly_invoice", **result))
     return lost.settled("monthly_invoice", result)

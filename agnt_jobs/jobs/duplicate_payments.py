@@ -100,11 +100,12 @@ RECORD_OUTCOME = sa.text(
 
 @dataclass(frozen=True)
 class Extra:
-    """One extra object, and the call that undoes it (None: none does; ``why``)."""
+    """One extra object, and the call that undoes it; ``why`` says why that call
+    cannot be made, and the object is only reported."""
 
     stripe_object: str
     amount: int
-    action: str | None
+    action: str  # refund, void, delete
     payment_intent: str | None = None
     why: str | None = None
 
@@ -141,7 +142,7 @@ def extra_invoice(invoice: dict[str, Any]) -> Extra:
             intent = intent.get("id")
         if paid and intent:
             return Extra(invoice["id"], paid, "refund", intent)
-        return Extra(invoice["id"], paid, None, why="paid, no payment to refund")
+        return Extra(invoice["id"], paid, "refund", why="paid, no payment to refund")
     action = "delete" if status == "draft" else "void"
     return Extra(invoice["id"], int(invoice.get("amount_due") or 0), action)
 
@@ -150,14 +151,12 @@ def extra_invoice_item(item: dict[str, Any]) -> Extra:
     amount = int(item.get("amount") or 0)
     if item.get("invoice"):
         why = f"already on invoice {item['invoice']}: credit it by hand"
-        return Extra(item["id"], amount, None, why=why)
+        return Extra(item["id"], amount, "delete", why=why)
     return Extra(item["id"], amount, "delete")
 
 
 def _key(extra: Extra) -> str:
-    if extra.action == "refund":
-        return f"refund:{extra.payment_intent}"
-    return f"{extra.action or 'report'}:{extra.stripe_object}"
+    return f"{extra.action}:{extra.payment_intent or extra.stripe_object}"
 
 
 def record(
@@ -183,14 +182,14 @@ def record(
             )
             ledger.append(connection, [received])
         status = "REPORTED"
-        if setting == "refund" and extra.action:
+        if setting == "refund" and extra.why is None:
             status = TO_DO[extra.action]
         found += (
             connection.execute(
                 RECORD,
                 {
                     "kind": owner.kind,
-                    "action": extra.action or "refund",
+                    "action": extra.action,
                     "stripe_object": extra.stripe_object,
                     "fee_id": owner.fee_id,
                     "invoice_id": owner.invoice_id,

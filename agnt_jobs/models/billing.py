@@ -293,8 +293,8 @@ class DuplicatePayment(Base):
             " OR (kind = 'invoice_item' AND usage_batch_id IS NOT NULL)",
             name="duplicates_one_row",
         ),
-        # Voiding or deleting moves no money; an extra invoice may be for nothing.
-        CheckConstraint("amount > 0 OR action <> 'refund'", name="amount_positive"),
+        # An extra invoice may be for nothing (paid, it is then only reported).
+        CheckConstraint("amount >= 0", name="amount_not_negative"),
         Index("ix_duplicate_payments_fee_id", "fee_id"),
         # The refunds still to make, and what the health check counts.
         Index(

@@ -81,12 +81,11 @@ def upgrade() -> None:
         " OR (kind = 'invoice' AND invoice_id IS NOT NULL)"
         " OR (kind = 'invoice_item' AND usage_batch_id IS NOT NULL)",
     )
-    # Voiding or deleting moves no money, and an extra invoice may be for nothing.
+    # An extra invoice may be for nothing (a paid one then has no payment to
+    # refund and is only reported); a refund of nothing Stripe refuses.
     op.drop_constraint(op.f("ck_duplicate_payments_amount_positive"), TABLE)
     op.create_check_constraint(
-        op.f("ck_duplicate_payments_amount_positive"),
-        TABLE,
-        "amount > 0 OR action <> 'refund'",
+        op.f("ck_duplicate_payments_amount_not_negative"), TABLE, "amount >= 0"
     )
     _open_index("status NOT IN ('REFUNDED', 'VOIDED', 'DELETED')")
 
@@ -95,7 +94,7 @@ def downgrade() -> None:
     # Only payments had a place before; the other rows go with their columns.
     op.execute(f"DELETE FROM {TABLE} WHERE kind <> 'payment'")
     _open_index("status <> 'REFUNDED'")
-    op.drop_constraint(op.f("ck_duplicate_payments_amount_positive"), TABLE)
+    op.drop_constraint(op.f("ck_duplicate_payments_amount_not_negative"), TABLE)
     op.create_check_constraint(
         op.f("ck_duplicate_payments_amount_positive"), TABLE, "amount > 0"
     )

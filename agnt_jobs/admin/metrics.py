@@ -222,12 +222,14 @@ class Snapshot(Collector):
         yield dead
         duplicates = GaugeMetricFamily(
             "agnt_duplicate_payments",
-            "Payments found made twice for one fee, by what became of the extra one: "
-            "TO_REFUND, REFUNDED, REPORTED (a person refunds it), REFUSED.",
-            labels=["status"],
+            "Stripe objects found made twice for one of our rows, by kind (payment, "
+            "invoice, invoice_item) and by what became of the extra one: TO_REFUND/"
+            "REFUNDED, TO_VOID/VOIDED, TO_DELETE/DELETED, REPORTED (a person makes "
+            "it right), REFUSED.",
+            labels=["kind", "status"],
         )
         for row in self.rows["duplicate_payments"]:
-            duplicates.add_metric([row["status"]], row["payments"])
+            duplicates.add_metric([row["kind"], row["status"]], row["payments"])
         yield duplicates
 
 

@@ -166,8 +166,9 @@ class Registry(BaseModel):
         "('agnt-jobs schedules check'); empty when all is well."
     )
     duplicate_payments: dict[str, int] = Field(
-        description="Payments found made twice for one fee and not refunded yet, "
-        "by status (TO_REFUND, REPORTED, REFUSED); empty when none."
+        description="Stripe objects found made twice (payments, invoices, invoice "
+        "items) and not made right yet, by status (TO_REFUND, TO_VOID, TO_DELETE, "
+        "REPORTED, REFUSED); empty when none."
     )
 
 

@@ -76,6 +76,12 @@ def _epoch(instant: datetime) -> int:
     return int(instant.timestamp())
 
 
+def _earliest_first(objects: list[StripeDict]) -> list[StripeDict]:
+    """Objects made under one key, the one to keep first: the earliest made (ties,
+    within Stripe's one-second ``created``, by id), whichever order Stripe lists."""
+    return sorted(objects, key=lambda obj: (obj.get("created") or 0, obj["id"]))
+
+
 class StripeGateway:
     """The calls the billing jobs make, each mapped to our error classes."""
 
@@ -247,6 +253,31 @@ class StripeGateway:
             options=self._write_options(ref),
         )
 
+    # --- undoing an object found made twice -----------------------------------------
+    # A delete needs no key: deleting what is gone is refused (404), which the
+    # caller reads as done.
+
+    def void_invoice(self, invoice_id: str, idempotency_key: str) -> StripeDict:
+        return self._call(
+            self._v1.invoices.void_invoice,
+            invoice_id,
+            options=self._write_options(idempotency_key),
+        )
+
+    def delete_invoice(self, invoice_id: str) -> StripeDict:
+        """Delete a draft invoice (Stripe voids only finalized ones)."""
+        return self._call(
+            self._v1.invoices.delete, invoice_id, options={"max_network_retries": 0}
+        )
+
+    def delete_invoice_item(self, item_id: str) -> StripeDict:
+        return self._call(
+            self._v1.invoice_items.delete, item_id, options={"max_network_retries": 0}
+        )
+
+    def invoice_item(self, item_id: str) -> StripeDict:
+        return self._call(self._v1.invoice_items.retrieve, item_id)
+
     # --- lookups: what an earlier, crashed attempt may have made ------------------
 
     def find_refund(self, payment_intent: str, ref: str) -> StripeDict | None:
@@ -281,21 +312,34 @@ class StripeGateway:
                 return
             cursor = page["data"][-1]["id"]
 
-    def find_invoice(self, customer: str, ref: str) -> StripeDict | None:
-        for invoice in self._pages(self._v1.invoices.list, {"customer": customer}):
-            if _matches(invoice, ref):
-                return invoice
-        return None
+    def find_invoices(self, customer: str, ref: str) -> list[StripeDict]:
+        """Every invoice made under ``ref``, the one to keep first (more than one
+        only if a write was made twice)."""
+        return _earliest_first(
+            [
+                invoice
+                for invoice in self._pages(
+                    self._v1.invoices.list, {"customer": customer}
+                )
+                if _matches(invoice, ref)
+            ]
+        )
 
-    def find_invoice_item(
+    def find_invoice(self, customer: str, ref: str) -> StripeDict | None:
+        return next(iter(self.find_invoices(customer, ref)), None)
+
+    def find_invoice_items(
         self, customer: str, ref: str, since: datetime
-    ) -> StripeDict | None:
-        """The invoice item made under ``ref``: among the customer's invoice items,
-        else among the lines of invoices made since ``since`` (localstripe lists
-        only items not yet invoiced; an invoice may have swept ours in)."""
-        for item in self._pages(self._v1.invoice_items.list, {"customer": customer}):
-            if _matches(item, ref):
-                return item
+    ) -> list[StripeDict]:
+        """Every invoice item made under ``ref``, the one to keep first: among the
+        customer's pending invoice items, and among the lines of invoices made
+        since ``since`` (localstripe lists only items not yet invoiced; an invoice
+        may have swept ours in; those carry ``invoice``)."""
+        items = {
+            item["id"]: item
+            for item in self._pages(self._v1.invoice_items.list, {"customer": customer})
+            if _matches(item, ref)
+        }
         for invoice in self._pages(self._v1.invoices.list, {"customer": customer}):
             if invoice.get("created", 0) < _epoch(since):
                 continue
@@ -307,8 +351,15 @@ class StripeGateway:
             ):
                 if _matches(line, ref):
                     item_id = line.get("invoice_item") or line.get("id")
-                    return {**line, "id": item_id, "invoice": invoice["id"]}
-        return None
+                    items.setdefault(
+                        item_id, {**line, "id": item_id, "invoice": invoice["id"]}
+                    )
+        return _earliest_first(list(items.values()))
+
+    def find_invoice_item(
+        self, customer: str, ref: str, since: datetime
+    ) -> StripeDict | None:
+        return next(iter(self.find_invoice_items(customer, ref, since)), None)
 
     def find_payment_intents(
         self, customer: str, key: str, value: str, since: datetime

@@ -34,8 +34,8 @@ JOB_WRITTEN_TABLES = {
     "job_run_totals": "finished runs by job and status: the job_runs trigger",
     "job_run_duration_buckets": "finished runs by duration: the job_runs trigger",
     "admin_sessions": "the admin page's sign-ins: the admin view",
-    "duplicate_payments": "payments found made twice, and their refunds: "
-    "retry_pending_fees",
+    "duplicate_payments": "Stripe objects found made twice, and their undoing: "
+    "retry_pending_fees, monthly_invoice, charge_unbilled_usage",
     "schedules": "the schedule registry: each worker, at start",
     "schedule_changes": "who changed which schedule: the schedules trigger",
     "schedule_ticks": "each scheduled tick and what became of it: the deferrer",

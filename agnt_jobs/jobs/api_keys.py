@@ -27,7 +27,7 @@ from agnt_jobs import logs, timeutil
 from agnt_jobs.checkpoint import checkpoint
 from agnt_jobs.clients.errors import ClientError, RetryableError
 from agnt_jobs.clients.stripe_client import StripeGateway, ref_tag
-from agnt_jobs.jobs import errorlog, ledger
+from agnt_jobs.jobs import duplicate_payments, errorlog, ledger
 from agnt_jobs.jobs.lost_answers import LostAnswers
 from agnt_jobs.scheduler.bodies import JobResult, RunContext, job
 
@@ -217,11 +217,13 @@ def _bill_one(
         key = batch.idempotency_key
         tz = timeutil.zone(ctx.settings.business_timezone)
         item: dict[str, Any] | None = None
+        extras: list[dict[str, Any]] = []
         outcome = "free"
         if batch.amount > 0:
             try:
                 since = batch.created_at - LOOKUP_MARGIN
-                item = stripe.find_invoice_item(batch.stripe_customer_id, key, since)
+                found = stripe.find_invoice_items(batch.stripe_customer_id, key, since)
+                item, extras = duplicate_payments.keep_earliest(found)
                 outcome = "recovered" if item else "billed"
                 if item is None:
                     item = _create_item_or_find(stripe, lost, batch, tz)
@@ -240,6 +242,21 @@ def _bill_one(
                     )
                 return "failed"
         _record_billed(connection, batch, item)
+        if extras:
+            duplicate_payments.record(
+                connection,
+                duplicate_payments.Owner(
+                    kind="invoice_item",
+                    job="charge_unbilled_usage",
+                    key=key,
+                    stripe_customer_id=batch.stripe_customer_id,
+                    currency=batch.currency,
+                    usage_batch_id=batch.id,
+                ),
+                [duplicate_payments.extra_invoice_item(extra) for extra in extras],
+                ctx.settings.stripe_duplicate_action,
+                timeutil.day(ctx.now, tz).start,
+            )
     logger.info(
         "usage batch billed",
         extra=logs.event(f"usage_{outcome}", key=key, amount=batch.amount),
@@ -330,12 +347,17 @@ def charge_unbilled_usage(ctx: RunContext) -> JobResult:
     lost = LostAnswers(ctx.settings.stripe_reconcile_seconds)
     counts = _bill(ctx, stripe, lost)
     marked += _mark(ctx.engine, chunk)
+    made_right = duplicate_payments.make_right_due(ctx, stripe, lost, ("invoice_item",))
     result = {
         "cutoff": today.start.isoformat(),
         "batches": opened,
         "events": bound,
         **{n: counts[n] for n in ("billed", "recovered", "free", "failed")},
         "events_marked": marked,
+        **{
+            f"duplicates_{n}": made_right[n]
+            for n in duplicate_payments.DUPLICATE_OUTCOMES
+        },
     }
     logger.info("usage billed", extra=logs.event("charge_unbilled_usage", **result))
     return lost.settled("charge_unbilled_usage", result)

@@ -23,6 +23,7 @@ from sqlalchemy.engine import Engine
 from agnt_jobs import logs, timeutil
 from agnt_jobs.checkpoint import checkpoint
 from agnt_jobs.clients.stripe_client import StripeGateway
+from agnt_jobs.jobs import duplicate_payments
 from agnt_jobs.jobs import invoice_settlement as settlement
 from agnt_jobs.jobs.lost_answers import LostAnswers
 from agnt_jobs.models.billing import BILLABLE_SUBSCRIPTION_STATUSES
@@ -130,9 +131,10 @@ def monthly_invoice(ctx: RunContext) -> JobResult:
     pending invoice items (metered API usage).
     """
     lost = LostAnswers(ctx.settings.stripe_reconcile_seconds)
+    stripe = StripeGateway.from_settings(ctx.settings)
     attempt = settlement.Attempt(
         ctx.engine,
-        StripeGateway.from_settings(ctx.settings),
+        stripe,
         ctx.settings,
         ctx.now,
         first_pass=True,
@@ -144,12 +146,17 @@ def monthly_invoice(ctx: RunContext) -> JobResult:
     params = {"month": period.label, "limit": ctx.settings.job_chunk_size}
     for invoice_id in _ids(ctx.engine, UNSETTLED, params):
         counts.update(settlement.settle(attempt, invoice_id))
+    made_right = duplicate_payments.make_right_due(ctx, stripe, lost, ("invoice",))
     names = ("created", "recovered", "paid", "payment_failed", "uncollectible")
     result = {
         "month": period.label,
         "planned": planned,
         **{name: counts[name] for name in names},
         "failed": counts["failed"],
+        **{
+            f"duplicates_{n}": made_right[n]
+            for n in duplicate_payments.DUPLICATE_OUTCOMES
+        },
     }
     logger.info("monthly invoices", extra=logs.event("monthly_invoice", **result))
     return lost.settled("monthly_invoice", result)

@@ -226,8 +226,24 @@ def _record(
     if outcome.extra_charges:
         duplicate_payments.record(
             connection,
-            fee,
-            list(outcome.extra_charges),
+            duplicate_payments.Owner(
+                kind="payment",
+                job="retry_pending_fees",
+                key=f"fee:{fee.id}",
+                stripe_customer_id=fee.stripe_customer_id,
+                currency=fee.currency,
+                venue_id=fee.venue_id,
+                fee_id=fee.id,
+            ),
+            [
+                duplicate_payments.Extra(
+                    intent["id"],
+                    int(intent.get("amount") or fee.amount),
+                    "refund",
+                    intent["id"],
+                )
+                for intent in outcome.extra_charges
+            ],
             settings.stripe_duplicate_action,
             timeutil.day(ctx.now, timeutil.zone(settings.business_timezone)).start,
         )
@@ -305,10 +321,12 @@ def retry_pending_fees(ctx: RunContext) -> JobResult:
     _retry_invoices(ctx, stripe, lost, counts)
     for fee_id in due_ids(ctx.engine, DUE_FEES, ctx.now, ctx.settings.job_chunk_size):
         counts[_collect(ctx, stripe, lost, fee_id)] += 1
-    refunds = duplicate_payments.refund_due(ctx, stripe, lost)
+    made_right = duplicate_payments.make_right_due(ctx, stripe, lost)
     names = ("paid", "recovered", "declined", "uncollectible", "in_flight")
     result = {n: counts[n] for n in (*names, "unavailable", "skipped")}
-    result |= {f"duplicates_{n}": refunds[n] for n in ("refunded", "refused", "failed")}
+    result |= {
+        f"duplicates_{n}": made_right[n] for n in duplicate_payments.DUPLICATE_OUTCOMES
+    }
     invoice_names = ("created", "recovered", "paid", "payment_failed")
     result |= {
         f"invoices_{n}": counts[f"invoice_{n}"]

@@ -13,6 +13,7 @@ import json
 import logging
 import statistics
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -286,24 +287,37 @@ def dead_letter_growth(connection: Connection, ctx: RunContext) -> Observation:
 
 
 def duplicate_payments(connection: Connection, ctx: RunContext) -> Observation:
-    """Payments made twice not yet refunded: still to refund, left to a person by
+    """Stripe objects made twice (payments, invoices, invoice items) not yet made
+    right: still to refund, void or delete, left to a person by
     ``AGNT_STRIPE_DUPLICATE_ACTION=report``, or refused by Stripe. Failing while
-    there is any: a customer was charged twice."""
+    there is any: a customer was, or may be, charged twice."""
     rows = connection.execute(
         sa.text(
             """
-            SELECT status, count(*) AS payments, array_agg(fee_id ORDER BY id) AS fees
-            FROM duplicate_payments WHERE status <> 'REFUNDED'
-            GROUP BY status ORDER BY status
+            SELECT kind, status, count(*) AS objects,
+                   array_remove(array_agg(fee_id), NULL) AS fees,
+                   array_remove(array_agg(invoice_id), NULL) AS invoices,
+                   array_remove(array_agg(usage_batch_id), NULL) AS batches
+            FROM duplicate_payments
+            WHERE status NOT IN ('REFUNDED', 'VOIDED', 'DELETED')
+            GROUP BY kind, status ORDER BY kind, status
             """
         )
     ).all()
+    by_status: Counter[str] = Counter()
+    by_kind: Counter[str] = Counter()
+    for row in rows:
+        by_status[row.status] += row.objects
+        by_kind[row.kind] += row.objects
     return Observation(
-        sum(row.payments for row in rows),
+        sum(row.objects for row in rows),
         0,
         {
-            "by_status": {row.status: row.payments for row in rows},
+            "by_status": dict(by_status),
+            "by_kind": dict(by_kind),
             "fee_ids": sorted({fee for row in rows for fee in row.fees}),
+            "invoice_ids": sorted({i for row in rows for i in row.invoices}),
+            "usage_batch_ids": sorted({b for row in rows for b in row.batches}),
         },
     )
 

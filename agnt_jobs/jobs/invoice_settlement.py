@@ -21,12 +21,12 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine, Row
 
-from agnt_jobs import logs
+from agnt_jobs import logs, timeutil
 from agnt_jobs.clients.errors import ClientError, PermanentError, RetryableError
 from agnt_jobs.clients.stripe_client import CardDeclinedError, StripeGateway
 from agnt_jobs.delivery import deadletters
 from agnt_jobs.delivery.backoff import backoff_seconds
-from agnt_jobs.jobs import ledger
+from agnt_jobs.jobs import duplicate_payments, ledger
 from agnt_jobs.jobs.lost_answers import LostAnswers
 from agnt_jobs.settings import Settings
 from agnt_jobs.walk import due_ids
@@ -238,7 +238,8 @@ def create(attempt: Attempt, invoice_id: int) -> str | None:
             return None
         key = row.idempotency_key
         try:
-            invoice = attempt.stripe.find_invoice(row.stripe_customer_id, key)
+            found = attempt.stripe.find_invoices(row.stripe_customer_id, key)
+            invoice, extras = duplicate_payments.keep_earliest(found)
             outcome = "recovered" if invoice else "created"
             if invoice is None:
                 invoice = _create_or_find(attempt, row)
@@ -261,11 +262,39 @@ def create(attempt: Attempt, invoice_id: int) -> str | None:
             )
             return "uncollectible" if refused else "failed"
         _record_created(connection, row, invoice, attempt.now)
+        if extras:
+            _record_extras(connection, attempt, row, extras)
     logger.info(
         "monthly invoice created",
         extra=logs.event(f"invoice_{outcome}", key=key, stripe_id=invoice["id"]),
     )
     return outcome
+
+
+def _record_extras(
+    connection: Connection,
+    attempt: Attempt,
+    row: Row[Any],
+    extras: list[dict[str, Any]],
+) -> None:
+    """Invoices made under this row's key beyond the one kept: to make right."""
+    duplicate_payments.record(
+        connection,
+        duplicate_payments.Owner(
+            kind="invoice",
+            job="monthly_invoice",
+            key=row.idempotency_key,
+            stripe_customer_id=row.stripe_customer_id,
+            currency=row.currency,
+            venue_id=row.venue_id,
+            invoice_id=row.id,
+        ),
+        [duplicate_payments.extra_invoice(extra) for extra in extras],
+        attempt.settings.stripe_duplicate_action,
+        timeutil.day(
+            attempt.now, timeutil.zone(attempt.settings.business_timezone)
+        ).start,
+    )
 
 
 def _create_or_find(attempt: Attempt, row: Row[Any]) -> dict[str, Any]:

@@ -229,22 +229,49 @@ class LedgerEntry(Base):
     )
 
 
-# TO_REFUND: retry_pending_fees refunds it; REFUNDED: done; REPORTED: the
-# AGNT_STRIPE_DUPLICATE_ACTION=report setting left it to a person; REFUSED: Stripe
-# refused the refund, a person must look.
-DUPLICATE_PAYMENT_STATUSES = ("TO_REFUND", "REFUNDED", "REPORTED", "REFUSED")
+# TO_REFUND / TO_VOID / TO_DELETE: the job that found it makes it right;
+# REFUNDED / VOIDED / DELETED: done; REPORTED: the AGNT_STRIPE_DUPLICATE_ACTION=report
+# setting (or an extra object no call can undo) left it to a person; REFUSED: Stripe
+# refused the call, a person must look.
+DUPLICATE_STATUSES = (
+    "TO_REFUND",
+    "REFUNDED",
+    "TO_VOID",
+    "VOIDED",
+    "TO_DELETE",
+    "DELETED",
+    "REPORTED",
+    "REFUSED",
+)
+DUPLICATE_DONE = ("REFUNDED", "VOIDED", "DELETED")
+DUPLICATE_KINDS = ("payment", "invoice", "invoice_item")
+DUPLICATE_ACTIONS = ("refund", "void", "delete")
 
 
 class DuplicatePayment(Base):
-    """A payment found made twice for one fee: the extra one, and its refund. The
-    row is the intended refund, recorded before Stripe is asked for it, under the
-    refund's deterministic key (``refund:{payment_intent}``)."""
+    """A Stripe object found made twice for one of our rows (a fee's payment, a
+    monthly invoice, a usage batch's invoice item): the extra one, and what makes
+    it right (``action``). The row is the intended call, recorded before Stripe is
+    asked, under a deterministic key (``refund:{payment_intent}``,
+    ``void:{invoice}``, ``delete:{object}``)."""
 
     __tablename__ = "duplicate_payments"
 
     id: Mapped[int] = mapped_column(BigInteger, identity(), primary_key=True)
-    fee_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("fee_collections.id"))
-    payment_intent: Mapped[str] = mapped_column(Text, unique=True)
+    kind: Mapped[str] = mapped_column(Text)
+    action: Mapped[str] = mapped_column(Text)
+    stripe_object: Mapped[str] = mapped_column(Text, unique=True)
+    fee_id: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("fee_collections.id")
+    )
+    invoice_id: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("monthly_invoices.id")
+    )
+    usage_batch_id: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("usage_batches.id")
+    )
+    # The payment to refund (a fee's extra payment, a paid extra invoice's).
+    payment_intent: Mapped[str | None] = mapped_column(Text, unique=True)
     stripe_customer_id: Mapped[str] = mapped_column(Text)
     amount: Mapped[int] = mapped_column(BigInteger)  # minor units
     currency: Mapped[str] = mapped_column(Text)
@@ -257,13 +284,22 @@ class DuplicatePayment(Base):
     refunded_at: Mapped[datetime | None] = timestamp()
 
     __table_args__ = (
-        one_of("status", DUPLICATE_PAYMENT_STATUSES),
-        CheckConstraint("amount > 0", name="amount_positive"),
+        one_of("status", DUPLICATE_STATUSES),
+        one_of("kind", DUPLICATE_KINDS),
+        one_of("action", DUPLICATE_ACTIONS),
+        CheckConstraint(
+            "(kind = 'payment' AND fee_id IS NOT NULL)"
+            " OR (kind = 'invoice' AND invoice_id IS NOT NULL)"
+            " OR (kind = 'invoice_item' AND usage_batch_id IS NOT NULL)",
+            name="duplicates_one_row",
+        ),
+        # An extra invoice may be for nothing (paid, it is then only reported).
+        CheckConstraint("amount >= 0", name="amount_not_negative"),
         Index("ix_duplicate_payments_fee_id", "fee_id"),
         # The refunds still to make, and what the health check counts.
         Index(
             "ix_duplicate_payments_open",
             "id",
-            postgresql_where=text("status <> 'REFUNDED'"),
+            postgresql_where=text("status NOT IN ('REFUNDED', 'VOIDED', 'DELETED')"),
         ),
     )

@@ -37,9 +37,10 @@ class BillingSettings(BaseModel):
     )
     stripe_duplicate_action: Literal["refund", "report"] = Field(
         default="refund",
-        description="What is done with a payment found made twice for one fee: "
-        "'refund' refunds the extra payment (and reports it); 'report' only "
-        "reports it, for a person to refund.",
+        description="What is done with a Stripe object found made twice for one "
+        "row (a fee's payment, a monthly invoice, a usage invoice item): 'refund' "
+        "undoes the extra one (refunds a payment, voids or deletes an invoice, "
+        "deletes an item) and reports it; 'report' only reports it, for a person.",
     )
     stripe_lookup_max_objects: int = Field(
         default=2000,

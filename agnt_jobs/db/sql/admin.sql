@@ -20,10 +20,11 @@ FROM schedule_overview o
 ORDER BY o.id
 
 -- duplicate_payments --
--- Payments found made twice for one fee and not refunded yet, by status: a
--- customer was charged twice (the registry page says so above the schedules).
+-- Stripe objects found made twice (payments, invoices, invoice items) and not made
+-- right yet, by status: a customer was, or may be, charged twice (the registry
+-- page says so above the schedules).
 SELECT status, count(*) AS payments FROM duplicate_payments
-WHERE status <> 'REFUNDED' GROUP BY status ORDER BY status
+WHERE status NOT IN ('REFUNDED', 'VOIDED', 'DELETED') GROUP BY status ORDER BY status
 
 -- known_jobs --
 -- Every job name the history or the registry has seen, for validating a filter.

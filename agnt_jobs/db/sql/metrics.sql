@@ -92,6 +92,7 @@ SELECT source, count(*) AS unresolved FROM dead_letters
 WHERE resolved_at IS NULL GROUP BY source ORDER BY source
 
 -- duplicate_payments --
--- Payments found made twice for one fee, by what became of the extra one.
-SELECT status, count(*) AS payments FROM duplicate_payments
-GROUP BY status ORDER BY status
+-- Stripe objects found made twice for one of our rows, by kind and by what became
+-- of the extra one.
+SELECT kind, status, count(*) AS payments FROM duplicate_payments
+GROUP BY kind, status ORDER BY kind, status

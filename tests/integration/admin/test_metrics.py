@@ -109,6 +109,9 @@ def _seed_backlogs(engine: Engine) -> None:
         data.insert(
             engine,
             "duplicate_payments",
+            kind="payment",
+            action="refund",
+            stripe_object=f"pi_{n}",
             fee_id=fee,
             payment_intent=f"pi_{n}",
             stripe_customer_id="cus_1",
@@ -248,7 +251,10 @@ async def test_every_figure_is_what_sql_says(
     assert _value(samples, "agnt_dead_letters_unresolved", source="send_queue") == 1
     assert _value(samples, "agnt_dead_letters_unresolved", source="webhook") == 1
     for status, payments in (("TO_REFUND", 1), ("REPORTED", 2), ("REFUNDED", 1)):
-        assert _value(samples, "agnt_duplicate_payments", status=status) == payments
+        assert (
+            _value(samples, "agnt_duplicate_payments", kind="payment", status=status)
+            == payments
+        )
 
 
 async def test_counters_outlive_the_history_retention(

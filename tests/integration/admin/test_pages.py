@@ -345,9 +345,10 @@ def test_payments_made_twice_show_above_the_schedules_until_refunded(
                     INSERT INTO fee_collections (venue_id, stripe_customer_id, amount)
                     SELECT id, 'cus_1', 5 FROM venue RETURNING id)
                 INSERT INTO duplicate_payments (
-                    fee_id, payment_intent, stripe_customer_id, amount, currency,
-                    idempotency_key, status)
-                SELECT fee.id, 'pi_' || s, 'cus_1', 5, 'IDR', 'refund:pi_' || s, s
+                    kind, action, stripe_object, fee_id, payment_intent,
+                    stripe_customer_id, amount, currency, idempotency_key, status)
+                SELECT 'payment', 'refund', 'pi_' || s, fee.id, 'pi_' || s, 'cus_1',
+                       5, 'IDR', 'refund:pi_' || s, s
                 FROM fee, unnest(ARRAY['REPORTED', 'REFUNDED']) AS s
                 """
             )

@@ -4,13 +4,14 @@ is billed exactly once, whatever crashes, and no query count is lost."""
 from __future__ import annotations
 
 import threading
+import time
 from datetime import date
 from typing import Any
 
 import pytest
 from sqlalchemy.engine import Engine
 
-from agnt_jobs.jobs import api_keys
+from agnt_jobs.jobs import api_keys, duplicate_payments, health
 from agnt_jobs.settings import Settings
 from tests.support.billing_data import (
     Crash,
@@ -76,6 +77,7 @@ def test_bills_each_customer_once_for_usage_before_the_cutoff(
         "free": 0,
         "failed": 0,
         "events_marked": 5,
+        **{f"duplicates_{n}": 0 for n in duplicate_payments.DUPLICATE_OUTCOMES},
     }
     for customer, quantity in ((alice, 12), (bob, 10)):
         [item] = world.pending_items(customer)
@@ -353,3 +355,109 @@ def test_free_usage_is_marked_billed_without_a_stripe_item(
     assert (result["free"], result["billed"], result["events_marked"]) == (1, 0, 1)
     assert world.pending_items(customer) == []
     assert scalar(engine, "SELECT count(*) FROM ledger_entries") == 0
+
+
+# --- an invoice item found made more than once --------------------------------------
+
+
+def items_made_twice(engine: Engine, world: StripeWorld) -> tuple[str, str, str]:
+    """A customer with usage to bill whose invoice item for the cutoff Stripe holds
+    twice, made outside our protocol (as a write made twice would be): the kept
+    one first, then the extra one."""
+    customer = world.customer()
+    with engine.begin() as connection:
+        usage(connection, api_key(connection, customer), LAST_MINUTE, 3)
+    made = []
+    for n in range(2):
+        if n:
+            time.sleep(1.1)  # Stripe's ``created`` counts seconds: kept is earliest
+        item = world.v1.invoice_items.create(
+            params={
+                "customer": customer,
+                "amount": 3 * PRICE,
+                "currency": "idr",
+                "description": f"AGNT API usage [{ref(customer)}]",
+                "metadata": {"agnt_ref": ref(customer)},
+            }
+        )
+        made.append(item.id)
+    return customer, made[0], made[1]
+
+
+def duplicates(engine: Engine) -> list[Any]:
+    return rows(engine, "SELECT * FROM duplicate_payments ORDER BY id")
+
+
+def test_an_invoice_item_made_twice_keeps_the_earliest_and_deletes_the_other(
+    engine: Engine, stripe_settings: Settings, world: StripeWorld
+) -> None:
+    customer, kept, extra = items_made_twice(engine, world)
+
+    result = run(api_keys.charge_unbilled_usage, stripe_settings, engine, TICK)
+
+    assert (result["recovered"], result["duplicates_deleted"]) == (1, 1)
+    [batch] = rows(engine, "SELECT * FROM usage_batches")
+    assert (batch.status, batch.stripe_invoice_item_id) == ("BILLED", kept)
+    assert [item["id"] for item in world.pending_items(customer)] == [kept]
+    [duplicate] = duplicates(engine)
+    assert (duplicate.kind, duplicate.action, duplicate.status) == (
+        "invoice_item",
+        "delete",
+        "DELETED",
+    )
+    assert (duplicate.stripe_object, duplicate.usage_batch_id) == (extra, batch.id)
+    assert scalar(engine, "SELECT count(*) FROM ledger_entries") == 1
+    [report] = rows(engine, "SELECT * FROM error_log")
+    assert report.level == "CRITICAL" and report.context["extra"] == [extra]
+    with engine.connect() as connection:
+        assert health.duplicate_payments(connection, None).value == 0  # type: ignore[arg-type]
+
+    again = run(api_keys.charge_unbilled_usage, stripe_settings, engine, TICK)
+
+    assert again["duplicates_deleted"] == 0
+    assert [item["id"] for item in world.pending_items(customer)] == [kept]
+
+
+def test_a_crash_after_deleting_an_extra_item_then_rerun_does_not_delete_it_again(
+    engine: Engine,
+    stripe_settings: Settings,
+    world: StripeWorld,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    customer, kept, _ = items_made_twice(engine, world)
+    crash_once(monkeypatch, duplicate_payments, "_record")
+
+    with pytest.raises(Crash):
+        run(api_keys.charge_unbilled_usage, stripe_settings, engine, TICK)
+
+    [duplicate] = duplicates(engine)
+    assert duplicate.status == "TO_DELETE"
+    assert [item["id"] for item in world.pending_items(customer)] == [kept]
+
+    result = run(api_keys.charge_unbilled_usage, stripe_settings, engine, TICK)
+
+    assert result["duplicates_deleted"] == 1
+    [duplicate] = duplicates(engine)
+    assert (duplicate.status, duplicate.last_error) == ("DELETED", None)
+
+
+def test_report_only_leaves_an_extra_item_and_keeps_it_in_view(
+    engine: Engine, stripe_settings: Settings, world: StripeWorld
+) -> None:
+    settings = stripe_settings.model_copy(update={"stripe_duplicate_action": "report"})
+    customer, kept, extra = items_made_twice(engine, world)
+
+    run(api_keys.charge_unbilled_usage, settings, engine, TICK)
+    again = run(api_keys.charge_unbilled_usage, settings, engine, TICK)
+
+    assert again["duplicates_deleted"] == 0
+    assert {item["id"] for item in world.pending_items(customer)} == {kept, extra}
+    [duplicate] = duplicates(engine)
+    assert (duplicate.action, duplicate.status) == ("delete", "REPORTED")
+    [report] = rows(engine, "SELECT * FROM error_log")
+    assert "by hand" in report.message
+    with engine.connect() as connection:
+        seen = health.duplicate_payments(connection, None)  # type: ignore[arg-type]
+    [batch] = rows(engine, "SELECT * FROM usage_batches")
+    assert (seen.ok, seen.details["usage_batch_ids"]) == (False, [batch.id])
+    assert seen.details["by_kind"] == {"invoice_item": 1}

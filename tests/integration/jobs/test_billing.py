@@ -6,13 +6,14 @@ dead-lettered."""
 from __future__ import annotations
 
 import threading
+import time
 from datetime import timedelta
 from typing import Any
 
 import pytest
 from sqlalchemy.engine import Engine
 
-from agnt_jobs.jobs import billing, fees, invoice_settlement
+from agnt_jobs.jobs import billing, duplicate_payments, fees, health, invoice_settlement
 from agnt_jobs.settings import Settings
 from tests.support.billing_data import (
     DECLINED_ON_CHARGE,
@@ -112,6 +113,7 @@ def test_bills_each_billable_venue_once_for_last_wita_month(
         "payment_failed": 0,
         "uncollectible": 0,
         "failed": 0,
+        **{f"duplicates_{n}": 0 for n in duplicate_payments.DUPLICATE_OUTCOMES},
     }
     for venue_id, customer in (
         (active, active_customer),
@@ -381,3 +383,171 @@ def test_two_copies_at_once_make_one_invoice_per_venue(
         assert len(world.invoices(customer, ref(venue_id))) == 1
         assert invoice_row(engine, venue_id).status == "PAID"
     assert scalar(engine, "SELECT count(*) FROM ledger_entries") == 8
+
+
+# --- an invoice found made more than once -------------------------------------------
+
+
+def seed_invoice(engine: Engine, world: StripeWorld, venue_id: int, then: str) -> str:
+    """An invoice under the venue-month's key, made outside our protocol (as a
+    write made twice would be), left draft, open (its payment declined) or paid."""
+    customer = scalar(
+        engine,
+        "SELECT stripe_customer_id FROM subscriptions WHERE venue_id = :v",
+        v=venue_id,
+    )
+    subscription = scalar(
+        engine,
+        "SELECT stripe_subscription_id FROM subscriptions WHERE venue_id = :v",
+        v=venue_id,
+    )
+    invoice = world.v1.invoices.create(
+        params={
+            "customer": customer,
+            "subscription": subscription,
+            "description": f"AGNT venue subscription {MONTH} [{ref(venue_id)}]",
+            "metadata": {"agnt_ref": ref(venue_id)},
+        }
+    )
+    if then == "open":
+        world.set_card(customer, DECLINED_ON_CHARGE)
+        world.v1.invoices.pay(invoice.id)
+        world.set_card(customer, GOOD_CARD)
+    elif then == "paid":
+        world.v1.invoices.pay(invoice.id)
+    return invoice.id
+
+
+def made_twice(
+    engine: Engine, world: StripeWorld, *extras: str
+) -> tuple[int, str, str, list[str]]:
+    """A billable venue whose invoice for the month Stripe holds more than once:
+    the kept one (a draft, made first), then one extra per ``extras`` state."""
+    venue_id, customer = subscribed_venue(engine, world)
+    kept = seed_invoice(engine, world, venue_id, "draft")
+    time.sleep(1.1)  # Stripe's ``created`` counts seconds: the kept one is earliest
+    return (
+        venue_id,
+        customer,
+        kept,
+        [seed_invoice(engine, world, venue_id, then) for then in extras],
+    )
+
+
+def duplicates(engine: Engine) -> list[Any]:
+    return rows(engine, "SELECT * FROM duplicate_payments ORDER BY id")
+
+
+def statuses(world: StripeWorld, customer: str, venue_id: int) -> dict[str, str]:
+    return {i["id"]: i["status"] for i in world.invoices(customer, ref(venue_id))}
+
+
+def test_an_invoice_made_more_than_once_keeps_the_earliest_and_undoes_the_others(
+    engine: Engine, stripe_settings: Settings, world: StripeWorld
+) -> None:
+    venue_id, customer, kept, (opened, paid, draft) = made_twice(
+        engine, world, "open", "paid", "draft"
+    )
+    intent = world.v1.invoices.retrieve(paid).payment_intent
+
+    result = run(billing.monthly_invoice, stripe_settings, engine, TICK)
+
+    assert (result["recovered"], result["paid"]) == (1, 1)
+    made_right = [result[f"duplicates_{n}"] for n in ("voided", "refunded", "deleted")]
+    assert made_right == [1, 1, 1]
+    row = invoice_row(engine, venue_id)
+    assert (row.status, row.stripe_invoice_id) == ("PAID", kept)
+    # The open one is void, the draft gone, the paid one's payment refunded.
+    assert statuses(world, customer, venue_id) == {
+        kept: "paid",
+        opened: "void",
+        paid: "paid",
+    }
+    [refund] = world.v1.refunds.list(params={"payment_intent": intent}).data
+    assert (refund.amount, refund.metadata["agnt_ref"]) == (
+        PLAN_AMOUNT,
+        f"refund:{intent}",
+    )
+    assert {
+        d.stripe_object: (d.kind, d.action, d.status) for d in duplicates(engine)
+    } == {
+        opened: ("invoice", "void", "VOIDED"),
+        paid: ("invoice", "refund", "REFUNDED"),
+        draft: ("invoice", "delete", "DELETED"),
+    }
+    assert all(d.invoice_id == row.id for d in duplicates(engine))
+    # Money: the extra payment received, then refunded.
+    kept_and_extra = ["charge", "payment", "payment", "refund"]
+    assert sorted(ledger_types(engine, venue_id)) == [
+        (kind, PLAN_AMOUNT) for kind in kept_and_extra
+    ]
+    [report] = rows(engine, "SELECT * FROM error_log")
+    assert report.level == "CRITICAL"
+    assert set(report.context["extra"]) == {opened, paid, draft}
+    with engine.connect() as connection:
+        assert health.duplicate_payments(connection, None).value == 0  # type: ignore[arg-type]
+
+    again = run(billing.monthly_invoice, stripe_settings, engine, TICK)
+
+    assert [again[f"duplicates_{n}"] for n in ("voided", "refunded", "deleted")] == [
+        0,
+        0,
+        0,
+    ]
+    assert len(world.v1.refunds.list(params={"payment_intent": intent}).data) == 1
+    assert len(duplicates(engine)) == 3
+
+
+@pytest.mark.parametrize(("then", "done"), [("open", "VOIDED"), ("draft", "DELETED")])
+def test_a_crash_after_undoing_an_extra_invoice_then_rerun_does_not_undo_it_again(
+    engine: Engine,
+    stripe_settings: Settings,
+    world: StripeWorld,
+    monkeypatch: pytest.MonkeyPatch,
+    then: str,
+    done: str,
+) -> None:
+    venue_id, customer, kept, [extra] = made_twice(engine, world, then)
+    crash_once(monkeypatch, duplicate_payments, "_record")
+
+    with pytest.raises(Crash):
+        run(billing.monthly_invoice, stripe_settings, engine, TICK)
+
+    # The invoice's own transaction committed (the undoing intended); the undoing's
+    # recording rolled back after Stripe did it.
+    [duplicate] = duplicates(engine)
+    assert duplicate.status == {"open": "TO_VOID", "draft": "TO_DELETE"}[then]
+    assert statuses(world, customer, venue_id).get(extra) == {"open": "void"}.get(then)
+
+    result = run(billing.monthly_invoice, stripe_settings, engine, TICK)
+
+    assert result[f"duplicates_{done.lower()}"] == 1
+    [duplicate] = duplicates(engine)
+    assert (duplicate.status, duplicate.last_error) == (done, None)
+    assert invoice_row(engine, venue_id).stripe_invoice_id == kept
+
+
+def test_report_only_leaves_an_extra_invoice_and_keeps_it_in_view(
+    engine: Engine, stripe_settings: Settings, world: StripeWorld
+) -> None:
+    settings = stripe_settings.model_copy(update={"stripe_duplicate_action": "report"})
+    venue_id, customer, kept, [extra] = made_twice(engine, world, "open")
+
+    run(billing.monthly_invoice, settings, engine, TICK)
+    again = run(billing.monthly_invoice, settings, engine, TICK)
+
+    assert again["duplicates_voided"] == 0
+    assert statuses(world, customer, venue_id) == {kept: "paid", extra: "open"}
+    [duplicate] = duplicates(engine)
+    assert (duplicate.kind, duplicate.action, duplicate.status) == (
+        "invoice",
+        "void",
+        "REPORTED",
+    )
+    [report] = rows(engine, "SELECT * FROM error_log")
+    assert report.level == "CRITICAL" and "by hand" in report.message
+    with engine.connect() as connection:
+        seen = health.duplicate_payments(connection, None)  # type: ignore[arg-type]
+    row = invoice_row(engine, venue_id)
+    assert (seen.ok, seen.details["invoice_ids"]) == (False, [row.id])
+    assert seen.details["by_kind"] == {"invoice": 1}

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
 
 from tests.support.admin_data import HEADERS, TOKEN
@@ -55,6 +56,16 @@ def _serve(
             return process, url
         except httpx.TransportError:
             assert time.monotonic() < deadline, "agnt-jobs admin did not start"
+            time.sleep(0.1)
+
+
+def _wait_for_the_worker(db_url: str) -> None:
+    """Until the worker beside the page runs (its deferrer has recorded it, after
+    the worker took over SIGTERM): the page answers before the worker starts."""
+    deadline = time.monotonic() + 30
+    with psycopg.connect(db_url, autocommit=True) as connection:
+        while not connection.execute("SELECT 1 FROM schedule_workers").fetchone():
+            assert time.monotonic() < deadline, "the worker did not start"
             time.sleep(0.1)
 
 
@@ -137,6 +148,8 @@ def test_forwarded_addresses_are_believed_only_from_a_named_proxy(
             other = {**HEADERS, "X-Forwarded-For": "10.0.0.2"}
             answer = http.get("/admin/scheduler", headers=other)
             assert answer.status_code == (200 if trusted else 429)
+        if command[0] == "worker":
+            _wait_for_the_worker(db_url)
     finally:
         stderr = _stop(process)
     refused = [line for line in stderr.splitlines() if "admin_auth_refused" in line]

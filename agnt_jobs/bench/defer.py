@@ -82,6 +82,7 @@ def _defer_call(lock: Callable[[int], str | None]) -> Callable[[int], Any]:
             "args": "{}",
             "at": None,
             "queueing_lock": lock(i),
+            "traceparent": None,
         }
 
     return step

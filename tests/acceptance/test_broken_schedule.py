@@ -27,10 +27,9 @@ from agnt_jobs.jobs.health import platform_health_monitor
 from agnt_jobs.scheduler import registry, tasks
 from agnt_jobs.scheduler.bodies import RunContext
 from agnt_jobs.scheduler.worker import AgntApp
-from tests.acceptance.ticking_app import SCHEDULES
 from tests.support import ticking
 from tests.support.admin_data import HEADERS, TOKEN
-from tests.support.ticking import BIN, ROOT, SECOND
+from tests.support.ticking import BIN, ROOT, SCHEDULES, SECOND
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")

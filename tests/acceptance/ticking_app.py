@@ -17,9 +17,10 @@ from agnt_jobs.app import app
 from agnt_jobs.checkpoint import checkpoint
 from agnt_jobs.scheduler import registry
 from agnt_jobs.scheduler.bodies import JobResult, RunContext, job
-from agnt_jobs.scheduler.declaration import Misfire, Schedule
+from agnt_jobs.scheduler.declaration import Schedule
 from agnt_jobs.scheduler.tasks import make_task
 from periodic.maintenance import MAINTENANCE
+from tests.support.ticking import SCHEDULES
 
 
 def _sleeper(variable: str, default: str):
@@ -53,15 +54,6 @@ BODIES = {
     "test_skip": _sleeper("AGNT_TEST_TICK_SECONDS", "0.05"),
     "test_long": _sleeper("AGNT_TEST_LONG_SECONDS", "3"),
     "test_chunks": _chunks,
-}
-SCHEDULES = {
-    "test_tick": Schedule("test_tick", "* * * * * *", "Each second.", Misfire.CATCH_UP),
-    "test_overlap": Schedule("test_overlap", "* * * * * *", "Every second."),
-    "test_catch_up": Schedule(
-        "test_catch_up", "* * * * * */2", "Every 2 s.", Misfire.CATCH_UP
-    ),
-    "test_skip": Schedule("test_skip", "* * * * * */2", "Every 2 s."),
-    "test_chunks": Schedule("test_chunks", "* * * * * */3", "Every 3 s."),
 }
 
 for name, body in BODIES.items():

@@ -20,6 +20,11 @@ from agnt_jobs.settings import Settings, get_settings
 
 @pytest.fixture
 def bouncer(db_url: str) -> Iterator[PgBouncer]:
+    if urlsplit(db_url).hostname is None:
+        pytest.skip(
+            "the test server listens on a Unix socket (the embedded one): PgBouncer "
+            "is tested in front of a TCP server (AGNT_TEST_DATABASE_URL)"
+        )
     try:
         bouncer = PgBouncer(db_url, pool_size=2)
         bouncer.start()

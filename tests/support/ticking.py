@@ -16,9 +16,23 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from agnt_jobs.scheduler.declaration import Misfire, Schedule
+
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 APP = "--app=tests.acceptance.ticking_app.app"
+
+# The seconds-level schedules the ticking app declares (data only: importing the app
+# itself registers its bodies in this process).
+SCHEDULES = {
+    "test_tick": Schedule("test_tick", "* * * * * *", "Each second.", Misfire.CATCH_UP),
+    "test_overlap": Schedule("test_overlap", "* * * * * *", "Every second."),
+    "test_catch_up": Schedule(
+        "test_catch_up", "* * * * * */2", "Every 2 s.", Misfire.CATCH_UP
+    ),
+    "test_skip": Schedule("test_skip", "* * * * * */2", "Every 2 s."),
+    "test_chunks": Schedule("test_chunks", "* * * * * */3", "Every 3 s."),
+}
 SECOND = timedelta(seconds=1)
 
 

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from agnt_jobs import logs
 from agnt_jobs.bench.scratch import ScratchServer
@@ -39,3 +42,17 @@ class BenchContext:
         logger.info(message, extra=logs.event("bench_progress"))
         if not self.quiet:
             print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+def wait_until(
+    predicate: Callable[[], Any], timeout: float, what: str, poll: float = 0.05
+) -> Any:
+    """The first true value of ``predicate``, asked every ``poll`` seconds; a
+    benchmark whose ``what`` does not happen within ``timeout`` fails with it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(poll)
+    raise RuntimeError(f"{what} did not happen in time")

@@ -23,7 +23,7 @@ from typing import Any
 import psycopg
 
 from agnt_jobs.bench import shutdown
-from agnt_jobs.bench.base import BenchContext
+from agnt_jobs.bench.base import BenchContext, wait_until
 from agnt_jobs.bench.child import ROOT, child_env, stop_all
 from agnt_jobs.bench.cluster import ClusterUnavailable, PgCluster
 from agnt_jobs.bench.report import Measurement, ratio
@@ -61,16 +61,6 @@ def _started_since(url: str, after: float) -> float | None:
         return _query(url, FIRST_AFTER, after=after)[1]
     except psycopg.OperationalError:
         return None
-
-
-def _wait(predicate: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise RuntimeError(f"recovery benchmark: {what} did not happen in time")
 
 
 class Workers:
@@ -210,3 +200,7 @@ def database_outage(ctx: BenchContext, seconds: float) -> list[Measurement]:
             details={"ours": ours, "plain": plain},
         )
     ]
+
+
+def _wait(predicate: Any, timeout: float, what: str) -> Any:
+    return wait_until(predicate, timeout, f"recovery benchmark: {what}", poll=0.1)

@@ -26,7 +26,7 @@ from typing import Any
 
 import psycopg
 
-from agnt_jobs.bench.base import BenchContext
+from agnt_jobs.bench.base import BenchContext, wait_until
 from agnt_jobs.bench.child import ROOT, child_env, stop_all
 from agnt_jobs.bench.report import Measurement, percentile, ratio
 
@@ -38,16 +38,6 @@ APPLY_TIMEOUT_SECONDS = 30.0
 # A production schedule with no settings to wait for; its two crons alternate.
 SCHEDULE = "prune_error_logs"
 CRONS = ("31 5 * * *", "32 5 * * *")
-
-
-def _wait(predicate: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise RuntimeError(f"schedule_change benchmark: {what} did not happen in time")
 
 
 def _applied_at(log: Path, cron: str, after: float) -> float | None:
@@ -193,3 +183,7 @@ def run(ctx: BenchContext, changes: int = CHANGES) -> list[Measurement]:
             details={"ours": measured, "bare_notify": floor},
         )
     ]
+
+
+def _wait(predicate: Any, timeout: float, what: str) -> Any:
+    return wait_until(predicate, timeout, f"schedule_change benchmark: {what}")

@@ -29,7 +29,7 @@ from typing import Any
 
 import psycopg
 
-from agnt_jobs.bench.base import STOP_JOBS, BenchContext
+from agnt_jobs.bench.base import STOP_JOBS, BenchContext, wait_until
 from agnt_jobs.bench.child import ROOT, child_env
 from agnt_jobs.bench.report import Measurement, ratio
 from agnt_jobs.settings import get_settings
@@ -79,16 +79,6 @@ def _one(url: str, sql: str, **params: Any) -> Any:
     with psycopg.connect(url, autocommit=True) as connection:
         row = connection.execute(sql, params).fetchone()
     return None if row is None else row[0]
-
-
-def _wait(predicate: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise RuntimeError(f"shutdown benchmark: {what} did not happen in time")
 
 
 def _procrastinate(app: str, *args: str) -> list[str]:
@@ -299,3 +289,7 @@ def run(ctx: BenchContext, logs: Path) -> list[Measurement]:
         )
     )
     return measurements
+
+
+def _wait(predicate: Any, timeout: float, what: str) -> Any:
+    return wait_until(predicate, timeout, f"shutdown benchmark: {what}")

@@ -1,7 +1,7 @@
 """The admin view's HTTP routes under ``/admin/scheduler``: the JSON API for scripts
 (token in ``X-Internal-Token``) and the page for people (``/admin/scheduler/ui``).
 Each route is one call into ``agnt_jobs.admin.service`` (or
-``agnt_jobs.scheduler.control``).
+``agnt_jobs.scheduler.schedule_control``).
 
 Mount it in a FastAPI backend with ``backend.include_router(router)``.
 """
@@ -22,7 +22,7 @@ from pydantic import BeforeValidator
 from agnt_jobs.admin import errors, schemas, service, ui
 from agnt_jobs.admin.auth import actor, audit, require_token
 from agnt_jobs.admin.context import AdminContext, get_context
-from agnt_jobs.scheduler import control
+from agnt_jobs.scheduler import schedule_control
 
 logger = logging.getLogger(__name__)
 
@@ -112,7 +112,9 @@ _COLUMNS = {
 }
 
 
-def _refused(error: control.Refused, change: Any = None) -> RequestValidationError:
+def _refused(
+    error: schedule_control.Refused, change: Any = None
+) -> RequestValidationError:
     """Postgres's refusal of a value as FastAPI's own 422, located at the body
     field it names (``schedules.cron ...``), with its one line as the message."""
     message = str(error)
@@ -216,18 +218,18 @@ def post_run(
             deferred = service.run_at(ctx, schedule_id, when, actor(request), body.by)
         else:
             deferred = service.run_now(ctx, schedule_id)
-    except control.UnknownId as error:
+    except schedule_control.UnknownId as error:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(error)) from None
-    except control.Refused as error:
+    except schedule_control.Refused as error:
         raise _invalid("at", str(error), body.at if body else None, "body") from None
-    except control.NotConfigured as error:
+    except schedule_control.NotConfigured as error:
         return JSONResponse(
             status_code=status.HTTP_409_CONFLICT,
             content=schemas.AlreadyWaitingOut(
                 detail=str(error), waiting_job_id=None
             ).model_dump(),
         )
-    except control.AlreadyWaiting as waiting:
+    except schedule_control.AlreadyWaiting as waiting:
         return JSONResponse(
             status_code=status.HTTP_409_CONFLICT,
             content=schemas.AlreadyWaitingOut(
@@ -244,7 +246,7 @@ def _toggle(
 ) -> schemas.Toggled:
     try:
         toggled = service.set_enabled(ctx, schedule_id, enabled, actor(request))
-    except control.UnknownId as error:
+    except schedule_control.UnknownId as error:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(error)) from None
     audit(request, "admin_resume" if enabled else "admin_pause", schedule_id)
     return toggled
@@ -301,9 +303,9 @@ def patch_schedule(
     `dry_run`, the next five runs under the new values and nothing changed."""
     try:
         changed = service.change_schedule(ctx, schedule_id, change, actor(request))
-    except control.UnknownId as error:
+    except schedule_control.UnknownId as error:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(error)) from None
-    except control.Refused as error:
+    except schedule_control.Refused as error:
         raise _refused(error, change) from None
     if not change.dry_run:
         audit(request, "admin_change", schedule_id)
@@ -334,9 +336,9 @@ def post_reset(
         reset = service.reset_schedule(
             ctx, schedule_id, actor(request), body.by if body else None
         )
-    except control.UnknownId as error:
+    except schedule_control.UnknownId as error:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(error)) from None
-    except control.Refused as error:
+    except schedule_control.Refused as error:
         raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from None
     audit(request, "admin_reset", schedule_id)
     return reset
@@ -358,14 +360,14 @@ def post_retry_many(
     assert since is not None
     for name, instant in (("since", since), ("until", until)):
         try:
-            control.check_instant(name, instant)
-        except control.Refused as refused:
+            schedule_control.check_instant(name, instant)
+        except schedule_control.Refused as refused:
             raise _invalid(name, str(refused), None, "body") from None
     try:
         retried = service.retry_runs(
             ctx, body.job, since, until, actor(request), body.by
         )
-    except control.UnknownId as error:
+    except schedule_control.UnknownId as error:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(error)) from None
     audit(request, "admin_retry_many", body.job, retried=len(retried.retried))
     return retried
@@ -389,9 +391,9 @@ def post_cancel(
         cancelled = service.cancel_run(
             ctx, run_id, actor(request), body.by if body else None
         )
-    except control.UnknownId as error:
+    except schedule_control.UnknownId as error:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(error)) from None
-    except control.Refused as error:
+    except schedule_control.Refused as error:
         raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from None
     audit(request, "admin_cancel", str(run_id))
     return cancelled
@@ -415,9 +417,9 @@ def post_retry(
         retried = service.retry_run(
             ctx, run_id, actor(request), body.by if body else None
         )
-    except control.UnknownId as error:
+    except schedule_control.UnknownId as error:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(error)) from None
-    except control.Refused as error:
+    except schedule_control.Refused as error:
         raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from None
     audit(request, "admin_retry", str(run_id), new_job_id=retried.new_job_id)
     return retried

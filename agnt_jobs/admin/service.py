@@ -1,8 +1,8 @@
 """What the admin view shows and does, as plain functions over an ``AdminContext``:
 the registry with each schedule's health, the run history with keyset pagination,
 one run with its attempts and events, and the manual actions (which are
-``agnt_jobs.scheduler.control``'s, the same as the CLI's). It reads the audit views and
-``job_runs`` and keeps no state of its own.
+``agnt_jobs.scheduler.schedule_control``'s, the same as the CLI's). It reads the
+audit views and ``job_runs`` and keeps no state of its own.
 
 Health, the first that applies (the README's "Admin view" says the same):
 ``not_deployed`` no row in ``schedules`` (no worker with this code started);
@@ -33,7 +33,7 @@ from agnt_jobs.admin.context import AdminContext
 from agnt_jobs.db import queries
 from agnt_jobs.models.runs import JobRun
 from agnt_jobs.models.scheduling import ScheduleTick
-from agnt_jobs.scheduler import broken, control
+from agnt_jobs.scheduler import broken, schedule_control
 from agnt_jobs.scheduler.bodies import missing_settings
 from agnt_jobs.scheduler.declaration import Schedule
 
@@ -147,7 +147,7 @@ def registry(ctx: AdminContext, now: datetime) -> schemas.Registry:
     ]
     problems = [
         schemas.Problem(kind=p.kind, schedule_id=p.schedule_id, message=p.message)  # type: ignore[arg-type]
-        for p in control.check(ctx.app, ctx.engine, ctx.settings)
+        for p in schedule_control.check(ctx.app, ctx.engine, ctx.settings)
     ]
     counts = Counter(entry.health for entry in entries)
     return schemas.Registry(
@@ -287,8 +287,8 @@ def list_runs(
     for name, instant in (("since", since), ("until", until)):
         if instant is not None:
             try:
-                control.check_instant(name, instant)
-            except control.Refused as refused:
+                schedule_control.check_instant(name, instant)
+            except schedule_control.Refused as refused:
                 raise BadFilter(name, str(refused)) from None
     if since is not None and until is not None and since >= until:
         raise BadFilter("until", "until must be later than since")
@@ -404,27 +404,27 @@ def run_detail(ctx: AdminContext, job_id: int) -> schemas.RunDetail | None:
     )
 
 
-# --- actions (agnt_jobs.scheduler.control, as the CLI) ------------------------------
+# --- actions (agnt_jobs.scheduler.schedule_control, as the CLI) -----------------
 
 
 def run_now(ctx: AdminContext, job: str) -> schemas.Deferred:
-    """Defer ``job`` now. control.UnknownId / control.AlreadyWaiting propagate."""
-    job_id = control.run_now(ctx.app, ctx.engine, ctx.settings, job)
+    """Defer ``job`` now. UnknownId / AlreadyWaiting propagate."""
+    job_id = schedule_control.run_now(ctx.app, ctx.engine, ctx.settings, job)
     return schemas.Deferred(job=job, job_id=job_id)
 
 
 def set_enabled(
-    ctx: AdminContext, schedule_id: str, enabled: bool, actor: control.Actor
+    ctx: AdminContext, schedule_id: str, enabled: bool, actor: schedule_control.Actor
 ) -> schemas.Toggled:
-    control.set_enabled(ctx.app, ctx.engine, schedule_id, enabled, actor)
+    schedule_control.set_enabled(ctx.app, ctx.engine, schedule_id, enabled, actor)
     return schemas.Toggled(id=schedule_id, enabled=enabled)
 
 
-def _by(actor: control.Actor, by: str | None) -> control.Actor:
+def _by(actor: schedule_control.Actor, by: str | None) -> schedule_control.Actor:
     """The caller may name who acts; the address stays in the audit either way."""
     if not by:
         return actor
-    return control.Actor(by=f"{by} via {actor.by}", source=actor.source)
+    return schedule_control.Actor(by=f"{by} via {actor.by}", source=actor.source)
 
 
 def _schedule_out(
@@ -449,14 +449,14 @@ def change_schedule(
     ctx: AdminContext,
     schedule_id: str,
     change: schemas.ScheduleChangeIn,
-    actor: control.Actor,
+    actor: schedule_control.Actor,
 ) -> schemas.ScheduleOut:
-    """control.UnknownId / control.Refused propagate."""
-    row = control.set_schedule(
+    """schedule_control.UnknownId / schedule_control.Refused propagate."""
+    row = schedule_control.set_schedule(
         ctx.app,
         ctx.engine,
         schedule_id,
-        control.Change(
+        schedule_control.Change(
             cron=change.cron,
             zone=change.zone,
             misfire_policy=change.misfire_policy,
@@ -471,34 +471,38 @@ def change_schedule(
 
 
 def reset_schedule(
-    ctx: AdminContext, schedule_id: str, actor: control.Actor, by: str | None
+    ctx: AdminContext, schedule_id: str, actor: schedule_control.Actor, by: str | None
 ) -> schemas.ScheduleOut:
-    row = control.reset(
+    row = schedule_control.reset(
         ctx.app, ctx.engine, schedule_id, _by(actor, by), datetime.now(UTC)
     )
     return _schedule_out(ctx, row, False)
 
 
 def run_at(
-    ctx: AdminContext, job: str, when: datetime, actor: control.Actor, by: str | None
+    ctx: AdminContext,
+    job: str,
+    when: datetime,
+    actor: schedule_control.Actor,
+    by: str | None,
 ) -> schemas.Deferred:
-    job_id = control.run_at(
+    job_id = schedule_control.run_at(
         ctx.app, ctx.engine, ctx.settings, job, when, _by(actor, by)
     )
     return schemas.Deferred(job=job, job_id=job_id)
 
 
 def cancel_run(
-    ctx: AdminContext, job_id: int, actor: control.Actor, by: str | None
+    ctx: AdminContext, job_id: int, actor: schedule_control.Actor, by: str | None
 ) -> schemas.Cancelled:
-    outcome = control.cancel(ctx.engine, job_id, _by(actor, by))
+    outcome = schedule_control.cancel(ctx.engine, job_id, _by(actor, by))
     return schemas.Cancelled(job_id=job_id, outcome=outcome)  # type: ignore[arg-type]
 
 
 def retry_run(
-    ctx: AdminContext, job_id: int, actor: control.Actor, by: str | None
+    ctx: AdminContext, job_id: int, actor: schedule_control.Actor, by: str | None
 ) -> schemas.Retried:
-    new_id = control.retry(ctx.engine, job_id, _by(actor, by))
+    new_id = schedule_control.retry(ctx.engine, job_id, _by(actor, by))
     return schemas.Retried(job_id=job_id, new_job_id=new_id)
 
 
@@ -507,10 +511,10 @@ def retry_runs(
     job: str,
     since: datetime,
     until: datetime,
-    actor: control.Actor,
+    actor: schedule_control.Actor,
     by: str | None,
 ) -> schemas.RetriedMany:
-    pairs = control.retry_all(ctx.engine, job, since, until, _by(actor, by))
+    pairs = schedule_control.retry_all(ctx.engine, job, since, until, _by(actor, by))
     return schemas.RetriedMany(
         retried=[schemas.Retried(job_id=old, new_job_id=new) for old, new in pairs]
     )

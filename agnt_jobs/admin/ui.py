@@ -40,7 +40,7 @@ from agnt_jobs.admin import (
     timeline,
 )
 from agnt_jobs.admin.context import AdminContext, get_context
-from agnt_jobs.scheduler import control
+from agnt_jobs.scheduler import schedule_control
 
 logger = logging.getLogger(__name__)
 
@@ -284,12 +284,12 @@ def _wita_form_time(value: str, ctx: AdminContext) -> datetime:
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
-        raise control.Refused(
+        raise schedule_control.Refused(
             f"{value!r} is not a date and time: give e.g. 2026-12-24T09:00"
         ) from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=_wita(ctx))
-    control.check_instant("the time", parsed)
+    schedule_control.check_instant("the time", parsed)
     return parsed
 
 
@@ -308,7 +308,11 @@ def run_at(
     try:
         when = _wita_form_time(at, ctx)
         deferred = service.run_at(ctx, schedule_id, when, auth.actor(request), None)
-    except (control.UnknownId, control.Refused, control.NotConfigured) as failure:
+    except (
+        schedule_control.UnknownId,
+        schedule_control.Refused,
+        schedule_control.NotConfigured,
+    ) as failure:
         return _back(request, back, error=str(failure))
     auth.audit(request, "admin_run_at", schedule_id, job_id=deferred.job_id)
     return _back(
@@ -351,7 +355,7 @@ def edit(
     except pydantic.ValidationError as invalid:
         first = invalid.errors()[0]
         return _back(request, back, error=f"{first['loc'][0]}: {first['msg']}")
-    except (control.UnknownId, control.Refused) as failure:
+    except (schedule_control.UnknownId, schedule_control.Refused) as failure:
         return _back(request, back, error=str(failure))
     if change.dry_run:
         runs = ", ".join(
@@ -391,7 +395,7 @@ def run_action(
             )
             return _back(request, back, notice=f"Run {run_id} {done}")
         retried = service.retry_run(ctx, run_id, auth.actor(request), None)
-    except (control.UnknownId, control.Refused) as failure:
+    except (schedule_control.UnknownId, schedule_control.Refused) as failure:
         return _back(request, back, error=str(failure))
     auth.audit(request, "admin_retry", str(run_id), new_job_id=retried.new_job_id)
     return _back(
@@ -427,10 +431,10 @@ def act(
                 ctx, schedule_id, action == "resume", auth.actor(request)
             )
     except (
-        control.UnknownId,
-        control.AlreadyWaiting,
-        control.NotConfigured,
-        control.Refused,
+        schedule_control.UnknownId,
+        schedule_control.AlreadyWaiting,
+        schedule_control.NotConfigured,
+        schedule_control.Refused,
     ) as failure:
         return _back(request, back, error=str(failure))
     auth.audit(request, f"admin_{action}", schedule_id)
@@ -493,7 +497,7 @@ def schedule_page(
     now = datetime.now(UTC)
     try:
         page_data = pages.schedule_page(ctx, schedule_id, now)
-    except control.UnknownId as unknown:
+    except schedule_control.UnknownId as unknown:
         return _render(request, ctx, "message.html", 404, message=str(unknown))
     filter_error = None
     history = None
@@ -507,7 +511,7 @@ def schedule_page(
             cursor=cursor,
             limit=HISTORY_PAGE,
         )
-    except (service.BadFilter, control.Refused) as bad:
+    except (service.BadFilter, schedule_control.Refused) as bad:
         filter_error = str(bad)
     return _render(
         request,

@@ -48,7 +48,7 @@ from fastapi.security import APIKeyHeader
 from agnt_jobs import logs
 from agnt_jobs.admin.context import AdminContext, get_context
 from agnt_jobs.db import queries
-from agnt_jobs.scheduler import schedule_control
+from agnt_jobs.scheduler import operators
 from agnt_jobs.settings import Settings
 
 SQL = queries.load("admin.sql")
@@ -274,7 +274,7 @@ def audit(request: Request, action: str, schedule_id: str, **extra: Any) -> None
     )
 
 
-def actor(request: Request) -> schedule_control.Actor:
+def actor(request: Request) -> operators.Actor:
     """Who acts through the admin view, for an audit row: the credential that was
     checked for this request (the view has one token, not users: ``admin token``,
     or ``admin session`` with the session's id, as ``admin_sessions`` keeps it)
@@ -282,7 +282,7 @@ def actor(request: Request) -> schedule_control.Actor:
     credential = getattr(request.state, "agnt_admin_credential", None)
     if credential is None:  # a route that checked no credential acts for no one
         raise RuntimeError("an admin action without a checked credential")
-    return schedule_control.Actor(
+    return operators.Actor(
         by=f"{credential} from {client_address(request)}", source="admin"
     )
 

@@ -13,6 +13,7 @@ from agnt_jobs.admin import schemas
 from agnt_jobs.admin.context import AdminContext
 from agnt_jobs.admin.metrics import SQL as METRICS_SQL
 from agnt_jobs.admin.service import SQL, registry
+from agnt_jobs.errors import Invalid, NotFound
 from agnt_jobs.scheduler import schedule_control
 
 CHART_RUNS = 60
@@ -45,7 +46,7 @@ class SchedulePage:
 
 
 def schedule_page(ctx: AdminContext, schedule_id: str, now: datetime) -> SchedulePage:
-    """schedule_control.UnknownId when neither the code nor the table has it."""
+    """NotFound when neither the code nor the table has it."""
     entries = {entry.id: entry for entry in registry(ctx, now).schedules}
     entry = entries.get(schedule_id)
     with ctx.engine.connect() as connection:
@@ -53,7 +54,7 @@ def schedule_page(ctx: AdminContext, schedule_id: str, now: datetime) -> Schedul
             SQL["schedule_row"], {"id": schedule_id}
         ).first()
         if entry is None or found is None:
-            raise schedule_control.UnknownId(f"no schedule {schedule_id!r}")
+            raise NotFound(f"no schedule {schedule_id!r}")
         row = dict(found._mapping)
         windows = [
             Window(**{k: v for k, v in r._mapping.items()})
@@ -75,7 +76,7 @@ def schedule_page(ctx: AdminContext, schedule_id: str, now: datetime) -> Schedul
         ]
     try:
         upcoming = schedule_control.next_runs(row, now)
-    except schedule_control.Refused:
+    except Invalid:
         upcoming = []
     return SchedulePage(
         entry=entry,

@@ -1,7 +1,7 @@
 """The admin view's HTTP routes under ``/admin/scheduler``: the JSON API for scripts
 (token in ``X-Internal-Token``) and the page for people (``/admin/scheduler/ui``).
-Each route is one call into ``agnt_jobs.admin.service`` (or
-``agnt_jobs.scheduler.schedule_control``).
+Each route is one call into ``agnt_jobs.admin.service``; what an error answers
+(404, 409, 422 at its field) is said once, in ``errors.answer``.
 
 Mount it in a FastAPI backend with ``backend.include_router(router)``.
 """
@@ -14,15 +14,14 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, status
-from fastapi.exceptions import RequestValidationError
+from fastapi import APIRouter, Depends, Path, Query, Request, status
 from fastapi.responses import JSONResponse
 from pydantic import BeforeValidator
 
 from agnt_jobs.admin import errors, schemas, service, ui
 from agnt_jobs.admin.auth import actor, audit, require_token
 from agnt_jobs.admin.context import AdminContext, get_context
-from agnt_jobs.scheduler import schedule_control
+from agnt_jobs.errors import NotFound
 
 logger = logging.getLogger(__name__)
 
@@ -98,32 +97,6 @@ def _aware(value: datetime | None, ctx: AdminContext) -> datetime | None:
     return value.replace(tzinfo=ZoneInfo(ctx.settings.business_timezone))
 
 
-def _invalid(
-    field: str, message: str, value: Any, part: str = "query"
-) -> RequestValidationError:
-    return errors.invalid(part, field, message, value)
-
-
-_COLUMNS = {
-    "cron": "cron",
-    "zone": "zone",
-    "misfire_policy": "misfire_policy",
-    "timeout": "timeout",
-}
-
-
-def _refused(
-    error: schedule_control.Refused, change: Any = None
-) -> RequestValidationError:
-    """Postgres's refusal of a value as FastAPI's own 422, located at the body
-    field it names (``schedules.cron ...``), with its one line as the message."""
-    message = str(error)
-    column = message.removeprefix("schedules.").split(" ", 1)[0]
-    field = _COLUMNS.get(column, "body")
-    value = getattr(change, field, None) if change is not None else None
-    return _invalid(field, message, value, part="body")
-
-
 @api.get(
     "/runs",
     response_model=schemas.RunPage,
@@ -154,21 +127,15 @@ def get_runs(
 ) -> schemas.RunPage:
     """Each attempt of each job in the run history (`job_runs`, kept for
     AGNT_RUN_HISTORY_RETENTION_DAYS), filtered, one page at a time."""
-    try:
-        return service.list_runs(
-            ctx,
-            job=job,
-            status=status_,
-            since=_aware(since, ctx),
-            until=_aware(until, ctx),
-            cursor=cursor,
-            limit=limit,
-        )
-    except service.BadFilter as error:
-        value = {"job": job, "cursor": cursor, "since": since, "until": until}.get(
-            error.field
-        )
-        raise _invalid(error.field, str(error), value) from None
+    return service.list_runs(
+        ctx,
+        job=job,
+        status=status_,
+        since=_aware(since, ctx),
+        until=_aware(until, ctx),
+        cursor=cursor,
+        limit=limit,
+    )
 
 
 @api.get(
@@ -183,7 +150,7 @@ def get_run(
 ) -> schemas.RunDetail:
     detail = service.run_detail(ctx, run_id)
     if detail is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no run {run_id}")
+        raise NotFound(f"no run {run_id}")
     return detail
 
 
@@ -211,32 +178,12 @@ def post_run(
     """Defer a run now (its tick is now); at most one run of a job waits. With
     `at`, a run at that instant instead: it waits as scheduled, its tick is `at`,
     and it does not hold back the job's scheduled ticks."""
-    try:
-        if body is not None and body.at is not None:
-            when = _aware(body.at, ctx)
-            assert when is not None
-            deferred = service.run_at(ctx, schedule_id, when, actor(request), body.by)
-        else:
-            deferred = service.run_now(ctx, schedule_id)
-    except schedule_control.UnknownId as error:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, str(error)) from None
-    except schedule_control.Refused as error:
-        raise _invalid("at", str(error), body.at if body else None, "body") from None
-    except schedule_control.NotConfigured as error:
-        return JSONResponse(
-            status_code=status.HTTP_409_CONFLICT,
-            content=schemas.AlreadyWaitingOut(
-                detail=str(error), waiting_job_id=None
-            ).model_dump(),
-        )
-    except schedule_control.AlreadyWaiting as waiting:
-        return JSONResponse(
-            status_code=status.HTTP_409_CONFLICT,
-            content=schemas.AlreadyWaitingOut(
-                detail=f"{waiting}; not deferring another",
-                waiting_job_id=waiting.job_id,
-            ).model_dump(),
-        )
+    if body is not None and body.at is not None:
+        when = _aware(body.at, ctx)
+        assert when is not None
+        deferred = service.run_at(ctx, schedule_id, when, actor(request), body.by)
+    else:
+        deferred = service.run_now(ctx, schedule_id)
     audit(request, "admin_run", schedule_id, job_id=deferred.job_id)
     return deferred
 
@@ -244,10 +191,7 @@ def post_run(
 def _toggle(
     request: Request, ctx: AdminContext, schedule_id: str, enabled: bool
 ) -> schemas.Toggled:
-    try:
-        toggled = service.set_enabled(ctx, schedule_id, enabled, actor(request))
-    except schedule_control.UnknownId as error:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, str(error)) from None
+    toggled = service.set_enabled(ctx, schedule_id, enabled, actor(request))
     audit(request, "admin_resume" if enabled else "admin_pause", schedule_id)
     return toggled
 
@@ -301,12 +245,7 @@ def patch_schedule(
     worker follows within a second. Postgres checks the values (422 with its one
     line), audits the change (source `admin`) and a deploy never undoes it. With
     `dry_run`, the next five runs under the new values and nothing changed."""
-    try:
-        changed = service.change_schedule(ctx, schedule_id, change, actor(request))
-    except schedule_control.UnknownId as error:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, str(error)) from None
-    except schedule_control.Refused as error:
-        raise _refused(error, change) from None
+    changed = service.change_schedule(ctx, schedule_id, change, actor(request))
     if not change.dry_run:
         audit(request, "admin_change", schedule_id)
     return changed
@@ -332,14 +271,9 @@ def post_reset(
     body: schemas.RunRequestIn | None = None,
 ) -> schemas.ScheduleOut:
     """Back to what the code declares (the pause switch stays as it is)."""
-    try:
-        reset = service.reset_schedule(
-            ctx, schedule_id, actor(request), body.by if body else None
-        )
-    except schedule_control.UnknownId as error:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, str(error)) from None
-    except schedule_control.Refused as error:
-        raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from None
+    reset = service.reset_schedule(
+        ctx, schedule_id, actor(request), body.by if body else None
+    )
     audit(request, "admin_reset", schedule_id)
     return reset
 
@@ -358,17 +292,7 @@ def post_retry_many(
     since = _aware(body.since, ctx)
     until = _aware(body.until, ctx) or datetime.now(UTC)
     assert since is not None
-    for name, instant in (("since", since), ("until", until)):
-        try:
-            schedule_control.check_instant(name, instant)
-        except schedule_control.Refused as refused:
-            raise _invalid(name, str(refused), None, "body") from None
-    try:
-        retried = service.retry_runs(
-            ctx, body.job, since, until, actor(request), body.by
-        )
-    except schedule_control.UnknownId as error:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, str(error)) from None
+    retried = service.retry_runs(ctx, body.job, since, until, actor(request), body.by)
     audit(request, "admin_retry_many", body.job, retried=len(retried.retried))
     return retried
 
@@ -387,14 +311,9 @@ def post_cancel(
 ) -> schemas.Cancelled:
     """A waiting run is cancelled at once; a running one stops at its next
     checkpoint and ends cancelled."""
-    try:
-        cancelled = service.cancel_run(
-            ctx, run_id, actor(request), body.by if body else None
-        )
-    except schedule_control.UnknownId as error:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, str(error)) from None
-    except schedule_control.Refused as error:
-        raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from None
+    cancelled = service.cancel_run(
+        ctx, run_id, actor(request), body.by if body else None
+    )
     audit(request, "admin_cancel", str(run_id))
     return cancelled
 
@@ -413,14 +332,7 @@ def post_retry(
     body: schemas.RunRequestIn | None = None,
 ) -> schemas.Retried:
     """A new job with the same job, tick, queue and lock."""
-    try:
-        retried = service.retry_run(
-            ctx, run_id, actor(request), body.by if body else None
-        )
-    except schedule_control.UnknownId as error:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, str(error)) from None
-    except schedule_control.Refused as error:
-        raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from None
+    retried = service.retry_run(ctx, run_id, actor(request), body.by if body else None)
     audit(request, "admin_retry", str(run_id), new_job_id=retried.new_job_id)
     return retried
 

@@ -31,9 +31,10 @@ import sqlalchemy as sa
 from agnt_jobs.admin import schemas
 from agnt_jobs.admin.context import AdminContext
 from agnt_jobs.db import queries
+from agnt_jobs.errors import Invalid
 from agnt_jobs.models.runs import JobRun
 from agnt_jobs.models.scheduling import ScheduleTick
-from agnt_jobs.scheduler import broken, schedule_control
+from agnt_jobs.scheduler import broken, operators, run_control, schedule_control
 from agnt_jobs.scheduler.bodies import missing_settings
 from agnt_jobs.scheduler.declaration import Schedule
 
@@ -41,12 +42,11 @@ SQL = queries.load("admin.sql")
 Health = schemas.Health
 
 
-class BadFilter(ValueError):
-    """A filter or cursor the caller must fix; ``field`` names the parameter."""
+class BadFilter(Invalid):
+    """A filter or cursor the caller must fix; ``field`` names the query
+    parameter."""
 
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
-        self.field = field
+    part = "query"
 
 
 # --- the registry -----------------------------------------------------------------
@@ -268,7 +268,9 @@ def decode_cursor(cursor: str) -> tuple[datetime, int, int]:
         return at, job_id, attempt
     except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
         raise BadFilter(
-            "cursor", "not a cursor from this endpoint: pass next_cursor as given"
+            "not a cursor from this endpoint: pass next_cursor as given",
+            "cursor",
+            cursor,
         ) from None
 
 
@@ -287,11 +289,11 @@ def list_runs(
     for name, instant in (("since", since), ("until", until)):
         if instant is not None:
             try:
-                schedule_control.check_instant(name, instant)
-            except schedule_control.Refused as refused:
-                raise BadFilter(name, str(refused)) from None
+                run_control.check_instant(name, instant)
+            except Invalid as refused:
+                raise BadFilter(str(refused), name) from None
     if since is not None and until is not None and since >= until:
-        raise BadFilter("until", "until must be later than since")
+        raise BadFilter("until must be later than since", "until")
     runs, ticks = JobRun.__table__.c, ScheduleTick.__table__.c
     query = (
         sa.select(*runs, ticks.tick_at.label("scheduled_tick"))
@@ -315,7 +317,7 @@ def list_runs(
     with ctx.engine.connect() as connection:
         if job is not None and not _known_job(ctx, connection, job):
             raise BadFilter(
-                "job", f"unknown job {job!r}: GET /admin/scheduler lists them all"
+                f"unknown job {job!r}: GET /admin/scheduler lists them all", "job", job
             )
         rows = connection.execute(query).all()
     page = [_run(row, row.scheduled_tick) for row in rows[:limit]]
@@ -408,23 +410,23 @@ def run_detail(ctx: AdminContext, job_id: int) -> schemas.RunDetail | None:
 
 
 def run_now(ctx: AdminContext, job: str) -> schemas.Deferred:
-    """Defer ``job`` now. UnknownId / AlreadyWaiting propagate."""
-    job_id = schedule_control.run_now(ctx.app, ctx.engine, ctx.settings, job)
+    """Defer ``job`` now. NotFound / AlreadyWaiting propagate."""
+    job_id = run_control.run_now(ctx.app, ctx.engine, ctx.settings, job)
     return schemas.Deferred(job=job, job_id=job_id)
 
 
 def set_enabled(
-    ctx: AdminContext, schedule_id: str, enabled: bool, actor: schedule_control.Actor
+    ctx: AdminContext, schedule_id: str, enabled: bool, actor: operators.Actor
 ) -> schemas.Toggled:
     schedule_control.set_enabled(ctx.app, ctx.engine, schedule_id, enabled, actor)
     return schemas.Toggled(id=schedule_id, enabled=enabled)
 
 
-def _by(actor: schedule_control.Actor, by: str | None) -> schedule_control.Actor:
+def _by(actor: operators.Actor, by: str | None) -> operators.Actor:
     """The caller may name who acts; the address stays in the audit either way."""
     if not by:
         return actor
-    return schedule_control.Actor(by=f"{by} via {actor.by}", source=actor.source)
+    return operators.Actor(by=f"{by} via {actor.by}", source=actor.source)
 
 
 def _schedule_out(
@@ -449,9 +451,9 @@ def change_schedule(
     ctx: AdminContext,
     schedule_id: str,
     change: schemas.ScheduleChangeIn,
-    actor: schedule_control.Actor,
+    actor: operators.Actor,
 ) -> schemas.ScheduleOut:
-    """schedule_control.UnknownId / schedule_control.Refused propagate."""
+    """NotFound / Invalid propagate."""
     row = schedule_control.set_schedule(
         ctx.app,
         ctx.engine,
@@ -471,7 +473,7 @@ def change_schedule(
 
 
 def reset_schedule(
-    ctx: AdminContext, schedule_id: str, actor: schedule_control.Actor, by: str | None
+    ctx: AdminContext, schedule_id: str, actor: operators.Actor, by: str | None
 ) -> schemas.ScheduleOut:
     row = schedule_control.reset(
         ctx.app, ctx.engine, schedule_id, _by(actor, by), datetime.now(UTC)
@@ -483,26 +485,26 @@ def run_at(
     ctx: AdminContext,
     job: str,
     when: datetime,
-    actor: schedule_control.Actor,
+    actor: operators.Actor,
     by: str | None,
 ) -> schemas.Deferred:
-    job_id = schedule_control.run_at(
+    job_id = run_control.run_at(
         ctx.app, ctx.engine, ctx.settings, job, when, _by(actor, by)
     )
     return schemas.Deferred(job=job, job_id=job_id)
 
 
 def cancel_run(
-    ctx: AdminContext, job_id: int, actor: schedule_control.Actor, by: str | None
+    ctx: AdminContext, job_id: int, actor: operators.Actor, by: str | None
 ) -> schemas.Cancelled:
-    outcome = schedule_control.cancel(ctx.engine, job_id, _by(actor, by))
+    outcome = run_control.cancel(ctx.engine, job_id, _by(actor, by))
     return schemas.Cancelled(job_id=job_id, outcome=outcome)  # type: ignore[arg-type]
 
 
 def retry_run(
-    ctx: AdminContext, job_id: int, actor: schedule_control.Actor, by: str | None
+    ctx: AdminContext, job_id: int, actor: operators.Actor, by: str | None
 ) -> schemas.Retried:
-    new_id = schedule_control.retry(ctx.engine, job_id, _by(actor, by))
+    new_id = run_control.retry(ctx.engine, job_id, _by(actor, by))
     return schemas.Retried(job_id=job_id, new_job_id=new_id)
 
 
@@ -511,10 +513,10 @@ def retry_runs(
     job: str,
     since: datetime,
     until: datetime,
-    actor: schedule_control.Actor,
+    actor: operators.Actor,
     by: str | None,
 ) -> schemas.RetriedMany:
-    pairs = schedule_control.retry_all(ctx.engine, job, since, until, _by(actor, by))
+    pairs = run_control.retry_all(ctx.engine, job, since, until, _by(actor, by))
     return schemas.RetriedMany(
         retried=[schemas.Retried(job_id=old, new_job_id=new) for old, new in pairs]
     )

@@ -40,7 +40,8 @@ from agnt_jobs.admin import (
     timeline,
 )
 from agnt_jobs.admin.context import AdminContext, get_context
-from agnt_jobs.scheduler import schedule_control
+from agnt_jobs.errors import AgntJobsError, Invalid, NotFound
+from agnt_jobs.scheduler import run_control
 
 logger = logging.getLogger(__name__)
 
@@ -284,12 +285,12 @@ def _wita_form_time(value: str, ctx: AdminContext) -> datetime:
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
-        raise schedule_control.Refused(
+        raise Invalid(
             f"{value!r} is not a date and time: give e.g. 2026-12-24T09:00"
         ) from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=_wita(ctx))
-    schedule_control.check_instant("the time", parsed)
+    run_control.check_instant("the time", parsed)
     return parsed
 
 
@@ -308,11 +309,7 @@ def run_at(
     try:
         when = _wita_form_time(at, ctx)
         deferred = service.run_at(ctx, schedule_id, when, auth.actor(request), None)
-    except (
-        schedule_control.UnknownId,
-        schedule_control.Refused,
-        schedule_control.NotConfigured,
-    ) as failure:
+    except AgntJobsError as failure:
         return _back(request, back, error=str(failure))
     auth.audit(request, "admin_run_at", schedule_id, job_id=deferred.job_id)
     return _back(
@@ -355,7 +352,7 @@ def edit(
     except pydantic.ValidationError as invalid:
         first = invalid.errors()[0]
         return _back(request, back, error=f"{first['loc'][0]}: {first['msg']}")
-    except (schedule_control.UnknownId, schedule_control.Refused) as failure:
+    except AgntJobsError as failure:
         return _back(request, back, error=str(failure))
     if change.dry_run:
         runs = ", ".join(
@@ -395,7 +392,7 @@ def run_action(
             )
             return _back(request, back, notice=f"Run {run_id} {done}")
         retried = service.retry_run(ctx, run_id, auth.actor(request), None)
-    except (schedule_control.UnknownId, schedule_control.Refused) as failure:
+    except AgntJobsError as failure:
         return _back(request, back, error=str(failure))
     auth.audit(request, "admin_retry", str(run_id), new_job_id=retried.new_job_id)
     return _back(
@@ -430,12 +427,7 @@ def act(
             service.set_enabled(
                 ctx, schedule_id, action == "resume", auth.actor(request)
             )
-    except (
-        schedule_control.UnknownId,
-        schedule_control.AlreadyWaiting,
-        schedule_control.NotConfigured,
-        schedule_control.Refused,
-    ) as failure:
+    except AgntJobsError as failure:
         return _back(request, back, error=str(failure))
     auth.audit(request, f"admin_{action}", schedule_id)
     done = {"resume": "resumed", "pause": "paused", "reset": "reset to its declaration"}
@@ -497,7 +489,7 @@ def schedule_page(
     now = datetime.now(UTC)
     try:
         page_data = pages.schedule_page(ctx, schedule_id, now)
-    except schedule_control.UnknownId as unknown:
+    except NotFound as unknown:
         return _render(request, ctx, "message.html", 404, message=str(unknown))
     filter_error = None
     history = None
@@ -511,7 +503,7 @@ def schedule_page(
             cursor=cursor,
             limit=HISTORY_PAGE,
         )
-    except (service.BadFilter, schedule_control.Refused) as bad:
+    except Invalid as bad:
         filter_error = str(bad)
     return _render(
         request,

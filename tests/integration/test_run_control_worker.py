@@ -21,7 +21,7 @@ from procrastinate import PsycopgConnector
 from sqlalchemy.engine import Engine
 
 from agnt_jobs.checkpoint import checkpoint
-from agnt_jobs.scheduler import registry, schedule_control
+from agnt_jobs.scheduler import operators, registry, run_control
 from agnt_jobs.scheduler.bodies import BODIES, RunContext
 from agnt_jobs.scheduler.declaration import Schedule
 from agnt_jobs.scheduler.history import record_run
@@ -32,7 +32,7 @@ from tests.support.waiting import until
 
 # The body: this many steps of this long, a checkpoint before each (5 s in all).
 STEPS, STEP_SECONDS = 100, 0.05
-OPERATOR = schedule_control.Actor(by="ops@example", source="sql")
+OPERATOR = operators.Actor(by="ops@example", source="sql")
 
 
 def steps(ctx: RunContext) -> dict[str, int]:
@@ -152,7 +152,7 @@ async def test_a_running_run_an_operator_cancels_ends_cancelled_at_a_checkpoint(
     async with _worker(app, listen):
         assert await until(lambda: _run(engine, job_id) is not None, 10)
         assert await asyncio.to_thread(
-            schedule_control.cancel, engine, job_id, OPERATOR
+            run_control.cancel, engine, job_id, OPERATOR
         ) == ("cancelling")
         assert await until(lambda: _ended(engine, job_id), 10), _run(engine, job_id)
     run = _run(engine, job_id)

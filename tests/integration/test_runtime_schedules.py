@@ -16,7 +16,8 @@ import sqlalchemy as sa
 from procrastinate import PsycopgConnector
 from sqlalchemy.engine import Engine
 
-from agnt_jobs.scheduler import registry, schedule_control, tasks
+from agnt_jobs.errors import Invalid, NotFound
+from agnt_jobs.scheduler import operators, registry, schedule_control, tasks
 from agnt_jobs.scheduler.declaration import Misfire, Schedule
 from agnt_jobs.scheduler.deferrer import ScheduleDeferrer
 from agnt_jobs.scheduler.worker import AgntApp
@@ -26,7 +27,7 @@ from tests.support.schedules import finish_waiting
 WITA = ZoneInfo("Asia/Makassar")
 HOURLY = Schedule("hourly_sweep", "0 * * * *", "Sweep.", queue="sweeps")
 DAILY = Schedule("daily_close", "0 5 * * *", "Close the day.", Misfire.CATCH_UP)
-OPERATOR = schedule_control.Actor(by="ops@example", source="cli")
+OPERATOR = operators.Actor(by="ops@example", source="cli")
 
 
 def at(day: int, hour: int, minute: int = 0) -> float:
@@ -188,7 +189,7 @@ async def test_a_deploy_keeps_an_operators_change_and_reset_returns_to_the_code(
     )
     assert row["next_run_at"] is not None
     assert schedule_control.overrides(new_code, engine) == []
-    with pytest.raises(schedule_control.UnknownId):
+    with pytest.raises(NotFound):
         schedule_control.reset(new_code, engine, "nope", OPERATOR, datetime.now(UTC))
 
 
@@ -347,9 +348,7 @@ def test_set_dry_run_shows_the_next_runs_and_changes_nothing(
     ]
     assert sql(engine, "SELECT * FROM schedules ORDER BY id") == before
     assert sql(engine, "SELECT count(*) FROM schedule_changes") == audit
-    with pytest.raises(
-        schedule_control.Refused, match=r"^schedules.zone 'Mars/Olympus' is not"
-    ):
+    with pytest.raises(Invalid, match=r"^schedules.zone 'Mars/Olympus' is not"):
         schedule_control.set_schedule(
             app,
             engine,
@@ -358,7 +357,7 @@ def test_set_dry_run_shows_the_next_runs_and_changes_nothing(
             OPERATOR,
             now,
         )
-    with pytest.raises(schedule_control.Refused, match="interval"):
+    with pytest.raises(Invalid, match="interval"):
         schedule_control.set_schedule(
             app,
             engine,
@@ -367,7 +366,7 @@ def test_set_dry_run_shows_the_next_runs_and_changes_nothing(
             OPERATOR,
             now,
         )
-    with pytest.raises(schedule_control.UnknownId):
+    with pytest.raises(NotFound):
         schedule_control.set_schedule(
             app,
             engine,

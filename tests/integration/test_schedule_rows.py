@@ -19,7 +19,13 @@ import sqlalchemy.exc
 from procrastinate import PsycopgConnector
 from sqlalchemy.engine import Engine
 
-from agnt_jobs.scheduler import registry, schedule_control, tasks
+from agnt_jobs.scheduler import (
+    operators,
+    registry,
+    run_control,
+    schedule_control,
+    tasks,
+)
 from agnt_jobs.scheduler.declaration import Misfire, Schedule
 from agnt_jobs.scheduler.deferrer import ScheduleDeferrer
 from agnt_jobs.scheduler.worker import AgntApp
@@ -30,7 +36,7 @@ WITA = ZoneInfo("Asia/Makassar")
 HOURLY = Schedule("hourly_sweep", "0 * * * *", "Sweep.", queue="sweeps")
 DAILY = Schedule("daily_close", "0 5 * * *", "Close the day.", Misfire.CATCH_UP)
 DeferrerFactory = Callable[[], ScheduleDeferrer]
-ACTOR = schedule_control.Actor(by="test", source="cli")
+ACTOR = operators.Actor(by="test", source="cli")
 
 
 def at(day: int, hour: int, minute: int = 0, second: float = 0) -> float:
@@ -340,9 +346,9 @@ async def test_retrying_a_run_set_for_later_keeps_its_time(
     app: AgntApp, engine: Engine, env: Settings
 ) -> None:
     when = datetime.now(UTC).replace(microsecond=0) + timedelta(days=3)
-    job_id = schedule_control.run_at(app, engine, env, HOURLY.id, when, ACTOR)
-    schedule_control.cancel(engine, job_id, ACTOR)
-    retry_id = schedule_control.retry(engine, job_id, ACTOR)
+    job_id = run_control.run_at(app, engine, env, HOURLY.id, when, ACTOR)
+    run_control.cancel(engine, job_id, ACTOR)
+    retry_id = run_control.retry(engine, job_id, ACTOR)
     [(scheduled_at, args)] = sql(
         engine,
         "SELECT scheduled_at, args FROM procrastinate_jobs WHERE id = :id",
@@ -350,22 +356,22 @@ async def test_retrying_a_run_set_for_later_keeps_its_time(
     )
     assert scheduled_at == when
     assert args == {"timestamp": int(when.timestamp())}
-    assert schedule_control.waits_until(engine, retry_id) == when
+    assert run_control.waits_until(engine, retry_id) == when
 
 
 async def test_retrying_a_run_whose_time_passed_runs_it_now(
     app: AgntApp, engine: Engine, env: Settings
 ) -> None:
-    job_id = schedule_control.run_now(app, engine, env, HOURLY.id)
-    schedule_control.cancel(engine, job_id, ACTOR)
-    retry_id = schedule_control.retry(engine, job_id, ACTOR)
+    job_id = run_control.run_now(app, engine, env, HOURLY.id)
+    run_control.cancel(engine, job_id, ACTOR)
+    retry_id = run_control.retry(engine, job_id, ACTOR)
     [(scheduled_at, args)] = sql(
         engine,
         "SELECT j.scheduled_at, j.args FROM procrastinate_jobs j WHERE id = :id",
         id=retry_id,
     )
     assert scheduled_at is None
-    assert schedule_control.waits_until(engine, retry_id) is None
+    assert run_control.waits_until(engine, retry_id) is None
     [(original,)] = sql(
         engine, "SELECT args FROM procrastinate_jobs WHERE id = :id", id=job_id
     )

@@ -21,9 +21,9 @@ from sqlalchemy.engine import Engine
 
 from agnt_jobs import logs, tracing
 from agnt_jobs.admin import metrics
+from agnt_jobs.admin.api import router
 from agnt_jobs.admin.auth import require_token
 from agnt_jobs.admin.context import AdminContext, get_context
-from agnt_jobs.admin.router import router
 from agnt_jobs.db import migrate
 from agnt_jobs.scheduler import probes
 from agnt_jobs.settings import Settings

@@ -19,8 +19,8 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI
 
+from agnt_jobs.admin.api import router
 from agnt_jobs.admin.app import create_app, server_options
-from agnt_jobs.admin.router import router
 
 
 class _Server(uvicorn.Server):

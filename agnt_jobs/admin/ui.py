@@ -34,12 +34,11 @@ from agnt_jobs.admin import (
     chart,
     errors,
     formats,
-    pages,
     schemas,
     service,
-    timeline,
 )
 from agnt_jobs.admin.context import AdminContext, get_context
+from agnt_jobs.admin.read import pages, timeline
 from agnt_jobs.errors import AgntJobsError, Invalid, NotFound
 from agnt_jobs.scheduler import run_control
 

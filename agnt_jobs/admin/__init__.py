@@ -6,8 +6,7 @@ FastAPI backend, or serve ``create_app()`` alone (``agnt-jobs admin``). Both rea
 the job database; the view's only state is its sign-ins (``admin_sessions``).
 """
 
-from agnt_jobs.admin.api import router
-from agnt_jobs.admin.app import create_app
+from agnt_jobs.admin.app import create_app, router
 from agnt_jobs.admin.context import AdminContext, get_context
 from agnt_jobs.admin.metrics import router as metrics_router
 

@@ -1,9 +1,8 @@
-"""The admin view's HTTP routes under ``/admin/scheduler``: the JSON API for scripts
-(token in ``X-Internal-Token``) and the page for people (``/admin/scheduler/ui``).
-Each route is one call into ``agnt_jobs.admin.service``; what an error answers
-(404, 409, 422 at its field) is said once, in ``errors.answer``.
-
-Mount it in a FastAPI backend with ``backend.include_router(router)``.
+"""The admin view's JSON API under ``/admin/scheduler``, for scripts (token in
+``X-Internal-Token``): each route is one call into what the view reads
+(``admin.read``) or does (``admin.actions``); what an error answers (404, 409,
+422 at its field) is said once, in ``errors.answer``. The pages for people are
+``ui``'s; ``app.router`` mounts both.
 """
 
 from __future__ import annotations
@@ -18,9 +17,10 @@ from fastapi import APIRouter, Depends, Path, Query, Request, status
 from fastapi.responses import JSONResponse
 from pydantic import BeforeValidator
 
-from agnt_jobs.admin import errors, schemas, service, ui
+from agnt_jobs.admin import actions, errors, schemas
 from agnt_jobs.admin.auth import actor, audit, require_token
 from agnt_jobs.admin.context import AdminContext, get_context
+from agnt_jobs.admin.read import run_history, schedules
 from agnt_jobs.errors import NotFound
 
 logger = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ _BAD_BODY: dict[int | str, dict[str, Any]] = {
 }
 
 PREFIX = "/admin/scheduler"
-api = APIRouter(
+router = APIRouter(
     prefix=PREFIX,
     route_class=errors.AdminRoute,
     tags=["admin"],
@@ -67,13 +67,13 @@ Context = Annotated[AdminContext, Depends(get_context)]
 ScheduleId = Annotated[str, Path(max_length=128, description="A schedule (or job) id.")]
 
 
-@api.get("", response_model=schemas.Registry, summary="The schedule registry")
+@router.get("", response_model=schemas.Registry, summary="The schedule registry")
 def get_registry(ctx: Context) -> schemas.Registry:
     """Every schedule the deployed code declares, with its next run (UTC and WITA),
     its last run and its health; the schedules the database knows that this code
     dropped (`removed`); and where code and database disagree (`problems`). Use it
     after a deploy to see that no job was silently dropped."""
-    return service.registry(ctx, datetime.now(UTC))
+    return schedules.registry(ctx, datetime.now(UTC))
 
 
 _NUMBER = re.compile(r"\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*")
@@ -97,7 +97,7 @@ def _aware(value: datetime | None, ctx: AdminContext) -> datetime | None:
     return value.replace(tzinfo=ZoneInfo(ctx.settings.business_timezone))
 
 
-@api.get(
+@router.get(
     "/runs",
     response_model=schemas.RunPage,
     summary="Run history, newest first",
@@ -127,7 +127,7 @@ def get_runs(
 ) -> schemas.RunPage:
     """Each attempt of each job in the run history (`job_runs`, kept for
     AGNT_RUN_HISTORY_RETENTION_DAYS), filtered, one page at a time."""
-    return service.list_runs(
+    return run_history.list_runs(
         ctx,
         job=job,
         status=status_,
@@ -138,7 +138,7 @@ def get_runs(
     )
 
 
-@api.get(
+@router.get(
     "/runs/{run_id}",
     response_model=schemas.RunDetail,
     responses=_NOT_FOUND,
@@ -148,13 +148,13 @@ def get_run(
     ctx: Context,
     run_id: Annotated[int, Path(ge=1, le=2**63 - 1, description="The job id.")],
 ) -> schemas.RunDetail:
-    detail = service.run_detail(ctx, run_id)
+    detail = run_history.run_detail(ctx, run_id)
     if detail is None:
         raise NotFound(f"no run {run_id}")
     return detail
 
 
-@api.post(
+@router.post(
     "/{schedule_id}/run",
     response_model=schemas.Deferred,
     status_code=status.HTTP_202_ACCEPTED,
@@ -181,9 +181,9 @@ def post_run(
     if body is not None and body.at is not None:
         when = _aware(body.at, ctx)
         assert when is not None
-        deferred = service.run_at(ctx, schedule_id, when, actor(request), body.by)
+        deferred = actions.run_at(ctx, schedule_id, when, actor(request), body.by)
     else:
-        deferred = service.run_now(ctx, schedule_id)
+        deferred = actions.run_now(ctx, schedule_id)
     audit(request, "admin_run", schedule_id, job_id=deferred.job_id)
     return deferred
 
@@ -191,12 +191,12 @@ def post_run(
 def _toggle(
     request: Request, ctx: AdminContext, schedule_id: str, enabled: bool
 ) -> schemas.Toggled:
-    toggled = service.set_enabled(ctx, schedule_id, enabled, actor(request))
+    toggled = actions.set_enabled(ctx, schedule_id, enabled, actor(request))
     audit(request, "admin_resume" if enabled else "admin_pause", schedule_id)
     return toggled
 
 
-@api.post(
+@router.post(
     "/{schedule_id}/pause",
     response_model=schemas.Toggled,
     responses=_NOT_FOUND,
@@ -208,7 +208,7 @@ def post_pause(request: Request, ctx: Context, schedule_id: ScheduleId) -> Any:
     return _toggle(request, ctx, schedule_id, False)
 
 
-@api.post(
+@router.post(
     "/{schedule_id}/resume",
     response_model=schemas.Toggled,
     responses=_NOT_FOUND,
@@ -229,7 +229,7 @@ _CONFLICT: dict[int | str, dict[str, Any]] = {
 RunId = Annotated[int, Path(ge=1, le=2**63 - 1, description="The job id.")]
 
 
-@api.patch(
+@router.patch(
     "/{schedule_id}",
     response_model=schemas.ScheduleOut,
     responses={**_NOT_FOUND, **_BAD_BODY},
@@ -245,13 +245,13 @@ def patch_schedule(
     worker follows within a second. Postgres checks the values (422 with its one
     line), audits the change (source `admin`) and a deploy never undoes it. With
     `dry_run`, the next five runs under the new values and nothing changed."""
-    changed = service.change_schedule(ctx, schedule_id, change, actor(request))
+    changed = actions.change_schedule(ctx, schedule_id, change, actor(request))
     if not change.dry_run:
         audit(request, "admin_change", schedule_id)
     return changed
 
 
-@api.post(
+@router.post(
     "/{schedule_id}/reset",
     response_model=schemas.ScheduleOut,
     responses={
@@ -271,14 +271,14 @@ def post_reset(
     body: schemas.RunRequestIn | None = None,
 ) -> schemas.ScheduleOut:
     """Back to what the code declares (the pause switch stays as it is)."""
-    reset = service.reset_schedule(
+    reset = actions.reset_schedule(
         ctx, schedule_id, actor(request), body.by if body else None
     )
     audit(request, "admin_reset", schedule_id)
     return reset
 
 
-@api.post(
+@router.post(
     "/runs/retry",
     response_model=schemas.RetriedMany,
     responses={**_NOT_FOUND, **_BAD_BODY},
@@ -292,12 +292,12 @@ def post_retry_many(
     since = _aware(body.since, ctx)
     until = _aware(body.until, ctx) or datetime.now(UTC)
     assert since is not None
-    retried = service.retry_runs(ctx, body.job, since, until, actor(request), body.by)
+    retried = actions.retry_runs(ctx, body.job, since, until, actor(request), body.by)
     audit(request, "admin_retry_many", body.job, retried=len(retried.retried))
     return retried
 
 
-@api.post(
+@router.post(
     "/runs/{run_id}/cancel",
     response_model=schemas.Cancelled,
     responses={**_NOT_FOUND, **_CONFLICT, **_BAD_BODY},
@@ -311,14 +311,14 @@ def post_cancel(
 ) -> schemas.Cancelled:
     """A waiting run is cancelled at once; a running one stops at its next
     checkpoint and ends cancelled."""
-    cancelled = service.cancel_run(
+    cancelled = actions.cancel_run(
         ctx, run_id, actor(request), body.by if body else None
     )
     audit(request, "admin_cancel", str(run_id))
     return cancelled
 
 
-@api.post(
+@router.post(
     "/runs/{run_id}/retry",
     response_model=schemas.Retried,
     status_code=status.HTTP_202_ACCEPTED,
@@ -332,14 +332,6 @@ def post_retry(
     body: schemas.RunRequestIn | None = None,
 ) -> schemas.Retried:
     """A new job with the same job, tick, queue and lock."""
-    retried = service.retry_run(ctx, run_id, actor(request), body.by if body else None)
+    retried = actions.retry_run(ctx, run_id, actor(request), body.by if body else None)
     audit(request, "admin_retry", str(run_id), new_job_id=retried.new_job_id)
     return retried
-
-
-router = APIRouter(
-    route_class=errors.AdminRoute, dependencies=[Depends(errors.readable_text)]
-)
-# The page first: its fixed paths (/ui/login) must win over /{schedule_id}/run.
-router.include_router(ui.router)
-router.include_router(api)

@@ -30,15 +30,15 @@ from fastapi.templating import Jinja2Templates
 
 from agnt_jobs import logs
 from agnt_jobs.admin import (
+    actions,
     auth,
     chart,
     errors,
     formats,
     schemas,
-    service,
 )
 from agnt_jobs.admin.context import AdminContext, get_context
-from agnt_jobs.admin.read import pages, timeline
+from agnt_jobs.admin.read import pages, run_history, schedules, timeline
 from agnt_jobs.errors import AgntJobsError, Invalid, NotFound
 from agnt_jobs.scheduler import run_control
 
@@ -172,7 +172,7 @@ def page(
         ctx,
         "scheduler.html",
         here=_here(request),
-        registry=service.registry(ctx, now),
+        registry=schedules.registry(ctx, now),
         timeline=timeline.timeline(ctx, now),
         failures=timeline.recent_failures(ctx),
         csrf=auth.csrf_value(session, token),
@@ -307,7 +307,7 @@ def run_at(
         return refused
     try:
         when = _wita_form_time(at, ctx)
-        deferred = service.run_at(ctx, schedule_id, when, auth.actor(request), None)
+        deferred = actions.run_at(ctx, schedule_id, when, auth.actor(request), None)
     except AgntJobsError as failure:
         return _back(request, back, error=str(failure))
     auth.audit(request, "admin_run_at", schedule_id, job_id=deferred.job_id)
@@ -347,7 +347,7 @@ def edit(
     try:
         # The JSON API's own model: the same checks (no control characters).
         change = schemas.ScheduleChangeIn.model_validate(values)
-        changed = service.change_schedule(ctx, schedule_id, change, auth.actor(request))
+        changed = actions.change_schedule(ctx, schedule_id, change, auth.actor(request))
     except pydantic.ValidationError as invalid:
         first = invalid.errors()[0]
         return _back(request, back, error=f"{first['loc'][0]}: {first['msg']}")
@@ -382,7 +382,7 @@ def run_action(
         return refused
     try:
         if action == "cancel":
-            cancelled = service.cancel_run(ctx, run_id, auth.actor(request), None)
+            cancelled = actions.cancel_run(ctx, run_id, auth.actor(request), None)
             auth.audit(request, "admin_cancel", str(run_id))
             done = (
                 "cancelled"
@@ -390,7 +390,7 @@ def run_action(
                 else "stops at its next checkpoint"
             )
             return _back(request, back, notice=f"Run {run_id} {done}")
-        retried = service.retry_run(ctx, run_id, auth.actor(request), None)
+        retried = actions.retry_run(ctx, run_id, auth.actor(request), None)
     except AgntJobsError as failure:
         return _back(request, back, error=str(failure))
     auth.audit(request, "admin_retry", str(run_id), new_job_id=retried.new_job_id)
@@ -413,7 +413,7 @@ def act(
         return refused
     try:
         if action == "run":
-            deferred = service.run_now(ctx, schedule_id)
+            deferred = actions.run_now(ctx, schedule_id)
             auth.audit(request, "admin_run", schedule_id, job_id=deferred.job_id)
             return _back(
                 request,
@@ -421,9 +421,9 @@ def act(
                 notice=f"{schedule_id}: deferred as job {deferred.job_id}",
             )
         if action == "reset":
-            service.reset_schedule(ctx, schedule_id, auth.actor(request), None)
+            actions.reset_schedule(ctx, schedule_id, auth.actor(request), None)
         else:
-            service.set_enabled(
+            actions.set_enabled(
                 ctx, schedule_id, action == "resume", auth.actor(request)
             )
     except AgntJobsError as failure:
@@ -442,7 +442,7 @@ def run_page(
     session = _session(request, ctx)
     if session is None:
         return _signed_out(request, ctx)
-    detail = service.run_detail(ctx, run_id)
+    detail = run_history.run_detail(ctx, run_id)
     if detail is None:
         return _render(request, ctx, "message.html", 404, message=f"No run {run_id}.")
     return _render(
@@ -493,7 +493,7 @@ def schedule_page(
     filter_error = None
     history = None
     try:
-        history = service.list_runs(
+        history = run_history.list_runs(
             ctx,
             job=page_data.row["task_name"],
             status=status_ or None,

@@ -11,10 +11,14 @@ from typing import Any
 
 from agnt_jobs.admin import schemas
 from agnt_jobs.admin.context import AdminContext
-from agnt_jobs.admin.metrics import SQL as METRICS_SQL
-from agnt_jobs.admin.service import SQL, registry
+from agnt_jobs.admin.read.schedules import registry
+from agnt_jobs.db import queries
 from agnt_jobs.errors import Invalid, NotFound
 from agnt_jobs.scheduler import schedule_control
+
+SQL = queries.load("admin.sql")
+# The queues page shows the same figures as GET /metrics: its query.
+QUEUES = queries.load("metrics.sql")["queues"]
 
 CHART_RUNS = 60
 
@@ -103,8 +107,7 @@ def queues_page(ctx: AdminContext) -> QueuesPage:
     parameters = {"stalled_seconds": ctx.settings.stalled_worker_seconds}
     with ctx.engine.connect() as connection:
         queues = [
-            dict(r._mapping)
-            for r in connection.exec_driver_sql(METRICS_SQL["queues"], parameters)
+            dict(r._mapping) for r in connection.exec_driver_sql(QUEUES, parameters)
         ]
         workers = [dict(r._mapping) for r in connection.exec_driver_sql(SQL["workers"])]
         gone = [

@@ -378,6 +378,30 @@ def end_session(ctx: AdminContext, value: str | None) -> None:
         )
 
 
+def page_session(request: Request, ctx: AdminContext) -> str | None:
+    """The request's live session cookie, or None. A live session is the
+    credential the request acts with (``actor``)."""
+    value = request.cookies.get(SESSION_COOKIE)
+    if not session_live(ctx, value):
+        return None
+    assert value is not None
+    request.state.agnt_admin_credential = f"admin session {session_id(value)}"
+    return value
+
+
+def page_csrf(ctx: AdminContext, session: str) -> str:
+    """The CSRF value every form of a live session carries."""
+    token = configured_token(ctx.settings)
+    assert token is not None  # a live session implies a token
+    return csrf_value(session, token)
+
+
+def page_csrf_valid(ctx: AdminContext, given: str | None, session: str) -> bool:
+    """A form's CSRF value is its session's, under the token configured now."""
+    token = configured_token(ctx.settings)
+    return token is not None and csrf_valid(given, session, token)
+
+
 def csrf_value(session: str, token: bytes) -> str:
     return _sign(token, b"csrf", session)
 

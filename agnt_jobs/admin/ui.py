@@ -131,16 +131,6 @@ def _back(
     return RedirectResponse(target + suffix, status_code=status.HTTP_303_SEE_OTHER)
 
 
-def _session(request: Request, ctx: AdminContext) -> str | None:
-    """The request's live session cookie, or None."""
-    value = request.cookies.get(auth.SESSION_COOKIE)
-    if not auth.session_live(ctx, value):
-        return None
-    assert value is not None
-    request.state.agnt_admin_credential = f"admin session {auth.session_id(value)}"
-    return value
-
-
 def _here(request: Request) -> str:
     """This page's path and query, for its forms' ``back`` field."""
     query = [
@@ -161,11 +151,9 @@ def page(
     request: Request,
     ctx: Context,
 ) -> Response:
-    session = _session(request, ctx)
+    session = auth.page_session(request, ctx)
     if session is None:
         return _signed_out(request, ctx)
-    token = auth.configured_token(ctx.settings)
-    assert token is not None
     now = datetime.now(UTC)
     return _render(
         request,
@@ -175,7 +163,7 @@ def page(
         registry=schedules.registry(ctx, now),
         timeline=timeline.timeline(ctx, now),
         failures=timeline.recent_failures(ctx),
-        csrf=auth.csrf_value(session, token),
+        csrf=auth.page_csrf(ctx, session),
     )
 
 
@@ -228,9 +216,9 @@ def logout(
     """End the session on the server (its cookie opens nothing from now on) and
     drop the cookie. A live session is ended only with its CSRF value, as every
     other form; without one there is nothing to end, and the cookie is dropped."""
-    session = _session(request, ctx)
+    session = auth.page_session(request, ctx)
     if session is not None:
-        if not auth.csrf_valid(csrf, session, _csrf_key(ctx)):
+        if not auth.page_csrf_valid(ctx, csrf, session):
             return _render(
                 request,
                 ctx,
@@ -259,11 +247,10 @@ RunId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 def _refused_form(request: Request, ctx: AdminContext, csrf: str) -> Response | None:
     """The answer to a POST without a live session (401) or with a stale CSRF
     value (403), or None when it may go on."""
-    session = _session(request, ctx)
-    token = auth.configured_token(ctx.settings)
-    if session is None or token is None:
+    session = auth.page_session(request, ctx)
+    if session is None:
         return _signed_out(request, ctx, 401, error="Sign in first.")
-    if not auth.csrf_valid(csrf, session, token):
+    if not auth.page_csrf_valid(ctx, csrf, session):
         return _render(
             request, ctx, "message.html", 403, message="Stale form: reload the page."
         )
@@ -439,7 +426,7 @@ def run_page(
     ctx: Context,
     run_id: RunId,
 ) -> Response:
-    session = _session(request, ctx)
+    session = auth.page_session(request, ctx)
     if session is None:
         return _signed_out(request, ctx)
     detail = run_history.run_detail(ctx, run_id)
@@ -451,18 +438,8 @@ def run_page(
         "run.html",
         run=detail,
         here=_here(request),
-        csrf=_csrf(session, ctx),
+        csrf=auth.page_csrf(ctx, session),
     )
-
-
-def _csrf_key(ctx: AdminContext) -> bytes:
-    token = auth.configured_token(ctx.settings)
-    assert token is not None  # a live session implies a token
-    return token
-
-
-def _csrf(session: str, ctx: AdminContext) -> str:
-    return auth.csrf_value(session, _csrf_key(ctx))
 
 
 HISTORY_PAGE = 25
@@ -482,7 +459,7 @@ def schedule_page(
     until: Annotated[str | None, Query(max_length=64)] = None,
     cursor: Annotated[str | None, Query(max_length=256)] = None,
 ) -> Response:
-    session = _session(request, ctx)
+    session = auth.page_session(request, ctx)
     if session is None:
         return _signed_out(request, ctx)
     now = datetime.now(UTC)
@@ -520,7 +497,7 @@ def schedule_page(
         if page_data.row.get("declared_cron")
         else None,
         here=_here(request),
-        csrf=_csrf(session, ctx),
+        csrf=auth.page_csrf(ctx, session),
     )
 
 
@@ -529,7 +506,7 @@ def queues_page(
     request: Request,
     ctx: Context,
 ) -> Response:
-    session = _session(request, ctx)
+    session = auth.page_session(request, ctx)
     if session is None:
         return _signed_out(request, ctx)
     return _render(
@@ -537,5 +514,5 @@ def queues_page(
         ctx,
         "queues.html",
         page=pages.queues_page(ctx),
-        csrf=_csrf(session, ctx),
+        csrf=auth.page_csrf(ctx, session),
     )

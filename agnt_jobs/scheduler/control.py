@@ -3,7 +3,7 @@ code against the database, pause, resume, change a schedule or return it to its
 declaration, run a job now or at a time. The CLI (and the admin view) are thin
 layers over these functions.
 
-Changes go through the ``schedules`` table, whose triggers (migration 0013) check
+Changes go through the ``schedules`` table, whose triggers (docs/schema.sql) check
 them, audit them in ``schedule_changes`` and tell the workers; these functions only
 say who acts (``acting``), so that a change made here and one made with plain SQL
 are the same change.
@@ -706,8 +706,8 @@ def _run_request(
     actor: Actor,
     all_rows: bool = False,
 ) -> Any:
-    """One call of a run function of migration 0014: an unknown id or job is
-    UnknownId, a request the run's state forbids is Refused."""
+    """One call of a run function (``agnt_cancel_run``, ``agnt_retry_run``...): an
+    unknown id or job is UnknownId, a request the run's state forbids is Refused."""
     params = {**params, "by": actor.by, "source": actor.source}
     try:
         with engine.begin() as connection:

@@ -591,7 +591,7 @@ def set_enabled(
         connection.exec_driver_sql(SQL["set_enabled"], {"id": id_, "enabled": enabled})
 
 
-def job_task(app: AgntApp, name: str) -> Task:
+def job_task(app: AgntApp, name: str) -> Task[..., Any, ...]:
     """The task of a job that can run here, or UnknownId saying why not."""
     task = app.tasks.get(name)
     if task is not None:
@@ -670,12 +670,14 @@ def cancel(engine: Engine, job_id: int, actor: Actor) -> str:
     """Cancel a run: ``cancelled`` (it was waiting) or ``cancelling`` (it stops at
     its next checkpoint and ends cancelled). UnknownId, or Refused for a run that
     already ended."""
-    return _run_request(engine, SQL["cancel_run"], {"job_id": job_id}, actor)
+    status: str = _run_request(engine, SQL["cancel_run"], {"job_id": job_id}, actor)
+    return status
 
 
 def retry(engine: Engine, job_id: int, actor: Actor) -> int:
     """Run again a failed, timed-out or cancelled run; the new job's id."""
-    return _run_request(engine, SQL["retry_run"], {"job_id": job_id}, actor)
+    new_job_id: int = _run_request(engine, SQL["retry_run"], {"job_id": job_id}, actor)
+    return new_job_id
 
 
 def waits_until(engine: Engine, job_id: int) -> datetime | None:

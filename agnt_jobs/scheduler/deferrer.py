@@ -81,7 +81,7 @@ class Followed:
     """One schedule as the table has it now, and the task of its job."""
 
     schedule: Schedule
-    task: Task
+    task: Task[..., Any, ...]
 
     @property
     def key(self) -> tuple[Any, ...]:
@@ -124,7 +124,7 @@ class ScheduleDeferrer(PeriodicDeferrer):
         self._judged = False
 
     @property
-    def tasks(self) -> dict[str, Task]:
+    def tasks(self) -> dict[str, Task[..., Any, ...]]:
         """The jobs this worker defers: every declared schedule's job with a body
         here. A schedule created in SQL runs one of them."""
         return {
@@ -354,7 +354,9 @@ class ScheduleDeferrer(PeriodicDeferrer):
             )
         self.followed = followed
 
-    def _say_changes(self, before: dict[str, Followed], after: dict[str, Followed]):
+    def _say_changes(
+        self, before: dict[str, Followed], after: dict[str, Followed]
+    ) -> None:
         for id_ in sorted(set(before) | set(after)):
             old, new = before.get(id_), after.get(id_)
             if old is not None and new is not None and old.key == new.key:
@@ -441,7 +443,8 @@ class ScheduleDeferrer(PeriodicDeferrer):
             retry_when_queued=schedule.misfire is Misfire.CATCH_UP,
             worker_id=self.worker_id,
         )
-        outcome, job_id = row["outcome"], row["job_id"]
+        outcome: str = row["outcome"]
+        job_id = row["job_id"]
         tracing.annotate("agnt.job_id", job_id)
         extra = {
             "schedule": schedule.id,

@@ -27,6 +27,7 @@ from psycopg import sql
 from agnt_jobs.db.connect import with_dbname
 from agnt_jobs.db.migrate import upgrade
 from agnt_jobs.db.queries import load
+from agnt_jobs.settings import ConfigError
 
 DOC_PATH = Path("docs") / "schema.sql"
 COMMAND = "agnt-jobs db schema --write"
@@ -111,8 +112,19 @@ def read(url: str) -> str:
 def _scratch_database(server_url: str) -> Iterator[str]:
     """A new, empty database on the server of ``server_url``, dropped after."""
     name = f"agnt_schema_{uuid.uuid4().hex[:12]}"
+    refused: str | None = None
     with psycopg.connect(server_url, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        try:
+            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        except psycopg.errors.InsufficientPrivilege as error:
+            refused = str(error).strip()
+    if refused is not None:
+        # Raised outside the handler: one line, no chained driver error.
+        raise ConfigError(
+            f"the schema is read from a scratch database, and this role may not "
+            f"create one ({refused}): give it CREATEDB, or point AGNT_DATABASE_URL "
+            "at a server where it has it"
+        )
     try:
         yield with_dbname(server_url, name)
     finally:

@@ -10,6 +10,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 LINK = re.compile(r"\]\(([^)#\s]+)(#[^)]*)?\)")
+ANCHORED = re.compile(r"\]\(([^)#\s]*)(#[^)\s]+)\)")
+HEADING = re.compile(r"#+ (.*)")
 # A file the page names, in backticks or not: `agnt_jobs/walk.py`, `cron/`, one
 # inside the package as the map writes them (`scheduler/tasks.py`), or a bare name
 # such as JOBS.md. Not a URL's path, a placeholder (`bench-scale<N>.json`) or a
@@ -62,6 +64,31 @@ def test_every_relative_link_points_at_a_page_that_exists() -> None:
         for target, _ in LINK.findall(page.read_text())
         if "://" not in target and not (page.parent / target).exists()
     ]
+    assert broken == []
+
+
+def _anchors(page: Path) -> set[str]:
+    """The anchors of a page's headings, as GitHub makes them."""
+    anchors, fenced = set(), False
+    for line in page.read_text().splitlines():
+        if line.startswith("```"):
+            fenced = not fenced
+        heading = None if fenced else HEADING.match(line)
+        if heading:
+            words = re.sub(r"[^\w\- ]", "", heading.group(1).strip().lower())
+            anchors.add(words.replace(" ", "-"))
+    return anchors
+
+
+def test_every_anchor_names_a_heading_of_its_page() -> None:
+    broken = []
+    for page in PAGES:
+        for target, anchor in ANCHORED.findall(page.read_text()):
+            linked = page.parent / target if target else page
+            if "://" in target or linked.suffix != ".md" or not linked.exists():
+                continue  # not a page of ours: the link test speaks for it
+            if anchor[1:] not in _anchors(linked):
+                broken.append(f"{page.name}: {target}{anchor}")
     assert broken == []
 
 

@@ -30,7 +30,7 @@ def start(data_dir: Path) -> str:
             # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI); its
             # fallback under /tmp is fine for pgserver's lock file.
             warnings.simplefilter("ignore")
-            from pgserver.postgres_server import get_server
+            import pgserver
     except ImportError:
         installed = False
     if not installed:
@@ -50,7 +50,8 @@ def start(data_dir: Path) -> str:
         fcntl.flock(lock_file, fcntl.LOCK_EX)
         # cleanup_mode="stop": the last of our processes to exit stops the server;
         # pgserver counts the processes sharing it in the data directory.
-        server = get_server(pgdata, cleanup_mode="stop")
+        # From the module that defines it: the package does not re-export it.
+        server = pgserver.postgres_server.get_server(pgdata, cleanup_mode="stop")
         exists = server.psql(
             f"SELECT 1 FROM pg_database WHERE datname = '{EMBEDDED_DATABASE}';"
         )

@@ -68,7 +68,7 @@ class AlreadyWaiting(Conflict):
     exit_code = 1
 
 
-def job_task(app: AgntApp, name: str) -> Task:
+def job_task(app: AgntApp, name: str) -> Task[..., Any, ...]:
     """The task of a job that can run here, or NotFound saying why not."""
     task = app.tasks.get(name)
     if task is not None:
@@ -147,12 +147,14 @@ def cancel(engine: Engine, job_id: int, actor: Actor) -> str:
     """Cancel a run: ``cancelled`` (it was waiting) or ``cancelling`` (it stops at
     its next checkpoint and ends cancelled). NotFound, or Conflict for a run that
     already ended."""
-    return _run_request(engine, SQL["cancel_run"], {"job_id": job_id}, actor)
+    status: str = _run_request(engine, SQL["cancel_run"], {"job_id": job_id}, actor)
+    return status
 
 
 def retry(engine: Engine, job_id: int, actor: Actor) -> int:
     """Run again a failed, timed-out or cancelled run; the new job's id."""
-    return _run_request(engine, SQL["retry_run"], {"job_id": job_id}, actor)
+    new_job_id: int = _run_request(engine, SQL["retry_run"], {"job_id": job_id}, actor)
+    return new_job_id
 
 
 def waits_until(engine: Engine, job_id: int) -> datetime | None:
@@ -183,8 +185,8 @@ def _run_request(
     actor: Actor,
     all_rows: bool = False,
 ) -> Any:
-    """One call of a run function of the database: an unknown id or job is
-    NotFound, a request the run's state forbids is Conflict."""
+    """One call of a run function (``agnt_cancel_run``, ``agnt_retry_run``...): an
+    unknown id or job is NotFound, a request the run's state forbids is Conflict."""
     params = {**params, "by": actor.by, "source": actor.source}
     try:
         with engine.begin() as connection:

@@ -4,10 +4,10 @@ declaration. The CLI (and the admin view) are thin layers over these functions;
 what they do with runs (run a job now or at a time, cancel, retry, wait) is
 ``run_control``'s.
 
-Changes go through the ``schedules`` table, whose triggers check them, audit them
-in ``schedule_changes`` and tell the workers; these functions only say who acts
-(``operators.acting``), so that a change made here and one made with plain SQL are
-the same change.
+Changes go through the ``schedules`` table, whose triggers (docs/schema.sql) check
+them, audit them in ``schedule_changes`` and tell the workers; these functions only
+say who acts (``operators.acting``), so that a change made here and one made with
+plain SQL are the same change.
 """
 
 from __future__ import annotations

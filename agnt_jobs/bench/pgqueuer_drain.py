@@ -32,10 +32,11 @@ async def _drain(url: str, jobs: int, concurrency: int) -> dict[str, float | int
     pgq = PgQueuer.from_asyncpg_connection(connection)
     ran = 0
 
-    @pgq.entrypoint("noop")
     async def noop(job: Job) -> None:
         nonlocal ran
         ran += 1
+
+    pgq.entrypoint("noop")(noop)
 
     started = time.perf_counter()
     worker = asyncio.create_task(

@@ -361,7 +361,7 @@ def _parse_at(value: str) -> datetime:
 
 
 def run(
-    id_: Annotated[str, typer.Argument(metavar="ID", help="The job id.")],
+    id_: Annotated[str, typer.Argument(metavar="ID", help="The job's name.")],
     wait: Annotated[
         bool, typer.Option("--wait", help="Follow the run; exit with its status.")
     ] = False,

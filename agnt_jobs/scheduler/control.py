@@ -609,7 +609,7 @@ _ON_CONNECTION = JobManager(TracedSyncConnector())
 
 
 def run_now(app: AgntApp, engine: Engine, settings: Settings, name: str) -> int:
-    """Defer a run of job ``name`` now (its tick is now); its job id. Raises
+    """Defer a run of the job ``name`` now (its tick is now); the run's job id. Raises
     AlreadyWaiting when one already waits (the queueing lock), NotConfigured when
     a setting it needs is unset (it would only fail).
 

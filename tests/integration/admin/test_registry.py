@@ -158,7 +158,7 @@ async def test_health_from_the_views(
     assert datetime.fromisoformat(last["finished_at"]) >= datetime.fromisoformat(
         last["started_at"]
     )
-    assert entries["skipped"]["last_tick"]["reason"] == "misfire"
+    assert entries["skipped"]["last_tick"]["reason"] == "missed"
     assert entries["tidy"]["last_tick"]["outcome"] == "deferred"
     assert entries["halted"]["enabled"] is False
     assert entries["newcomer"]["deployed"] is False

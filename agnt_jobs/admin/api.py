@@ -138,19 +138,26 @@ def get_runs(
     )
 
 
+# A run is named by its job id: the procrastinate_jobs row's id (docs/glossary.md).
+JobId = Annotated[
+    int,
+    Path(ge=1, le=2**63 - 1, description="The run's job id (procrastinate_jobs.id)."),
+]
+
+
 @router.get(
-    "/runs/{run_id}",
+    "/runs/{job_id}",
     response_model=schemas.RunDetail,
     responses=_NOT_FOUND,
     summary="One run with its attempts and events",
 )
 def get_run(
     ctx: Context,
-    run_id: Annotated[int, Path(ge=1, le=2**63 - 1, description="The job id.")],
+    job_id: JobId,
 ) -> schemas.RunDetail:
-    detail = run_history.run_detail(ctx, run_id)
+    detail = run_history.run_detail(ctx, job_id)
     if detail is None:
-        raise NotFound(f"no run {run_id}")
+        raise NotFound(f"no run {job_id}")
     return detail
 
 
@@ -226,7 +233,6 @@ _CONFLICT: dict[int | str, dict[str, Any]] = {
         "already retried).",
     }
 }
-RunId = Annotated[int, Path(ge=1, le=2**63 - 1, description="The job id.")]
 
 
 @router.patch(
@@ -298,7 +304,7 @@ def post_retry_many(
 
 
 @router.post(
-    "/runs/{run_id}/cancel",
+    "/runs/{job_id}/cancel",
     response_model=schemas.Cancelled,
     responses={**_NOT_FOUND, **_CONFLICT, **_BAD_BODY},
     summary="Cancel a waiting or running run",
@@ -306,20 +312,20 @@ def post_retry_many(
 def post_cancel(
     request: Request,
     ctx: Context,
-    run_id: RunId,
+    job_id: JobId,
     body: schemas.RunRequestIn | None = None,
 ) -> schemas.Cancelled:
     """A waiting run is cancelled at once; a running one stops at its next
     checkpoint and ends cancelled."""
     cancelled = actions.cancel_run(
-        ctx, run_id, actor(request), body.by if body else None
+        ctx, job_id, actor(request), body.by if body else None
     )
-    audit(request, "admin_cancel", str(run_id))
+    audit(request, "admin_cancel", str(job_id))
     return cancelled
 
 
 @router.post(
-    "/runs/{run_id}/retry",
+    "/runs/{job_id}/retry",
     response_model=schemas.Retried,
     status_code=status.HTTP_202_ACCEPTED,
     responses={**_NOT_FOUND, **_CONFLICT, **_BAD_BODY},
@@ -328,10 +334,10 @@ def post_cancel(
 def post_retry(
     request: Request,
     ctx: Context,
-    run_id: RunId,
+    job_id: JobId,
     body: schemas.RunRequestIn | None = None,
 ) -> schemas.Retried:
     """A new job with the same job, tick, queue and lock."""
-    retried = actions.retry_run(ctx, run_id, actor(request), body.by if body else None)
-    audit(request, "admin_retry", str(run_id), new_job_id=retried.new_job_id)
+    retried = actions.retry_run(ctx, job_id, actor(request), body.by if body else None)
+    audit(request, "admin_retry", str(job_id), new_job_id=retried.new_job_id)
     return retried

@@ -22,8 +22,8 @@ from agnt_jobs.cli import (
     settings,
     worker,
 )
-from agnt_jobs.db.connect import CONNECT_ERRORS, Unreachable
 from agnt_jobs.db.outage import SERVER_FULL_ADVICE, is_server_full
+from agnt_jobs.db.url import CONNECT_ERRORS, Unreachable
 from agnt_jobs.errors import AgntJobsError
 from agnt_jobs.scheduler.declaration import ScheduleError
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 import sqlalchemy.exc
 
-from agnt_jobs.scheduler.registry import SQL
+from agnt_jobs.scheduler.deploy import SQL
 
 
 @dataclass(frozen=True)

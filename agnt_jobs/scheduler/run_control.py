@@ -26,8 +26,8 @@ from sqlalchemy.engine import Engine
 from agnt_jobs.db.connector import TracedSyncConnector
 from agnt_jobs.errors import Conflict, Invalid, NotFound
 from agnt_jobs.scheduler.bodies import require_configured
+from agnt_jobs.scheduler.deploy import SQL
 from agnt_jobs.scheduler.operators import Actor, refused_by_database
-from agnt_jobs.scheduler.registry import SQL
 from agnt_jobs.scheduler.worker import AgntApp
 from agnt_jobs.settings import Settings
 
@@ -86,7 +86,7 @@ _ON_CONNECTION = JobManager(TracedSyncConnector())
 
 
 def run_now(app: AgntApp, engine: Engine, settings: Settings, name: str) -> int:
-    """Defer a run of job ``name`` now (its tick is now); its job id. Raises
+    """Defer a run of the job ``name`` now (its tick is now); the run's job id. Raises
     AlreadyWaiting when one already waits (the queueing lock), NotConfigured when
     a setting it needs is unset (it would only fail).
 

@@ -22,11 +22,11 @@ import sqlalchemy.exc
 from sqlalchemy.engine import Engine
 
 from agnt_jobs.errors import Conflict, Invalid, NotFound
-from agnt_jobs.scheduler import broken, registry
+from agnt_jobs.scheduler import broken, deploy
 from agnt_jobs.scheduler.bodies import missing_settings
 from agnt_jobs.scheduler.declaration import Schedule
+from agnt_jobs.scheduler.deploy import SQL
 from agnt_jobs.scheduler.operators import Actor, acting, refused_by_database
-from agnt_jobs.scheduler.registry import SQL
 from agnt_jobs.scheduler.worker import AgntApp
 from agnt_jobs.settings import Settings
 
@@ -202,7 +202,7 @@ def check(app: AgntApp, engine: Engine, settings: Settings) -> list[Problem]:
             f"{id_} is declared in periodic/ but no @job body is registered: "
             "it never runs",
         )
-        for id_ in registry.missing_bodies(app)
+        for id_ in deploy.missing_bodies(app)
     ]
     rows = database_rows(engine)
     now = datetime.now(UTC)
@@ -325,7 +325,7 @@ def overrides(app: AgntApp, engine: Engine) -> list[Override]:
 
 
 def _stale_workers(app: AgntApp, engine: Engine, settings: Settings) -> list[Problem]:
-    ours = registry.deployed(app)
+    ours = deploy.deployed(app)
     with engine.connect() as connection:
         workers = (
             connection.exec_driver_sql(
@@ -347,7 +347,7 @@ def _stale_workers(app: AgntApp, engine: Engine, settings: Settings) -> list[Pro
                     "stale_worker",
                     None,
                     f"worker {worker['worker_id']} ({worker['hostname']} pid "
-                    f"{worker['pid']}) defers a different registry: "
+                    f"{worker['pid']}) deployed different schedules: "
                     + ", ".join(differing),
                 )
             )

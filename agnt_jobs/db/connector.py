@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import weakref
 from collections.abc import AsyncIterator, Iterator
 from typing import Any, LiteralString
 
@@ -48,6 +49,11 @@ _NAME_THE_LISTENER = f"SET application_name = '{LISTENER_NAME}'"
 
 # How often an opening pool looks whether its first connections came.
 STARTING_POLL_SECONDS = 0.1
+# A connection that answered a query this recently is lent without the pool's
+# check (an empty query, a round trip as long as the worker's own query): what the
+# check finds, a connection the server closed since, is a restart or a kill within
+# that second, an outage the worker's loops retry through anyway.
+TRUSTED_SECONDS = 1.0
 
 
 class OutageAwarePool(psycopg_pool.AsyncConnectionPool):
@@ -74,6 +80,10 @@ class OutageAwarePool(psycopg_pool.AsyncConnectionPool):
     #: Seconds a connection lent by ``connection()`` may go unanswered (None: no
     #: bound).
     query_deadline: float | None = None
+    #: When each connection lent by ``connection()`` last answered a query.
+    answered: weakref.WeakKeyDictionary[psycopg.AsyncConnection[Any], float] | None = (
+        None
+    )
 
     @contextlib.asynccontextmanager
     async def connection(
@@ -89,6 +99,8 @@ class OutageAwarePool(psycopg_pool.AsyncConnectionPool):
         async with super().connection(timeout) as connection:
             with outage.answered_within(connection, self.query_deadline):
                 yield connection
+            if self.answered is not None:
+                self.answered[connection] = time.monotonic()
 
     async def schedule_task(self, task: Any, delay: float) -> None:
         if isinstance(task, AddConnection):
@@ -174,7 +186,14 @@ def autocommit_pool(**kwargs: Any) -> psycopg_pool.AsyncConnectionPool:
         if configure is not None:
             await configure(connection)
 
+    answered: weakref.WeakKeyDictionary[psycopg.AsyncConnection[Any], float] = (
+        weakref.WeakKeyDictionary()
+    )
+
     async def check(connection: psycopg.AsyncConnection) -> None:
+        last = answered.get(connection)
+        if last is not None and time.monotonic() - last < TRUSTED_SECONDS:
+            return
         with outage.answered_within(connection, deadline):
             await connection.execute("")
 
@@ -184,6 +203,7 @@ def autocommit_pool(**kwargs: Any) -> psycopg_pool.AsyncConnectionPool:
     pool = OutageAwarePool(configure=setup, reconnect_timeout=float("inf"), **kwargs)
     pool.max_reconnect_delay = settings.db_retry_max_seconds
     pool.query_deadline = deadline
+    pool.answered = answered
     pool.start_outage = outage.Outage(
         report_seconds=settings.db_outage_report_seconds,
         limit_seconds=settings.database_outage_limit_seconds,

@@ -13,7 +13,7 @@ import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from agnt_jobs.db import outage
+from agnt_jobs.db import connector, outage
 from agnt_jobs.db.connector import autocommit_pool
 from agnt_jobs.settings import get_settings
 from tests.support.silent_proxy import SilentProxy
@@ -119,8 +119,9 @@ async def test_the_pool_bounds_each_lent_connection_and_discards_it(
         with pytest.raises(Exception) as raised:
             async with pool.connection() as connection:
                 await connection.execute("SELECT 1")
-        # The pool's check gives up on the silent connection at the deadline
-        # (half the setting), then the wait for another ends at the same bound.
+        # The query (on a connection that just answered) or the pool's check (on
+        # one idle for longer) gives up at the deadline, half the setting; a wait
+        # for another connection ends at the same bound.
         assert outage.is_connection_lost(raised.value), raised.value
         assert time.monotonic() - started < POOL_DEADLINE * 2 + 1.5
         proxy.resume()
@@ -146,6 +147,46 @@ async def test_a_query_on_a_lent_connection_has_the_deadline(
         assert time.monotonic() - started < POOL_DEADLINE + 1.5
         async with pool.connection() as connection:
             await connection.execute("SELECT 1")
+    finally:
+        await pool.close()
+        get_settings.cache_clear()
+
+
+async def test_a_connection_that_just_answered_is_lent_without_the_check(
+    db_url: str, proxy: SilentProxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The check's round trip is skipped for a connection that answered within
+    ``TRUSTED_SECONDS``: lent while the database is already silent, it is the
+    query's own deadline that finds out; a connection idle for longer is checked,
+    and the check finds out before it is lent."""
+    monkeypatch.setenv("AGNT_DB_SILENT_AFTER_SECONDS", str(SILENT_AFTER))
+    get_settings.cache_clear()
+    pool = autocommit_pool(
+        conninfo=_through(db_url, proxy), min_size=1, max_size=1, open=False
+    )
+    try:
+        await pool.open(wait=True)
+        async with pool.connection() as connection:
+            await connection.execute("SELECT 1")
+        proxy.pause()
+        lent = False
+        with pytest.raises(outage.NoAnswer):
+            async with pool.connection() as connection:
+                lent = True
+                await connection.execute("SELECT 1")
+        assert lent
+        proxy.resume()
+        async with pool.connection() as connection:
+            await connection.execute("SELECT 1")
+        await asyncio.sleep(connector.TRUSTED_SECONDS + 0.2)
+        proxy.pause()
+        lent = False
+        with pytest.raises(Exception) as raised:
+            async with pool.connection() as connection:
+                lent = True
+        assert not lent
+        assert outage.is_connection_lost(raised.value), raised.value
+        proxy.resume()
     finally:
         await pool.close()
         get_settings.cache_clear()

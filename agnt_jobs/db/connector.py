@@ -279,7 +279,10 @@ class SettingsConnector(PsycopgConnector):
         self, query: LiteralString, **arguments: Any
     ) -> list[dict[str, Any]]:
         with _deferring(query, arguments) as (sent, sent_arguments):
-            return await super().execute_query_all_async(sent, **sent_arguments)
+            rows: list[dict[str, Any]] = await super().execute_query_all_async(
+                sent, **sent_arguments
+            )
+            return rows
 
     async def execute_query_all_async_with_connection(
         self, connection: Any, query: LiteralString, **arguments: Any

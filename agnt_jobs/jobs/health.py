@@ -481,7 +481,7 @@ def platform_health_monitor(ctx: RunContext) -> JobResult:
     A check seen for the first time starts from ok, so a first failing result
     alerts and a first ok one does not. Results older than
     ``health_results_retention_days`` are deleted, in chunks, at the end of a run
-    (the state rows keep the current picture). Alerts go through the alerts outbox: a
+    (the state rows keep the current picture). Alerts go through the alerts queue: a
     webhook outage delays them, never drops or repeats them.
     """
     return run_checks(ctx, default_checks())

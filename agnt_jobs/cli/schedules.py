@@ -16,7 +16,7 @@ import sqlalchemy.exc
 import typer
 
 from agnt_jobs.cli.common import UsageError, ensure_migrated
-from agnt_jobs.db.connect import Unreachable
+from agnt_jobs.db.url import Unreachable
 from agnt_jobs.settings import ConfigError, get_settings
 
 if TYPE_CHECKING:

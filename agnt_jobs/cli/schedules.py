@@ -174,11 +174,11 @@ def check() -> None:
     Problems, one line each: a schedule no worker can follow (broken: it alone
     does not tick, and the line says why), a declared schedule without a job
     body, a schedule the database has but the code dropped, a schedule changed
-    here but not yet deployed everywhere (a live worker defers another
-    registry). Each value an operator set that differs from the code is listed as
+    here but not yet deployed everywhere (a live worker deployed other
+    schedules). Each value an operator set that differs from the code is listed as
     overridden (not a disagreement).
     """
-    from agnt_jobs.scheduler import control, registry
+    from agnt_jobs.scheduler import control, deploy
 
     app = _app()
     engine = _engine()
@@ -202,7 +202,7 @@ def check() -> None:
                 f"{row['removed_at'].isoformat()}"
             )
     summary = (
-        f"{len(app.schedules)} declared, {len(registry.deployed(app))} with a body: "
+        f"{len(app.schedules)} declared, {len(deploy.deployed(app))} with a body: "
         f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
     )
     typer.echo(summary)

@@ -18,7 +18,7 @@ same transaction as the deferral: ``deferred`` (with its run's id in ``job_id``)
 waiting: the queueing lock), ``missed`` (a range of ticks no worker decided in time)
 or ``not_configured``. The words are docs/glossary.md's.
 
-``schedule_workers``: the registry each running worker deployed, so ``schedules
+``schedule_workers``: the schedules each running worker deployed, so ``schedules
 check`` can tell that a changed schedule is not yet running everywhere.
 
 ``declared_jobs``: every job the deployed code can run, with its queue and locks,

@@ -51,7 +51,7 @@ from agnt_jobs.models.scheduling import SkipReason, TickOutcome, Undecided
 from agnt_jobs.scheduler import broken, misfire
 from agnt_jobs.scheduler.bodies import missing_settings
 from agnt_jobs.scheduler.declaration import Misfire, Schedule
-from agnt_jobs.scheduler.registry import (
+from agnt_jobs.scheduler.deploy import (
     SQL,
     ScheduledApp,
     ZonedPeriodicTask,

@@ -33,8 +33,8 @@ from agnt_jobs.scheduler.bodies import (
     RunContext,
     require_configured,
 )
+from agnt_jobs.scheduler.deploy import SQL
 from agnt_jobs.scheduler.history import RUN_TIMEOUT
-from agnt_jobs.scheduler.registry import SQL
 from agnt_jobs.settings import get_settings
 
 DEFAULT_QUEUE = "default"

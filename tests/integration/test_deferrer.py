@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from procrastinate import PsycopgConnector
 from sqlalchemy.engine import Engine
 
-from agnt_jobs.scheduler import control, registry, tasks
+from agnt_jobs.scheduler import control, deploy, tasks
 from agnt_jobs.scheduler.declaration import Misfire, Schedule
 from agnt_jobs.scheduler.deferrer import ScheduleDeferrer
 from agnt_jobs.scheduler.worker import AgntApp
@@ -43,9 +43,9 @@ async def app(db_url: str, env: Settings) -> AsyncIterator[AgntApp]:
     app = AgntApp(connector=PsycopgConnector(conninfo=db_url))
     for schedule in (HOURLY, DAILY):
         tasks.make_task(app, schedule.id, lambda ctx: {})
-    registry.register(app, [HOURLY, DAILY, Schedule("bodiless", "0 1 * * *", "")])
+    deploy.register(app, [HOURLY, DAILY, Schedule("bodiless", "0 1 * * *", "")])
     async with app.open_async():
-        await registry.sync_table(app)
+        await deploy.sync_table(app)
         yield app
 
 
@@ -193,8 +193,8 @@ async def test_sync_marks_dropped_schedules_and_restores_returning_ones(
     # An earlier deploy declared "legacy"; this code no longer does.
     with engine.begin() as connection:
         declare_earlier(connection, "legacy")
-    assert await registry.sync_table(app) == ["legacy"]
-    assert await registry.sync_table(app) == []
+    assert await deploy.sync_table(app) == ["legacy"]
+    assert await deploy.sync_table(app) == []
     with engine.connect() as connection:
         rows = {
             id_: (removed, has_body)

@@ -91,7 +91,7 @@ def _as_run_error(error: Exception, stop_reason: str | None) -> Exception:
 
 def make_task(
     app: App, job_name: str, body: JobBody, queue: str = DEFAULT_QUEUE
-) -> Task:
+) -> Task[..., JobResult, ...]:
     def run(context: JobContext, timestamp: int | None = None) -> JobResult:
         now = datetime.now(UTC)
         tick = datetime.fromtimestamp(timestamp, UTC) if timestamp else now

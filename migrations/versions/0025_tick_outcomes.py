@@ -49,7 +49,7 @@ LANGUAGE plpgsql AS $$
 DECLARE
     _tick_at timestamptz := to_timestamp(_tick);
     _row schedules%ROWTYPE;
-    _job_id bigint;
+    _run_id bigint;
     _constraint text;
 BEGIN
     {_LOCK}
@@ -72,7 +72,7 @@ BEGIN
         RETURN;
     END IF;
     BEGIN
-        _job_id := procrastinate_defer_periodic_job_v2(
+        _run_id := procrastinate_defer_periodic_job_v2(
             _queue, _lock, _queueing_lock, _task_name, _priority, _schedule_id,
             _tick, jsonb_build_object('timestamp', _tick));
     EXCEPTION WHEN unique_violation THEN
@@ -90,14 +90,14 @@ BEGIN
         RETURN QUERY SELECT 'skipped'::text, 'queued'::text, NULL::bigint;
         RETURN;
     END;
-    IF _job_id IS NULL THEN
+    IF _run_id IS NULL THEN
         -- Procrastinate's periodic key: this tick was deferred already.
         RETURN QUERY SELECT 'already_decided'::text, NULL::text, NULL::bigint;
         RETURN;
     END IF;
     INSERT INTO schedule_ticks (schedule_id, tick_at, outcome, job_id, worker_id)
-    VALUES (_schedule_id, _tick_at, 'deferred', _job_id, _worker_id);
-    RETURN QUERY SELECT 'deferred'::text, NULL::text, _job_id;
+    VALUES (_schedule_id, _tick_at, 'deferred', _run_id, _worker_id);
+    RETURN QUERY SELECT 'deferred'::text, NULL::text, _run_id;
 END;
 $$
 """

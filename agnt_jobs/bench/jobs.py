@@ -26,9 +26,9 @@ import psycopg
 from agnt_jobs.bench import cases, fixtures, stripe_work
 from agnt_jobs.bench.base import NOOP, TICK, BenchContext
 from agnt_jobs.bench.child import child_env, run_module
-from agnt_jobs.bench.peers import PeerServer
 from agnt_jobs.bench.report import Measurement, ratio
 from agnt_jobs.settings import get_settings
+from agnt_jobs.standins.peer_server import PeerServer
 
 GOAL_SQL_RATIO = 1.5
 GOAL_RSS_MB = 256.0
@@ -75,7 +75,7 @@ def changed_rows(url: str) -> dict[str, int]:
 
 
 def _env(url: str, peer: str, stripe_url: str | None) -> dict[str, str]:
-    from agnt_jobs.bench.localstripe import API_KEY
+    from agnt_jobs.standins.localstripe import API_KEY
 
     return child_env(
         url,
@@ -142,7 +142,7 @@ def _prepare_stripe(
 ) -> tuple[str, stripe_work.Prepared]:
     """A localstripe of this run's own, and the job's due work made in it and in
     the copy (``stripe_work``); the server stops when ``stack`` closes."""
-    from agnt_jobs.bench.localstripe import API_KEY, LocalStripe
+    from agnt_jobs.standins.localstripe import API_KEY, LocalStripe
 
     log = stack.enter_context(tempfile.TemporaryDirectory()) + "/localstripe.log"
     server = stack.enter_context(LocalStripe(Path(log)))

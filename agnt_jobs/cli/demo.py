@@ -114,7 +114,7 @@ def demo_run(
     """make demo: demo data, local stand-ins for every outside system, a worker and
     the admin page; every job is run once at start and the page shows the result.
 
-    The stand-ins are the benchmarks' (agnt_jobs/bench): one local server for the
+    The stand-ins are agnt_jobs/standins, the benchmarks' too: one local server for the
     channel gateway, the venues' A2A agents, the marketplaces' product APIs, the
     webhook receivers and the alerts webhook (on a free port, or --stand-in-port;
     the jobs and the demo data are pointed at it), and localstripe with customers,
@@ -127,9 +127,9 @@ def demo_run(
 
     from agnt_jobs import db, demo
     from agnt_jobs.bench import stripe_work
-    from agnt_jobs.bench.localstripe import API_KEY, LocalStripe
-    from agnt_jobs.bench.peers import PeerServer
     from agnt_jobs.cli.worker import admin_sign_in
+    from agnt_jobs.standins.localstripe import API_KEY, LocalStripe
+    from agnt_jobs.standins.peer_server import PeerServer
 
     setup_logging()
     settings = get_settings()

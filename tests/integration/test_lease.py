@@ -15,7 +15,7 @@ from sqlalchemy.engine import Engine
 from agnt_jobs.clients.channel import ChannelGateway
 from agnt_jobs.delivery import outbox
 from agnt_jobs.settings import Settings, get_settings
-from tests.support.http_peers import FakeChannelGateway, Reply
+from agnt_jobs.standins.server import FakeChannelGateway, Reply
 
 # What a sender whose lease ran out reports: it sent the message and recorded
 # nothing, since the row is no longer under its lease.

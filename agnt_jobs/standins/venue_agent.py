@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.support.http_peers import LocalServer, Received, Reply
+from agnt_jobs.standins.server import LocalServer, Received, Reply
 
 
 class FakeVenueAgent(LocalServer):

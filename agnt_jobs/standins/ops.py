@@ -6,29 +6,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import threading
 import time
 from collections import Counter
 from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from tests.support.http_peers import LocalServer as _LocalServer
-from tests.support.http_peers import Received, Reply
-
-
-class LocalServer(_LocalServer):
-    """A LocalServer that stops in milliseconds: the stock one polls for shutdown
-    every half second, which adds up over a suite that starts many peers."""
-
-    def start(self) -> LocalServer:
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.02},
-            daemon=True,
-        )
-        self._thread.start()
-        return self
+from agnt_jobs.standins.server import LocalServer, Received, Reply
 
 
 class FakeAlerts(LocalServer):

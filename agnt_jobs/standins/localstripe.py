@@ -42,7 +42,7 @@ class LocalStripe:
     def start(self, timeout: float = 20.0) -> LocalStripe:
         log = self._log_path.open("ab")
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "agnt_jobs.bench.localstripe", str(self.port)],
+            [sys.executable, "-m", "agnt_jobs.standins.localstripe", str(self.port)],
             cwd=ROOT,
             stdout=log,
             stderr=subprocess.STDOUT,

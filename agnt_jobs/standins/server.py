@@ -108,9 +108,10 @@ class LocalServer:
                 pass
 
         self._server = _Server(("127.0.0.1", 0), Handler)
-        # A short poll interval: stop() waits for it, once per test per server.
+        # A short poll interval: stop() waits for it, once per test per server,
+        # which adds up over a suite that starts many peers.
         self._thread = threading.Thread(
-            target=self._server.serve_forever, args=(0.05,), daemon=True
+            target=self._server.serve_forever, args=(0.02,), daemon=True
         )
 
     def hold_next(self, reply: Reply | None = None) -> Held:
@@ -123,8 +124,7 @@ class LocalServer:
 
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://127.0.0.1:{self._server.server_port}"
 
     def start(self) -> LocalServer:
         self._thread.start()

@@ -147,7 +147,7 @@ class PeerServer:
     def start(self, timeout: float = 20.0) -> PeerServer:
         fd = self._socket.fileno()
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "agnt_jobs.bench.peers", "--fd", str(fd)],
+            [sys.executable, "-m", "agnt_jobs.standins.peer_server", "--fd", str(fd)],
             pass_fds=[fd],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -224,7 +224,7 @@ def app(db_url: str, env: settings.Settings) -> Iterator[App]:
 @pytest.fixture
 def gateway(env: settings.Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator:
     """A local channel gateway, and settings that point at it."""
-    from agnt_jobs.standins.server import FakeChannelGateway
+    from agnt_jobs.standins.gateway import FakeChannelGateway
 
     server = FakeChannelGateway().start()
     monkeypatch.setenv("AGNT_CHANNEL_GATEWAY_URL", server.url)

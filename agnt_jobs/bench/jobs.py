@@ -28,6 +28,7 @@ from agnt_jobs.bench.base import NOOP, TICK, BenchContext
 from agnt_jobs.bench.child import child_env, run_module
 from agnt_jobs.bench.report import Measurement, ratio
 from agnt_jobs.settings import get_settings
+from agnt_jobs.standins import localstripe
 from agnt_jobs.standins.peer_server import PeerServer
 
 GOAL_SQL_RATIO = 1.5
@@ -75,8 +76,6 @@ def changed_rows(url: str) -> dict[str, int]:
 
 
 def _env(url: str, peer: str, stripe_url: str | None) -> dict[str, str]:
-    from agnt_jobs.standins.localstripe import API_KEY
-
     return child_env(
         url,
         AGNT_CHANNEL_GATEWAY_URL=peer,
@@ -89,7 +88,7 @@ def _env(url: str, peer: str, stripe_url: str | None) -> dict[str, str]:
         AGNT_MARKETPLACE_RATE_PER_SECOND="100000",
         # Stripe: the run's own localstripe (``stripe_work``), or, without one,
         # the peer, which answers 404 (the billing jobs then find no work).
-        AGNT_STRIPE_API_KEY=API_KEY,
+        AGNT_STRIPE_API_KEY=localstripe.API_KEY,
         AGNT_STRIPE_API_BASE=stripe_url or f"{peer}/stripe",
         AGNT_STRIPE_MAX_NETWORK_RETRIES="0",
     )
@@ -111,7 +110,7 @@ def run_job(
     try:
         with ExitStack() as stack:
             stripe_url, prepared = None, None
-            if job_id in stripe_work.STRIPE_JOBS and stripe_work.available():
+            if job_id in stripe_work.STRIPE_JOBS and localstripe.available():
                 stripe_url, prepared = _prepare_stripe(ctx, stack, fixture, job_id, url)
             # A fresh copy's counters start at zero: only a prepared copy has
             # writes of its own to leave out (each read waits for them to settle).
@@ -142,11 +141,9 @@ def _prepare_stripe(
 ) -> tuple[str, stripe_work.Prepared]:
     """A localstripe of this run's own, and the job's due work made in it and in
     the copy (``stripe_work``); the server stops when ``stack`` closes."""
-    from agnt_jobs.standins.localstripe import API_KEY, LocalStripe
-
     log = stack.enter_context(tempfile.TemporaryDirectory()) + "/localstripe.log"
-    server = stack.enter_context(LocalStripe(Path(log)))
-    objects = stripe_work.StripeObjects(server.url, API_KEY)
+    server = stack.enter_context(localstripe.LocalStripe(Path(log)))
+    objects = localstripe.StripeObjects(server.url, localstripe.API_KEY)
     prepared = stripe_work.prepare(
         job_id, url, objects, fixture.sizes.stripe_due, ctx.at
     )

@@ -128,12 +128,13 @@ def demo_run(
     from agnt_jobs import db, demo
     from agnt_jobs.bench import stripe_work
     from agnt_jobs.cli.worker import admin_sign_in
-    from agnt_jobs.standins.localstripe import API_KEY, LocalStripe
+    from agnt_jobs.standins.localstripe import API_KEY, LocalStripe, StripeObjects
+    from agnt_jobs.standins.localstripe import available as localstripe_available
     from agnt_jobs.standins.peer_server import PeerServer
 
     setup_logging()
     settings = get_settings()
-    if not stripe_work.available():
+    if not localstripe_available():
         raise UsageError(
             "localstripe is not installed: make demo installs it (pip install -e "
             "'.[bench]')"
@@ -179,7 +180,7 @@ def demo_run(
             typer.echo(
                 f"demo data already there: using it, pointed at {peers.url}", err=True
             )
-        objects = stripe_work.StripeObjects(stripe.url, API_KEY)
+        objects = StripeObjects(stripe.url, API_KEY)
         for job in sorted(stripe_work.STRIPE_JOBS):
             stripe_work.prepare(
                 job, db.database_url(), objects, STRIPE_CUSTOMERS_PER_JOB, now

@@ -25,8 +25,9 @@ from agnt_jobs.db.connect import with_dbname
 from agnt_jobs.demo.registry import SEEDERS
 from agnt_jobs.scheduler.bodies import BODIES
 from agnt_jobs.settings import Settings
+from agnt_jobs.standins.gateway import FakeChannelGateway
 from agnt_jobs.standins.ops import FakeAlerts, FakeLazada, FakeShopee, FakeTokopedia
-from agnt_jobs.standins.server import FakeChannelGateway, LocalServer, Reply
+from agnt_jobs.standins.server import LocalServer, Reply
 from agnt_jobs.standins.venue_agent import FakeVenueAgent
 from tests.support import bookings_data as data
 

@@ -13,7 +13,7 @@ from sqlalchemy.engine import Engine
 from agnt_jobs.clients.channel import ChannelGateway
 from agnt_jobs.delivery import outbox
 from agnt_jobs.settings import Settings, get_settings
-from agnt_jobs.standins.server import FakeChannelGateway
+from agnt_jobs.standins.gateway import FakeChannelGateway
 
 
 def _messages(count: int, prefix: str = "m") -> list[outbox.Message]:

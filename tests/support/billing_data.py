@@ -11,13 +11,13 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-# Re-exported for the billing tests: the cards they use and the plan amount.
-from agnt_jobs.bench.stripe_work import DECLINED_CARD, StripeObjects
-from agnt_jobs.bench.stripe_work import GOOD_CARD as GOOD_CARD
-from agnt_jobs.bench.stripe_work import PLAN_AMOUNT as PLAN_AMOUNT
 from agnt_jobs.scheduler.bodies import JobBody, JobResult, RunContext
 from agnt_jobs.settings import Settings
-from agnt_jobs.standins.localstripe import API_KEY
+
+# Re-exported for the billing tests: the cards they use and the plan amount.
+from agnt_jobs.standins.localstripe import API_KEY, DECLINED_CARD, StripeObjects
+from agnt_jobs.standins.localstripe import GOOD_CARD as GOOD_CARD
+from agnt_jobs.standins.localstripe import PLAN_AMOUNT as PLAN_AMOUNT
 
 DECLINED_ON_CHARGE = DECLINED_CARD  # attaches, then every charge is declined
 

@@ -26,7 +26,7 @@ import pytest
 from sqlalchemy.engine import Engine
 
 from agnt_jobs.delivery import outbox
-from agnt_jobs.standins.server import FakeChannelGateway
+from agnt_jobs.standins.gateway import FakeChannelGateway
 from tests.support import bookings_data as data
 from tests.support.bookings_data import Crash, crash_after_commits, run, run_at_once
 from tests.support.jobs import assert_skips_rows_locked_elsewhere

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy.engine import Engine
 
 from agnt_jobs.delivery import outbox
-from agnt_jobs.standins.server import FakeChannelGateway
+from agnt_jobs.standins.gateway import FakeChannelGateway
 from tests.support import bookings_data as data
 from tests.support.bookings_data import run, utcnow
 

@@ -126,8 +126,8 @@ def demo_run(
     import os
 
     from agnt_jobs import db, demo
-    from agnt_jobs.bench import stripe_work
     from agnt_jobs.cli.worker import admin_sign_in
+    from agnt_jobs.datagen import stripe_due
     from agnt_jobs.standins.localstripe import API_KEY, LocalStripe, StripeObjects
     from agnt_jobs.standins.localstripe import available as localstripe_available
     from agnt_jobs.standins.peer_server import PeerServer
@@ -181,8 +181,8 @@ def demo_run(
                 f"demo data already there: using it, pointed at {peers.url}", err=True
             )
         objects = StripeObjects(stripe.url, API_KEY)
-        for job in sorted(stripe_work.STRIPE_JOBS):
-            stripe_work.prepare(
+        for job in sorted(stripe_due.STRIPE_JOBS):
+            stripe_due.prepare(
                 job, db.database_url(), objects, STRIPE_CUSTOMERS_PER_JOB, now
             )
         typer.echo(

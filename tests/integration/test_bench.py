@@ -25,7 +25,6 @@ from agnt_jobs.bench import (
     cases,
     defer,
     fanout,
-    fixtures,
     jobs,
     metrics,
     queue,
@@ -33,6 +32,7 @@ from agnt_jobs.bench import (
     scheduling,
 )
 from agnt_jobs.bench.base import BenchContext
+from agnt_jobs.datagen import fixtures
 from agnt_jobs.scheduler.bodies import BODIES, RunContext
 from agnt_jobs.settings import Settings
 from agnt_jobs.testing.scratch import scratch_server

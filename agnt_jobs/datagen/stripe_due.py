@@ -1,8 +1,11 @@
-"""Real Stripe work for the four billing jobs of the job benchmark.
+"""Real Stripe work for the four billing jobs: their due work made both in a
+localstripe and in our tables, for the job benchmark and for ``make demo`` (which
+makes it once, in its one localstripe, for every Stripe job).
 
-Each run of a Stripe job gets a localstripe of its own, fresh, as its copy of the
-data is: the jobs' crash-safety lookups (a customer's invoices, items and payment
-intents, matched by our key) must only ever find what this copy's run made. Before
+In the bench, each run of a Stripe job gets a localstripe of its own, fresh, as
+its copy of the data is: the jobs' crash-safety lookups (a customer's invoices,
+items and payment intents, matched by our key) must only ever find what this
+copy's run made. Before
 the job starts, the objects its due rows need are made in that localstripe (the
 same way for every scale, so scale 10 and scale 100 get the same work) and the
 copy's rows are pointed at them:

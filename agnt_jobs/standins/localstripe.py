@@ -21,10 +21,11 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import httpx
+
+from agnt_jobs.standins.child import ChildProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 API_KEY = "sk_test_agnt_jobs"
@@ -117,7 +118,7 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-class LocalStripe:
+class LocalStripe(ChildProcess):
     """``LocalStripe(log_path).start()``; ``.url`` is the API base to use."""
 
     def __init__(self, log_path: Path, port: int | None = None) -> None:
@@ -152,27 +153,6 @@ class LocalStripe:
             time.sleep(0.1)
         self.stop()
         raise RuntimeError(f"localstripe did not answer on {self.url} in {timeout}s")
-
-    def stop(self) -> None:
-        if self._process is None or self._process.poll() is not None:
-            return
-        self._process.terminate()
-        try:
-            self._process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait()
-
-    def __enter__(self) -> LocalStripe:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def main(port: str) -> None:

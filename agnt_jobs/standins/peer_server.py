@@ -21,13 +21,13 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs
 
 import httpx
 
 from agnt_jobs.standins import marketplaces
+from agnt_jobs.standins.child import ChildProcess
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -87,7 +87,7 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
     await send({"type": "http.response.body", "body": data})
 
 
-class PeerServer:
+class PeerServer(ChildProcess):
     """The peer server as a child process on a socket bound here (no port race)."""
 
     def __init__(self, port: int = 0) -> None:
@@ -123,21 +123,8 @@ class PeerServer:
         return httpx.get(f"{self.url}/stats", timeout=5).json()
 
     def stop(self) -> None:
-        if self._process is not None and self._process.poll() is None:
-            self._process.terminate()
-            self._process.wait(timeout=10)
+        super().stop()
         self._socket.close()
-
-    def __enter__(self) -> PeerServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def main() -> None:

@@ -4,15 +4,12 @@ localstripe): started on entering a ``with`` block, stopped on leaving it."""
 from __future__ import annotations
 
 import subprocess
-from types import TracebackType
-from typing import Self
+
+from agnt_jobs.standins.base import StandIn
 
 
-class ChildProcess:
+class ChildProcess(StandIn):
     _process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> Self:
-        raise NotImplementedError
 
     def stop(self) -> None:
         """Terminate the child; kill it if it is still there ten seconds later."""
@@ -24,14 +21,3 @@ class ChildProcess:
         except subprocess.TimeoutExpired:
             self._process.kill()
             self._process.wait()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

@@ -16,6 +16,8 @@ from typing import Any
 
 import httpx
 
+from agnt_jobs.standins.base import StandIn
+
 
 @dataclass
 class Received:
@@ -81,7 +83,7 @@ class _Server(ThreadingHTTPServer):
         """A client that gave up before its answer: nothing to report."""
 
 
-class LocalServer:
+class LocalServer(StandIn):
     """A threaded HTTP server answering every request with ``responder``."""
 
     def __init__(self, responder: Responder) -> None:

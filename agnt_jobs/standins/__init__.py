@@ -16,7 +16,8 @@ Two transports, one set of answers:
   signature-checking webhook receiver, the three marketplaces), ``llm``.
 
 The marketplaces' response shapes are written once, in ``marketplaces``, and both
-transports answer with them. Stripe: ``localstripe`` (the PyPI server, as a child process, and the
-objects the billing jobs' due work needs in it) and ``stripe_proxy`` (a proxy in
-front of it adding pauses, idempotency keys and declines).
+transports answer with them. Stripe: ``localstripe`` (the PyPI server, as a child
+process, and the objects the billing jobs' due work needs in it) and
+``stripe_proxy`` (a proxy in front of it adding pauses, idempotency keys and
+declines).
 """

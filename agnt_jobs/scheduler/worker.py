@@ -162,7 +162,9 @@ class AgntWorker(StoppingWorker):
         self.heartbeat_reached(registering)
         self.run_task = asyncio.current_task()
         self._loop = asyncio.get_running_loop()
-        loop_task = asyncio.create_task(self._run_loop(), name="worker loop")
+        # Procrastinate's Worker._run_loop has no annotations.
+        run_loop = self._run_loop()  # type: ignore[no-untyped-call]
+        loop_task = asyncio.create_task(run_loop, name="worker loop")
         try:
             # Cancelling the worker stops it gracefully rather than mid-job.
             await asyncio.shield(loop_task)
@@ -344,7 +346,8 @@ class AgntWorker(StoppingWorker):
         if self.fenced():
             return  # its heartbeats fail: it takes no job it may have to give up
         try:
-            await super()._fetch_and_process_jobs()
+            # Procrastinate's own has no annotations.
+            await super()._fetch_and_process_jobs()  # type: ignore[no-untyped-call]
         except Exception as error:
             if not is_connection_lost(error):
                 raise

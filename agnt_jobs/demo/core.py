@@ -12,7 +12,7 @@ from __future__ import annotations
 from sqlalchemy.engine import Connection
 
 from agnt_jobs.datagen.sizes import USERS_PER_SCALE, VENUES_PER_SCALE
-from agnt_jobs.demo.registry import (
+from agnt_jobs.demo.seeders import (
     Plan,
     in_chunks,
     next_id,

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from agnt_jobs.db.connect import with_dbname
+from agnt_jobs.db.url import with_dbname
 from agnt_jobs.settings import Settings
 from agnt_jobs.testing.cluster import PgCluster
 from tests.support import clusters

@@ -224,7 +224,7 @@ def app(db_url: str, env: settings.Settings) -> Iterator[App]:
 @pytest.fixture
 def gateway(env: settings.Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator:
     """A local channel gateway, and settings that point at it."""
-    from tests.support.http_peers import FakeChannelGateway
+    from agnt_jobs.standins.gateway import FakeChannelGateway
 
     server = FakeChannelGateway().start()
     monkeypatch.setenv("AGNT_CHANNEL_GATEWAY_URL", server.url)
@@ -239,7 +239,7 @@ def gateway(env: settings.Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator
 @pytest.fixture(scope="session")
 def localstripe(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
     """One localstripe server for the session; each test makes its own customers."""
-    from agnt_jobs.bench.localstripe import LocalStripe
+    from agnt_jobs.standins.localstripe import LocalStripe
 
     log = tmp_path_factory.mktemp("localstripe") / "localstripe.log"
     with LocalStripe(log) as server:
@@ -251,7 +251,7 @@ def stripe_settings(
     env: settings.Settings, localstripe, monkeypatch: pytest.MonkeyPatch
 ) -> settings.Settings:
     """Settings on this test's database, with Stripe pointed at localstripe."""
-    from agnt_jobs.bench.localstripe import API_KEY
+    from agnt_jobs.standins.localstripe import API_KEY
 
     monkeypatch.setenv("AGNT_STRIPE_API_KEY", API_KEY)
     monkeypatch.setenv("AGNT_STRIPE_API_BASE", localstripe.url)

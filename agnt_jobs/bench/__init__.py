@@ -39,7 +39,7 @@ from pathlib import Path
 
 from agnt_jobs.bench.base import BenchContext
 from agnt_jobs.bench.report import Measurement, format_table, write_json
-from agnt_jobs.bench.scratch import scratch_server
+from agnt_jobs.testing.scratch import scratch_server
 
 FAMILIES = (
     "scheduling",

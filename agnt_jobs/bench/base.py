@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from agnt_jobs import logs
-from agnt_jobs.bench.scratch import ScratchServer
+from agnt_jobs.testing.scratch import ScratchServer
 
 logger = logging.getLogger(__name__)
 

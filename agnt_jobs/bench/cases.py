@@ -11,7 +11,7 @@ call.
 The Stripe jobs (charge_unbilled_usage, monthly_invoice, reconcile_subscription_state,
 retry_pending_fees) have no baseline either: their work is Stripe calls. Each runs
 against a localstripe of its own with its due work made there first
-(``stripe_work``).
+(``agnt_jobs.datagen.stripe_due``).
 """
 
 from __future__ import annotations

@@ -15,8 +15,8 @@ import sqlalchemy as sa
 from agnt_jobs import db
 from agnt_jobs.bench.base import BenchContext
 from agnt_jobs.bench.child import child_env, run_module
-from agnt_jobs.bench.peers import PeerServer
 from agnt_jobs.bench.report import Measurement, ratio
+from agnt_jobs.standins.peer_server import PeerServer
 
 CONCURRENCIES = (1, 4, 8, 16, 32)
 

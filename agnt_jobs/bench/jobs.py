@@ -23,12 +23,14 @@ from typing import Any
 
 import psycopg
 
-from agnt_jobs.bench import cases, fixtures, stripe_work
+from agnt_jobs.bench import cases
 from agnt_jobs.bench.base import NOOP, TICK, BenchContext
 from agnt_jobs.bench.child import child_env, run_module
-from agnt_jobs.bench.peers import PeerServer
 from agnt_jobs.bench.report import Measurement, ratio
+from agnt_jobs.datagen import fixtures, stripe_due
 from agnt_jobs.settings import get_settings
+from agnt_jobs.standins import localstripe
+from agnt_jobs.standins.peer_server import PeerServer
 
 GOAL_SQL_RATIO = 1.5
 GOAL_RSS_MB = 256.0
@@ -75,8 +77,6 @@ def changed_rows(url: str) -> dict[str, int]:
 
 
 def _env(url: str, peer: str, stripe_url: str | None) -> dict[str, str]:
-    from agnt_jobs.bench.localstripe import API_KEY
-
     return child_env(
         url,
         AGNT_CHANNEL_GATEWAY_URL=peer,
@@ -87,9 +87,9 @@ def _env(url: str, peer: str, stripe_url: str | None) -> dict[str, str]:
         # The marketplaces' politeness limit would make the run take minutes of
         # waiting; the peer is ours.
         AGNT_MARKETPLACE_RATE_PER_SECOND="100000",
-        # Stripe: the run's own localstripe (``stripe_work``), or, without one,
+        # Stripe: the run's own localstripe (``stripe_due``), or, without one,
         # the peer, which answers 404 (the billing jobs then find no work).
-        AGNT_STRIPE_API_KEY=API_KEY,
+        AGNT_STRIPE_API_KEY=localstripe.API_KEY,
         AGNT_STRIPE_API_BASE=stripe_url or f"{peer}/stripe",
         AGNT_STRIPE_MAX_NETWORK_RETRIES="0",
     )
@@ -111,7 +111,7 @@ def run_job(
     try:
         with ExitStack() as stack:
             stripe_url, prepared = None, None
-            if job_id in stripe_work.STRIPE_JOBS and stripe_work.available():
+            if job_id in stripe_due.STRIPE_JOBS and localstripe.available():
                 stripe_url, prepared = _prepare_stripe(ctx, stack, fixture, job_id, url)
             # A fresh copy's counters start at zero: only a prepared copy has
             # writes of its own to leave out (each read waits for them to settle).
@@ -139,15 +139,13 @@ def run_job(
 
 def _prepare_stripe(
     ctx: BenchContext, stack: ExitStack, fixture: Fixture, job_id: str, url: str
-) -> tuple[str, stripe_work.Prepared]:
+) -> tuple[str, stripe_due.Prepared]:
     """A localstripe of this run's own, and the job's due work made in it and in
-    the copy (``stripe_work``); the server stops when ``stack`` closes."""
-    from agnt_jobs.bench.localstripe import API_KEY, LocalStripe
-
+    the copy (``stripe_due``); the server stops when ``stack`` closes."""
     log = stack.enter_context(tempfile.TemporaryDirectory()) + "/localstripe.log"
-    server = stack.enter_context(LocalStripe(Path(log)))
-    objects = stripe_work.StripeObjects(server.url, API_KEY)
-    prepared = stripe_work.prepare(
+    server = stack.enter_context(localstripe.LocalStripe(Path(log)))
+    objects = localstripe.StripeObjects(server.url, localstripe.API_KEY)
+    prepared = stripe_due.prepare(
         job_id, url, objects, fixture.sizes.stripe_due, ctx.at
     )
     return server.url, prepared
@@ -211,7 +209,7 @@ def _measure(
     ]
     if main["stripe"]:
         notes.append(main["stripe"])
-    elif job_id in stripe_work.STRIPE_JOBS:
+    elif job_id in stripe_due.STRIPE_JOBS:
         notes.append("no Stripe work: install agnt-jobs[bench] for localstripe")
     met = rss_ok
     if sql is not None:

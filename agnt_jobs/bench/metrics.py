@@ -25,10 +25,10 @@ from typing import Any
 import httpx
 import psycopg
 
-from agnt_jobs.bench import fixtures
 from agnt_jobs.bench.base import BenchContext
 from agnt_jobs.bench.child import ROOT, child_env, stop_all
 from agnt_jobs.bench.report import Measurement, percentile, ratio
+from agnt_jobs.datagen import fixtures
 
 GOAL_P99_MS = 100.0
 SCRAPES = 50

@@ -25,9 +25,9 @@ import psycopg
 from agnt_jobs.bench import shutdown
 from agnt_jobs.bench.base import BenchContext, wait_until
 from agnt_jobs.bench.child import ROOT, child_env, stop_all
-from agnt_jobs.bench.cluster import ClusterUnavailable, PgCluster
 from agnt_jobs.bench.report import Measurement, ratio
 from agnt_jobs.db import migrate
+from agnt_jobs.testing.cluster import ClusterUnavailable, PgCluster
 
 WORKERS = 3
 OUTAGE_SECONDS = 60.0

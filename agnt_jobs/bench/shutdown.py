@@ -19,11 +19,7 @@ import itertools
 import signal
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +29,7 @@ from agnt_jobs.bench.base import STOP_JOBS, BenchContext, wait_until
 from agnt_jobs.bench.child import ROOT, child_env
 from agnt_jobs.bench.report import Measurement, ratio
 from agnt_jobs.settings import get_settings
+from agnt_jobs.standins.server import LocalServer, Received, Reply
 
 GRACE_SECONDS = 5.0
 GOAL_EXIT_PAST_GRACE = 5.0
@@ -50,29 +47,11 @@ FROM job_runs WHERE task_name = %(task)s ORDER BY attempt
 STATUS = "SELECT status::text FROM procrastinate_jobs WHERE task_name = %(task)s"
 
 
-class SlowPeer(BaseHTTPRequestHandler):
+def _slow_peer(request: Received) -> Reply:
     """Answers ``/slow`` after ``PEER_SECONDS``, anything else at once."""
-
-    def do_GET(self) -> None:
-        if self.path == "/slow":
-            time.sleep(PEER_SECONDS)
-        self.send_response(200)
-        self.end_headers()
-
-    def log_message(self, format: str, *args: Any) -> None:
-        return
-
-
-@contextmanager
-def _peer() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), SlowPeer)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
+    if request.path == "/slow":
+        time.sleep(PEER_SECONDS)
+    return Reply(200)
 
 
 def _one(url: str, sql: str, **params: Any) -> Any:
@@ -232,7 +211,8 @@ def killed(ctx: BenchContext, logs: Path) -> dict[str, Any]:
 
 def run(ctx: BenchContext, logs: Path) -> list[Measurement]:
     measurements = []
-    with _peer() as peer:
+    with LocalServer(_slow_peer) as server:
+        peer = server.url
         for task in STOP_JOBS:
             ctx.say(f"recovery: SIGTERM past a {GRACE_SECONDS:g} s grace, {task}")
             ours = stop_one(ctx, "ours", task, logs, peer)

@@ -111,7 +111,7 @@ def demo_run(
     """make demo: demo data, local stand-ins for every outside system, a worker and
     the admin page; every job is run once at start and the page shows the result.
 
-    The stand-ins are the benchmarks' (agnt_jobs/bench): one local server for the
+    The stand-ins are agnt_jobs/standins, the benchmarks' too: one local server for the
     channel gateway, the venues' A2A agents, the marketplaces' product APIs, the
     webhook receivers and the alerts webhook (on a free port, or --stand-in-port;
     the jobs and the demo data are pointed at it), and localstripe with customers,
@@ -123,14 +123,15 @@ def demo_run(
     import os
 
     from agnt_jobs import db, demo
-    from agnt_jobs.bench import stripe_work
-    from agnt_jobs.bench.localstripe import API_KEY, LocalStripe
-    from agnt_jobs.bench.peers import PeerServer
     from agnt_jobs.cli.worker import admin_sign_in
+    from agnt_jobs.datagen import stripe_due
+    from agnt_jobs.standins.localstripe import API_KEY, LocalStripe, StripeObjects
+    from agnt_jobs.standins.localstripe import available as localstripe_available
+    from agnt_jobs.standins.peer_server import PeerServer
 
     setup_logging()
     settings = get_settings()
-    if not stripe_work.available():
+    if not localstripe_available():
         raise UsageError(
             "localstripe is not installed: make demo installs it (pip install -e "
             "'.[bench]')"
@@ -176,9 +177,9 @@ def demo_run(
             typer.echo(
                 f"demo data already there: using it, pointed at {peers.url}", err=True
             )
-        objects = stripe_work.StripeObjects(stripe.url, API_KEY)
-        for job in sorted(stripe_work.STRIPE_JOBS):
-            stripe_work.prepare(
+        objects = StripeObjects(stripe.url, API_KEY)
+        for job in sorted(stripe_due.STRIPE_JOBS):
+            stripe_due.prepare(
                 job, db.database_url(), objects, STRIPE_CUSTOMERS_PER_JOB, now
             )
         typer.echo(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from sqlalchemy.engine import Connection
 
+from agnt_jobs.datagen.sizes import BOOKINGS_PER_SCALE
 from agnt_jobs.demo.seeders import (
     Plan,
     in_chunks,
@@ -22,8 +23,6 @@ from agnt_jobs.demo.seeders import (
     sync_identity,
     weighted,
 )
-
-BOOKINGS_PER_SCALE = 10_000
 
 # Lunch and dinner peaks, afternoon spa and café slots, late bars: a WITA hour
 # drawn uniformly from this list.

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from sqlalchemy.engine import Connection
 
+from agnt_jobs.datagen.sizes import USERS_PER_SCALE, VENUES_PER_SCALE
 from agnt_jobs.demo.seeders import (
     Plan,
     in_chunks,
@@ -20,9 +21,6 @@ from agnt_jobs.demo.seeders import (
     sync_identity,
     weighted,
 )
-
-USERS_PER_SCALE = 2_000
-VENUES_PER_SCALE = 40
 
 FIRST_NAMES = (
     "Made", "Wayan", "Ketut", "Nyoman", "Putu", "Kadek", "Komang", "Gede", "Ayu",

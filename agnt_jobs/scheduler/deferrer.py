@@ -445,8 +445,8 @@ class ScheduleDeferrer(PeriodicDeferrer):
             worker_id=self.worker_id,
         )
         outcome: str = row["outcome"]
-        reason, run_id = row["reason"], row["job_id"]
-        tracing.annotate("agnt.job_id", run_id)
+        reason, job_id = row["reason"], row["job_id"]
+        tracing.annotate("agnt.job_id", job_id)
         extra = {
             "schedule": schedule.id,
             "tick": tick.isoformat(),
@@ -455,8 +455,8 @@ class ScheduleDeferrer(PeriodicDeferrer):
         }
         if outcome == TickOutcome.DEFERRED:
             logger.info(
-                f"Schedule {schedule.id} deferred job {run_id} for tick {tick}",
-                extra=logs.event("periodic_task_deferred", job_id=run_id, **extra),
+                f"Schedule {schedule.id} deferred job {job_id} for tick {tick}",
+                extra=logs.event("periodic_task_deferred", job_id=job_id, **extra),
             )
         elif outcome == TickOutcome.SKIPPED:
             logger.info(

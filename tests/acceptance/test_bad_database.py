@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from agnt_jobs.bench.cluster import PgCluster
 from agnt_jobs.db.url import with_dbname
 from agnt_jobs.settings import Settings
+from agnt_jobs.testing.cluster import PgCluster
 from tests.support import clusters
 
 pytestmark = pytest.mark.slow

@@ -16,8 +16,8 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from agnt_jobs.bench.cluster import PgCluster
 from agnt_jobs.db import create_engine, migrate
+from agnt_jobs.testing.cluster import PgCluster
 from tests.support import clusters, ticking
 from tests.support.silent_proxy import SilentProxy
 

@@ -23,9 +23,9 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 
-from agnt_jobs.bench.cluster import ClusterUnavailable, PgCluster
-from agnt_jobs.bench.pgbouncer import PgBouncer, PgBouncerUnavailable
 from agnt_jobs.db import create_engine, migrate
+from agnt_jobs.testing.cluster import ClusterUnavailable, PgCluster
+from agnt_jobs.testing.pgbouncer import PgBouncer, PgBouncerUnavailable
 from tests.support import ticking
 
 pytestmark = [

@@ -26,7 +26,6 @@ from agnt_jobs.bench import (
     claim,
     defer,
     fanout,
-    fixtures,
     jobs,
     metrics,
     peer_queues,
@@ -35,9 +34,10 @@ from agnt_jobs.bench import (
     scheduling,
 )
 from agnt_jobs.bench.base import BenchContext
-from agnt_jobs.bench.scratch import scratch_server
+from agnt_jobs.datagen import fixtures
 from agnt_jobs.scheduler.bodies import BODIES, RunContext
 from agnt_jobs.settings import Settings
+from agnt_jobs.testing.scratch import scratch_server
 
 ROOT = Path(__file__).resolve().parents[2]
 DUE = 12

@@ -25,11 +25,11 @@ from agnt_jobs.db.url import with_dbname
 from agnt_jobs.demo.seeders import SEEDERS
 from agnt_jobs.scheduler.bodies import BODIES
 from agnt_jobs.settings import Settings
+from agnt_jobs.standins.gateway import FakeChannelGateway
+from agnt_jobs.standins.ops import FakeAlerts, FakeLazada, FakeShopee, FakeTokopedia
+from agnt_jobs.standins.server import LocalServer, Reply
+from agnt_jobs.standins.venue_agent import FakeVenueAgent
 from tests.support import bookings_data as data
-from tests.support import ops_peers
-from tests.support.http_peers import FakeChannelGateway, Reply
-from tests.support.ops_peers import FakeAlerts, FakeLazada, FakeShopee, FakeTokopedia
-from tests.support.venue_agent import FakeVenueAgent
 
 AT = datetime(2026, 11, 25, 6, 0, tzinfo=UTC)
 SEEDED_TABLES = sorted({table for s in SEEDERS.values() for table in s.tables})
@@ -216,7 +216,7 @@ def operations_peers(
     marketplaces (their prices set once the data is seeded)."""
     servers: dict[str, Any] = {
         "alerts": FakeAlerts(),
-        "hooks": ops_peers.LocalServer(lambda request: Reply(200, {})),
+        "hooks": LocalServer(lambda request: Reply(200, {})),
         "shopee": FakeShopee({}),
         "tokopedia": FakeTokopedia({}),
         "lazada": FakeLazada({}),

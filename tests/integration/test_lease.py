@@ -15,7 +15,8 @@ from sqlalchemy.engine import Engine
 from agnt_jobs.clients.channel import ChannelGateway
 from agnt_jobs.delivery import send_queue
 from agnt_jobs.settings import Settings, get_settings
-from tests.support.http_peers import FakeChannelGateway, Reply
+from agnt_jobs.standins.gateway import FakeChannelGateway
+from agnt_jobs.standins.server import Reply
 
 # What a sender whose lease ran out reports: it sent the message and recorded
 # nothing, since the row is no longer under its lease.

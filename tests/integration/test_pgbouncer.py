@@ -13,9 +13,9 @@ import psycopg
 import pytest
 
 from agnt_jobs import db
-from agnt_jobs.bench.pgbouncer import PgBouncer, PgBouncerUnavailable
 from agnt_jobs.db.connector import LISTENER_NAME, SettingsConnector
 from agnt_jobs.settings import Settings, get_settings
+from agnt_jobs.testing.pgbouncer import PgBouncer, PgBouncerUnavailable
 
 
 @pytest.fixture

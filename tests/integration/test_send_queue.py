@@ -13,7 +13,7 @@ from sqlalchemy.engine import Engine
 from agnt_jobs.clients.channel import ChannelGateway
 from agnt_jobs.delivery import send_queue
 from agnt_jobs.settings import Settings, get_settings
-from tests.support.http_peers import FakeChannelGateway
+from agnt_jobs.standins.gateway import FakeChannelGateway
 
 
 def _messages(count: int, prefix: str = "m") -> list[send_queue.Message]:

@@ -4,12 +4,9 @@ around real runs of a real worker; and off unless the OTEL_* variables ask."""
 from __future__ import annotations
 
 import contextlib
-import http.server
 import json
 import subprocess
 import sys
-import threading
-from typing import Any
 
 import pytest
 from opentelemetry import trace
@@ -24,6 +21,7 @@ from agnt_jobs.clients.http import build_client, request
 from agnt_jobs.clients.stripe_client import StripeGateway
 from agnt_jobs.scheduler.bodies import BODIES, RunContext
 from agnt_jobs.scheduler.tasks import make_task
+from agnt_jobs.standins.server import LocalServer, Received, Reply
 from tests.support.tracing import child_of, named
 from tests.support.tracing import spans as spans
 
@@ -131,21 +129,13 @@ def test_without_the_extra_a_span_records_nothing_and_costs_nothing(
         raise ValueError("passes through")
 
 
-class _Peer(http.server.BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        self.send_response(200 if self.path.startswith("/ok") else 503)
-        self.end_headers()
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
 async def test_an_outside_call_is_a_child_span_of_its_run(
     app: App, spans: InMemorySpanExporter
 ) -> None:
-    peer = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Peer)
-    threading.Thread(target=peer.serve_forever, daemon=True).start()
-    base = f"http://127.0.0.1:{peer.server_address[1]}"
+    peer = LocalServer(
+        lambda request: Reply(200 if request.path.startswith("/ok") else 503)
+    ).start()
+    base = peer.url
 
     def calls(ctx: RunContext) -> dict[str, int]:
         with build_client(base, timeout=5) as client:
@@ -161,7 +151,7 @@ async def test_an_outside_call_is_a_child_span_of_its_run(
             await app.tasks["test_trace_calls"].defer_async()
             await app.run_worker_async(wait=False, install_signal_handlers=False)
     finally:
-        peer.shutdown()
+        peer.stop()
         BODIES.pop("test_trace_calls")
         app.tasks.pop("test_trace_calls")
     finished = spans.get_finished_spans()
@@ -184,41 +174,23 @@ async def test_an_outside_call_is_a_child_span_of_its_run(
     assert run.attributes["agnt.outcome"] == "succeeded"
 
 
-class _StripeStandIn(http.server.BaseHTTPRequestHandler):
+def _stripe(request: Received) -> Reply:
     """Stripe's answers to a retrieve: the invoice in_ok, and no other."""
-
-    def do_GET(self) -> None:
-        body: dict[str, Any]
-        if self.path.startswith("/v1/invoices/in_ok"):
-            status, body = 200, {"id": "in_ok", "object": "invoice"}
-        else:
-            status, body = (
-                404,
-                {
-                    "error": {
-                        "type": "invalid_request_error",
-                        "code": "resource_missing",
-                        "message": "No such invoice",
-                    }
-                },
-            )
-        payload = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
+    if request.path.startswith("/v1/invoices/in_ok"):
+        return Reply(200, {"id": "in_ok", "object": "invoice"})
+    missing = {
+        "type": "invalid_request_error",
+        "code": "resource_missing",
+        "message": "No such invoice",
+    }
+    return Reply(404, {"error": missing})
 
 
 def test_each_stripe_call_is_a_child_span_of_the_current_one(
     spans: InMemorySpanExporter,
 ) -> None:
-    stand_in = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _StripeStandIn)
-    threading.Thread(target=stand_in.serve_forever, daemon=True).start()
-    base = f"http://127.0.0.1:{stand_in.server_address[1]}"
+    stand_in = LocalServer(_stripe).start()
+    base = stand_in.url
     gateway = StripeGateway("sk_test_trace", base, timeout=5, max_network_retries=0)
     try:
         with trace.get_tracer("test").start_as_current_span("run monthly_invoice"):
@@ -226,7 +198,7 @@ def test_each_stripe_call_is_a_child_span_of_the_current_one(
             with pytest.raises(PermanentError):
                 gateway.invoice("in_missing")
     finally:
-        stand_in.shutdown()
+        stand_in.stop()
     finished = spans.get_finished_spans()
     run = named(spans, "run monthly_invoice")
     found, missing = [s for s in finished if s.name.startswith("stripe ")]

@@ -8,17 +8,19 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from agnt_jobs.bench.localstripe import API_KEY
-
-# Re-exported for the billing tests: the cards they use and the plan amount.
-from agnt_jobs.bench.stripe_work import DECLINED_CARD, StripeObjects
-from agnt_jobs.bench.stripe_work import GOOD_CARD as GOOD_CARD
-from agnt_jobs.bench.stripe_work import PLAN_AMOUNT as PLAN_AMOUNT
 from agnt_jobs.scheduler.bodies import JobBody, JobResult, RunContext
 from agnt_jobs.settings import Settings
+
+# Re-exported for the billing tests: the cards they use and the plan amount.
+from agnt_jobs.standins.localstripe import API_KEY, DECLINED_CARD, StripeObjects
+from agnt_jobs.standins.localstripe import GOOD_CARD as GOOD_CARD
+from agnt_jobs.standins.localstripe import PLAN_AMOUNT as PLAN_AMOUNT
+from tests.support import rows as rows_
+from tests.support.rows import insert as insert
+from tests.support.rows import rows as rows
+from tests.support.rows import scalar as scalar
 
 DECLINED_ON_CHARGE = DECLINED_CARD  # attaches, then every charge is declined
 
@@ -73,21 +75,12 @@ def run(
     )
 
 
-def insert(connection: Connection, table: str, **values: Any) -> int:
-    columns = ", ".join(values)
-    params = ", ".join(f":{name}" for name in values)
-    return connection.execute(
-        sa.text(f"INSERT INTO {table} ({columns}) VALUES ({params}) RETURNING id"),
-        values,
-    ).scalar_one()
-
-
 def venue(connection: Connection, name: str = "Warung Senja") -> int:
-    return insert(connection, "venues", name=name)
+    return rows_.venue(connection, name=name)
 
 
 def user(connection: Connection) -> int:
-    return insert(connection, "users", channel="whatsapp", channel_address="+62811")
+    return rows_.user(connection, channel_address="+62811")
 
 
 def subscription_row(
@@ -148,16 +141,6 @@ def usage(
         occurred_at=occurred_at,
         quantity=quantity,
     )
-
-
-def rows(engine: Engine, sql: str, **params: Any) -> list[Any]:
-    with engine.connect() as connection:
-        return list(connection.execute(sa.text(sql), params))
-
-
-def scalar(engine: Engine, sql: str, **params: Any) -> Any:
-    with engine.connect() as connection:
-        return connection.execute(sa.text(sql), params).scalar()
 
 
 def utc(*args: int) -> datetime:

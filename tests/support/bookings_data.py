@@ -5,7 +5,6 @@ the worker does (directly, with a RunContext), several at once, or crashing mid-
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -18,42 +17,27 @@ from sqlalchemy.engine import Engine
 import agnt_jobs.app  # noqa: F401  (registers every body)
 from agnt_jobs.scheduler.bodies import BODIES, JobResult, RunContext
 from agnt_jobs.settings import get_settings
+from tests.support import rows as rows_
 from tests.support.jobs import run_concurrently
-
-_serial = itertools.count(1)
+from tests.support.rows import execute as execute
+from tests.support.rows import insert as insert
+from tests.support.rows import rows as rows
+from tests.support.rows import scalar as scalar
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def _insert(engine: Engine, table: str, values: dict[str, Any]) -> int:
-    columns = ", ".join(values)
-    marks = ", ".join(f":{name}" for name in values)
-    with engine.begin() as connection:
-        return connection.execute(
-            sa.text(f"INSERT INTO {table} ({columns}) VALUES ({marks}) RETURNING *"),
-            values,
-        ).scalar_one()
-
-
 def user(engine: Engine, **values: Any) -> int:
-    n = next(_serial)
-    row = {
-        "display_name": f"User {n}",
-        "channel": "whatsapp",
-        "channel_address": f"+6281{n:07d}",
-        "last_active_at": utcnow(),
-        "marketing_opt_in": True,
-        **values,
-    }
-    return _insert(engine, "users", row)
+    """Active now and open to marketing, unless ``values`` say otherwise."""
+    return rows_.user(
+        engine, **{"last_active_at": utcnow(), "marketing_opt_in": True, **values}
+    )
 
 
 def venue(engine: Engine, **values: Any) -> int:
-    n = next(_serial)
-    row = {"name": f"Warung {n}", "is_active": True, "is_claimed": True, **values}
-    return _insert(engine, "venues", row)
+    return rows_.venue(engine, **{"is_active": True, "is_claimed": True, **values})
 
 
 def booking(
@@ -67,18 +51,15 @@ def booking(
     changed_at: datetime | None = None,
     party_size: int = 2,
 ) -> int:
-    return _insert(
+    return rows_.booking(
         engine,
-        "bookings",
-        {
-            "user_id": user_id,
-            "venue_id": venue_id,
-            "status": status,
-            "slot_start": start,
-            "slot_end": start + timedelta(minutes=minutes),
-            "status_changed_at": changed_at or utcnow(),
-            "party_size": party_size,
-        },
+        user_id,
+        venue_id,
+        status,
+        start,
+        minutes=minutes,
+        status_changed_at=changed_at or utcnow(),
+        party_size=party_size,
     )
 
 
@@ -94,7 +75,7 @@ def envelope(engine: Engine, booking_id: int, status: str, **values: Any) -> int
         "expires_at": utcnow() + timedelta(hours=1),
         **values,
     }
-    return _insert(engine, "a2a_envelopes", row)
+    return insert(engine, "a2a_envelopes", **row)
 
 
 def response(
@@ -106,27 +87,7 @@ def response(
         "decision": decision,
         **values,
     }
-    return _insert(engine, "venue_responses", row)
-
-
-def insert(engine: Engine, table: str, **values: Any) -> int:
-    return _insert(engine, table, values)
-
-
-def scalar(engine: Engine, query: str, **params: Any) -> Any:
-    with engine.connect() as connection:
-        return connection.execute(sa.text(query), params).scalar()
-
-
-def execute(engine: Engine, statement: str, **params: Any) -> int:
-    """Run a change and commit it; return the row count."""
-    with engine.begin() as connection:
-        return connection.execute(sa.text(statement), params).rowcount
-
-
-def rows(engine: Engine, query: str, **params: Any) -> list[tuple[Any, ...]]:
-    with engine.connect() as connection:
-        return [tuple(r) for r in connection.execute(sa.text(query), params)]
+    return insert(engine, "venue_responses", **row)
 
 
 def context(

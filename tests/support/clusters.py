@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from agnt_jobs.bench.cluster import ClusterUnavailable, PgCluster
+from agnt_jobs.testing.cluster import ClusterUnavailable, PgCluster
 
 
 @contextlib.contextmanager

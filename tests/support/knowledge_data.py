@@ -14,6 +14,9 @@ from sqlalchemy.engine import Engine
 
 from agnt_jobs.scheduler.bodies import RunContext
 from agnt_jobs.settings import Settings
+from tests.support import rows as rows_
+from tests.support.rows import execute as execute
+from tests.support.rows import rows as rows
 
 # Tue 2026-11-24 02:00 WITA (18:00 UTC the day before): a light_dreaming tick.
 LIGHT_TICK = datetime(2026, 11, 23, 18, 0, tzinfo=UTC)
@@ -33,28 +36,17 @@ def context(
     return RunContext(engine=engine, settings=settings, tick=tick, now=now or tick)
 
 
-def _scalar(engine: Engine, sql: str, **params: Any) -> Any:
-    with engine.begin() as connection:
-        return connection.execute(sa.text(sql), params).scalar()
-
-
 def user(engine: Engine, name: str = "Ayu", deleted: bool = False) -> int:
-    return _scalar(
+    return rows_.user(
         engine,
-        "INSERT INTO users (display_name, channel, deleted_at) "
-        "VALUES (:name, 'whatsapp', CASE WHEN :deleted THEN now() END) RETURNING id",
-        name=name,
-        deleted=deleted,
+        display_name=name,
+        channel_address=None,
+        deleted_at=datetime.now(UTC) if deleted else None,
     )
 
 
 def venue(engine: Engine, name: str, category: str | None) -> int:
-    return _scalar(
-        engine,
-        "INSERT INTO venues (name, category) VALUES (:name, :category) RETURNING id",
-        name=name,
-        category=category,
-    )
+    return rows_.venue(engine, name=name, category=category)
 
 
 def booking(
@@ -64,16 +56,7 @@ def booking(
     status: str = "COMPLETED",
     when: datetime = datetime(2026, 11, 1, 12, tzinfo=UTC),
 ) -> int:
-    return _scalar(
-        engine,
-        "INSERT INTO bookings (user_id, venue_id, status, slot_start, slot_end) "
-        "VALUES (:user_id, :venue_id, :status, :start, :end) RETURNING id",
-        user_id=user_id,
-        venue_id=venue_id,
-        status=status,
-        start=when,
-        end=when + timedelta(hours=2),
-    )
+    return rows_.booking(engine, user_id, venue_id, status, when)
 
 
 def message(
@@ -85,7 +68,7 @@ def message(
     conversation: str = "c1",
     support: bool = False,
 ) -> int:
-    return _scalar(
+    return rows_.scalar(
         engine,
         "INSERT INTO interactions (user_id, conversation_id, role, text, is_support, "
         "created_at) VALUES (:user_id, :conversation, :role, :text, :support, :at) "
@@ -131,7 +114,7 @@ def memory(
     pinned: bool = False,
     last_accessed_at: datetime | None = None,
 ) -> int:
-    return _scalar(
+    return rows_.scalar(
         engine,
         "INSERT INTO memories (user_id, kind, content, pinned, created_at, "
         "last_accessed_at) VALUES (:user_id, :kind, :content, :pinned, :created_at, "
@@ -180,7 +163,7 @@ def delta(
     content: str | None = None,
     agent: str = "agent-1",
 ) -> int:
-    return _scalar(
+    return rows_.scalar(
         engine,
         "INSERT INTO fleet_delta_log (agent_id, page_slug, action, title, content, "
         "created_at) VALUES (:agent, :slug, :action, :title, :content, :at) "
@@ -212,14 +195,3 @@ def rotate(engine: Engine, before: datetime) -> int:
             ),
             {"before": before},
         ).rowcount
-
-
-def execute(engine: Engine, sql: str, **params: Any) -> None:
-    """Run ``sql`` (one statement, or several without parameters) and commit."""
-    with engine.begin() as connection:
-        connection.execute(sa.text(sql), params)
-
-
-def rows(engine: Engine, sql: str, **params: Any) -> list[Any]:
-    with engine.connect() as connection:
-        return connection.execute(sa.text(sql), params).all()

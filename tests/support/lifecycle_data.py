@@ -5,15 +5,14 @@ each test states the window edge it is about."""
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-
-def scalar(connection: Connection, sql: str, **params: Any) -> Any:
-    return connection.execute(sa.text(sql), params).scalar()
+from tests.support import rows as rows_
+from tests.support.rows import scalar as scalar
 
 
 def add_user(
@@ -24,18 +23,13 @@ def add_user(
     opt_in: bool = True,
     name: str = "Wayan",
 ) -> int:
-    return scalar(
+    return rows_.user(
         connection,
-        """
-        INSERT INTO users (display_name, email, phone, channel, channel_address,
-                           notifications_opt_in, deleted_at)
-        VALUES (:name, :name || '@example.com', :address, 'whatsapp', :address,
-                :opt_in, :deleted_at)
-        RETURNING id
-        """,
-        name=name,
-        address=address,
-        opt_in=opt_in,
+        display_name=name,
+        email=f"{name}@example.com",
+        phone=address,
+        channel_address=address,
+        notifications_opt_in=opt_in,
         deleted_at=deleted_at,
     )
 
@@ -62,15 +56,10 @@ def add_venue(
     suspended_at: datetime | None = None,
     name: str = "Warung",
 ) -> int:
-    return scalar(
+    return rows_.venue(
         connection,
-        """
-        INSERT INTO venues (name, owner_user_id, is_claimed, is_active, suspended_at)
-        VALUES (:name, :owner, :is_claimed, :is_active, :suspended_at)
-        RETURNING id
-        """,
         name=name,
-        owner=owner,
+        owner_user_id=owner,
         is_claimed=is_claimed,
         is_active=is_active,
         suspended_at=suspended_at,
@@ -92,19 +81,14 @@ def add_subscription(connection: Connection, venue_id: int, status: str) -> int:
 def add_booking(
     connection: Connection, user_id: int | None, venue_id: int, start: datetime
 ) -> int:
-    return scalar(
+    return rows_.booking(
         connection,
-        """
-        INSERT INTO bookings (user_id, venue_id, status, slot_start, slot_end,
-                              guest_name, notes)
-        VALUES (:user_id, :venue_id, 'COMPLETED', :start, :end, 'Made Wirawan',
-                'window table, nut allergy')
-        RETURNING id
-        """,
-        user_id=user_id,
-        venue_id=venue_id,
-        start=start,
-        end=start + timedelta(hours=2),
+        user_id,
+        venue_id,
+        "COMPLETED",
+        start,
+        guest_name="Made Wirawan",
+        notes="window table, nut allergy",
     )
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from agnt_jobs.clients.a2a import A2AClient
 from agnt_jobs.clients.errors import PermanentError, RetryableError
-from tests.support.venue_agent import FakeVenueAgent
+from agnt_jobs.standins.venue_agent import FakeVenueAgent
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from agnt_jobs.bench.fixtures import Sizes
 from agnt_jobs.bench.queue import jobs_for
 from agnt_jobs.bench.report import (
     Measurement,
@@ -14,6 +13,7 @@ from agnt_jobs.bench.report import (
     ratio,
     write_json,
 )
+from agnt_jobs.datagen.fixtures import Sizes
 
 
 def test_percentile_is_nearest_rank() -> None:

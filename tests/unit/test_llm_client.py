@@ -10,8 +10,8 @@ import pytest
 from agnt_jobs.clients.errors import PermanentError, RetryableError
 from agnt_jobs.clients.llm import Assist, LLMClient
 from agnt_jobs.settings import Settings
-from tests.support.fake_llm import FakeLLM
-from tests.support.http_peers import LocalServer, Reply
+from agnt_jobs.standins.llm import FakeLLM
+from agnt_jobs.standins.server import LocalServer, Reply
 
 
 @pytest.fixture

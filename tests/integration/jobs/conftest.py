@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support.venue_agent import FakeVenueAgent
+from agnt_jobs.standins.venue_agent import FakeVenueAgent
 
 
 @pytest.fixture

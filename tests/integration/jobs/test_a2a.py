@@ -9,10 +9,10 @@ from datetime import timedelta
 import pytest
 from sqlalchemy.engine import Engine
 
+from agnt_jobs.standins.gateway import FakeChannelGateway
+from agnt_jobs.standins.venue_agent import FakeVenueAgent
 from tests.support import bookings_data as data
 from tests.support.bookings_data import Crash, crash_on, run, utcnow
-from tests.support.http_peers import FakeChannelGateway
-from tests.support.venue_agent import FakeVenueAgent
 
 H, M = timedelta(hours=1), timedelta(minutes=1)
 

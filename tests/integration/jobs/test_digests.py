@@ -8,9 +8,9 @@ from decimal import Decimal
 
 from sqlalchemy.engine import Engine
 
+from agnt_jobs.standins.gateway import FakeChannelGateway
 from tests.support import bookings_data as data
 from tests.support.bookings_data import run
-from tests.support.http_peers import FakeChannelGateway
 
 M, D = timedelta(minutes=1), timedelta(days=1)
 

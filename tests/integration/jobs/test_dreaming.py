@@ -13,9 +13,9 @@ import pytest
 from sqlalchemy.engine import Engine
 
 from agnt_jobs.settings import Settings
+from agnt_jobs.standins.llm import FakeLLM
 from cron import dreaming
 from tests.support import knowledge_data as data
-from tests.support.fake_llm import FakeLLM
 
 TICK = data.LIGHT_TICK  # Tue 2026-11-24 02:00 WITA
 DAY = date(2026, 11, 23)  # the WITA date that just ended

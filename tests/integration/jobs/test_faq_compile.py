@@ -13,9 +13,9 @@ import pytest
 from sqlalchemy.engine import Engine
 
 from agnt_jobs.settings import Settings
+from agnt_jobs.standins.llm import FakeLLM
 from cron import faq_compile
 from tests.support import knowledge_data as data
-from tests.support.fake_llm import FakeLLM
 
 EXTRACT_TICK = datetime(2026, 11, 29, 15, 59, tzinfo=UTC)  # Sun 23:59 WITA
 COMPILE_TICK = datetime(2026, 12, 5, 19, 0, tzinfo=UTC)  # next Sun 03:00 WITA

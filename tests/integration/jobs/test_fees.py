@@ -14,6 +14,7 @@ from sqlalchemy.engine import Engine
 from agnt_jobs.delivery.backoff import backoff_seconds
 from agnt_jobs.jobs import duplicate_payments, fee_ledger, fees, health
 from agnt_jobs.settings import Settings
+from agnt_jobs.standins.server import RecordingProxy
 from tests.support.billing_data import (
     DECLINED_ON_CHARGE,
     GOOD_CARD,
@@ -27,7 +28,6 @@ from tests.support.billing_data import (
     utc,
     venue,
 )
-from tests.support.http_peers import RecordingProxy
 
 NOW = utc(2026, 11, 25, 2, 0)
 AMOUNT = 1_500_000

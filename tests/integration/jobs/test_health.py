@@ -22,10 +22,10 @@ from agnt_jobs.scheduler.declaration import WITA, Misfire, Schedule
 from agnt_jobs.scheduler.deferrer import ScheduleDeferrer
 from agnt_jobs.scheduler.worker import AgntApp
 from agnt_jobs.settings import Settings
+from agnt_jobs.standins.ops import FakeAlerts
 from tests.support.health_data import add_due_messages, add_job
 from tests.support.jobs import context, run_concurrently
 from tests.support.lifecycle_data import count, scalar
-from tests.support.ops_peers import FakeAlerts
 from tests.support.schedules import finish_waiting, registry_app
 
 

@@ -14,13 +14,13 @@ from sqlalchemy.engine import Connection, Engine
 
 from agnt_jobs.jobs import housekeeping
 from agnt_jobs.settings import Settings
+from agnt_jobs.standins.ops import FakeAlerts
 from tests.support.jobs import (
     context,
     count_commits,
     run_concurrently,
 )
 from tests.support.lifecycle_data import add_memory, add_user, count, scalar
-from tests.support.ops_peers import FakeAlerts
 
 # Sunday 04:30 WITA, rotate_delta_log's tick; the current ISO week (WITA) began
 # Monday 2026-11-16 00:00 WITA = Sunday 2026-11-15 16:00 UTC.

@@ -26,9 +26,9 @@ import pytest
 from sqlalchemy.engine import Engine
 
 from agnt_jobs.delivery import send_queue
+from agnt_jobs.standins.gateway import FakeChannelGateway
 from tests.support import bookings_data as data
 from tests.support.bookings_data import Crash, crash_after_commits, run, run_at_once
-from tests.support.http_peers import FakeChannelGateway
 from tests.support.jobs import assert_skips_rows_locked_elsewhere
 
 H, M, D = timedelta(hours=1), timedelta(minutes=1), timedelta(days=1)

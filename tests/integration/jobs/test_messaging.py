@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy.engine import Engine
 
 from agnt_jobs.delivery import send_queue
+from agnt_jobs.standins.gateway import FakeChannelGateway
 from tests.support import bookings_data as data
 from tests.support.bookings_data import run, utcnow
-from tests.support.http_peers import FakeChannelGateway
 
 H, D = timedelta(hours=1), timedelta(days=1)
 

@@ -8,9 +8,9 @@ from datetime import datetime, timedelta
 import pytest
 from sqlalchemy.engine import Engine
 
+from agnt_jobs.standins.gateway import FakeChannelGateway
 from tests.support import bookings_data as data
 from tests.support.bookings_data import Crash, crash_on, run, utcnow
-from tests.support.http_peers import FakeChannelGateway
 
 H, M = timedelta(hours=1), timedelta(minutes=1)
 

@@ -1,5 +1,5 @@
 """Stripe writes under faults localstripe alone cannot make, through the stand-in in
-front of it (tests/support/stripe_standin.py):
+front of it (agnt_jobs/standins/stripe_proxy.py):
 
 * a pause that begins as Stripe receives a write and outlasts the client timeout,
   after which Stripe serves every request it held: each write was sent once (the
@@ -27,6 +27,7 @@ from sqlalchemy.engine import Engine
 
 from agnt_jobs.jobs import api_keys, billing, fees, lost_answers
 from agnt_jobs.settings import Settings
+from agnt_jobs.standins.stripe_proxy import StripeStandIn
 from tests.support.billing_data import (
     DECLINED_ON_CHARGE,
     GOOD_CARD,
@@ -41,7 +42,6 @@ from tests.support.billing_data import (
     utc,
     venue,
 )
-from tests.support.stripe_standin import StripeStandIn
 
 NOW = utc(2026, 11, 25, 2, 0)
 MONTH_TICK = utc(2026, 11, 30, 16, 30)  # 1 Dec 00:30 WITA: bills November

@@ -18,10 +18,11 @@ from sqlalchemy.engine import Engine
 from agnt_jobs.jobs import watchers
 from agnt_jobs.scheduler.bodies import RunContext
 from agnt_jobs.settings import get_settings
-from tests.support.http_peers import FakeChannelGateway, Reply
+from agnt_jobs.standins.gateway import FakeChannelGateway
+from agnt_jobs.standins.ops import FakeLazada, FakeShopee, FakeTokopedia
+from agnt_jobs.standins.server import Reply
 from tests.support.jobs import context, executions, run_concurrently
 from tests.support.lifecycle_data import add_user, count, scalar
-from tests.support.ops_peers import FakeLazada, FakeShopee, FakeTokopedia
 from tests.support.watchers_data import add_watcher, add_watchers
 
 TICK = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)

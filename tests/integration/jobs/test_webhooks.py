@@ -15,10 +15,10 @@ from sqlalchemy.engine import Engine
 from agnt_jobs.clients import webhooks as signing
 from agnt_jobs.jobs import webhooks
 from agnt_jobs.settings import Settings
-from tests.support.http_peers import Reply
+from agnt_jobs.standins.ops import WebhookReceiver
+from agnt_jobs.standins.server import Reply
 from tests.support.jobs import context, executions, run_concurrently
 from tests.support.lifecycle_data import count, scalar
-from tests.support.ops_peers import WebhookReceiver
 from tests.support.webhooks_data import add_deliveries, add_endpoint, make_due
 
 SECRET = "whsec_test_5b1f"

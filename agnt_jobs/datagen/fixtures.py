@@ -26,6 +26,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from agnt_jobs import db, timeutil
+from agnt_jobs.datagen import sizes
 from agnt_jobs.settings import get_settings
 
 
@@ -38,15 +39,15 @@ class Sizes:
 
     @property
     def users(self) -> int:
-        return 2_000 * self.scale
+        return sizes.USERS_PER_SCALE * self.scale
 
     @property
     def venues(self) -> int:
-        return 40 * self.scale
+        return sizes.VENUES_PER_SCALE * self.scale
 
     @property
     def bookings(self) -> int:
-        return 10_000 * self.scale
+        return sizes.BOOKINGS_PER_SCALE * self.scale
 
     @property
     def drift(self) -> int:
@@ -94,7 +95,7 @@ def params(sizes: Sizes, at: datetime, peer_url: str) -> dict[str, Any]:
 
 
 def statements() -> Sequence[tuple[str, str]]:
-    from agnt_jobs.bench import (
+    from agnt_jobs.datagen import (
         fixture_bookings,
         fixture_core,
         fixture_knowledge,

@@ -1,5 +1,5 @@
-"""A Stripe stand-in: an HTTP proxy in front of localstripe that adds the two things
-of real Stripe (and of a real outage) that localstripe lacks.
+"""A Stripe stand-in: an HTTP proxy in front of localstripe (a ``RecordingProxy``)
+that adds the things of real Stripe (and of a real outage) that localstripe lacks.
 
 * **Pause.** ``pause()`` holds every request that arrives, unanswered, as a frozen
   Stripe would; ``resume()`` then serves every held request, in the order it
@@ -17,31 +17,22 @@ of real Stripe (and of a real outage) that localstripe lacks.
   matching POST with Stripe's 402 card error (kept under its key like any answer).
 
 Requests reach localstripe one at a time, held ones in the order they arrived and
-before any that came after. ``received`` keeps (method, path, key) of each.
+before any that came after. ``received`` keeps each request; ``writes`` the POSTs
+(method, path, key).
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import json
 import re
 import threading
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-import httpx
+from agnt_jobs.standins.server import Received, RecordingProxy, Reply
 
 # Longer than any test pauses, shorter than a hung suite.
 HOLD_LIMIT_SECONDS = 60.0
-
-
-@dataclass(frozen=True)
-class Answer:
-    status: int
-    body: bytes
-    replayed: bool = False
 
 
 @dataclass(frozen=True)
@@ -51,75 +42,29 @@ class Seen:
     idempotency_key: str | None
 
 
-def _error(status: int, kind: str, message: str) -> Answer:
-    body = {"error": {"type": kind, "message": message}}
+def _error(status: int, kind: str, message: str) -> Reply:
+    body: dict[str, Any] = {"error": {"type": kind, "message": message}}
     if kind == "card_error":
         body["error"]["code"] = "card_declined"
-    return Answer(status, json.dumps(body).encode())
+    return Reply(status, body)
 
 
-class _Server(ThreadingHTTPServer):
-    request_queue_size = 256
-    daemon_threads = True
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """A client that gave up before its answer: nothing to report."""
-
-
-class StripeStandIn:
+class StripeStandIn(RecordingProxy):
     def __init__(self, upstream: str, honour_keys: bool = False) -> None:
+        super().__init__(upstream)
+        self.responder = self._serve
         self.honour_keys = honour_keys
-        self.received: list[Seen] = []
-        self._upstream = httpx.Client(base_url=upstream, timeout=30)
         self._turn = threading.Condition()
         self._next_ticket = 0
-        self._serving = 0
         self._paused = False
         self._hold: tuple[str, re.Pattern[str]] | None = None
         self._held_tickets: set[int] = set()
-        self._answers: dict[str, tuple[str, Answer]] = {}
+        self._answers: dict[str, tuple[str, Reply]] = {}
         self._declines: list[re.Pattern[str]] = []
-        standin = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def _handle(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length)
-                headers = {k.lower(): v for k, v in self.headers.items()}
-                answer = standin._serve(self.command, self.path, headers, body)
-                with contextlib.suppress(OSError):
-                    self.send_response(answer.status)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(answer.body)))
-                    if answer.replayed:
-                        self.send_header("Idempotent-Replayed", "true")
-                    self.end_headers()
-                    self.wfile.write(answer.body)
-
-            do_GET = do_POST = do_DELETE = _handle
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self._server = _Server(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, args=(0.05,), daemon=True
-        )
-
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def start(self) -> StripeStandIn:
-        self._thread.start()
-        return self
 
     def stop(self) -> None:
         self.resume()
-        self._server.shutdown()
-        self._server.server_close()
-        self._upstream.close()
+        super().stop()
 
     # --- pauses -------------------------------------------------------------------
 
@@ -192,13 +137,17 @@ class StripeStandIn:
     def writes(self, path: str) -> list[Seen]:
         """The POSTs received whose path matches the regular expression ``path``."""
         pattern = re.compile(path)
+        with self._lock:
+            received = list(self.received)
         return [
-            s for s in self.received if s.method == "POST" and pattern.fullmatch(s.path)
+            Seen(r.method, r.path.split("?")[0], r.headers.get("idempotency-key"))
+            for r in received
+            if r.method == "POST" and pattern.fullmatch(r.path.split("?")[0])
         ]
 
     # --- serving ------------------------------------------------------------------
 
-    def _holds(self, method: str, path: str) -> bool:
+    def _is_held(self, method: str, path: str) -> bool:
         if self._paused:
             return True
         if self._hold is None:
@@ -206,13 +155,11 @@ class StripeStandIn:
         held_method, pattern = self._hold
         return method == held_method and bool(pattern.fullmatch(path.split("?")[0]))
 
-    def _serve(
-        self, method: str, path: str, headers: dict[str, str], body: bytes
-    ) -> Answer:
-        key = headers.get("idempotency-key") if method == "POST" else None
+    def _serve(self, request: Received) -> Reply:
+        method, path = request.method, request.path
+        key = request.headers.get("idempotency-key") if method == "POST" else None
         with self._turn:
-            self.received.append(Seen(method, path.split("?")[0], key))
-            held = self._holds(method, path)
+            held = self._is_held(method, path)
             if held:
                 ticket = self._next_ticket
                 self._next_ticket += 1
@@ -220,7 +167,7 @@ class StripeStandIn:
                 self._turn.notify_all()
                 self._turn.wait_for(
                     lambda: (
-                        not self._holds(method, path)
+                        not self._is_held(method, path)
                         and min(self._held_tickets) == ticket
                     ),
                     HOLD_LIMIT_SECONDS,
@@ -234,22 +181,16 @@ class StripeStandIn:
                     HOLD_LIMIT_SECONDS,
                 )
             try:
-                return self._answer(method, path, headers, body, key)
+                return self._answer(request, key)
             finally:
                 if held:
                     self._held_tickets.discard(ticket)
                     self._turn.notify_all()
 
-    def _answer(
-        self,
-        method: str,
-        path: str,
-        headers: dict[str, str],
-        body: bytes,
-        key: str | None,
-    ) -> Answer:
+    def _answer(self, request: Received, key: str | None) -> Reply:
         """Under ``_turn``: one request at a time reaches localstripe."""
-        fingerprint = hashlib.sha256(f"{path}\n".encode() + body).hexdigest()
+        method, path = request.method, request.path
+        fingerprint = hashlib.sha256(f"{path}\n".encode() + request.body).hexdigest()
         if self.honour_keys and key is not None and key in self._answers:
             used_for, answer = self._answers[key]
             if used_for != fingerprint:
@@ -259,7 +200,7 @@ class StripeStandIn:
                     "keys for idempotent requests can only be used with the "
                     "same parameters they were first used with",
                 )
-            return Answer(answer.status, answer.body, replayed=True)
+            return Reply(answer.status, answer.body, {"Idempotent-Replayed": "true"})
         declined = next(
             (d for d in self._declines if method == "POST" and d.fullmatch(path)), None
         )
@@ -267,15 +208,7 @@ class StripeStandIn:
             self._declines.remove(declined)
             answer = _error(402, "card_error", "Your card was declined.")
         else:
-            forwarded = {
-                k: v
-                for k, v in headers.items()
-                if k not in ("host", "content-length", "connection")
-            }
-            response = self._upstream.request(
-                method, path, headers=forwarded, content=body
-            )
-            answer = Answer(response.status_code, response.content)
+            answer = self.forward(request)
         # Stripe keeps the result of every request that began executing; a
         # refused parameter set (400) is not kept.
         if self.honour_keys and key is not None and answer.status != 400:

@@ -211,7 +211,8 @@ FROM generate_series(1, 1000 * :scale + :http_due) g
 """
 
 # :http_due active watchers over the three marketplaces; the target is met by about
-# a tenth of the prices (peers.price_of), which sends that many messages.
+# a tenth of the prices (agnt_jobs.standins.marketplaces.derived_price), which sends
+# that many messages.
 PRICE_WATCHERS = """
 INSERT INTO price_watchers (user_id, marketplace, product_ref, title, target_price,
                             status, created_at)

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 
-from agnt_jobs.bench.cluster import free_port
+from agnt_jobs.testing.cluster import free_port
 
 
 class PgBouncerUnavailable(RuntimeError):

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from tests.support.http_peers import LocalServer, Received, Reply
+from agnt_jobs.standins.server import LocalServer, Received, Reply
 
 
 class FakeLLM(LocalServer):

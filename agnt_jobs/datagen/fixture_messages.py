@@ -12,7 +12,7 @@ days of ``:at``; users are reachable ones, as in ``fixture_bookings``.
 
 from __future__ import annotations
 
-from agnt_jobs.bench.fixture_bookings import USER, ago
+from agnt_jobs.datagen.fixture_bookings import USER, ago
 
 AT = "CAST(:at AS timestamptz)"
 

@@ -1,8 +1,9 @@
 """A local stand-in for every system the jobs call, for the benchmarks: the channel
 gateway (``POST /messages``), the venues' A2A agents (``POST /venues/{id}/a2a``:
 202), webhook receivers and the alerts webhook (any other POST: 200), and the
-three marketplaces' product APIs in their own response shapes (a product's price
-is derived from its id, so runs are repeatable).
+three marketplaces' product APIs in their own response shapes (``marketplaces``;
+a product's price is derived from its id, so runs are repeatable). It accepts
+everything: failures, refusals and holds are the tests' stand-ins' (``server``).
 
 It runs as its own process (uvicorn, a bare ASGI callable) so that it does not
 share the interpreter lock with the sender being measured:
@@ -20,59 +21,19 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs
 
 import httpx
+
+from agnt_jobs.standins import marketplaces
+from agnt_jobs.standins.child import ChildProcess
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 COUNTS: Counter[str] = Counter()
-
-
-def price_of(ref: str) -> int:
-    """A product's price in rupiah, from its id: 50,000 to 149,900."""
-    digits = "".join(ch for ch in ref if ch.isdigit()) or "0"
-    return 50_000 + (int(digits) % 1000) * 100
-
-
-def _shopee(query: dict[str, str]) -> Any:
-    item = query.get("itemid", "0")
-    return {
-        "error": None,
-        "data": {
-            "itemid": int(item),
-            "name": f"Shopee item {item}",
-            "currency": "IDR",
-            "price": price_of(item) * 100_000,
-            "stock": 7,
-        },
-    }
-
-
-def _tokopedia(body: Any) -> Any:
-    key = body[0]["variables"]["productKey"]
-    content = {
-        "name": f"Tokopedia {key}",
-        "price": {"value": price_of(key), "currency": "IDR"},
-        "campaign": {"isActive": False},
-        "stock": {"value": "12"},
-    }
-    layout = {
-        "basicInfo": {"id": key, "status": "ACTIVE"},
-        "components": [{"name": "product_content", "data": [content]}],
-    }
-    return [{"data": {"pdpGetLayout": layout}}]
-
-
-def _lazada(query: dict[str, str]) -> Any:
-    item = query.get("itemId", "0")
-    sku = {"price": {"salePrice": {"value": price_of(item)}}, "stock": 3}
-    fields = {"product": {"title": f"Lazada {item}"}, "skuInfos": {"0": sku}}
-    return {"success": True, "data": {"root": {"fields": fields}}}
 
 
 def answer(method: str, path: str, query: dict[str, str], body: bytes) -> Any:
@@ -87,15 +48,11 @@ def answer(method: str, path: str, query: dict[str, str], body: bytes) -> Any:
         # A venue agent (``venues.agent_endpoint``): it accepts every envelope.
         COUNTS["a2a"] += 1
         return 202, {"accepted": True}
-    if path == "/api/v4/item/get":
-        COUNTS["shopee"] += 1
-        return 200, _shopee(query)
-    if path == "/graphql/PDPGetLayoutQuery":
-        COUNTS["tokopedia"] += 1
-        return 200, _tokopedia(json.loads(body))
-    if path == "/pdp/api/item":
-        COUNTS["lazada"] += 1
-        return 200, _lazada(query)
+    market = marketplaces.BY_PATH.get(path)
+    if market is not None:
+        COUNTS[market.name] += 1
+        ref = market.ref(query, body)
+        return market.answer(ref, marketplaces.derived_price(ref))
     if method == "POST":
         COUNTS["posts"] += 1
         return 200, {"ok": True}
@@ -130,7 +87,7 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
     await send({"type": "http.response.body", "body": data})
 
 
-class PeerServer:
+class PeerServer(ChildProcess):
     """The peer server as a child process on a socket bound here (no port race)."""
 
     def __init__(self, port: int = 0) -> None:
@@ -147,7 +104,7 @@ class PeerServer:
     def start(self, timeout: float = 20.0) -> PeerServer:
         fd = self._socket.fileno()
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "agnt_jobs.bench.peers", "--fd", str(fd)],
+            [sys.executable, "-m", "agnt_jobs.standins.peer_server", "--fd", str(fd)],
             pass_fds=[fd],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -167,21 +124,8 @@ class PeerServer:
         return counts
 
     def stop(self) -> None:
-        if self._process is not None and self._process.poll() is None:
-            self._process.terminate()
-            self._process.wait(timeout=10)
+        super().stop()
         self._socket.close()
-
-    def __enter__(self) -> PeerServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def main() -> None:

@@ -9,23 +9,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.support.http_peers import LocalServer, Received, Reply
+from agnt_jobs.standins.server import LocalServer, Received, Reply
 
 
 class FakeVenueAgent(LocalServer):
     def __init__(self) -> None:
         super().__init__(self._respond)
         self.envelopes: dict[str, dict[str, Any]] = {}
-        self._failures: list[int] = []
         self._refusing = False
 
     @property
     def endpoint(self) -> str:
         return f"{self.url}/a2a"
-
-    def fail_next(self, count: int, status: int = 503) -> None:
-        with self._lock:
-            self._failures.extend([status] * count)
 
     def refuse(self) -> None:
         self._refusing = True
@@ -34,8 +29,9 @@ class FakeVenueAgent(LocalServer):
         if request.method != "POST" or not request.path.endswith("/a2a"):
             return Reply(404, {"error": "not found"})
         with self._lock:
-            if self._failures:
-                return Reply(self._failures.pop(0), {"error": "busy"})
+            failure = self.next_failure()
+            if failure is not None:
+                return Reply(failure, {"error": "busy"})
             if self._refusing:
                 return Reply(422, {"error": "unknown booking"})
             key = request.headers.get("idempotency-key", "")

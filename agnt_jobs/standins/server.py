@@ -1,9 +1,12 @@
-"""Local HTTP servers standing in for the systems our jobs call (the channel gateway,
-venue agents, marketplaces, the alerts webhook...). Each runs on 127.0.0.1 on a free
-port in a thread, records what it received, and can be told to fail."""
+"""The tests' transport for stand-ins: a local HTTP server on 127.0.0.1, on a free
+port, in a thread of the test's process, which records what it received, and can
+be told to fail (``fail_next``) or to hold a request (``hold_next``). The peers
+built on it are in ``gateway``, ``venue_agent``, ``ops`` and ``llm``;
+``RecordingProxy`` forwards to a real peer and keeps what it was sent."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from collections.abc import Callable
@@ -12,6 +15,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
+
+from agnt_jobs.standins.base import StandIn
 
 
 @dataclass
@@ -27,9 +32,16 @@ class Received:
 
 @dataclass
 class Reply:
+    """An answer: ``body`` is sent as JSON, or as it is when it is bytes."""
+
     status: int = 200
     body: Any = None
     headers: dict[str, str] = field(default_factory=dict)
+
+    def payload(self) -> bytes:
+        if isinstance(self.body, bytes):
+            return self.body
+        return b"" if self.body is None else json.dumps(self.body).encode()
 
 
 Responder = Callable[[Received], Reply]
@@ -67,8 +79,11 @@ class _Server(ThreadingHTTPServer):
     request_queue_size = 256
     daemon_threads = True
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that gave up before its answer: nothing to report."""
 
-class LocalServer:
+
+class LocalServer(StandIn):
     """A threaded HTTP server answering every request with ``responder``."""
 
     def __init__(self, responder: Responder) -> None:
@@ -76,6 +91,7 @@ class LocalServer:
         self.received: list[Received] = []
         self._lock = threading.Lock()
         self._holds: list[Held] = []
+        self._failures: list[int] = []
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -93,14 +109,16 @@ class LocalServer:
                 if held is not None:
                     held.hold()
                 reply = (held and held.reply) or server.responder(request)
-                payload = b"" if reply.body is None else json.dumps(reply.body).encode()
-                self.send_response(reply.status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                for name, value in reply.headers.items():
-                    self.send_header(name, value)
-                self.end_headers()
-                self.wfile.write(payload)
+                payload = reply.payload()
+                # A client that gave up before its answer: nothing to answer.
+                with contextlib.suppress(OSError):
+                    self.send_response(reply.status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(payload)))
+                    for name, value in reply.headers.items():
+                        self.send_header(name, value)
+                    self.end_headers()
+                    self.wfile.write(payload)
 
             do_GET = do_POST = do_PUT = do_DELETE = _handle
 
@@ -108,9 +126,10 @@ class LocalServer:
                 pass
 
         self._server = _Server(("127.0.0.1", 0), Handler)
-        # A short poll interval: stop() waits for it, once per test per server.
+        # A short poll interval: stop() waits for it, once per test per server,
+        # which adds up over a suite that starts many peers.
         self._thread = threading.Thread(
-            target=self._server.serve_forever, args=(0.05,), daemon=True
+            target=self._server.serve_forever, args=(0.02,), daemon=True
         )
 
     def hold_next(self, reply: Reply | None = None) -> Held:
@@ -121,10 +140,19 @@ class LocalServer:
             self._holds.append(held)
         return held
 
+    def fail_next(self, count: int, status: int = 503) -> None:
+        """Answer the next ``count`` requests with ``status`` (for the peers whose
+        responder asks ``next_failure``)."""
+        with self._lock:
+            self._failures.extend([status] * count)
+
+    def next_failure(self) -> int | None:
+        """The status of a failure still owed, once; call it holding ``_lock``."""
+        return self._failures.pop(0) if self._failures else None
+
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://127.0.0.1:{self._server.server_port}"
 
     def start(self) -> LocalServer:
         self._thread.start()
@@ -135,49 +163,17 @@ class LocalServer:
         self._server.server_close()
 
 
-class FakeChannelGateway(LocalServer):
-    """The channel gateway: ``POST /messages``, deduplicating on idempotency_key as
-    the real one does. ``fail_next(n, status)`` makes the next n sends fail;
-    ``refuse(recipient)`` answers 422 for one recipient forever."""
-
-    def __init__(self) -> None:
-        super().__init__(self._respond)
-        self.delivered: dict[str, dict[str, Any]] = {}
-        self._failures: list[int] = []
-        self._refused: set[str] = set()
-
-    def fail_next(self, count: int, status: int = 503) -> None:
-        self._failures.extend([status] * count)
-
-    def refuse(self, recipient: str) -> None:
-        self._refused.add(recipient)
-
-    def _respond(self, request: Received) -> Reply:
-        if request.method != "POST" or request.path != "/messages":
-            return Reply(404, {"error": "not found"})
-        message = request.json()
-        with self._lock:
-            if self._failures:
-                return Reply(self._failures.pop(0), {"error": "unavailable"})
-            if message["to"] in self._refused:
-                return Reply(422, {"error": "unknown recipient"})
-            key = message["idempotency_key"]
-            first = key not in self.delivered
-            if first:
-                self.delivered[key] = message
-        return Reply(201 if first else 200, {"id": f"gw-{key}"})
-
-
 class RecordingProxy(LocalServer):
     """Forwards every request to ``upstream`` and answers with its reply, keeping
     what was sent in ``received``: for what a peer is sent but does not keep (the
     idempotency keys localstripe ignores)."""
 
     def __init__(self, upstream: str) -> None:
-        super().__init__(self._forward)
+        super().__init__(self.forward)
         self._client = httpx.Client(base_url=upstream, timeout=30)
 
-    def _forward(self, request: Received) -> Reply:
+    def forward(self, request: Received) -> Reply:
+        """``request`` as the upstream answers it."""
         headers = {
             k: v
             for k, v in request.headers.items()
@@ -186,9 +182,7 @@ class RecordingProxy(LocalServer):
         response = self._client.request(
             request.method, request.path, headers=headers, content=request.body
         )
-        return Reply(
-            response.status_code, response.json() if response.content else None
-        )
+        return Reply(response.status_code, response.content)
 
     def stop(self) -> None:
         super().stop()

@@ -1,8 +1,11 @@
-"""Real Stripe work for the four billing jobs of the job benchmark.
+"""Real Stripe work for the four billing jobs: their due work made both in a
+localstripe and in our tables, for the job benchmark and for ``make demo`` (which
+makes it once, in its one localstripe, for every Stripe job).
 
-Each run of a Stripe job gets a localstripe of its own, fresh, as its copy of the
-data is: the jobs' crash-safety lookups (a customer's invoices, items and payment
-intents, matched by our key) must only ever find what this copy's run made. Before
+In the bench, each run of a Stripe job gets a localstripe of its own, fresh, as
+its copy of the data is: the jobs' crash-safety lookups (a customer's invoices,
+items and payment intents, matched by our key) must only ever find what this
+copy's run made. Before
 the job starts, the objects its due rows need are made in that localstripe (the
 same way for every scale, so scale 10 and scale 100 get the same work) and the
 copy's rows are pointed at them:
@@ -21,14 +24,13 @@ is the job's alone.
 
 from __future__ import annotations
 
-import importlib.util
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 import psycopg
+
+from agnt_jobs.standins.localstripe import StripeObjects
 
 STRIPE_JOBS = frozenset(
     {
@@ -38,88 +40,7 @@ STRIPE_JOBS = frozenset(
         "retry_pending_fees",
     }
 )
-GOOD_CARD = "4242424242424242"
-DECLINED_CARD = "4000000000000341"  # attaches, then every charge is declined
-DECLINED_EVERY = 10
-PLAN_AMOUNT = 50_000_000  # Rp 500,000 a month, in minor units
 USAGE_EVENTS_PER_KEY = 10
-
-
-def available() -> bool:
-    """Whether localstripe (the ``bench`` extra) is installed."""
-    return importlib.util.find_spec("localstripe") is not None
-
-
-class StripeObjects:
-    """Makes customers, cards and subscriptions in one localstripe (the billing
-    tests' ``StripeWorld`` builds on it)."""
-
-    def __init__(self, url: str, api_key: str) -> None:
-        import stripe
-
-        client = stripe.StripeClient(
-            api_key, base_addresses={"api": url}, max_network_retries=0
-        )
-        self.v1 = client.v1
-        self._plans: dict[int, str] = {}
-
-    def customer(self, card: str | None = GOOD_CARD) -> str:
-        customer = self.v1.customers.create(params={"email": "venue@example.com"})
-        if card is not None:
-            self.set_card(customer.id, card)
-        return customer.id
-
-    def set_card(self, customer: str, card: str) -> str:
-        """Save ``card`` as the customer's default payment method; returns it."""
-        method = self.v1.payment_methods.create(
-            params={
-                "type": "card",
-                "card": {
-                    "number": card,
-                    "exp_month": 12,
-                    "exp_year": 2035,
-                    "cvc": "123",
-                },
-            }
-        )
-        self.v1.payment_methods.attach(method.id, params={"customer": customer})
-        self.v1.customers.update(
-            customer, params={"invoice_settings": {"default_payment_method": method.id}}
-        )
-        return method.id
-
-    def customers(self, count: int, card: bool = True) -> list[str]:
-        """``count`` customers; with cards, every ``DECLINED_EVERY``-th declines."""
-        return [
-            self.customer(
-                None
-                if not card
-                else DECLINED_CARD
-                if n % DECLINED_EVERY == 0
-                else GOOD_CARD
-            )
-            for n in range(count)
-        ]
-
-    def subscription(self, customer: str, amount: int = PLAN_AMOUNT) -> dict[str, Any]:
-        """A monthly subscription of ``customer`` to the plan of ``amount``."""
-        if amount not in self._plans:
-            product = self.v1.products.create(params={"name": "AGNT venue"})
-            plan = self.v1.plans.create(
-                params={
-                    # unique: one localstripe may serve many of these objects
-                    "id": f"plan-{uuid.uuid4().hex[:10]}",
-                    "product": product.id,
-                    "amount": amount,
-                    "currency": "idr",
-                    "interval": "month",
-                }
-            )
-            self._plans[amount] = plan.id
-        made = self.v1.subscriptions.create(
-            params={"customer": customer, "items": [{"plan": self._plans[amount]}]}
-        )
-        return made.to_dict()
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,10 @@ One module per family:
   month of run history, against the run counters computed from that history;
 * ``defer``: a backend's transaction that defers a job with ``agnt_defer``, against
   the same transaction with a plain INSERT into a table of the job table's shape,
-  and the server's round trip.
+  and the server's round trip;
+* ``fleet``: 30 workers on a private cluster with ``max_connections`` 100, straight
+  and through PgBouncer, against 3 workers the same ways: server connections used,
+  ticks deferred once, tick to start p99 and no-op jobs per second.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ FAMILIES = (
     "schedule_change",
     "metrics",
     "defer",
+    "fleet",
 )
 
 
@@ -64,6 +68,8 @@ class Options:
     compare_scale: int | None = None
     repeats: int = 3
     schedule_seconds: float = 30.0
+    #: Seconds each fleet run ticks before its no-op batch.
+    fleet_seconds: float = 600.0
     quiet: bool = False
     #: A migrated database to copy instead of migrating one (tests).
     template: str | None = None
@@ -151,6 +157,10 @@ def run(options: Options) -> list[Measurement]:
                 from agnt_jobs.bench import defer
 
                 measurements += defer.run(ctx)
+            elif family == "fleet":
+                from agnt_jobs.bench import fleet
+
+                measurements += fleet.run(ctx, options.fleet_seconds)
     if options.json_path is not None:
         write_json(
             options.json_path,
@@ -162,6 +172,7 @@ def run(options: Options) -> list[Measurement]:
                 "compare_scale": options.resolved_compare_scale(),
                 "repeats": options.repeats,
                 "schedule_seconds": options.schedule_seconds,
+                "fleet_seconds": options.fleet_seconds,
             },
         )
     return measurements

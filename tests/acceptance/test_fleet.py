@@ -145,7 +145,7 @@ def test_thirty_workers_on_one_server_decide_every_tick_once(
                     ][0]
                     >= WORKERS
                 ),
-                timeout=150,
+                timeout=300,
             )
             started = ticking.db_now(engine)
             time.sleep(5)

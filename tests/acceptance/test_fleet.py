@@ -136,17 +136,9 @@ def test_thirty_workers_on_one_server_decide_every_tick_once(
                 env, count=WORKERS, logs=tmp_path, stop_timeout=90
             ) as workers,
         ):
-            # The whole fleet at work: every worker registered (a starved one
-            # registers once a slot frees), then ticks for a while.
-            ticking.wait_for(
-                lambda: (
-                    ticking.query(engine, "SELECT count(*) FROM procrastinate_workers")[
-                        0
-                    ][0]
-                    >= WORKERS
-                ),
-                timeout=300,
-            )
+            # The whole fleet up: each worker registered, or (straight, the
+            # server full) waiting for a slot and saying so.
+            ticking.wait_for(lambda: _all_up(workers, tmp_path), timeout=300)
             started = ticking.db_now(engine)
             time.sleep(5)
             assert all(w.poll() is None for w in workers), _exits(workers, tmp_path)
@@ -187,6 +179,14 @@ def test_thirty_workers_on_one_server_decide_every_tick_once(
         # Through PgBouncer the server always had room: nobody was refused.
         assert "refuses more connections" not in logs
     print(f"{through}: peak {peak.peak} server connections for {WORKERS} workers")
+
+
+def _all_up(workers: list, logs: Path) -> bool:
+    assert all(w.poll() is None for w in workers), _exits(workers, logs)
+    said = [(logs / f"w{n}.log").read_text() for n in range(len(workers))]
+    return all(
+        "Starting worker" in log or "refuses more connections" in log for log in said
+    )
 
 
 def _exits(workers: list, logs: Path) -> str:

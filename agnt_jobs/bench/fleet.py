@@ -187,9 +187,12 @@ def fleet(
             for n in range(workers)
         ]
         stack.callback(stop_all, processes)
+        # Each worker up: started, or (straight, the server full) waiting for a
+        # slot and saying so.
         wait_until(
-            lambda: (
-                _one(admin, "SELECT count(*) FROM procrastinate_workers") >= workers
+            lambda: all(
+                "Starting worker" in text or "refuses more connections" in text
+                for text in (path.read_text() for path in logs.glob("w*.log"))
             ),
             START_TIMEOUT_SECONDS,
             f"fleet benchmark: {workers} workers' start (logs in {logs})",

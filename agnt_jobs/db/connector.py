@@ -38,7 +38,7 @@ from psycopg_pool.pool_async import AddConnection
 from agnt_jobs import tracing
 from agnt_jobs.db import conninfo, database_url, migrate, outage, queries, session_url
 from agnt_jobs.db.budget import budget
-from agnt_jobs.db.connect import connect_kwargs
+from agnt_jobs.db.url import connect_kwargs
 from agnt_jobs.settings import get_settings
 
 T = TypeVar("T")
@@ -261,9 +261,12 @@ class SettingsConnector(PsycopgConnector):
         self, connection: Any, query: LiteralString, **arguments: Any
     ) -> list[dict[str, Any]]:
         with _deferring(query, arguments) as (sent, sent_arguments):
-            return await super().execute_query_all_async_with_connection(
+            rows: list[
+                dict[str, Any]
+            ] = await super().execute_query_all_async_with_connection(
                 connection, sent, **sent_arguments
             )
+            return rows
 
     def _resolve(self) -> str:
         """The database's URL, and the pool's arguments from the settings."""

@@ -3,7 +3,7 @@ code against the database, pause, resume, change a schedule or return it to its
 declaration, run a job now or at a time. The CLI (and the admin view) are thin
 layers over these functions.
 
-Changes go through the ``schedules`` table, whose triggers (migration 0013) check
+Changes go through the ``schedules`` table, whose triggers (docs/schema.sql) check
 them, audit them in ``schedule_changes`` and tell the workers; these functions only
 say who acts (``acting``), so that a change made here and one made with plain SQL
 are the same change.
@@ -27,13 +27,13 @@ from procrastinate.tasks import Task
 from sqlalchemy.engine import Engine
 
 from agnt_jobs.db.connector import TracedSyncConnector
-from agnt_jobs.scheduler import broken, registry
+from agnt_jobs.scheduler import broken, deploy
 from agnt_jobs.scheduler.bodies import (
     NotConfigured as NotConfigured,  # raised by run_now; callers catch it from here
 )
 from agnt_jobs.scheduler.bodies import missing_settings, require_configured
 from agnt_jobs.scheduler.declaration import Schedule
-from agnt_jobs.scheduler.registry import SQL
+from agnt_jobs.scheduler.deploy import SQL
 from agnt_jobs.scheduler.worker import AgntApp
 from agnt_jobs.settings import Settings
 
@@ -244,7 +244,7 @@ def check(app: AgntApp, engine: Engine, settings: Settings) -> list[Problem]:
             f"{id_} is declared in periodic/ but no @job body is registered: "
             "it never runs",
         )
-        for id_ in registry.missing_bodies(app)
+        for id_ in deploy.missing_bodies(app)
     ]
     rows = database_rows(engine)
     now = datetime.now(UTC)
@@ -367,7 +367,7 @@ def overrides(app: AgntApp, engine: Engine) -> list[Override]:
 
 
 def _stale_workers(app: AgntApp, engine: Engine, settings: Settings) -> list[Problem]:
-    ours = registry.deployed(app)
+    ours = deploy.deployed(app)
     with engine.connect() as connection:
         workers = (
             connection.exec_driver_sql(
@@ -389,7 +389,7 @@ def _stale_workers(app: AgntApp, engine: Engine, settings: Settings) -> list[Pro
                     "stale_worker",
                     None,
                     f"worker {worker['worker_id']} ({worker['hostname']} pid "
-                    f"{worker['pid']}) defers a different registry: "
+                    f"{worker['pid']}) deployed different schedules: "
                     + ", ".join(differing),
                 )
             )
@@ -591,7 +591,7 @@ def set_enabled(
         connection.exec_driver_sql(SQL["set_enabled"], {"id": id_, "enabled": enabled})
 
 
-def job_task(app: AgntApp, name: str) -> Task:
+def job_task(app: AgntApp, name: str) -> Task[..., Any, ...]:
     """The task of a job that can run here, or UnknownId saying why not."""
     task = app.tasks.get(name)
     if task is not None:
@@ -609,7 +609,7 @@ _ON_CONNECTION = JobManager(TracedSyncConnector())
 
 
 def run_now(app: AgntApp, engine: Engine, settings: Settings, name: str) -> int:
-    """Defer a run of job ``name`` now (its tick is now); its job id. Raises
+    """Defer a run of the job ``name`` now (its tick is now); the run's job id. Raises
     AlreadyWaiting when one already waits (the queueing lock), NotConfigured when
     a setting it needs is unset (it would only fail).
 
@@ -670,12 +670,14 @@ def cancel(engine: Engine, job_id: int, actor: Actor) -> str:
     """Cancel a run: ``cancelled`` (it was waiting) or ``cancelling`` (it stops at
     its next checkpoint and ends cancelled). UnknownId, or Refused for a run that
     already ended."""
-    return _run_request(engine, SQL["cancel_run"], {"job_id": job_id}, actor)
+    status: str = _run_request(engine, SQL["cancel_run"], {"job_id": job_id}, actor)
+    return status
 
 
 def retry(engine: Engine, job_id: int, actor: Actor) -> int:
     """Run again a failed, timed-out or cancelled run; the new job's id."""
-    return _run_request(engine, SQL["retry_run"], {"job_id": job_id}, actor)
+    new_job_id: int = _run_request(engine, SQL["retry_run"], {"job_id": job_id}, actor)
+    return new_job_id
 
 
 def waits_until(engine: Engine, job_id: int) -> datetime | None:
@@ -706,8 +708,8 @@ def _run_request(
     actor: Actor,
     all_rows: bool = False,
 ) -> Any:
-    """One call of a run function of migration 0014: an unknown id or job is
-    UnknownId, a request the run's state forbids is Refused."""
+    """One call of a run function (``agnt_cancel_run``, ``agnt_retry_run``...): an
+    unknown id or job is UnknownId, a request the run's state forbids is Refused."""
     params = {**params, "by": actor.by, "source": actor.source}
     try:
         with engine.begin() as connection:

@@ -4,7 +4,7 @@ from the ticks persisted in the database, and to honour a pause.
 
 Each pass reads the effective schedules with their last decided tick (one query),
 plans with ``agnt_jobs.scheduler.misfire``, and decides each due tick with
-``agnt_defer_schedule_tick`` (migrations 0007, 0013), which defers the job and
+``agnt_defer_schedule_tick`` (docs/schema.sql), which defers the job and
 records the decision in one transaction under a per-schedule lock. However many
 workers run, each tick is decided once; and a decision planned on values an
 operator changed meanwhile is refused ('changed'), so the next decision after a
@@ -12,7 +12,7 @@ change is committed always follows it.
 
 One pass per tick across a fleet: a worker whose timer woke it for a tick first
 claims that tick's pass for the schedules it follows (``agnt_claim_schedule_pass``,
-migration 0025); the first to claim passes, every other goes back to sleep until
+docs/schema.sql); the first to claim passes, every other goes back to sleep until
 the next tick, so the work per tick does not grow with the number of workers
 (30 workers making 30 passes a second fell behind on a 2-core machine). A claim
 its worker left unfinished for ``PASS_STALE_SECONDS`` is taken over. Passes for
@@ -20,14 +20,15 @@ another reason (start, a NOTIFY, a backlog, the backstop, after an outage) are
 made by every worker that wakes for them, unclaimed: the claim saves work, each
 tick's decision stays once-only under its own lock whoever passes.
 
-A change of the table NOTIFYs ``agnt_schedules`` (migration 0013); the worker's
+A change of the table NOTIFYs ``agnt_schedules`` (its trigger
+``agnt_schedules_changed``); the worker's
 listener wakes the deferrer, whose next pass follows the new values and writes
 ``next_run_at`` at once. A notification lost while the listener reconnects is
 made up by the pass every ``BACKSTOP_SECONDS``.
 
 A schedule whose job is not configured (a setting it needs is unset, see
 ``bodies.missing_settings``) has its due ticks decided skipped, reason
-``not_configured``, by ``agnt_skip_schedule_tick`` (migration 0012), under the same
+``not_configured``, by ``agnt_skip_schedule_tick``, under the same
 lock: no job is deferred to fail. The worker says once, at start, which jobs wait
 for which variables. Every worker should have the same settings: whichever decides
 a tick decides it by its own.
@@ -58,10 +59,11 @@ from procrastinate.tasks import Task
 
 from agnt_jobs import logs, tracing
 from agnt_jobs.db.outage import Backoff, Outage, is_connection_lost
+from agnt_jobs.models.scheduling import SkipReason, TickOutcome, Undecided
 from agnt_jobs.scheduler import broken, misfire
 from agnt_jobs.scheduler.bodies import missing_settings
 from agnt_jobs.scheduler.declaration import Misfire, Schedule
-from agnt_jobs.scheduler.registry import (
+from agnt_jobs.scheduler.deploy import (
     SQL,
     ScheduledApp,
     ZonedPeriodicTask,
@@ -95,7 +97,7 @@ class Followed:
     """One schedule as the table has it now, and the task of its job."""
 
     schedule: Schedule
-    task: Task
+    task: Task[..., Any, ...]
 
     @property
     def key(self) -> tuple[Any, ...]:
@@ -142,7 +144,7 @@ class ScheduleDeferrer(PeriodicDeferrer):
         self._toward: datetime | None = None
 
     @property
-    def tasks(self) -> dict[str, Task]:
+    def tasks(self) -> dict[str, Task[..., Any, ...]]:
         """The jobs this worker defers: every declared schedule's job with a body
         here. A schedule created in SQL runs one of them."""
         return {
@@ -379,7 +381,7 @@ class ScheduleDeferrer(PeriodicDeferrer):
             ) as traced:
                 outcome = await self._defer_tick(followed, tick)
                 traced.set_attribute("agnt.outcome", outcome)
-            if outcome in ("queued", "changed"):
+            if outcome in (Undecided.HELD, Undecided.CHANGED):
                 return True
         return backlog
 
@@ -425,7 +427,9 @@ class ScheduleDeferrer(PeriodicDeferrer):
             repr(sorted((id_, f.key) for id_, f in followed.items())).encode()
         ).hexdigest()[:32]
 
-    def _say_changes(self, before: dict[str, Followed], after: dict[str, Followed]):
+    def _say_changes(
+        self, before: dict[str, Followed], after: dict[str, Followed]
+    ) -> None:
         for id_ in sorted(set(before) | set(after)):
             old, new = before.get(id_), after.get(id_)
             if old is not None and new is not None and old.key == new.key:
@@ -512,21 +516,21 @@ class ScheduleDeferrer(PeriodicDeferrer):
             retry_when_queued=schedule.misfire is Misfire.CATCH_UP,
             worker_id=self.worker_id,
         )
-        outcome, job_id = row["outcome"], row["job_id"]
-        tracing.annotate("agnt.job_id", job_id)
+        outcome: str = row["outcome"]
+        reason, run_id = row["reason"], row["job_id"]
+        tracing.annotate("agnt.job_id", run_id)
         extra = {
             "schedule": schedule.id,
             "tick": tick.isoformat(),
             "defer_timestamp": int(tick.timestamp()),
             "worker_id": self.worker_id,
         }
-        if outcome == "deferred":
+        if outcome == TickOutcome.DEFERRED:
             logger.info(
-                f"Schedule {schedule.id} deferred job {job_id} for tick {tick}",
-                extra=logs.event("periodic_task_deferred", job_id=job_id, **extra),
+                f"Schedule {schedule.id} deferred job {run_id} for tick {tick}",
+                extra=logs.event("periodic_task_deferred", job_id=run_id, **extra),
             )
-        elif outcome in ("paused", "skipped"):
-            reason = "paused" if outcome == "paused" else "queued"
+        elif outcome == TickOutcome.SKIPPED:
             logger.info(
                 f"Schedule {schedule.id} skipped tick {tick} ({reason})",
                 extra=logs.event("schedule_tick_skipped", reason=reason, **extra),
@@ -543,17 +547,17 @@ class ScheduleDeferrer(PeriodicDeferrer):
             SQL["skip_tick"],
             schedule_id=task.schedule.id,
             tick=int(tick.timestamp()),
-            reason="not_configured",
+            reason=SkipReason.NOT_CONFIGURED,
             worker_id=self.worker_id,
         )
-        if row["outcome"] == "skipped":
+        if row["outcome"] == TickOutcome.SKIPPED:
             logger.info(
                 f"Schedule {task.schedule.id} skipped tick {tick} (not_configured)",
                 extra=logs.event(
                     "schedule_tick_skipped",
                     schedule=task.schedule.id,
                     tick=tick.isoformat(),
-                    reason="not_configured",
+                    reason=SkipReason.NOT_CONFIGURED,
                 ),
             )
 

@@ -33,7 +33,7 @@ from psycopg.types.json import Jsonb
 from agnt_jobs import logs, tracing
 from agnt_jobs.checkpoint import CANCELLED, SHUTDOWN, RunStopped, RunTimedOut
 from agnt_jobs.db import outage, queries
-from agnt_jobs.scheduler.registry import SQL
+from agnt_jobs.scheduler.deploy import SQL
 
 logger = logging.getLogger(__name__)
 
@@ -182,7 +182,8 @@ def _summary(result: Any) -> dict[str, Any] | None:
         result = {"result": result}
     # Round-trip so a non-JSON value (a datetime, a Decimal) is stored as text
     # instead of failing the job after its work is done.
-    return json.loads(json.dumps(result, default=str))
+    summary: dict[str, Any] = json.loads(json.dumps(result, default=str))
+    return summary
 
 
 def _error_text(error: BaseException) -> str:

@@ -40,7 +40,7 @@ from agnt_jobs.db.outage import (
     is_connection_lost,
     until_reached,
 )
-from agnt_jobs.scheduler import maintenance, registry
+from agnt_jobs.scheduler import deploy, maintenance
 from agnt_jobs.scheduler.deferrer import CHANNEL, ScheduleDeferrer
 from agnt_jobs.scheduler.history import HistoryWriter, writer_for
 from agnt_jobs.scheduler.probes import WorkerProbes
@@ -123,7 +123,7 @@ class AgntWorker(StoppingWorker):
         # Before the worker registers: a database without our schema stops it here
         # with a one-line reason instead of deferring into nothing. A database not
         # there yet is waited for, as during any outage.
-        await self.reached("start", lambda: registry.sync_table(self.app))
+        await self.reached("start", lambda: deploy.sync_table(self.app))
         self._size_executor()
         writer = writer_for(self.app.connector)
         try:
@@ -162,7 +162,9 @@ class AgntWorker(StoppingWorker):
         self.heartbeat_reached(registering)
         self.run_task = asyncio.current_task()
         self._loop = asyncio.get_running_loop()
-        loop_task = asyncio.create_task(self._run_loop(), name="worker loop")
+        # Procrastinate's Worker._run_loop has no annotations.
+        run_loop = self._run_loop()  # type: ignore[no-untyped-call]
+        loop_task = asyncio.create_task(run_loop, name="worker loop")
         try:
             # Cancelling the worker stops it gracefully rather than mid-job.
             await asyncio.shield(loop_task)
@@ -344,7 +346,8 @@ class AgntWorker(StoppingWorker):
         if self.fenced():
             return  # its heartbeats fail: it takes no job it may have to give up
         try:
-            await super()._fetch_and_process_jobs()
+            # Procrastinate's own has no annotations.
+            await super()._fetch_and_process_jobs()  # type: ignore[no-untyped-call]
         except Exception as error:
             if not is_connection_lost(error):
                 raise
@@ -369,7 +372,7 @@ class AgntWorker(StoppingWorker):
         )
 
 
-class AgntApp(registry.ScheduledApp):
+class AgntApp(deploy.ScheduledApp):
     """The App whose workers are ``AgntWorker``s (the stock CLI builds them too)."""
 
     def _worker(self, **kwargs: Any) -> worker.Worker:

@@ -1,7 +1,7 @@
 -- File format: a "-- name --" line, comment lines saying what the query does, the
 -- query. Placeholders are psycopg's %(name)s. The tick decisions themselves live in
--- SQL functions (migrations 0007, 0012) so that every worker takes them under one
--- lock.
+-- SQL functions (agnt_defer_schedule_tick, agnt_skip_schedule_tick; their definitions
+-- at head are in docs/schema.sql) so that every worker takes them under one lock.
 
 -- declare_schedules --
 -- At worker start (a deploy): declare every schedule of the code, keep what
@@ -26,7 +26,7 @@ SET hostname = EXCLUDED.hostname, pid = EXCLUDED.pid, deployed = EXCLUDED.deploy
 -- worker has the body of, as it is now, with its last decided tick and when its
 -- cron, zone or job last changed; and every live row no worker can follow
 -- (``problem``), which the deferrer sets aside. Read through schedule_rows, so
--- that no value of one row can fail the read of all (migration 0020).
+-- that no value of one row can fail the read of all (docs/schema.sql).
 SELECT s.id, s.task_name, s.cron, s.zone, s.queue, s.misfire_policy, s.timeout,
        s.cron_changed_at, s.problem, agnt_schedule_last_tick(s.id) AS last_tick
 FROM schedule_rows s
@@ -48,21 +48,24 @@ WHERE schedule_faults.reason IS DISTINCT FROM EXCLUDED.reason
 DELETE FROM schedule_faults WHERE schedule_id = ANY(%(ids)s::text[])
 
 -- defer_tick --
--- Decide one tick planned with the given task, cron, zone and queue: defer it, or
--- record it skipped (paused, previous run waiting); 'changed' if an operator
--- changed those meanwhile (nothing is recorded, the worker plans again).
-SELECT outcome, job_id
+-- Decide one tick planned with the given job, cron, zone and queue: 'deferred'
+-- (job_id: the run's id) or 'skipped' with its reason, recorded; or, recorded
+-- nowhere, 'changed' (an operator changed those meanwhile: plan again),
+-- 'already_decided', or 'held' (the previous run waits: try again later).
+SELECT outcome, reason, job_id
 FROM agnt_defer_schedule_tick(%(schedule_id)s, %(task_name)s, %(cron)s, %(zone)s,
                               %(queue)s, %(lock)s, %(queueing_lock)s, %(priority)s,
                               %(tick)s, %(retry_when_queued)s, %(worker_id)s)
 
 -- skip_tick --
--- Decide one tick skipped for a reason found before deferring (not_configured).
+-- Decide one tick skipped for a reason found before deferring (not_configured):
+-- 'skipped', or 'already_decided'.
 SELECT agnt_skip_schedule_tick(%(schedule_id)s, %(tick)s, %(reason)s,
                                %(worker_id)s) AS outcome
 
 -- record_missed --
--- Record a range of ticks no worker deferred in time (one row for the range).
+-- Record a range of ticks no worker deferred in time (one row for the range),
+-- skipped as 'missed' ('paused' if the schedule is paused).
 SELECT agnt_record_missed_ticks(%(schedule_id)s, %(first)s, %(last)s,
                                 %(worker_id)s) AS recorded
 
@@ -172,7 +175,7 @@ INSERT INTO job_run_actions (job_id, action, requested_by, source)
 VALUES (%(job_id)s, %(action)s, %(by)s, %(source)s)
 
 -- cancel_run --
--- Cancel a waiting run, or ask a running one to stop (migration 0014).
+-- Cancel a waiting run, or ask a running one to stop (docs/schema.sql).
 SELECT agnt_cancel_run(%(job_id)s, %(by)s, %(source)s)
 
 -- retry_run --
@@ -201,7 +204,7 @@ ORDER BY p.last_heartbeat DESC
 
 -- claim_pass --
 -- Whether this worker makes the pass for a tick of the schedules it follows
--- ('claimed'), or another worker did or does ('done', 'running'); migration 0025.
+-- ('claimed'), or another worker did or does ('done', 'running'); docs/schema.sql.
 SELECT agnt_claim_schedule_pass(%(fingerprint)s, %(due_at)s, %(worker_id)s,
                                 make_interval(secs => %(stale)s)) AS outcome
 

@@ -25,6 +25,11 @@ One module per family:
 * ``defer``: a backend's transaction that defers a job with ``agnt_defer``, against
   the same transaction with a plain INSERT into a table of the job table's shape,
   and the server's round trip;
+* ``peers``: PgQueuer, graphile-worker and pg-boss, installed into a cache of the
+  bench's own, drain the same no-op jobs as plain Procrastinate and ours, one after
+  the other on the same server (``peer_queues``);
+* ``claim``: the statement a worker claims a job with, p50/p99 with a thousand to a
+  million jobs waiting and beside a million finished ones, with its plan;
 * ``fleet``: 30 workers on a private cluster with ``max_connections`` 100, straight
   and through PgBouncer, against 3 workers the same ways: server connections used,
   ticks deferred once, tick to start p99 and no-op jobs per second.
@@ -48,6 +53,8 @@ FAMILIES = (
     "schedule_change",
     "metrics",
     "defer",
+    "peers",
+    "claim",
     "fleet",
 )
 
@@ -157,6 +164,14 @@ def run(options: Options) -> list[Measurement]:
                 from agnt_jobs.bench import defer
 
                 measurements += defer.run(ctx)
+            elif family == "peers":
+                from agnt_jobs.bench import peer_queues
+
+                measurements += peer_queues.run(ctx)
+            elif family == "claim":
+                from agnt_jobs.bench import claim
+
+                measurements += claim.run(ctx)
             elif family == "fleet":
                 from agnt_jobs.bench import fleet
 

@@ -32,7 +32,8 @@ def bench(
         typer.Option(
             "--only",
             help="Run only this family (scheduling, queue, jobs, fanout, recovery, "
-            "schedule_change, metrics, defer, fleet) or job id (repeatable).",
+            "schedule_change, metrics, defer, peers, claim, fleet) or job id "
+            "(repeatable).",
         ),
     ] = None,
     json_path: Annotated[

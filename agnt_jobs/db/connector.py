@@ -24,8 +24,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Iterator
-from typing import Any, LiteralString, TypeVar
+import weakref
+from collections.abc import AsyncIterator, Iterator
+from typing import Any, LiteralString
 
 import psycopg
 import psycopg_pool
@@ -41,8 +42,6 @@ from agnt_jobs.db.budget import budget
 from agnt_jobs.db.url import connect_kwargs
 from agnt_jobs.settings import get_settings
 
-T = TypeVar("T")
-
 # The listener's session shows as this in pg_stat_activity (and PgBouncer's SHOW
 # CLIENTS, where it must never appear).
 LISTENER_NAME = "agnt-jobs listener"
@@ -50,6 +49,11 @@ _NAME_THE_LISTENER = f"SET application_name = '{LISTENER_NAME}'"
 
 # How often an opening pool looks whether its first connections came.
 STARTING_POLL_SECONDS = 0.1
+# A connection that answered a query this recently is lent without the pool's
+# check (an empty query, a round trip as long as the worker's own query): what the
+# check finds, a connection the server closed since, is a restart or a kill within
+# that second, an outage the worker's loops retry through anyway.
+TRUSTED_SECONDS = 1.0
 
 
 class OutageAwarePool(psycopg_pool.AsyncConnectionPool):
@@ -73,6 +77,30 @@ class OutageAwarePool(psycopg_pool.AsyncConnectionPool):
     #: Why the last connection the pool tried to open failed; None once one opens.
     starved: BaseException | None = None
     start_outage: outage.Outage | None = None
+    #: Seconds a connection lent by ``connection()`` may go unanswered (None: no
+    #: bound).
+    query_deadline: float | None = None
+    #: When each connection lent by ``connection()`` last answered a query.
+    answered: weakref.WeakKeyDictionary[psycopg.AsyncConnection[Any], float] | None = (
+        None
+    )
+
+    @contextlib.asynccontextmanager
+    async def connection(
+        self, timeout: float | None = None
+    ) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        """A connection lent for one query, as Procrastinate borrows one for each
+        (``PsycopgConnector._get_cursor``, Procrastinate pinned to a minor
+        version), under the query deadline: a database gone silent (the
+        connection open, nobody answering) would otherwise hang the worker's loop
+        that asked for as long as the kernel keeps the connection. Past the
+        deadline the query ends with ``NoAnswer`` and the pool discards the
+        connection (``outage.answered_within``)."""
+        async with super().connection(timeout) as connection:
+            with outage.answered_within(connection, self.query_deadline):
+                yield connection
+            if self.answered is not None:
+                self.answered[connection] = time.monotonic()
 
     async def schedule_task(self, task: Any, delay: float) -> None:
         if isinstance(task, AddConnection):
@@ -146,7 +174,9 @@ def autocommit_pool(**kwargs: Any) -> psycopg_pool.AsyncConnectionPool:
     database that check never returns, and whoever asked for a connection (the run
     history retrying its record, say) would wait with it for as long as the
     silence lasts; past the query deadline the connection is given up on like any
-    unanswered query, and the pool discards it."""
+    unanswered query, and the pool discards it. Each query sent on a connection
+    it lends through ``connection()`` has the same deadline, and so has the wait
+    for a free connection."""
     configure = kwargs.pop("configure", None)
     settings = get_settings()
     deadline = settings.db_silent_after_seconds / 2
@@ -156,12 +186,24 @@ def autocommit_pool(**kwargs: Any) -> psycopg_pool.AsyncConnectionPool:
         if configure is not None:
             await configure(connection)
 
+    answered: weakref.WeakKeyDictionary[psycopg.AsyncConnection[Any], float] = (
+        weakref.WeakKeyDictionary()
+    )
+
     async def check(connection: psycopg.AsyncConnection) -> None:
-        await outage.bounded(connection.execute(""), deadline)
+        last = answered.get(connection)
+        if last is not None and time.monotonic() - last < TRUSTED_SECONDS:
+            return
+        with outage.answered_within(connection, deadline):
+            await connection.execute("")
 
     kwargs["check"] = check
+    # Waiting for a free connection has the same bound as a query.
+    kwargs.setdefault("timeout", deadline)
     pool = OutageAwarePool(configure=setup, reconnect_timeout=float("inf"), **kwargs)
     pool.max_reconnect_delay = settings.db_retry_max_seconds
+    pool.query_deadline = deadline
+    pool.answered = answered
     pool.start_outage = outage.Outage(
         report_seconds=settings.db_outage_report_seconds,
         limit_seconds=settings.database_outage_limit_seconds,
@@ -221,14 +263,6 @@ class SettingsConnector(PsycopgConnector):
         #: Where the LISTEN connection goes when it must not share the pool's URL.
         self._listen_conninfo: str | None = None
 
-    # Every query of the worker's loops has a deadline: a database gone silent
-    # (the TCP connection open, nobody answering) would otherwise hang a loop for
-    # as long as the kernel keeps the connection. Past it the loop sees a lost
-    # connection at once; the abandoned query's connection is closed and
-    # discarded by the pool in the background.
-    async def _bounded(self, query: Awaitable[T]) -> T:
-        return await outage.bounded(query, self._query_timeout)
-
     @property
     def starved(self) -> BaseException | None:
         """Why the pool could not open a connection lately, while it cannot."""
@@ -241,21 +275,14 @@ class SettingsConnector(PsycopgConnector):
         read its settings)."""
         return self._query_timeout
 
-    async def execute_query_async(self, query: LiteralString, **arguments: Any) -> None:
-        await self._bounded(super().execute_query_async(query, **arguments))
-
-    async def execute_query_one_async(
-        self, query: LiteralString, **arguments: Any
-    ) -> dict[str, Any]:
-        return await self._bounded(super().execute_query_one_async(query, **arguments))
-
     async def execute_query_all_async(
         self, query: LiteralString, **arguments: Any
     ) -> list[dict[str, Any]]:
         with _deferring(query, arguments) as (sent, sent_arguments):
-            return await self._bounded(
-                super().execute_query_all_async(sent, **sent_arguments)
+            rows: list[dict[str, Any]] = await super().execute_query_all_async(
+                sent, **sent_arguments
             )
+            return rows
 
     async def execute_query_all_async_with_connection(
         self, connection: Any, query: LiteralString, **arguments: Any

@@ -11,13 +11,16 @@ outage's length. Each loop retries on its own ``Backoff``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 import random
+import socket
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import psycopg
 import psycopg_pool
@@ -104,6 +107,70 @@ async def bounded(
 
     task.add_done_callback(ended)
     raise NoAnswer(f"the database did not answer in {timeout:g} s")
+
+
+@contextlib.contextmanager
+def answered_within(
+    connection: psycopg.AsyncConnection[Any], timeout: float | None
+) -> Iterator[None]:
+    """Bound what is sent on ``connection`` inside the block to ``timeout`` seconds
+    (None: no bound): past it, ``NoAnswer`` is raised at once.
+
+    No task per query: one timer, which on expiry asks the server to cancel the
+    statement (on a connection of its own, in the background: a live but slow
+    server stops it) and then shuts ``connection``'s socket down. The query's wait
+    then ends at once with the socket's end, which is reported as ``NoAnswer``;
+    the connection is broken, so a pool discards it when it comes back. Cancelling
+    the waiting task instead would have psycopg wait for its cancel request and
+    then for the query's end, 10 s more on a silent database."""
+    if timeout is None:
+        yield
+        return
+    expired: list[bool] = []
+    handle = asyncio.get_running_loop().call_later(timeout, _cut, connection, expired)
+    try:
+        yield
+    except Exception as error:
+        if expired:
+            raise NoAnswer(f"the database did not answer in {timeout:g} s") from error
+        raise
+    finally:
+        handle.cancel()
+
+
+def _cut(connection: psycopg.AsyncConnection[Any], expired: list[bool]) -> None:
+    expired.append(True)
+    try:
+        fileno = connection.pgconn.socket
+    except psycopg.Error:
+        return  # closed meanwhile: the query has ended already
+    loop = asyncio.get_running_loop()
+    canceller = loop.create_task(_cancel(connection))
+    _cancelling.add(canceller)
+    canceller.add_done_callback(_cancelling.discard)
+    # After the cancel request's first step (call_soon keeps order): that step
+    # takes what it needs from the connection while it is still whole.
+    loop.call_soon(_shut_down, fileno)
+
+
+_cancelling: set[asyncio.Task[None]] = set()
+# A cancel request to a silent server goes unanswered; give up on it after this.
+CANCEL_SECONDS = 5.0
+
+
+async def _cancel(connection: psycopg.AsyncConnection[Any]) -> None:
+    with contextlib.suppress(Exception):
+        await connection.cancel_safe(timeout=CANCEL_SECONDS)
+
+
+def _shut_down(fileno: int) -> None:
+    """Shut down the socket behind ``fileno`` without closing the descriptor,
+    which stays libpq's (a duplicate is closed instead)."""
+    with (
+        contextlib.suppress(OSError),
+        socket.socket(fileno=os.dup(fileno)) as duplicate,
+    ):
+        duplicate.shutdown(socket.SHUT_RDWR)
 
 
 def is_connection_lost(error: BaseException) -> bool:

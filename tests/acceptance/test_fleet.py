@@ -14,7 +14,6 @@ speed. Thirty workers start, and stop, slowly there: the waits allow for it.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Iterator
@@ -30,16 +29,7 @@ from agnt_jobs.bench.pgbouncer import PgBouncer, PgBouncerUnavailable
 from agnt_jobs.db import create_engine, migrate
 from tests.support import ticking
 
-pytestmark = [
-    pytest.mark.slow,
-    # Not yet seen green on the shared 2-core machine (load average 30-48
-    # while it ran): thirty workers took over 300 s to import and start.
-    # Run it on purpose with AGNT_TEST_FLEET=1.
-    pytest.mark.skipif(
-        os.environ.get("AGNT_TEST_FLEET") != "1",
-        reason="the 30-worker fleet test runs only with AGNT_TEST_FLEET=1",
-    ),
-]
+pytestmark = pytest.mark.slow
 
 WORKERS = 30
 MAX_CONNECTIONS = 100

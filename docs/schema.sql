@@ -740,6 +740,15 @@ CREATE TABLE schedule_faults (
     CONSTRAINT pk_schedule_faults PRIMARY KEY (schedule_id)
 );
 
+CREATE TABLE schedule_passes (
+    fingerprint text NOT NULL,
+    due_at timestamp with time zone NOT NULL,
+    worker_id bigint,
+    claimed_at timestamp with time zone NOT NULL,
+    finished_at timestamp with time zone,
+    CONSTRAINT schedule_passes_pkey PRIMARY KEY (fingerprint)
+);
+
 CREATE TABLE schedule_ticks (
     schedule_id text NOT NULL,
     tick_at timestamp with time zone NOT NULL,
@@ -1192,6 +1201,40 @@ BEGIN
         NULLIF(current_setting('application_name', true), ''),
         'no application_name') || ')'), _source);
     RETURN CASE _status WHEN 'todo' THEN 'cancelled' ELSE 'cancelling' END;
+END;
+$function$;
+
+CREATE OR REPLACE FUNCTION public.agnt_claim_schedule_pass(_fingerprint text, _due_at timestamp with time zone, _worker_id bigint, _stale interval)
+ RETURNS text
+ LANGUAGE plpgsql
+AS $function$
+-- 'claimed': the caller passes for the tick at _due_at of the schedules it follows
+-- (_fingerprint), and marks the pass finished (finished_at) when it ends.
+-- 'done': that pass (or a later one) finished or was claimed for a later tick.
+-- 'running': another worker claimed it less than _stale ago and has not finished.
+DECLARE
+    _row schedule_passes%ROWTYPE;
+BEGIN
+    INSERT INTO schedule_passes AS p (fingerprint, due_at, worker_id, claimed_at)
+    VALUES (_fingerprint, _due_at, _worker_id, clock_timestamp())
+    ON CONFLICT (fingerprint) DO UPDATE
+    SET due_at = EXCLUDED.due_at, worker_id = EXCLUDED.worker_id,
+        claimed_at = EXCLUDED.claimed_at, finished_at = NULL
+    WHERE p.due_at < EXCLUDED.due_at
+       OR (p.due_at = EXCLUDED.due_at AND p.finished_at IS NULL
+           AND p.claimed_at < clock_timestamp() - _stale)
+    RETURNING * INTO _row;
+    IF FOUND THEN
+        -- Sets of schedules no worker has followed for a day (an old deploy).
+        DELETE FROM schedule_passes
+        WHERE fingerprint <> _fingerprint AND claimed_at < now() - interval '1 day';
+        RETURN 'claimed';
+    END IF;
+    SELECT * INTO _row FROM schedule_passes WHERE fingerprint = _fingerprint;
+    IF _row.due_at > _due_at OR _row.finished_at IS NOT NULL THEN
+        RETURN 'done';
+    END IF;
+    RETURN 'running';
 END;
 $function$;
 

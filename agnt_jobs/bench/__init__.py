@@ -29,7 +29,10 @@ One module per family:
   bench's own, drain the same no-op jobs as plain Procrastinate and ours, one after
   the other on the same server (``peer_queues``);
 * ``claim``: the statement a worker claims a job with, p50/p99 with a thousand to a
-  million jobs waiting and beside a million finished ones, with its plan.
+  million jobs waiting and beside a million finished ones, with its plan;
+* ``fleet``: 30 workers on a private cluster with ``max_connections`` 100, straight
+  and through PgBouncer, against 3 workers the same ways: server connections used,
+  ticks deferred once, tick to start p99 and no-op jobs per second.
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ FAMILIES = (
     "defer",
     "peers",
     "claim",
+    "fleet",
 )
 
 
@@ -71,6 +75,8 @@ class Options:
     compare_scale: int | None = None
     repeats: int = 3
     schedule_seconds: float = 30.0
+    #: Seconds each fleet run ticks before its no-op batch.
+    fleet_seconds: float = 600.0
     quiet: bool = False
     #: A migrated database to copy instead of migrating one (tests).
     template: str | None = None
@@ -166,6 +172,10 @@ def run(options: Options) -> list[Measurement]:
                 from agnt_jobs.bench import claim
 
                 measurements += claim.run(ctx)
+            elif family == "fleet":
+                from agnt_jobs.bench import fleet
+
+                measurements += fleet.run(ctx, options.fleet_seconds)
     if options.json_path is not None:
         write_json(
             options.json_path,
@@ -177,6 +187,7 @@ def run(options: Options) -> list[Measurement]:
                 "compare_scale": options.resolved_compare_scale(),
                 "repeats": options.repeats,
                 "schedule_seconds": options.schedule_seconds,
+                "fleet_seconds": options.fleet_seconds,
             },
         )
     return measurements

@@ -32,7 +32,8 @@ def bench(
         typer.Option(
             "--only",
             help="Run only this family (scheduling, queue, jobs, fanout, recovery, "
-            "schedule_change, metrics, defer, peers, claim) or job id (repeatable).",
+            "schedule_change, metrics, defer, peers, claim, fleet) or job id "
+            "(repeatable).",
         ),
     ] = None,
     json_path: Annotated[
@@ -70,6 +71,14 @@ def bench(
     schedule_seconds: Annotated[
         float, typer.Option(min=3, help="Seconds each scheduling run is watched.")
     ] = 30.0,
+    fleet_seconds: Annotated[
+        float,
+        typer.Option(
+            min=5,
+            help="Seconds each fleet run (30 and 3 workers, straight and through "
+            "PgBouncer) ticks before draining its no-op jobs.",
+        ),
+    ] = 600.0,
 ) -> None:
     """Benchmark scheduling precision, queue throughput, every job and the send
     queue's fan-out, each against a baseline in the same run; print a table and
@@ -92,6 +101,7 @@ def bench(
         compare_scale=compare_scale,
         repeats=repeats,
         schedule_seconds=schedule_seconds,
+        fleet_seconds=fleet_seconds,
     )
     try:
         bench.plan(options.only)

@@ -321,11 +321,26 @@ class SettingsConnector(PsycopgConnector):
         """Open the pool, once the database is known to be reachable and at the
         code's head: the check ``agnt-jobs`` runs first, with its one line naming
         the cause, before any worker or ``procrastinate`` command uses it (opening
-        the pool on a bad database would wait 30 s and name no cause). A pool
-        given by the caller is the caller's to check."""
+        the pool on a bad database would wait 30 s and name no cause). A server
+        with no connection slot left is waited for, said once like an outage, as
+        ``agnt-jobs worker`` does: the stock ``procrastinate worker`` of a fleet
+        larger than the server starts too. A pool given by the caller is the
+        caller's to check."""
         if pool is None:
             url = await asyncio.to_thread(self._resolve)
-            await asyncio.to_thread(migrate.check_current, url)
+            settings = get_settings()
+            await asyncio.to_thread(
+                outage.waiting_while_full,
+                lambda: migrate.check_current(url),
+                where="start",
+                outage=outage.Outage(
+                    settings.db_outage_report_seconds,
+                    settings.database_outage_limit_seconds,
+                ),
+                backoff=outage.Backoff(
+                    settings.db_retry_initial_seconds, settings.db_retry_max_seconds
+                ),
+            )
         await super().open_async(pool)
 
     @contextlib.asynccontextmanager

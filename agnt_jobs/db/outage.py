@@ -43,8 +43,14 @@ _TRANSIENT_CLASSES = ("08", "57", "53")
 # bad URL.
 _SERVER_FULL = ("53300", "53400")
 # libpq reports a refused connection without a SQLSTATE in some versions; the
-# server's message is then all there is.
-_SERVER_FULL_MESSAGES = ("too many clients already", "too many connections for")
+# server's message is then all there is. A role without superuser is refused
+# with the "reserved" message once only the superusers' slots are left (the
+# usual way a fleet, which should not connect as a superuser, finds it full).
+_SERVER_FULL_MESSAGES = (
+    "too many clients already",
+    "too many connections for",
+    "remaining connection slots are reserved",
+)
 # A read-only server: after a failover the old primary, or a standby, answers
 # writes with this; our connection must go to the new primary instead.
 _READ_ONLY = "25006"

@@ -150,6 +150,21 @@ class ScheduleFault(Base):
     worker_id: Mapped[int | None] = mapped_column(BigInteger)
 
 
+class SchedulePass(Base):
+    """The latest tick a worker claimed the deferrer's pass for, per set of
+    followed schedules (``fingerprint``), and whether that pass finished: of the
+    workers woken for a tick, the first to claim it passes
+    (``agnt_claim_schedule_pass``)."""
+
+    __tablename__ = "schedule_passes"
+
+    fingerprint: Mapped[str] = mapped_column(Text, primary_key=True)
+    due_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    worker_id: Mapped[int | None] = mapped_column(BigInteger)
+    claimed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
 class ScheduleTick(Base):
     __tablename__ = "schedule_ticks"
 

@@ -10,6 +10,16 @@ workers run, each tick is decided once; and a decision planned on values an
 operator changed meanwhile is refused ('changed'), so the next decision after a
 change is committed always follows it.
 
+One pass per tick across a fleet: a worker whose timer woke it for a tick first
+claims that tick's pass for the schedules it follows (``agnt_claim_schedule_pass``,
+docs/schema.sql); the first to claim passes, every other goes back to sleep until
+the next tick, so the work per tick does not grow with the number of workers
+(30 workers making 30 passes a second fell behind on a 2-core machine). A claim
+its worker left unfinished for ``PASS_STALE_SECONDS`` is taken over. Passes for
+another reason (start, a NOTIFY, a backlog, the backstop, after an outage) are
+made by every worker that wakes for them, unclaimed: the claim saves work, each
+tick's decision stays once-only under its own lock whoever passes.
+
 A change of the table NOTIFYs ``agnt_schedules`` (its trigger
 ``agnt_schedules_changed``); the worker's
 listener wakes the deferrer, whose next pass follows the new values and writes
@@ -34,6 +44,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import os
 import socket
@@ -75,6 +86,10 @@ BACKSTOP_SECONDS = 15.0
 # computed from the clock and the database, not from the wake-up), so ticks are
 # deferred within tens of milliseconds.
 WAKE_MARGIN_SECONDS = 0.05
+# A pass another worker claimed and has not finished after this long is taken
+# over (its worker died or lost the database mid-pass); a tick is then decided
+# this much later, by its misfire policy.
+PASS_STALE_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -123,6 +138,10 @@ class ScheduleDeferrer(PeriodicDeferrer):
         # What this worker recorded in schedule_faults: {id: reason}.
         self._recorded: dict[str, str] = {}
         self._judged = False
+        #: What the schedules this worker follows are, for claiming passes.
+        self.fingerprint = ""
+        #: The tick instant the last sleep was aimed at (None: not a tick).
+        self._toward: datetime | None = None
 
     @property
     def tasks(self) -> dict[str, Task[..., Any, ...]]:
@@ -164,13 +183,14 @@ class ScheduleDeferrer(PeriodicDeferrer):
         recorded = False
         while True:
             now = time.time()
+            toward = None if self._wake.is_set() else self._toward
             self._wake.clear()
+            self._toward = None
             try:
                 if not recorded:
                     await self.record_worker()
                     recorded = True
-                backlog = await self.defer_due(now)
-                delay = self.next_wait(now, backlog)
+                delay = await self.pass_once(now, toward)
             except Exception as error:
                 if not is_connection_lost(error):
                     raise
@@ -224,16 +244,65 @@ class ScheduleDeferrer(PeriodicDeferrer):
             deployed=deployed(self.app),
         )
 
+    async def pass_once(self, now: float, toward: datetime | None) -> float:
+        """Pass at ``now`` unless another worker has the pass of the tick at
+        ``toward`` (the tick this worker's timer woke it for; None: pass
+        anyway); the seconds to sleep after."""
+        claimed = False
+        if toward is not None and now < toward.timestamp():
+            # Woken before the tick: a pass now would not decide it, and a
+            # claim would tell the others it was.
+            self._toward = toward
+            return toward.timestamp() - now + WAKE_MARGIN_SECONDS
+        if toward is not None and self.fingerprint:
+            outcome = await self._claim(toward)
+            if outcome != "claimed":
+                return self._wait_after(now, toward, outcome)
+            claimed = True
+        backlog = await self.defer_due(now)
+        if claimed:
+            await self.app.connector.execute_query_async(
+                SQL["finish_pass"],
+                fingerprint=self.fingerprint,
+                due_at=toward,
+                worker_id=self.worker_id,
+            )
+        return self.next_wait(now, backlog)
+
+    async def _claim(self, toward: datetime) -> str:
+        row = await self.app.connector.execute_query_one_async(
+            SQL["claim_pass"],
+            fingerprint=self.fingerprint,
+            due_at=toward,
+            worker_id=self.worker_id,
+            stale=PASS_STALE_SECONDS,
+        )
+        return str(row["outcome"])
+
+    def _wait_after(self, now: float, toward: datetime, outcome: str) -> float:
+        """Another worker has the pass of ``toward``: sleep to the next tick, or,
+        while that pass runs, no longer than it may before it is taken over."""
+        wait = self.next_wait(now, False)
+        if outcome == "running" and wait > PASS_STALE_SECONDS:
+            self._toward = toward
+            return PASS_STALE_SECONDS
+        return wait
+
     def next_wait(self, now: float, backlog: bool) -> float:
-        """Seconds to sleep: just past the soonest tick, or the backlog poll."""
+        """Seconds to sleep: just past the soonest tick, or the backlog poll. The
+        soonest tick is remembered (``_toward``) when the sleep is aimed at it."""
         at = datetime.fromtimestamp(now, UTC)
         wait = BACKSTOP_SECONDS
+        toward = None
         for followed in self.followed.values():
             with contextlib.suppress(Exception):  # set aside at the next pass
                 soonest = followed.schedule.next_after(at)
-                wait = min(wait, (soonest - at).total_seconds() + WAKE_MARGIN_SECONDS)
-        if backlog:
-            wait = min(wait, BACKLOG_POLL_SECONDS)
+                until = (soonest - at).total_seconds() + WAKE_MARGIN_SECONDS
+                if until < wait or (until == wait and toward is not None):
+                    wait, toward = until, soonest
+        if backlog and wait > BACKLOG_POLL_SECONDS:
+            wait, toward = BACKLOG_POLL_SECONDS, None
+        self._toward = toward
         return max(0.0, min(wait, BACKSTOP_SECONDS))
 
     async def defer_due(self, now: float) -> bool:
@@ -354,6 +423,9 @@ class ScheduleDeferrer(PeriodicDeferrer):
                 ),
             )
         self.followed = followed
+        self.fingerprint = hashlib.sha256(
+            repr(sorted((id_, f.key) for id_, f in followed.items())).encode()
+        ).hexdigest()[:32]
 
     def _say_changes(
         self, before: dict[str, Followed], after: dict[str, Followed]

@@ -3,6 +3,11 @@ free port, in front of one Postgres server: what the PgBouncer tests and the fle
 benchmark put between workers and the database. Its ini and auth file live in a
 temporary directory of its own; ``SHOW POOLS`` on its admin console says how many
 server connections it holds.
+
+The server may listen on TCP or on a Unix socket (the embedded server's URL names
+its socket directory as ``host``): PgBouncer reaches either, a socket by its
+directory. PgBouncer refuses to run as root; as root it runs as the OS user who owns
+the server's socket directory (who alone may enter it), else as ``postgres``.
 """
 
 from __future__ import annotations
@@ -15,9 +20,10 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlunsplit
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 
 from agnt_jobs.testing.cluster import free_port
 
@@ -38,31 +44,43 @@ def _binary() -> Path:
 
 
 class PgBouncer:
-    """PgBouncer on 127.0.0.1 in front of ``server_url``'s host and port, for any
-    database, with at most ``pool_size`` server connections per database and
-    user. Any user it is given is let in (``auth_type = trust``): for tests and
-    benchmarks on one machine only."""
+    """PgBouncer on 127.0.0.1 in front of ``server_url``'s host (or socket
+    directory) and port, for any database, with at most ``pool_size`` server
+    connections per database and user. Any user it is given is let in
+    (``auth_type = trust``): for tests and benchmarks on one machine only."""
 
     def __init__(self, server_url: str, pool_size: int = 20) -> None:
         self.binary = _binary()
-        parts = urlsplit(server_url)
-        self.server_host = parts.hostname or "127.0.0.1"
-        self.server_port = parts.port or 5432
-        self.user = parts.username or "postgres"
+        parts = conninfo_to_dict(server_url)
+        self.server_host = str(parts.get("host") or "127.0.0.1")
+        self.server_port = int(parts.get("port") or 5432)
+        self.user = str(parts.get("user") or "postgres")
+        socket_dir = (
+            Path(self.server_host) if self.server_host.startswith("/") else None
+        )
         self.port = free_port()
         self.root = Path(tempfile.mkdtemp(prefix="agnt-pgbouncer-"))
         self.pool_size = pool_size
         self._process: subprocess.Popen[bytes] | None = None
         self._as: list[str] = []
         if os.geteuid() == 0:
-            # PgBouncer refuses to run as root.
             try:
-                owner = pwd.getpwnam("postgres")
-            except KeyError:
+                owner = (
+                    pwd.getpwuid(socket_dir.stat().st_uid)
+                    if socket_dir is not None
+                    else pwd.getpwnam("postgres")
+                )
+            except (KeyError, OSError):
                 raise PgBouncerUnavailable(
                     "pgbouncer will not run as root and there is no 'postgres' user"
+                    if socket_dir is None
+                    else f"pgbouncer will not run as root and {socket_dir} has no owner"
                 ) from None
-            self._as = ["runuser", "-u", "postgres", "--"]
+            if owner.pw_uid == 0:
+                raise PgBouncerUnavailable(
+                    f"pgbouncer will not run as root, who owns {socket_dir}"
+                )
+            self._as = ["runuser", "-u", owner.pw_name, "--"]
             os.chown(self.root, owner.pw_uid, owner.pw_gid)
         (self.root / "users.txt").write_text(f'"{self.user}" ""\n')
         (self.root / "pgbouncer.ini").write_text(
@@ -110,21 +128,27 @@ class PgBouncer:
                     ) from None
                 time.sleep(0.1)
 
-    def server_connections(self) -> int:
-        """Server connections PgBouncer holds now, every pool together."""
+    def _pools(self) -> list[dict[str, object]]:
         with psycopg.connect(self.url("pgbouncer"), autocommit=True) as admin:
             cursor = admin.cursor()
             cursor.execute("SHOW POOLS")
             names = [column.name for column in cursor.description or []]
-            total = 0
-            for row in cursor.fetchall():
-                pool = dict(zip(names, row, strict=True))
-                total += sum(
-                    int(pool.get(state, 0) or 0)
-                    for state in ("sv_active", "sv_idle", "sv_used", "sv_tested")
-                )
-                total += int(pool.get("sv_login", 0) or 0)
-            return total
+            return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+    def _total(self, *states: str) -> int:
+        return sum(
+            int(str(pool.get(state, 0) or 0))
+            for pool in self._pools()
+            for state in states
+        )
+
+    def server_connections(self) -> int:
+        """Server connections PgBouncer holds now, every pool together."""
+        return self._total("sv_active", "sv_idle", "sv_used", "sv_tested", "sv_login")
+
+    def waiting_clients(self) -> int:
+        """Clients waiting now for a server connection, every pool together."""
+        return self._total("cl_waiting")
 
     def stop(self) -> None:
         if self._process is not None and self._process.poll() is None:

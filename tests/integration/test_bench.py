@@ -26,6 +26,7 @@ from agnt_jobs.bench import (
     claim,
     defer,
     fanout,
+    fleet,
     jobs,
     metrics,
     peer_queues,
@@ -37,6 +38,8 @@ from agnt_jobs.bench.base import BenchContext
 from agnt_jobs.datagen import fixtures
 from agnt_jobs.scheduler.bodies import BODIES, RunContext
 from agnt_jobs.settings import Settings
+from agnt_jobs.testing.cluster import ClusterUnavailable
+from agnt_jobs.testing.pgbouncer import PgBouncerUnavailable
 from agnt_jobs.testing.scratch import scratch_server
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -431,3 +434,19 @@ def test_scratch_databases_are_dropped(server_url: str, template_name: str) -> N
             [f"%{server.run_id}%"],
         ).fetchone()
     assert left == (0,)
+
+
+@pytest.mark.slow
+def test_fleet_through_pgbouncer_defers_each_tick_once_and_drains(
+    ctx: BenchContext,
+) -> None:
+    try:
+        figures = fleet.fleet(ctx, workers=2, through_pgbouncer=True, seconds=4)
+    except (ClusterUnavailable, PgBouncerUnavailable) as reason:
+        pytest.skip(str(reason))
+    assert figures["alive"] == 2
+    assert figures["ticks"] >= 3
+    assert figures["duplicates"] == 0, figures
+    assert figures["start_p99"] is not None
+    assert figures["noop_per_second"] > 0
+    assert 0 < figures["peak_server_connections"] <= fleet.MAX_CONNECTIONS

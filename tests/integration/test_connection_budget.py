@@ -27,7 +27,7 @@ from agnt_jobs.db import outage
 from agnt_jobs.db.connector import SettingsConnector
 from agnt_jobs.db.migrate import current_revision
 from agnt_jobs.scheduler.worker import HEARTBEAT
-from agnt_jobs.settings import Settings
+from agnt_jobs.settings import Settings, get_settings
 
 
 def _as_role(url: str, role: str) -> str:
@@ -180,3 +180,27 @@ def test_the_heartbeat_records_since_when_a_worker_is_starved(engine: Engine) ->
     time.sleep(0.05)
     assert beat("too many clients already") == (since, reason)
     assert beat(None) == (None, None)
+
+
+async def test_the_connector_opens_once_a_full_server_frees_a_slot(
+    limited: tuple[str, str],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The stock ``procrastinate worker`` opens the App's connector itself: its
+    start-up check of the configured database waits for a slot too, instead of
+    exiting."""
+    _, url = limited
+    monkeypatch.setenv("AGNT_DATABASE_URL", url)
+    get_settings.cache_clear()
+    held = [psycopg.connect(url), psycopg.connect(url)]
+    threading.Timer(1.5, held.pop().close).start()
+    connector = SettingsConnector(min_size=1, max_size=1)
+    try:
+        with caplog.at_level(logging.WARNING):
+            await asyncio.wait_for(connector.open_async(), 30)
+        assert _said(caplog, "refuses more connections")
+    finally:
+        await connector.close_async()
+        held.pop().close()
+        get_settings.cache_clear()

@@ -18,7 +18,14 @@ from sqlalchemy.engine import Engine
 
 from agnt_jobs.scheduler import deploy, schedule_control, tasks
 from agnt_jobs.scheduler.declaration import Misfire, Schedule
-from agnt_jobs.scheduler.deferrer import ScheduleDeferrer
+from agnt_jobs.scheduler.deferrer import (
+    BACKSTOP_SECONDS,
+    PASS_STALE_SECONDS,
+    ScheduleDeferrer,
+)
+from agnt_jobs.scheduler.deferrer import (
+    WAKE_MARGIN_SECONDS as WAKE_MARGIN,
+)
 from agnt_jobs.scheduler.worker import AgntApp
 from agnt_jobs.settings import Settings
 from tests.support.schedules import declare_earlier, finish_waiting, registry_app
@@ -378,3 +385,66 @@ async def test_ticks_of_a_job_waiting_for_a_setting_are_skipped_not_configured(
         (wita(at(4, 10, 10)), "deferred", None),
     ]
     assert len(jobs(engine, "deliver_reminders")) == 1
+
+
+async def test_one_worker_passes_for_a_tick_the_others_sleep_to_the_next(
+    deferrer: DeferrerFactory, engine: Engine
+) -> None:
+    first, second = deferrer(), deferrer()
+    for worker in (first, second):
+        await worker.defer_due(at(4, 9, 30))  # following, as after a start
+        worker.next_wait(at(4, 9, 30), False)
+    assert first.fingerprint == second.fingerprint
+    tick = wita(at(4, 10))
+    # The second worker claimed the 10:00 pass and has not finished it: the
+    # first one, woken for the same tick, decides nothing and looks again no
+    # later than the claim may stay unfinished.
+    assert await second._claim(tick) == "claimed"
+    wait = await first.pass_once(at(4, 10) + 0.05, tick)
+    assert ticks(engine, HOURLY.id) == []
+    assert wait == PASS_STALE_SECONDS
+    # The second worker finished its pass: woken again, the first one is told
+    # so and sleeps to the next tick without passing.
+    await second.pass_once(at(4, 10) + 0.06, None)
+    with engine.begin() as connection:
+        connection.execute(
+            sa.text("UPDATE schedule_passes SET finished_at = clock_timestamp()")
+        )
+    assert [t[1] for t in ticks(engine, HOURLY.id)] == ["deferred"]
+    wait = await first.pass_once(at(4, 10) + 2.05, tick)
+    assert wait == BACKSTOP_SECONDS  # the 11:00 tick is further
+    assert first._toward is None
+
+
+async def test_a_pass_claimed_and_left_unfinished_is_taken_over(
+    deferrer: DeferrerFactory, engine: Engine
+) -> None:
+    dead, alive = deferrer(), deferrer()
+    for worker in (dead, alive):
+        await worker.defer_due(at(4, 9, 30))
+    tick = wita(at(4, 10))
+    assert await dead._claim(tick) == "claimed"  # and never passed
+    await alive.pass_once(at(4, 10) + 0.05, tick)
+    assert ticks(engine, HOURLY.id) == []
+    with engine.begin() as connection:
+        connection.execute(
+            sa.text(
+                "UPDATE schedule_passes SET claimed_at = claimed_at "
+                "- make_interval(secs => :stale)"
+            ),
+            {"stale": PASS_STALE_SECONDS + 1},
+        )
+    await alive.pass_once(at(4, 10) + PASS_STALE_SECONDS + 1, tick)
+    assert [t[1] for t in ticks(engine, HOURLY.id)] == ["deferred"]
+
+
+async def test_a_worker_woken_before_its_tick_neither_passes_nor_claims(
+    deferrer: DeferrerFactory, engine: Engine
+) -> None:
+    early, other = deferrer(), deferrer()
+    for worker in (early, other):
+        await worker.defer_due(at(4, 9, 30))
+    tick = wita(at(4, 10))
+    wait = await early.pass_once(at(4, 10) - 0.01, tick)
+    assert wait == pytest.approx(0.01 + WAKE_MARGIN, abs=1e-3)
+    assert await other._claim(tick) == "claimed"

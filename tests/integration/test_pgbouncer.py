@@ -1,16 +1,18 @@
 """Behind a real PgBouncer in transaction pooling (``AGNT_DATABASE_DIRECT_URL``
 set): the queue pool's statements go through it with no prepared statement left
 on a server connection, and the LISTEN session connects straight to Postgres, so
-notifications arrive. Skipped, with the reason, where PgBouncer cannot run."""
+notifications arrive. PgBouncer sits in front of the test server whether it listens
+on TCP or on a Unix socket (the embedded one). Skipped, with the reason, where
+PgBouncer cannot run."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from urllib.parse import urlsplit
 
 import psycopg
 import pytest
+from psycopg.conninfo import conninfo_to_dict
 
 from agnt_jobs import db
 from agnt_jobs.db.connector import LISTENER_NAME, SettingsConnector
@@ -20,11 +22,6 @@ from agnt_jobs.testing.pgbouncer import PgBouncer, PgBouncerUnavailable
 
 @pytest.fixture
 def bouncer(db_url: str) -> Iterator[PgBouncer]:
-    if urlsplit(db_url).hostname is None:
-        pytest.skip(
-            "the test server listens on a Unix socket (the embedded one): PgBouncer "
-            "is tested in front of a TCP server (AGNT_TEST_DATABASE_URL)"
-        )
     try:
         bouncer = PgBouncer(db_url, pool_size=2)
         bouncer.start()
@@ -41,7 +38,7 @@ def pooled(
     db_url: str, bouncer: PgBouncer, env: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[str]:
     """This process configured as behind PgBouncer: the pooled URL."""
-    url = bouncer.url(urlsplit(db_url).path.lstrip("/"))
+    url = bouncer.url(conninfo_to_dict(db_url)["dbname"])
     monkeypatch.setenv("AGNT_DATABASE_URL", url)
     monkeypatch.setenv("AGNT_DATABASE_DIRECT_URL", db_url)
     get_settings.cache_clear()

@@ -57,10 +57,14 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 40.0) -> None:
 
 @contextmanager
 def workers(
-    env: dict[str, str], count: int = 1, logs: Path | None = None
+    env: dict[str, str],
+    count: int = 1,
+    logs: Path | None = None,
+    stop_timeout: float = 30,
 ) -> Iterator[list[subprocess.Popen]]:
     """``count`` stock workers on the ticking app; with ``logs``, each writes its
-    log to ``logs / f"w{n}.log"``."""
+    log to ``logs / f"w{n}.log"``. At the end each is sent SIGTERM and given
+    ``stop_timeout`` seconds to exit."""
     with ExitStack() as files:
         processes = [
             subprocess.Popen(
@@ -81,7 +85,7 @@ def workers(
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
         for process in processes:
-            process.wait(timeout=30)
+            process.wait(timeout=stop_timeout)
 
 
 def query(engine: Engine, sql: str, **params: object) -> list[sa.Row]:

@@ -25,6 +25,15 @@ TOO_MANY = (
     [
         psycopg.OperationalError(TOO_MANY),
         psycopg.OperationalError('FATAL:  too many connections for role "agnt"'),
+        # Postgres 15 and 16 to a role that is not a superuser.
+        psycopg.OperationalError(
+            "FATAL:  remaining connection slots are reserved for non-replication "
+            "superuser connections"
+        ),
+        psycopg.OperationalError(
+            "FATAL:  remaining connection slots are reserved for roles with the "
+            "SUPERUSER attribute"
+        ),
         errors.TooManyConnections("too many"),
         errors.ConfigurationLimitExceeded("limit"),
     ],

@@ -201,3 +201,15 @@ FROM schedule_workers w
 JOIN procrastinate_workers p ON p.id = w.worker_id
 WHERE w.hostname = %(hostname)s
 ORDER BY p.last_heartbeat DESC
+
+-- claim_pass --
+-- Whether this worker makes the pass for a tick of the schedules it follows
+-- ('claimed'), or another worker did or does ('done', 'running'); docs/schema.sql.
+SELECT agnt_claim_schedule_pass(%(fingerprint)s, %(due_at)s, %(worker_id)s,
+                                make_interval(secs => %(stale)s)) AS outcome
+
+-- finish_pass --
+-- The pass this worker claimed ended: no other worker takes it over.
+UPDATE schedule_passes SET finished_at = clock_timestamp()
+WHERE fingerprint = %(fingerprint)s AND due_at = %(due_at)s
+  AND worker_id IS NOT DISTINCT FROM %(worker_id)s AND finished_at IS NULL

@@ -6,9 +6,8 @@ FastAPI backend, or serve ``create_app()`` alone (``agnt-jobs admin``). Both rea
 the job database; the view's only state is its sign-ins (``admin_sessions``).
 """
 
-from agnt_jobs.admin.app import create_app
+from agnt_jobs.admin.app import create_app, router
 from agnt_jobs.admin.context import AdminContext, get_context
 from agnt_jobs.admin.metrics import router as metrics_router
-from agnt_jobs.admin.router import router
 
 __all__ = ["AdminContext", "create_app", "get_context", "metrics_router", "router"]

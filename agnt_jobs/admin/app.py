@@ -1,4 +1,5 @@
-"""The admin view as an application of its own, for ``agnt-jobs admin``: the router,
+"""The admin view as an application of its own, for ``agnt-jobs admin``: the router
+(the pages and the JSON API, which a backend may mount instead),
 ``GET /metrics`` for Prometheus, its OpenAPI schema at
 ``/admin/scheduler/openapi.json`` (behind the token, as every other route), the
 probes ``/livez`` and ``/readyz`` (without), an access log of paths without their
@@ -15,20 +16,28 @@ from typing import Any
 
 import psycopg
 import sqlalchemy.exc
-from fastapi import Depends, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse
 from sqlalchemy.engine import Engine
 
 from agnt_jobs import logs, tracing
-from agnt_jobs.admin import metrics
+from agnt_jobs.admin import api, errors, metrics, ui
 from agnt_jobs.admin.auth import require_token
 from agnt_jobs.admin.context import AdminContext, get_context
-from agnt_jobs.admin.router import router
 from agnt_jobs.db import migrate
 from agnt_jobs.scheduler import probes
 from agnt_jobs.settings import Settings
 
 logger = logging.getLogger(__name__)
+
+# What a backend mounts: the pages and the JSON API, every request's text checked
+# before a route reads it. The pages first: their fixed paths (/ui/login) must win
+# over the API's /{schedule_id}/run.
+router = APIRouter(
+    route_class=errors.AdminRoute, dependencies=[Depends(errors.readable_text)]
+)
+router.include_router(ui.router)
+router.include_router(api.router)
 
 
 def create_app(context: AdminContext | None = None) -> FastAPI:

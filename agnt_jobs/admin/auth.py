@@ -48,7 +48,7 @@ from fastapi.security import APIKeyHeader
 from agnt_jobs import logs
 from agnt_jobs.admin.context import AdminContext, get_context
 from agnt_jobs.db import queries
-from agnt_jobs.scheduler import control
+from agnt_jobs.scheduler import operators
 from agnt_jobs.settings import Settings
 
 SQL = queries.load("admin.sql")
@@ -274,7 +274,7 @@ def audit(request: Request, action: str, schedule_id: str, **extra: Any) -> None
     )
 
 
-def actor(request: Request) -> control.Actor:
+def actor(request: Request) -> operators.Actor:
     """Who acts through the admin view, for an audit row: the credential that was
     checked for this request (the view has one token, not users: ``admin token``,
     or ``admin session`` with the session's id, as ``admin_sessions`` keeps it)
@@ -282,7 +282,7 @@ def actor(request: Request) -> control.Actor:
     credential = getattr(request.state, "agnt_admin_credential", None)
     if credential is None:  # a route that checked no credential acts for no one
         raise RuntimeError("an admin action without a checked credential")
-    return control.Actor(
+    return operators.Actor(
         by=f"{credential} from {client_address(request)}", source="admin"
     )
 
@@ -376,6 +376,30 @@ def end_session(ctx: AdminContext, value: str | None) -> None:
         connection.exec_driver_sql(
             SQL["session_end"], {"nonce_sha256": _nonce_sha256(value)}
         )
+
+
+def page_session(request: Request, ctx: AdminContext) -> str | None:
+    """The request's live session cookie, or None. A live session is the
+    credential the request acts with (``actor``)."""
+    value = request.cookies.get(SESSION_COOKIE)
+    if not session_live(ctx, value):
+        return None
+    assert value is not None
+    request.state.agnt_admin_credential = f"admin session {session_id(value)}"
+    return value
+
+
+def page_csrf(ctx: AdminContext, session: str) -> str:
+    """The CSRF value every form of a live session carries."""
+    token = configured_token(ctx.settings)
+    assert token is not None  # a live session implies a token
+    return csrf_value(session, token)
+
+
+def page_csrf_valid(ctx: AdminContext, given: str | None, session: str) -> bool:
+    """A form's CSRF value is its session's, under the token configured now."""
+    token = configured_token(ctx.settings)
+    return token is not None and csrf_valid(given, session, token)
 
 
 def csrf_value(session: str, token: bytes) -> str:

@@ -19,8 +19,7 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI
 
-from agnt_jobs.admin.app import create_app, server_options
-from agnt_jobs.admin.router import router
+from agnt_jobs.admin.app import create_app, router, server_options
 
 
 class _Server(uvicorn.Server):

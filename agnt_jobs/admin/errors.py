@@ -1,9 +1,13 @@
-"""How the admin view refuses a request it cannot read, in one place for every
-route (``AdminRoute``, so a backend that mounts the router answers the same):
-a body that is not JSON is 400; a value that fails its check is FastAPI's own
-422 at its field, which echoes at most a short prefix of the value, with every
-character it cannot encode written as an escape (a lone surrogate in a JSON
-string must not turn the refusal itself into a 500).
+"""How the admin view refuses a request, in one place for every route
+(``AdminRoute``, so a backend that mounts the router answers the same): a body
+that is not JSON is 400; a value that fails its check is FastAPI's own 422 at its
+field, which echoes at most a short prefix of the value, with every character it
+cannot encode written as an escape (a lone surrogate in a JSON string must not
+turn the refusal itself into a 500).
+
+An error a route's call raises answers by its kind (``answer``): ``NotFound``
+404, ``Conflict`` 409 (a run refused because one waits, or its job is not
+configured, says which run waits), ``Invalid`` 422 at the field it names.
 
 Text that cannot be encoded never reaches the database: the path, the query and
 a form's fields are checked here before a route reads them (``readable_text``),
@@ -20,6 +24,10 @@ from fastapi import Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
+
+from agnt_jobs.errors import AgntJobsError, Conflict, Invalid, NotFound
+from agnt_jobs.scheduler.bodies import NotConfigured
+from agnt_jobs.scheduler.run_control import AlreadyWaiting
 
 # How much of a refused value a 422 repeats: enough to recognise it.
 ECHO_CHARACTERS = 40
@@ -99,8 +107,29 @@ def refusal(error: RequestValidationError) -> JSONResponse:
     return JSONResponse({"detail": detail}, status.HTTP_422_UNPROCESSABLE_CONTENT)
 
 
+def answer(error: AgntJobsError) -> JSONResponse:
+    """The HTTP answer to an error of ``error``'s kind; an error of no kind a
+    request causes (a database that does not answer) is raised on."""
+    if isinstance(error, Invalid):
+        # Where the value was given: a body field, unless the error says.
+        part = getattr(error, "part", "body")
+        return refusal(invalid(part, error.field, str(error), error.value))
+    if isinstance(error, NotFound):
+        return JSONResponse({"detail": str(error)}, status.HTTP_404_NOT_FOUND)
+    if isinstance(error, AlreadyWaiting | NotConfigured):
+        waiting = error.job_id if isinstance(error, AlreadyWaiting) else None
+        return JSONResponse(
+            {"detail": str(error), "waiting_job_id": waiting},
+            status.HTTP_409_CONFLICT,
+        )
+    if isinstance(error, Conflict):
+        return JSONResponse({"detail": str(error)}, status.HTTP_409_CONFLICT)
+    raise error
+
+
 class AdminRoute(APIRoute):
-    """A route whose refusals are ``refusal``'s, wherever the router is mounted."""
+    """A route whose refusals are ``refusal``'s and whose errors are ``answer``'s,
+    wherever the router is mounted."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
@@ -110,6 +139,8 @@ class AdminRoute(APIRoute):
                 return await handler(request)
             except RequestValidationError as error:
                 return refusal(error)
+            except AgntJobsError as error:
+                return answer(error)
 
         return refusing
 

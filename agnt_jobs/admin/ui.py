@@ -30,17 +30,17 @@ from fastapi.templating import Jinja2Templates
 
 from agnt_jobs import logs
 from agnt_jobs.admin import (
+    actions,
     auth,
     chart,
     errors,
     formats,
-    pages,
     schemas,
-    service,
-    timeline,
 )
 from agnt_jobs.admin.context import AdminContext, get_context
-from agnt_jobs.scheduler import control
+from agnt_jobs.admin.read import pages, run_history, schedules, timeline
+from agnt_jobs.errors import AgntJobsError, Invalid, NotFound
+from agnt_jobs.scheduler import run_control
 
 logger = logging.getLogger(__name__)
 
@@ -131,16 +131,6 @@ def _back(
     return RedirectResponse(target + suffix, status_code=status.HTTP_303_SEE_OTHER)
 
 
-def _session(request: Request, ctx: AdminContext) -> str | None:
-    """The request's live session cookie, or None."""
-    value = request.cookies.get(auth.SESSION_COOKIE)
-    if not auth.session_live(ctx, value):
-        return None
-    assert value is not None
-    request.state.agnt_admin_credential = f"admin session {auth.session_id(value)}"
-    return value
-
-
 def _here(request: Request) -> str:
     """This page's path and query, for its forms' ``back`` field."""
     query = [
@@ -163,21 +153,19 @@ def page(
     request: Request,
     ctx: Context,
 ) -> Response:
-    session = _session(request, ctx)
+    session = auth.page_session(request, ctx)
     if session is None:
         return _signed_out(request, ctx)
-    token = auth.configured_token(ctx.settings)
-    assert token is not None
     now = datetime.now(UTC)
     return _render(
         request,
         ctx,
         "scheduler.html",
         here=_here(request),
-        registry=service.registry(ctx, now),
+        registry=schedules.registry(ctx, now),
         timeline=timeline.timeline(ctx, now),
         failures=timeline.recent_failures(ctx),
-        csrf=auth.csrf_value(session, token),
+        csrf=auth.page_csrf(ctx, session),
     )
 
 
@@ -230,9 +218,9 @@ def logout(
     """End the session on the server (its cookie opens nothing from now on) and
     drop the cookie. A live session is ended only with its CSRF value, as every
     other form; without one there is nothing to end, and the cookie is dropped."""
-    session = _session(request, ctx)
+    session = auth.page_session(request, ctx)
     if session is not None:
-        if not auth.csrf_valid(csrf, session, _csrf_key(ctx)):
+        if not auth.page_csrf_valid(ctx, csrf, session):
             return _render(
                 request,
                 ctx,
@@ -261,11 +249,10 @@ RunId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 def _refused_form(request: Request, ctx: AdminContext, csrf: str) -> Response | None:
     """The answer to a POST without a live session (401) or with a stale CSRF
     value (403), or None when it may go on."""
-    session = _session(request, ctx)
-    token = auth.configured_token(ctx.settings)
-    if session is None or token is None:
+    session = auth.page_session(request, ctx)
+    if session is None:
         return _signed_out(request, ctx, 401, error="Sign in first.")
-    if not auth.csrf_valid(csrf, session, token):
+    if not auth.page_csrf_valid(ctx, csrf, session):
         return _render(
             request, ctx, "message.html", 403, message="Stale form: reload the page."
         )
@@ -286,12 +273,12 @@ def _wita_form_time(value: str, ctx: AdminContext) -> datetime:
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
-        raise control.Refused(
+        raise Invalid(
             f"{value!r} is not a date and time: give e.g. 2026-12-24T09:00"
         ) from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=_wita(ctx))
-    control.check_instant("the time", parsed)
+    run_control.check_instant("the time", parsed)
     return parsed
 
 
@@ -309,8 +296,8 @@ def run_at(
         return refused
     try:
         when = _wita_form_time(at, ctx)
-        deferred = service.run_at(ctx, schedule_id, when, auth.actor(request), None)
-    except (control.UnknownId, control.Refused, control.NotConfigured) as failure:
+        deferred = actions.run_at(ctx, schedule_id, when, auth.actor(request), None)
+    except AgntJobsError as failure:
         return _back(request, back, error=str(failure))
     auth.audit(request, "admin_run_at", schedule_id, job_id=deferred.job_id)
     return _back(
@@ -349,11 +336,11 @@ def edit(
     try:
         # The JSON API's own model: the same checks (no control characters).
         change = schemas.ScheduleChangeIn.model_validate(values)
-        changed = service.change_schedule(ctx, schedule_id, change, auth.actor(request))
+        changed = actions.change_schedule(ctx, schedule_id, change, auth.actor(request))
     except pydantic.ValidationError as invalid:
         first = invalid.errors()[0]
         return _back(request, back, error=f"{first['loc'][0]}: {first['msg']}")
-    except (control.UnknownId, control.Refused) as failure:
+    except AgntJobsError as failure:
         return _back(request, back, error=str(failure))
     if change.dry_run:
         runs = ", ".join(
@@ -384,7 +371,7 @@ def run_action(
         return refused
     try:
         if action == "cancel":
-            cancelled = service.cancel_run(ctx, run_id, auth.actor(request), None)
+            cancelled = actions.cancel_run(ctx, run_id, auth.actor(request), None)
             auth.audit(request, "admin_cancel", str(run_id))
             done = (
                 "cancelled"
@@ -392,8 +379,8 @@ def run_action(
                 else "stops at its next checkpoint"
             )
             return _back(request, back, notice=f"Run {run_id} {done}")
-        retried = service.retry_run(ctx, run_id, auth.actor(request), None)
-    except (control.UnknownId, control.Refused) as failure:
+        retried = actions.retry_run(ctx, run_id, auth.actor(request), None)
+    except AgntJobsError as failure:
         return _back(request, back, error=str(failure))
     auth.audit(request, "admin_retry", str(run_id), new_job_id=retried.new_job_id)
     return _back(
@@ -415,7 +402,7 @@ def act(
         return refused
     try:
         if action == "run":
-            deferred = service.run_now(ctx, schedule_id)
+            deferred = actions.run_now(ctx, schedule_id)
             auth.audit(request, "admin_run", schedule_id, job_id=deferred.job_id)
             return _back(
                 request,
@@ -423,17 +410,12 @@ def act(
                 notice=f"{schedule_id}: deferred as job {deferred.job_id}",
             )
         if action == "reset":
-            service.reset_schedule(ctx, schedule_id, auth.actor(request), None)
+            actions.reset_schedule(ctx, schedule_id, auth.actor(request), None)
         else:
-            service.set_enabled(
+            actions.set_enabled(
                 ctx, schedule_id, action == "resume", auth.actor(request)
             )
-    except (
-        control.UnknownId,
-        control.AlreadyWaiting,
-        control.NotConfigured,
-        control.Refused,
-    ) as failure:
+    except AgntJobsError as failure:
         return _back(request, back, error=str(failure))
     auth.audit(request, f"admin_{action}", schedule_id)
     done = {"resume": "resumed", "pause": "paused", "reset": "reset to its declaration"}
@@ -446,10 +428,10 @@ def run_page(
     ctx: Context,
     run_id: RunId,
 ) -> Response:
-    session = _session(request, ctx)
+    session = auth.page_session(request, ctx)
     if session is None:
         return _signed_out(request, ctx)
-    detail = service.run_detail(ctx, run_id)
+    detail = run_history.run_detail(ctx, run_id)
     if detail is None:
         return _render(request, ctx, "message.html", 404, message=f"No run {run_id}.")
     return _render(
@@ -458,18 +440,8 @@ def run_page(
         "run.html",
         run=detail,
         here=_here(request),
-        csrf=_csrf(session, ctx),
+        csrf=auth.page_csrf(ctx, session),
     )
-
-
-def _csrf_key(ctx: AdminContext) -> bytes:
-    token = auth.configured_token(ctx.settings)
-    assert token is not None  # a live session implies a token
-    return token
-
-
-def _csrf(session: str, ctx: AdminContext) -> str:
-    return auth.csrf_value(session, _csrf_key(ctx))
 
 
 HISTORY_PAGE = 25
@@ -489,18 +461,18 @@ def schedule_page(
     until: Annotated[str | None, Query(max_length=64)] = None,
     cursor: Annotated[str | None, Query(max_length=256)] = None,
 ) -> Response:
-    session = _session(request, ctx)
+    session = auth.page_session(request, ctx)
     if session is None:
         return _signed_out(request, ctx)
     now = datetime.now(UTC)
     try:
         page_data = pages.schedule_page(ctx, schedule_id, now)
-    except control.UnknownId as unknown:
+    except NotFound as unknown:
         return _render(request, ctx, "message.html", 404, message=str(unknown))
     filter_error = None
     history = None
     try:
-        history = service.list_runs(
+        history = run_history.list_runs(
             ctx,
             job=page_data.row["task_name"],
             status=status_ or None,
@@ -509,7 +481,7 @@ def schedule_page(
             cursor=cursor,
             limit=HISTORY_PAGE,
         )
-    except (service.BadFilter, control.Refused) as bad:
+    except Invalid as bad:
         filter_error = str(bad)
     return _render(
         request,
@@ -527,7 +499,7 @@ def schedule_page(
         if page_data.row.get("declared_cron")
         else None,
         here=_here(request),
-        csrf=_csrf(session, ctx),
+        csrf=auth.page_csrf(ctx, session),
     )
 
 
@@ -536,7 +508,7 @@ def queues_page(
     request: Request,
     ctx: Context,
 ) -> Response:
-    session = _session(request, ctx)
+    session = auth.page_session(request, ctx)
     if session is None:
         return _signed_out(request, ctx)
     return _render(
@@ -544,5 +516,5 @@ def queues_page(
         ctx,
         "queues.html",
         page=pages.queues_page(ctx),
-        csrf=_csrf(session, ctx),
+        csrf=auth.page_csrf(ctx, session),
     )

@@ -1,7 +1,8 @@
 """The ``agnt-jobs`` command: each command is a thin call into the package.
 
 Every error an operator can cause (a bad setting, an unreachable database, an unknown
-id) ends as one line on stderr and a non-zero exit, never a traceback.
+id) ends as one line on stderr and a non-zero exit, never a traceback: each is an
+``AgntJobsError``, answered here, in one place.
 """
 
 from __future__ import annotations
@@ -21,11 +22,10 @@ from agnt_jobs.cli import (
     settings,
     worker,
 )
-from agnt_jobs.cli.common import UsageError
 from agnt_jobs.db.outage import SERVER_FULL_ADVICE, is_server_full
 from agnt_jobs.db.url import CONNECT_ERRORS, Unreachable
+from agnt_jobs.errors import AgntJobsError
 from agnt_jobs.scheduler.declaration import ScheduleError
-from agnt_jobs.settings import ConfigError
 
 cli = typer.Typer(
     help="agnt-jobs: the AGNT platform's scheduled jobs on a Postgres queue.",
@@ -50,16 +50,15 @@ def main() -> None:
             sys.exit(code)
     except typer.Exit as exit_:
         sys.exit(exit_.exit_code)
-    except (ConfigError, UsageError) as error:
-        typer.echo(f"agnt-jobs: {error}", err=True)
-        sys.exit(2)
     except ScheduleError as error:
         # Raised while importing the App: a declaration in periodic/ is malformed.
         typer.echo(f"agnt-jobs: {error}: fix its declaration in periodic/", err=True)
-        sys.exit(2)
-    except Unreachable as error:
+        sys.exit(error.exit_code)
+    except AgntJobsError as error:
+        # The operator's input, the state of a schedule or run, or a database
+        # that does not answer: one line, and the exit code of its kind.
         typer.echo(f"agnt-jobs: {error}", err=True)
-        sys.exit(1)
+        sys.exit(error.exit_code)
     except CONNECT_ERRORS as error:
         if is_server_full(error):
             reason = str(getattr(error, "orig", error)).strip().splitlines()[0]

@@ -9,10 +9,11 @@ from pathlib import Path
 import typer
 
 from agnt_jobs import logs
+from agnt_jobs.errors import Invalid
 from agnt_jobs.settings import get_settings
 
 
-class UsageError(Exception):
+class UsageError(Invalid):
     """Bad input from the operator: exit 2 with the message."""
 
 

@@ -25,12 +25,9 @@ def _instant(value: str | None) -> datetime:
         raise UsageError(f"--at {value!r} is not an ISO 8601 instant") from None
     if instant.tzinfo is None:
         raise UsageError(f"--at {value!r} needs a zone, e.g. {value}+08:00")
-    from agnt_jobs.scheduler import control
+    from agnt_jobs.scheduler import run_control
 
-    try:
-        control.check_instant("--at", instant)
-    except control.Refused as refused:
-        raise UsageError(str(refused)) from None
+    run_control.check_instant("--at", instant)
     return instant.astimezone(UTC)
 
 
@@ -217,7 +214,7 @@ def _run_every_job_once(timeout: float, stop: threading.Event) -> None:
 
     from agnt_jobs import db
     from agnt_jobs.app import app
-    from agnt_jobs.scheduler import control
+    from agnt_jobs.scheduler import run_control
     from agnt_jobs.scheduler.bodies import BODIES
 
     engine, settings = db.engine(), get_settings()
@@ -225,15 +222,15 @@ def _run_every_job_once(timeout: float, stop: threading.Event) -> None:
     waiting: dict[str, int] = {}
     for job in sorted(BODIES.keys() & app.tasks.keys()):
         try:
-            waiting[job] = control.run_now(app, engine, settings, job)
-        except control.AlreadyWaiting as already:
+            waiting[job] = run_control.run_now(app, engine, settings, job)
+        except run_control.AlreadyWaiting as already:
             if already.job_id is not None:
                 waiting[job] = already.job_id
     total, failed = len(waiting), []
     while waiting and time.monotonic() - started < timeout and not stop.is_set():
         for job, job_id in list(waiting.items()):
-            state = control.job_state(engine, job_id) or {}
-            if state.get("status") in control.FINAL_STATUSES:
+            state = run_control.job_state(engine, job_id) or {}
+            if state.get("status") in run_control.FINAL_STATUSES:
                 del waiting[job]
                 if state["status"] != "succeeded":
                     failed.append(job)

@@ -1,6 +1,6 @@
 """``agnt-jobs schedules ...`` and ``agnt-jobs run``: thin commands over
-``agnt_jobs.scheduler.control``. Unknown ids, and values the database refuses, are
-a one-line error with exit 2, and nothing is written."""
+``agnt_jobs.scheduler.schedule_control``. Unknown ids, and values the database
+refuses, are a one-line error with exit 2, and nothing is written."""
 
 from __future__ import annotations
 
@@ -22,7 +22,8 @@ from agnt_jobs.settings import ConfigError, get_settings
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
-    from agnt_jobs.scheduler.control import Actor, ScheduleState
+    from agnt_jobs.scheduler.operators import Actor
+    from agnt_jobs.scheduler.schedule_control import ScheduleState
     from agnt_jobs.scheduler.worker import AgntApp
 
 schedules_cli = typer.Typer(
@@ -32,6 +33,8 @@ schedules_cli = typer.Typer(
 
 
 def _usage(message: str) -> Exception:
+    """The operator's mistake; errors the calls below raise need no wrapping:
+    ``agnt-jobs`` answers every ``AgntJobsError`` by its kind."""
     return UsageError(message)
 
 
@@ -74,9 +77,9 @@ ByOption = Annotated[
 
 
 def _actor(by: str | None) -> Actor:
-    from agnt_jobs.scheduler import control
+    from agnt_jobs.scheduler import operators
 
-    return control.Actor(
+    return operators.Actor(
         by=by or f"{getpass.getuser()}@{socket.gethostname()}", source="cli"
     )
 
@@ -100,13 +103,13 @@ def list_(
     configured waits for, and whether an operator overrode the declaration
     (--json has both). Schedules created in SQL show their job as sql:JOB.
     """
-    from agnt_jobs.scheduler import control
+    from agnt_jobs.scheduler import schedule_control
 
     at = _parse_now(now)
     app = _app()
     rows = None
     try:
-        rows = control.database_rows(_engine())
+        rows = schedule_control.database_rows(_engine())
     except (
         sqlalchemy.exc.SQLAlchemyError,
         psycopg.Error,
@@ -118,7 +121,7 @@ def list_(
         typer.echo(
             f"agnt-jobs: no database state ({reason}): showing the code only", err=True
         )
-    states = control.states(app, at, rows, get_settings())
+    states = schedule_control.states(app, at, rows, get_settings())
     if as_json:
         typer.echo(json.dumps([state.as_json() for state in states], indent=2))
         return
@@ -178,12 +181,12 @@ def check() -> None:
     schedules). Each value an operator set that differs from the code is listed as
     overridden (not a disagreement).
     """
-    from agnt_jobs.scheduler import control, deploy
+    from agnt_jobs.scheduler import deploy, schedule_control
 
     app = _app()
     engine = _engine()
     try:
-        problems = control.check(app, engine, get_settings())
+        problems = schedule_control.check(app, engine, get_settings())
     except (sqlalchemy.exc.SQLAlchemyError, psycopg.Error) as error:
         reason = str(getattr(error, "orig", error)).strip().splitlines()[0]
         typer.echo(f"agnt-jobs: cannot read the schedules: {reason}", err=True)
@@ -191,11 +194,11 @@ def check() -> None:
     for problem in problems:
         typer.echo(f"{problem.kind}: {problem.message}")
     # Deliberate, and never undone by a deploy: shown, not a disagreement.
-    for override in control.overrides(app, engine):
+    for override in schedule_control.overrides(app, engine):
         typer.echo(f"overridden (ok): {override.message}")
     # A schedule a deployed worker already marked removed is no disagreement any
     # more, but it is shown: a deploy must not drop a job silently.
-    for id_, row in control.database_rows(engine).items():
+    for id_, row in schedule_control.database_rows(engine).items():
         if id_ not in app.schedules and row["removed_at"] is not None:
             typer.echo(
                 f"removed (ok): {id_} is no longer declared; marked removed at "
@@ -223,12 +226,9 @@ def lint() -> None:
 
 
 def _set_enabled(id_: str, enabled: bool, by: str | None) -> None:
-    from agnt_jobs.scheduler import control
+    from agnt_jobs.scheduler import schedule_control
 
-    try:
-        control.set_enabled(_app(), _engine(), id_, enabled, _actor(by))
-    except control.UnknownId as error:
-        raise _usage(str(error)) from None
+    schedule_control.set_enabled(_app(), _engine(), id_, enabled, _actor(by))
     typer.echo(f"{id_} {'resumed' if enabled else 'paused'}")
 
 
@@ -296,17 +296,14 @@ def set_(
     records the change in schedule_changes. A deploy never undoes it;
     'agnt-jobs schedules reset ID' returns to the code's declaration.
     """
-    from agnt_jobs.scheduler import control
+    from agnt_jobs.scheduler import schedule_control
 
-    change = control.Change(
+    change = schedule_control.Change(
         cron=cron, zone=zone, misfire_policy=misfire, timeout=timeout
     )
-    try:
-        row = control.set_schedule(
-            _app(), _engine(), id_, change, _actor(by), datetime.now(UTC), dry_run
-        )
-    except (control.UnknownId, control.Refused) as error:
-        raise _usage(str(error)) from None
+    row = schedule_control.set_schedule(
+        _app(), _engine(), id_, change, _actor(by), datetime.now(UTC), dry_run
+    )
     _show(row, "would be" if dry_run else "is now")
     if dry_run:
         typer.echo("dry run: nothing changed")
@@ -317,12 +314,9 @@ def reset(
     id_: Annotated[str, typer.Argument(metavar="ID")], by: ByOption = None
 ) -> None:
     """Return a schedule to what the code declares (its pause switch stays)."""
-    from agnt_jobs.scheduler import control
+    from agnt_jobs.scheduler import schedule_control
 
-    try:
-        row = control.reset(_app(), _engine(), id_, _actor(by), datetime.now(UTC))
-    except (control.UnknownId, control.Refused) as error:
-        raise _usage(str(error)) from None
+    row = schedule_control.reset(_app(), _engine(), id_, _actor(by), datetime.now(UTC))
     _show(row, "is back to its declaration")
 
 
@@ -351,12 +345,9 @@ def _parse_at(value: str) -> datetime:
         )
     elif zone is not None:
         raise _usage(f"--at {value!r}: give an offset or a zone, not both")
-    from agnt_jobs.scheduler import control
+    from agnt_jobs.scheduler import run_control
 
-    try:
-        control.check_instant("the time", parsed)
-    except control.Refused as refused:
-        raise _usage(str(refused)) from None
+    run_control.check_instant("the time", parsed)
     return parsed
 
 
@@ -385,20 +376,14 @@ def run(
     follows that one. A run --at waits as scheduled (job_run_audit shows it) and
     can be cancelled with 'agnt-jobs runs cancel JOB_ID'.
     """
-    from agnt_jobs.scheduler import control
+    from agnt_jobs.scheduler import run_control
 
     app = _app()
-    try:
-        control.job_task(app, id_)
-    except control.UnknownId as error:
-        raise _usage(str(error)) from None
+    run_control.job_task(app, id_)
     when = _parse_at(at) if at is not None else None
     engine = _engine()
     if when is not None:
-        try:
-            job_id = control.run_at(app, engine, get_settings(), id_, when, _actor(by))
-        except (control.NotConfigured, control.Refused) as error:
-            raise _usage(str(error)) from None
+        job_id = run_control.run_at(app, engine, get_settings(), id_, when, _actor(by))
         wita = ZoneInfo(get_settings().business_timezone)
         typer.echo(
             f"{id_}: deferred as job {job_id} for "
@@ -409,19 +394,16 @@ def run(
             return
     else:
         try:
-            job_id = control.run_now(app, engine, get_settings(), id_)
+            job_id = run_control.run_now(app, engine, get_settings(), id_)
             typer.echo(f"{id_}: deferred as job {job_id}")
-        except control.NotConfigured as error:
-            raise _usage(str(error)) from None
-        except control.AlreadyWaiting as waiting:
+        except run_control.AlreadyWaiting as waiting:
             if not wait or waiting.job_id is None:
-                typer.echo(f"agnt-jobs: {waiting}; not deferring another", err=True)
-                raise typer.Exit(1) from None
+                raise
             job_id = waiting.job_id
             typer.echo(f"{id_}: a run is already waiting (job {job_id}), following it")
     if not wait:
         return
-    state = control.wait_for(engine, job_id, timeout)
+    state = run_control.wait_for(engine, job_id, timeout)
     status = state["status"]
     detail = state.get("error") or (
         json.dumps(state["result"]) if state.get("result") is not None else ""
@@ -443,12 +425,9 @@ def cancel(
 ) -> None:
     """Cancel run JOB_ID: a waiting one at once; a running one stops at its next
     checkpoint and ends cancelled (what it finished stands)."""
-    from agnt_jobs.scheduler import control
+    from agnt_jobs.scheduler import run_control
 
-    try:
-        outcome = control.cancel(_engine(), job_id, _actor(by))
-    except (control.UnknownId, control.Refused) as error:
-        raise _usage(str(error)) from None
+    outcome = run_control.cancel(_engine(), job_id, _actor(by))
     if outcome == "cancelled":
         typer.echo(f"job {job_id} cancelled")
     else:
@@ -474,27 +453,22 @@ def retry(
 ) -> None:
     """Run again a failed, timed-out or cancelled run, or every such run of --job
     that ended between --since and --until (times as for 'run --at')."""
-    from agnt_jobs.scheduler import control
+    from agnt_jobs.scheduler import run_control
 
     if (job_id is None) == (job is None):
         raise _usage("give a JOB_ID, or --job with --since (and --until)")
     engine = _engine()
-    try:
-        if job_id is not None:
-            if since or until:
-                raise _usage("--since and --until go with --job, not a JOB_ID")
-            new_id = control.retry(engine, job_id, _actor(by))
-            typer.echo(
-                f"job {job_id} retried as job {new_id}{_waiting(engine, new_id)}"
-            )
-            return
-        assert job is not None
-        if since is None:
-            raise _usage("--job needs --since")
-        window = (_parse_at(since), _parse_at(until) if until else datetime.now(UTC))
-        retried = control.retry_all(engine, job, *window, _actor(by))
-    except (control.UnknownId, control.Refused) as error:
-        raise _usage(str(error)) from None
+    if job_id is not None:
+        if since or until:
+            raise _usage("--since and --until go with --job, not a JOB_ID")
+        new_id = run_control.retry(engine, job_id, _actor(by))
+        typer.echo(f"job {job_id} retried as job {new_id}{_waiting(engine, new_id)}")
+        return
+    assert job is not None
+    if since is None:
+        raise _usage("--job needs --since")
+    window = (_parse_at(since), _parse_at(until) if until else datetime.now(UTC))
+    retried = run_control.retry_all(engine, job, *window, _actor(by))
     for old, new in retried:
         typer.echo(f"job {old} retried as job {new}")
     typer.echo(f"{job}: {len(retried)} run{'s' if len(retried) != 1 else ''} retried")
@@ -503,9 +477,9 @@ def retry(
 def _waiting(engine: Engine, job_id: int) -> str:
     """ ", waiting until ..." for a run set for a later time (a retry keeps the
     time of the run it retries), else nothing."""
-    from agnt_jobs.scheduler import control
+    from agnt_jobs.scheduler import run_control
 
-    at = control.waits_until(engine, job_id)
+    at = run_control.waits_until(engine, job_id)
     if at is None:
         return ""
     wita = ZoneInfo(get_settings().business_timezone)

@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+from agnt_jobs.errors import AgntJobsError
 
-class ClientError(Exception):
+
+class ClientError(AgntJobsError):
     """A call to an outside system failed. ``status`` is the HTTP status, if any."""
 
     retryable: bool = False

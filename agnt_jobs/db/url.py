@@ -26,12 +26,13 @@ from sqlalchemy.engine import Engine
 
 from agnt_jobs.db.far import far_values
 from agnt_jobs.db.outage import is_server_full
+from agnt_jobs.errors import Unavailable
 from agnt_jobs.settings import ConfigError, get_settings
 
 SCHEMES = ("postgresql", "postgres")
 
 
-class Unreachable(Exception):
+class Unreachable(Unavailable):
     """The job database could not be connected to; the message names the cause
     (refused, no answer, unknown host, authentication, no such database) and the
     setting to check. Raised with no chained exception: the stock CLI prints every

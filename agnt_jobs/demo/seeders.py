@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from agnt_jobs import logs
+from agnt_jobs.errors import Conflict
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ def local_instant(day: str, clock: str) -> str:
     return f"((({day}) + ({clock})) AT TIME ZONE :tz)"
 
 
-class NotEmptyError(Exception):
+class NotEmptyError(Conflict):
     """The database already has data in a table the demo would fill."""
 
 

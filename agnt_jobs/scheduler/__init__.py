@@ -3,6 +3,7 @@
 periodic tasks in step with ``periodic/`` (``deploy``), misfire planning
 (``misfire``), the deferrer that decides each tick once (``deferrer``), the worker
 and App with their seams into Procrastinate (``worker``), job bodies as tasks
-(``bodies``, ``tasks``), the run history (``history``), operator actions
-(``control``), the job system's own maintenance jobs (``maintenance``) and
+(``bodies``, ``tasks``), the run history (``history``), what operators do with
+schedules (``schedule_control``) and with runs (``run_control``), acting as an
+``operators.Actor``, the job system's own maintenance jobs (``maintenance``) and
 deferring a job in the caller's transaction (``defer``)."""

@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from agnt_jobs import checkpoint
+from agnt_jobs.errors import Conflict
 from agnt_jobs.settings import ConfigError, Settings
 from agnt_jobs.settings.names import variable
 
@@ -92,7 +93,7 @@ def missing_settings(job_name: str, settings: Settings) -> list[str]:
     ]
 
 
-class NotConfigured(ConfigError):
+class NotConfigured(ConfigError, Conflict):
     """A job was asked to run while settings it needs are unset."""
 
     def __init__(self, job_name: str, missing: list[str]) -> None:

@@ -15,10 +15,11 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from agnt_jobs.errors import Invalid
 from agnt_jobs.scheduler.declaration import Schedule
 
 
-class Broken(ValueError):
+class Broken(Invalid, ValueError):
     """A schedule no worker can follow; the message says why, in one line."""
 
 

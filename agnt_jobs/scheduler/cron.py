@@ -33,10 +33,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from functools import lru_cache
 
+from agnt_jobs.errors import Invalid
+
 __all__ = ["Cron", "CronError", "parse"]
 
 
-class CronError(ValueError):
+class CronError(Invalid, ValueError):
     """An expression outside the grammar, or one that never fires; the message is
     one line that says what to write."""
 

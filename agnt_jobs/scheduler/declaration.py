@@ -18,6 +18,7 @@ from functools import cached_property
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from agnt_jobs.errors import Invalid
 from agnt_jobs.scheduler.cron import Cron, CronError, parse
 
 WITA = "Asia/Makassar"
@@ -50,7 +51,7 @@ class Misfire(StrEnum):
     CATCH_UP = "catch_up"
 
 
-class ScheduleError(ValueError):
+class ScheduleError(Invalid, ValueError):
     """A declaration is malformed; the message names the schedule and the field."""
 
 

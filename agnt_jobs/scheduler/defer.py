@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 
 from agnt_jobs import tracing
 from agnt_jobs.db import queries
+from agnt_jobs.errors import Invalid
 
 CallerConnection = Session | sa.Connection | psycopg.Connection[Any]
 if TYPE_CHECKING:
@@ -48,7 +49,7 @@ _REFUSALS = {"P0002", "22023"}
 SQL = queries.load("defer.sql")
 
 
-class DeferRefused(ValueError):
+class DeferRefused(Invalid, ValueError):
     """Postgres refused to defer: an unknown job, or arguments it does not take.
     The message is the database's one line, which says what to do."""
 

@@ -25,6 +25,7 @@ from typing import Any
 from agnt_jobs import logs
 from agnt_jobs.db import migrate
 from agnt_jobs.db.outage import as_database_error
+from agnt_jobs.errors import Unavailable
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ REQUEST_LIMIT_BYTES = 8192
 QueryOne = Callable[[str], Awaitable[Mapping[str, Any]]]
 
 
-class DatabaseUnanswered(Exception):
+class DatabaseUnanswered(Unavailable):
     """The database did not answer a probe's query; the message says how."""
 
 

@@ -13,6 +13,7 @@ import functools
 from pydantic import ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from agnt_jobs.errors import AgntJobsError
 from agnt_jobs.settings.admin import AdminSettings
 from agnt_jobs.settings.billing import BillingSettings
 from agnt_jobs.settings.bookings import BookingSettings
@@ -46,7 +47,7 @@ GROUPS: tuple[type, ...] = (
 )
 
 
-class ConfigError(Exception):
+class ConfigError(AgntJobsError):
     """A setting is missing or invalid; the message names the variable to fix."""
 
 

@@ -7,7 +7,7 @@ import sqlalchemy as sa
 from procrastinate import PsycopgConnector
 from sqlalchemy.engine import Engine
 
-from agnt_jobs.scheduler import control, deploy, tasks
+from agnt_jobs.scheduler import deploy, schedule_control, tasks
 from agnt_jobs.scheduler.declaration import Schedule
 from agnt_jobs.scheduler.worker import AgntApp
 from agnt_jobs.settings import Settings
@@ -38,8 +38,8 @@ async def test_a_change_not_deployed_everywhere_is_reported(
             ),
             {"w": worker_id, "d": '{"sweep": {"cron": "*/15 * * * *"}}'},
         )
-    assert control.check(old, engine, env) == [
-        control.Problem(
+    assert schedule_control.check(old, engine, env) == [
+        schedule_control.Problem(
             "stale_worker",
             None,
             f"worker {worker_id} (old-host pid 42) deployed different schedules: sweep",
@@ -47,7 +47,7 @@ async def test_a_change_not_deployed_everywhere_is_reported(
     ]
 
     new = _app(db_url, "*/10 * * * *")
-    problems = control.check(new, engine, env)
+    problems = schedule_control.check(new, engine, env)
     assert [(p.kind, p.schedule_id) for p in problems] == [
         ("changed", "sweep"),
         ("stale_worker", None),
@@ -67,5 +67,7 @@ async def test_a_dropped_schedule_and_a_missing_body_are_reported(
         await deploy.sync_table(app)
     dropped = AgntApp(connector=PsycopgConnector(conninfo=db_url))
     deploy.register(dropped, [Schedule("bodiless", "0 1 * * *", "No body yet.")])
-    kinds = [(p.kind, p.schedule_id) for p in control.check(dropped, engine, env)]
+    kinds = [
+        (p.kind, p.schedule_id) for p in schedule_control.check(dropped, engine, env)
+    ]
     assert kinds == [("no_body", "bodiless"), ("dropped", "sweep")]

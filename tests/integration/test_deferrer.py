@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from procrastinate import PsycopgConnector
 from sqlalchemy.engine import Engine
 
-from agnt_jobs.scheduler import control, deploy, tasks
+from agnt_jobs.scheduler import deploy, schedule_control, tasks
 from agnt_jobs.scheduler.declaration import Misfire, Schedule
 from agnt_jobs.scheduler.deferrer import (
     BACKSTOP_SECONDS,
@@ -157,10 +157,10 @@ async def test_paused_ticks_are_skipped_by_every_worker_and_not_caught_up(
 ) -> None:
     await deferrer().defer_due(at(2, 5) + 0.5)
     await finish_waiting(app)
-    control.set_enabled(app, engine, DAILY.id, False)
+    schedule_control.set_enabled(app, engine, DAILY.id, False)
     for worker in (deferrer(), deferrer()):
         await worker.defer_due(at(3, 5) + 0.5)
-    control.set_enabled(app, engine, DAILY.id, True)
+    schedule_control.set_enabled(app, engine, DAILY.id, True)
     await deferrer().defer_due(at(3, 6))
     await deferrer().defer_due(at(4, 5) + 0.5)
     assert [t[:3] for t in ticks(engine, DAILY.id)] == [

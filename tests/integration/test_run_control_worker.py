@@ -21,7 +21,7 @@ from procrastinate import PsycopgConnector
 from sqlalchemy.engine import Engine
 
 from agnt_jobs.checkpoint import checkpoint
-from agnt_jobs.scheduler import control, deploy
+from agnt_jobs.scheduler import deploy, operators, run_control
 from agnt_jobs.scheduler.bodies import BODIES, RunContext
 from agnt_jobs.scheduler.declaration import Schedule
 from agnt_jobs.scheduler.history import record_run
@@ -32,7 +32,7 @@ from tests.support.waiting import until
 
 # The body: this many steps of this long, a checkpoint before each (5 s in all).
 STEPS, STEP_SECONDS = 100, 0.05
-OPERATOR = control.Actor(by="ops@example", source="sql")
+OPERATOR = operators.Actor(by="ops@example", source="sql")
 
 
 def steps(ctx: RunContext) -> dict[str, int]:
@@ -151,9 +151,9 @@ async def test_a_running_run_an_operator_cancels_ends_cancelled_at_a_checkpoint(
     job_id = await app.tasks["test_steps"].defer_async()
     async with _worker(app, listen):
         assert await until(lambda: _run(engine, job_id) is not None, 10)
-        assert await asyncio.to_thread(control.cancel, engine, job_id, OPERATOR) == (
-            "cancelling"
-        )
+        assert await asyncio.to_thread(
+            run_control.cancel, engine, job_id, OPERATOR
+        ) == ("cancelling")
         assert await until(lambda: _ended(engine, job_id), 10), _run(engine, job_id)
     run = _run(engine, job_id)
     assert (run.status, run.result) == ("cancelled", None)

@@ -16,7 +16,8 @@ import sqlalchemy as sa
 from procrastinate import PsycopgConnector
 from sqlalchemy.engine import Engine
 
-from agnt_jobs.scheduler import control, deploy, tasks
+from agnt_jobs.errors import Invalid, NotFound
+from agnt_jobs.scheduler import deploy, operators, schedule_control, tasks
 from agnt_jobs.scheduler.declaration import Misfire, Schedule
 from agnt_jobs.scheduler.deferrer import ScheduleDeferrer
 from agnt_jobs.scheduler.worker import AgntApp
@@ -26,7 +27,7 @@ from tests.support.schedules import finish_waiting
 WITA = ZoneInfo("Asia/Makassar")
 HOURLY = Schedule("hourly_sweep", "0 * * * *", "Sweep.", queue="sweeps")
 DAILY = Schedule("daily_close", "0 5 * * *", "Close the day.", Misfire.CATCH_UP)
-OPERATOR = control.Actor(by="ops@example", source="cli")
+OPERATOR = operators.Actor(by="ops@example", source="cli")
 
 
 def at(day: int, hour: int, minute: int = 0) -> float:
@@ -124,15 +125,15 @@ def test_every_change_is_audited_with_who_and_what(
         connection.execute(
             sa.text("UPDATE schedules SET cron = '7 3 * * *' WHERE id = 'hourly_sweep'")
         )
-    control.set_schedule(
+    schedule_control.set_schedule(
         app,
         engine,
         HOURLY.id,
-        control.Change(zone="UTC", timeout="45 minutes"),
+        schedule_control.Change(zone="UTC", timeout="45 minutes"),
         OPERATOR,
         datetime.now(UTC),
     )
-    control.set_enabled(app, engine, HOURLY.id, False, OPERATOR)
+    schedule_control.set_enabled(app, engine, HOURLY.id, False, OPERATOR)
     declared, by_sql, by_cli, paused = changes(engine, HOURLY.id)
     assert declared.source == "deploy" and declared.old is None
     assert declared.new["cron"] == "0 * * * *"
@@ -144,7 +145,7 @@ def test_every_change_is_audited_with_who_and_what(
     assert by_cli.new == {"zone": "UTC", "timeout": "00:45:00"}
     assert (paused.old, paused.new) == ({"enabled": True}, {"enabled": False})
     # Who last changed a value, for the override report.
-    [*overrides] = control.overrides(app, engine)
+    [*overrides] = schedule_control.overrides(app, engine)
     assert {(o.field, o.value, o.declared) for o in overrides} == {
         ("cron", "7 3 * * *", "0 * * * *"),
         ("zone", "UTC", "Asia/Makassar"),
@@ -173,21 +174,23 @@ async def test_a_deploy_keeps_an_operators_change_and_reset_returns_to_the_code(
     assert redeployed.source == "deploy"
     assert redeployed.new == {"zone": "Asia/Jakarta", "declared_cron": "30 * * * *",
                           "declared_zone": "Asia/Jakarta"}  # fmt: skip
-    [override] = control.overrides(new_code, engine)
+    [override] = schedule_control.overrides(new_code, engine)
     assert override.message.startswith(
         "hourly_sweep: cron is '7 3 * * *', the code declares '30 * * * *' (set by "
     )
 
-    row = control.reset(new_code, engine, HOURLY.id, OPERATOR, datetime.now(UTC))
+    row = schedule_control.reset(
+        new_code, engine, HOURLY.id, OPERATOR, datetime.now(UTC)
+    )
     assert (row["cron"], row["zone"], row["overridden"]) == (
         "30 * * * *",
         "Asia/Jakarta",
         False,
     )
     assert row["next_run_at"] is not None
-    assert control.overrides(new_code, engine) == []
-    with pytest.raises(control.UnknownId):
-        control.reset(new_code, engine, "nope", OPERATOR, datetime.now(UTC))
+    assert schedule_control.overrides(new_code, engine) == []
+    with pytest.raises(NotFound):
+        schedule_control.reset(new_code, engine, "nope", OPERATOR, datetime.now(UTC))
 
 
 async def test_the_deferrer_follows_a_change_at_its_next_decision(
@@ -279,8 +282,8 @@ async def test_a_schedule_created_in_sql_runs_its_job_once_per_tick(
     # It shows in the list beside the declared ones, with its job.
     [state] = [
         s
-        for s in control.states(
-            app, datetime.now(UTC), control.database_rows(engine), env
+        for s in schedule_control.states(
+            app, datetime.now(UTC), schedule_control.database_rows(engine), env
         )
         if s.id == "daily_close_evening"
     ]
@@ -325,11 +328,11 @@ def test_set_dry_run_shows_the_next_runs_and_changes_nothing(
     before = sql(engine, "SELECT * FROM schedules ORDER BY id")
     audit = sql(engine, "SELECT count(*) FROM schedule_changes")
     now = datetime(2026, 12, 24, 8, 0, tzinfo=WITA)
-    row = control.set_schedule(
+    row = schedule_control.set_schedule(
         app,
         engine,
         HOURLY.id,
-        control.Change(cron="0 9 * * 1-5"),
+        schedule_control.Change(cron="0 9 * * 1-5"),
         OPERATOR,
         now,
         dry_run=True,
@@ -345,17 +348,32 @@ def test_set_dry_run_shows_the_next_runs_and_changes_nothing(
     ]
     assert sql(engine, "SELECT * FROM schedules ORDER BY id") == before
     assert sql(engine, "SELECT count(*) FROM schedule_changes") == audit
-    with pytest.raises(control.Refused, match=r"^schedules.zone 'Mars/Olympus' is not"):
-        control.set_schedule(
-            app, engine, HOURLY.id, control.Change(zone="Mars/Olympus"), OPERATOR, now
+    with pytest.raises(Invalid, match=r"^schedules.zone 'Mars/Olympus' is not"):
+        schedule_control.set_schedule(
+            app,
+            engine,
+            HOURLY.id,
+            schedule_control.Change(zone="Mars/Olympus"),
+            OPERATOR,
+            now,
         )
-    with pytest.raises(control.Refused, match="interval"):
-        control.set_schedule(
-            app, engine, HOURLY.id, control.Change(timeout="soon"), OPERATOR, now
+    with pytest.raises(Invalid, match="interval"):
+        schedule_control.set_schedule(
+            app,
+            engine,
+            HOURLY.id,
+            schedule_control.Change(timeout="soon"),
+            OPERATOR,
+            now,
         )
-    with pytest.raises(control.UnknownId):
-        control.set_schedule(
-            app, engine, "nope", control.Change(cron="* * * * *"), OPERATOR, now
+    with pytest.raises(NotFound):
+        schedule_control.set_schedule(
+            app,
+            engine,
+            "nope",
+            schedule_control.Change(cron="* * * * *"),
+            OPERATOR,
+            now,
         )
     assert sql(engine, "SELECT * FROM schedules ORDER BY id") == before
     assert timedelta(0) < before[0].timeout

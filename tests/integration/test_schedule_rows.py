@@ -19,7 +19,7 @@ import sqlalchemy.exc
 from procrastinate import PsycopgConnector
 from sqlalchemy.engine import Engine
 
-from agnt_jobs.scheduler import control, deploy, tasks
+from agnt_jobs.scheduler import deploy, operators, run_control, schedule_control, tasks
 from agnt_jobs.scheduler.declaration import Misfire, Schedule
 from agnt_jobs.scheduler.deferrer import ScheduleDeferrer
 from agnt_jobs.scheduler.worker import AgntApp
@@ -30,7 +30,7 @@ WITA = ZoneInfo("Asia/Makassar")
 HOURLY = Schedule("hourly_sweep", "0 * * * *", "Sweep.", queue="sweeps")
 DAILY = Schedule("daily_close", "0 5 * * *", "Close the day.", Misfire.CATCH_UP)
 DeferrerFactory = Callable[[], ScheduleDeferrer]
-ACTOR = control.Actor(by="test", source="cli")
+ACTOR = operators.Actor(by="test", source="cli")
 
 
 def at(day: int, hour: int, minute: int = 0, second: float = 0) -> float:
@@ -172,13 +172,13 @@ async def test_a_row_no_worker_can_follow_stops_only_itself(
     assert decided(engine, DAILY.id) == [wita(at(4, 5)), wita(at(5, 5))]
     assert decided(engine, broken_id) == []
     assert broken_id in faults(engine)
-    problems = control.check(app, engine, env)
+    problems = schedule_control.check(app, engine, env)
     [line] = [p.message for p in problems if p.kind == "broken"]
     assert line.startswith(f"{broken_id} is broken") and "\n" not in line
     states = {
         s.id: s
-        for s in control.states(
-            app, datetime.now(UTC), control.database_rows(engine), env
+        for s in schedule_control.states(
+            app, datetime.now(UTC), schedule_control.database_rows(engine), env
         )
     }
     assert states[broken_id].broken
@@ -206,7 +206,9 @@ async def test_a_value_the_checks_miss_is_set_aside_when_its_tick_fails(
     assert decided(engine, HOURLY.id) == []
     assert faults(engine)[HOURLY.id].startswith("its ticks cannot be decided: ")
     assert [
-        p.schedule_id for p in control.check(app, engine, env) if p.kind == "broken"
+        p.schedule_id
+        for p in schedule_control.check(app, engine, env)
+        if p.kind == "broken"
     ] == [HOURLY.id]
 
 
@@ -226,7 +228,9 @@ async def test_a_mended_row_ticks_again_and_its_fault_is_lifted(
     await worker.defer_due(at(4, 6, second=0.5))
     assert decided(engine, HOURLY.id) == [wita(at(4, 6))]
     assert faults(engine) == {}
-    assert [p for p in control.check(app, engine, env) if p.kind == "broken"] == []
+    assert [
+        p for p in schedule_control.check(app, engine, env) if p.kind == "broken"
+    ] == []
 
 
 async def test_a_run_of_a_broken_schedule_reads_no_timeout(
@@ -336,9 +340,9 @@ async def test_retrying_a_run_set_for_later_keeps_its_time(
     app: AgntApp, engine: Engine, env: Settings
 ) -> None:
     when = datetime.now(UTC).replace(microsecond=0) + timedelta(days=3)
-    job_id = control.run_at(app, engine, env, HOURLY.id, when, ACTOR)
-    control.cancel(engine, job_id, ACTOR)
-    retry_id = control.retry(engine, job_id, ACTOR)
+    job_id = run_control.run_at(app, engine, env, HOURLY.id, when, ACTOR)
+    run_control.cancel(engine, job_id, ACTOR)
+    retry_id = run_control.retry(engine, job_id, ACTOR)
     [(scheduled_at, args)] = sql(
         engine,
         "SELECT scheduled_at, args FROM procrastinate_jobs WHERE id = :id",
@@ -346,22 +350,22 @@ async def test_retrying_a_run_set_for_later_keeps_its_time(
     )
     assert scheduled_at == when
     assert args == {"timestamp": int(when.timestamp())}
-    assert control.waits_until(engine, retry_id) == when
+    assert run_control.waits_until(engine, retry_id) == when
 
 
 async def test_retrying_a_run_whose_time_passed_runs_it_now(
     app: AgntApp, engine: Engine, env: Settings
 ) -> None:
-    job_id = control.run_now(app, engine, env, HOURLY.id)
-    control.cancel(engine, job_id, ACTOR)
-    retry_id = control.retry(engine, job_id, ACTOR)
+    job_id = run_control.run_now(app, engine, env, HOURLY.id)
+    run_control.cancel(engine, job_id, ACTOR)
+    retry_id = run_control.retry(engine, job_id, ACTOR)
     [(scheduled_at, args)] = sql(
         engine,
         "SELECT j.scheduled_at, j.args FROM procrastinate_jobs j WHERE id = :id",
         id=retry_id,
     )
     assert scheduled_at is None
-    assert control.waits_until(engine, retry_id) is None
+    assert run_control.waits_until(engine, retry_id) is None
     [(original,)] = sql(
         engine, "SELECT args FROM procrastinate_jobs WHERE id = :id", id=job_id
     )

@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session
 from agnt_jobs import settings, tracing, walk
 from agnt_jobs.admin import create_app
 from agnt_jobs.db.connector import SettingsConnector
-from agnt_jobs.scheduler import control, deploy, tasks
+from agnt_jobs.scheduler import deploy, run_control, tasks
 from agnt_jobs.scheduler.bodies import BODIES, RunContext
 from agnt_jobs.scheduler.declaration import Schedule
 from agnt_jobs.scheduler.defer import DeferRefused, defer
@@ -82,7 +82,7 @@ async def test_agnt_jobs_run_is_the_parent_of_the_run_it_defers(
     app: App, engine: Engine, env: settings.Settings, spans: InMemorySpanExporter
 ) -> None:
     assert isinstance(app, AgntApp)
-    job_id = control.run_now(app, engine, env, JOB)
+    job_id = run_control.run_now(app, engine, env, JOB)
     assert set(_traceparents(engine)) == {job_id}
     await _run_waiting_jobs(app)
     # Nothing was current: the defer is the trace's root.
@@ -301,7 +301,7 @@ def test_with_traces_off_a_defer_makes_no_span_and_writes_no_row(
 
     monkeypatch.setattr(trace, "get_tracer", no_span)
     assert isinstance(app, AgntApp)
-    job_id = control.run_now(app, engine, settings.get_settings(), JOB)
+    job_id = run_control.run_now(app, engine, settings.get_settings(), JOB)
     with Session(engine) as session, session.begin(), pytest.raises(DeferRefused):
         defer(session, "no_such_job")
     assert job_id > 0

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from procrastinate import PsycopgConnector
 from sqlalchemy.engine import Engine
 
-from agnt_jobs.scheduler import control, deploy, tasks
+from agnt_jobs.scheduler import deploy, schedule_control, tasks
 from agnt_jobs.scheduler.declaration import Schedule
 from agnt_jobs.scheduler.deferrer import ScheduleDeferrer
 from agnt_jobs.scheduler.history import record_run
@@ -64,7 +64,7 @@ async def test_views_show_schedules_runs_and_late_ticks(
     await ScheduleDeferrer(app, env, worker_id=None).defer_due(now)
     manual_job = await app.configure_task("nightly", queueing_lock=None).defer_async()
     await _run_waiting_jobs(app)
-    control.set_enabled(app, engine, MINUTELY.id, False)
+    schedule_control.set_enabled(app, engine, MINUTELY.id, False)
     await ScheduleDeferrer(app, env, worker_id=None).defer_due(now + 60)
 
     overview = {

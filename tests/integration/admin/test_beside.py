@@ -12,7 +12,7 @@ from sqlalchemy.engine import Engine
 
 from agnt_jobs.admin.beside import worker_lifespan
 from agnt_jobs.app import app as jobs
-from agnt_jobs.scheduler import control
+from agnt_jobs.scheduler import run_control
 from agnt_jobs.settings import Settings
 from tests.support.admin_data import HEADERS
 
@@ -29,10 +29,10 @@ def test_an_app_with_the_lifespan_serves_the_view_and_runs_jobs(
     with TestClient(backend) as client:
         assert client.get("/health").json() == {"status": "ok"}
         assert client.get("/admin/scheduler", headers=HEADERS).status_code == 200
-        job_id = control.run_now(jobs, engine, token_env, "prune_error_logs")
+        job_id = run_control.run_now(jobs, engine, token_env, "prune_error_logs")
         deadline = time.monotonic() + 30
-        while (state := control.job_state(engine, job_id))["status"] != "succeeded":
+        while (state := run_control.job_state(engine, job_id))["status"] != "succeeded":
             assert state["status"] in ("todo", "doing"), state
             assert time.monotonic() < deadline, "the worker beside never ran it"
             time.sleep(0.1)
-    assert control.job_state(engine, job_id)["status"] == "succeeded"
+    assert run_control.job_state(engine, job_id)["status"] == "succeeded"

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from agnt_jobs.jobs import health
-from agnt_jobs.scheduler import control
+from agnt_jobs.scheduler import schedule_control
 from agnt_jobs.scheduler.bodies import BODIES, RunContext
 from agnt_jobs.scheduler.declaration import WITA, Misfire, Schedule
 from agnt_jobs.scheduler.deferrer import ScheduleDeferrer
@@ -274,7 +274,7 @@ async def test_overdue_schedules_fail_until_a_worker_decides_their_ticks(
     assert details["missed"] == {}
 
     # A paused schedule is not overdue: nobody should decide its ticks.
-    control.set_enabled(scheduled_app, engine, DAILY.id, False)
+    schedule_control.set_enabled(scheduled_app, engine, DAILY.id, False)
     health.run_checks(_ctx(engine, env, alerts_server), SCHEDULE_CHECK)
     value, details = _schedule_result(engine)
     assert (value, list(details["overdue"])) == (1, [HOURLY.id])
@@ -346,7 +346,7 @@ async def test_paused_queued_and_late_ticks_are_reported_not_failing(
     )
     await finish_waiting(scheduled_app)
     # Then paused: the ticks it would have caught up and its next are skipped.
-    control.set_enabled(scheduled_app, engine, DAILY.id, False)
+    schedule_control.set_enabled(scheduled_app, engine, DAILY.id, False)
     five = _days_ahead_wita(2, 5)
     await _deferrer(scheduled_app, env).defer_due(five.timestamp() + 0.5)
     # hourly_sweep's 05:00 run has not started by 06:00: the 06:00 tick is skipped.
@@ -396,7 +396,7 @@ async def test_an_enabled_schedule_waiting_for_a_setting_fails_until_it_is_set(
                 "monthly_invoice": ["AGNT_STRIPE_API_KEY"],
             }
         }
-        control.set_enabled(app, engine, "monthly_invoice", False)
+        schedule_control.set_enabled(app, engine, "monthly_invoice", False)
     with engine.connect() as connection:
         seen = health.unconfigured_schedules(connection, context(engine, bare))
     assert seen.value == 1

@@ -1,9 +1,8 @@
-"""The admin view's HTTP routes under ``/admin/scheduler``: the JSON API for scripts
-(token in ``X-Internal-Token``) and the page for people (``/admin/scheduler/ui``).
-Each route is one call into ``agnt_jobs.admin.service`` (or
-``agnt_jobs.scheduler.control``).
-
-Mount it in a FastAPI backend with ``backend.include_router(router)``.
+"""The admin view's JSON API under ``/admin/scheduler``, for scripts (token in
+``X-Internal-Token``): each route is one call into what the view reads
+(``admin.read``) or does (``admin.actions``); what an error answers (404, 409,
+422 at its field) is said once, in ``errors.answer``. The pages for people are
+``ui``'s; ``app.router`` mounts both.
 """
 
 from __future__ import annotations
@@ -14,15 +13,15 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, status
-from fastapi.exceptions import RequestValidationError
+from fastapi import APIRouter, Depends, Path, Query, Request, status
 from fastapi.responses import JSONResponse
 from pydantic import BeforeValidator
 
-from agnt_jobs.admin import errors, schemas, service, ui
+from agnt_jobs.admin import actions, errors, schemas
 from agnt_jobs.admin.auth import actor, audit, require_token
 from agnt_jobs.admin.context import AdminContext, get_context
-from agnt_jobs.scheduler import control
+from agnt_jobs.admin.read import run_history, schedules
+from agnt_jobs.errors import NotFound
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +55,7 @@ _BAD_BODY: dict[int | str, dict[str, Any]] = {
 }
 
 PREFIX = "/admin/scheduler"
-api = APIRouter(
+router = APIRouter(
     prefix=PREFIX,
     route_class=errors.AdminRoute,
     tags=["admin"],
@@ -68,13 +67,13 @@ Context = Annotated[AdminContext, Depends(get_context)]
 ScheduleId = Annotated[str, Path(max_length=128, description="A schedule (or job) id.")]
 
 
-@api.get("", response_model=schemas.Registry, summary="The schedule registry")
+@router.get("", response_model=schemas.Registry, summary="The schedule registry")
 def get_registry(ctx: Context) -> schemas.Registry:
     """Every schedule the deployed code declares, with its next run (UTC and WITA),
     its last run and its health; the schedules the database knows that this code
     dropped (`removed`); and where code and database disagree (`problems`). Use it
     after a deploy to see that no job was silently dropped."""
-    return service.registry(ctx, datetime.now(UTC))
+    return schedules.registry(ctx, datetime.now(UTC))
 
 
 _NUMBER = re.compile(r"\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*")
@@ -98,31 +97,7 @@ def _aware(value: datetime | None, ctx: AdminContext) -> datetime | None:
     return value.replace(tzinfo=ZoneInfo(ctx.settings.business_timezone))
 
 
-def _invalid(
-    field: str, message: str, value: Any, part: str = "query"
-) -> RequestValidationError:
-    return errors.invalid(part, field, message, value)
-
-
-_COLUMNS = {
-    "cron": "cron",
-    "zone": "zone",
-    "misfire_policy": "misfire_policy",
-    "timeout": "timeout",
-}
-
-
-def _refused(error: control.Refused, change: Any = None) -> RequestValidationError:
-    """Postgres's refusal of a value as FastAPI's own 422, located at the body
-    field it names (``schedules.cron ...``), with its one line as the message."""
-    message = str(error)
-    column = message.removeprefix("schedules.").split(" ", 1)[0]
-    field = _COLUMNS.get(column, "body")
-    value = getattr(change, field, None) if change is not None else None
-    return _invalid(field, message, value, part="body")
-
-
-@api.get(
+@router.get(
     "/runs",
     response_model=schemas.RunPage,
     summary="Run history, newest first",
@@ -152,21 +127,15 @@ def get_runs(
 ) -> schemas.RunPage:
     """Each attempt of each job in the run history (`job_runs`, kept for
     AGNT_RUN_HISTORY_RETENTION_DAYS), filtered, one page at a time."""
-    try:
-        return service.list_runs(
-            ctx,
-            job=job,
-            status=status_,
-            since=_aware(since, ctx),
-            until=_aware(until, ctx),
-            cursor=cursor,
-            limit=limit,
-        )
-    except service.BadFilter as error:
-        value = {"job": job, "cursor": cursor, "since": since, "until": until}.get(
-            error.field
-        )
-        raise _invalid(error.field, str(error), value) from None
+    return run_history.list_runs(
+        ctx,
+        job=job,
+        status=status_,
+        since=_aware(since, ctx),
+        until=_aware(until, ctx),
+        cursor=cursor,
+        limit=limit,
+    )
 
 
 # A run is named by its job id: the procrastinate_jobs row's id (docs/glossary.md).
@@ -176,7 +145,7 @@ JobId = Annotated[
 ]
 
 
-@api.get(
+@router.get(
     "/runs/{job_id}",
     response_model=schemas.RunDetail,
     responses=_NOT_FOUND,
@@ -186,13 +155,13 @@ def get_run(
     ctx: Context,
     job_id: JobId,
 ) -> schemas.RunDetail:
-    detail = service.run_detail(ctx, job_id)
+    detail = run_history.run_detail(ctx, job_id)
     if detail is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no run {job_id}")
+        raise NotFound(f"no run {job_id}")
     return detail
 
 
-@api.post(
+@router.post(
     "/{schedule_id}/run",
     response_model=schemas.Deferred,
     status_code=status.HTTP_202_ACCEPTED,
@@ -216,32 +185,12 @@ def post_run(
     """Defer a run now (its tick is now); at most one run of a job waits. With
     `at`, a run at that instant instead: it waits as scheduled, its tick is `at`,
     and it does not hold back the job's scheduled ticks."""
-    try:
-        if body is not None and body.at is not None:
-            when = _aware(body.at, ctx)
-            assert when is not None
-            deferred = service.run_at(ctx, schedule_id, when, actor(request), body.by)
-        else:
-            deferred = service.run_now(ctx, schedule_id)
-    except control.UnknownId as error:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, str(error)) from None
-    except control.Refused as error:
-        raise _invalid("at", str(error), body.at if body else None, "body") from None
-    except control.NotConfigured as error:
-        return JSONResponse(
-            status_code=status.HTTP_409_CONFLICT,
-            content=schemas.AlreadyWaitingOut(
-                detail=str(error), waiting_job_id=None
-            ).model_dump(),
-        )
-    except control.AlreadyWaiting as waiting:
-        return JSONResponse(
-            status_code=status.HTTP_409_CONFLICT,
-            content=schemas.AlreadyWaitingOut(
-                detail=f"{waiting}; not deferring another",
-                waiting_job_id=waiting.job_id,
-            ).model_dump(),
-        )
+    if body is not None and body.at is not None:
+        when = _aware(body.at, ctx)
+        assert when is not None
+        deferred = actions.run_at(ctx, schedule_id, when, actor(request), body.by)
+    else:
+        deferred = actions.run_now(ctx, schedule_id)
     audit(request, "admin_run", schedule_id, job_id=deferred.job_id)
     return deferred
 
@@ -249,15 +198,12 @@ def post_run(
 def _toggle(
     request: Request, ctx: AdminContext, schedule_id: str, enabled: bool
 ) -> schemas.Toggled:
-    try:
-        toggled = service.set_enabled(ctx, schedule_id, enabled, actor(request))
-    except control.UnknownId as error:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, str(error)) from None
+    toggled = actions.set_enabled(ctx, schedule_id, enabled, actor(request))
     audit(request, "admin_resume" if enabled else "admin_pause", schedule_id)
     return toggled
 
 
-@api.post(
+@router.post(
     "/{schedule_id}/pause",
     response_model=schemas.Toggled,
     responses=_NOT_FOUND,
@@ -269,7 +215,7 @@ def post_pause(request: Request, ctx: Context, schedule_id: ScheduleId) -> Any:
     return _toggle(request, ctx, schedule_id, False)
 
 
-@api.post(
+@router.post(
     "/{schedule_id}/resume",
     response_model=schemas.Toggled,
     responses=_NOT_FOUND,
@@ -289,7 +235,7 @@ _CONFLICT: dict[int | str, dict[str, Any]] = {
 }
 
 
-@api.patch(
+@router.patch(
     "/{schedule_id}",
     response_model=schemas.ScheduleOut,
     responses={**_NOT_FOUND, **_BAD_BODY},
@@ -305,18 +251,13 @@ def patch_schedule(
     worker follows within a second. Postgres checks the values (422 with its one
     line), audits the change (source `admin`) and a deploy never undoes it. With
     `dry_run`, the next five runs under the new values and nothing changed."""
-    try:
-        changed = service.change_schedule(ctx, schedule_id, change, actor(request))
-    except control.UnknownId as error:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, str(error)) from None
-    except control.Refused as error:
-        raise _refused(error, change) from None
+    changed = actions.change_schedule(ctx, schedule_id, change, actor(request))
     if not change.dry_run:
         audit(request, "admin_change", schedule_id)
     return changed
 
 
-@api.post(
+@router.post(
     "/{schedule_id}/reset",
     response_model=schemas.ScheduleOut,
     responses={
@@ -336,19 +277,14 @@ def post_reset(
     body: schemas.RunRequestIn | None = None,
 ) -> schemas.ScheduleOut:
     """Back to what the code declares (the pause switch stays as it is)."""
-    try:
-        reset = service.reset_schedule(
-            ctx, schedule_id, actor(request), body.by if body else None
-        )
-    except control.UnknownId as error:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, str(error)) from None
-    except control.Refused as error:
-        raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from None
+    reset = actions.reset_schedule(
+        ctx, schedule_id, actor(request), body.by if body else None
+    )
     audit(request, "admin_reset", schedule_id)
     return reset
 
 
-@api.post(
+@router.post(
     "/runs/retry",
     response_model=schemas.RetriedMany,
     responses={**_NOT_FOUND, **_BAD_BODY},
@@ -362,22 +298,12 @@ def post_retry_many(
     since = _aware(body.since, ctx)
     until = _aware(body.until, ctx) or datetime.now(UTC)
     assert since is not None
-    for name, instant in (("since", since), ("until", until)):
-        try:
-            control.check_instant(name, instant)
-        except control.Refused as refused:
-            raise _invalid(name, str(refused), None, "body") from None
-    try:
-        retried = service.retry_runs(
-            ctx, body.job, since, until, actor(request), body.by
-        )
-    except control.UnknownId as error:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, str(error)) from None
+    retried = actions.retry_runs(ctx, body.job, since, until, actor(request), body.by)
     audit(request, "admin_retry_many", body.job, retried=len(retried.retried))
     return retried
 
 
-@api.post(
+@router.post(
     "/runs/{job_id}/cancel",
     response_model=schemas.Cancelled,
     responses={**_NOT_FOUND, **_CONFLICT, **_BAD_BODY},
@@ -391,19 +317,14 @@ def post_cancel(
 ) -> schemas.Cancelled:
     """A waiting run is cancelled at once; a running one stops at its next
     checkpoint and ends cancelled."""
-    try:
-        cancelled = service.cancel_run(
-            ctx, job_id, actor(request), body.by if body else None
-        )
-    except control.UnknownId as error:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, str(error)) from None
-    except control.Refused as error:
-        raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from None
+    cancelled = actions.cancel_run(
+        ctx, job_id, actor(request), body.by if body else None
+    )
     audit(request, "admin_cancel", str(job_id))
     return cancelled
 
 
-@api.post(
+@router.post(
     "/runs/{job_id}/retry",
     response_model=schemas.Retried,
     status_code=status.HTTP_202_ACCEPTED,
@@ -417,21 +338,6 @@ def post_retry(
     body: schemas.RunRequestIn | None = None,
 ) -> schemas.Retried:
     """A new job with the same job, tick, queue and lock."""
-    try:
-        retried = service.retry_run(
-            ctx, job_id, actor(request), body.by if body else None
-        )
-    except control.UnknownId as error:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, str(error)) from None
-    except control.Refused as error:
-        raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from None
+    retried = actions.retry_run(ctx, job_id, actor(request), body.by if body else None)
     audit(request, "admin_retry", str(job_id), new_job_id=retried.new_job_id)
     return retried
-
-
-router = APIRouter(
-    route_class=errors.AdminRoute, dependencies=[Depends(errors.readable_text)]
-)
-# The page first: its fixed paths (/ui/login) must win over /{schedule_id}/run.
-router.include_router(ui.router)
-router.include_router(api)

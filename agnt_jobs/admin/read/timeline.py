@@ -16,8 +16,9 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.engine import RowMapping
 
 from agnt_jobs.admin.context import AdminContext
-from agnt_jobs.admin.service import SQL
+from agnt_jobs.db import queries
 
+SQL = queries.load("admin.sql")
 WINDOW = timedelta(hours=24)
 BUCKET = timedelta(minutes=15)
 # The narrowest bar, in percent of the axis: a single short run stays visible.

@@ -11,9 +11,14 @@ from typing import Any
 
 from agnt_jobs.admin import schemas
 from agnt_jobs.admin.context import AdminContext
-from agnt_jobs.admin.metrics import SQL as METRICS_SQL
-from agnt_jobs.admin.service import SQL, registry
-from agnt_jobs.scheduler import control
+from agnt_jobs.admin.read.schedules import registry
+from agnt_jobs.db import queries
+from agnt_jobs.errors import Invalid, NotFound
+from agnt_jobs.scheduler import schedule_control
+
+SQL = queries.load("admin.sql")
+# The queues page shows the same figures as GET /metrics: its query.
+QUEUES = queries.load("metrics.sql")["queues"]
 
 CHART_RUNS = 60
 
@@ -45,7 +50,7 @@ class SchedulePage:
 
 
 def schedule_page(ctx: AdminContext, schedule_id: str, now: datetime) -> SchedulePage:
-    """control.UnknownId when neither the code nor the table has it."""
+    """NotFound when neither the code nor the table has it."""
     entries = {entry.id: entry for entry in registry(ctx, now).schedules}
     entry = entries.get(schedule_id)
     with ctx.engine.connect() as connection:
@@ -53,7 +58,7 @@ def schedule_page(ctx: AdminContext, schedule_id: str, now: datetime) -> Schedul
             SQL["schedule_row"], {"id": schedule_id}
         ).first()
         if entry is None or found is None:
-            raise control.UnknownId(f"no schedule {schedule_id!r}")
+            raise NotFound(f"no schedule {schedule_id!r}")
         row = dict(found._mapping)
         windows = [
             Window(**{k: v for k, v in r._mapping.items()})
@@ -74,8 +79,8 @@ def schedule_page(ctx: AdminContext, schedule_id: str, now: datetime) -> Schedul
             )
         ]
     try:
-        upcoming = control.next_runs(row, now)
-    except control.Refused:
+        upcoming = schedule_control.next_runs(row, now)
+    except Invalid:
         upcoming = []
     return SchedulePage(
         entry=entry,
@@ -102,8 +107,7 @@ def queues_page(ctx: AdminContext) -> QueuesPage:
     parameters = {"stalled_seconds": ctx.settings.stalled_worker_seconds}
     with ctx.engine.connect() as connection:
         queues = [
-            dict(r._mapping)
-            for r in connection.exec_driver_sql(METRICS_SQL["queues"], parameters)
+            dict(r._mapping) for r in connection.exec_driver_sql(QUEUES, parameters)
         ]
         workers = [dict(r._mapping) for r in connection.exec_driver_sql(SQL["workers"])]
         gone = [

@@ -1,76 +1,34 @@
 """What operators do with schedules: see them with their state, check the deployed
 code against the database, pause, resume, change a schedule or return it to its
-declaration, run a job now or at a time. The CLI (and the admin view) are thin
-layers over these functions.
+declaration. The CLI (and the admin view) are thin layers over these functions;
+what they do with runs (run a job now or at a time, cancel, retry, wait) is
+``run_control``'s.
 
 Changes go through the ``schedules`` table, whose triggers (docs/schema.sql) check
 them, audit them in ``schedule_changes`` and tell the workers; these functions only
-say who acts (``acting``), so that a change made here and one made with plain SQL
-are the same change.
+say who acts (``operators.acting``), so that a change made here and one made with
+plain SQL are the same change.
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import attr
 import psycopg
 import sqlalchemy as sa
 import sqlalchemy.exc
-from procrastinate import exceptions
-from procrastinate.jobs import JobDeferrer
-from procrastinate.manager import JobManager
-from procrastinate.tasks import Task
 from sqlalchemy.engine import Engine
 
-from agnt_jobs.db.connector import TracedSyncConnector
+from agnt_jobs.errors import Conflict, Invalid, NotFound
 from agnt_jobs.scheduler import broken, deploy
-from agnt_jobs.scheduler.bodies import (
-    NotConfigured as NotConfigured,  # raised by run_now; callers catch it from here
-)
-from agnt_jobs.scheduler.bodies import missing_settings, require_configured
+from agnt_jobs.scheduler.bodies import missing_settings
 from agnt_jobs.scheduler.declaration import Schedule
 from agnt_jobs.scheduler.deploy import SQL
+from agnt_jobs.scheduler.operators import Actor, acting, refused_by_database
 from agnt_jobs.scheduler.worker import AgntApp
 from agnt_jobs.settings import Settings
-
-FINAL_STATUSES = ("succeeded", "failed", "cancelled", "aborted")
-
-
-class UnknownId(LookupError):
-    """An id that is not declared (or has no job body where one is needed)."""
-
-
-class Refused(ValueError):
-    """The database refused a change (a bad cron, zone, policy or timeout, a
-    declared schedule deleted): the message is its one line."""
-
-
-# Every instant an operator gives (a run's time, the ends of a window of runs),
-# from any door, lies in this range: a job deferred centuries ahead would wait
-# for ever, and a time past year 9999 is one no page could show.
-EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
-FARTHEST_AHEAD = timedelta(days=3653)  # ten years
-
-
-def check_instant(name: str, when: datetime, now: datetime | None = None) -> None:
-    """Refused unless ``when`` (aware) lies between 1970 and ten years from now."""
-    latest = (now or datetime.now(UTC)) + FARTHEST_AHEAD
-    # Aware datetimes compare without converting: no overflow near year 1 or 9999.
-    if when.tzinfo is None or not EARLIEST <= when <= latest:
-        raise Refused(
-            f"{name} {when.isoformat()[:40]} is out of range: give a time between "
-            f"1970-01-01 and {latest:%Y-%m-%d} (ten years from now)"
-        )
-
-
-class AlreadyWaiting(Exception):
-    def __init__(self, job_name: str, job_id: int | None) -> None:
-        super().__init__(f"{job_name} already has a run waiting (job {job_id})")
-        self.job_name, self.job_id = job_name, job_id
 
 
 @dataclass(frozen=True)
@@ -396,48 +354,13 @@ def _stale_workers(app: AgntApp, engine: Engine, settings: Settings) -> list[Pro
     return problems
 
 
-def declared(app: AgntApp, id_: str) -> None:
-    if id_ not in app.schedules:
-        raise UnknownId(
-            f"unknown schedule {id_!r}: 'agnt-jobs schedules list' shows them all"
-        )
-
-
-@dataclass(frozen=True)
-class Actor:
-    """Who changes a schedule, for its audit row: ``source`` is cli or admin."""
-
-    by: str
-    source: str
-
-
-def acting(connection: sa.Connection, actor: Actor) -> None:
-    """Name who acts for the rest of ``connection``'s transaction: the trigger
-    writes it in ``schedule_changes``."""
-    connection.exec_driver_sql(
-        SQL["acting"], {"changed_by": actor.by, "source": actor.source}
-    )
-
-
-# What the schedules table's checks raise (check_violation, restrict_violation),
-# and a value Postgres cannot read (an interval, a boolean).
-_REFUSALS = (psycopg.errors.IntegrityError, psycopg.errors.DataError)
-
-
-def _refused(error: sqlalchemy.exc.DBAPIError) -> Refused:
-    """The database's one-line reason for refusing a change."""
-    reason = getattr(error.orig, "diag", None)
-    text = getattr(reason, "message_primary", None) or str(error.orig)
-    return Refused(text.strip().splitlines()[0])
-
-
 def _schedule_row(connection: sa.Connection, id_: str) -> dict[str, Any]:
     """The live row of a schedule: one the code dropped is not acted on."""
     row = (
         connection.exec_driver_sql(SQL["schedule_row"], {"id": id_}).mappings().first()
     )
     if row is None or row["removed_at"] is not None:
-        raise UnknownId(
+        raise NotFound(
             f"unknown schedule {id_!r}: 'agnt-jobs schedules list' shows them all"
         )
     return dict(row)
@@ -496,7 +419,7 @@ def set_schedule(
     the same checks, nothing changed."""
     values = change.values()
     if not values:
-        raise Refused("nothing to change: give --cron, --zone, --misfire or --timeout")
+        raise Invalid("nothing to change: give --cron, --zone, --misfire or --timeout")
     with engine.connect() as connection:
         transaction = connection.begin()
         try:
@@ -519,8 +442,11 @@ def set_schedule(
         except sqlalchemy.exc.DBAPIError as error:
             transaction.rollback()
             if isinstance(error.orig, _REFUSALS):
-                raise _refused(error) from None
+                raise _located(refused_by_database(error), change) from None
             raise
+        except Invalid as refused:
+            transaction.rollback()
+            raise _located(str(refused), change) from None
         except Exception:
             transaction.rollback()
             raise
@@ -531,13 +457,29 @@ def set_schedule(
     return row
 
 
+# What the schedules table's checks raise (check_violation, restrict_violation),
+# and a value Postgres cannot read (an interval, a boolean).
+_REFUSALS = (psycopg.errors.IntegrityError, psycopg.errors.DataError)
+
+# The values a change names, as its fields and the table's columns both call them.
+_CHANGEABLE = ("cron", "zone", "misfire_policy", "timeout")
+
+
+def _located(message: str, change: Change) -> Invalid:
+    """A refused change at the value it names: Postgres's line (and Broken's)
+    starts with the column, ``schedules.cron ...``; any other is the change's."""
+    column = message.removeprefix("schedules.").split(" ", 1)[0]
+    field = column if column in _CHANGEABLE else "body"
+    return Invalid(message, field, getattr(change, field, None))
+
+
 def next_runs(row: dict[str, Any], now: datetime, count: int = 5) -> list[datetime]:
     """The next ``count`` runs of a schedule row after ``now``, in its zone.
-    Refused when this Python cannot evaluate it, or it never fires."""
+    Invalid when this Python cannot evaluate it, or it never fires."""
     try:
         schedule = broken.follow(row, now)
     except broken.Broken as error:
-        raise Refused(str(error)) from None
+        raise Invalid(str(error)) from None
     runs, after = [], now
     try:
         for _ in range(count):
@@ -545,7 +487,7 @@ def next_runs(row: dict[str, Any], now: datetime, count: int = 5) -> list[dateti
             runs.append(after)
     except ValueError:
         if not runs:
-            raise Refused(
+            raise Invalid(
                 f"schedule {row['id']}: cron {row['cron']!r} never fires"
             ) from None
     return runs
@@ -555,18 +497,22 @@ def reset(
     app: AgntApp, engine: Engine, id_: str, actor: Actor, now: datetime
 ) -> dict[str, Any]:
     """Return a declared schedule to what the code declares (the pause switch is
-    left as it is); the row after, with its next runs."""
+    left as it is); the row after, with its next runs. Conflict for a schedule
+    created in SQL, or one whose declaration no worker here can follow."""
     with engine.begin() as connection:
         row = _schedule_row(connection, id_)
         if not row["declared"]:
-            raise Refused(
+            raise Conflict(
                 f"{id_} was created in SQL: it has no declaration to return to "
                 "(delete it, or change it with 'agnt-jobs schedules set')"
             )
         acting(connection, actor)
         connection.exec_driver_sql(SQL["reset_schedule"], {"id": id_})
         row = _schedule_row(connection, id_)
-        row["next_runs"] = next_runs(row, now)
+        try:
+            row["next_runs"] = next_runs(row, now)
+        except Invalid as error:
+            raise Conflict(str(error)) from None
         row["next_run_at"] = row["next_runs"][0]
         connection.exec_driver_sql(
             SQL["set_next_runs"], {"ids": [id_], "next_run_at": [row["next_run_at"]]}
@@ -589,159 +535,3 @@ def set_enabled(
         if actor is not None:
             acting(connection, actor)
         connection.exec_driver_sql(SQL["set_enabled"], {"id": id_, "enabled": enabled})
-
-
-def job_task(app: AgntApp, name: str) -> Task[..., Any, ...]:
-    """The task of a job that can run here, or UnknownId saying why not."""
-    task = app.tasks.get(name)
-    if task is not None:
-        return task
-    if name in app.schedules:
-        raise UnknownId(f"{name} is declared but has no job body in this deployment")
-    raise UnknownId(f"unknown job {name!r}: 'agnt-jobs schedules list' shows them all")
-
-
-# Defers on a connection the caller gives it, never through a pool of its own: the
-# App's connector may be closed (the CLI), or open on another event loop (a web
-# backend that mounts the admin view), and opening and closing the App around each
-# call would race between the admin's request threads.
-_ON_CONNECTION = JobManager(TracedSyncConnector())
-
-
-def run_now(app: AgntApp, engine: Engine, settings: Settings, name: str) -> int:
-    """Defer a run of the job ``name`` now (its tick is now); the run's job id. Raises
-    AlreadyWaiting when one already waits (the queueing lock), NotConfigured when
-    a setting it needs is unset (it would only fail).
-
-    The job is inserted in a transaction of ``engine``, so this is safe from any
-    thread, whatever state the App's own connector is in."""
-    task = job_task(app, name)
-    require_configured(name, settings)
-    job = task.configure().job
-    try:
-        with engine.begin() as connection:
-            driver = connection.connection.driver_connection
-            return JobDeferrer(_ON_CONNECTION, job, connection=driver).defer()
-    except exceptions.AlreadyEnqueued:
-        with engine.connect() as connection:
-            job_id = connection.exec_driver_sql(
-                SQL["waiting_job"], {"queueing_lock": task.queueing_lock}
-            ).scalar()
-        raise AlreadyWaiting(name, job_id) from None
-
-
-def run_at(
-    app: AgntApp,
-    engine: Engine,
-    settings: Settings,
-    name: str,
-    when: datetime,
-    actor: Actor,
-) -> int:
-    """Defer a run of job ``name`` for ``when`` (an aware instant in the future);
-    its tick is ``when``. It waits as ``todo`` until then, shown as scheduled in
-    ``job_run_audit``; without the queueing lock, so the job's scheduled ticks are
-    not held back meanwhile (the job lock still keeps runs from overlapping)."""
-    task = job_task(app, name)
-    require_configured(name, settings)
-    check_instant("at", when)
-    if when <= datetime.now(when.tzinfo):
-        raise Refused(f"{when.isoformat()} is in the past: give a future time")
-    job = task.configure(
-        schedule_at=when, task_kwargs={"timestamp": int(when.timestamp())}
-    ).job
-    job = attr.evolve(job, queueing_lock=None)
-    with engine.begin() as connection:
-        driver = connection.connection.driver_connection
-        job_id = JobDeferrer(_ON_CONNECTION, job, connection=driver).defer()
-        connection.exec_driver_sql(
-            SQL["record_run_action"],
-            {
-                "job_id": job_id,
-                "action": "run_at",
-                "by": actor.by,
-                "source": actor.source,
-            },
-        )
-    return job_id
-
-
-def cancel(engine: Engine, job_id: int, actor: Actor) -> str:
-    """Cancel a run: ``cancelled`` (it was waiting) or ``cancelling`` (it stops at
-    its next checkpoint and ends cancelled). UnknownId, or Refused for a run that
-    already ended."""
-    status: str = _run_request(engine, SQL["cancel_run"], {"job_id": job_id}, actor)
-    return status
-
-
-def retry(engine: Engine, job_id: int, actor: Actor) -> int:
-    """Run again a failed, timed-out or cancelled run; the new job's id."""
-    new_job_id: int = _run_request(engine, SQL["retry_run"], {"job_id": job_id}, actor)
-    return new_job_id
-
-
-def waits_until(engine: Engine, job_id: int) -> datetime | None:
-    """When a waiting run is set to start; None if it starts when a worker is
-    free (or no longer waits)."""
-    with engine.connect() as connection:
-        return connection.exec_driver_sql(
-            SQL["waits_until"], {"job_id": job_id}
-        ).scalar()
-
-
-def retry_all(
-    engine: Engine, job: str, since: datetime, until: datetime, actor: Actor
-) -> list[tuple[int, int]]:
-    """Retry every failed, timed-out or cancelled run of ``job`` that ended in
-    [since, until) and has no retry under way; (run, retry) job ids."""
-    check_instant("since", since)
-    check_instant("until", until)
-    params = {"job": job, "since": since, "until": until}
-    rows = _run_request(engine, SQL["retry_runs"], params, actor, all_rows=True)
-    return [(row[0], row[1]) for row in rows]
-
-
-def _run_request(
-    engine: Engine,
-    query: str,
-    params: dict[str, Any],
-    actor: Actor,
-    all_rows: bool = False,
-) -> Any:
-    """One call of a run function (``agnt_cancel_run``, ``agnt_retry_run``...): an
-    unknown id or job is UnknownId, a request the run's state forbids is Refused."""
-    params = {**params, "by": actor.by, "source": actor.source}
-    try:
-        with engine.begin() as connection:
-            result = connection.exec_driver_sql(query, params)
-            return result.all() if all_rows else result.scalar()
-    except sqlalchemy.exc.DBAPIError as error:
-        if isinstance(error.orig, psycopg.errors.NoDataFound):
-            raise UnknownId(_refused(error).args[0]) from None
-        if isinstance(error.orig, psycopg.errors.ObjectNotInPrerequisiteState):
-            raise _refused(error) from None
-        raise
-
-
-def job_state(engine: Engine, job_id: int) -> dict[str, Any] | None:
-    with engine.connect() as connection:
-        row = (
-            connection.exec_driver_sql(SQL["job_state"], {"job_id": job_id})
-            .mappings()
-            .first()
-        )
-    return dict(row) if row else None
-
-
-def wait_for(
-    engine: Engine, job_id: int, timeout: float | None, poll: float = 0.2
-) -> dict[str, Any]:
-    """Poll a job until it ends (or ``timeout`` seconds pass); its last state."""
-    deadline = None if timeout is None else time.monotonic() + timeout
-    while True:
-        state = job_state(engine, job_id) or {"status": "deleted"}
-        if state["status"] in (*FINAL_STATUSES, "deleted"):
-            return state
-        if deadline is not None and time.monotonic() > deadline:
-            return state
-        time.sleep(poll)

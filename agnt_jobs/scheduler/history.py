@@ -41,25 +41,35 @@ TRACES = queries.load("traces.sql")
 
 # A run that starts again (a retry, or a job released by a stopping worker) reuses
 # its row only if the attempt number is the same; the new attempt gets a new row.
-# The statement's one value is the run's timeout (``run_timeout``, with ``job`` the
-# task's name).
-START_RUN = f"""
-WITH started AS (
-    INSERT INTO job_runs
-        (job_id, attempt, task_name, queue_name, worker_name, worker_id)
-    VALUES (%(job_id)s, %(attempt)s, %(job)s, %(queue_name)s, %(worker_name)s,
-            %(worker_id)s)
-    ON CONFLICT (job_id, attempt) DO UPDATE
-    SET started_at = now(), finished_at = NULL, status = 'running', result = NULL,
-        error = NULL, worker_name = EXCLUDED.worker_name,
-        worker_id = EXCLUDED.worker_id
+# ``{runs}`` is a relation of (job_id, attempt, task_name, queue_name): one run
+# here, a claimed batch in the worker's claim (``claim_statement``).
+START_RUNS = """
+INSERT INTO job_runs
+    (job_id, attempt, task_name, queue_name, worker_name, worker_id)
+SELECT job_id, attempt, task_name, queue_name, %(worker_name)s, %(worker_id)s
+FROM {runs}
+ON CONFLICT (job_id, attempt) DO UPDATE
+SET started_at = now(), finished_at = NULL, status = 'running', result = NULL,
+    error = NULL, worker_name = EXCLUDED.worker_name,
+    worker_id = EXCLUDED.worker_id
+"""
+
+# One run; the statement's one value is the run's timeout (``run_timeout``, with
+# ``job`` the task's name).
+_ONE_RUN = (
+    "(VALUES (%(job_id)s::bigint, %(attempt)s::integer, %(job)s::text, "
+    "%(queue_name)s::text)) AS run (job_id, attempt, task_name, queue_name)"
 )
+START_RUN = f"""
+WITH started AS ({START_RUNS.format(runs=_ONE_RUN)})
 SELECT (
 {SQL["run_timeout"]}
 ) AS timeout
 """
 
 #: Where ``record_run`` puts the run's timeout in the job's ``additional_context``.
+#: A worker that claims in batches puts it there itself, having recorded the run's
+#: start in the claim: ``record_run`` then records only its end.
 RUN_TIMEOUT = "agnt_run_timeout"
 
 # Only a run still running: one the rescue closed (its worker judged lost) keeps
@@ -226,14 +236,15 @@ async def record_run(
             return await send(query, **params)
         return await reached("run_history", lambda: send(query, **params))
 
-    context.additional_context[RUN_TIMEOUT] = await execute(
-        START_RUN,
-        **key,
-        job=job.task_name,
-        queue_name=job.queue,
-        worker_name=context.worker_name,
-        worker_id=worker.worker_id,
-    )
+    if RUN_TIMEOUT not in context.additional_context:
+        context.additional_context[RUN_TIMEOUT] = await execute(
+            START_RUN,
+            **key,
+            job=job.task_name,
+            queue_name=job.queue,
+            worker_name=context.worker_name,
+            worker_id=worker.worker_id,
+        )
     status, result, error = "failed", None, None
     timestamp = (job.task_kwargs or {}).get("timestamp")
     with tracing.span(

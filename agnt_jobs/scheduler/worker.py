@@ -468,13 +468,16 @@ class AgntWorker(StoppingWorker):
         del self._running_jobs[task]
         self._job_semaphore.release()
 
-    async def _persist_job_status(self, *args: Any, **kwargs: Any) -> None:
-        """Record a finished job, waiting out a lost database: a job whose end is
-        not recorded would stay ``doing`` under a live worker forever."""
-        await self.reached(
-            "finish_job",
-            lambda: super(AgntWorker, self)._persist_job_status(*args, **kwargs),
-        )
+    async def _execute_end(self, query: str, **params: Any) -> list[dict[str, Any]]:
+        """Record jobs' ends on the run history's connection, waiting out a lost
+        database: a job whose end is not recorded would stay ``doing`` under a
+        live worker forever."""
+        writer = self.history
+        if writer is None:
+            send = functools.partial(super()._execute_end, query, **params)
+        else:
+            send = functools.partial(writer.rows, query, **params)
+        return await self.reached("finish_job", send)
 
 
 class AgntApp(registry.ScheduledApp):

@@ -433,8 +433,15 @@ class AgntWorker(StoppingWorker):
             self._job_semaphore.release()
 
     async def _claim(self, n: int) -> list[dict[str, Any]]:
+        """Claim up to ``n`` jobs, on the run history's connection (kept, so no
+        pool checkout per claim) when the worker has one."""
         assert self.worker_id is not None
-        return await self.app.connector.execute_query_all_async(
+        send = (
+            self.app.connector.execute_query_all_async
+            if self.history is None
+            else self.history.rows
+        )
+        return await send(
             CLAIM_JOBS,
             queues=None if self.queues is None else list(self.queues),
             worker_id=self.worker_id,

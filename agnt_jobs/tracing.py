@@ -9,7 +9,7 @@ application, a test's in-memory one); until then ``on()`` is False, no span
 object is made, and deferring carries no trace context.
 
 A deferred job carries its deferrer's W3C ``traceparent`` (``job_traces``,
-migration 0021): the run's span is a child of the span that deferred it.
+docs/schema.sql): the run's span is a child of the span that deferred it.
 
 ``configure`` is called once per process where a worker is built; everything else
 only asks for spans through ``span``, against the process's tracer provider (the

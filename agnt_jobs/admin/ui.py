@@ -149,7 +149,9 @@ def _here(request: Request) -> str:
     return request.url.path + (f"?{urlencode(query)}" if query else "")
 
 
-def _signed_out(request: Request, ctx: AdminContext, code: int = 200, **kw: Any):
+def _signed_out(
+    request: Request, ctx: AdminContext, code: int = 200, **kw: Any
+) -> Response:
     reason = auth.closed(ctx.settings)
     if reason is not None:
         return _render(request, ctx, "message.html", 503, message=reason)

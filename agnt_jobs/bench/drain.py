@@ -21,7 +21,8 @@ import json
 import time
 from typing import Any
 
-from agnt_jobs.bench.apps import APPS, NOOP, NOOP_QUEUE
+from agnt_jobs.bench.apps import APPS
+from agnt_jobs.bench.base import NOOP, NOOP_QUEUE
 
 
 async def _count(app: Any, status: str) -> int:

@@ -163,7 +163,8 @@ class PeerServer:
         raise RuntimeError("the benchmark peer server did not start")
 
     def stats(self) -> dict[str, int]:
-        return httpx.get(f"{self.url}/stats", timeout=5).json()
+        counts: dict[str, int] = httpx.get(f"{self.url}/stats", timeout=5).json()
+        return counts
 
     def stop(self) -> None:
         if self._process is not None and self._process.poll() is None:

@@ -113,7 +113,8 @@ def _drain(
 
 
 def _median(runs: list[dict[str, Any]], key: str) -> float:
-    return round(statistics.median(run[key] for run in runs), 3)
+    median: float = statistics.median(run[key] for run in runs)
+    return round(median, 3)
 
 
 def compare(

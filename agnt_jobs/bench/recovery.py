@@ -58,7 +58,8 @@ def _query(url: str, sql: str, **params: Any) -> tuple[Any, ...]:
 
 def _started_since(url: str, after: float) -> float | None:
     try:
-        return _query(url, FIRST_AFTER, after=after)[1]
+        started: float | None = _query(url, FIRST_AFTER, after=after)[1]
+        return started
     except psycopg.OperationalError:
         return None
 

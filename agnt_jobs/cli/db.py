@@ -5,11 +5,12 @@ to head on the way in."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from agnt_jobs.cli.common import database_url
+from agnt_jobs.cli.common import UsageError, database_url, generated_page
 
 db_cli = typer.Typer(help="Create and migrate the job database (Alembic).")
 
@@ -50,6 +51,33 @@ def db_current() -> None:
     typer.echo(f"database: {current or 'base (empty)'}\ncode head: {head}")
     if current != head:
         raise typer.Exit(1)
+
+
+@db_cli.command("schema")
+def db_schema(
+    write: Annotated[
+        bool, typer.Option("--write", help="Write docs/schema.sql.")
+    ] = False,
+    check: Annotated[
+        bool, typer.Option("--check", help="Exit 1 if docs/schema.sql is not current.")
+    ] = False,
+) -> None:
+    """Print docs/schema.sql: the schema the migrations build, read back from a
+    scratch database migrated to head on the configured server (which needs the
+    right to create databases; the configured database is not touched)."""
+    from agnt_jobs.db import live_schema, session_url
+
+    if write and check:
+        raise UsageError("--write and --check exclude each other")
+    # CREATE DATABASE cannot run through PgBouncer's transaction pooling.
+    generated_page(
+        Path(live_schema.DOC_PATH),
+        live_schema.generate(session_url(migrate=False)),
+        source="the migrations",
+        command=live_schema.COMMAND,
+        write=write,
+        check=check,
+    )
 
 
 def install(cli: typer.Typer) -> None:

@@ -68,7 +68,8 @@ async def _check(url: str, live: bool) -> tuple[str | None, str]:
 
         async def query_one(query: str) -> dict[str, Any]:
             rows = await _rows(connection, query, {})
-            return rows[0]
+            row: dict[str, Any] = rows[0]
+            return row
 
         schema = migrate.behind(
             await schema_revision(query_one), migrate.head_revision()
@@ -100,7 +101,8 @@ async def _check(url: str, live: bool) -> tuple[str | None, str]:
 
 async def _rows(connection: Any, query: str, arguments: dict[str, Any]) -> list[Any]:
     cursor = await connection.execute(query, arguments)
-    return await cursor.fetchall()
+    rows: list[Any] = await cursor.fetchall()
+    return rows
 
 
 def _unreachable(error: Exception) -> str:

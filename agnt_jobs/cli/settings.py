@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from agnt_jobs.cli.common import UsageError
+from agnt_jobs.cli.common import generated_page
 
 settings_cli = typer.Typer(help="The settings: their documentation, from the code.")
 
@@ -25,24 +25,14 @@ def docs(
     """Print docs/configuration.md as the settings' descriptions make it."""
     from agnt_jobs.settings.docs import DOC_PATH, markdown
 
-    if write and check:
-        raise UsageError("--write and --check exclude each other")
-    text = markdown()
-    path = Path(DOC_PATH)
-    if write:
-        path.write_text(text)
-        typer.echo(f"wrote {path}")
-    elif check:
-        if not path.exists() or path.read_text() != text:
-            typer.echo(
-                f"agnt-jobs: {path} differs from the settings: run "
-                "'agnt-jobs settings docs --write'",
-                err=True,
-            )
-            raise typer.Exit(1)
-        typer.echo(f"{path} is current")
-    else:
-        typer.echo(text, nl=False)
+    generated_page(
+        Path(DOC_PATH),
+        markdown(),
+        source="the settings",
+        command="agnt-jobs settings docs --write",
+        write=write,
+        check=check,
+    )
 
 
 def install(cli: typer.Typer) -> None:

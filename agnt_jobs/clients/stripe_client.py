@@ -118,7 +118,9 @@ class StripeGateway:
             settings.stripe_lookup_max_objects,
         )
 
-    def _call(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> StripeDict:
+    def _call(
+        self, func: Callable[..., stripe.StripeObject], *args: Any, **kwargs: Any
+    ) -> StripeDict:
         """One call to Stripe; with traces on, a span, a child of the run's (named
         by the library's service and method, ``stripe InvoiceService.pay``)."""
         operation = f"{type(getattr(func, '__self__', func)).__name__}.{func.__name__}"

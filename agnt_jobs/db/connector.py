@@ -261,9 +261,12 @@ class SettingsConnector(PsycopgConnector):
         self, connection: Any, query: LiteralString, **arguments: Any
     ) -> list[dict[str, Any]]:
         with _deferring(query, arguments) as (sent, sent_arguments):
-            return await super().execute_query_all_async_with_connection(
+            rows: list[
+                dict[str, Any]
+            ] = await super().execute_query_all_async_with_connection(
                 connection, sent, **sent_arguments
             )
+            return rows
 
     def _resolve(self) -> str:
         """The database's URL, and the pool's arguments from the settings."""

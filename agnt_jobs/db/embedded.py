@@ -50,7 +50,8 @@ def start(data_dir: Path) -> str:
         fcntl.flock(lock_file, fcntl.LOCK_EX)
         # cleanup_mode="stop": the last of our processes to exit stops the server;
         # pgserver counts the processes sharing it in the data directory.
-        server = pgserver.get_server(pgdata, cleanup_mode="stop")
+        # From the module that defines it: the package does not re-export it.
+        server = pgserver.postgres_server.get_server(pgdata, cleanup_mode="stop")
         exists = server.psql(
             f"SELECT 1 FROM pg_database WHERE datname = '{EMBEDDED_DATABASE}';"
         )

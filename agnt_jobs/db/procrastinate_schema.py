@@ -14,13 +14,14 @@ it has applied. We keep that record in ``agnt_procrastinate_migrations``:
 from __future__ import annotations
 
 from importlib import resources
+from importlib.resources.abc import Traversable
 
 from alembic import op
 
 RECORD_TABLE = "agnt_procrastinate_migrations"
 
 
-def _sql_dir():
+def _sql_dir() -> Traversable:
     return resources.files("procrastinate.sql")
 
 
@@ -40,7 +41,7 @@ def _execute_raw(sql: str) -> None:
     dbapi.cursor().execute(sql)
 
 
-def _execute_file(path) -> None:
+def _execute_file(path: Traversable) -> None:
     _execute_raw(path.read_text(encoding="utf-8"))
 
 

@@ -264,7 +264,9 @@ def _bill_one(
     return outcome
 
 
-def _record_billed(connection: sa.Connection, batch: Any, item: dict | None) -> None:
+def _record_billed(
+    connection: sa.Connection, batch: Any, item: dict[str, Any] | None
+) -> None:
     item_id = item["id"] if item else None
     connection.execute(RECORD_BILLED, {"id": batch.id, "item_id": item_id})
     if batch.amount > 0:

@@ -293,7 +293,8 @@ def _refund(stripe: StripeGateway, lost: LostAnswers, row: Row[Any]) -> str:
             lambda: stripe.find_refund(row.payment_intent, key),
             key,
         )
-    return refund["id"]
+    refund_id: str = refund["id"]
+    return refund_id
 
 
 def _undo_invoice(stripe: StripeGateway, lost: LostAnswers, row: Row[Any]) -> str:

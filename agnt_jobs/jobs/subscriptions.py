@@ -43,7 +43,7 @@ CORRECT_SUBSCRIPTION = sa.text(
 )
 
 
-def _period_end(remote: dict) -> datetime | None:
+def _period_end(remote: dict[str, Any]) -> datetime | None:
     """Stripe's current period end: on the subscription (older API versions,
     localstripe) or on its items (2025-03-31 and later)."""
     value = remote.get("current_period_end")
@@ -54,7 +54,7 @@ def _period_end(remote: dict) -> datetime | None:
     return datetime.fromtimestamp(value, UTC) if value else None
 
 
-def _compare(row: Row[Any], remote: dict) -> tuple[str, dict[str, Any]]:
+def _compare(row: Row[Any], remote: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     """'in_sync', 'drift' (with the values Stripe proves) or 'unprovable'."""
     if remote.get("customer") != row.stripe_customer_id:
         return "unprovable", {

@@ -70,8 +70,8 @@ class JobRun(Base):
 
 class JobRunAction(Base):
     """An operator's request on a run: cancel it, retry it (``new_job_id`` is the
-    retry), or a run deferred for a later time. Written by the SQL functions of
-    migration 0014, whoever calls them."""
+    retry), or a run deferred for a later time. Written by the SQL functions
+    ``agnt_cancel_run`` and ``agnt_retry_run(s)``, whoever calls them."""
 
     __tablename__ = "job_run_actions"
 
@@ -93,7 +93,7 @@ class JobRunAction(Base):
 
 class JobRunTotal(Base):
     """How many runs of a job ended with a status, ever (``GET /metrics``'s
-    counters). Written by the ``job_runs`` trigger of migration 0015 as each run
+    counters). Written by the ``job_runs`` trigger ``agnt_job_runs_count`` as each run
     ends; the history's retention does not take anything back."""
 
     __tablename__ = "job_run_totals"
@@ -121,8 +121,8 @@ class JobRunDurationBucket(Base):
 class JobTrace(Base):
     """The trace context a job carries from whoever deferred it to its run: the
     deferrer's W3C traceparent, written in the statement that defers the job
-    (migration 0021; only with traces on). The row goes with the job's row in
-    ``procrastinate_jobs`` (a foreign key the migration declares)."""
+    (only with traces on). The row goes with the job's row in
+    ``procrastinate_jobs`` (a foreign key, declared in SQL: docs/schema.sql)."""
 
     __tablename__ = "job_traces"
 

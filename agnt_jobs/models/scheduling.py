@@ -6,7 +6,7 @@ operator created in SQL for an existing job. Workers follow the effective values
 (``cron``, ``zone``, ``misfire_policy``, ``timeout``, ``enabled``), which an operator
 may change at any time; ``declared_*`` keep what the code says, and ``overridden``
 tells the two apart. ``removed_at`` marks a schedule the deployed code no longer
-declares (declared rows are never deleted). Triggers (migration 0013) refuse a bad
+declares (declared rows are never deleted). Triggers (docs/schema.sql) refuse a bad
 value, write ``schedule_changes`` and NOTIFY the workers.
 
 ``schedule_changes``: every change of a schedule, from SQL, the CLI, the admin view
@@ -200,7 +200,7 @@ class ScheduleChange(Base):
 
 class DeclaredJob(Base):
     """A job the deployed code can run, as every worker declares it at start, so
-    that ``agnt_defer`` (migration 0017) checks a job id and its arguments and puts
+    that ``agnt_defer`` checks a job id and its arguments and puts
     the job on its queue with its locks, from any transaction."""
 
     __tablename__ = "declared_jobs"

@@ -1,7 +1,7 @@
 """Which schedules no worker can follow, and why: one answer for the deferrer,
 ``schedules check``, the pages, ``/metrics`` and the health monitor.
 
-A ``schedules`` row is read through the view ``schedule_rows`` (migration 0020),
+A ``schedules`` row is read through the view ``schedule_rows`` (docs/schema.sql),
 where a value no reader can use is NULL, ``problem`` says what Postgres finds
 wrong with the row, and ``fault`` what a worker that set the schedule aside found.
 What only this Python can tell (a zone its time-zone database lacks, a cron its

@@ -3,7 +3,7 @@ code against the database, pause, resume, change a schedule or return it to its
 declaration, run a job now or at a time. The CLI (and the admin view) are thin
 layers over these functions.
 
-Changes go through the ``schedules`` table, whose triggers (migration 0013) check
+Changes go through the ``schedules`` table, whose triggers (docs/schema.sql) check
 them, audit them in ``schedule_changes`` and tell the workers; these functions only
 say who acts (``acting``), so that a change made here and one made with plain SQL
 are the same change.
@@ -591,7 +591,7 @@ def set_enabled(
         connection.exec_driver_sql(SQL["set_enabled"], {"id": id_, "enabled": enabled})
 
 
-def job_task(app: AgntApp, name: str) -> Task:
+def job_task(app: AgntApp, name: str) -> Task[..., Any, ...]:
     """The task of a job that can run here, or UnknownId saying why not."""
     task = app.tasks.get(name)
     if task is not None:
@@ -670,12 +670,14 @@ def cancel(engine: Engine, job_id: int, actor: Actor) -> str:
     """Cancel a run: ``cancelled`` (it was waiting) or ``cancelling`` (it stops at
     its next checkpoint and ends cancelled). UnknownId, or Refused for a run that
     already ended."""
-    return _run_request(engine, SQL["cancel_run"], {"job_id": job_id}, actor)
+    status: str = _run_request(engine, SQL["cancel_run"], {"job_id": job_id}, actor)
+    return status
 
 
 def retry(engine: Engine, job_id: int, actor: Actor) -> int:
     """Run again a failed, timed-out or cancelled run; the new job's id."""
-    return _run_request(engine, SQL["retry_run"], {"job_id": job_id}, actor)
+    new_job_id: int = _run_request(engine, SQL["retry_run"], {"job_id": job_id}, actor)
+    return new_job_id
 
 
 def waits_until(engine: Engine, job_id: int) -> datetime | None:
@@ -706,8 +708,8 @@ def _run_request(
     actor: Actor,
     all_rows: bool = False,
 ) -> Any:
-    """One call of a run function of migration 0014: an unknown id or job is
-    UnknownId, a request the run's state forbids is Refused."""
+    """One call of a run function (``agnt_cancel_run``, ``agnt_retry_run``...): an
+    unknown id or job is UnknownId, a request the run's state forbids is Refused."""
     params = {**params, "by": actor.by, "source": actor.source}
     try:
         with engine.begin() as connection:

@@ -25,7 +25,7 @@ DEFAULT_QUEUE = "default"
 # How long a run may take before it is stopped at its next checkpoint, unless the
 # declaration (or an operator) says otherwise.
 DEFAULT_TIMEOUT = timedelta(minutes=30)
-# The bounds of a timeout, as Postgres holds them (migration 0020): a run stopped
+# The bounds of a timeout, as Postgres holds them (agnt_timeout_problem): a run stopped
 # before a second is a typo, a run allowed past a week is one nobody watches.
 TIMEOUT_FLOOR = timedelta(seconds=1)
 TIMEOUT_CEILING = timedelta(days=7)

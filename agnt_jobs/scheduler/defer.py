@@ -2,7 +2,7 @@
 caller's transaction commits, so a booking and the run that reminds its user
 commit, or roll back, together.
 
-Every path is one call of the SQL function ``agnt_defer`` (migration 0017), on the
+Every path is one call of the SQL function ``agnt_defer`` (docs/schema.sql), on the
 caller's own connection: a SQLAlchemy ``Session`` or ``Connection`` or a psycopg
 connection (``defer``), or their async forms (``defer_async``). Postgres checks the
 job id and the arguments against ``declared_jobs``, which every worker writes at
@@ -11,7 +11,7 @@ refusal is ``DeferRefused`` here, and the caller's transaction is aborted like t
 of any failed statement, so nothing it wrote commits.
 
 With traces on, deferring is a span, a child of the caller's current one, and the
-job carries it to its run (``job_traces``, migration 0021).
+job carries it to its run (``job_traces``).
 """
 
 from __future__ import annotations

@@ -4,20 +4,21 @@ from the ticks persisted in the database, and to honour a pause.
 
 Each pass reads the effective schedules with their last decided tick (one query),
 plans with ``agnt_jobs.scheduler.misfire``, and decides each due tick with
-``agnt_defer_schedule_tick`` (migrations 0007, 0013), which defers the job and
+``agnt_defer_schedule_tick`` (docs/schema.sql), which defers the job and
 records the decision in one transaction under a per-schedule lock. However many
 workers run, each tick is decided once; and a decision planned on values an
 operator changed meanwhile is refused ('changed'), so the next decision after a
 change is committed always follows it.
 
-A change of the table NOTIFYs ``agnt_schedules`` (migration 0013); the worker's
+A change of the table NOTIFYs ``agnt_schedules`` (its trigger
+``agnt_schedules_changed``); the worker's
 listener wakes the deferrer, whose next pass follows the new values and writes
 ``next_run_at`` at once. A notification lost while the listener reconnects is
 made up by the pass every ``BACKSTOP_SECONDS``.
 
 A schedule whose job is not configured (a setting it needs is unset, see
 ``bodies.missing_settings``) has its due ticks decided skipped, reason
-``not_configured``, by ``agnt_skip_schedule_tick`` (migration 0012), under the same
+``not_configured``, by ``agnt_skip_schedule_tick``, under the same
 lock: no job is deferred to fail. The worker says once, at start, which jobs wait
 for which variables. Every worker should have the same settings: whichever decides
 a tick decides it by its own.
@@ -80,7 +81,7 @@ class Followed:
     """One schedule as the table has it now, and the task of its job."""
 
     schedule: Schedule
-    task: Task
+    task: Task[..., Any, ...]
 
     @property
     def key(self) -> tuple[Any, ...]:
@@ -123,7 +124,7 @@ class ScheduleDeferrer(PeriodicDeferrer):
         self._judged = False
 
     @property
-    def tasks(self) -> dict[str, Task]:
+    def tasks(self) -> dict[str, Task[..., Any, ...]]:
         """The jobs this worker defers: every declared schedule's job with a body
         here. A schedule created in SQL runs one of them."""
         return {
@@ -353,7 +354,9 @@ class ScheduleDeferrer(PeriodicDeferrer):
             )
         self.followed = followed
 
-    def _say_changes(self, before: dict[str, Followed], after: dict[str, Followed]):
+    def _say_changes(
+        self, before: dict[str, Followed], after: dict[str, Followed]
+    ) -> None:
         for id_ in sorted(set(before) | set(after)):
             old, new = before.get(id_), after.get(id_)
             if old is not None and new is not None and old.key == new.key:
@@ -440,7 +443,8 @@ class ScheduleDeferrer(PeriodicDeferrer):
             retry_when_queued=schedule.misfire is Misfire.CATCH_UP,
             worker_id=self.worker_id,
         )
-        outcome, job_id = row["outcome"], row["job_id"]
+        outcome: str = row["outcome"]
+        job_id = row["job_id"]
         tracing.annotate("agnt.job_id", job_id)
         extra = {
             "schedule": schedule.id,

@@ -239,7 +239,8 @@ def _summary(result: Any) -> dict[str, Any] | None:
         result = {"result": result}
     # Round-trip so a non-JSON value (a datetime, a Decimal) is stored as text
     # instead of failing the job after its work is done.
-    return json.loads(json.dumps(result, default=str))
+    summary: dict[str, Any] = json.loads(json.dumps(result, default=str))
+    return summary
 
 
 def _error_text(error: BaseException) -> str:

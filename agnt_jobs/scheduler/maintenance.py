@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import time
 from datetime import datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 import sqlalchemy.exc
@@ -81,7 +82,7 @@ def rescue_stalled(engine: Engine, settings: Settings) -> JobResult:
             return counts
 
 
-def _rescue(connection: Connection, job: dict, settings: Settings) -> str:
+def _rescue(connection: Connection, job: dict[str, Any], settings: Settings) -> str:
     attempt = job["attempts"] + 1
     connection.exec_driver_sql(
         SQL["close_lost_run"],

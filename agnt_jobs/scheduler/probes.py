@@ -49,7 +49,8 @@ async def schema_revision(query_one: QueryOne) -> str | None:
     async def revision() -> str | None:
         if not (await query_one(migrate.HAS_REVISION))["present"]:
             return None
-        return (await query_one(migrate.CURRENT_REVISION))["revision"]
+        revision: str = (await query_one(migrate.CURRENT_REVISION))["revision"]
+        return revision
 
     asking = asyncio.ensure_future(revision())
     await asyncio.wait({asking}, timeout=READY_TIMEOUT_SECONDS)

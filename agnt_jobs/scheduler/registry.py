@@ -46,7 +46,7 @@ class ScheduledApp(App):
 
 
 @attr.dataclass(frozen=True)
-class ZonedPeriodicTask(PeriodicTask):
+class ZonedPeriodicTask(PeriodicTask[..., Any, ...]):
     """Procrastinate's periodic task, plus the declaration it came from.
 
     Our deferrer reads ``schedule`` and evaluates it with our evaluator

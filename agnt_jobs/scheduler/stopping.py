@@ -89,7 +89,8 @@ class StoppingWorker(worker.Worker):
         if self._stop_requested_at is None:
             self._stop_requested_at = time.monotonic()
             self._listen_for_second_signal()
-        super().stop()
+        # Procrastinate's Worker.stop has no annotations.
+        super().stop()  # type: ignore[no-untyped-call]
 
     def _listen_for_second_signal(self) -> None:
         """After the first stop, SIGTERM and SIGINT mean "now". Procrastinate

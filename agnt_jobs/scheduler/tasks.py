@@ -89,7 +89,9 @@ def _as_run_error(error: Exception, stop_reason: str | None) -> Exception:
     return error
 
 
-def make_task(app: App, job_id: str, body: JobBody, queue: str = DEFAULT_QUEUE) -> Task:
+def make_task(
+    app: App, job_id: str, body: JobBody, queue: str = DEFAULT_QUEUE
+) -> Task[..., JobResult, ...]:
     def run(context: JobContext, timestamp: int | None = None) -> JobResult:
         now = datetime.now(UTC)
         tick = datetime.fromtimestamp(timestamp, UTC) if timestamp else now

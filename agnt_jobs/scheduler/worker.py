@@ -195,7 +195,9 @@ class AgntWorker(StoppingWorker):
         self.heartbeat_reached(registering)
         self.run_task = asyncio.current_task()
         self._loop = asyncio.get_running_loop()
-        loop_task = asyncio.create_task(self._run_loop(), name="worker loop")
+        # Procrastinate's Worker._run_loop has no annotations.
+        run_loop = self._run_loop()  # type: ignore[no-untyped-call]
+        loop_task = asyncio.create_task(run_loop, name="worker loop")
         try:
             # Cancelling the worker stops it gracefully rather than mid-job.
             await asyncio.shield(loop_task)

@@ -1,5 +1,5 @@
 -- The admin view's reads. It keeps no state: everything here is the audit views
--- (migration 0007) and the run history, as any SQL client sees them. Spans are
+-- (docs/schema.sql) and the run history, as any SQL client sees them. Spans are
 -- differences of epochs, not of timestamps: a row may hold 'infinity', which
 -- Postgres will not subtract, and whose epoch is Infinity.
 

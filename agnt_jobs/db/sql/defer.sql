@@ -1,6 +1,6 @@
 -- File format: a "-- name --" line, comment lines saying what the query does, the
 -- query. Placeholders are psycopg's %(name)s. What deferring checks and does lives
--- in the SQL functions of migration 0017.
+-- in the SQL functions agnt_declare_jobs and agnt_defer (docs/schema.sql).
 
 -- declare_jobs --
 -- At worker start (a deploy): every job the code can run, with its queue, lock,

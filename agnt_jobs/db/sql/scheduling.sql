@@ -1,7 +1,7 @@
 -- File format: a "-- name --" line, comment lines saying what the query does, the
 -- query. Placeholders are psycopg's %(name)s. The tick decisions themselves live in
--- SQL functions (migrations 0007, 0012) so that every worker takes them under one
--- lock.
+-- SQL functions (agnt_defer_schedule_tick, agnt_skip_schedule_tick; their definitions
+-- at head are in docs/schema.sql) so that every worker takes them under one lock.
 
 -- declare_schedules --
 -- At worker start (a deploy): declare every schedule of the code, keep what
@@ -26,7 +26,7 @@ SET hostname = EXCLUDED.hostname, pid = EXCLUDED.pid, deployed = EXCLUDED.deploy
 -- worker has the body of, as it is now, with its last decided tick and when its
 -- cron, zone or job last changed; and every live row no worker can follow
 -- (``problem``), which the deferrer sets aside. Read through schedule_rows, so
--- that no value of one row can fail the read of all (migration 0020).
+-- that no value of one row can fail the read of all (docs/schema.sql).
 SELECT s.id, s.task_name, s.cron, s.zone, s.queue, s.misfire_policy, s.timeout,
        s.cron_changed_at, s.problem, agnt_schedule_last_tick(s.id) AS last_tick
 FROM schedule_rows s
@@ -169,7 +169,7 @@ INSERT INTO job_run_actions (job_id, action, requested_by, source)
 VALUES (%(job_id)s, %(action)s, %(by)s, %(source)s)
 
 -- cancel_run --
--- Cancel a waiting run, or ask a running one to stop (migration 0014).
+-- Cancel a waiting run, or ask a running one to stop (docs/schema.sql).
 SELECT agnt_cancel_run(%(job_id)s, %(by)s, %(source)s)
 
 -- retry_run --

@@ -1,5 +1,5 @@
 -- File format: a "-- name --" line, comment lines saying what the query does, the
--- query. Placeholders are psycopg's %(name)s. job_traces is migration 0021's: the
+-- query. Placeholders are psycopg's %(name)s. job_traces (docs/schema.sql) holds the
 -- trace context a job carries from whoever deferred it to its run.
 
 -- defer_jobs --

@@ -19,7 +19,7 @@ claim against Procrastinate's own fetch on the same jobs.
 
 **Claiming in batches.** Where Procrastinate fetches one job per round trip (its
 ``procrastinate_fetch_job_v2``), the worker claims as many jobs as it has free
-slots in one statement (``agnt_claim_jobs``, migration 0025: the jobs that fetch
+slots in one statement (the SQL function ``agnt_claim_jobs``: the jobs that fetch
 would return called that many times in a row), and the same statement records
 each claimed run's start in ``job_runs`` and reads its timeout. The rest is
 Procrastinate's: each job runs in its own task through ``_process_job`` (context,

@@ -1,4 +1,4 @@
-"""The batch claim (``agnt_claim_jobs``, migration 0025) against the reference it
+"""The batch claim (the SQL function ``agnt_claim_jobs``) against the reference it
 stands for: Procrastinate's own ``procrastinate_fetch_job_v2``, from the pinned
 Procrastinate's schema, called n times in a row. On the same generated job sets
 (queues, priorities, locks, queueing locks, running jobs, jobs not due yet) both

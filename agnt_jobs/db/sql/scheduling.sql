@@ -160,7 +160,7 @@ WHERE queueing_lock = %(queueing_lock)s AND status = 'todo'
 
 -- run_timeout --
 -- How long a run may take: its tick's schedule's timeout, else its job's own
--- (migration 0025's agnt_run_timeout).
+-- (the SQL function agnt_run_timeout).
 SELECT agnt_run_timeout(%(job_id)s, %(job)s)
 
 -- record_run_action --

@@ -435,15 +435,11 @@ class AgntWorker(StoppingWorker):
             self._job_semaphore.release()
 
     async def _claim(self, n: int) -> list[dict[str, Any]]:
-        """Claim up to ``n`` jobs, on the run history's connection (kept, so no
-        pool checkout per claim) when the worker has one."""
+        """Claim up to ``n`` jobs, on a pool connection of its own: not on the run
+        history's, where a claim that waits (a lock on the worker's row, which
+        the claim's foreign key takes) would hold up the ends of running jobs."""
         assert self.worker_id is not None
-        send = (
-            self.app.connector.execute_query_all_async
-            if self.history is None
-            else self.history.rows
-        )
-        return await send(
+        return await self.app.connector.execute_query_all_async(
             CLAIM_JOBS,
             queues=None if self.queues is None else list(self.queues),
             worker_id=self.worker_id,

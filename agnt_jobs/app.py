@@ -11,7 +11,7 @@ import agnt_jobs.jobs
 import agnt_jobs.scheduler.maintenance  # noqa: F401
 import cron  # noqa: F401
 from agnt_jobs.db.connector import SettingsConnector
-from agnt_jobs.scheduler import registry, tasks
+from agnt_jobs.scheduler import deploy, tasks
 from agnt_jobs.scheduler.history import record_run
 from agnt_jobs.scheduler.worker import AgntApp
 from periodic import DECLARED
@@ -34,4 +34,4 @@ tasks.register_all(app)
 # that lock held, and only the rescuer could release it. Its SQL claims jobs with
 # FOR UPDATE SKIP LOCKED, so two runs at once never handle one job.
 app.tasks["rescue_stalled_jobs"].lock = None
-registry.register(app, DECLARED)
+deploy.register(app, DECLARED)

@@ -753,7 +753,7 @@ CREATE TABLE schedule_ticks (
     CONSTRAINT fk_schedule_ticks_schedule_id_schedules FOREIGN KEY (schedule_id) REFERENCES schedules(id) ON DELETE CASCADE,
     CONSTRAINT ck_schedule_ticks_decided_at_readable CHECK (decided_at > '0001-01-03 00:00:00+00'::timestamp with time zone AND decided_at < '9999-12-29 00:00:00+00'::timestamp with time zone),
     CONSTRAINT ck_schedule_ticks_missed_since_readable CHECK (missed_since > '0001-01-03 00:00:00+00'::timestamp with time zone AND missed_since < '9999-12-29 00:00:00+00'::timestamp with time zone),
-    CONSTRAINT ck_schedule_ticks_outcome CHECK (outcome = 'deferred'::text AND reason IS NULL AND job_id IS NOT NULL OR outcome = 'skipped'::text AND (reason = ANY (ARRAY['paused'::text, 'queued'::text, 'misfire'::text, 'not_configured'::text]))),
+    CONSTRAINT ck_schedule_ticks_outcome CHECK (outcome = 'deferred'::text AND reason IS NULL AND job_id IS NOT NULL OR outcome = 'skipped'::text AND (reason = ANY (ARRAY['paused'::text, 'queued'::text, 'missed'::text, 'not_configured'::text]))),
     CONSTRAINT ck_schedule_ticks_tick_at_readable CHECK (tick_at > '0001-01-03 00:00:00+00'::timestamp with time zone AND tick_at < '9999-12-29 00:00:00+00'::timestamp with time zone)
 );
 CREATE INDEX ix_schedule_ticks_job_id ON public.schedule_ticks USING btree (job_id);
@@ -1602,74 +1602,21 @@ BEGIN
 END;
 $function$;
 
-CREATE OR REPLACE FUNCTION public.agnt_defer_schedule_tick(_schedule_id text, _queue text, _lock text, _queueing_lock text, _priority integer, _tick bigint, _retry_when_queued boolean, _worker_id bigint)
- RETURNS TABLE(outcome text, job_id bigint)
- LANGUAGE plpgsql
-AS $function$
-DECLARE
-    _tick_at timestamptz := to_timestamp(_tick);
-    _enabled boolean;
-    _job_id bigint;
-    _constraint text;
-BEGIN
-    PERFORM pg_advisory_xact_lock(hashtextextended('agnt_schedule:' || _schedule_id, 0));
-    -- FOR SHARE: a pause (an UPDATE of this row) committed before this point is
-    -- seen; one issued after it waits until this tick is decided.
-    SELECT s.enabled INTO _enabled FROM schedules s WHERE s.id = _schedule_id FOR SHARE;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'schedule % is not in the schedules table', _schedule_id
-            USING HINT = 'workers add their schedules at start';
-    END IF;
-    IF _tick_at <= agnt_schedule_last_tick(_schedule_id) THEN
-        RETURN QUERY SELECT 'handled'::text, NULL::bigint;
-        RETURN;
-    END IF;
-    IF NOT _enabled THEN
-        INSERT INTO schedule_ticks (schedule_id, tick_at, outcome, reason, worker_id)
-        VALUES (_schedule_id, _tick_at, 'skipped', 'paused', _worker_id);
-        RETURN QUERY SELECT 'paused'::text, NULL::bigint;
-        RETURN;
-    END IF;
-    BEGIN
-        _job_id := procrastinate_defer_periodic_job_v2(
-            _queue, _lock, _queueing_lock, _schedule_id, _priority, _schedule_id,
-            _tick, jsonb_build_object('timestamp', _tick));
-    EXCEPTION WHEN unique_violation THEN
-        GET STACKED DIAGNOSTICS _constraint = CONSTRAINT_NAME;
-        IF _constraint IS DISTINCT FROM 'procrastinate_jobs_queueing_lock_idx_v1' THEN
-            RAISE;
-        END IF;
-        -- The previous run is still waiting: at most one waits per job.
-        IF _retry_when_queued THEN
-            RETURN QUERY SELECT 'queued'::text, NULL::bigint;
-            RETURN;
-        END IF;
-        INSERT INTO schedule_ticks (schedule_id, tick_at, outcome, reason, worker_id)
-        VALUES (_schedule_id, _tick_at, 'skipped', 'queued', _worker_id);
-        RETURN QUERY SELECT 'skipped'::text, NULL::bigint;
-        RETURN;
-    END;
-    IF _job_id IS NULL THEN
-        RETURN QUERY SELECT 'handled'::text, NULL::bigint;
-        RETURN;
-    END IF;
-    INSERT INTO schedule_ticks (schedule_id, tick_at, outcome, job_id, worker_id)
-    VALUES (_schedule_id, _tick_at, 'deferred', _job_id, _worker_id);
-    RETURN QUERY SELECT 'deferred'::text, _job_id;
-END;
-$function$;
-
 CREATE OR REPLACE FUNCTION public.agnt_defer_schedule_tick(_schedule_id text, _task_name text, _cron text, _zone text, _queue text, _lock text, _queueing_lock text, _priority integer, _tick bigint, _retry_when_queued boolean, _worker_id bigint)
- RETURNS TABLE(outcome text, job_id bigint)
+ RETURNS TABLE(outcome text, reason text, job_id bigint)
  LANGUAGE plpgsql
 AS $function$
--- Decide one tick that a worker planned with the schedule's task, cron and zone:
--- 'changed' (nothing recorded) when they are no longer the row's, so a decision
--- never follows values an operator replaced before it was taken.
+-- Decide one tick that a worker planned with the schedule's job, cron and zone.
+-- Decided (and recorded in schedule_ticks): 'deferred' with the run's id, or
+-- 'skipped' with its reason. Not decided (nothing recorded): 'changed' when the
+-- planned values are no longer the row's, so a decision never follows values an
+-- operator replaced before it was taken; 'already_decided' when this tick or a
+-- later one was; 'held' (reason 'queued') when the previous run still waits and
+-- the schedule catches up, so the tick is tried again.
 DECLARE
     _tick_at timestamptz := to_timestamp(_tick);
     _row schedules%ROWTYPE;
-    _job_id bigint;
+    _run_id bigint;
     _constraint text;
 BEGIN
     PERFORM pg_advisory_xact_lock(hashtextextended('agnt_schedule:' || _schedule_id, 0));
@@ -1678,21 +1625,21 @@ BEGIN
     SELECT * INTO _row FROM schedules s WHERE s.id = _schedule_id FOR SHARE;
     IF NOT FOUND OR _row.removed_at IS NOT NULL OR _row.task_name <> _task_name
        OR _row.cron <> _cron OR _row.zone <> _zone OR _row.queue <> _queue THEN
-        RETURN QUERY SELECT 'changed'::text, NULL::bigint;
+        RETURN QUERY SELECT 'changed'::text, NULL::text, NULL::bigint;
         RETURN;
     END IF;
     IF _tick_at <= agnt_schedule_last_tick(_schedule_id) THEN
-        RETURN QUERY SELECT 'handled'::text, NULL::bigint;
+        RETURN QUERY SELECT 'already_decided'::text, NULL::text, NULL::bigint;
         RETURN;
     END IF;
     IF NOT _row.enabled THEN
         INSERT INTO schedule_ticks (schedule_id, tick_at, outcome, reason, worker_id)
         VALUES (_schedule_id, _tick_at, 'skipped', 'paused', _worker_id);
-        RETURN QUERY SELECT 'paused'::text, NULL::bigint;
+        RETURN QUERY SELECT 'skipped'::text, 'paused'::text, NULL::bigint;
         RETURN;
     END IF;
     BEGIN
-        _job_id := procrastinate_defer_periodic_job_v2(
+        _run_id := procrastinate_defer_periodic_job_v2(
             _queue, _lock, _queueing_lock, _task_name, _priority, _schedule_id,
             _tick, jsonb_build_object('timestamp', _tick));
     EXCEPTION WHEN unique_violation THEN
@@ -1702,21 +1649,22 @@ BEGIN
         END IF;
         -- A run of the job is still waiting: at most one waits per job.
         IF _retry_when_queued THEN
-            RETURN QUERY SELECT 'queued'::text, NULL::bigint;
+            RETURN QUERY SELECT 'held'::text, 'queued'::text, NULL::bigint;
             RETURN;
         END IF;
         INSERT INTO schedule_ticks (schedule_id, tick_at, outcome, reason, worker_id)
         VALUES (_schedule_id, _tick_at, 'skipped', 'queued', _worker_id);
-        RETURN QUERY SELECT 'skipped'::text, NULL::bigint;
+        RETURN QUERY SELECT 'skipped'::text, 'queued'::text, NULL::bigint;
         RETURN;
     END;
-    IF _job_id IS NULL THEN
-        RETURN QUERY SELECT 'handled'::text, NULL::bigint;
+    IF _run_id IS NULL THEN
+        -- Procrastinate's periodic key: this tick was deferred already.
+        RETURN QUERY SELECT 'already_decided'::text, NULL::text, NULL::bigint;
         RETURN;
     END IF;
     INSERT INTO schedule_ticks (schedule_id, tick_at, outcome, job_id, worker_id)
-    VALUES (_schedule_id, _tick_at, 'deferred', _job_id, _worker_id);
-    RETURN QUERY SELECT 'deferred'::text, _job_id;
+    VALUES (_schedule_id, _tick_at, 'deferred', _run_id, _worker_id);
+    RETURN QUERY SELECT 'deferred'::text, NULL::text, _run_id;
 END;
 $function$;
 
@@ -1748,6 +1696,8 @@ CREATE OR REPLACE FUNCTION public.agnt_record_missed_ticks(_schedule_id text, _f
  RETURNS boolean
  LANGUAGE plpgsql
 AS $function$
+-- Record a range of ticks no worker deferred in time, one row for the range:
+-- skipped 'missed', or 'paused' if the schedule is paused.
 DECLARE
     _enabled boolean;
 BEGIN
@@ -1759,7 +1709,7 @@ BEGIN
     INSERT INTO schedule_ticks (schedule_id, tick_at, missed_since, outcome, reason,
                                 worker_id)
     VALUES (_schedule_id, to_timestamp(_last), to_timestamp(_first), 'skipped',
-            CASE WHEN _enabled THEN 'misfire' ELSE 'paused' END, _worker_id);
+            CASE WHEN _enabled THEN 'missed' ELSE 'paused' END, _worker_id);
     RETURN true;
 END;
 $function$;
@@ -2160,12 +2110,14 @@ CREATE OR REPLACE FUNCTION public.agnt_skip_schedule_tick(_schedule_id text, _ti
  RETURNS text
  LANGUAGE plpgsql
 AS $function$
+-- Decide one tick skipped for a reason found before deferring (not_configured):
+-- 'skipped', or 'already_decided' (nothing recorded).
 DECLARE
     _tick_at timestamptz := to_timestamp(_tick);
 BEGIN
     PERFORM pg_advisory_xact_lock(hashtextextended('agnt_schedule:' || _schedule_id, 0));
     IF _tick_at <= agnt_schedule_last_tick(_schedule_id) THEN
-        RETURN 'handled';
+        RETURN 'already_decided';
     END IF;
     INSERT INTO schedule_ticks (schedule_id, tick_at, outcome, reason, worker_id)
     VALUES (_schedule_id, _tick_at, 'skipped', _reason, _worker_id);

@@ -10,7 +10,7 @@ from alembic import context
 from sqlalchemy import pool
 
 from agnt_jobs.db import database_url
-from agnt_jobs.db.connect import create_engine
+from agnt_jobs.db.url import create_engine
 from agnt_jobs.models import Base
 
 config = context.config

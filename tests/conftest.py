@@ -28,8 +28,8 @@ from sqlalchemy.engine import Engine
 
 import agnt_jobs.app  # noqa: F401  (every body registered, as in a worker)
 from agnt_jobs import db, logs, settings
-from agnt_jobs.db.connect import with_dbname
 from agnt_jobs.db.migrate import PROJECT_ROOT, upgrade
+from agnt_jobs.db.url import with_dbname
 
 TEMPLATE_LOCK_KEY = 0x74706C  # "tpl": one process builds a given template
 

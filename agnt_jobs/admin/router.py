@@ -169,19 +169,26 @@ def get_runs(
         raise _invalid(error.field, str(error), value) from None
 
 
+# A run is named by its job id: the procrastinate_jobs row's id (docs/glossary.md).
+JobId = Annotated[
+    int,
+    Path(ge=1, le=2**63 - 1, description="The run's job id (procrastinate_jobs.id)."),
+]
+
+
 @api.get(
-    "/runs/{run_id}",
+    "/runs/{job_id}",
     response_model=schemas.RunDetail,
     responses=_NOT_FOUND,
     summary="One run with its attempts and events",
 )
 def get_run(
     ctx: Context,
-    run_id: Annotated[int, Path(ge=1, le=2**63 - 1, description="The job id.")],
+    job_id: JobId,
 ) -> schemas.RunDetail:
-    detail = service.run_detail(ctx, run_id)
+    detail = service.run_detail(ctx, job_id)
     if detail is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no run {run_id}")
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no run {job_id}")
     return detail
 
 
@@ -280,7 +287,6 @@ _CONFLICT: dict[int | str, dict[str, Any]] = {
         "already retried).",
     }
 }
-RunId = Annotated[int, Path(ge=1, le=2**63 - 1, description="The job id.")]
 
 
 @api.patch(
@@ -372,7 +378,7 @@ def post_retry_many(
 
 
 @api.post(
-    "/runs/{run_id}/cancel",
+    "/runs/{job_id}/cancel",
     response_model=schemas.Cancelled,
     responses={**_NOT_FOUND, **_CONFLICT, **_BAD_BODY},
     summary="Cancel a waiting or running run",
@@ -380,25 +386,25 @@ def post_retry_many(
 def post_cancel(
     request: Request,
     ctx: Context,
-    run_id: RunId,
+    job_id: JobId,
     body: schemas.RunRequestIn | None = None,
 ) -> schemas.Cancelled:
     """A waiting run is cancelled at once; a running one stops at its next
     checkpoint and ends cancelled."""
     try:
         cancelled = service.cancel_run(
-            ctx, run_id, actor(request), body.by if body else None
+            ctx, job_id, actor(request), body.by if body else None
         )
     except control.UnknownId as error:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(error)) from None
     except control.Refused as error:
         raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from None
-    audit(request, "admin_cancel", str(run_id))
+    audit(request, "admin_cancel", str(job_id))
     return cancelled
 
 
 @api.post(
-    "/runs/{run_id}/retry",
+    "/runs/{job_id}/retry",
     response_model=schemas.Retried,
     status_code=status.HTTP_202_ACCEPTED,
     responses={**_NOT_FOUND, **_CONFLICT, **_BAD_BODY},
@@ -407,19 +413,19 @@ def post_cancel(
 def post_retry(
     request: Request,
     ctx: Context,
-    run_id: RunId,
+    job_id: JobId,
     body: schemas.RunRequestIn | None = None,
 ) -> schemas.Retried:
     """A new job with the same job, tick, queue and lock."""
     try:
         retried = service.retry_run(
-            ctx, run_id, actor(request), body.by if body else None
+            ctx, job_id, actor(request), body.by if body else None
         )
     except control.UnknownId as error:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(error)) from None
     except control.Refused as error:
         raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from None
-    audit(request, "admin_retry", str(run_id), new_job_id=retried.new_job_id)
+    audit(request, "admin_retry", str(job_id), new_job_id=retried.new_job_id)
     return retried
 
 

@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, Field
 
 from agnt_jobs.admin.errors import unreadable
+from agnt_jobs.models.scheduling import SkipReason, TickOutcome
 
 
 def _readable(value: str) -> str:
@@ -56,9 +57,9 @@ RunStatus = Literal[
 
 class LastTick(BaseModel):
     at: datetime = Field(description="The tick (UTC).")
-    outcome: Literal["deferred", "skipped"]
-    reason: str | None = Field(
-        description="Why a skipped tick was skipped: paused, queued or misfire."
+    outcome: TickOutcome
+    reason: SkipReason | None = Field(
+        description="Why a skipped tick was skipped (docs/glossary.md)."
     )
 
 

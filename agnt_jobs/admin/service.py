@@ -8,7 +8,7 @@ Health, the first that applies (the README's "Admin view" says the same):
 ``not_deployed`` no row in ``schedules`` (no worker with this code started);
 ``no_body`` declared without a job body; ``paused`` ``enabled`` is false;
 ``not_configured`` a setting its job needs is unset (in this process's settings);
-``missed`` the last decided tick was skipped as ``misfire``, or the next tick is
+``missed`` the last decided tick was skipped as ``missed``, or the next tick is
 ``overdue`` in ``schedule_late_ticks`` (due, and no worker decided it);
 ``failing`` the newest attempt in ``job_runs`` ended ``failed``;
 ``late`` the last decided tick is in ``schedule_late_ticks`` as ``late`` or
@@ -32,7 +32,7 @@ from agnt_jobs.admin import schemas
 from agnt_jobs.admin.context import AdminContext
 from agnt_jobs.db import queries
 from agnt_jobs.models.runs import JobRun
-from agnt_jobs.models.scheduling import ScheduleTick
+from agnt_jobs.models.scheduling import ScheduleTick, SkipReason
 from agnt_jobs.scheduler import broken, control
 from agnt_jobs.scheduler.bodies import missing_settings
 from agnt_jobs.scheduler.declaration import Schedule
@@ -77,7 +77,7 @@ def health(
     kinds = set(row["late_kinds"])
     if "overdue" in kinds:
         return Health.MISSED, "its tick is due and no worker has deferred it"
-    if row["last_tick_reason"] == "misfire":
+    if row["last_tick_reason"] == SkipReason.MISSED:
         return Health.MISSED, "its last tick passed while no worker was deferring"
     if row["last_run_status"] == "failed":
         return Health.FAILING, "its last run failed"

@@ -24,7 +24,12 @@ One module per family:
   month of run history, against the run counters computed from that history;
 * ``defer``: a backend's transaction that defers a job with ``agnt_defer``, against
   the same transaction with a plain INSERT into a table of the job table's shape,
-  and the server's round trip.
+  and the server's round trip;
+* ``peers``: PgQueuer, graphile-worker and pg-boss, installed into a cache of the
+  bench's own, drain the same no-op jobs as plain Procrastinate and ours, one after
+  the other on the same server (``peer_queues``);
+* ``claim``: the statement a worker claims a job with, p50/p99 with a thousand to a
+  million jobs waiting and beside a million finished ones, with its plan.
 """
 
 from __future__ import annotations
@@ -45,6 +50,8 @@ FAMILIES = (
     "schedule_change",
     "metrics",
     "defer",
+    "peers",
+    "claim",
 )
 
 
@@ -151,6 +158,14 @@ def run(options: Options) -> list[Measurement]:
                 from agnt_jobs.bench import defer
 
                 measurements += defer.run(ctx)
+            elif family == "peers":
+                from agnt_jobs.bench import peer_queues
+
+                measurements += peer_queues.run(ctx)
+            elif family == "claim":
+                from agnt_jobs.bench import claim
+
+                measurements += claim.run(ctx)
     if options.json_path is not None:
         write_json(
             options.json_path,

@@ -28,7 +28,7 @@ from agnt_jobs import checkpoint
 from agnt_jobs.app import app as ours
 from agnt_jobs.bench.base import NOOP, NOOP_QUEUE, STOP_JOBS, TICK
 from agnt_jobs.db.budget import budget
-from agnt_jobs.scheduler import registry
+from agnt_jobs.scheduler import deploy
 from agnt_jobs.scheduler.bodies import JobResult, RunContext, job
 from agnt_jobs.scheduler.declaration import Misfire, Schedule
 from agnt_jobs.scheduler.tasks import make_task
@@ -61,7 +61,7 @@ make_task(ours, TICK, _noop)
 # the production registry alone.
 TICKING = os.environ.get("AGNT_BENCH_TICK") == "1"
 if TICKING:
-    registry.register(
+    deploy.register(
         ours, [Schedule(TICK, TICK_CRON, "Benchmark: every second.", Misfire.SKIP)]
     )
 

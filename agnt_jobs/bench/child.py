@@ -47,16 +47,22 @@ def run_module(
     module: str, args: list[str], env: dict[str, str], timeout: float = 3600.0
 ) -> ChildResult:
     """Run ``python -m module args`` and wait for it; raise if it fails."""
+    return run_command([sys.executable, "-m", module, *args], env, timeout=timeout)
+
+
+def run_command(
+    command: list[str],
+    env: dict[str, str],
+    cwd: Path = ROOT,
+    timeout: float = 3600.0,
+) -> ChildResult:
+    """Run ``command`` and wait for it; raise if it fails, or prints nothing, or
+    outlives ``timeout`` (then it is killed)."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         started = time.perf_counter()
-        process = subprocess.Popen(
-            [sys.executable, "-m", module, *args],
-            env=env,
-            cwd=ROOT,
-            stdout=out,
-            stderr=err,
-        )
+        process = subprocess.Popen(command, env=env, cwd=cwd, stdout=out, stderr=err)
         deadline = time.monotonic() + timeout
+        timed_out = False
         while True:
             # wait4 of this pid gives this child's own rusage, where
             # getrusage(RUSAGE_CHILDREN) would give the largest of all children.
@@ -64,6 +70,7 @@ def run_module(
             if pid:
                 break
             if time.monotonic() > deadline:
+                timed_out = True
                 process.kill()
                 pid, status, usage = os.wait4(process.pid, 0)
                 break
@@ -74,10 +81,13 @@ def run_module(
         err.seek(0)
         lines = out.read().decode(errors="replace").strip().splitlines()
         stderr_tail = err.read().decode(errors="replace")[-2000:]
-    if process.returncode != 0 or not lines:
-        raise RuntimeError(
-            f"{module} {' '.join(args)} exited {process.returncode}: {stderr_tail}"
+    if timed_out or process.returncode != 0 or not lines:
+        ending = (
+            f"was killed after {timeout:g}s"
+            if timed_out
+            else (f"exited {process.returncode}")
         )
+        raise RuntimeError(f"{' '.join(command)} {ending}: {stderr_tail}")
     return ChildResult(
         output=json.loads(lines[-1]),
         seconds=seconds,

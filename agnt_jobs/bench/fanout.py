@@ -101,6 +101,6 @@ def run(
             measurement.met = True
             measurement.note = (
                 f"best: AGNT_SEND_CONCURRENCY={best[1]}, {messages} messages "
-                "through outbox.deliver_due"
+                "through send_queue.deliver_due"
             )
     return measurements

@@ -99,20 +99,20 @@ async def _declare(url: str) -> None:
     """The schedules table as a worker of this code leaves it at start."""
     from procrastinate import PsycopgConnector
 
-    from agnt_jobs.scheduler import registry
+    from agnt_jobs.scheduler import deploy
     from agnt_jobs.scheduler.worker import AgntApp
     from periodic import DECLARED
 
     app = AgntApp(connector=PsycopgConnector(conninfo=url))
-    registry.register(app, DECLARED)
-    # Declared without their bodies (no job runs here): the registry's warning
+    deploy.register(app, DECLARED)
+    # Declared without their bodies (no job runs here): the deploy's warning
     # about that says nothing about the code.
-    quiet = logging.getLogger(registry.__name__)
+    quiet = logging.getLogger(deploy.__name__)
     level = quiet.level
     quiet.setLevel(logging.ERROR)
     try:
         async with app.open_async():
-            await registry.sync_table(app)
+            await deploy.sync_table(app)
     finally:
         quiet.setLevel(level)
 

@@ -20,7 +20,7 @@ import psycopg
 from psycopg import sql
 
 from agnt_jobs import logs
-from agnt_jobs.db.connect import with_dbname
+from agnt_jobs.db.url import with_dbname
 from agnt_jobs.settings import ConfigError
 
 logger = logging.getLogger(__name__)

@@ -1,5 +1,5 @@
 """Child process of the fan-out benchmark: deliver every due message of the send
-queue through the channel gateway (``outbox.deliver_due``, what the messaging jobs
+queue through the channel gateway (``send_queue.deliver_due``, what the messaging jobs
 call), or, as the baseline, make the same number of gateway calls with the same
 client and concurrency and no database at all. Prints the figures as JSON.
 
@@ -19,14 +19,14 @@ from typing import Any
 def through_queue() -> dict[str, Any]:
     from agnt_jobs import db
     from agnt_jobs.clients.channel import ChannelGateway
-    from agnt_jobs.delivery import outbox
+    from agnt_jobs.delivery import send_queue
     from agnt_jobs.settings import get_settings
 
     settings = get_settings()
     engine = db.engine()
     with ChannelGateway.from_settings(settings) as gateway:
         started = time.perf_counter()
-        result = outbox.deliver_due(engine, settings, gateway)
+        result = send_queue.deliver_due(engine, settings, gateway)
         seconds = time.perf_counter() - started
     engine.dispose()
     return {"sent": result["sent"], "failed": result["failed"], "seconds": seconds}

@@ -22,8 +22,8 @@ from agnt_jobs.cli import (
     worker,
 )
 from agnt_jobs.cli.common import UsageError
-from agnt_jobs.db.connect import CONNECT_ERRORS, Unreachable
 from agnt_jobs.db.outage import SERVER_FULL_ADVICE, is_server_full
+from agnt_jobs.db.url import CONNECT_ERRORS, Unreachable
 from agnt_jobs.scheduler.declaration import ScheduleError
 from agnt_jobs.settings import ConfigError
 

@@ -32,7 +32,7 @@ def bench(
         typer.Option(
             "--only",
             help="Run only this family (scheduling, queue, jobs, fanout, recovery, "
-            "schedule_change, metrics, defer) or job id (repeatable).",
+            "schedule_change, metrics, defer, peers, claim) or job id (repeatable).",
         ),
     ] = None,
     json_path: Annotated[

@@ -32,7 +32,7 @@ def healthcheck(
     host sent a heartbeat within AGNT_STALLED_WORKER_SECONDS. Live: that heartbeat.
     Exit 0 if so, 1 if not, each with one line.
     """
-    from agnt_jobs.db.connect import conninfo
+    from agnt_jobs.db.url import conninfo
     from agnt_jobs.scheduler.probes import DatabaseUnanswered
 
     url = conninfo(database_url(migrate=False))

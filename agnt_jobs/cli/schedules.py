@@ -16,7 +16,7 @@ import sqlalchemy.exc
 import typer
 
 from agnt_jobs.cli.common import UsageError, ensure_migrated
-from agnt_jobs.db.connect import Unreachable
+from agnt_jobs.db.url import Unreachable
 from agnt_jobs.settings import ConfigError, get_settings
 
 if TYPE_CHECKING:
@@ -174,11 +174,11 @@ def check() -> None:
     Problems, one line each: a schedule no worker can follow (broken: it alone
     does not tick, and the line says why), a declared schedule without a job
     body, a schedule the database has but the code dropped, a schedule changed
-    here but not yet deployed everywhere (a live worker defers another
-    registry). Each value an operator set that differs from the code is listed as
+    here but not yet deployed everywhere (a live worker deployed other
+    schedules). Each value an operator set that differs from the code is listed as
     overridden (not a disagreement).
     """
-    from agnt_jobs.scheduler import control, registry
+    from agnt_jobs.scheduler import control, deploy
 
     app = _app()
     engine = _engine()
@@ -202,7 +202,7 @@ def check() -> None:
                 f"{row['removed_at'].isoformat()}"
             )
     summary = (
-        f"{len(app.schedules)} declared, {len(registry.deployed(app))} with a body: "
+        f"{len(app.schedules)} declared, {len(deploy.deployed(app))} with a body: "
         f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
     )
     typer.echo(summary)
@@ -361,7 +361,7 @@ def _parse_at(value: str) -> datetime:
 
 
 def run(
-    id_: Annotated[str, typer.Argument(metavar="ID", help="The job id.")],
+    id_: Annotated[str, typer.Argument(metavar="ID", help="The job's name.")],
     wait: Annotated[
         bool, typer.Option("--wait", help="Follow the run; exit with its status.")
     ] = False,

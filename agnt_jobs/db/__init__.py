@@ -11,7 +11,7 @@ from sqlalchemy.engine import Engine
 
 from agnt_jobs.db import embedded, inflight
 from agnt_jobs.db.budget import budget
-from agnt_jobs.db.connect import conninfo, create_engine, redact
+from agnt_jobs.db.url import conninfo, create_engine, redact
 from agnt_jobs.settings import get_settings
 
 __all__ = [

@@ -38,7 +38,7 @@ from psycopg_pool.pool_async import AddConnection
 from agnt_jobs import tracing
 from agnt_jobs.db import conninfo, database_url, migrate, outage, queries, session_url
 from agnt_jobs.db.budget import budget
-from agnt_jobs.db.connect import connect_kwargs
+from agnt_jobs.db.url import connect_kwargs
 from agnt_jobs.settings import get_settings
 
 T = TypeVar("T")

@@ -24,9 +24,9 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from agnt_jobs.db.connect import with_dbname
 from agnt_jobs.db.migrate import upgrade
 from agnt_jobs.db.queries import load
+from agnt_jobs.db.url import with_dbname
 from agnt_jobs.settings import ConfigError
 
 DOC_PATH = Path("docs") / "schema.sql"

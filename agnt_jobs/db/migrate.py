@@ -10,7 +10,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 
-from agnt_jobs.db.connect import connected, create_engine
+from agnt_jobs.db.url import connected, create_engine
 from agnt_jobs.settings import ConfigError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]

@@ -1,4 +1,4 @@
-"""The alerts outbox: an alert is queued in the same transaction as the fact it is
+"""The alerts queue: an alert is queued in the same transaction as the fact it is
 about (a health check changing state, a week's dead-letter report), under an
 idempotency key, then posted to the alerts webhook until it is sent.
 

@@ -1,4 +1,4 @@
-"""A2A dispatch: how jobs send envelopes to venue agents, the A2A twin of the outbox.
+"""A2A dispatch: how jobs send envelopes to venue agents, the send queue's A2A twin.
 
 ``dispatch_due`` is a lease drain (``delivery.lease``): it claims due envelopes with
 a lease (``FOR UPDATE SKIP LOCKED``, then ``next_attempt_at`` is pushed to the end of

@@ -20,7 +20,7 @@ again. Attempts, where a queue counts them, are counted by the claim, so a row t
 kills its drain cannot be retried for ever.
 
 Each queue is a specialisation that states only its claim SQL, its call to the peer
-and its record step: ``delivery.outbox`` (send queue to the channel gateway),
+and its record step: ``delivery.send_queue`` (to the channel gateway),
 ``delivery.dispatch`` (A2A envelopes to venue agents), ``delivery.alerts`` (alerts
 to the alerts webhook), ``jobs.webhooks`` (webhook retries) and ``jobs.watchers``
 (price watchers to marketplaces).

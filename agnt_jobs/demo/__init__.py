@@ -1,7 +1,7 @@
 """``agnt-jobs demo seed``: a realistic, deterministic data set for every table, so a
 new user can watch the jobs work and benchmarks have data.
 
-Each domain has one seeding module registered with ``registry.seeder``; importing
+Each domain has one seeding module registered with ``seeders.seeder``; importing
 this package registers them all; the order they run in comes from their ``after``.
 To add a domain's data, add a module and import it here.
 """
@@ -24,7 +24,7 @@ from agnt_jobs.demo import (
     webhooks,
     wiki,
 )
-from agnt_jobs.demo.registry import NotEmptyError, Plan, Report, point_at, seed
+from agnt_jobs.demo.seeders import NotEmptyError, Plan, Report, point_at, seed
 
 # The tables a demo data set leaves empty, and who writes them: they record the job
 # system at work, and fill as soon as a worker runs.

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from sqlalchemy.engine import Connection
 
-from agnt_jobs.demo.registry import Plan, in_chunks, next_id, seeder, weighted
+from agnt_jobs.demo.seeders import Plan, in_chunks, next_id, seeder, weighted
 
 REQUESTED_ENVELOPE = weighted(
     {"'PENDING'": 40, "'DISPATCH_FAILED'": 30, "NULL": 20, "'EXPIRED'": 10}, "r1"

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from sqlalchemy.engine import Connection
 
-from agnt_jobs.demo.registry import (
+from agnt_jobs.demo.seeders import (
     Plan,
     in_chunks,
     local_instant,

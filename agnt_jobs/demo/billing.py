@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from sqlalchemy.engine import Connection
 
-from agnt_jobs.demo.registry import Plan, in_chunks, next_id, seeder, weighted
+from agnt_jobs.demo.seeders import Plan, in_chunks, next_id, seeder, weighted
 
 # Rp 500,000 or Rp 1,200,000 a month, in minor units (as Stripe counts IDR).
 PLAN_AMOUNT = (

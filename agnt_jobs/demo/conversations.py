@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy.engine import Connection
 
 from agnt_jobs.demo.core import PLACES, VENUE_WORDS
-from agnt_jobs.demo.registry import (
+from agnt_jobs.demo.seeders import (
     LOCAL_TODAY,
     Plan,
     in_chunks,

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from sqlalchemy.engine import Connection
 
-from agnt_jobs.demo.registry import Plan, in_chunks, pick, seeder, weighted
+from agnt_jobs.demo.seeders import Plan, in_chunks, pick, seeder, weighted
 
 SPEND_DAYS = 30
 MEAL_DAYS = 7

@@ -19,7 +19,7 @@ from __future__ import annotations
 from sqlalchemy.engine import Connection
 
 from agnt_jobs.demo.core import PLACES
-from agnt_jobs.demo.registry import (
+from agnt_jobs.demo.seeders import (
     LOCAL_TODAY,
     Plan,
     in_chunks,

@@ -21,7 +21,7 @@ from __future__ import annotations
 from sqlalchemy.engine import Connection
 
 from agnt_jobs.demo.core import PLACES
-from agnt_jobs.demo.registry import Plan, in_chunks, next_id, seeder, sql_array
+from agnt_jobs.demo.seeders import Plan, in_chunks, next_id, seeder, sql_array
 
 # The last hourly rebuild (a minute of slack for its run).
 BUILT_AT = "date_trunc('hour', CAST(:at AS timestamptz) - interval '1 minute')"

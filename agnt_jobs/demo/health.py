@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from sqlalchemy.engine import Connection
 
-from agnt_jobs.demo.registry import Plan, in_chunks, next_id, seeder
+from agnt_jobs.demo.seeders import Plan, in_chunks, next_id, seeder
 
 DAYS = 31
 PER_DAY = 96  # every 15 minutes

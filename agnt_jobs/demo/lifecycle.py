@@ -21,7 +21,7 @@ from __future__ import annotations
 from sqlalchemy.engine import Connection
 
 from agnt_jobs.demo.core import PLACES, VENUE_WORDS
-from agnt_jobs.demo.registry import (
+from agnt_jobs.demo.seeders import (
     Plan,
     in_chunks,
     pick,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from sqlalchemy.engine import Connection
 
-from agnt_jobs.demo.registry import Plan, in_chunks, next_id, seeder, weighted
+from agnt_jobs.demo.seeders import Plan, in_chunks, next_id, seeder, weighted
 
 SEND_STATUS = weighted(
     {"'SENT'": 97.2, "'FAILED'": 2, "'DEAD'": 0.5, "'PENDING'": 0.3},

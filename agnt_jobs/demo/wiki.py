@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from agnt_jobs.demo.housekeeping import PAGES_PER_SCALE
-from agnt_jobs.demo.registry import Plan, in_chunks, seeder
+from agnt_jobs.demo.seeders import Plan, in_chunks, seeder
 
 # wiki_reconcile's last run (Sun 05:00 WITA) and its settle window (5 minutes).
 LAST_RUN = (

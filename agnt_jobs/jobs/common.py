@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from agnt_jobs.clients.channel import ChannelGateway
-from agnt_jobs.delivery import outbox
+from agnt_jobs.delivery import send_queue
 from agnt_jobs.scheduler.bodies import JobResult, RunContext
 from agnt_jobs.walk import walk
 
@@ -91,7 +91,7 @@ def deliver(ctx: RunContext, client: ChannelGateway, *kinds: str) -> dict[str, i
     """Deliver the PENDING messages of ``kinds``: the ones this run queued, and any
     an earlier run queued and crashed before sending. FAILED ones are left to
     retry_failed_sends and its backoff."""
-    return outbox.deliver_due(
+    return send_queue.deliver_due(
         ctx.engine, ctx.settings, client, statuses=("PENDING",), kinds=kinds
     )
 

@@ -25,6 +25,7 @@ from sqlalchemy.exc import DBAPIError
 
 from agnt_jobs import logs
 from agnt_jobs.delivery import alerts
+from agnt_jobs.models.scheduling import SkipReason
 from agnt_jobs.scheduler import broken
 from agnt_jobs.scheduler.bodies import JobResult, RunContext, job, missing_settings
 from agnt_jobs.walk import retention_delete, run_chunked
@@ -147,8 +148,8 @@ def missed_schedules(connection: Connection, ctx: RunContext) -> Observation:
     - ``overdue``: an enabled schedule with a job body whose ``next_run_at`` passed
       more than the grace ago and no worker has decided that tick: every worker's
       deferrer is down or stuck. (With every worker down the monitor does not run
-      either; the first worker back records the ticks it lost as ``misfire``.)
-    - ``missed``: ticks recorded as missed (``misfire``: no worker deferred them in
+      either; the first worker back records the ticks it lost as ``missed``.)
+    - ``missed``: ticks recorded skipped as ``missed`` (no worker deferred them in
       time, and the schedule's misfire policy gave them up) and decided within
       ``health_missed_ticks_window_seconds``: their work was not done.
 
@@ -183,7 +184,7 @@ def missed_schedules(connection: Connection, ctx: RunContext) -> Observation:
     for row in rows:
         if row.kind == "overdue":
             details["overdue"][row.schedule_id] = row.last_tick.isoformat()
-        elif row.kind == "misfire":
+        elif row.kind == SkipReason.MISSED:
             details["missed"][row.schedule_id] = {
                 "ranges": row.ticks,
                 "since": row.first_missed.isoformat(),
@@ -480,7 +481,7 @@ def platform_health_monitor(ctx: RunContext) -> JobResult:
     A check seen for the first time starts from ok, so a first failing result
     alerts and a first ok one does not. Results older than
     ``health_results_retention_days`` are deleted, in chunks, at the end of a run
-    (the state rows keep the current picture). Alerts go through the alerts outbox: a
+    (the state rows keep the current picture). Alerts go through the alerts queue: a
     webhook outage delays them, never drops or repeats them.
     """
     return run_checks(ctx, default_checks())

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 
 from agnt_jobs import logs, timeutil
 from agnt_jobs.checkpoint import checkpoint
-from agnt_jobs.delivery import outbox
+from agnt_jobs.delivery import send_queue
 from agnt_jobs.jobs.common import (
     REACHABLE,
     SEND_QUEUE_COLUMNS,
@@ -45,13 +45,13 @@ STRANDED_PENDING = sa.text(
 @job("retry_failed_sends", needs=("channel_gateway_url",))
 def retry_failed_sends(ctx: RunContext) -> JobResult:
     """Deliver FAILED send-queue rows whose ``next_attempt_at`` has passed (backoff,
-    then DEAD plus a dead letter after ``max_send_attempts``: ``outbox``), and
+    then DEAD plus a dead letter after ``max_send_attempts``: ``send_queue``), and
     PENDING rows older than ``send_pending_grace_seconds``: those a job queued and
     then crashed before delivering (a job delivers its own fresh rows itself)."""
     client = gateway(ctx)
     settings = ctx.settings
     totals = Counter(
-        outbox.deliver_due(ctx.engine, settings, client, statuses=("FAILED",))
+        send_queue.deliver_due(ctx.engine, settings, client, statuses=("FAILED",))
     )
     params = {
         "cutoff": ctx.now - timedelta(seconds=settings.send_pending_grace_seconds),
@@ -67,7 +67,7 @@ def retry_failed_sends(ctx: RunContext) -> JobResult:
             break
         stranded += len(ids)
         totals.update(
-            outbox.deliver_due(
+            send_queue.deliver_due(
                 ctx.engine, settings, client, statuses=("PENDING",), ids=ids
             )
         )

@@ -26,7 +26,7 @@ from agnt_jobs.clients import marketplaces
 from agnt_jobs.clients.channel import ChannelGateway
 from agnt_jobs.clients.errors import ClientError
 from agnt_jobs.clients.marketplaces import MarketplaceClient, Price
-from agnt_jobs.delivery import lease, outbox
+from agnt_jobs.delivery import lease, send_queue
 from agnt_jobs.scheduler.bodies import JobResult, RunContext, job
 
 logger = logging.getLogger(__name__)
@@ -245,7 +245,7 @@ def check_price_watchers(ctx: RunContext) -> JobResult:
         finally:
             for client in clients.values():
                 client.close()
-        delivered = outbox.deliver_due(
+        delivered = send_queue.deliver_due(
             ctx.engine,
             ctx.settings,
             gateway,

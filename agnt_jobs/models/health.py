@@ -1,4 +1,4 @@
-"""The health monitor's memory and the alerts outbox.
+"""The health monitor's memory and the alerts queue.
 
 Each run of platform_health_monitor stores one result per check; the current state of
 each check is one row, changed only under its row lock, so an alert is queued exactly

@@ -13,11 +13,12 @@ value, write ``schedule_changes`` and NOTIFY the workers.
 or a deploy, with who made it and the old and new values of what changed.
 
 ``schedule_ticks``: the decision taken for each tick of each schedule, written in the
-same transaction as the deferral: ``deferred`` (with its job), or ``skipped`` because
-the schedule was paused, because the previous run was still waiting (the queueing
-lock), or because the tick was missed (a range of ticks while no worker ran).
+same transaction as the deferral: ``deferred`` (with its run's id in ``job_id``), or
+``skipped`` with a reason: ``paused``, ``queued`` (the previous run was still
+waiting: the queueing lock), ``missed`` (a range of ticks no worker decided in time)
+or ``not_configured``. The words are docs/glossary.md's.
 
-``schedule_workers``: the registry each running worker deployed, so ``schedules
+``schedule_workers``: the schedules each running worker deployed, so ``schedules
 check`` can tell that a changed schedule is not yet running everywhere.
 
 ``declared_jobs``: every job the deployed code can run, with its queue and locks,
@@ -27,6 +28,7 @@ which ``agnt_defer`` reads to defer a job from any transaction.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
@@ -51,8 +53,34 @@ from sqlalchemy.sql import func
 
 from agnt_jobs.models.base import Base
 
-TICK_OUTCOMES = ("deferred", "skipped")
-SKIP_REASONS = ("paused", "queued", "misfire")
+
+class TickOutcome(StrEnum):
+    """How a tick was decided, as ``schedule_ticks.outcome`` stores it."""
+
+    DEFERRED = "deferred"  # a run was deferred for it (``job_id``)
+    SKIPPED = "skipped"  # no run: see the ``SkipReason``
+
+
+class SkipReason(StrEnum):
+    """Why a tick was skipped, as ``schedule_ticks.reason`` stores it."""
+
+    PAUSED = "paused"  # the schedule was paused
+    QUEUED = "queued"  # a run of the job was still waiting (its queueing lock)
+    MISSED = "missed"  # no worker decided it in time; the misfire policy gave it up
+    NOT_CONFIGURED = "not_configured"  # a setting the job needs is unset
+
+
+class Undecided(StrEnum):
+    """What ``agnt_defer_schedule_tick`` returns for a tick it did not decide
+    (nothing is recorded)."""
+
+    CHANGED = "changed"  # the schedule's row changed since the worker planned
+    ALREADY_DECIDED = "already_decided"  # this tick or a later one was decided
+    HELD = "held"  # a catch-up schedule's previous run waits: try again later
+
+
+def _in(values: type[StrEnum]) -> str:
+    return ", ".join(f"'{value}'" for value in values)
 
 
 class ScheduleRecord(Base):
@@ -133,8 +161,9 @@ class ScheduleTick(Base):
     outcome: Mapped[str] = mapped_column(Text)
     reason: Mapped[str | None] = mapped_column(Text)
     missed_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    # No foreign key: finished jobs are deleted after their retention window, the
-    # tick record stays for the history's.
+    # The run deferred for the tick (Procrastinate's job id). No foreign key:
+    # finished jobs are deleted after their retention window, the tick record
+    # stays for the history's.
     job_id: Mapped[int | None] = mapped_column(BigInteger)
     worker_id: Mapped[int | None] = mapped_column(BigInteger)
     decided_at: Mapped[datetime] = mapped_column(
@@ -143,9 +172,9 @@ class ScheduleTick(Base):
 
     __table_args__ = (
         CheckConstraint(
-            "(outcome = 'deferred' AND reason IS NULL AND job_id IS NOT NULL) OR "
-            "(outcome = 'skipped' AND reason IN ('paused', 'queued', 'misfire', "
-            "'not_configured'))",
+            f"(outcome = '{TickOutcome.DEFERRED}' AND reason IS NULL "
+            "AND job_id IS NOT NULL) OR "
+            f"(outcome = '{TickOutcome.SKIPPED}' AND reason IN ({_in(SkipReason)}))",
             name="outcome",
         ),
         Index("ix_schedule_ticks_job_id", "job_id"),
@@ -200,12 +229,12 @@ class ScheduleChange(Base):
 
 class DeclaredJob(Base):
     """A job the deployed code can run, as every worker declares it at start, so
-    that ``agnt_defer`` checks a job id and its arguments and puts
-    the job on its queue with its locks, from any transaction."""
+    that ``agnt_defer`` checks a job name and its arguments and puts
+    the run on its queue with its locks, from any transaction."""
 
     __tablename__ = "declared_jobs"
 
-    # The job id: its task's name (``booking_reminders``).
+    # The job's name, its task's name (``booking_reminders``).
     id: Mapped[str] = mapped_column(Text, primary_key=True)
     queue: Mapped[str] = mapped_column(Text)
     # Its task's lock (one run at a time) and queueing lock (one waiting).

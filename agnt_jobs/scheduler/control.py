@@ -27,13 +27,13 @@ from procrastinate.tasks import Task
 from sqlalchemy.engine import Engine
 
 from agnt_jobs.db.connector import TracedSyncConnector
-from agnt_jobs.scheduler import broken, registry
+from agnt_jobs.scheduler import broken, deploy
 from agnt_jobs.scheduler.bodies import (
     NotConfigured as NotConfigured,  # raised by run_now; callers catch it from here
 )
 from agnt_jobs.scheduler.bodies import missing_settings, require_configured
 from agnt_jobs.scheduler.declaration import Schedule
-from agnt_jobs.scheduler.registry import SQL
+from agnt_jobs.scheduler.deploy import SQL
 from agnt_jobs.scheduler.worker import AgntApp
 from agnt_jobs.settings import Settings
 
@@ -244,7 +244,7 @@ def check(app: AgntApp, engine: Engine, settings: Settings) -> list[Problem]:
             f"{id_} is declared in periodic/ but no @job body is registered: "
             "it never runs",
         )
-        for id_ in registry.missing_bodies(app)
+        for id_ in deploy.missing_bodies(app)
     ]
     rows = database_rows(engine)
     now = datetime.now(UTC)
@@ -367,7 +367,7 @@ def overrides(app: AgntApp, engine: Engine) -> list[Override]:
 
 
 def _stale_workers(app: AgntApp, engine: Engine, settings: Settings) -> list[Problem]:
-    ours = registry.deployed(app)
+    ours = deploy.deployed(app)
     with engine.connect() as connection:
         workers = (
             connection.exec_driver_sql(
@@ -389,7 +389,7 @@ def _stale_workers(app: AgntApp, engine: Engine, settings: Settings) -> list[Pro
                     "stale_worker",
                     None,
                     f"worker {worker['worker_id']} ({worker['hostname']} pid "
-                    f"{worker['pid']}) defers a different registry: "
+                    f"{worker['pid']}) deployed different schedules: "
                     + ", ".join(differing),
                 )
             )
@@ -609,7 +609,7 @@ _ON_CONNECTION = JobManager(TracedSyncConnector())
 
 
 def run_now(app: AgntApp, engine: Engine, settings: Settings, name: str) -> int:
-    """Defer a run of job ``name`` now (its tick is now); its job id. Raises
+    """Defer a run of the job ``name`` now (its tick is now); the run's job id. Raises
     AlreadyWaiting when one already waits (the queueing lock), NotConfigured when
     a setting it needs is unset (it would only fail).
 

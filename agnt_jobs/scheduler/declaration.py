@@ -3,7 +3,7 @@
 A ``Schedule`` says when a job runs: a cron expression read as wall-clock time in its
 own zone (Asia/Makassar for every AGNT job), never in UTC, so "Mon 04:00" stays a
 Monday in WITA even though it is Sunday 20:00 UTC. ``periodic/`` holds the
-declarations; ``agnt_jobs.scheduler.registry`` turns them into Procrastinate
+declarations; ``agnt_jobs.scheduler.deploy`` turns them into Procrastinate
 periodic tasks.
 """
 

@@ -1,17 +1,17 @@
-"""Defer a job in the caller's transaction: the job exists if and only if the
-caller's transaction commits, so a booking and the run that reminds its user
+"""Defer a run of a job in the caller's transaction: the run exists if and only if
+the caller's transaction commits, so a booking and the run that reminds its user
 commit, or roll back, together.
 
 Every path is one call of the SQL function ``agnt_defer`` (docs/schema.sql), on the
 caller's own connection: a SQLAlchemy ``Session`` or ``Connection`` or a psycopg
 connection (``defer``), or their async forms (``defer_async``). Postgres checks the
-job id and the arguments against ``declared_jobs``, which every worker writes at
+job name and the arguments against ``declared_jobs``, which every worker writes at
 start from the App's tasks (``job_declarations``), and refuses what is wrong; the
 refusal is ``DeferRefused`` here, and the caller's transaction is aborted like that
 of any failed statement, so nothing it wrote commits.
 
 With traces on, deferring is a span, a child of the caller's current one, and the
-job carries it to its run (``job_traces``).
+run carries it (``job_traces``).
 """
 
 from __future__ import annotations

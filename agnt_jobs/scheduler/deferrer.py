@@ -48,10 +48,11 @@ from procrastinate.tasks import Task
 
 from agnt_jobs import logs, tracing
 from agnt_jobs.db.outage import Backoff, Outage, is_connection_lost
+from agnt_jobs.models.scheduling import SkipReason, TickOutcome, Undecided
 from agnt_jobs.scheduler import broken, misfire
 from agnt_jobs.scheduler.bodies import missing_settings
 from agnt_jobs.scheduler.declaration import Misfire, Schedule
-from agnt_jobs.scheduler.registry import (
+from agnt_jobs.scheduler.deploy import (
     SQL,
     ScheduledApp,
     ZonedPeriodicTask,
@@ -311,7 +312,7 @@ class ScheduleDeferrer(PeriodicDeferrer):
             ) as traced:
                 outcome = await self._defer_tick(followed, tick)
                 traced.set_attribute("agnt.outcome", outcome)
-            if outcome in ("queued", "changed"):
+            if outcome in (Undecided.HELD, Undecided.CHANGED):
                 return True
         return backlog
 
@@ -444,21 +445,20 @@ class ScheduleDeferrer(PeriodicDeferrer):
             worker_id=self.worker_id,
         )
         outcome: str = row["outcome"]
-        job_id = row["job_id"]
-        tracing.annotate("agnt.job_id", job_id)
+        reason, run_id = row["reason"], row["job_id"]
+        tracing.annotate("agnt.job_id", run_id)
         extra = {
             "schedule": schedule.id,
             "tick": tick.isoformat(),
             "defer_timestamp": int(tick.timestamp()),
             "worker_id": self.worker_id,
         }
-        if outcome == "deferred":
+        if outcome == TickOutcome.DEFERRED:
             logger.info(
-                f"Schedule {schedule.id} deferred job {job_id} for tick {tick}",
-                extra=logs.event("periodic_task_deferred", job_id=job_id, **extra),
+                f"Schedule {schedule.id} deferred job {run_id} for tick {tick}",
+                extra=logs.event("periodic_task_deferred", job_id=run_id, **extra),
             )
-        elif outcome in ("paused", "skipped"):
-            reason = "paused" if outcome == "paused" else "queued"
+        elif outcome == TickOutcome.SKIPPED:
             logger.info(
                 f"Schedule {schedule.id} skipped tick {tick} ({reason})",
                 extra=logs.event("schedule_tick_skipped", reason=reason, **extra),
@@ -475,17 +475,17 @@ class ScheduleDeferrer(PeriodicDeferrer):
             SQL["skip_tick"],
             schedule_id=task.schedule.id,
             tick=int(tick.timestamp()),
-            reason="not_configured",
+            reason=SkipReason.NOT_CONFIGURED,
             worker_id=self.worker_id,
         )
-        if row["outcome"] == "skipped":
+        if row["outcome"] == TickOutcome.SKIPPED:
             logger.info(
                 f"Schedule {task.schedule.id} skipped tick {tick} (not_configured)",
                 extra=logs.event(
                     "schedule_tick_skipped",
                     schedule=task.schedule.id,
                     tick=tick.isoformat(),
-                    reason="not_configured",
+                    reason=SkipReason.NOT_CONFIGURED,
                 ),
             )
 

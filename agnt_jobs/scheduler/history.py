@@ -35,7 +35,7 @@ from psycopg.types.json import Jsonb
 from agnt_jobs import logs, tracing
 from agnt_jobs.checkpoint import CANCELLED, SHUTDOWN, RunStopped, RunTimedOut
 from agnt_jobs.db import outage, queries
-from agnt_jobs.scheduler.registry import SQL
+from agnt_jobs.scheduler.deploy import SQL
 
 logger = logging.getLogger(__name__)
 

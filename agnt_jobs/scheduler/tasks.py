@@ -33,8 +33,8 @@ from agnt_jobs.scheduler.bodies import (
     RunContext,
     require_configured,
 )
+from agnt_jobs.scheduler.deploy import SQL
 from agnt_jobs.scheduler.history import RUN_TIMEOUT
-from agnt_jobs.scheduler.registry import SQL
 from agnt_jobs.settings import get_settings
 
 DEFAULT_QUEUE = "default"
@@ -90,24 +90,24 @@ def _as_run_error(error: Exception, stop_reason: str | None) -> Exception:
 
 
 def make_task(
-    app: App, job_id: str, body: JobBody, queue: str = DEFAULT_QUEUE
+    app: App, job_name: str, body: JobBody, queue: str = DEFAULT_QUEUE
 ) -> Task[..., JobResult, ...]:
     def run(context: JobContext, timestamp: int | None = None) -> JobResult:
         now = datetime.now(UTC)
         tick = datetime.fromtimestamp(timestamp, UTC) if timestamp else now
         settings = get_settings()
         engine = db.engine()
-        with logs.job_context(context.job.id, job_id):
+        with logs.job_context(context.job.id, job_name):
             # A run by hand (a scheduled tick of it is skipped, not deferred):
             # it fails at once, having done nothing, naming what to set.
-            require_configured(job_id, settings)
+            require_configured(job_name, settings)
             stop_reason = _stop_reason(context)
             try:
                 with inflight.tracked(context.job.id or 0):
                     if RUN_TIMEOUT in context.additional_context:
                         timeout = context.additional_context[RUN_TIMEOUT]
                     else:  # run without the run history (a test's worker)
-                        timeout = run_timeout(engine, context.job.id, job_id)
+                        timeout = run_timeout(engine, context.job.id, job_name)
                     with checkpoint.stoppable(stop_reason, timeout):
                         return body(
                             RunContext(
@@ -124,20 +124,20 @@ def make_task(
                     raise
                 raise ended from error
 
-    run.__name__ = run.__qualname__ = job_id
+    run.__name__ = run.__qualname__ = job_name
     run.__doc__ = body.__doc__
     run.__module__ = body.__module__
     return app.task(
-        name=job_id,
+        name=job_name,
         queue=queue,
-        lock=job_id,
-        queueing_lock=job_id,
+        lock=job_name,
+        queueing_lock=job_name,
         pass_context=True,
         retry=RETRY,
     )(run)
 
 
 def register_all(app: App) -> None:
-    for job_id, body in sorted(BODIES.items()):
-        if job_id not in app.tasks:
-            make_task(app, job_id, body)
+    for job_name, body in sorted(BODIES.items()):
+        if job_name not in app.tasks:
+            make_task(app, job_name, body)

@@ -51,7 +51,7 @@ from agnt_jobs.db.outage import (
     is_connection_lost,
     until_reached,
 )
-from agnt_jobs.scheduler import maintenance, registry
+from agnt_jobs.scheduler import deploy, maintenance
 from agnt_jobs.scheduler.deferrer import CHANNEL, ScheduleDeferrer
 from agnt_jobs.scheduler.history import (
     RUN_TIMEOUT,
@@ -156,7 +156,7 @@ class AgntWorker(StoppingWorker):
         # Before the worker registers: a database without our schema stops it here
         # with a one-line reason instead of deferring into nothing. A database not
         # there yet is waited for, as during any outage.
-        await self.reached("start", lambda: registry.sync_table(self.app))
+        await self.reached("start", lambda: deploy.sync_table(self.app))
         self._size_executor()
         writer = writer_for(self.app.connector)
         try:
@@ -485,7 +485,7 @@ class AgntWorker(StoppingWorker):
         return await self.reached("finish_job", send)
 
 
-class AgntApp(registry.ScheduledApp):
+class AgntApp(deploy.ScheduledApp):
     """The App whose workers are ``AgntWorker``s (the stock CLI builds them too)."""
 
     def _worker(self, **kwargs: Any) -> worker.Worker:

@@ -88,7 +88,7 @@ def test_serves_the_registry_with_the_token(db_url: str) -> None:
         assert httpx.get(url + "/admin/scheduler/openapi.json").status_code == 401
         schema = httpx.get(url + "/admin/scheduler/openapi.json", headers=HEADERS)
         schema = schema.json()
-        assert "/admin/scheduler/runs/{run_id}" in schema["paths"]
+        assert "/admin/scheduler/runs/{job_id}" in schema["paths"]
     finally:
         stderr = _stop(process)
     assert '"action": "admin_start"' in stderr

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from agnt_jobs.bench.cluster import PgCluster
-from agnt_jobs.db.connect import with_dbname
+from agnt_jobs.db.url import with_dbname
 from agnt_jobs.settings import Settings
 from tests.support import clusters
 

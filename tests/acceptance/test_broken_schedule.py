@@ -24,7 +24,7 @@ from sqlalchemy.engine import Engine
 from agnt_jobs import settings
 from agnt_jobs.admin import AdminContext, create_app
 from agnt_jobs.jobs.health import platform_health_monitor
-from agnt_jobs.scheduler import registry, tasks
+from agnt_jobs.scheduler import deploy, tasks
 from agnt_jobs.scheduler.bodies import RunContext
 from agnt_jobs.scheduler.worker import AgntApp
 from tests.support import ticking
@@ -89,7 +89,7 @@ def admin(
     app = AgntApp(connector=PsycopgConnector(conninfo=db_url))
     for schedule in SCHEDULES.values():
         tasks.make_task(app, schedule.id, lambda ctx: {})
-    registry.register(app, SCHEDULES.values())
+    deploy.register(app, SCHEDULES.values())
     context = AdminContext(app=app, engine=engine, settings=settings.get_settings())
     with TestClient(create_app(context)) as client:
         client.post(f"{UI}/login", data={"token": TOKEN})

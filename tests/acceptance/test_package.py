@@ -18,8 +18,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from agnt_jobs.db.connect import with_dbname
 from agnt_jobs.db.migrate import PROJECT_ROOT, head_revision
+from agnt_jobs.db.url import with_dbname
 from tests.support import dockerfile
 
 TIMEOUT = 600

@@ -80,7 +80,7 @@ def test_three_workers_defer_each_tick_once_without_overlap_and_honour_pause(
     assert {(t.outcome, t.reason) for t in overlap_ticks} <= {
         ("deferred", None),
         ("skipped", "queued"),
-        ("skipped", "misfire"),
+        ("skipped", "missed"),
     }
     runs = ticking.query(
         engine,

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from agnt_jobs.app import app
 from agnt_jobs.checkpoint import checkpoint
-from agnt_jobs.scheduler import registry
+from agnt_jobs.scheduler import deploy
 from agnt_jobs.scheduler.bodies import JobResult, RunContext, job
 from agnt_jobs.scheduler.declaration import Schedule
 from agnt_jobs.scheduler.tasks import make_task
@@ -61,10 +61,10 @@ for name, body in BODIES.items():
     make_task(app, name, body)
 
 wanted = [n for n in os.environ.get("AGNT_TEST_SCHEDULES", "").split(",") if n]
-registry.register(app, [SCHEDULES[name] for name in wanted])
+deploy.register(app, [SCHEDULES[name] for name in wanted])
 if os.environ.get("AGNT_TEST_FAST_RESCUE") == "1":
     rescue = next(s for s in MAINTENANCE if s.id == "rescue_stalled_jobs")
-    registry.register(
+    deploy.register(
         app,
         [Schedule(rescue.id, "* * * * * *", rescue.description)],
         replace=True,

@@ -23,11 +23,13 @@ from sqlalchemy.engine import Engine
 from agnt_jobs import bench
 from agnt_jobs.bench import (
     cases,
+    claim,
     defer,
     fanout,
     fixtures,
     jobs,
     metrics,
+    peer_queues,
     queue,
     schedule_change,
     scheduling,
@@ -290,6 +292,92 @@ def test_metrics_scrapes_an_admin_server_on_the_run_history(
     # Every tick of every schedule over the day: two of them tick every minute.
     assert rows["job_runs"] > 2 * 1440 and rows["bookings"] >= 10_000
     assert "samples" in measurement.note and measurement.ratio is not None
+
+
+def test_peers_and_claim_are_families_of_their_own() -> None:
+    assert bench.plan(("peers",)) == (["peers"], [])
+    assert bench.plan(("claim", "peers")) == (["peers", "claim"], [])
+
+
+def _offline(tmp_path: Path) -> dict[str, str]:
+    """An environment where no peer can install: no node or npm on PATH, and pip
+    with no index and nothing to find."""
+    empty = tmp_path / "empty"
+    empty.mkdir(exist_ok=True)
+    return {
+        **os.environ,
+        "PATH": str(empty),
+        "AGNT_BENCH_PEERS_DIR": str(tmp_path / "cache"),
+        "PIP_CONFIG_FILE": os.devnull,
+        "PIP_NO_INDEX": "1",
+        "PIP_FIND_LINKS": str(empty),
+    }
+
+
+def test_a_peer_that_cannot_install_is_skipped_with_its_reason(
+    ctx: BenchContext, tmp_path: Path
+) -> None:
+    env = _offline(tmp_path)
+    with pytest.raises(peer_queues.Unavailable, match="node is not on PATH"):
+        peer_queues.prepare("graphile-worker", tmp_path / "cache", env)
+    measurements = peer_queues.run(
+        ctx, jobs=5, systems=("graphile-worker", "pg-boss"), env=env
+    )
+    assert [(m.name, m.value, m.details) for m in measurements] == [
+        ("graphile-worker 0.17.3", None, {"skipped": "node is not on PATH"}),
+        ("pg-boss 10.4.2", None, {"skipped": "node is not on PATH"}),
+    ]
+    assert not ctx.server.created  # no scratch database for a peer that never ran
+
+
+@pytest.mark.slow
+def test_peers_drain_plain_procrastinate_and_ours_beside_the_skipped(
+    ctx: BenchContext, tmp_path: Path
+) -> None:
+    measurements = peer_queues.run(ctx, jobs=20, env=_offline(tmp_path))
+    by_name = {m.name: m for m in measurements}
+    plain = by_name[peer_queues.labels()["plain"]]
+    ours = by_name["ours"]
+    for measured in (plain, ours):
+        assert measured.value and measured.value > 0
+        assert measured.details["cpu_ms_per_job"] > 0
+        assert measured.baseline == plain.value
+    assert plain.ratio == 1.0
+    reason = by_name["PgQueuer 1.6.0"].details["skipped"]
+    assert reason.startswith("pip install pgqueuer==1.6.0 asyncpg==0.32.0 failed: ")
+    assert "No matching distribution" in reason and "\n" not in reason
+    assert by_name["graphile-worker 0.17.3"].value is None
+    against = by_name["ours against graphile-worker"]
+    assert (against.met, against.note) == (None, "graphile-worker did not run")
+
+
+@pytest.mark.slow
+def test_claim_times_each_scenario_reads_its_plan_and_applies_retention(
+    ctx: BenchContext,
+) -> None:
+    measurements = claim.run(ctx, waiting=(20, 60), finished=200, claims=5)
+    assert [m.name for m in measurements] == [
+        "claim p99, 20 waiting",
+        "claim p99, 60 waiting",
+        "claim p99, 20 waiting, 200 finished",
+        "claim p99, after retention",
+        "claim p99, after retention and VACUUM",
+    ]
+    for m in measurements:
+        details = m.details
+        assert 0 < details["ours"]["p50_ms"] <= details["ours"]["p99_ms"]
+        assert 0 < details["bare"]["p50_ms"] <= details["bare"]["p99_ms"]
+        # The claim walks the waiting jobs' index in order, whatever the size.
+        assert details["plan"]["indexes"][0] == "procrastinate_jobs_priority_idx_v1"
+        assert "Update on procrastinate_jobs" in details["plan"]["last"]
+    # Each claimed job was finished and replaced: the number waiting holds.
+    assert [m.details["table"]["todo"] for m in measurements[:3]] == [20, 60, 20]
+    assert measurements[2].details["table"]["succeeded"] >= 200
+    [goal_60, goal_finished] = [m.met is not None for m in measurements[1:3]]
+    assert goal_60 and goal_finished and measurements[0].met is None
+    retention = measurements[3].details["retention"]
+    assert retention["jobs_deleted"] == 200
+    assert retention["after"]["succeeded"] == retention["before"]["succeeded"] - 200
 
 
 def test_cli_runs_one_job_and_writes_the_json(server_url: str, tmp_path: Path) -> None:

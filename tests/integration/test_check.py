@@ -1,5 +1,5 @@
 """``schedules check`` logic against a real database: a cron changed here but not in
-the database, a live worker that defers another registry, a dropped schedule."""
+the database, a live worker that deployed other schedules, a dropped schedule."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import sqlalchemy as sa
 from procrastinate import PsycopgConnector
 from sqlalchemy.engine import Engine
 
-from agnt_jobs.scheduler import control, registry, tasks
+from agnt_jobs.scheduler import control, deploy, tasks
 from agnt_jobs.scheduler.declaration import Schedule
 from agnt_jobs.scheduler.worker import AgntApp
 from agnt_jobs.settings import Settings
@@ -18,7 +18,7 @@ SWEEP = Schedule("sweep", "*/15 * * * *", "Sweep.")
 def _app(db_url: str, cron: str) -> AgntApp:
     app = AgntApp(connector=PsycopgConnector(conninfo=db_url))
     tasks.make_task(app, SWEEP.id, lambda ctx: {})
-    registry.register(app, [Schedule(SWEEP.id, cron, SWEEP.description)])
+    deploy.register(app, [Schedule(SWEEP.id, cron, SWEEP.description)])
     return app
 
 
@@ -27,8 +27,8 @@ async def test_a_change_not_deployed_everywhere_is_reported(
 ) -> None:
     old = _app(db_url, "*/15 * * * *")
     async with old.open_async():
-        # A worker of the old code: it synced the table and records its registry.
-        await registry.sync_table(old)
+        # A worker of the old code: it synced the table and records its schedules.
+        await deploy.sync_table(old)
         worker_id = await old.job_manager.register_worker()
     with engine.begin() as connection:
         connection.execute(
@@ -42,7 +42,7 @@ async def test_a_change_not_deployed_everywhere_is_reported(
         control.Problem(
             "stale_worker",
             None,
-            f"worker {worker_id} (old-host pid 42) defers a different registry: sweep",
+            f"worker {worker_id} (old-host pid 42) deployed different schedules: sweep",
         )
     ]
 
@@ -62,10 +62,10 @@ async def test_a_dropped_schedule_and_a_missing_body_are_reported(
     db_url: str, engine: Engine, env: Settings
 ) -> None:
     app = _app(db_url, SWEEP.cron)
-    registry.register(app, [Schedule("bodiless", "0 1 * * *", "No body yet.")])
+    deploy.register(app, [Schedule("bodiless", "0 1 * * *", "No body yet.")])
     async with app.open_async():
-        await registry.sync_table(app)
+        await deploy.sync_table(app)
     dropped = AgntApp(connector=PsycopgConnector(conninfo=db_url))
-    registry.register(dropped, [Schedule("bodiless", "0 1 * * *", "No body yet.")])
+    deploy.register(dropped, [Schedule("bodiless", "0 1 * * *", "No body yet.")])
     kinds = [(p.kind, p.schedule_id) for p in control.check(dropped, engine, env)]
     assert kinds == [("no_body", "bodiless"), ("dropped", "sweep")]

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from procrastinate import PsycopgConnector
 from sqlalchemy.engine import Engine
 
-from agnt_jobs.scheduler import cron, registry, tasks
+from agnt_jobs.scheduler import cron, deploy, tasks
 from agnt_jobs.scheduler.declaration import Schedule
 from agnt_jobs.scheduler.worker import AgntApp
 from agnt_jobs.settings import ConfigError, Settings
@@ -199,10 +199,10 @@ async def test_a_schedule_postgres_refuses_at_the_sync_is_one_line(
     object.__setattr__(schedule, "cron", "0 0 30 2 *")
     app = AgntApp(connector=PsycopgConnector(conninfo=db_url))
     tasks.make_task(app, schedule.id, lambda ctx: {})
-    registry.register(app, [schedule])
+    deploy.register(app, [schedule])
     async with app.open_async():
         with pytest.raises(ConfigError) as refused:
-            await registry.sync_table(app)
+            await deploy.sync_table(app)
     assert str(refused.value) == (
         "the database refuses a declared schedule: schedules.cron '0 0 30 2 *' is "
         "not a valid cron: it never fires: no month in '2' has a day '30': fix its "

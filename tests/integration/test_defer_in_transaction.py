@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.orm import Session
 
-from agnt_jobs.scheduler import registry
+from agnt_jobs.scheduler import deploy
 from agnt_jobs.scheduler.defer import DeferRefused, defer, defer_async
 
 # The caller's own data, written in the same transaction as the defer.
@@ -37,7 +37,7 @@ JOB = "selfcheck"  # needs no settings: a real worker runs it to success
 async def declared(app: App) -> App:
     """The App after a worker of this code started: its jobs are declared."""
     async with app.open_async():
-        await registry.sync_table(app)
+        await deploy.sync_table(app)
     return app
 
 
@@ -452,14 +452,14 @@ async def test_a_job_the_deploy_dropped_is_refused(
     try:
         make_task(declared, "test_gone", gone)
         async with declared.open_async():
-            await registry.sync_table(declared)
+            await deploy.sync_table(declared)
         with engine.begin() as connection:
             defer(connection, "test_gone")
     finally:
         BODIES.pop("test_gone")
         declared.tasks.pop("test_gone")
     async with declared.open_async():
-        await registry.sync_table(declared)  # the next deploy has no test_gone
+        await deploy.sync_table(declared)  # the next deploy has no test_gone
     with (
         pytest.raises(DeferRefused, match=r"^job 'test_gone' is not in the deployed"),
         engine.begin() as connection,

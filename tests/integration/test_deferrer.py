@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from procrastinate import PsycopgConnector
 from sqlalchemy.engine import Engine
 
-from agnt_jobs.scheduler import control, registry, tasks
+from agnt_jobs.scheduler import control, deploy, tasks
 from agnt_jobs.scheduler.declaration import Misfire, Schedule
 from agnt_jobs.scheduler.deferrer import ScheduleDeferrer
 from agnt_jobs.scheduler.worker import AgntApp
@@ -43,9 +43,9 @@ async def app(db_url: str, env: Settings) -> AsyncIterator[AgntApp]:
     app = AgntApp(connector=PsycopgConnector(conninfo=db_url))
     for schedule in (HOURLY, DAILY):
         tasks.make_task(app, schedule.id, lambda ctx: {})
-    registry.register(app, [HOURLY, DAILY, Schedule("bodiless", "0 1 * * *", "")])
+    deploy.register(app, [HOURLY, DAILY, Schedule("bodiless", "0 1 * * *", "")])
     async with app.open_async():
-        await registry.sync_table(app)
+        await deploy.sync_table(app)
         yield app
 
 
@@ -109,7 +109,7 @@ async def test_skip_after_a_restart_runs_only_the_latest_tick(
     decisions = [(t[0], t[1], t[2], t[3]) for t in ticks(engine, HOURLY.id)]
     assert decisions == [
         (wita(at(4, 9)), "deferred", None, None),
-        (wita(at(4, 11)), "skipped", "misfire", wita(at(4, 10))),
+        (wita(at(4, 11)), "skipped", "missed", wita(at(4, 10))),
         (wita(at(4, 12)), "deferred", None, None),
     ]
 
@@ -140,7 +140,7 @@ async def test_catch_up_outside_the_grace_window_is_recorded_missed(
     await finish_waiting(app)
     await deferrer().defer_due(at(4, 6))
     assert [t[:4] for t in ticks(engine, DAILY.id)][1:] == [
-        (wita(at(3, 5)), "skipped", "misfire", wita(at(2, 5))),
+        (wita(at(3, 5)), "skipped", "missed", wita(at(2, 5))),
         (wita(at(4, 5)), "deferred", None, None),
     ]
 
@@ -193,8 +193,8 @@ async def test_sync_marks_dropped_schedules_and_restores_returning_ones(
     # An earlier deploy declared "legacy"; this code no longer does.
     with engine.begin() as connection:
         declare_earlier(connection, "legacy")
-    assert await registry.sync_table(app) == ["legacy"]
-    assert await registry.sync_table(app) == []
+    assert await deploy.sync_table(app) == ["legacy"]
+    assert await deploy.sync_table(app) == []
     with engine.connect() as connection:
         rows = {
             id_: (removed, has_body)
@@ -217,27 +217,31 @@ async def test_sync_marks_dropped_schedules_and_restores_returning_ones(
 # decides through, on its own connection, so the interleaving is the test's.
 
 DECIDE = sa.text(
-    "SELECT outcome, job_id FROM agnt_defer_schedule_tick('hourly_sweep', "
+    "SELECT outcome, reason FROM agnt_defer_schedule_tick('hourly_sweep', "
     "'hourly_sweep', '0 * * * *', 'Asia/Makassar', 'sweeps', 'hourly_sweep', "
     "'hourly_sweep', 0, :tick, :retry, NULL)"
 )
 
 
-def decide(engine: Engine, tick: float, retry_when_queued: bool = False) -> str:
+def decide(
+    engine: Engine, tick: float, retry_when_queued: bool = False
+) -> tuple[str, str | None]:
+    """The tick's outcome and reason, as the SQL function returns them."""
     with engine.begin() as connection:
-        return connection.execute(
+        outcome, reason = connection.execute(
             DECIDE, {"tick": int(tick), "retry": retry_when_queued}
-        ).one()[0]
+        ).one()
+        return outcome, reason
 
 
 @pytest.mark.usefixtures("app")
 def test_a_tick_planned_before_a_newer_one_was_decided_is_not_deferred(
     engine: Engine,
 ) -> None:
-    assert decide(engine, at(4, 11)) == "deferred"
+    assert decide(engine, at(4, 11)) == ("deferred", None)
     # The slower decider planned 10:00 before 11:00 was decided: it must not run
     # now, after a newer tick (the last decided tick only moves forward).
-    assert decide(engine, at(4, 10)) == "handled"
+    assert decide(engine, at(4, 10)) == ("already_decided", None)
     assert [t[1] for t in ticks(engine, HOURLY.id)] == ["deferred"]
     assert len(jobs(engine, HOURLY.id)) == 1
 
@@ -250,17 +254,22 @@ def test_a_tick_another_decider_recorded_paused_or_skipped_is_not_deferred(
         connection.execute(
             sa.text("UPDATE schedules SET enabled = false WHERE id = 'hourly_sweep'")
         )
-    assert decide(engine, at(4, 10)) == "paused"
+    assert decide(engine, at(4, 10)) == ("skipped", "paused")
     with engine.begin() as connection:
         connection.execute(
             sa.text("UPDATE schedules SET enabled = true WHERE id = 'hourly_sweep'")
         )
     # A decider that read the schedule enabled before the pause comes late.
-    assert decide(engine, at(4, 10)) == "handled"
+    assert decide(engine, at(4, 10)) == ("already_decided", None)
 
-    assert decide(engine, at(4, 11)) == "deferred"  # and left waiting
-    assert decide(engine, at(4, 12)) == "skipped"  # the 11:00 run still waits
-    assert decide(engine, at(4, 12)) == "handled"
+    assert decide(engine, at(4, 11)) == ("deferred", None)  # and left waiting
+    # A catch-up schedule's tick waits for that run: held, recorded nowhere.
+    assert decide(engine, at(4, 12), retry_when_queued=True) == ("held", "queued")
+    assert decide(engine, at(4, 12)) == (
+        "skipped",
+        "queued",
+    )  # the 11:00 run still waits
+    assert decide(engine, at(4, 12)) == ("already_decided", None)
     assert [t[1:3] for t in ticks(engine, HOURLY.id)] == [
         ("skipped", "paused"),
         ("deferred", None),
@@ -289,16 +298,15 @@ def _wait_until_blocked(engine: Engine, application_name: str) -> None:
 
 def _decide_in_thread(
     engine: Engine, tick: float
-) -> tuple[threading.Thread, list[str]]:
+) -> tuple[threading.Thread, list[tuple[str, str | None]]]:
     """Decide ``tick`` on a session of its own, named 'late_decider', in a thread."""
-    outcome: list[str] = []
+    outcome: list[tuple[str, str | None]] = []
 
     def run() -> None:
         with engine.begin() as connection:
             connection.exec_driver_sql("SET application_name = 'late_decider'")
-            outcome.append(
-                connection.execute(DECIDE, {"tick": int(tick), "retry": False}).one()[0]
-            )
+            row = connection.execute(DECIDE, {"tick": int(tick), "retry": False}).one()
+            outcome.append((row[0], row[1]))
 
     thread = threading.Thread(target=run)
     thread.start()
@@ -313,15 +321,14 @@ def test_a_decision_in_progress_holds_back_another_decider_of_the_schedule(
     10:00 waits for it (the per-schedule lock), then finds a newer tick decided.
     Without the lock it would see nothing decided and defer 10:00 after 11:00."""
     with engine.connect() as first, first.begin():
-        assert (
-            first.execute(DECIDE, {"tick": int(at(4, 11)), "retry": False}).one()[0]
-            == "deferred"
-        )
+        assert tuple(
+            first.execute(DECIDE, {"tick": int(at(4, 11)), "retry": False}).one()
+        ) == ("deferred", None)
         thread, outcome = _decide_in_thread(engine, at(4, 10))
         _wait_until_blocked(engine, "late_decider")
         assert outcome == []
     thread.join(10)
-    assert outcome == ["handled"]
+    assert outcome == [("already_decided", None)]
     assert [t[1] for t in ticks(engine, HOURLY.id)] == ["deferred"]
 
 
@@ -339,7 +346,7 @@ def test_a_pause_in_progress_holds_back_the_decision_then_is_obeyed(
         thread, outcome = _decide_in_thread(engine, at(4, 10))
         _wait_until_blocked(engine, "late_decider")
     thread.join(10)
-    assert outcome == ["paused"]
+    assert outcome == [("skipped", "paused")]
     assert jobs(engine, HOURLY.id) == []
 
 

@@ -21,8 +21,8 @@ from psycopg import sql
 from sqlalchemy.engine import Engine
 
 from agnt_jobs import db, demo, timeutil
-from agnt_jobs.db.connect import with_dbname
-from agnt_jobs.demo.registry import SEEDERS
+from agnt_jobs.db.url import with_dbname
+from agnt_jobs.demo.seeders import SEEDERS
 from agnt_jobs.scheduler.bodies import BODIES
 from agnt_jobs.settings import Settings
 from tests.support import bookings_data as data

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from agnt_jobs.clients.channel import ChannelGateway
-from agnt_jobs.delivery import outbox
+from agnt_jobs.delivery import send_queue
 from agnt_jobs.settings import Settings, get_settings
 from tests.support.http_peers import FakeChannelGateway, Reply
 
@@ -24,10 +24,12 @@ LOST = {"sent": 0, "failed": 0, "dead": 0, "lease_lost": 1}
 
 def _enqueue(engine: Engine, count: int) -> None:
     with engine.begin() as connection:
-        outbox.enqueue(
+        send_queue.enqueue(
             connection,
             [
-                outbox.Message(f"lease:{i}", "test", "whatsapp", f"+6281{i:04d}", "hi")
+                send_queue.Message(
+                    f"lease:{i}", "test", "whatsapp", f"+6281{i:04d}", "hi"
+                )
                 for i in range(count)
             ],
         )
@@ -49,7 +51,7 @@ def _settings(**overrides: Any) -> Settings:
 
 def _deliver(settings: Settings, engine: Engine) -> dict[str, int]:
     with ChannelGateway.from_settings(settings) as client:
-        return outbox.deliver_due(engine, settings, client)
+        return send_queue.deliver_due(engine, settings, client)
 
 
 def _expire_leases(engine: Engine) -> None:
@@ -69,7 +71,7 @@ def test_a_stop_before_any_batch_claims_nothing(
     _enqueue(engine, 3)
     settings = _settings()
     with ChannelGateway.from_settings(settings) as client:
-        drained = outbox.drain(engine, settings, client).run(stop=lambda: True)
+        drained = send_queue.drain(engine, settings, client).run(stop=lambda: True)
     assert (drained.stopped, drained.batches, drained.counts) == (True, 0, {})
     assert gateway.received == []
     assert {(r.status, r.attempts, r.claimed_until) for r in _rows(engine)} == {
@@ -89,7 +91,7 @@ def test_a_drain_stopped_after_batch_one_recorded_it_and_a_rerun_sends_the_rest_
         return len(asked) > 1  # go on before batch 1, stop before batch 2
 
     with ChannelGateway.from_settings(settings) as client:
-        drained = outbox.drain(engine, settings, client).run(stop)
+        drained = send_queue.drain(engine, settings, client).run(stop)
     assert (drained.stopped, drained.batches) == (True, 1)
     assert drained.counts == {"sent": 16}
     assert asked == [0, 16]  # asked between batches, not inside one

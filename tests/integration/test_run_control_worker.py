@@ -21,7 +21,7 @@ from procrastinate import PsycopgConnector
 from sqlalchemy.engine import Engine
 
 from agnt_jobs.checkpoint import checkpoint
-from agnt_jobs.scheduler import control, registry
+from agnt_jobs.scheduler import control, deploy
 from agnt_jobs.scheduler.bodies import BODIES, RunContext
 from agnt_jobs.scheduler.declaration import Schedule
 from agnt_jobs.scheduler.history import record_run
@@ -84,10 +84,10 @@ async def app(db_url: str, env: Settings) -> AsyncIterator[AgntApp]:
     schedule = Schedule(
         "test_steps", "0 0 1 1 *", "Steps.", timeout=timedelta(seconds=1)
     )
-    registry.register(app, [schedule])
+    deploy.register(app, [schedule])
     try:
         async with app.open_async():
-            await registry.sync_table(app)
+            await deploy.sync_table(app)
             yield app
     finally:
         BODIES.pop("test_steps")

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from procrastinate import PsycopgConnector
 from sqlalchemy.engine import Engine
 
-from agnt_jobs.scheduler import control, registry, tasks
+from agnt_jobs.scheduler import control, deploy, tasks
 from agnt_jobs.scheduler.declaration import Misfire, Schedule
 from agnt_jobs.scheduler.deferrer import ScheduleDeferrer
 from agnt_jobs.scheduler.worker import AgntApp
@@ -37,7 +37,7 @@ async def _app(db_url: str, schedules: list[Schedule]) -> AgntApp:
     app = AgntApp(connector=PsycopgConnector(conninfo=db_url))
     for schedule in schedules:
         tasks.make_task(app, schedule.id, lambda ctx: {})
-    registry.register(app, schedules)
+    deploy.register(app, schedules)
     return app
 
 
@@ -45,7 +45,7 @@ async def _app(db_url: str, schedules: list[Schedule]) -> AgntApp:
 async def app(db_url: str, env: Settings) -> AsyncIterator[AgntApp]:
     app = await _app(db_url, [HOURLY, DAILY])
     async with app.open_async():
-        await registry.sync_table(app)
+        await deploy.sync_table(app)
         yield app
 
 
@@ -133,9 +133,9 @@ def test_every_change_is_audited_with_who_and_what(
         datetime.now(UTC),
     )
     control.set_enabled(app, engine, HOURLY.id, False, OPERATOR)
-    deploy, by_sql, by_cli, paused = changes(engine, HOURLY.id)
-    assert deploy.source == "deploy" and deploy.old is None
-    assert deploy.new["cron"] == "0 * * * *"
+    declared, by_sql, by_cli, paused = changes(engine, HOURLY.id)
+    assert declared.source == "deploy" and declared.old is None
+    assert declared.new["cron"] == "0 * * * *"
     assert by_sql.source == "sql"
     assert by_sql.changed_by == "postgres (psql)"
     assert (by_sql.old, by_sql.new) == ({"cron": "0 * * * *"}, {"cron": "7 3 * * *"})
@@ -163,15 +163,15 @@ async def test_a_deploy_keeps_an_operators_change_and_reset_returns_to_the_code(
     )
     new_code = await _app(db_url, [redeclared, DAILY])
     async with new_code.open_async():
-        await registry.sync_table(new_code)
+        await deploy.sync_table(new_code)
     [row] = sql(engine, "SELECT * FROM schedules WHERE id = 'hourly_sweep'")
     # The operator's cron stands; the zone nobody overrode follows the code.
     assert (row.cron, row.declared_cron) == ("7 3 * * *", "30 * * * *")
     assert (row.zone, row.declared_zone) == ("Asia/Jakarta", "Asia/Jakarta")
     assert row.overridden
-    deploy = changes(engine, HOURLY.id)[-1]
-    assert deploy.source == "deploy"
-    assert deploy.new == {"zone": "Asia/Jakarta", "declared_cron": "30 * * * *",
+    redeployed = changes(engine, HOURLY.id)[-1]
+    assert redeployed.source == "deploy"
+    assert redeployed.new == {"zone": "Asia/Jakarta", "declared_cron": "30 * * * *",
                           "declared_zone": "Asia/Jakarta"}  # fmt: skip
     [override] = control.overrides(new_code, engine)
     assert override.message.startswith(

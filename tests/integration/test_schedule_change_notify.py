@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from procrastinate import PsycopgConnector
 from sqlalchemy.engine import Engine
 
-from agnt_jobs.scheduler import registry, tasks
+from agnt_jobs.scheduler import deploy, tasks
 from agnt_jobs.scheduler.declaration import Schedule
 from agnt_jobs.scheduler.deferrer import BACKSTOP_SECONDS
 from agnt_jobs.scheduler.worker import AgntApp, AgntWorker
@@ -51,9 +51,9 @@ async def test_every_worker_follows_a_change_in_2_s_when_the_next_tick_is_hours_
     before, after = _hours_ahead(6), _hours_ahead(9)
     app = AgntApp(connector=PsycopgConnector(conninfo=db_url))
     tasks.make_task(app, "far_sweep", lambda ctx: {})
-    registry.register(app, [Schedule("far_sweep", before, "Far away.", zone="UTC")])
+    deploy.register(app, [Schedule("far_sweep", before, "Far away.", zone="UTC")])
     async with app.open_async():
-        await registry.sync_table(app)
+        await deploy.sync_table(app)
         workers = [
             AgntWorker(
                 app=app,

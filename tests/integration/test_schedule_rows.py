@@ -19,7 +19,7 @@ import sqlalchemy.exc
 from procrastinate import PsycopgConnector
 from sqlalchemy.engine import Engine
 
-from agnt_jobs.scheduler import control, registry, tasks
+from agnt_jobs.scheduler import control, deploy, tasks
 from agnt_jobs.scheduler.declaration import Misfire, Schedule
 from agnt_jobs.scheduler.deferrer import ScheduleDeferrer
 from agnt_jobs.scheduler.worker import AgntApp
@@ -46,9 +46,9 @@ async def app(db_url: str, env: Settings) -> AsyncIterator[AgntApp]:
     app = AgntApp(connector=PsycopgConnector(conninfo=db_url))
     for schedule in (HOURLY, DAILY):
         tasks.make_task(app, schedule.id, lambda ctx: {})
-    registry.register(app, [HOURLY, DAILY])
+    deploy.register(app, [HOURLY, DAILY])
     async with app.open_async():
-        await registry.sync_table(app)
+        await deploy.sync_table(app)
         yield app
 
 
@@ -184,7 +184,7 @@ async def test_a_row_no_worker_can_follow_stops_only_itself(
     assert states[broken_id].broken
     assert states[DAILY.id].broken is None
     # A worker (re)starting declares the code's schedules past the broken row.
-    await registry.sync_table(app)
+    await deploy.sync_table(app)
 
 
 async def test_a_value_the_checks_miss_is_set_aside_when_its_tick_fails(

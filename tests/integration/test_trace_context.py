@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session
 from agnt_jobs import settings, tracing, walk
 from agnt_jobs.admin import create_app
 from agnt_jobs.db.connector import SettingsConnector
-from agnt_jobs.scheduler import control, registry, tasks
+from agnt_jobs.scheduler import control, deploy, tasks
 from agnt_jobs.scheduler.bodies import BODIES, RunContext
 from agnt_jobs.scheduler.declaration import Schedule
 from agnt_jobs.scheduler.defer import DeferRefused, defer
@@ -94,7 +94,7 @@ async def test_defer_in_a_callers_transaction_continues_the_callers_trace(
 ) -> None:
     assert isinstance(app, AgntApp)
     async with app.open_async():
-        await registry.sync_table(app)
+        await deploy.sync_table(app)
     tracer = trace.get_tracer("the backend")
     with tracer.start_as_current_span("book a table"), Session(engine) as session:
         with session.begin():
@@ -263,9 +263,9 @@ WITA = ZoneInfo("Asia/Makassar")
 async def scheduled(db_url: str, env: settings.Settings) -> AsyncIterator[AgntApp]:
     app = AgntApp(connector=PsycopgConnector(conninfo=db_url))
     tasks.make_task(app, HOURLY.id, lambda ctx: {})
-    registry.register(app, [HOURLY])
+    deploy.register(app, [HOURLY])
     async with app.open_async():
-        await registry.sync_table(app)
+        await deploy.sync_table(app)
         yield app
 
 

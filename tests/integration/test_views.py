@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from procrastinate import PsycopgConnector
 from sqlalchemy.engine import Engine
 
-from agnt_jobs.scheduler import control, registry, tasks
+from agnt_jobs.scheduler import control, deploy, tasks
 from agnt_jobs.scheduler.declaration import Schedule
 from agnt_jobs.scheduler.deferrer import ScheduleDeferrer
 from agnt_jobs.scheduler.history import record_run
@@ -33,7 +33,7 @@ async def app(db_url: str, env: Settings) -> AsyncIterator[AgntApp]:
     )
     for schedule in (MINUTELY, NIGHTLY):
         tasks.make_task(app, schedule.id, lambda ctx: {"done": 1})
-    registry.register(app, [MINUTELY, NIGHTLY])
+    deploy.register(app, [MINUTELY, NIGHTLY])
     async with app.open_async():
         yield app
 
@@ -59,7 +59,7 @@ def _select(engine: Engine, sql: str, **params: object) -> list[dict]:
 async def test_views_show_schedules_runs_and_late_ticks(
     app: AgntApp, engine: Engine, env: Settings
 ) -> None:
-    await registry.sync_table(app)
+    await deploy.sync_table(app)
     now = time.time()
     await ScheduleDeferrer(app, env, worker_id=None).defer_due(now)
     manual_job = await app.configure_task("nightly", queueing_lock=None).defer_async()
@@ -115,7 +115,7 @@ async def test_views_show_schedules_runs_and_late_ticks(
 async def test_an_overdue_schedule_is_listed_when_no_worker_defers_it(
     app: AgntApp, engine: Engine
 ) -> None:
-    await registry.sync_table(app)
+    await deploy.sync_table(app)
     with engine.begin() as connection:
         connection.execute(
             sa.text(
@@ -134,7 +134,7 @@ async def test_the_manuals_queries_run(db_url: str, engine: Engine) -> None:
 
     with agnt_app.replace_connector(PsycopgConnector(conninfo=db_url)) as real:
         async with real.open_async():
-            await registry.sync_table(real)
+            await deploy.sync_table(real)
     docs = Path(__file__).resolve().parents[2] / "docs"
     blocks = [
         block

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from procrastinate import App, PsycopgConnector
 from sqlalchemy.engine import Engine
 
-from agnt_jobs.scheduler import registry, tasks
+from agnt_jobs.scheduler import deploy, tasks
 from agnt_jobs.scheduler.bodies import JobResult, RunContext
 from agnt_jobs.scheduler.declaration import Misfire, Schedule
 from agnt_jobs.scheduler.history import record_run
@@ -55,7 +55,7 @@ def make_app(
         if schedule.id != BODILESS.id:
             body = explode if schedule.id in failing else tidy
             tasks.make_task(app, schedule.id, body, queue=schedule.queue)
-    registry.register(app, schedules)
+    deploy.register(app, schedules)
     return app
 
 

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from procrastinate import PsycopgConnector
 from procrastinate import jobs as jobs_module
 
-from agnt_jobs.scheduler import registry, tasks
+from agnt_jobs.scheduler import deploy, tasks
 from agnt_jobs.scheduler.declaration import Schedule
 from agnt_jobs.scheduler.worker import AgntApp
 
@@ -25,9 +25,9 @@ async def registry_app(
     schedules = list(schedules)
     for schedule in schedules:
         tasks.make_task(app, schedule.id, lambda ctx: {})
-    registry.register(app, schedules)
+    deploy.register(app, schedules)
     async with app.open_async():
-        await registry.sync_table(app)
+        await deploy.sync_table(app)
         yield app
 
 

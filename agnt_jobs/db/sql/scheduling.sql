@@ -48,21 +48,24 @@ WHERE schedule_faults.reason IS DISTINCT FROM EXCLUDED.reason
 DELETE FROM schedule_faults WHERE schedule_id = ANY(%(ids)s::text[])
 
 -- defer_tick --
--- Decide one tick planned with the given task, cron, zone and queue: defer it, or
--- record it skipped (paused, previous run waiting); 'changed' if an operator
--- changed those meanwhile (nothing is recorded, the worker plans again).
-SELECT outcome, job_id
+-- Decide one tick planned with the given job, cron, zone and queue: 'deferred'
+-- (job_id: the run's id) or 'skipped' with its reason, recorded; or, recorded
+-- nowhere, 'changed' (an operator changed those meanwhile: plan again),
+-- 'already_decided', or 'held' (the previous run waits: try again later).
+SELECT outcome, reason, job_id
 FROM agnt_defer_schedule_tick(%(schedule_id)s, %(task_name)s, %(cron)s, %(zone)s,
                               %(queue)s, %(lock)s, %(queueing_lock)s, %(priority)s,
                               %(tick)s, %(retry_when_queued)s, %(worker_id)s)
 
 -- skip_tick --
--- Decide one tick skipped for a reason found before deferring (not_configured).
+-- Decide one tick skipped for a reason found before deferring (not_configured):
+-- 'skipped', or 'already_decided'.
 SELECT agnt_skip_schedule_tick(%(schedule_id)s, %(tick)s, %(reason)s,
                                %(worker_id)s) AS outcome
 
 -- record_missed --
--- Record a range of ticks no worker deferred in time (one row for the range).
+-- Record a range of ticks no worker deferred in time (one row for the range),
+-- skipped as 'missed' ('paused' if the schedule is paused).
 SELECT agnt_record_missed_ticks(%(schedule_id)s, %(first)s, %(last)s,
                                 %(worker_id)s) AS recorded
 

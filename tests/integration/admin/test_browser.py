@@ -28,7 +28,7 @@ from sqlalchemy.engine import Engine
 
 from agnt_jobs import settings as agnt_settings
 from agnt_jobs.admin import create_app, formats
-from agnt_jobs.scheduler import registry
+from agnt_jobs.scheduler import deploy
 from agnt_jobs.scheduler.worker import AgntApp
 from periodic import DECLARED
 from tests.support.admin_data import TOKEN
@@ -52,7 +52,7 @@ CHROMIUM_ARGS = [
 @pytest.fixture
 async def synced(app: AgntApp) -> None:
     async with app.open_async():
-        await registry.sync_table(app)  # as a worker of this code does at start
+        await deploy.sync_table(app)  # as a worker of this code does at start
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
 
-from agnt_jobs.scheduler import registry
+from agnt_jobs.scheduler import deploy
 from agnt_jobs.scheduler.worker import AgntApp
 from tests.support.admin_data import EXPLODE, HEADERS, TIDY, drain, make_app
 
@@ -34,7 +34,7 @@ async def client(
 ) -> TestClient:
     app = make_app(db_url, [TIDY, EXPLODE], failing=[EXPLODE.id])
     async with app.open_async():
-        await registry.sync_table(app)
+        await deploy.sync_table(app)
     test_client = client_for(app)
     test_client.agnt_app = app  # type: ignore[attr-defined]
     return test_client

@@ -21,7 +21,7 @@ from sqlalchemy.engine import Engine
 from agnt_jobs import settings
 from agnt_jobs.admin import AdminContext, create_app
 from agnt_jobs.admin.app import server_options
-from agnt_jobs.scheduler import registry
+from agnt_jobs.scheduler import deploy
 from agnt_jobs.scheduler.worker import AgntApp
 from tests.support.admin_data import HEADERS, TIDY, TOKEN, make_app
 from tests.support.new_user import free_port
@@ -67,7 +67,7 @@ async def serve(
 ) -> Callable[[str], contextlib.AbstractContextManager[str]]:
     agnt_app = make_app(db_url, [TIDY])
     async with agnt_app.open_async():
-        await registry.sync_table(agnt_app)
+        await deploy.sync_table(agnt_app)
 
     def start(trusted: str) -> contextlib.AbstractContextManager[str]:
         monkeypatch.setenv("AGNT_ADMIN_FAILURES_PER_MINUTE", str(LIMIT))

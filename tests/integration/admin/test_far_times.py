@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
 
-from agnt_jobs.scheduler import registry
+from agnt_jobs.scheduler import deploy
 from agnt_jobs.scheduler.worker import AgntApp
 from tests.support.admin_data import HEADERS, TOKEN, drain
 
@@ -99,7 +99,7 @@ async def test_the_run_at_form_refuses_a_far_time_on_the_page(
     client: TestClient, app: AgntApp, engine: Engine
 ) -> None:
     async with app.open_async():
-        await registry.sync_table(app)
+        await deploy.sync_table(app)
     csrf = _sign_in(client)
     for at in ("9999-12-31T23:59", FAR):
         answer = client.post(

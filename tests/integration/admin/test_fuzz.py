@@ -83,14 +83,14 @@ def test_the_schema_lists_every_endpoint(admin_schema: schemathesis.BaseSchema) 
     assert operations == {
         "GET /admin/scheduler",
         "GET /admin/scheduler/runs",
-        "GET /admin/scheduler/runs/{run_id}",
+        "GET /admin/scheduler/runs/{job_id}",
         "POST /admin/scheduler/{schedule_id}/run",
         "POST /admin/scheduler/{schedule_id}/pause",
         "POST /admin/scheduler/{schedule_id}/resume",
         "PATCH /admin/scheduler/{schedule_id}",
         "POST /admin/scheduler/{schedule_id}/reset",
-        "POST /admin/scheduler/runs/{run_id}/cancel",
-        "POST /admin/scheduler/runs/{run_id}/retry",
+        "POST /admin/scheduler/runs/{job_id}/cancel",
+        "POST /admin/scheduler/runs/{job_id}/retry",
         "POST /admin/scheduler/runs/retry",
     }
 

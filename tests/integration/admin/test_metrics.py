@@ -18,7 +18,7 @@ from prometheus_client.samples import Sample
 from psycopg.types.json import Jsonb
 from sqlalchemy.engine import Engine
 
-from agnt_jobs.scheduler import registry
+from agnt_jobs.scheduler import deploy
 from agnt_jobs.scheduler.worker import HEARTBEAT, AgntApp
 from tests.support import bookings_data as data
 from tests.support.admin_data import (
@@ -128,7 +128,7 @@ async def test_every_figure_is_what_sql_says(
     app = make_app(db_url, [TIDY, EXPLODE, NIGHTLY, HALTED], failing=[EXPLODE.id])
     client = client_for(app)
     async with app.open_async():
-        await registry.sync_table(app)
+        await deploy.sync_table(app)
     now = datetime.now(UTC)
     assert defer_tick(engine, TIDY, TIDY.latest_at(now)) == "deferred"
     assert defer_tick(engine, EXPLODE, EXPLODE.latest_at(now)) == "deferred"
@@ -263,7 +263,7 @@ async def test_counters_outlive_the_history_retention(
     app = make_app(db_url, [TIDY])
     client = client_for(app)
     async with app.open_async():
-        await registry.sync_table(app)
+        await deploy.sync_table(app)
     now = datetime.now(UTC)
     assert defer_tick(engine, TIDY, TIDY.latest_at(now)) == "deferred"
     await drain(app)

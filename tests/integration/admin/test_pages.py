@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
 
 from agnt_jobs.admin import auth
-from agnt_jobs.scheduler import registry
+from agnt_jobs.scheduler import deploy
 from agnt_jobs.scheduler.worker import HEARTBEAT, AgntApp
 from tests.support.admin_data import (
     EXPLODE,
@@ -53,7 +53,7 @@ async def seeded(
     app = make_app(db_url, [TIDY, EXPLODE, NIGHTLY], failing=[EXPLODE.id])
     client = client_for(app)
     async with app.open_async():
-        await registry.sync_table(app)
+        await deploy.sync_table(app)
     now = datetime.now(UTC)
     assert defer_tick(engine, TIDY, TIDY.latest_at(now)) == "deferred"
     assert defer_tick(engine, EXPLODE, EXPLODE.latest_at(now)) == "deferred"

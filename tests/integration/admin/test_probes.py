@@ -13,7 +13,7 @@ from sqlalchemy.engine import Engine
 
 from agnt_jobs import settings
 from agnt_jobs.admin import AdminContext, create_app
-from agnt_jobs.db.connect import create_engine
+from agnt_jobs.db.url import create_engine
 from agnt_jobs.scheduler.worker import AgntApp
 
 with warnings.catch_warnings():

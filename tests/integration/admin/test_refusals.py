@@ -86,7 +86,7 @@ def test_a_lone_surrogate_is_422_at_its_field(
         ("/admin/scheduler/runs?since=2026-01-01%ED%A0%80", ["query", "since"]),
         ("/admin/scheduler/runs?cursor=%C3", ["query", "cursor"]),
         ("/admin/scheduler/%ED%A0%80/pause", ["path", "schedule_id"]),
-        ("/admin/scheduler/runs/%FF", ["path", "run_id"]),
+        ("/admin/scheduler/runs/%FF", ["path", "job_id"]),
     ],
 )
 def test_text_that_is_not_utf8_in_the_path_or_query_is_422_at_its_field(

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
 
 from agnt_jobs.admin import AdminContext, auth, create_app
-from agnt_jobs.scheduler import registry
+from agnt_jobs.scheduler import deploy
 from agnt_jobs.scheduler.bodies import missing_settings
 from agnt_jobs.scheduler.declaration import Schedule
 from agnt_jobs.scheduler.worker import AgntApp
@@ -46,7 +46,7 @@ async def test_every_declared_schedule_with_next_runs_in_utc_and_wita(
     client: TestClient, app: AgntApp, engine: Engine, token_env: Settings
 ) -> None:
     async with app.open_async():
-        await registry.sync_table(app)  # a worker of this code started
+        await deploy.sync_table(app)  # a worker of this code started
     before = datetime.now(UTC)
     response = client.get("/admin/scheduler", headers=HEADERS)
     after = datetime.now(UTC)
@@ -86,7 +86,7 @@ async def test_every_declared_schedule_with_next_runs_in_utc_and_wita(
         "Sun 20:00"
     )
     kinds = {(p["kind"], p["schedule_id"]) for p in body["problems"]}
-    assert kinds == {("no_body", id_) for id_ in registry.missing_bodies(app)}
+    assert kinds == {("no_body", id_) for id_ in deploy.missing_bodies(app)}
 
 
 async def test_health_from_the_views(
@@ -105,7 +105,7 @@ async def test_health_from_the_views(
     app = make_app(db_url, schedules, failing=[EXPLODE.id])
     client = client_for(app)
     async with app.open_async():
-        await registry.sync_table(app)
+        await deploy.sync_table(app)
     # A schedule this code declares that no worker has written yet.
     late_comer = make_app(
         db_url, [*schedules, Schedule("newcomer", "0 5 * * *", "New.")]
@@ -158,7 +158,7 @@ async def test_health_from_the_views(
     assert datetime.fromisoformat(last["finished_at"]) >= datetime.fromisoformat(
         last["started_at"]
     )
-    assert entries["skipped"]["last_tick"]["reason"] == "misfire"
+    assert entries["skipped"]["last_tick"]["reason"] == "missed"
     assert entries["tidy"]["last_tick"]["outcome"] == "deferred"
     assert entries["halted"]["enabled"] is False
     assert entries["newcomer"]["deployed"] is False
@@ -202,7 +202,7 @@ async def test_a_schedule_the_deploy_dropped_is_reported_not_lost(
 
     # A worker of the new code starts: the schedule is marked removed, not deleted.
     async with new.open_async():
-        await registry.sync_table(new)
+        await deploy.sync_table(new)
     body = client.get("/admin/scheduler", headers=HEADERS).json()
     [removed] = body["removed"]
     assert removed["id"] == "nightly" and removed["removed_at"] is not None
@@ -226,7 +226,7 @@ async def test_a_job_waiting_for_a_setting_is_not_configured_and_not_run(
     reminders = Schedule("deliver_reminders", "*/5 * * * *", "Send due reminders.")
     app = make_app(db_url, [reminders])
     async with app.open_async():
-        await registry.sync_table(app)
+        await deploy.sync_table(app)
     bare = token_env.model_copy(update={"channel_gateway_url": None})
     with TestClient(
         create_app(AdminContext(app=app, engine=engine, settings=bare))

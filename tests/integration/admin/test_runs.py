@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
 
-from agnt_jobs.scheduler import maintenance, registry
+from agnt_jobs.scheduler import deploy, maintenance
 from agnt_jobs.scheduler.worker import AgntApp
 from agnt_jobs.settings import Settings
 from tests.support.admin_data import (
@@ -33,7 +33,7 @@ async def _history(
     app = make_app(db_url, [TIDY, EXPLODE], failing=[EXPLODE.id])
     client = client_for(app)
     async with app.open_async():
-        await registry.sync_table(app)
+        await deploy.sync_table(app)
     for _ in range(5):
         assert (
             client.post("/admin/scheduler/tidy/run", headers=HEADERS).status_code == 202

@@ -1,5 +1,5 @@
 """platform_health_monitor against a real Postgres and a local alerts webhook: each
-check on data made for it (missed schedules through the schedule registry's own
+check on data made for it (missed schedules through the schedule scheduled_app's own
 deferrer), results stored, alerts only on a change of state and exactly once even
 with two monitors at once."""
 
@@ -215,8 +215,8 @@ def test_a_check_that_cannot_run_is_failing(
     ]
 
 
-# missed_schedules reads the schedule registry's own record (schedule_late_ticks):
-# the situations are made by the registry's deferrer and SQL functions on schedules
+# missed_schedules reads the schedule scheduled_app's own record (schedule_late_ticks):
+# the situations are made by the deferrer and SQL functions on schedules
 # of the test's own.
 HOURLY = Schedule("hourly_sweep", "0 * * * *", "Sweep.")
 DAILY = Schedule("daily_close", "0 5 * * *", "Close the day.", Misfire.CATCH_UP)
@@ -224,7 +224,7 @@ SCHEDULE_CHECK = {"missed_schedules": health.missed_schedules}
 
 
 @pytest.fixture
-async def registry(db_url: str) -> AsyncIterator[AgntApp]:
+async def scheduled_app(db_url: str) -> AsyncIterator[AgntApp]:
     async with registry_app(db_url, [HOURLY, DAILY]) as app:
         yield app
 
@@ -253,13 +253,13 @@ def _schedule_result(engine: Engine) -> tuple[float, dict[str, Any]]:
 
 
 async def test_overdue_schedules_fail_until_a_worker_decides_their_ticks(
-    registry: AgntApp, engine: Engine, env: Settings, alerts_server: FakeAlerts
+    scheduled_app: AgntApp, engine: Engine, env: Settings, alerts_server: FakeAlerts
 ) -> None:
     # The last deferrer pass ran two days ago at 12:30 (nothing due within its
     # tolerance), then every worker stopped: both next runs are long past.
     stopped = datetime.now(ZoneInfo(WITA)) - timedelta(days=2)
     stopped = stopped.replace(hour=12, minute=30, second=0, microsecond=0)
-    await _deferrer(registry, env).defer_due(stopped.timestamp())
+    await _deferrer(scheduled_app, env).defer_due(stopped.timestamp())
     with engine.connect() as c:
         assert count(c, "schedule_ticks") == 0
 
@@ -274,13 +274,13 @@ async def test_overdue_schedules_fail_until_a_worker_decides_their_ticks(
     assert details["missed"] == {}
 
     # A paused schedule is not overdue: nobody should decide its ticks.
-    control.set_enabled(registry, engine, DAILY.id, False)
+    control.set_enabled(scheduled_app, engine, DAILY.id, False)
     health.run_checks(_ctx(engine, env, alerts_server), SCHEDULE_CHECK)
     value, details = _schedule_result(engine)
     assert (value, list(details["overdue"])) == (1, [HOURLY.id])
 
     # A worker is back: its first pass moves every next run past now.
-    await _deferrer(registry, env).defer_due(time.time())
+    await _deferrer(scheduled_app, env).defer_due(time.time())
     assert (
         health.run_checks(_ctx(engine, env, alerts_server), SCHEDULE_CHECK)["failing"]
         == 0
@@ -297,13 +297,13 @@ async def test_overdue_schedules_fail_until_a_worker_decides_their_ticks(
 
 
 async def test_ticks_recorded_missed_fail_within_the_window(
-    registry: AgntApp, engine: Engine, env: Settings, alerts_server: FakeAlerts
+    scheduled_app: AgntApp, engine: Engine, env: Settings, alerts_server: FakeAlerts
 ) -> None:
     nine = _days_ahead_wita(2, 9)
-    await _deferrer(registry, env).defer_due(nine.timestamp() + 0.5)
-    await finish_waiting(registry)
+    await _deferrer(scheduled_app, env).defer_due(nine.timestamp() + 0.5)
+    await finish_waiting(scheduled_app)
     # Every worker down from 09:00 to 12:05: 10:00 and 11:00 are lost (skip).
-    await _deferrer(registry, env).defer_due(
+    await _deferrer(scheduled_app, env).defer_due(
         (nine + timedelta(hours=3, minutes=5)).timestamp()
     )
 
@@ -335,20 +335,22 @@ async def test_ticks_recorded_missed_fail_within_the_window(
 
 
 async def test_paused_queued_and_late_ticks_are_reported_not_failing(
-    registry: AgntApp, engine: Engine, env: Settings, alerts_server: FakeAlerts
+    scheduled_app: AgntApp, engine: Engine, env: Settings, alerts_server: FakeAlerts
 ) -> None:
     # daily_close's latest tick deferred by a worker at least 30 minutes late,
     # and started now.
     late_tick = DAILY.latest_at(datetime.now(UTC) - timedelta(minutes=30))
-    daily = registry.periodic_registry.periodic_tasks[(DAILY.id, DAILY.id)]
-    assert await _deferrer(registry, env)._defer_tick(daily, late_tick) == "deferred"
-    await finish_waiting(registry)
+    daily = scheduled_app.periodic_registry.periodic_tasks[(DAILY.id, DAILY.id)]
+    assert (
+        await _deferrer(scheduled_app, env)._defer_tick(daily, late_tick) == "deferred"
+    )
+    await finish_waiting(scheduled_app)
     # Then paused: the ticks it would have caught up and its next are skipped.
-    control.set_enabled(registry, engine, DAILY.id, False)
+    control.set_enabled(scheduled_app, engine, DAILY.id, False)
     five = _days_ahead_wita(2, 5)
-    await _deferrer(registry, env).defer_due(five.timestamp() + 0.5)
+    await _deferrer(scheduled_app, env).defer_due(five.timestamp() + 0.5)
     # hourly_sweep's 05:00 run has not started by 06:00: the 06:00 tick is skipped.
-    await _deferrer(registry, env).defer_due(five.timestamp() + 3600.5)
+    await _deferrer(scheduled_app, env).defer_due(five.timestamp() + 3600.5)
 
     result = health.run_checks(_ctx(engine, env, alerts_server), SCHEDULE_CHECK)
     assert result["failing"] == 0 and result["alerts_queued"] == 0

@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 from sqlalchemy.engine import Engine
 
-from agnt_jobs.delivery import outbox
+from agnt_jobs.delivery import send_queue
 from tests.support import bookings_data as data
 from tests.support.bookings_data import Crash, crash_after_commits, run, run_at_once
 from tests.support.http_peers import FakeChannelGateway
@@ -297,10 +297,10 @@ def _due_reminders(engine: Engine, n: int, now: datetime) -> None:
 
 def _failed_sends(engine: Engine, n: int, now: datetime) -> None:
     with engine.begin() as connection:
-        outbox.enqueue(
+        send_queue.enqueue(
             connection,
             [
-                outbox.Message(f"m{i}", "test", "whatsapp", f"+62{i}", f"hello {i}")
+                send_queue.Message(f"m{i}", "test", "whatsapp", f"+62{i}", f"hello {i}")
                 for i in range(n)
             ],
         )

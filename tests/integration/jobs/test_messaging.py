@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.engine import Engine
 
-from agnt_jobs.delivery import outbox
+from agnt_jobs.delivery import send_queue
 from tests.support import bookings_data as data
 from tests.support.bookings_data import run, utcnow
 from tests.support.http_peers import FakeChannelGateway
@@ -17,9 +17,9 @@ H, D = timedelta(hours=1), timedelta(days=1)
 
 def _queue(engine: Engine, key: str, **state: object) -> int:
     with engine.begin() as connection:
-        outbox.enqueue(
+        send_queue.enqueue(
             connection,
-            [outbox.Message(key, "test", "whatsapp", f"+62{key}", f"hello {key}")],
+            [send_queue.Message(key, "test", "whatsapp", f"+62{key}", f"hello {key}")],
         )
     if state:
         sets = ", ".join(f"{column} = :{column}" for column in state)

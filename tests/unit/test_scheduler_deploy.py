@@ -1,4 +1,4 @@
-"""The registry as the App sees it: which declared schedules have a body (and so a
+"""The deploy as the App sees it: which declared schedules have a body (and so a
 periodic task), and that adding a body needs nothing but its registration."""
 
 from __future__ import annotations
@@ -6,8 +6,8 @@ from __future__ import annotations
 from procrastinate import PsycopgConnector
 
 from agnt_jobs.app import app
-from agnt_jobs.scheduler import registry, tasks
-from agnt_jobs.scheduler.registry import ZonedPeriodicTask
+from agnt_jobs.scheduler import deploy, tasks
+from agnt_jobs.scheduler.deploy import ZonedPeriodicTask
 from agnt_jobs.scheduler.worker import AgntApp
 from periodic import DECLARED
 
@@ -17,7 +17,7 @@ MISSING_BODIES: set[str] = set()
 
 
 def test_missing_bodies_are_exactly_the_pinned_ones() -> None:
-    assert set(registry.missing_bodies(app)) == MISSING_BODIES
+    assert set(deploy.missing_bodies(app)) == MISSING_BODIES
 
 
 def test_every_schedule_with_a_body_is_a_zoned_periodic_task() -> None:
@@ -44,10 +44,10 @@ def test_a_body_added_later_is_scheduled_with_no_other_change() -> None:
     id (here by hand, normally by importing its module) becomes a periodic task."""
     fresh = AgntApp(connector=PsycopgConnector())
     tasks.make_task(fresh, "wiki_reconcile", lambda ctx: {"pages": 0})
-    registry.register(fresh, DECLARED)
+    deploy.register(fresh, DECLARED)
     periodic_task = fresh.periodic_registry.periodic_tasks[
         ("wiki_reconcile", "wiki_reconcile")
     ]
     assert periodic_task.schedule.cron == "0 5 * * 0"
     assert fresh.tasks["wiki_reconcile"].queue == "heavy"
-    assert "wiki_reconcile" not in registry.missing_bodies(fresh)
+    assert "wiki_reconcile" not in deploy.missing_bodies(fresh)

@@ -1,8 +1,8 @@
-"""The schedule registry: makes each declaration in ``periodic/`` a Procrastinate
-periodic task evaluated in its own time zone, and declares them in the ``schedules``
-table at each worker start (a deploy). The table is the schedule at runtime: the
-deferrer follows its effective values, which operators may change
-(``agnt_jobs.scheduler.deferrer``).
+"""The deploy of the schedules: makes each declaration in ``periodic/`` a
+Procrastinate periodic task evaluated in its own time zone, and declares them in the
+``schedules`` table (the schedule registry) at each worker start. The table is the
+schedule at runtime: the deferrer follows its effective values, which operators may
+change (``agnt_jobs.scheduler.deferrer``).
 
 A declaration whose job body is not registered (no ``@job`` for its id) stays
 declared but gets no periodic task: it is never deferred, ``schedules list`` shows

@@ -1,4 +1,4 @@
-"""The demo seeder registry: each domain registers a function that fills its tables,
+"""The demo seeders: each domain registers a function that fills its tables,
 and ``seed`` runs them in dependency order on one connection.
 
 A seeder is ``@seeder("name", tables=(...), after=("core",))`` over

@@ -1,5 +1,6 @@
 """How to connect to the job database given its libpq URL: the connection options
 every connection of ours carries, an engine on it, and the URL made safe for logs.
+(``connector.py`` is Procrastinate's connector, which opens its pool with these.)
 
 The URL is handed to libpq whole, never taken apart by us: a multi-host URL with
 ``target_session_attrs=read-write`` (how a client follows a failover) works as libpq

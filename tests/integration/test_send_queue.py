@@ -11,14 +11,14 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from agnt_jobs.clients.channel import ChannelGateway
-from agnt_jobs.delivery import outbox
+from agnt_jobs.delivery import send_queue
 from agnt_jobs.settings import Settings, get_settings
 from tests.support.http_peers import FakeChannelGateway
 
 
-def _messages(count: int, prefix: str = "m") -> list[outbox.Message]:
+def _messages(count: int, prefix: str = "m") -> list[send_queue.Message]:
     return [
-        outbox.Message(
+        send_queue.Message(
             idempotency_key=f"{prefix}:{i}",
             kind="test",
             channel="whatsapp",
@@ -29,15 +29,15 @@ def _messages(count: int, prefix: str = "m") -> list[outbox.Message]:
     ]
 
 
-def _enqueue(engine: Engine, messages: list[outbox.Message]) -> int:
+def _enqueue(engine: Engine, messages: list[send_queue.Message]) -> int:
     with engine.begin() as connection:
-        return outbox.enqueue(connection, messages)
+        return send_queue.enqueue(connection, messages)
 
 
 def _deliver(engine: Engine) -> dict[str, int]:
     settings = get_settings()
     with ChannelGateway.from_settings(settings) as client:
-        return outbox.deliver_due(engine, settings, client)
+        return send_queue.deliver_due(engine, settings, client)
 
 
 def _statuses(engine: Engine) -> dict[str, int]:
@@ -139,7 +139,9 @@ def test_crashed_sender_is_resent_once_after_its_lease(
     _enqueue(engine, _messages(1))
     settings = get_settings()
     with ChannelGateway.from_settings(settings) as client:
-        rows = outbox.drain(engine, settings, client, statuses=["PENDING"]).claim(10)
+        rows = send_queue.drain(engine, settings, client, statuses=["PENDING"]).claim(
+            10
+        )
         client.send(
             rows[0].recipient, rows[0].channel, rows[0].body, rows[0].idempotency_key
         )

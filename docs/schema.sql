@@ -1204,6 +1204,37 @@ BEGIN
 END;
 $function$;
 
+CREATE OR REPLACE FUNCTION public.agnt_claim_jobs(target_queue_names character varying[], p_worker_id bigint, n integer)
+ RETURNS SETOF procrastinate_jobs
+ LANGUAGE sql
+AS $function$
+    WITH candidate AS (
+        SELECT jobs.id
+        FROM procrastinate_jobs AS jobs
+        WHERE jobs.status = 'todo'
+          AND (target_queue_names IS NULL OR jobs.queue_name = ANY(target_queue_names))
+          AND (jobs.scheduled_at IS NULL OR jobs.scheduled_at <= now())
+          AND NOT EXISTS (
+              SELECT 1 FROM procrastinate_jobs AS other
+              WHERE jobs.lock IS NOT NULL
+                AND other.lock = jobs.lock
+                AND (other.status = 'doing'
+                     OR (other.status = 'todo'
+                         AND (other.priority > jobs.priority
+                              OR (other.priority = jobs.priority
+                                  AND other.id < jobs.id))))
+          )
+        ORDER BY jobs.priority DESC, jobs.id ASC
+        LIMIT n
+        FOR UPDATE OF jobs SKIP LOCKED
+    )
+    UPDATE procrastinate_jobs AS job
+    SET status = 'doing', worker_id = p_worker_id
+    FROM candidate
+    WHERE job.id = candidate.id
+    RETURNING job.*
+$function$;
+
 CREATE OR REPLACE FUNCTION public.agnt_claim_schedule_pass(_fingerprint text, _due_at timestamp with time zone, _worker_id bigint, _stale interval)
  RETURNS text
  LANGUAGE plpgsql
@@ -1825,6 +1856,18 @@ CREATE OR REPLACE FUNCTION public.agnt_run_duration_bounds()
 AS $function$
     SELECT ARRAY[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60,
                  120, 300, 600, 1800, 3600, 7200, 'Infinity']::double precision[]
+$function$;
+
+CREATE OR REPLACE FUNCTION public.agnt_run_timeout(p_job_id bigint, p_task_name text)
+ RETURNS interval
+ LANGUAGE sql
+ STABLE
+AS $function$
+    SELECT COALESCE(
+        (SELECT s.timeout FROM schedule_ticks t
+         JOIN schedule_rows s ON s.id = t.schedule_id
+         WHERE t.job_id = p_job_id LIMIT 1),
+        (SELECT s.timeout FROM schedule_rows s WHERE s.id = p_task_name))
 $function$;
 
 CREATE OR REPLACE FUNCTION public.agnt_schedule_last_tick(_schedule_id text)

@@ -16,12 +16,14 @@ connection, the history's cost stayed within a tenth of a stock worker's.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import json
 import logging
 import traceback
+from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from procrastinate import JobContext, exceptions
@@ -37,29 +39,41 @@ from agnt_jobs.scheduler.deploy import SQL
 
 logger = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 TRACES = queries.load("traces.sql")
 
 # A run that starts again (a retry, or a job released by a stopping worker) reuses
 # its row only if the attempt number is the same; the new attempt gets a new row.
-# The statement's one value is the run's timeout (``run_timeout``, with ``job`` the
-# task's name).
-START_RUN = f"""
-WITH started AS (
-    INSERT INTO job_runs
-        (job_id, attempt, task_name, queue_name, worker_name, worker_id)
-    VALUES (%(job_id)s, %(attempt)s, %(job)s, %(queue_name)s, %(worker_name)s,
-            %(worker_id)s)
-    ON CONFLICT (job_id, attempt) DO UPDATE
-    SET started_at = now(), finished_at = NULL, status = 'running', result = NULL,
-        error = NULL, worker_name = EXCLUDED.worker_name,
-        worker_id = EXCLUDED.worker_id
+# ``{runs}`` is a relation of (job_id, attempt, task_name, queue_name): one run
+# here, a claimed batch in the worker's claim (``claim_statement``).
+START_RUNS = """
+INSERT INTO job_runs
+    (job_id, attempt, task_name, queue_name, worker_name, worker_id)
+SELECT job_id, attempt, task_name, queue_name, %(worker_name)s, %(worker_id)s
+FROM {runs}
+ON CONFLICT (job_id, attempt) DO UPDATE
+SET started_at = now(), finished_at = NULL, status = 'running', result = NULL,
+    error = NULL, worker_name = EXCLUDED.worker_name,
+    worker_id = EXCLUDED.worker_id
+"""
+
+# One run; the statement's one value is the run's timeout (``run_timeout``, with
+# ``job`` the task's name).
+_ONE_RUN = (
+    "(VALUES (%(job_id)s::bigint, %(attempt)s::integer, %(job)s::text, "
+    "%(queue_name)s::text)) AS run (job_id, attempt, task_name, queue_name)"
 )
+START_RUN = f"""
+WITH started AS ({START_RUNS.format(runs=_ONE_RUN)})
 SELECT (
 {SQL["run_timeout"]}
 ) AS timeout
 """
 
 #: Where ``record_run`` puts the run's timeout in the job's ``additional_context``.
+#: A worker that claims in batches puts it there itself, having recorded the run's
+#: start in the claim: ``record_run`` then records only its end.
 RUN_TIMEOUT = "agnt_run_timeout"
 
 # Only a run still running: one the rescue closed (its worker judged lost) keeps
@@ -68,9 +82,23 @@ FINISH_RUN = """
 UPDATE job_runs
 SET finished_at = now(), status = %(status)s, result = %(result)s, error = %(error)s
 WHERE job_id = %(job_id)s AND attempt = %(attempt)s AND status = 'running'
+RETURNING job_id
 """
 
 ERROR_TEXT_LIMIT = 4000
+
+#: Where ``record_run`` leaves the run's end in the job's ``additional_context``
+#: for a worker that ``records_run_ends`` itself (``StoppingWorker``).
+RUN_END = "agnt_run_end"
+
+
+@dataclasses.dataclass(frozen=True)
+class RunEnd:
+    """How a run ended, as ``job_runs`` keeps it (``result`` a JSON object)."""
+
+    status: str
+    result: dict[str, Any] | None
+    error: str | None
 
 
 class HistoryWriter:
@@ -116,23 +144,31 @@ class HistoryWriter:
                 self._connection = None
 
     async def _bounded(
-        self, connection: psycopg.AsyncConnection, query: str, params: Any
-    ) -> Any:
+        self,
+        connection: psycopg.AsyncConnection,
+        query: str,
+        params: Any,
+        read: Callable[[psycopg.AsyncCursor[Any]], Awaitable[T]],
+    ) -> T:
         def back_to_pool() -> None:
             returning = asyncio.ensure_future(self._pool.putconn(connection))
             self._returning.add(returning)
             returning.add_done_callback(self._returning.discard)
 
         return await outage.bounded(
-            _first_value(connection, query, params), self._deadline, back_to_pool
+            _read(connection, query, params, read), self._deadline, back_to_pool
         )
 
-    async def execute(self, query: str, **params: Any) -> Any:
-        """Run ``query``; its first row's first value, or None."""
+    async def _run(
+        self,
+        query: str,
+        params: Any,
+        read: Callable[[psycopg.AsyncCursor[Any]], Awaitable[T]],
+    ) -> T:
         for attempt in (1, 2):
             connection = await self._borrow()
             try:
-                return await self._bounded(connection, query, params)
+                return await self._bounded(connection, query, params, read)
             except outage.NoAnswer:
                 await self._abandon(connection)
                 raise
@@ -140,7 +176,15 @@ class HistoryWriter:
                 await self._give_back()
                 if attempt == 2:
                     raise
-        return None
+        raise AssertionError("unreachable: the second attempt returns or raises")
+
+    async def execute(self, query: str, **params: Any) -> Any:
+        """Run ``query``; its first row's first value, or None."""
+        return await self._run(query, params, _first_value)
+
+    async def rows(self, query: str, **params: Any) -> list[dict[str, Any]]:
+        """Run ``query``; its rows, by column name."""
+        return await self._run(query, params, _all_rows)
 
     async def __aenter__(self) -> HistoryWriter:
         return self
@@ -154,12 +198,25 @@ class HistoryWriter:
         await self._give_back()
 
 
-async def _first_value(
-    connection: psycopg.AsyncConnection, query: str, params: Any
-) -> Any:
-    cursor = await connection.execute(query, params)
+async def _read(
+    connection: psycopg.AsyncConnection,
+    query: str,
+    params: Any,
+    read: Callable[[psycopg.AsyncCursor[Any]], Awaitable[T]],
+) -> T:
+    return await read(await connection.execute(query, params))
+
+
+async def _first_value(cursor: psycopg.AsyncCursor[Any]) -> Any:
     row = await cursor.fetchone() if cursor.description else None
     return None if row is None else row[0]
+
+
+async def _all_rows(cursor: psycopg.AsyncCursor[Any]) -> list[dict[str, Any]]:
+    if not cursor.description:
+        return []
+    names = [column.name for column in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in await cursor.fetchall()]
 
 
 def writer_for(connector: Any) -> HistoryWriter | None:
@@ -227,14 +284,15 @@ async def record_run(
             return await send(query, **params)
         return await reached("run_history", lambda: send(query, **params))
 
-    context.additional_context[RUN_TIMEOUT] = await execute(
-        START_RUN,
-        **key,
-        job=job.task_name,
-        queue_name=job.queue,
-        worker_name=context.worker_name,
-        worker_id=worker.worker_id,
-    )
+    if RUN_TIMEOUT not in context.additional_context:
+        context.additional_context[RUN_TIMEOUT] = await execute(
+            START_RUN,
+            **key,
+            job=job.task_name,
+            queue_name=job.queue,
+            worker_name=context.worker_name,
+            worker_id=worker.worker_id,
+        )
     status, result, error = "failed", None, None
     timestamp = (job.task_kwargs or {}).get("timestamp")
     with tracing.span(
@@ -278,18 +336,28 @@ async def record_run(
             traced.set_attribute("agnt.outcome", status)
             if status != "succeeded":
                 traced.set_status_error(error or status)
-            try:
-                await asyncio.shield(
-                    execute(
-                        FINISH_RUN,
-                        **key,
-                        status=status,
-                        result=None if result is None else Jsonb(result),
-                        error=error,
-                    )
-                )
-            except Exception:  # the job's own outcome must not be masked by history
-                logger.exception(
-                    "could not record the end of a run",
-                    extra=logs.event("run_history_error", **key),
-                )
+            if getattr(worker, "records_run_ends", False):
+                # Its worker records the run's end with the job's, in one statement.
+                context.additional_context[RUN_END] = RunEnd(status, result, error)
+            else:
+                await record_end(execute, key, RunEnd(status, result, error))
+
+
+async def record_end(
+    execute: Callable[..., Awaitable[Any]], key: dict[str, Any], end: RunEnd
+) -> None:
+    try:
+        await asyncio.shield(
+            execute(
+                FINISH_RUN,
+                **key,
+                status=end.status,
+                result=None if end.result is None else Jsonb(end.result),
+                error=end.error,
+            )
+        )
+    except Exception:  # the job's own outcome must not be masked by history
+        logger.exception(
+            "could not record the end of a run",
+            extra=logs.event("run_history_error", **key),
+        )

@@ -29,11 +29,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import signal
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -79,6 +81,7 @@ class StoppingWorker(worker.Worker):
         # Set when the process must end at once after run(): a job's thread
         # is still running, or a second signal asked for it.
         self._exit_status: int | None = None
+        self._finishing = Batches(self._finish_own_jobs)
 
     # --- signals ------------------------------------------------------------
 
@@ -327,6 +330,10 @@ class StoppingWorker(worker.Worker):
 
     # --- a job's end, recorded only while the job is ours ------------------------
 
+    #: ``record_run`` leaves each run's end to this worker, which records it with
+    #: the job's end (``history.RUN_END``).
+    records_run_ends = True
+
     async def _persist_job_status(
         self,
         job: jobs.Job,
@@ -335,10 +342,19 @@ class StoppingWorker(worker.Worker):
         context: job_context.JobContext,
         job_result: job_context.JobResult | None,
     ) -> None:
+        run_end: history.RunEnd | None = context.additional_context.pop(
+            history.RUN_END, None
+        )
         stopped = (
             status == jobs.Status.ABORTED
             and context.abort_reason() == job_context.AbortReason.SHUTDOWN
         )
+        if (stopped or retry_decision is not None) and run_end is not None:
+            await history.record_end(
+                self._execute_end,
+                {"job_id": job.id, "attempt": job.attempts + 1},
+                run_end,
+            )
         if stopped:
             # Stopped by this worker (a sync body at a checkpoint or through its
             # cancelled statement, an async one cancelled): not the job's failure,
@@ -367,8 +383,22 @@ class StoppingWorker(worker.Worker):
                 jobs.DeleteJobCondition.NEVER: False,
                 jobs.DeleteJobCondition.SUCCESSFUL: status == jobs.Status.SUCCEEDED,
             }[self.delete_jobs]
-            ours = await self._end_own_job(
-                job, "finish", status=status.value, delete_job=delete
+            ours = await self._finishing.end(
+                {
+                    "job_id": job.id,
+                    "status": status.value,
+                    "delete_job": delete,
+                    "attempt": job.attempts + 1,
+                    **(
+                        {}
+                        if run_end is None
+                        else {
+                            "run_status": run_end.status,
+                            "result": run_end.result,
+                            "error": run_end.error,
+                        }
+                    ),
+                }
             )
         assert job.id is not None
         self._job_ids_to_abort.pop(job.id, None)
@@ -385,12 +415,66 @@ class StoppingWorker(worker.Worker):
                 extra=logs.event("job_end_not_ours", job_id=job.id),
             )
 
+    async def _execute_end(self, query: str, **params: Any) -> list[dict[str, Any]]:
+        """Where the statements recording jobs' ends go (an ``AgntWorker`` waits
+        out a lost database there)."""
+        return await self.app.connector.execute_query_all_async(query, **params)
+
     async def _end_own_job(self, job: jobs.Job, how: str, **params: Any) -> bool:
-        """``finish`` or ``retry`` ``job`` if it is still this worker's."""
-        rows = await self.app.connector.execute_query_all_async(
+        """``retry`` ``job`` if it is still this worker's."""
+        rows = await self._execute_end(
             SQL[f"{how}_own_job"],
             job_id=job.id,
             worker_id=self.worker_id,
             **params,
         )
         return bool(rows)
+
+    async def _finish_own_jobs(self, ends: list[dict[str, Any]]) -> set[int]:
+        """Finish the jobs of ``ends`` that are still this worker's, and close
+        their runs, in one statement; the ids of the jobs finished."""
+        rows = await self._execute_end(
+            SQL["finish_own_jobs"], ends=json.dumps(ends), worker_id=self.worker_id
+        )
+        return {row["id"] for row in rows}
+
+
+class Batches:
+    """Jobs' ends recorded together: an end waits while the statement before it is
+    on its way, and goes with every end that came meanwhile (one statement at a
+    time, none delayed beyond that). ``end`` returns once its job's end is
+    recorded (True: the job was still the worker's) or raises what the statement
+    raised, so a worker that waits for its jobs waits for their records."""
+
+    def __init__(
+        self, send: Callable[[list[dict[str, Any]]], Awaitable[set[int]]]
+    ) -> None:
+        self._send = send
+        self._waiting: list[tuple[dict[str, Any], asyncio.Future[bool]]] = []
+        self._sending: asyncio.Task[None] | None = None
+
+    async def end(self, end: dict[str, Any]) -> bool:
+        recorded: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._waiting.append((end, recorded))
+        if self._sending is None:
+            self._sending = asyncio.create_task(self._send_all(), name="job ends")
+        return await recorded
+
+    async def _send_all(self) -> None:
+        try:
+            while self._waiting:
+                batch, self._waiting = self._waiting, []
+                try:
+                    ended = await self._send([end for end, _ in batch])
+                except BaseException as error:
+                    for _, recorded in batch:
+                        if not recorded.done():
+                            recorded.set_exception(error)
+                    if not isinstance(error, Exception):
+                        raise
+                    continue
+                for end, recorded in batch:
+                    if not recorded.done():
+                        recorded.set_result(end["job_id"] in ended)
+        finally:
+            self._sending = None

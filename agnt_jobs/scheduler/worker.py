@@ -10,10 +10,21 @@ The seams are methods private to Procrastinate, which is pinned to a minor
 version: ``App._worker`` (which worker class to build), and on the worker ``run``'s
 start-up, ``_start_side_tasks`` (our supervised loops: the schedule deferrer and
 the one listener among them), ``_handle_notification``,
-``_fetch_and_process_jobs``, ``_persist_job_status``,
+``_fetch_and_process_jobs`` (replaced: it claims a batch, below),
+``_process_job`` (called as is, one task per job), ``_persist_job_status``,
 and ``_shutdown``.
 The acceptance and fault tests start real ``procrastinate`` workers, so a change
-in any of them fails them.
+in any of them fails them; ``tests/integration/test_batch_claim.py`` holds our
+claim against Procrastinate's own fetch on the same jobs.
+
+**Claiming in batches.** Where Procrastinate fetches one job per round trip (its
+``procrastinate_fetch_job_v2``), the worker claims as many jobs as it has free
+slots in one statement (the SQL function ``agnt_claim_jobs``: the jobs that fetch
+would return called that many times in a row), and the same statement records
+each claimed run's start in ``job_runs`` and reads its timeout. The rest is
+Procrastinate's: each job runs in its own task through ``_process_job`` (context,
+middleware, outcome, ``_persist_job_status``), the semaphore counts the slots,
+and the loop stops at the stop event or when the queue has nothing more for it.
 """
 
 from __future__ import annotations
@@ -28,7 +39,7 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from procrastinate import worker
+from procrastinate import job_context, jobs, utils, worker
 from procrastinate.manager import get_channel_for_queues
 
 from agnt_jobs import db, logs, tracing
@@ -42,7 +53,12 @@ from agnt_jobs.db.outage import (
 )
 from agnt_jobs.scheduler import deploy, maintenance
 from agnt_jobs.scheduler.deferrer import CHANNEL, ScheduleDeferrer
-from agnt_jobs.scheduler.history import HistoryWriter, writer_for
+from agnt_jobs.scheduler.history import (
+    RUN_TIMEOUT,
+    START_RUNS,
+    HistoryWriter,
+    writer_for,
+)
 from agnt_jobs.scheduler.probes import WorkerProbes
 from agnt_jobs.scheduler.stopping import FENCE_TASK, HEARTBEAT_TASK, StoppingWorker
 from agnt_jobs.settings import get_settings
@@ -66,6 +82,23 @@ WITH beat AS (
       AND starved_reason IS DISTINCT FROM %(starved)s::text
 )
 SELECT (SELECT id FROM beat) AS alive
+"""
+
+# Up to ``n`` jobs for this worker, marked running under it, each run's start
+# recorded (its timeout returned beside it), in the order they are to start.
+CLAIM_JOBS = f"""
+WITH claimed AS (
+    SELECT * FROM agnt_claim_jobs(%(queues)s::varchar[], %(worker_id)s, %(n)s)
+), started AS ({
+    START_RUNS.format(
+        runs="(SELECT id AS job_id, attempts + 1 AS attempt, task_name, "
+        "queue_name FROM claimed) AS run"
+    )
+})
+SELECT id, status, task_name, priority, lock, queueing_lock, args, scheduled_at,
+       queue_name, attempts, worker_id, agnt_run_timeout(id, task_name) AS timeout
+FROM claimed
+ORDER BY priority DESC, id
 """
 
 # What Python gives a loop's default executor, and how many threads beyond the
@@ -346,8 +379,7 @@ class AgntWorker(StoppingWorker):
         if self.fenced():
             return  # its heartbeats fail: it takes no job it may have to give up
         try:
-            # Procrastinate's own has no annotations.
-            await super()._fetch_and_process_jobs()  # type: ignore[no-untyped-call]
+            await self._claim_and_process_jobs()
         except Exception as error:
             if not is_connection_lost(error):
                 raise
@@ -363,13 +395,94 @@ class AgntWorker(StoppingWorker):
         else:
             self.outage.back()
 
-    async def _persist_job_status(self, *args: Any, **kwargs: Any) -> None:
-        """Record a finished job, waiting out a lost database: a job whose end is
-        not recorded would stay ``doing`` under a live worker forever."""
-        await self.reached(
-            "finish_job",
-            lambda: super(AgntWorker, self)._persist_job_status(*args, **kwargs),
+    async def _claim_and_process_jobs(self) -> None:
+        """Claim jobs for every free slot and start them, until the worker stops
+        or the queue has fewer jobs for it than it has slots."""
+        while not self._stop_event.is_set():
+            slots = await self._take_free_slots()
+            if not slots:
+                return
+            # A notification from now on asks for another look.
+            self._new_job_event.clear()
+            try:
+                rows = await self._claim(slots)
+            except BaseException:
+                self._give_back_slots(slots)
+                raise
+            self._give_back_slots(slots - len(rows))
+            for row in rows:
+                self._start_job(row)
+            if len(rows) < slots:
+                return
+
+    async def _take_free_slots(self) -> int:
+        """Wait for a free slot, then take every other one free now: the batch's
+        size. 0 once the worker is asked to stop."""
+        first = asyncio.ensure_future(self._job_semaphore.acquire())
+        await utils.wait_any(first, self._stop_event.wait())
+        if self._stop_event.is_set():
+            if first.done() and not first.cancelled():
+                self._job_semaphore.release()
+            return 0
+        slots = 1
+        while slots < self.concurrency and not self._job_semaphore.locked():
+            await self._job_semaphore.acquire()  # free: returns at once
+            slots += 1
+        return slots
+
+    def _give_back_slots(self, count: int) -> None:
+        for _ in range(count):
+            self._job_semaphore.release()
+
+    async def _claim(self, n: int) -> list[dict[str, Any]]:
+        """Claim up to ``n`` jobs, on a pool connection of its own: not on the run
+        history's, where a claim that waits (a lock on the worker's row, which
+        the claim's foreign key takes) would hold up the ends of running jobs."""
+        assert self.worker_id is not None
+        return await self.app.connector.execute_query_all_async(
+            CLAIM_JOBS,
+            queues=None if self.queues is None else list(self.queues),
+            worker_id=self.worker_id,
+            n=n,
+            worker_name=self.worker_name,
         )
+
+    def _start_job(self, row: dict[str, Any]) -> None:
+        """Run a claimed job in a task of its own, as Procrastinate's fetch loop
+        does; its context carries the run's timeout, read by the claim."""
+        job = jobs.Job.from_row(row)
+        job_id = job.id
+        additional = dict(self.additional_context or {})
+        additional[RUN_TIMEOUT] = row["timeout"]
+        context = job_context.JobContext(
+            app=self.app,
+            worker_name=self.worker_name,
+            worker_queues=self.queues,
+            additional_context=additional,
+            job=job,
+            abort_reason=lambda: self._job_ids_to_abort.get(job_id) if job_id else None,
+            start_timestamp=time.time(),
+        )
+        task = asyncio.create_task(
+            self._process_job(context), name=f"process job {job.task_name}[{job_id}]"
+        )
+        self._running_jobs[task] = context
+        task.add_done_callback(self._job_ended)
+
+    def _job_ended(self, task: asyncio.Task[Any]) -> None:
+        del self._running_jobs[task]
+        self._job_semaphore.release()
+
+    async def _execute_end(self, query: str, **params: Any) -> list[dict[str, Any]]:
+        """Record jobs' ends on the run history's connection, waiting out a lost
+        database: a job whose end is not recorded would stay ``doing`` under a
+        live worker forever."""
+        writer = self.history
+        if writer is None:
+            send = functools.partial(super()._execute_end, query, **params)
+        else:
+            send = functools.partial(writer.rows, query, **params)
+        return await self.reached("finish_job", send)
 
 
 class AgntApp(deploy.ScheduledApp):

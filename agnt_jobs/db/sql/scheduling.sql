@@ -162,12 +162,9 @@ SELECT id FROM procrastinate_jobs
 WHERE queueing_lock = %(queueing_lock)s AND status = 'todo'
 
 -- run_timeout --
--- How long a run may take: its tick's schedule's timeout, else its job's own.
--- (schedule_rows: a timeout out of bounds reads as none).
-SELECT COALESCE(
-    (SELECT s.timeout FROM schedule_ticks t JOIN schedule_rows s ON s.id = t.schedule_id
-     WHERE t.job_id = %(job_id)s LIMIT 1),
-    (SELECT s.timeout FROM schedule_rows s WHERE s.id = %(job)s))
+-- How long a run may take: its tick's schedule's timeout, else its job's own
+-- (the SQL function agnt_run_timeout).
+SELECT agnt_run_timeout(%(job_id)s, %(job)s)
 
 -- record_run_action --
 -- An operator's request on a run that no SQL function records (a run at a time).

@@ -6,33 +6,50 @@
 -- on another worker now; a late end from the first worker would overwrite that
 -- claim, so it records nothing (the statement returns no row).
 
--- finish_own_job --
--- Procrastinate's finish transition (events, attempts), for a job still ours. A
--- job that held a lock releases it: a job waiting on that lock wakes the listening
--- workers as an inserted job does, so it starts now, not at their next poll.
-WITH own AS (
-    SELECT id, lock FROM procrastinate_jobs
-    WHERE id = %(job_id)s AND status = 'doing' AND worker_id = %(worker_id)s
-    FOR UPDATE
+-- finish_own_jobs --
+-- Procrastinate's finish transition (events, attempts) for each of a batch of jobs
+-- still ours, and each run's end in job_runs, in one statement. %(ends)s is a JSON
+-- array of {job_id, status, delete_job, attempt, run_status, result, error}; a run
+-- end without run_status has no run to close (no run history around the job).
+-- A run's end is recorded while the run is still open, whoever holds its job now
+-- (the rescue closes the runs it takes). Returns the jobs ended. A job that held
+-- a lock releases it: a job waiting on that lock wakes the listening workers as an
+-- inserted job does, so it starts now, not at their next poll.
+WITH ends AS (
+    SELECT * FROM jsonb_to_recordset(%(ends)s::jsonb) AS e(
+        job_id bigint, status procrastinate_job_status, delete_job boolean,
+        attempt integer, run_status text, result jsonb, error text)
+), runs AS (
+    UPDATE job_runs AS run
+    SET finished_at = now(), status = ends.run_status, result = ends.result,
+        error = ends.error
+    FROM ends
+    WHERE run.job_id = ends.job_id AND run.attempt = ends.attempt
+      AND run.status = 'running' AND ends.run_status IS NOT NULL
+), own AS (
+    SELECT job.id, job.lock, ends.status, ends.delete_job
+    FROM procrastinate_jobs AS job JOIN ends ON ends.job_id = job.id
+    WHERE job.status = 'doing' AND job.worker_id = %(worker_id)s
+    ORDER BY job.id
+    FOR UPDATE OF job
 ), finished AS (
-    SELECT lock, procrastinate_finish_job_v1(
-        id, %(status)s::procrastinate_job_status, %(delete_job)s
-    ) IS NULL AS ended
+    SELECT id, lock,
+           procrastinate_finish_job_v1(id, status, delete_job) IS NULL AS ended
     FROM own
 ), waiting AS (
-    SELECT job.queue_name,
+    SELECT DISTINCT ON (finished.lock) job.queue_name,
            json_build_object('type', 'job_inserted', 'job_id', job.id)::text AS payload
     FROM finished
     JOIN procrastinate_jobs job ON job.lock = finished.lock AND job.status = 'todo'
     WHERE finished.lock IS NOT NULL
       AND (job.scheduled_at IS NULL OR job.scheduled_at <= now())
-    LIMIT 1
+    ORDER BY finished.lock, job.priority DESC, job.id
+), woken AS (
+    SELECT pg_notify('procrastinate_queue_v1#' || queue_name, payload),
+           pg_notify('procrastinate_any_queue_v1', payload)
+    FROM waiting
 )
-SELECT ended,
-       (SELECT pg_notify('procrastinate_queue_v1#' || queue_name, payload)
-        FROM waiting) AS queue_woken,
-       (SELECT pg_notify('procrastinate_any_queue_v1', payload)
-        FROM waiting) AS any_woken
+SELECT id, ended, (SELECT count(*) FROM woken) AS woken
 FROM finished
 
 -- retry_own_job --

@@ -14,7 +14,6 @@ speed. Thirty workers start, and stop, slowly there: the waits allow for it.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -24,6 +23,7 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 
+from agnt_jobs.bench.fleet import Sampler
 from agnt_jobs.db import create_engine, migrate
 from agnt_jobs.testing.cluster import ClusterUnavailable, PgCluster
 from agnt_jobs.testing.pgbouncer import PgBouncer, PgBouncerUnavailable
@@ -49,40 +49,6 @@ def cluster() -> Iterator[PgCluster]:
         yield cluster
     finally:
         cluster.cleanup()
-
-
-class PeakConnections:
-    """The most client connections the server held, sampled twice a second on a
-    session opened before the fleet (a full server lets no one new in)."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.peak = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> PeakConnections:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-
-    def _run(self) -> None:
-        connection: psycopg.Connection | None = None
-        while not self._stop.is_set():
-            try:
-                if connection is None or connection.closed:
-                    connection = psycopg.connect(self.url, autocommit=True)
-                row = connection.execute(
-                    "SELECT count(*) FROM pg_stat_activity "
-                    "WHERE backend_type = 'client backend'"
-                ).fetchone()
-                self.peak = max(self.peak, int(row[0]) if row else 0)
-            except psycopg.Error:
-                connection = None
-            self._stop.wait(0.5)
 
 
 def _ran_each_tick_once(engine: sa.Engine, schedule: str, since: datetime) -> int:
@@ -131,7 +97,7 @@ def test_thirty_workers_on_one_server_decide_every_tick_once(
     )
     try:
         with (
-            PeakConnections(cluster.url()) as peak,
+            Sampler(cluster.url(), None) as peak,
             ticking.workers(
                 env, count=WORKERS, logs=tmp_path, stop_timeout=90
             ) as workers,

@@ -72,6 +72,32 @@ WHERE j.task_name = %(task)s AND e.type = 'succeeded'
 """
 
 
+# Ticks of the watched window no decision covers (a true miss), and the decisions
+# to skip by reason: under the bench tick's skip policy and queueing lock, a tick
+# whose job still waits, or that comes too late, is decided as skipped, which is
+# a decision, not a miss. A skip for lateness covers a range of ticks.
+TICK_DECISIONS = """
+WITH ticks AS (
+    SELECT to_timestamp(t) AS tick_at
+    FROM generate_series(%(first)s::bigint, %(last)s::bigint) AS t
+)
+SELECT
+    (SELECT count(*) FROM ticks
+     WHERE NOT EXISTS (
+         SELECT 1 FROM schedule_ticks s
+         WHERE s.schedule_id = %(task)s
+           AND (s.tick_at = ticks.tick_at
+                OR (s.missed_since <= ticks.tick_at AND ticks.tick_at <= s.tick_at))
+     )) AS undecided,
+    (SELECT coalesce(jsonb_object_agg(reason, n), '{}'::jsonb) FROM (
+         SELECT s.reason, count(*) AS n FROM schedule_ticks s
+         WHERE s.schedule_id = %(task)s AND s.outcome = 'skipped'
+           AND s.tick_at BETWEEN to_timestamp(%(first)s) AND to_timestamp(%(last)s)
+         GROUP BY s.reason
+     ) AS skips) AS skipped
+"""
+
+
 class Sampler:
     """Twice a second, on a superuser session opened before the fleet: the server's
     client connections, the workers' lock waits and, through PgBouncer, the clients
@@ -224,6 +250,9 @@ def fleet(
             rows = connection.execute(
                 TICK_FIGURES, {"first": first, "last": last, "task": TICK}
             ).fetchall()
+            decided = connection.execute(
+                TICK_DECISIONS, {"first": first, "last": last, "task": TICK}
+            ).fetchone()
             decisions = [
                 float(row[0])
                 for row in connection.execute(
@@ -237,7 +266,8 @@ def fleet(
             "seconds": seconds,
             "ticks": len(rows),
             "duplicates": sum(1 for row in rows if row[1] > 1),
-            "misses": sum(1 for row in rows if row[1] == 0),
+            "misses": int(decided[0]) if decided else len(rows),
+            "skipped": dict(decided[1]) if decided else {},
             "start_p50": _round(percentile(starts, 0.5)),
             "start_p99": _round(percentile(starts, 0.99)),
             "start_max": _round(max(starts) if starts else None),
@@ -299,7 +329,8 @@ def run(ctx: BenchContext, seconds: float) -> list[Measurement]:
                     f"{FLEET} vs {BASELINE} workers {how}, {ours['ticks']} ticks: "
                     f"peak {ours['peak_server_connections']} vs "
                     f"{base['peak_server_connections']} server connections, "
-                    f"{ours['duplicates']} duplicated, {ours['misses']} missed, "
+                    f"{ours['duplicates']} duplicated, {ours['misses']} undecided, "
+                    f"skipped {ours['skipped'] or 'none'}, "
                     f"no-op {ours['noop_per_second']} vs {base['noop_per_second']} "
                     f"jobs/s, {ours['alive']}/{FLEET} alive"
                 ),

@@ -447,6 +447,7 @@ def test_fleet_through_pgbouncer_defers_each_tick_once_and_drains(
     assert figures["alive"] == 2
     assert figures["ticks"] >= 3
     assert figures["duplicates"] == 0, figures
+    assert figures["misses"] == 0, figures
     assert figures["start_p99"] is not None
     assert figures["noop_per_second"] > 0
     assert 0 < figures["peak_server_connections"] <= fleet.MAX_CONNECTIONS

@@ -39,6 +39,8 @@ JOB_WRITTEN_TABLES = {
     "schedules": "the schedule registry: each worker, at start",
     "schedule_changes": "who changed which schedule: the schedules trigger",
     "schedule_ticks": "each scheduled tick and what became of it: the deferrer",
+    "schedule_passes": "which worker makes the deferrer's pass for a tick: the "
+    "deferrer",
     "schedule_workers": "the workers the deferrer knows: each worker",
     "declared_jobs": "the jobs agnt_defer knows: each worker, at start",
     "schedule_faults": "schedules a worker set aside, and why: the deferrer",

@@ -1206,13 +1206,19 @@ $function$;
 
 CREATE OR REPLACE FUNCTION public.agnt_claim_jobs(target_queue_names character varying[], p_worker_id bigint, n integer)
  RETURNS SETOF procrastinate_jobs
- LANGUAGE sql
+ LANGUAGE plpgsql
 AS $function$
+BEGIN
+    -- Planned afresh at every call with the values given (EXECUTE ... USING): a
+    -- plan made once for any n and any queues cannot read the first n jobs off
+    -- the priority index, and sorts every waiting job instead (hundreds of
+    -- milliseconds with a million waiting, against one with a thousand).
+    RETURN QUERY EXECUTE $claim$
     WITH candidate AS (
         SELECT jobs.id
         FROM procrastinate_jobs AS jobs
         WHERE jobs.status = 'todo'
-          AND (target_queue_names IS NULL OR jobs.queue_name = ANY(target_queue_names))
+          AND ($1 IS NULL OR jobs.queue_name = ANY($1))
           AND (jobs.scheduled_at IS NULL OR jobs.scheduled_at <= now())
           AND NOT EXISTS (
               SELECT 1 FROM procrastinate_jobs AS other
@@ -1225,14 +1231,16 @@ AS $function$
                                   AND other.id < jobs.id))))
           )
         ORDER BY jobs.priority DESC, jobs.id ASC
-        LIMIT n
+        LIMIT $3
         FOR UPDATE OF jobs SKIP LOCKED
     )
     UPDATE procrastinate_jobs AS job
-    SET status = 'doing', worker_id = p_worker_id
+    SET status = 'doing', worker_id = $2
     FROM candidate
     WHERE job.id = candidate.id
     RETURNING job.*
+    $claim$ USING target_queue_names, p_worker_id, n;
+END
 $function$;
 
 CREATE OR REPLACE FUNCTION public.agnt_claim_schedule_pass(_fingerprint text, _due_at timestamp with time zone, _worker_id bigint, _stale interval)

@@ -88,7 +88,7 @@ def _procrastinate(
 
 
 def _ours(
-    connection: Connection, queues: list[str] | None, worker: int, n: int
+    connection: Connection, queues: list[str] | None, worker: int | None, n: int
 ) -> list[int]:
     return list(
         connection.execute(
@@ -226,3 +226,43 @@ def test_a_claim_of_no_slots_takes_nothing(engine: Engine, n: int) -> None:
         _generate(connection, 3)
         assert _ours(connection, None, _worker(connection), n) == []
         connection.rollback()
+
+
+def test_a_claim_reads_the_first_jobs_off_the_index_not_every_waiting_one(
+    engine: Engine,
+) -> None:
+    """With many jobs waiting, a claim of 10 reads about 10 rows: a plan made once
+    for any n and any queues would sort every waiting job at every claim."""
+    with engine.connect() as connection:
+        with connection.begin():
+            connection.execute(sa.text("DELETE FROM procrastinate_jobs"))
+            connection.execute(
+                sa.text("ALTER TABLE procrastinate_jobs DISABLE TRIGGER USER")
+            )
+            connection.execute(
+                sa.text(
+                    "INSERT INTO procrastinate_jobs (queue_name, task_name, args)"
+                    " SELECT 'q_a', 'many', '{}' FROM generate_series(1, 50000)"
+                )
+            )
+            connection.execute(
+                sa.text("ALTER TABLE procrastinate_jobs ENABLE TRIGGER USER")
+            )
+            connection.execute(sa.text("ANALYZE procrastinate_jobs"))
+        try:
+            for queues in (None, ["q_a"]):
+                with connection.begin():
+                    claimed = _ours(connection, queues, None, 10)
+                    read = connection.execute(
+                        sa.text(
+                            "SELECT seq_tup_read + coalesce(idx_tup_fetch, 0)"
+                            " FROM pg_stat_xact_user_tables"
+                            " WHERE relname = 'procrastinate_jobs'"
+                        )
+                    ).scalar_one()
+                    connection.rollback()
+                assert len(claimed) == 10
+                assert read < 1000, f"a claim of 10 read {read} rows (queues {queues})"
+        finally:
+            with connection.begin():
+                connection.execute(sa.text("DELETE FROM procrastinate_jobs"))

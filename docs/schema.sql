@@ -1748,13 +1748,15 @@ CREATE OR REPLACE FUNCTION public.agnt_record_missed_ticks(_schedule_id text, _f
  LANGUAGE plpgsql
 AS $function$
 -- Record a range of ticks no worker deferred in time, one row for the range:
--- skipped 'missed', or 'paused' if the schedule is paused.
+-- skipped 'missed', or 'paused' if the schedule is paused. False, and nothing
+-- recorded, when some tick of the range is already decided (the range was planned
+-- from a last tick another worker has since passed): plan again from what is.
 DECLARE
     _enabled boolean;
 BEGIN
     PERFORM pg_advisory_xact_lock(hashtextextended('agnt_schedule:' || _schedule_id, 0));
     SELECT s.enabled INTO _enabled FROM schedules s WHERE s.id = _schedule_id;
-    IF to_timestamp(_last) <= agnt_schedule_last_tick(_schedule_id) THEN
+    IF to_timestamp(_first) <= agnt_schedule_last_tick(_schedule_id) THEN
         RETURN false;
     END IF;
     INSERT INTO schedule_ticks (schedule_id, tick_at, missed_since, outcome, reason,

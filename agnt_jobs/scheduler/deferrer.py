@@ -366,8 +366,10 @@ class ScheduleDeferrer(PeriodicDeferrer):
         plan = misfire.plan(
             followed.schedule, last_tick, at, self.tolerance, self.grace, changed_at
         )
-        if plan.missed:
-            await self._record_missed(followed, *plan.missed)
+        if plan.missed and not await self._record_missed(followed, *plan.missed):
+            # Another worker decided a tick after this pass read the last one:
+            # the plan is stale, and the next pass (soon) plans from what is.
+            return True
         if not_configured:
             for tick in plan.due:
                 await self._skip_not_configured(followed, tick)
@@ -563,7 +565,8 @@ class ScheduleDeferrer(PeriodicDeferrer):
 
     async def _record_missed(
         self, task: Followed, first: datetime, last: datetime
-    ) -> None:
+    ) -> bool:
+        """Record the range; False when some tick of it was decided meanwhile."""
         row = await self.app.connector.execute_query_one_async(
             SQL["record_missed"],
             schedule_id=task.schedule.id,
@@ -582,6 +585,7 @@ class ScheduleDeferrer(PeriodicDeferrer):
                     policy=str(task.schedule.misfire),
                 ),
             )
+        return bool(row["recorded"])
 
     async def _update_next_runs(self, at: datetime) -> None:
         changed = {}

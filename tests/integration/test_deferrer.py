@@ -357,6 +357,49 @@ def test_a_pause_in_progress_holds_back_the_decision_then_is_obeyed(
     assert jobs(engine, HOURLY.id) == []
 
 
+@pytest.mark.usefixtures("app")
+def test_a_missed_range_over_a_tick_decided_since_it_was_planned_is_refused(
+    engine: Engine,
+) -> None:
+    """A worker planned 10:00 to 11:00 as missed from the last tick it read; another
+    worker has since deferred 10:00. Recorded, the range would decide 10:00 twice."""
+    assert decide(engine, at(4, 10)) == ("deferred", None)
+    with engine.begin() as connection:
+        recorded = connection.execute(
+            sa.text(
+                "SELECT agnt_record_missed_ticks('hourly_sweep', :first, :last, NULL)"
+            ),
+            {"first": int(at(4, 10)), "last": int(at(4, 11))},
+        ).scalar_one()
+    assert recorded is False
+    assert [t[1] for t in ticks(engine, HOURLY.id)] == ["deferred"]
+
+
+async def test_a_pass_planned_from_a_stale_last_tick_plans_again_from_what_is(
+    app: AgntApp, deferrer: DeferrerFactory, engine: Engine
+) -> None:
+    """After an outage every waking worker passes. One read 09:00 as the last tick;
+    before it recorded its missed range, another deferred 10:00. The stale pass
+    records nothing and asks to come back; the next one covers each tick once."""
+    slow, fast = deferrer(), deferrer()
+    await slow.defer_due(at(4, 9) + 0.5)
+    await finish_waiting(app)
+    await fast.defer_due(at(4, 10) + 0.5)
+    await finish_waiting(app)
+    stale = await slow._decide(
+        slow.followed[HOURLY.id], wita(at(4, 9)), None, wita(at(4, 12, 5)), False
+    )
+    assert stale is True
+    assert len(ticks(engine, HOURLY.id)) == 2
+    assert await slow.defer_due(at(4, 12, 5) + 0.5) is False
+    assert [t[:4] for t in ticks(engine, HOURLY.id)] == [
+        (wita(at(4, 9)), "deferred", None, None),
+        (wita(at(4, 10)), "deferred", None, None),
+        (wita(at(4, 11)), "skipped", "missed", wita(at(4, 11))),
+        (wita(at(4, 12)), "deferred", None, None),
+    ]
+
+
 async def test_ticks_of_a_job_waiting_for_a_setting_are_skipped_not_configured(
     db_url: str, env: Settings, engine: Engine
 ) -> None:

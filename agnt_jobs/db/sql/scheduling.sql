@@ -65,7 +65,8 @@ SELECT agnt_skip_schedule_tick(%(schedule_id)s, %(tick)s, %(reason)s,
 
 -- record_missed --
 -- Record a range of ticks no worker deferred in time (one row for the range),
--- skipped as 'missed' ('paused' if the schedule is paused).
+-- skipped as 'missed' ('paused' if the schedule is paused); not recorded (false)
+-- when a tick of the range was decided after the pass read the last one.
 SELECT agnt_record_missed_ticks(%(schedule_id)s, %(first)s, %(last)s,
                                 %(worker_id)s) AS recorded
 

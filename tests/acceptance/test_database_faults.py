@@ -175,11 +175,11 @@ def test_two_workers_notice_a_silent_database_and_recover_when_it_answers(
     queries the proxy held are delivered late, and still no tick is decided twice."""
     url = cluster.create_database("agnt")
     migrate.upgrade(url, "head")
-    proxy = SilentProxy(cluster.port).start()
+    proxy = SilentProxy.before(url)
     try:
         engine = create_engine(url, poolclass=sa.pool.NullPool)
         env = _fault_env(
-            f"postgresql://postgres@127.0.0.1:{proxy.port}/agnt",
+            proxy.url(url),
             "test_catch_up",
             AGNT_DB_SILENT_AFTER_SECONDS=str(SILENT_AFTER),
             AGNT_DB_CONNECT_TIMEOUT_SECONDS="2",

@@ -18,7 +18,6 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 from psycopg import sql
-from psycopg.conninfo import make_conninfo
 from sqlalchemy.engine import Engine
 
 from agnt_jobs.db.connector import SettingsConnector
@@ -109,14 +108,8 @@ async def running(
     history, kind = request.param
     proxy = None
     if kind == "silent":
-        info = psycopg.conninfo.conninfo_to_dict(db_url)
-        if not str(info.get("host", "")).startswith("127."):
-            pytest.skip("the silent proxy needs a test server on 127.0.0.1")
-        proxy = SilentProxy(int(info.get("port") or 5432)).start()
-        monkeypatch.setenv(
-            "AGNT_DATABASE_URL",
-            make_conninfo(db_url, host="127.0.0.1", port=proxy.port),
-        )
+        proxy = SilentProxy.before(db_url)
+        monkeypatch.setenv("AGNT_DATABASE_URL", proxy.url(db_url))
         # Queries unanswered for half of this are given up on: 2.5 s.
         monkeypatch.setenv("AGNT_DB_SILENT_AFTER_SECONDS", "5")
         get_settings.cache_clear()

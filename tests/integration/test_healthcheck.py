@@ -42,10 +42,13 @@ async def _healthcheck(url: str, *args: str) -> tuple[int, str]:
 @contextlib.asynccontextmanager
 async def _worker_running(app: App, db_url: str) -> AsyncIterator[int]:
     """A worker of this host, until the block ends; yields its id once it has
-    recorded itself."""
+    recorded itself. It beats once, at start: a test that ages the heartbeat
+    must not see the next beat undo it while the probe's process starts."""
     async with app.open_async():
         worker = asyncio.create_task(
-            app.run_worker_async(install_signal_handlers=False)
+            app.run_worker_async(
+                install_signal_handlers=False, update_heartbeat_interval=3600
+            )
         )
         try:
             for _ in range(200):

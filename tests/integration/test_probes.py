@@ -151,25 +151,14 @@ async def test_a_database_behind_the_code_is_not_ready(db_url: str) -> None:
     assert "run 'agnt-jobs db upgrade'" in ready.json()["reason"]
 
 
-def _through(proxy_port: int, db_url: str) -> str:
-    return psycopg.conninfo.make_conninfo(db_url, host="127.0.0.1", port=proxy_port)
-
-
-def _tcp_port(db_url: str) -> int:
-    port = psycopg.conninfo.conninfo_to_dict(db_url).get("port")
-    if port is None:
-        pytest.skip("the test server listens on a Unix socket: no TCP to proxy")
-    return int(port)
-
-
 async def test_a_lost_database_is_not_ready_and_does_not_make_the_worker_dead(
     db_url: str,
 ) -> None:
-    proxy = SilentProxy(_tcp_port(db_url)).start()
+    proxy = SilentProxy.before(db_url)
     loop = asyncio.create_task(_forever(), name="heartbeat")
     try:
         async with (
-            _opened(_through(proxy.port, db_url)) as connector,
+            _opened(proxy.url(db_url)) as connector,
             _serving(connector, [loop], _State()) as client,
         ):
             before = await client.get("/readyz")
@@ -190,11 +179,11 @@ async def test_a_lost_database_is_not_ready_and_does_not_make_the_worker_dead(
 async def test_a_silent_database_is_not_ready_within_the_probe_timeout(
     db_url: str,
 ) -> None:
-    proxy = SilentProxy(_tcp_port(db_url)).start()
+    proxy = SilentProxy.before(db_url)
     loop = asyncio.create_task(_forever(), name="heartbeat")
     try:
         async with (
-            _opened(_through(proxy.port, db_url)) as connector,
+            _opened(proxy.url(db_url)) as connector,
             _serving(connector, [loop], _State()) as client,
         ):
             proxy.pause()

@@ -11,7 +11,6 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from agnt_jobs.db import connector, outage
 from agnt_jobs.db.connector import autocommit_pool
@@ -27,25 +26,18 @@ POOL_DEADLINE = SILENT_AFTER / 2
 
 @pytest.fixture
 def proxy(db_url: str) -> Iterator[SilentProxy]:
-    info = conninfo_to_dict(db_url)
-    if not str(info.get("host", "")).startswith("127."):
-        pytest.skip("the silent proxy needs a test server on 127.0.0.1")
-    proxy = SilentProxy(int(info.get("port") or 5432)).start()
+    proxy = SilentProxy.before(db_url)
     try:
         yield proxy
     finally:
         proxy.stop()
 
 
-def _through(db_url: str, proxy: SilentProxy) -> str:
-    return make_conninfo(db_url, host="127.0.0.1", port=proxy.port)
-
-
 async def test_a_silent_database_is_given_up_on_at_the_deadline(
     db_url: str, proxy: SilentProxy
 ) -> None:
     async with await psycopg.AsyncConnection.connect(
-        _through(db_url, proxy), autocommit=True
+        proxy.url(db_url), autocommit=True
     ) as connection:
         with outage.answered_within(connection, DEADLINE):
             await connection.execute("SELECT 1")
@@ -108,7 +100,7 @@ async def test_the_pool_bounds_each_lent_connection_and_discards_it(
     monkeypatch.setenv("AGNT_DB_SILENT_AFTER_SECONDS", str(SILENT_AFTER))
     get_settings.cache_clear()
     pool = autocommit_pool(
-        conninfo=_through(db_url, proxy), min_size=1, max_size=1, open=False
+        conninfo=proxy.url(db_url), min_size=1, max_size=1, open=False
     )
     try:
         await pool.open(wait=True)
@@ -162,7 +154,7 @@ async def test_a_connection_that_just_answered_is_lent_without_the_check(
     monkeypatch.setenv("AGNT_DB_SILENT_AFTER_SECONDS", str(SILENT_AFTER))
     get_settings.cache_clear()
     pool = autocommit_pool(
-        conninfo=_through(db_url, proxy), min_size=1, max_size=1, open=False
+        conninfo=proxy.url(db_url), min_size=1, max_size=1, open=False
     )
     try:
         await pool.open(wait=True)

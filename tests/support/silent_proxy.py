@@ -1,7 +1,10 @@
 """A loopback TCP proxy that can go silent: while paused it keeps every connection
 open and accepts new ones, but forwards nothing either way, as a database behind a
 failed network path or a frozen host looks to its clients. Resumed, it forwards
-again what it held."""
+again what it held.
+
+It reaches its server on a loopback port or on a Unix socket (the embedded test
+server listens only on one), so every test of a silent database runs on both."""
 
 from __future__ import annotations
 
@@ -9,10 +12,30 @@ import contextlib
 import socket
 import threading
 
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
 
 class SilentProxy:
-    def __init__(self, upstream_port: int) -> None:
-        self.upstream_port = upstream_port
+    """``upstream``: a port on 127.0.0.1, or the path of a server's Unix socket."""
+
+    @classmethod
+    def before(cls, db_url: str) -> SilentProxy:
+        """A proxy, started, to the server of ``db_url``."""
+        info = conninfo_to_dict(db_url)
+        host, port = str(info.get("host") or ""), int(info.get("port") or 5432)
+        upstream: int | str = port
+        if host.startswith("/"):
+            upstream = f"{host}/.s.PGSQL.{port}"
+        elif host not in ("127.0.0.1", "localhost"):
+            raise ValueError(f"the silent proxy needs a loopback server, not {host}")
+        return cls(upstream).start()
+
+    def url(self, db_url: str) -> str:
+        """``db_url`` through this proxy."""
+        return make_conninfo(db_url, host="127.0.0.1", port=self.port)
+
+    def __init__(self, upstream: int | str) -> None:
+        self.upstream = upstream
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = self._listener.getsockname()[1]
         self._forwarding = threading.Event()
@@ -50,7 +73,7 @@ class SilentProxy:
     def _connect(self, client: socket.socket) -> None:
         self._forwarding.wait()
         try:
-            upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
+            upstream = self._dial()
         except OSError:
             client.close()
             return
@@ -60,6 +83,17 @@ class SilentProxy:
             threading.Thread(
                 target=self._pump, args=(source, target), daemon=True
             ).start()
+
+    def _dial(self) -> socket.socket:
+        if isinstance(self.upstream, int):
+            return socket.create_connection(("127.0.0.1", self.upstream))
+        unix = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            unix.connect(self.upstream)
+        except OSError:
+            unix.close()
+            raise
+        return unix
 
     def _pump(self, source: socket.socket, target: socket.socket) -> None:
         try:

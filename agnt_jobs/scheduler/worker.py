@@ -40,7 +40,7 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from procrastinate import job_context, jobs, utils, worker
+from procrastinate import job_context, jobs, retry, utils, worker
 from procrastinate.manager import get_channel_for_queues
 
 from agnt_jobs import db, logs, tracing
@@ -101,6 +101,11 @@ SELECT id, status, task_name, priority, lock, queueing_lock, args, scheduled_at,
 FROM claimed
 ORDER BY priority DESC, id
 """
+
+#: In a claimed job's ``additional_context`` while the job holds one of the
+#: worker's slots: from its claim until its body ends (its end is recorded after
+#: its slot is free).
+HOLDS_SLOT = "agnt_holds_slot"
 
 # What Python gives a loop's default executor, and how many threads beyond the
 # worker's concurrency we keep for other to_thread callers.
@@ -475,6 +480,7 @@ class AgntWorker(StoppingWorker):
         job_id = job.id
         additional = dict(self.additional_context or {})
         additional[RUN_TIMEOUT] = row["timeout"]
+        additional[HOLDS_SLOT] = True
         context = job_context.JobContext(
             app=self.app,
             worker_name=self.worker_name,
@@ -491,8 +497,28 @@ class AgntWorker(StoppingWorker):
         task.add_done_callback(self._job_ended)
 
     def _job_ended(self, task: asyncio.Task[Any]) -> None:
-        del self._running_jobs[task]
-        self._job_semaphore.release()
+        self._free_slot(self._running_jobs.pop(task))
+
+    def _free_slot(self, context: job_context.JobContext) -> None:
+        """Give back the slot ``context``'s job took, once."""
+        if context.additional_context.pop(HOLDS_SLOT, False):
+            self._job_semaphore.release()
+
+    async def _persist_job_status(
+        self,
+        job: jobs.Job,
+        status: jobs.Status,
+        retry_decision: retry.RetryDecision | None,
+        context: job_context.JobContext,
+        job_result: job_context.JobResult | None,
+    ) -> None:
+        # The body has ended: its slot is free for the next claim while its end
+        # is recorded (the job stays among the running ones until then, so a
+        # stopping worker waits for the record).
+        self._free_slot(context)
+        await super()._persist_job_status(
+            job, status, retry_decision, context, job_result
+        )
 
     async def _execute_end(self, query: str, **params: Any) -> list[dict[str, Any]]:
         """Record jobs' ends on the run history's connection, waiting out a lost

@@ -34,6 +34,7 @@ import functools
 import json
 import logging
 import os
+import random
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -133,6 +134,9 @@ class AgntWorker(StoppingWorker):
         )
         self._retry = (settings.db_retry_initial_seconds, settings.db_retry_max_seconds)
         self._deferrer: ScheduleDeferrer | None = None
+        self._claim_cooldown = settings.worker_claim_cooldown_seconds
+        #: When the fetch loop may claim again after a claim that came back short.
+        self._claim_not_before = 0.0
         #: Why the worker stopped itself, if it did: it then exits non-zero.
         self.failure: str | None = None
 
@@ -404,6 +408,7 @@ class AgntWorker(StoppingWorker):
         """Claim jobs for every free slot and start them, until the worker stops
         or the queue has fewer jobs for it than it has slots."""
         while not self._stop_event.is_set():
+            await self._cool_down()
             slots = await self._take_free_slots()
             if not slots:
                 return
@@ -418,7 +423,23 @@ class AgntWorker(StoppingWorker):
             for row in rows:
                 self._start_job(row)
             if len(rows) < slots:
+                self._claim_not_before = time.monotonic() + self._claim_cooldown * (
+                    random.uniform(0.5, 1.0)
+                )
                 return
+
+    async def _cool_down(self) -> None:
+        """After a claim that came back short (the queue had nothing more for
+        this worker), wait out the claim cooldown before the next claim: every
+        job's notification wakes every listening worker, and without it a fleet
+        of idle workers made one claim each per job deferred, all but one of
+        them empty. Notifications that arrive meanwhile stay in the new-job
+        event and make one claim. Random between half and all of the cooldown,
+        so that a fleet woken by one notification does not claim again in step.
+        A full claim sets no cooldown: a worker with work claims at once."""
+        delay = self._claim_not_before - time.monotonic()
+        if delay > 0:
+            await utils.wait_any(asyncio.sleep(delay), self._stop_event.wait())
 
     async def _take_free_slots(self) -> int:
         """Wait for a free slot, then take every other one free now: the batch's

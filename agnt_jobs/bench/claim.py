@@ -1,22 +1,25 @@
-"""Claim at scale: how long a worker's claim of the next job takes with a thousand,
-a hundred thousand and a million jobs waiting, and with a thousand waiting beside a
-million finished ones, against the claim with a thousand waiting.
+"""Claim at scale: how long a worker's claim takes with a thousand, a hundred
+thousand and a million jobs waiting, and with a thousand waiting beside a million
+finished ones, against the claim with a thousand waiting.
 
-The claim is the statement our worker claims a job with: Procrastinate's
-``fetch_job`` (``procrastinate_fetch_job_v2``), called through our App's job
-manager and connector in a child process, as the worker's fetch loop calls it
-(``python -m agnt_jobs.bench.claim``). Each claimed job is then finished and one
-new job deferred, outside the timing, so the number waiting holds while the table
-churns as a live queue's does. The same child times the bare statement on one
-psycopg connection, the floor our connector's cost sits on.
+The claim timed is the one our worker makes (``AgntWorker._claim``): the
+statement ``CLAIM_JOBS`` of ``agnt_jobs.scheduler.worker``, which takes up to
+``BATCH`` jobs with ``agnt_claim_jobs(queues, worker_id, n)`` and records their
+runs' starts, sent through our App's connector in a child process
+(``python -m agnt_jobs.bench.claim``). Beside it, claim by claim in the same
+child, the baseline: Procrastinate's ``fetch_job`` (``procrastinate_fetch_job_v2``,
+one job) through the same connector. The same child then times both functions'
+bare statements on one psycopg connection, the floor a connector's cost sits on.
+Each claimed job is finished and a new one deferred, outside the timing, so the
+number waiting holds while the table churns as a live queue's does.
 
 The table is filled with ``generate_series`` INSERTs with the job table's
 triggers off (a bulk load: no event row or NOTIFY per job), then VACUUM ANALYZE,
-as autovacuum leaves a table that size. The plan of the claim is the function's own
-statement, prepared and explained (``explain_claim``): the plan of the first call
-of a session and of the tenth, after the plan cache may have switched to a generic
-plan, with the indexes each reads. Last, ``clean_finished_jobs`` deletes the
-million finished jobs and the claim is timed again, before and after a VACUUM.
+as autovacuum leaves a table that size. The plan of each claim is its function's
+own statement, prepared and explained (``explain_claim``): the plan of the first
+call of a session and of the tenth, with the indexes each reads. Last,
+``clean_finished_jobs`` deletes the million finished jobs and the claim is timed
+again, before and after a VACUUM.
 """
 
 from __future__ import annotations
@@ -49,10 +52,25 @@ GOAL = 2.0
 # generic plan.
 PLAN_CALLS = 10
 
-CLAIM_SQL = "SELECT id FROM procrastinate_fetch_job_v2(NULL, %s)"
-FINISH_SQL = "SELECT procrastinate_finish_job_v1(%s, 'succeeded', false)"
+# Jobs each of our claims asks for: a worker's free slots at the default
+# concurrency when all are free.
+BATCH = 10
+# The claims timed, by the function each calls: ours first, then the baseline.
+OURS = "agnt_claim_jobs"
+FETCH = "procrastinate_fetch_job_v2"
+WAYS = ("ours", "ours_bare", "procrastinate", "procrastinate_bare")
+
+BARE_SQL = {
+    OURS: "SELECT id FROM agnt_claim_jobs(NULL, %s, %s)",
+    FETCH: "SELECT id FROM procrastinate_fetch_job_v2(NULL, %s)",
+}
+FINISH_SQL = (
+    "SELECT procrastinate_finish_job_v1(id, 'succeeded', false) "
+    "FROM unnest(%s::bigint[]) AS id"
+)
 DEFER_SQL = (
-    "INSERT INTO procrastinate_jobs (queue_name, task_name, args) VALUES (%s, %s, '{}')"
+    "INSERT INTO procrastinate_jobs (queue_name, task_name, args) "
+    "SELECT %s, %s, '{}' FROM generate_series(1, %s)"
 )
 FILL_SQL = """
 INSERT INTO procrastinate_jobs (queue_name, task_name, args, status, attempts)
@@ -134,35 +152,55 @@ def indexes(plan: str) -> list[str]:
     return list(dict.fromkeys(INDEX.findall(plan)))
 
 
-def claim_statement(connection: psycopg.Connection[Any]) -> str:
-    """The statement inside ``procrastinate_fetch_job_v2``, read from the server's
-    copy of the function, its two arguments as ``$1`` (queues) and ``$2`` (worker)."""
-    row = connection.execute(
-        "SELECT prosrc FROM pg_proc WHERE proname = 'procrastinate_fetch_job_v2'"
-    ).fetchone()
-    found = re.search(
+# Where each function's statement sits in its source (``pg_proc.prosrc``), and
+# the names its arguments go by there; each becomes the prepared statement's
+# parameter of that number.
+_SHAPES = {
+    FETCH: (
         r"(WITH candidate AS .*?RETURNING procrastinate_jobs\.\*)\s+INTO found_jobs",
-        row[0] if row else "",
-        re.DOTALL,
-    )
+        {"target_queue_names": "$1", "p_worker_id": "$2"},
+    ),
+    OURS: (r"\$claim\$(.*?)\$claim\$", {}),
+}
+# The prepared statement's parameters, and what each call passes.
+_PARAMETERS = {
+    FETCH: ("character varying[], bigint", "NULL, {worker}"),
+    OURS: ("character varying[], bigint, integer", f"NULL, {{worker}}, {BATCH}"),
+}
+
+
+def claim_statement(connection: psycopg.Connection[Any], function: str) -> str:
+    """The statement inside ``function`` (``procrastinate_fetch_job_v2`` or
+    ``agnt_claim_jobs``), read from the server's copy of it, its arguments as
+    ``$1`` (queues), ``$2`` (worker) and, for ours, ``$3`` (how many)."""
+    row = connection.execute(
+        "SELECT prosrc FROM pg_proc WHERE proname = %s", [function]
+    ).fetchone()
+    pattern, names = _SHAPES[function]
+    found = re.search(pattern, row[0] if row else "", re.DOTALL)
     if found is None:
-        raise LookupError(
-            "procrastinate_fetch_job_v2 has no statement of the known shape"
-        )
-    statement = re.sub(r"\btarget_queue_names\b", "$1", found.group(1))
-    return re.sub(r"\bp_worker_id\b", "$2", statement)
+        raise LookupError(f"{function} has no statement of the known shape")
+    statement = found.group(1).strip()
+    for name, parameter in names.items():
+        statement = re.sub(rf"\b{name}\b", parameter, statement)
+    return statement
 
 
-def explain_claim(url: str, calls: int = PLAN_CALLS) -> dict[str, Any]:
+def explain_claim(
+    url: str, function: str = OURS, calls: int = PLAN_CALLS
+) -> dict[str, Any]:
     """The claim's plan as executed (EXPLAIN ANALYZE, BUFFERS) at the first call of
     a session and at call ``calls``, every claim rolled back. A PL/pgSQL function
-    plans its statement as a prepared statement is planned (afresh for five
+    plans a static statement as a prepared statement is planned (afresh for five
     calls, then perhaps a generic plan), so the function's statement is prepared
-    and explained here: a plain EXPLAIN of the function call sees only the call."""
+    and explained here: a plain EXPLAIN of the function call sees only the call.
+    Ours runs its statement with ``EXECUTE``, planned afresh at every call with
+    its values, as the first call of a prepared statement is: its plan is the
+    first call's at every call."""
     plans: list[str] = []
     with psycopg.connect(url) as connection:
         try:
-            statement = claim_statement(connection)
+            statement = claim_statement(connection, function)
         except LookupError as error:
             reason = f"unavailable: {error}"
             return {"first": reason, "last": reason, "indexes": [], "same": None}
@@ -170,21 +208,26 @@ def explain_claim(url: str, calls: int = PLAN_CALLS) -> dict[str, Any]:
             "SELECT worker_id FROM procrastinate_register_worker_v1()"
         ).fetchone()
         worker = int(row[0]) if row else 0
-        connection.execute(
-            f"PREPARE agnt_claim (character varying[], bigint) AS {statement}"
-        )
+        types, values = _PARAMETERS[function]
+        connection.execute(f"PREPARE agnt_claim ({types}) AS {statement}")
         for _ in range(calls):
             lines = connection.execute(
-                f"EXPLAIN (ANALYZE, BUFFERS) EXECUTE agnt_claim(NULL, {worker})"
+                "EXPLAIN (ANALYZE, BUFFERS) EXECUTE agnt_claim("
+                + values.format(worker=worker)
+                + ")"
             ).fetchall()
             plans.append("\n".join(line[0] for line in lines))
         connection.rollback()
     first, last = plans[0], plans[-1]
+    # What the worker's claim runs: for ours the first call's plan, every time.
+    runs = first if function == OURS else last
     return {
+        "function": function,
         "statement": statement,
         "first": first,
         "last": last,
-        "indexes": indexes(last),
+        "runs": runs,
+        "indexes": indexes(runs),
         "first_indexes": indexes(first),
         "same": indexes(first) == indexes(last),
     }
@@ -214,13 +257,19 @@ def _figures(latencies: dict[str, list[float]]) -> dict[str, Any]:
     }
 
 
-def _say(
-    ctx: BenchContext, name: str, figures: dict[str, Any], plan: dict[str, Any]
-) -> None:
+def _plans(url: str) -> dict[str, Any]:
+    return {"plan": explain_claim(url, OURS), "fetch_plan": explain_claim(url, FETCH)}
+
+
+def _say(ctx: BenchContext, name: str, result: dict[str, Any]) -> None:
+    ours, fetch, plan = result["ours"], result["procrastinate"], result["plan"]
     ctx.say(
-        f"claim {name}: p50 {figures['ours']['p50_ms']} ms, p99 "
-        f"{figures['ours']['p99_ms']} ms; plan of call {PLAN_CALLS}:\n"
-        + "\n".join(f"    {line}" for line in plan["last"].splitlines())
+        f"claim {name}: ours ({BATCH} jobs a claim) p50 {ours['p50_ms']} ms, p99 "
+        f"{ours['p99_ms']} ms; Procrastinate's fetch (1 job) p50 {fetch['p50_ms']} "
+        f"ms, p99 {fetch['p99_ms']} ms; plan of our claim:\n"
+        + "\n".join(f"    {line}" for line in plan["runs"].splitlines())
+        + f"\n  plan of Procrastinate's fetch at call {PLAN_CALLS} reads "
+        + (", ".join(result["fetch_plan"]["indexes"]) or "-")
     )
 
 
@@ -230,7 +279,7 @@ def _measurement(
     p99 = result["ours"]["p99_ms"]
     base_p99 = None if base is None else base["ours"]["p99_ms"]
     value = ratio(p99, base_p99)
-    plan = result["plan"]
+    plan, fetch = result["plan"], result["procrastinate"]
     return Measurement(
         family="claim",
         name=f"claim p99, {name}",
@@ -241,15 +290,15 @@ def _measurement(
         goal=f"<= {GOAL:g}x the smallest" if goal else "",
         met=None if not goal or value is None else value <= GOAL,
         note=(
-            f"p50 {result['ours']['p50_ms']} ms; bare statement p50 "
-            f"{result['bare']['p50_ms']} / p99 {result['bare']['p99_ms']} ms; "
-            f"plan reads {', '.join(plan['indexes']) or plan['last']}"
-            + (
-                ""
-                if plan["same"] in (True, None)
-                else f" (first call: {', '.join(plan['first_indexes'])})"
-            )
-            + f"; table {result['table']}"
+            f"agnt_claim_jobs of {BATCH}: p50 {result['ours']['p50_ms']} ms, bare "
+            f"statement p50 {result['ours_bare']['p50_ms']} / p99 "
+            f"{result['ours_bare']['p99_ms']} ms, plan reads "
+            f"{', '.join(plan['indexes']) or plan['runs']}; Procrastinate's fetch "
+            f"of 1: p50 {fetch['p50_ms']} / p99 {fetch['p99_ms']} ms, bare p50 "
+            f"{result['procrastinate_bare']['p50_ms']} / p99 "
+            f"{result['procrastinate_bare']['p99_ms']} ms, plan reads "
+            f"{', '.join(result['fetch_plan']['indexes']) or '-'}; table "
+            f"{result['table']}"
         ),
         details=result,
     )
@@ -274,14 +323,14 @@ def run(
             ctx.say(f"claim: filling {scenario.name}")
             _prepare(urls[-1], scenario)
         latencies: list[dict[str, list[float]]] = [
-            {"ours": [], "bare": []} for _ in plans
+            {way: [] for way in WAYS} for _ in plans
         ]
         rounds: list[list[float | None]] = [[] for _ in plans]
         for round_number in range(ctx.repeats):
             shift = round_number % len(plans)
             for index in [*range(shift, len(plans)), *range(shift)]:
                 timed = _claim(urls[index], claims)
-                for way in ("ours", "bare"):
+                for way in WAYS:
                     latencies[index][way] += timed[way]
                 rounds[index].append(_ms(timed["ours"], 0.99))
         measurements: list[Measurement] = []
@@ -291,9 +340,9 @@ def run(
                 "table": _counts(urls[index]),
                 **_figures(latencies[index]),
                 "p99_ms_by_round": rounds[index],
-                "plan": explain_claim(urls[index]),
+                **_plans(urls[index]),
             }
-            _say(ctx, scenario.name, result, result["plan"])
+            _say(ctx, scenario.name, result)
             base = base or result
             # The goal is set for the largest waiting count and the finished jobs.
             goal = scenario.waiting == max(waiting) or bool(scenario.finished)
@@ -335,7 +384,7 @@ def _retention(
         result = {
             "table": _counts(url),
             **_figures(_claim(url, claims)),
-            "plan": explain_claim(url),
+            **_plans(url),
             "retention": {
                 "jobs_deleted": deleted,
                 "seconds": done.output["seconds"],
@@ -343,7 +392,7 @@ def _retention(
                 "after": after,
             },
         }
-        _say(ctx, label, result, result["plan"])
+        _say(ctx, label, result)
         results.append(_measurement(label, result, base, goal=False))
     results[0].note = (
         f"clean_finished_jobs deleted {deleted:,} jobs in {done.output['seconds']} s "
@@ -353,48 +402,77 @@ def _retention(
     return results
 
 
-# The child: claims through our App, as the worker's fetch loop makes them.
+# The child: our worker's claim and Procrastinate's fetch, claim by claim in turn
+# (a change in load falls on both alike), through our App's connector; then the
+# two bare statements the same way on one psycopg connection.
 
 
-async def _ours(url: str, claims: int) -> list[float]:
+def _replace(side: psycopg.Connection[Any], ids: list[int]) -> None:
+    """Finish the claimed jobs and defer as many: the number waiting holds."""
+    if not ids:
+        raise RuntimeError("no job was waiting to be claimed")
+    side.execute(FINISH_SQL, [ids])
+    side.execute(DEFER_SQL, [NOOP_QUEUE, NOOP, len(ids)])
+
+
+async def _through_app(url: str, claims: int) -> dict[str, list[float]]:
     from agnt_jobs.app import app
+    from agnt_jobs.scheduler.worker import CLAIM_JOBS
 
-    latencies = []
+    latencies: dict[str, list[float]] = {"ours": [], "procrastinate": []}
     async with app.open_async():
-        manager = app.job_manager
+        manager, connector = app.job_manager, app.connector
         worker_id = await manager.register_worker()
+
+        async def ours() -> list[int]:
+            rows = await connector.execute_query_all_async(
+                CLAIM_JOBS,
+                queues=None,
+                worker_id=worker_id,
+                n=BATCH,
+                worker_name="bench",
+            )
+            return [row["id"] for row in rows]
+
+        async def procrastinate() -> list[int]:
+            job = await manager.fetch_job(queues=None, worker_id=worker_id)
+            return [] if job is None or job.id is None else [job.id]
+
         with psycopg.connect(url, autocommit=True) as side:
             for number in range(WARMUP + claims):
-                started = time.perf_counter()
-                job = await manager.fetch_job(queues=None, worker_id=worker_id)
-                elapsed = time.perf_counter() - started
-                if job is None:
-                    raise RuntimeError("no job was waiting to be claimed")
-                if number >= WARMUP:
-                    latencies.append(elapsed * 1000)
-                side.execute(FINISH_SQL, [job.id])
-                side.execute(DEFER_SQL, [NOOP_QUEUE, NOOP])
+                for way, claim in (("ours", ours), ("procrastinate", procrastinate)):
+                    started = time.perf_counter()
+                    ids = await claim()
+                    elapsed = time.perf_counter() - started
+                    if number >= WARMUP:
+                        latencies[way].append(elapsed * 1000)
+                    _replace(side, ids)
         await manager.unregister_worker(worker_id)
     return latencies
 
 
-def _bare(url: str, claims: int) -> list[float]:
-    latencies = []
-    with psycopg.connect(url, autocommit=True) as connection:
+def _bare(url: str, claims: int) -> dict[str, list[float]]:
+    latencies: dict[str, list[float]] = {"ours_bare": [], "procrastinate_bare": []}
+    with (
+        psycopg.connect(url, autocommit=True) as connection,
+        psycopg.connect(url, autocommit=True) as side,
+    ):
         row = connection.execute(
             "SELECT worker_id FROM procrastinate_register_worker_v1()"
         ).fetchone()
         worker_id = row[0] if row else None
+        ways = (
+            ("ours_bare", BARE_SQL[OURS], [worker_id, BATCH]),
+            ("procrastinate_bare", BARE_SQL[FETCH], [worker_id]),
+        )
         for number in range(WARMUP + claims):
-            started = time.perf_counter()
-            claimed = connection.execute(CLAIM_SQL, [worker_id]).fetchone()
-            elapsed = time.perf_counter() - started
-            if not claimed or claimed[0] is None:
-                raise RuntimeError("no job was waiting to be claimed")
-            if number >= WARMUP:
-                latencies.append(elapsed * 1000)
-            connection.execute(FINISH_SQL, [claimed[0]])
-            connection.execute(DEFER_SQL, [NOOP_QUEUE, NOOP])
+            for way, sql, params in ways:
+                started = time.perf_counter()
+                claimed = connection.execute(sql, params).fetchall()
+                elapsed = time.perf_counter() - started
+                if number >= WARMUP:
+                    latencies[way].append(elapsed * 1000)
+                _replace(side, [row[0] for row in claimed if row[0] is not None])
         connection.execute("SELECT procrastinate_unregister_worker_v1(%s)", [worker_id])
     return latencies
 
@@ -404,8 +482,9 @@ def main() -> None:
     parser.add_argument("--claims", type=int, required=True)
     args = parser.parse_args()
     url = os.environ["AGNT_DATABASE_URL"]
-    ours = asyncio.run(_ours(url, args.claims))
-    print(json.dumps({"ours": ours, "bare": _bare(url, args.claims)}))
+    timed = asyncio.run(_through_app(url, args.claims))
+    timed.update(_bare(url, args.claims))
+    print(json.dumps(timed))
 
 
 if __name__ == "__main__":

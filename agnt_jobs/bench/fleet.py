@@ -39,7 +39,7 @@ MAX_CONNECTIONS = 100
 # Server connections PgBouncer may hold for the workers' queue pools; LISTEN and
 # job bodies connect straight (docs/operations.md, "PgBouncer").
 POOL_SIZE = 20
-NOOP_JOBS = 600
+NOOP_JOBS = 3000
 GOAL_P99_SECONDS = 0.5
 # Thirty Pythons importing the App on two busy cores take minutes to start.
 START_TIMEOUT_SECONDS = 300.0

@@ -114,8 +114,6 @@ class HistoryWriter:
         self._connection: psycopg.AsyncConnection | None = None
         self._autocommit_before = False
         self._lock = asyncio.Lock()
-        # Abandoned connections on their way back to the pool.
-        self._returning: set[asyncio.Future[None]] = set()
 
     async def _borrow(self) -> psycopg.AsyncConnection:
         async with self._lock:
@@ -127,37 +125,21 @@ class HistoryWriter:
                 self._connection = connection
             return self._connection
 
-    async def _give_back(self) -> None:
+    async def _give_back(
+        self, connection: psycopg.AsyncConnection | None = None
+    ) -> None:
+        """Return the kept connection to the pool; given ``connection``, only if
+        it is still the kept one (a statement sent beside it may have given it
+        back already)."""
         async with self._lock:
+            if connection is not None and connection is not self._connection:
+                return
             connection, self._connection = self._connection, None
             if connection is None:
                 return
             if not connection.closed and not connection.broken:
                 await connection.set_autocommit(self._autocommit_before)
             await self._pool.putconn(connection)
-
-    async def _abandon(self, connection: psycopg.AsyncConnection) -> None:
-        """Stop using a connection whose query went unanswered; it goes back to
-        the pool (which discards it) once psycopg has given up on that query."""
-        async with self._lock:
-            if self._connection is connection:
-                self._connection = None
-
-    async def _bounded(
-        self,
-        connection: psycopg.AsyncConnection,
-        query: str,
-        params: Any,
-        read: Callable[[psycopg.AsyncCursor[Any]], Awaitable[T]],
-    ) -> T:
-        def back_to_pool() -> None:
-            returning = asyncio.ensure_future(self._pool.putconn(connection))
-            self._returning.add(returning)
-            returning.add_done_callback(self._returning.discard)
-
-        return await outage.bounded(
-            _read(connection, query, params, read), self._deadline, back_to_pool
-        )
 
     async def _run(
         self,
@@ -168,12 +150,15 @@ class HistoryWriter:
         for attempt in (1, 2):
             connection = await self._borrow()
             try:
-                return await self._bounded(connection, query, params, read)
+                # Past the deadline the connection's socket is shut down, so the
+                # wait ends at once with ``NoAnswer`` and the connection is broken.
+                with outage.answered_within(connection, self._deadline):
+                    return await read(await connection.execute(query, params))
             except outage.NoAnswer:
-                await self._abandon(connection)
+                await self._give_back(connection)  # broken: the pool discards it
                 raise
             except psycopg.OperationalError:
-                await self._give_back()
+                await self._give_back(connection)
                 if attempt == 2:
                     raise
         raise AssertionError("unreachable: the second attempt returns or raises")
@@ -196,15 +181,6 @@ class HistoryWriter:
         tb: TracebackType | None,
     ) -> None:
         await self._give_back()
-
-
-async def _read(
-    connection: psycopg.AsyncConnection,
-    query: str,
-    params: Any,
-    read: Callable[[psycopg.AsyncCursor[Any]], Awaitable[T]],
-) -> T:
-    return await read(await connection.execute(query, params))
 
 
 async def _first_value(cursor: psycopg.AsyncCursor[Any]) -> Any:

@@ -34,12 +34,13 @@ import functools
 import json
 import logging
 import os
+import random
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from procrastinate import job_context, jobs, utils, worker
+from procrastinate import job_context, jobs, retry, utils, worker
 from procrastinate.manager import get_channel_for_queues
 
 from agnt_jobs import db, logs, tracing
@@ -101,6 +102,11 @@ FROM claimed
 ORDER BY priority DESC, id
 """
 
+#: In a claimed job's ``additional_context`` while the job holds one of the
+#: worker's slots: from its claim until its body ends (its end is recorded after
+#: its slot is free).
+HOLDS_SLOT = "agnt_holds_slot"
+
 # What Python gives a loop's default executor, and how many threads beyond the
 # worker's concurrency we keep for other to_thread callers.
 DEFAULT_EXECUTOR_THREADS = min(32, (os.cpu_count() or 1) + 4)
@@ -128,6 +134,9 @@ class AgntWorker(StoppingWorker):
         )
         self._retry = (settings.db_retry_initial_seconds, settings.db_retry_max_seconds)
         self._deferrer: ScheduleDeferrer | None = None
+        self._claim_cooldown = settings.worker_claim_cooldown_seconds
+        #: When the fetch loop may claim again after a claim that came back short.
+        self._claim_not_before = 0.0
         #: Why the worker stopped itself, if it did: it then exits non-zero.
         self.failure: str | None = None
 
@@ -399,6 +408,7 @@ class AgntWorker(StoppingWorker):
         """Claim jobs for every free slot and start them, until the worker stops
         or the queue has fewer jobs for it than it has slots."""
         while not self._stop_event.is_set():
+            await self._cool_down()
             slots = await self._take_free_slots()
             if not slots:
                 return
@@ -413,7 +423,23 @@ class AgntWorker(StoppingWorker):
             for row in rows:
                 self._start_job(row)
             if len(rows) < slots:
+                self._claim_not_before = time.monotonic() + self._claim_cooldown * (
+                    random.uniform(0.5, 1.0)
+                )
                 return
+
+    async def _cool_down(self) -> None:
+        """After a claim that came back short (the queue had nothing more for
+        this worker), wait out the claim cooldown before the next claim: every
+        job's notification wakes every listening worker, and without it a fleet
+        of idle workers made one claim each per job deferred, all but one of
+        them empty. Notifications that arrive meanwhile stay in the new-job
+        event and make one claim. Random between half and all of the cooldown,
+        so that a fleet woken by one notification does not claim again in step.
+        A full claim sets no cooldown: a worker with work claims at once."""
+        delay = self._claim_not_before - time.monotonic()
+        if delay > 0:
+            await utils.wait_any(asyncio.sleep(delay), self._stop_event.wait())
 
     async def _take_free_slots(self) -> int:
         """Wait for a free slot, then take every other one free now: the batch's
@@ -454,6 +480,7 @@ class AgntWorker(StoppingWorker):
         job_id = job.id
         additional = dict(self.additional_context or {})
         additional[RUN_TIMEOUT] = row["timeout"]
+        additional[HOLDS_SLOT] = True
         context = job_context.JobContext(
             app=self.app,
             worker_name=self.worker_name,
@@ -470,8 +497,28 @@ class AgntWorker(StoppingWorker):
         task.add_done_callback(self._job_ended)
 
     def _job_ended(self, task: asyncio.Task[Any]) -> None:
-        del self._running_jobs[task]
-        self._job_semaphore.release()
+        self._free_slot(self._running_jobs.pop(task))
+
+    def _free_slot(self, context: job_context.JobContext) -> None:
+        """Give back the slot ``context``'s job took, once."""
+        if context.additional_context.pop(HOLDS_SLOT, False):
+            self._job_semaphore.release()
+
+    async def _persist_job_status(
+        self,
+        job: jobs.Job,
+        status: jobs.Status,
+        retry_decision: retry.RetryDecision | None,
+        context: job_context.JobContext,
+        job_result: job_context.JobResult | None,
+    ) -> None:
+        # The body has ended: its slot is free for the next claim while its end
+        # is recorded (the job stays among the running ones until then, so a
+        # stopping worker waits for the record).
+        self._free_slot(context)
+        await super()._persist_job_status(
+            job, status, retry_decision, context, job_result
+        )
 
     async def _execute_end(self, query: str, **params: Any) -> list[dict[str, Any]]:
         """Record jobs' ends on the run history's connection, waiting out a lost

@@ -35,6 +35,18 @@ class WorkerSettings(BaseModel):
         description="How often a worker records its heartbeat, until its last job "
         "has ended.",
     )
+    worker_claim_cooldown_seconds: float = Field(
+        default=0.05,
+        ge=0,
+        le=1,
+        description="After a claim that found fewer jobs than the worker had free "
+        "slots, how long the worker waits (between half and all of this, at random) "
+        "before it claims again for a new job's notification; the notifications "
+        "that arrive meanwhile make one claim. Bounds the claims a fleet of idle "
+        "workers makes for jobs deferred one at a time (every job's notification "
+        "wakes every worker); adds at most this to a job's wait. 0: claim at every "
+        "notification.",
+    )
     stalled_worker_seconds: float = Field(
         default=30.0,
         gt=0,

@@ -5,6 +5,7 @@ keeps writing through a connection that died, and a worker really runs
 
 from __future__ import annotations
 
+import asyncio
 import threading
 
 import psycopg
@@ -82,3 +83,63 @@ async def test_worker_runs_as_many_sync_bodies_at_once_as_its_concurrency(
             )
         ).all()
     assert dict(statuses) == {"succeeded": concurrency}
+
+
+async def test_a_jobs_slot_is_free_for_the_next_claim_while_its_end_is_recorded(
+    app: App, engine: Engine, db_url: str
+) -> None:
+    """At concurrency 1, the first job's end waits on a lock its body left on the
+    job's row; the second job is claimed and runs meanwhile."""
+    locker = psycopg.connect(db_url)
+    ran: list[int | None] = []
+    second_ran = threading.Event()
+
+    def body(ctx: RunContext) -> dict[str, int]:
+        ran.append(ctx.job_id)
+        if len(ran) == 1:
+            # Held until the test commits: the end's FOR UPDATE of this row waits.
+            locker.execute(
+                "SELECT id FROM procrastinate_jobs WHERE id = %s FOR UPDATE",
+                [ctx.job_id],
+            )
+        else:
+            second_ran.set()
+        return {}
+
+    BODIES["test_slot"] = body
+    try:
+        task = make_task(app, "test_slot", body, queue="test_slot")
+        task.lock = task.queueing_lock = None
+        async with app.open_async():
+            for _ in range(2):
+                await task.defer_async()
+            worker = asyncio.create_task(
+                app.run_worker_async(
+                    queues=["test_slot"],
+                    wait=False,
+                    concurrency=1,
+                    install_signal_handlers=False,
+                )
+            )
+            try:
+                assert await asyncio.to_thread(second_ran.wait, 20)
+                with engine.connect() as c:
+                    first_status = c.execute(
+                        sa.text("SELECT status FROM procrastinate_jobs WHERE id = :id"),
+                        {"id": ran[0]},
+                    ).scalar_one()
+                assert first_status == "doing"  # its end still waits on the lock
+            finally:
+                locker.commit()
+            await asyncio.wait_for(worker, 20)
+    finally:
+        locker.close()
+        BODIES.pop("test_slot")
+        app.tasks.pop("test_slot")
+    with engine.connect() as c:
+        statuses = c.execute(
+            sa.text(
+                "SELECT status FROM procrastinate_jobs WHERE task_name = 'test_slot'"
+            )
+        ).scalars()
+        assert list(statuses) == ["succeeded", "succeeded"]

@@ -135,7 +135,7 @@ class AgntWorker(StoppingWorker):
         self._retry = (settings.db_retry_initial_seconds, settings.db_retry_max_seconds)
         self._deferrer: ScheduleDeferrer | None = None
         self._claim_cooldown = settings.worker_claim_cooldown_seconds
-        #: When the fetch loop may claim again after a claim that came back short.
+        #: When the fetch loop may claim again after a claim that found nothing.
         self._claim_not_before = 0.0
         #: Why the worker stopped itself, if it did: it then exits non-zero.
         self.failure: str | None = None
@@ -422,21 +422,24 @@ class AgntWorker(StoppingWorker):
             self._give_back_slots(slots - len(rows))
             for row in rows:
                 self._start_job(row)
-            if len(rows) < slots:
+            if not rows:
                 self._claim_not_before = time.monotonic() + self._claim_cooldown * (
                     random.uniform(0.5, 1.0)
                 )
+            if len(rows) < slots:
                 return
 
     async def _cool_down(self) -> None:
-        """After a claim that came back short (the queue had nothing more for
-        this worker), wait out the claim cooldown before the next claim: every
-        job's notification wakes every listening worker, and without it a fleet
-        of idle workers made one claim each per job deferred, all but one of
-        them empty. Notifications that arrive meanwhile stay in the new-job
-        event and make one claim. Random between half and all of the cooldown,
-        so that a fleet woken by one notification does not claim again in step.
-        A full claim sets no cooldown: a worker with work claims at once."""
+        """After a claim that found nothing, wait out the claim cooldown before
+        the next claim: every job's notification wakes every listening worker,
+        and without it a fleet of idle workers made one claim each per job
+        deferred, all but one of them empty. Notifications that arrive meanwhile
+        stay in the new-job event and make one claim. Random between half and
+        all of the cooldown, so that a fleet woken by one notification does not
+        claim again in step. A claim that took a job sets none, however short
+        it came back: the next job on a lock it holds is handed over by the
+        end's notification, at once (a cooldown there made such jobs run 20 a
+        second instead of 200)."""
         delay = self._claim_not_before - time.monotonic()
         if delay > 0:
             await utils.wait_any(asyncio.sleep(delay), self._stop_event.wait())

@@ -39,9 +39,9 @@ class WorkerSettings(BaseModel):
         default=0.05,
         ge=0,
         le=1,
-        description="After a claim that found fewer jobs than the worker had free "
-        "slots, how long the worker waits (between half and all of this, at random) "
-        "before it claims again for a new job's notification; the notifications "
+        description="After a claim that found no job, how long the worker waits "
+        "(between half and all of this, at random) before it claims again for a "
+        "new job's notification; the notifications "
         "that arrive meanwhile make one claim. Bounds the claims a fleet of idle "
         "workers makes for jobs deferred one at a time (every job's notification "
         "wakes every worker); adds at most this to a job's wait. 0: claim at every "

@@ -1,5 +1,5 @@
 """The claim cooldown: every job's notification wakes every listening worker, so a
-worker whose claim came back short waits ``AGNT_WORKER_CLAIM_COOLDOWN_SECONDS``
+worker whose claim found nothing waits ``AGNT_WORKER_CLAIM_COOLDOWN_SECONDS``
 (half to all of it) before it claims again, and the notifications that arrive
 meanwhile make one claim. A real worker, its real claims; only their number is
 counted."""

@@ -132,10 +132,10 @@ def clean_finished_jobs(ctx: RunContext) -> JobResult:
             engine, "delete_finished_jobs", job_cutoff, settings
         ),
         "runs_deleted": _delete_in_chunks(
-            engine, "delete_old_runs", history_cutoff, settings
+            engine, "delete_old_runs", history_cutoff, settings, by_id=False
         ),
         "ticks_deleted": _delete_in_chunks(
-            engine, "delete_old_ticks", history_cutoff, settings
+            engine, "delete_old_ticks", history_cutoff, settings, by_id=False
         ),
     }
     with engine.begin() as connection:
@@ -150,16 +150,23 @@ def clean_finished_jobs(ctx: RunContext) -> JobResult:
 
 
 def _delete_in_chunks(
-    engine: Engine, query: str, cutoff: datetime, settings: Settings
+    engine: Engine,
+    query: str,
+    cutoff: datetime,
+    settings: Settings,
+    *,
+    by_id: bool = True,
 ) -> int:
-    """Run ``query`` (returning ``scanned, deleted, last_id``; ``last_id`` is where
-    a walk by id resumes, or NULL) until a chunk scans fewer than a chunk's rows."""
+    """Run ``query`` (returning ``scanned, deleted, last_id``) until a chunk scans
+    fewer than a chunk's rows. ``by_id``: the query walks by id from ``last_id``;
+    otherwise each chunk deletes what it took, so the next finds the rest (its
+    ``last_id`` is NULL, which would end a walk by id after one chunk)."""
     totals, _ = walk(
         engine,
         SQL[query],
         {"cutoff": cutoff},
         settings.job_chunk_size,
-        cursor={"after": "last_id"},
+        cursor={"after": "last_id"} if by_id else None,
         start={"after": 0},
         action=query,
     )

@@ -177,3 +177,34 @@ async def test_retention_deletes_only_what_is_past_its_window(
         assert ticks.scalar() == 1
     assert sorted(row.id for row in left) == [recent, waiting]
     assert events == 0
+
+
+def test_retention_deletes_every_old_run_and_tick_however_many_chunks(
+    engine: Engine, env: Settings
+) -> None:
+    """Run history and tick decisions are deleted chunk after chunk until none
+    past the window is left, not one chunk a run."""
+    with engine.begin() as connection:
+        connection.execute(
+            sa.text(
+                "INSERT INTO job_runs (job_id, attempt, task_name, queue_name, "
+                "status, started_at) SELECT n, 1, 'selfcheck', 'default', "
+                "'succeeded', now() - interval '31 days' FROM generate_series(1, 25) n"
+            )
+        )
+        declare_earlier(connection, "s")
+        connection.execute(
+            sa.text(
+                "INSERT INTO schedule_ticks (schedule_id, tick_at, outcome, reason) "
+                "SELECT 's', now() - interval '40 days' + n * interval '1 minute', "
+                "'skipped', 'paused' FROM generate_series(1, 26) n"
+            )
+        )
+    settings = env.model_copy(update={"job_chunk_size": 10})
+
+    counts = maintenance.clean_finished_jobs(context(engine, settings))
+
+    assert (counts["runs_deleted"], counts["ticks_deleted"]) == (25, 25)
+    with engine.connect() as connection:
+        runs = connection.execute(sa.text("SELECT count(*) FROM job_runs")).scalar()
+    assert runs == 0

@@ -61,7 +61,12 @@ from agnt_jobs.scheduler.history import (
     writer_for,
 )
 from agnt_jobs.scheduler.probes import WorkerProbes
-from agnt_jobs.scheduler.stopping import FENCE_TASK, HEARTBEAT_TASK, StoppingWorker
+from agnt_jobs.scheduler.stopping import (
+    FENCE_TASK,
+    HEARTBEAT_TASK,
+    SQL,
+    StoppingWorker,
+)
 from agnt_jobs.settings import get_settings
 
 logger = logging.getLogger(__name__)
@@ -135,6 +140,9 @@ class AgntWorker(StoppingWorker):
         self._retry = (settings.db_retry_initial_seconds, settings.db_retry_max_seconds)
         self._deferrer: ScheduleDeferrer | None = None
         self._claim_cooldown = settings.worker_claim_cooldown_seconds
+        #: A claim's answer was lost: the jobs it may have claimed are looked for
+        #: (and given back) before the next claim.
+        self._claims_unknown = False
         #: When the fetch loop may claim again after a claim that found nothing.
         self._claim_not_before = 0.0
         #: Why the worker stopped itself, if it did: it then exits non-zero.
@@ -393,6 +401,8 @@ class AgntWorker(StoppingWorker):
             if not is_connection_lost(error):
                 raise
             self.outage.lost("fetch", error)
+            # The server may have run the claim whose answer was lost.
+            self._claims_unknown = True
             try:
                 self.outage.check_limit()
             except DatabaseGone as gone:
@@ -407,6 +417,9 @@ class AgntWorker(StoppingWorker):
     async def _claim_and_process_jobs(self) -> None:
         """Claim jobs for every free slot and start them, until the worker stops
         or the queue has fewer jobs for it than it has slots."""
+        if self._claims_unknown:
+            await self._give_back_lost_claims()
+            self._claims_unknown = False
         while not self._stop_event.is_set():
             await self._cool_down()
             slots = await self._take_free_slots()
@@ -443,6 +456,25 @@ class AgntWorker(StoppingWorker):
         delay = self._claim_not_before - time.monotonic()
         if delay > 0:
             await utils.wait_any(asyncio.sleep(delay), self._stop_event.wait())
+
+    async def _give_back_lost_claims(self) -> None:
+        """Give back the jobs the database holds as this worker's that it does not
+        run: claimed by a statement whose answer never reached it."""
+        assert self.worker_id is not None
+        running = [context.job.id for context in self._running_jobs.values()]
+        rows = await self.app.connector.execute_query_all_async(
+            SQL["give_back_lost_claims"],
+            worker_id=self.worker_id,
+            running=[job_id for job_id in running if job_id is not None],
+            error="ClaimLost: the worker never received the claim of this run; "
+            "given back",
+        )
+        for row in rows:
+            logger.warning(
+                f"job {row['id']} was claimed for this worker by a statement whose "
+                "answer was lost: given back, due now",
+                extra=logs.event("lost_claim_given_back", job_id=row["id"]),
+            )
 
     async def _take_free_slots(self) -> int:
         """Wait for a free slot, then take every other one free now: the batch's

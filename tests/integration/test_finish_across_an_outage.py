@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from psycopg import sql
 from sqlalchemy.engine import Engine
 
+from agnt_jobs.db import outage
 from agnt_jobs.db.connector import SettingsConnector
 from agnt_jobs.scheduler.bodies import BODIES, RunContext
 from agnt_jobs.scheduler.history import record_run
@@ -224,3 +225,68 @@ async def test_an_idle_worker_looks_for_jobs_through_an_outage_and_runs_the_next
     assert await until(lambda: _status(engine, job_id) == "succeeded", 20), (
         f"the job after the outage never ran: {_status(engine, job_id)}"
     )
+
+
+@pytest.mark.parametrize("running", [(True, "silent")], ids=[""], indirect=True)
+async def test_a_job_claimed_by_a_claim_whose_answer_was_lost_is_given_back(
+    running: Running, engine: Engine
+) -> None:
+    """The database goes silent while the idle worker's claim is on its way; the
+    worker gives up on the answer; a job arrives; answers flow again, and the held
+    claim reaches the server late and takes the job for this worker, which never
+    hears of it. The worker gives such a job back before its next claim, and it
+    runs: left alone it would stay 'doing' under a living worker, which the rescue
+    never takes."""
+    running.release.set()
+    assert await until(lambda: running.worker.worker_id is not None, 20)
+    unanswered: list[BaseException] = []
+    report = running.worker.outage.lost
+
+    def noted(where: str, error: BaseException) -> None:
+        if where == "fetch" and isinstance(error, outage.NoAnswer):
+            unanswered.append(error)
+        report(where, error)
+
+    running.worker.outage.lost = noted  # type: ignore[method-assign]
+    # Wanted: a claim sent while the proxy is silent, held, and given up on
+    # (NoAnswer). A claim that found no connection (the pool's check or connect
+    # timed out) was never sent, and one sent just before the silence ran at once
+    # (its answer held): then the database answers again and goes silent anew.
+    proxy = running.proxy
+    assert proxy is not None
+    for _ in range(10):
+        held = proxy.held_requests
+        await running.down(True)
+        if await until(lambda: bool(unanswered), 10) and proxy.held_requests > held:
+            break
+        unanswered.clear()
+        await running.down(False)
+        await asyncio.sleep(0.5)
+    assert unanswered, f"no claim was held: {dict(running.failures)}"
+    with engine.begin() as connection:
+        job_id = connection.execute(
+            sa.text(
+                "INSERT INTO procrastinate_jobs (queue_name, task_name, args) "
+                "VALUES ('default', 'test_hold', '{}') RETURNING id"
+            )
+        ).scalar_one()
+    await running.down(False)
+
+    assert await until(lambda: _status(engine, job_id) == "succeeded", 30), (
+        f"the job is left {_status(engine, job_id)}"
+    )
+    runs = [
+        tuple(row)
+        for row in _all(
+            engine,
+            "SELECT attempt, status FROM job_runs WHERE job_id = :id ORDER BY 1",
+            id=job_id,
+        )
+    ]
+    assert runs[-1][1] == "succeeded"
+    assert all(status == "stopped" for _, status in runs[:-1])
+
+
+def _all(engine: Engine, query: str, **params: Any) -> list[Any]:
+    with engine.connect() as connection:
+        return list(connection.execute(sa.text(query), params))

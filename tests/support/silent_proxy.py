@@ -38,6 +38,8 @@ class SilentProxy:
         self.upstream = upstream
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = self._listener.getsockname()[1]
+        #: Client messages that arrived while paused, to be delivered on resume.
+        self.held_requests = 0
         self._forwarding = threading.Event()
         self._forwarding.set()
         self._closed = threading.Event()
@@ -79,9 +81,12 @@ class SilentProxy:
             return
         with self._lock:
             self._sockets += [client, upstream]
-        for source, target in ((client, upstream), (upstream, client)):
+        for source, target, requests in (
+            (client, upstream, True),
+            (upstream, client, False),
+        ):
             threading.Thread(
-                target=self._pump, args=(source, target), daemon=True
+                target=self._pump, args=(source, target, requests), daemon=True
             ).start()
 
     def _dial(self) -> socket.socket:
@@ -95,9 +100,13 @@ class SilentProxy:
             raise
         return unix
 
-    def _pump(self, source: socket.socket, target: socket.socket) -> None:
+    def _pump(
+        self, source: socket.socket, target: socket.socket, requests: bool
+    ) -> None:
         try:
             while data := source.recv(65536):
+                if requests and not self._forwarding.is_set():
+                    self.held_requests += 1
                 self._forwarding.wait()
                 if self._closed.is_set():
                     return

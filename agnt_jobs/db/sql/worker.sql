@@ -74,3 +74,33 @@ SELECT ended,
        CASE WHEN due THEN pg_notify('procrastinate_queue_v1#' || queue_name, payload) END,
        CASE WHEN due THEN pg_notify('procrastinate_any_queue_v1', payload) END
 FROM retried
+
+-- give_back_lost_claims --
+-- Jobs 'doing' under this worker that it does not run: a claim the server ran
+-- after the worker had given up on its answer (a silent database delivers a held
+-- statement late), so no worker runs them, and the rescue never takes a living
+-- worker's jobs. Each run the claim started is closed as stopped; each job goes
+-- through Procrastinate's retry transition, due now, and wakes the listening
+-- workers as an inserted job does. Returns the jobs given back.
+WITH lost AS (
+    SELECT id, attempts, queue_name FROM procrastinate_jobs
+    WHERE worker_id = %(worker_id)s AND status = 'doing'
+      AND NOT (id = ANY(%(running)s::bigint[]))
+    ORDER BY id
+    FOR UPDATE
+), runs AS (
+    UPDATE job_runs AS run
+    SET finished_at = now(), status = 'stopped', error = %(error)s
+    FROM lost
+    WHERE run.job_id = lost.id AND run.attempt = lost.attempts + 1
+      AND run.status = 'running'
+), retried AS (
+    SELECT id, queue_name,
+           json_build_object('type', 'job_inserted', 'job_id', id)::text AS payload,
+           procrastinate_retry_job_v2(id, now(), NULL, NULL, NULL) IS NULL AS ended
+    FROM lost
+)
+SELECT id, ended,
+       pg_notify('procrastinate_queue_v1#' || queue_name, payload) IS NULL AS woken,
+       pg_notify('procrastinate_any_queue_v1', payload) IS NULL AS woken_any
+FROM retried

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -38,6 +39,13 @@ async def run_worker_and_admin(host: str, port: int, **worker_options: Any) -> N
     from agnt_jobs.app import app as jobs
     from agnt_jobs.settings import get_settings
 
+    # Until the worker's own handlers take SIGINT and SIGTERM (once it has
+    # started), a stop asked for ends the start: Ctrl-C as the page first answers
+    # stops the process cleanly instead of raising KeyboardInterrupt (exit 130).
+    loop = asyncio.get_running_loop()
+    stop_asked = asyncio.Event()
+    for stop_signal in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(stop_signal, stop_asked.set)
     server = _Server(
         uvicorn.Config(
             create_app(), host=host, port=port, **server_options(get_settings())
@@ -50,8 +58,22 @@ async def run_worker_and_admin(host: str, port: int, **worker_options: Any) -> N
             return
         await asyncio.sleep(0.05)
     try:
+        if stop_asked.is_set():
+            return
         async with jobs.open_async():
-            await jobs.run_worker_async(install_signal_handlers=True, **worker_options)
+            working = asyncio.create_task(
+                jobs.run_worker_async(install_signal_handlers=True, **worker_options)
+            )
+            await asyncio.wait(
+                [working, asyncio.create_task(stop_asked.wait())],
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            if working.done():
+                await working  # re-raises why the worker stopped itself
+            else:
+                working.cancel()  # the worker's graceful stop
+                with contextlib.suppress(asyncio.CancelledError):
+                    await working
     finally:
         server.should_exit = True
         await serving

@@ -135,3 +135,29 @@ def test_make_run_serves_the_page_with_a_token_made_for_the_data_directory(
     finally:
         assert _stop(process) == 0
     assert not postgres_running(data_dir)
+
+
+def test_ctrl_c_as_the_page_first_answers_stops_cleanly(
+    tmp_path: Path, embedded_dir: Path
+) -> None:
+    """The page answers before the worker beside it has taken the stop signals;
+    Ctrl-C then ends the start: exit 0, the embedded server stopped, no
+    traceback (it was a KeyboardInterrupt, exit 130)."""
+    data_dir, port, log = embedded_dir / "agnt", free_port(), tmp_path / "run.log"
+    page = f"http://127.0.0.1:{port}/admin/scheduler/ui"
+    process = _start(data_dir, port, log)
+    try:
+        started = time.monotonic()
+        while time.monotonic() - started < 120:
+            assert process.poll() is None, "the worker exited"
+            try:
+                if httpx.get(page, timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.02)
+    finally:
+        code = _stop(process)
+    output = log.read_text()
+    assert code == 0, output
+    assert "Traceback" not in output, output
+    assert not postgres_running(data_dir)

@@ -33,12 +33,11 @@ def _succeeded(engine: Engine) -> int:
         )
 
 
-@pytest.mark.parametrize("listen_notify", [True, False], ids=["listening", "polling"])
-async def test_jobs_on_one_lock_run_back_to_back_without_waiting_for_a_poll(
-    app: App, engine: Engine, listen_notify: bool
+async def _drain_one_lock(
+    app: App, engine: Engine, jobs: int, listen_notify: bool = True
 ) -> None:
-    """Listening, the end's notification wakes the worker; not listening, the
-    worker that ended the job looks again at once."""
+    """Defer ``jobs`` no-op jobs on one lock and run a worker of two slots until
+    they have succeeded (30 s at most)."""
 
     def body(ctx: RunContext) -> dict[str, int]:
         return {}
@@ -48,7 +47,7 @@ async def test_jobs_on_one_lock_run_back_to_back_without_waiting_for_a_poll(
         task = make_task(app, "test_handover", body, queue="test_handover")
         task.queueing_lock = None  # several waiting on the one lock
         async with app.open_async():
-            for _ in range(JOBS):
+            for _ in range(jobs):
                 await task.defer_async()
             worker = asyncio.create_task(
                 app.run_worker_async(
@@ -57,49 +56,6 @@ async def test_jobs_on_one_lock_run_back_to_back_without_waiting_for_a_poll(
                     queues=["test_handover"],
                     concurrency=2,
                     listen_notify=listen_notify,
-                    fetch_job_polling_interval=POLLING_SECONDS,
-                    install_signal_handlers=False,
-                )
-            )
-            try:
-                deadline = time.monotonic() + 30
-                while _succeeded(engine) < JOBS and time.monotonic() < deadline:
-                    await asyncio.sleep(0.2)
-            finally:
-                worker.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await worker
-    finally:
-        BODIES.pop("test_handover")
-        app.tasks.pop("test_handover")
-    assert _succeeded(engine) == JOBS
-
-
-async def test_the_claim_cooldown_does_not_hold_up_a_handover(
-    app: App, engine: Engine, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Each claim of a job on a held lock comes back short (one job for two
-    slots). With the cooldown at its largest, a handover made to wait it would
-    take half a second or more; the handovers take none of it."""
-    cooldown = 1.0
-    monkeypatch.setenv("AGNT_WORKER_CLAIM_COOLDOWN_SECONDS", str(cooldown))
-    get_settings.cache_clear()
-    jobs = 8
-
-    def body(ctx: RunContext) -> dict[str, int]:
-        return {}
-
-    BODIES["test_handover"] = body
-    try:
-        task = make_task(app, "test_handover", body, queue="test_handover")
-        task.queueing_lock = None
-        async with app.open_async():
-            for _ in range(jobs):
-                await task.defer_async()
-            worker = asyncio.create_task(
-                app.run_worker_async(
-                    queues=["test_handover"],
-                    concurrency=2,
                     fetch_job_polling_interval=POLLING_SECONDS,
                     install_signal_handlers=False,
                 )
@@ -115,6 +71,29 @@ async def test_the_claim_cooldown_does_not_hold_up_a_handover(
     finally:
         BODIES.pop("test_handover")
         app.tasks.pop("test_handover")
+
+
+@pytest.mark.parametrize("listen_notify", [True, False], ids=["listening", "polling"])
+async def test_jobs_on_one_lock_run_back_to_back_without_waiting_for_a_poll(
+    app: App, engine: Engine, listen_notify: bool
+) -> None:
+    """Listening, the end's notification wakes the worker; not listening, the
+    worker that ended the job looks again at once."""
+    await _drain_one_lock(app, engine, JOBS, listen_notify)
+    assert _succeeded(engine) == JOBS
+
+
+async def test_the_claim_cooldown_does_not_hold_up_a_handover(
+    app: App, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each claim of a job on a held lock comes back short (one job for two
+    slots). With the cooldown at its largest, a handover made to wait it would
+    take half a second or more; the handovers take none of it."""
+    cooldown = 1.0
+    monkeypatch.setenv("AGNT_WORKER_CLAIM_COOLDOWN_SECONDS", str(cooldown))
+    get_settings.cache_clear()
+    jobs = 8
+    await _drain_one_lock(app, engine, jobs)
     with engine.connect() as c:
         first_start, last_end = c.execute(
             sa.text(

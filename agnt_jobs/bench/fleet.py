@@ -1,10 +1,14 @@
 """A fleet on one server: 30 ``procrastinate worker`` processes (concurrency 2 each)
 on a private cluster with ``max_connections`` 100, straight and through PgBouncer in
 transaction pooling, against 3 workers the same ways. Each run ticks a one-second
-schedule (``bench_tick``, beside every production schedule) for the duration, then
-drains a batch of no-op jobs. Measured: the most server connections the run held,
-every tick deferred once (duplicates, misses), tick to start p99, tick to decision
-p99, no-op jobs per second, the workers' CPU, and whether every worker lived.
+schedule (``bench_tick``, beside every production schedule) for the duration, with
+the cluster restarted halfway, then drains a batch of no-op jobs. Measured: the most
+server connections the run held, every tick deferred once (duplicates, misses)
+across the restart, tick to start p50/p99 and tick to decision p99 of the ticks
+due outside the restart (from a second before the server went down until the fleet
+decided a tick again; the same figures with the restart's ticks, and how long the
+fleet took to decide again, are reported beside them), no-op jobs per second, the
+workers' CPU, and whether every worker lived.
 
 The workers connect as a role that is not a superuser, so the slots the server
 keeps for superusers stay free for the benchmark's own sampling session.
@@ -19,6 +23,7 @@ import tempfile
 import threading
 import time
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +49,9 @@ GOAL_P99_SECONDS = 0.5
 # Thirty Pythons importing the App on two busy cores take minutes to start.
 START_TIMEOUT_SECONDS = 300.0
 DRAIN_TIMEOUT_SECONDS = 300.0
+# From the restart's end until a tick is decided again: the workers' reconnection
+# backoff (AGNT_DB_RETRY_MAX_SECONDS) on busy cores.
+RESTART_TIMEOUT_SECONDS = 120.0
 SETTLE_SECONDS = 2.0
 
 CLIENTS = "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'"
@@ -53,7 +61,8 @@ SELECT wait_event, count(*) FROM pg_stat_activity
 WHERE usename = 'agnt' AND wait_event_type = 'Lock' GROUP BY 1
 """
 DECISION_DELAYS = """
-SELECT extract(epoch FROM decided_at - tick_at) FROM schedule_ticks
+SELECT extract(epoch FROM tick_at), extract(epoch FROM decided_at - tick_at)
+FROM schedule_ticks
 WHERE schedule_id = %(task)s AND tick_at >= to_timestamp(%(first)s)
   AND tick_at <= to_timestamp(%(last)s)
 """
@@ -71,6 +80,10 @@ JOIN procrastinate_jobs j ON j.id = e.job_id
 WHERE j.task_name = %(task)s AND e.type = 'succeeded'
 """
 
+DECIDED_AFTER = """
+SELECT extract(epoch FROM min(decided_at)) FROM schedule_ticks
+WHERE schedule_id = %(task)s AND tick_at > to_timestamp(%(since)s)
+"""
 
 # Ticks of the watched window no decision covers (a true miss), and the decisions
 # to skip by reason: under the bench tick's skip policy and queueing lock, a tick
@@ -226,7 +239,10 @@ def fleet(
         )
         first = int(_db_epoch(admin)) + 2
         cpu_before = sum(_cpu_seconds(p.pid) for p in processes)
-        time.sleep(seconds + 2)
+        ticking_until = time.time() + seconds + 2
+        time.sleep(seconds / 2 + 2)
+        restart = _restart(cluster, admin)
+        time.sleep(max(0.0, ticking_until - time.time()))
         cpu = sum(_cpu_seconds(p.pid) for p in processes) - cpu_before
         last = int(
             float(_one(admin, "SELECT extract(epoch FROM now())")) - SETTLE_SECONDS
@@ -254,12 +270,18 @@ def fleet(
                 TICK_DECISIONS, {"first": first, "last": last, "task": TICK}
             ).fetchone()
             decisions = [
-                float(row[0])
+                float(row[1])
                 for row in connection.execute(
                     DECISION_DELAYS, {"task": TICK, "first": first, "last": last}
                 ).fetchall()
+                if restart.steady(float(row[0]))
             ]
         starts = [float(row[2]) for row in rows if row[2] is not None]
+        steady = [
+            float(row[2])
+            for row in rows
+            if row[2] is not None and restart.steady(float(row[0]))
+        ]
         return {
             "workers": workers,
             "through": "pgbouncer" if through_pgbouncer else "straight",
@@ -268,9 +290,13 @@ def fleet(
             "duplicates": sum(1 for row in rows if row[1] > 1),
             "misses": int(decided[0]) if decided else len(rows),
             "skipped": dict(decided[1]) if decided else {},
-            "start_p50": _round(percentile(starts, 0.5)),
-            "start_p99": _round(percentile(starts, 0.99)),
-            "start_max": _round(max(starts) if starts else None),
+            "start_p50": _round(percentile(steady, 0.5)),
+            "start_p99": _round(percentile(steady, 0.99)),
+            "start_max": _round(max(steady) if steady else None),
+            "start_p99_with_restart": _round(percentile(starts, 0.99)),
+            "start_max_with_restart": _round(max(starts) if starts else None),
+            "restart_down_seconds": round(restart.up_at - restart.down_at, 3),
+            "restart_back_seconds": round(restart.back_at - restart.up_at, 3),
             "decision_p99": _round(percentile(decisions, 0.99)),
             "noop_per_second": round(NOOP_JOBS / max(finished - batched, 1e-3), 1),
             "peak_server_connections": sampler.peak,
@@ -284,6 +310,44 @@ def fleet(
                 for n in range(workers)
             ),
         }
+
+
+@dataclass(frozen=True)
+class Restart:
+    """When the cluster went down and came up, and when the fleet had decided a
+    tick again (epoch seconds of the server's clock, which is this machine's)."""
+
+    down_at: float
+    up_at: float
+    back_at: float
+
+    def steady(self, tick_at: float) -> bool:
+        """Whether a tick was due away from the restart."""
+        return not self.down_at - 1 <= tick_at <= self.back_at
+
+
+def _restart(cluster: PgCluster, admin: str) -> Restart:
+    """Restart the cluster under the ticking fleet and wait until a tick due after
+    it is up has been decided: the run goes on only once the fleet rode it out."""
+    down_at = time.time()
+    cluster.restart()
+    up_at = time.time()
+    back_at = wait_until(
+        lambda: _decided_since(admin, up_at),
+        RESTART_TIMEOUT_SECONDS,
+        "fleet benchmark: a tick decided after the cluster's restart",
+        poll=0.2,
+    )
+    return Restart(down_at, up_at, back_at)
+
+
+def _decided_since(url: str, since: float) -> float | None:
+    """The decision time of the first tick due after ``since``, once there is one."""
+    try:
+        decided = _one(url, DECIDED_AFTER, task=TICK, since=since)
+    except psycopg.OperationalError:
+        return None  # the server is still starting
+    return None if decided is None else float(decided)
 
 
 def _round(value: float | None) -> float | None:
@@ -330,6 +394,8 @@ def run(ctx: BenchContext, seconds: float) -> list[Measurement]:
                     f"peak {ours['peak_server_connections']} vs "
                     f"{base['peak_server_connections']} server connections, "
                     f"{ours['duplicates']} duplicated, {ours['misses']} undecided, "
+                    f"ticking again {ours['restart_back_seconds']} s after the "
+                    f"restart, "
                     f"skipped {ours['skipped'] or 'none'}, "
                     f"no-op {ours['noop_per_second']} vs {base['noop_per_second']} "
                     f"jobs/s, {ours['alive']}/{FLEET} alive"

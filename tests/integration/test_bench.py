@@ -446,15 +446,17 @@ def test_scratch_databases_are_dropped(server_url: str, template_name: str) -> N
 
 
 @pytest.mark.slow
-def test_fleet_through_pgbouncer_defers_each_tick_once_and_drains(
+def test_fleet_through_pgbouncer_rides_out_a_restart_deciding_each_tick_once(
     ctx: BenchContext,
 ) -> None:
     try:
-        figures = fleet.fleet(ctx, workers=2, through_pgbouncer=True, seconds=4)
+        figures = fleet.fleet(ctx, workers=2, through_pgbouncer=True, seconds=8)
     except (ClusterUnavailable, PgBouncerUnavailable) as reason:
         pytest.skip(str(reason))
     assert figures["alive"] == 2
-    assert figures["ticks"] >= 3
+    assert figures["ticks"] >= 7
+    assert figures["restart_down_seconds"] > 0
+    assert figures["restart_back_seconds"] >= 0
     assert figures["duplicates"] == 0, figures
     assert figures["misses"] == 0, figures
     assert figures["start_p99"] is not None

@@ -9,7 +9,7 @@
 -- finish_own_jobs --
 -- Procrastinate's finish transition (events, attempts) for each of a batch of jobs
 -- still ours, and each run's end in job_runs, in one statement: the SQL function
--- agnt_finish_own_jobs (migration 0029), whose plan each server session keeps
+-- agnt_finish_own_jobs (docs/schema.sql), whose plan each server session keeps
 -- (through PgBouncer nothing the worker sends is prepared). %(ends)s is a JSON
 -- array of {job_id, status, delete_job, attempt, run_status, result, error}; a run
 -- end without run_status has no run to close (no run history around the job).

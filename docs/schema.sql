@@ -469,20 +469,22 @@ CREATE TABLE job_run_actions (
 );
 CREATE INDEX ix_job_run_actions_job_id ON public.job_run_actions USING btree (job_id);
 
-CREATE TABLE job_run_duration_buckets (
+CREATE TABLE job_run_duration_bucket_shards (
     task_name text NOT NULL,
     le double precision NOT NULL,
     runs bigint NOT NULL,
-    CONSTRAINT pk_job_run_duration_buckets PRIMARY KEY (task_name, le)
+    shard smallint NOT NULL,
+    CONSTRAINT pk_job_run_duration_bucket_shards PRIMARY KEY (task_name, le, shard)
 );
 
-CREATE TABLE job_run_totals (
+CREATE TABLE job_run_total_shards (
     task_name text NOT NULL,
     status text NOT NULL,
     runs bigint NOT NULL,
     duration_seconds double precision NOT NULL,
     last_finished_at timestamp with time zone NOT NULL,
-    CONSTRAINT pk_job_run_totals PRIMARY KEY (task_name, status)
+    shard smallint NOT NULL,
+    CONSTRAINT pk_job_run_total_shards PRIMARY KEY (task_name, status, shard)
 );
 
 CREATE TABLE job_runs (
@@ -1043,6 +1045,22 @@ CREATE VIEW job_run_audit AS
           ORDER BY job_runs.attempt DESC
          LIMIT 1) r ON true;
 
+CREATE VIEW job_run_duration_buckets AS
+ SELECT job_run_duration_bucket_shards.task_name,
+    job_run_duration_bucket_shards.le,
+    sum(job_run_duration_bucket_shards.runs)::bigint AS runs
+   FROM job_run_duration_bucket_shards
+  GROUP BY job_run_duration_bucket_shards.task_name, job_run_duration_bucket_shards.le;
+
+CREATE VIEW job_run_totals AS
+ SELECT job_run_total_shards.task_name,
+    job_run_total_shards.status,
+    sum(job_run_total_shards.runs)::bigint AS runs,
+    sum(job_run_total_shards.duration_seconds) AS duration_seconds,
+    max(job_run_total_shards.last_finished_at) AS last_finished_at
+   FROM job_run_total_shards
+  GROUP BY job_run_total_shards.task_name, job_run_total_shards.status;
+
 CREATE VIEW schedule_late_ticks AS
  SELECT t.schedule_id,
     t.tick_at,
@@ -1281,22 +1299,24 @@ CREATE OR REPLACE FUNCTION public.agnt_count_finished_run()
  RETURNS trigger
  LANGUAGE plpgsql
 AS $function$
--- A run that ended (running -> any other status) adds one to its job's counters.
+-- A run that ended (running -> any other status) adds one to its job's counters,
+-- in this server session's shard: ends in other sessions never wait on its rows.
 DECLARE
     _seconds double precision := GREATEST(
         extract(epoch FROM NEW.finished_at - NEW.started_at), 0);
+    _shard smallint := pg_backend_pid() % agnt_run_counter_shards();
 BEGIN
-    INSERT INTO job_run_totals AS t
-        (task_name, status, runs, duration_seconds, last_finished_at)
-    VALUES (NEW.task_name, NEW.status, 1, _seconds, NEW.finished_at)
-    ON CONFLICT (task_name, status) DO UPDATE
+    INSERT INTO job_run_total_shards AS t
+        (task_name, status, shard, runs, duration_seconds, last_finished_at)
+    VALUES (NEW.task_name, NEW.status, _shard, 1, _seconds, NEW.finished_at)
+    ON CONFLICT (task_name, status, shard) DO UPDATE
     SET runs = t.runs + 1,
         duration_seconds = t.duration_seconds + EXCLUDED.duration_seconds,
         last_finished_at = GREATEST(t.last_finished_at, EXCLUDED.last_finished_at);
-    INSERT INTO job_run_duration_buckets AS b (task_name, le, runs)
-    SELECT NEW.task_name, min(bound), 1
+    INSERT INTO job_run_duration_bucket_shards AS b (task_name, le, shard, runs)
+    SELECT NEW.task_name, min(bound), _shard, 1
     FROM unnest(agnt_run_duration_bounds()) AS bound WHERE _seconds <= bound
-    ON CONFLICT (task_name, le) DO UPDATE SET runs = b.runs + 1;
+    ON CONFLICT (task_name, le, shard) DO UPDATE SET runs = b.runs + 1;
     RETURN NULL;
 END;
 $function$;
@@ -1719,6 +1739,64 @@ BEGIN
 END;
 $function$;
 
+CREATE OR REPLACE FUNCTION public.agnt_finish_own_jobs(p_ends jsonb, p_worker_id bigint)
+ RETURNS TABLE(id bigint, ended boolean, woken bigint)
+ LANGUAGE plpgsql
+AS $function$
+-- Procrastinate's finish transition (events, attempts) for each of a batch of
+-- jobs still this worker's ('doing' under p_worker_id, locked for the statement),
+-- and each run's end in job_runs, in one statement. p_ends is a JSON array of
+-- {job_id, status, delete_job, attempt, run_status, result, error}; a run end
+-- without run_status has no run to close. A run's end is recorded while the run
+-- is still open, whoever holds its job now (the rescue closes the runs it takes).
+-- Returns the jobs ended. A job that held a lock releases it: the first job
+-- waiting on that lock wakes the listening workers as an inserted job does.
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
+    WITH ends AS (
+        SELECT * FROM jsonb_to_recordset(p_ends) AS e(
+            job_id bigint, status procrastinate_job_status, delete_job boolean,
+            attempt integer, run_status text, result jsonb, error text)
+    ), runs AS (
+        UPDATE job_runs AS run
+        SET finished_at = now(), status = ends.run_status, result = ends.result,
+            error = ends.error
+        FROM ends
+        WHERE run.job_id = ends.job_id AND run.attempt = ends.attempt
+          AND run.status = 'running' AND ends.run_status IS NOT NULL
+    ), own AS (
+        SELECT job.id, job.lock, ends.status, ends.delete_job
+        FROM procrastinate_jobs AS job JOIN ends ON ends.job_id = job.id
+        WHERE job.status = 'doing' AND job.worker_id = p_worker_id
+        ORDER BY job.id
+        FOR UPDATE OF job
+    ), finished AS (
+        SELECT own.id, own.lock,
+               procrastinate_finish_job_v1(own.id, own.status, own.delete_job)
+                   IS NULL AS ended
+        FROM own
+    ), waiting AS (
+        SELECT DISTINCT ON (finished.lock) job.queue_name,
+               json_build_object('type', 'job_inserted', 'job_id', job.id)::text
+                   AS payload
+        FROM finished
+        JOIN procrastinate_jobs job
+            ON job.lock = finished.lock AND job.status = 'todo'
+        WHERE finished.lock IS NOT NULL
+          AND (job.scheduled_at IS NULL OR job.scheduled_at <= now())
+        ORDER BY finished.lock, job.priority DESC, job.id
+    ), woken AS (
+        SELECT pg_notify('procrastinate_queue_v1#' || waiting.queue_name,
+                         waiting.payload),
+               pg_notify('procrastinate_any_queue_v1', waiting.payload)
+        FROM waiting
+    )
+    SELECT finished.id, finished.ended, (SELECT count(*) FROM woken)
+    FROM finished;
+END
+$function$;
+
 CREATE OR REPLACE FUNCTION public.agnt_instant_problem(_column text, _value timestamp with time zone)
  RETURNS text
  LANGUAGE sql
@@ -1859,6 +1937,12 @@ BEGIN
 END;
 $function$;
 
+CREATE OR REPLACE FUNCTION public.agnt_run_counter_shards()
+ RETURNS integer
+ LANGUAGE sql
+ IMMUTABLE PARALLEL SAFE
+AS $function$ SELECT 16 $function$;
+
 CREATE OR REPLACE FUNCTION public.agnt_run_duration_bounds()
  RETURNS double precision[]
  LANGUAGE sql
@@ -1870,14 +1954,16 @@ $function$;
 
 CREATE OR REPLACE FUNCTION public.agnt_run_timeout(p_job_id bigint, p_task_name text)
  RETURNS interval
- LANGUAGE sql
+ LANGUAGE plpgsql
  STABLE
 AS $function$
-    SELECT COALESCE(
+BEGIN
+    RETURN COALESCE(
         (SELECT s.timeout FROM schedule_ticks t
          JOIN schedule_rows s ON s.id = t.schedule_id
          WHERE t.job_id = p_job_id LIMIT 1),
-        (SELECT s.timeout FROM schedule_rows s WHERE s.id = p_task_name))
+        (SELECT s.timeout FROM schedule_rows s WHERE s.id = p_task_name));
+END
 $function$;
 
 CREATE OR REPLACE FUNCTION public.agnt_schedule_last_tick(_schedule_id text)

@@ -13,10 +13,18 @@ from agnt_jobs.testing.cluster import ClusterUnavailable, PgCluster
 
 @contextlib.contextmanager
 def started() -> Iterator[PgCluster]:
+    with started_with() as cluster:
+        yield cluster
+
+
+@contextlib.contextmanager
+def started_with(**settings: str) -> Iterator[PgCluster]:
+    """A cluster started with these server settings beside ours."""
     try:
         cluster = PgCluster.temporary()
     except ClusterUnavailable as reason:
         pytest.skip(str(reason))
+    cluster.settings.update(settings)
     try:
         cluster.start()
         yield cluster

@@ -8,49 +8,17 @@
 
 -- finish_own_jobs --
 -- Procrastinate's finish transition (events, attempts) for each of a batch of jobs
--- still ours, and each run's end in job_runs, in one statement. %(ends)s is a JSON
+-- still ours, and each run's end in job_runs, in one statement: the SQL function
+-- agnt_finish_own_jobs (docs/schema.sql), whose plan each server session keeps
+-- (through PgBouncer nothing the worker sends is prepared). %(ends)s is a JSON
 -- array of {job_id, status, delete_job, attempt, run_status, result, error}; a run
 -- end without run_status has no run to close (no run history around the job).
 -- A run's end is recorded while the run is still open, whoever holds its job now
 -- (the rescue closes the runs it takes). Returns the jobs ended. A job that held
 -- a lock releases it: a job waiting on that lock wakes the listening workers as an
 -- inserted job does, so it starts now, not at their next poll.
-WITH ends AS (
-    SELECT * FROM jsonb_to_recordset(%(ends)s::jsonb) AS e(
-        job_id bigint, status procrastinate_job_status, delete_job boolean,
-        attempt integer, run_status text, result jsonb, error text)
-), runs AS (
-    UPDATE job_runs AS run
-    SET finished_at = now(), status = ends.run_status, result = ends.result,
-        error = ends.error
-    FROM ends
-    WHERE run.job_id = ends.job_id AND run.attempt = ends.attempt
-      AND run.status = 'running' AND ends.run_status IS NOT NULL
-), own AS (
-    SELECT job.id, job.lock, ends.status, ends.delete_job
-    FROM procrastinate_jobs AS job JOIN ends ON ends.job_id = job.id
-    WHERE job.status = 'doing' AND job.worker_id = %(worker_id)s
-    ORDER BY job.id
-    FOR UPDATE OF job
-), finished AS (
-    SELECT id, lock,
-           procrastinate_finish_job_v1(id, status, delete_job) IS NULL AS ended
-    FROM own
-), waiting AS (
-    SELECT DISTINCT ON (finished.lock) job.queue_name,
-           json_build_object('type', 'job_inserted', 'job_id', job.id)::text AS payload
-    FROM finished
-    JOIN procrastinate_jobs job ON job.lock = finished.lock AND job.status = 'todo'
-    WHERE finished.lock IS NOT NULL
-      AND (job.scheduled_at IS NULL OR job.scheduled_at <= now())
-    ORDER BY finished.lock, job.priority DESC, job.id
-), woken AS (
-    SELECT pg_notify('procrastinate_queue_v1#' || queue_name, payload),
-           pg_notify('procrastinate_any_queue_v1', payload)
-    FROM waiting
-)
-SELECT id, ended, (SELECT count(*) FROM woken) AS woken
-FROM finished
+SELECT id, ended, woken
+FROM agnt_finish_own_jobs(%(ends)s::jsonb, %(worker_id)s)
 
 -- retry_own_job --
 -- Procrastinate's retry transition, for a job still ours; a retry due now wakes

@@ -30,6 +30,7 @@ and the loop stops at the stop event or when the queue has nothing more for it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import logging
@@ -140,6 +141,8 @@ class AgntWorker(StoppingWorker):
         self._retry = (settings.db_retry_initial_seconds, settings.db_retry_max_seconds)
         self._deferrer: ScheduleDeferrer | None = None
         self._claim_cooldown = settings.worker_claim_cooldown_seconds
+        #: The schedules table's sync at start (``run``).
+        self._synced: asyncio.Task[Any] | None = None
         #: A claim's answer was lost: the jobs it may have claimed are looked for
         #: (and given back) before the next claim.
         self._claims_unknown = False
@@ -170,22 +173,44 @@ class AgntWorker(StoppingWorker):
         return time.monotonic() - since > timeout
 
     async def run(self) -> None:
-        # Before the worker registers: a database without our schema stops it here
-        # with a one-line reason instead of deferring into nothing. A database not
+        # The schedules table is synced beside the rest of the start, not before
+        # it: the claims need none of it (a run's timeout is read from the table
+        # at its claim, as another worker's claim reads it), only the deferrer
+        # does, and it waits for the sync (``_deferrer_loop``). On a 2-core
+        # machine the sync of 40-odd schedules took 40 ms, most of a short
+        # drain's start. A database without our schema, or one that refuses a
+        # declared schedule, still stops the worker with the sync's one-line
+        # reason: whatever else failed meanwhile, the sync's error is raised; and
+        # a sync that fails after jobs were claimed stops the worker, its jobs
+        # ended as at any stop, before the error is raised. A database not
         # there yet is waited for, as during any outage.
-        await self.reached("start", lambda: deploy.sync_table(self.app))
         self._size_executor()
+        synced = self._synced = asyncio.create_task(
+            self.reached("start", lambda: deploy.sync_table(self.app)),
+            name="sync schedules",
+        )
+        synced.add_done_callback(self._stop_if_sync_failed)
         writer = writer_for(self.app.connector)
         try:
-            if writer is None:
-                await self._run()
-            else:
-                async with writer:
-                    self.history = writer
-                    try:
-                        await self._run()
-                    finally:
-                        self.history = None
+            try:
+                if writer is None:
+                    await self._run()
+                else:
+                    async with writer:
+                        self.history = writer
+                        try:
+                            await self._run()
+                        finally:
+                            self.history = None
+            except BaseException as error:
+                if isinstance(error, Exception | asyncio.CancelledError):
+                    # The sync's reason first: a database without our schema
+                    # fails the prune or the claim too.
+                    await self._sync_failure_first()
+                raise
+            # A worker that stopped before its sync ended (nothing to claim)
+            # still deploys its schedules, and reports a sync that failed.
+            await synced
         except DatabaseGone as gone:
             self.failure = str(gone)
         status = self.exit_status()
@@ -194,6 +219,34 @@ class AgntWorker(StoppingWorker):
             self.exit_process(1 if self.failure else status)
         if self.failure:
             raise WorkerFailed(self.failure)
+
+    def _stop_if_sync_failed(self, synced: asyncio.Task[Any]) -> None:
+        if not synced.cancelled() and synced.exception() is not None:
+            self.stop()
+
+    async def _sync_failure_first(self) -> None:
+        """Raise the sync's error, if the sync failed (waiting for it to end)."""
+        synced = self._synced
+        if synced is None:
+            return
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait([synced])
+        if synced.done() and not synced.cancelled():
+            error = synced.exception()
+            if error is not None:
+                raise error from None
+
+    async def _deferrer_loop(self) -> None:
+        """The deferrer, once the schedules table holds this worker's
+        declarations (it follows the table); none if the sync failed (the worker
+        stops with its reason)."""
+        assert self._deferrer is not None
+        if self._synced is not None:
+            try:
+                await asyncio.shield(self._synced)
+            except Exception:
+                return
+        await self._deferrer.worker()
 
     async def _run(self) -> None:
         """Procrastinate's ``Worker.run``, with its two start-up queries waiting out
@@ -263,7 +316,7 @@ class AgntWorker(StoppingWorker):
             HEARTBEAT_TASK: self._heartbeat,
             FENCE_TASK: self._fence,
             "rescuer": self._rescue_stalled_jobs,
-            "deferrer": self._deferrer.worker,
+            "deferrer": self._deferrer_loop,
             "abort_poller": self._poll_jobs_to_abort,
         }
         if self.listen_notify:
@@ -565,6 +618,15 @@ class AgntWorker(StoppingWorker):
         else:
             send = functools.partial(writer.rows, query, **params)
         return await self.reached("finish_job", send)
+
+
+def _round_ended(claims: set[asyncio.Task[bool]]) -> bool:
+    """Whether one of ``claims`` came back short (the queue has no more jobs for
+    the worker now) or failed."""
+    return any(
+        claim.done() and (claim.cancelled() or claim.exception() or claim.result())
+        for claim in claims
+    )
 
 
 class AgntApp(deploy.ScheduledApp):

@@ -37,7 +37,7 @@ import logging
 import os
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -143,6 +143,8 @@ class AgntWorker(StoppingWorker):
         self._claim_cooldown = settings.worker_claim_cooldown_seconds
         #: The schedules table's sync at start (``run``).
         self._synced: asyncio.Task[Any] | None = None
+        #: Set once the first claim is answered or failed: the sync may start.
+        self._claimed_once = asyncio.Event()
         #: A claim's answer was lost: the jobs it may have claimed are looked for
         #: (and given back) before the next claim.
         self._claims_unknown = False
@@ -185,23 +187,17 @@ class AgntWorker(StoppingWorker):
         # ended as at any stop, before the error is raised. A database not
         # there yet is waited for, as during any outage.
         self._size_executor()
+        self._claimed_once = asyncio.Event()
         synced = self._synced = asyncio.create_task(
-            self.reached("start", lambda: deploy.sync_table(self.app)),
-            name="sync schedules",
+            self._sync_table(), name="sync schedules"
         )
         synced.add_done_callback(self._stop_if_sync_failed)
         writer = writer_for(self.app.connector)
         try:
             try:
-                if writer is None:
-                    await self._run()
-                else:
-                    async with writer:
-                        self.history = writer
-                        try:
-                            await self._run()
-                        finally:
-                            self.history = None
+                # The sync starts at the latest when the worker's run ends.
+                with _setting(self._claimed_once):
+                    await self._run_with(writer)
             except BaseException as error:
                 if isinstance(error, Exception | asyncio.CancelledError):
                     # The sync's reason first: a database without our schema
@@ -219,6 +215,25 @@ class AgntWorker(StoppingWorker):
             self.exit_process(1 if self.failure else status)
         if self.failure:
             raise WorkerFailed(self.failure)
+
+    async def _sync_table(self) -> list[str]:
+        """Sync the schedules table once the first claim has been answered (or
+        failed, or the worker claims no more): the prune, the register and the
+        first claim do not share the two cores with the sync's 40 ms of work,
+        which runs while the first jobs do."""
+        await self._claimed_once.wait()
+        return await self.reached("start", lambda: deploy.sync_table(self.app))
+
+    async def _run_with(self, writer: HistoryWriter | None) -> None:
+        if writer is None:
+            await self._run()
+            return
+        async with writer:
+            self.history = writer
+            try:
+                await self._run()
+            finally:
+                self.history = None
 
     def _stop_if_sync_failed(self, synced: asyncio.Task[Any]) -> None:
         if not synced.cancelled() and synced.exception() is not None:
@@ -485,6 +500,8 @@ class AgntWorker(StoppingWorker):
             except BaseException:
                 self._give_back_slots(slots)
                 raise
+            finally:
+                self._claimed_once.set()
             self._give_back_slots(slots - len(rows))
             for row in rows:
                 self._start_job(row)
@@ -620,13 +637,13 @@ class AgntWorker(StoppingWorker):
         return await self.reached("finish_job", send)
 
 
-def _round_ended(claims: set[asyncio.Task[bool]]) -> bool:
-    """Whether one of ``claims`` came back short (the queue has no more jobs for
-    the worker now) or failed."""
-    return any(
-        claim.done() and (claim.cancelled() or claim.exception() or claim.result())
-        for claim in claims
-    )
+@contextlib.contextmanager
+def _setting(event: asyncio.Event) -> Iterator[None]:
+    """Set ``event`` when the block ends, however it ends."""
+    try:
+        yield
+    finally:
+        event.set()
 
 
 class AgntApp(deploy.ScheduledApp):

@@ -175,17 +175,18 @@ class AgntWorker(StoppingWorker):
         return time.monotonic() - since > timeout
 
     async def run(self) -> None:
-        # The schedules table is synced beside the rest of the start, not before
-        # it: the claims need none of it (a run's timeout is read from the table
-        # at its claim, as another worker's claim reads it), only the deferrer
-        # does, and it waits for the sync (``_deferrer_loop``). On a 2-core
-        # machine the sync of 40-odd schedules took 40 ms, most of a short
-        # drain's start. A database without our schema, or one that refuses a
-        # declared schedule, still stops the worker with the sync's one-line
-        # reason: whatever else failed meanwhile, the sync's error is raised; and
-        # a sync that fails after jobs were claimed stops the worker, its jobs
-        # ended as at any stop, before the error is raised. A database not
-        # there yet is waited for, as during any outage.
+        # The schedules table is synced once the first claim is answered
+        # (``_sync_table``), while the first jobs run, not before the start: the
+        # claims need none of it (a run's timeout is read from the table at its
+        # claim, as another worker's claim reads it), only the deferrer does, and
+        # it waits for the sync (``_deferrer_loop``). On a 2-core machine the
+        # sync of 40-odd schedules took 40 ms, most of a short drain's start
+        # (the queue benchmark's 50 ms jobs). A database without our schema, or
+        # one that refuses a declared schedule, still stops the worker with the
+        # sync's one-line reason: whatever else failed meanwhile, the sync's
+        # error is raised; and a sync that fails after jobs were claimed stops
+        # the worker, its jobs ended as at any stop, before the error is raised.
+        # A database not there yet is waited for, as during any outage.
         self._size_executor()
         self._claimed_once = asyncio.Event()
         synced = self._synced = asyncio.create_task(

@@ -1,8 +1,9 @@
-"""A worker's start: the schedules table is synced beside the first claims, not
-before them (the claims need nothing of it); the deferrer passes only once the
-sync is done; and a sync that fails stops the worker with the sync's reason,
-whatever the worker had claimed meanwhile. A real worker on a real database; only
-the sync is held (or made to fail) until a job has run."""
+"""A worker's start: the schedules table is synced once the first claim is
+answered, beside the jobs it started, not before them (the claims need nothing of
+it); the deferrer passes only once the sync is done; and a sync that fails stops
+the worker with the sync's reason, whatever the worker had claimed meanwhile. A
+real worker on a real database; only the sync is held (or made to fail) until a
+job has run."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from agnt_jobs.scheduler import deploy
 from agnt_jobs.scheduler.bodies import BODIES, RunContext
 from agnt_jobs.scheduler.deferrer import ScheduleDeferrer
 from agnt_jobs.scheduler.tasks import make_task
+from agnt_jobs.scheduler.worker import AgntWorker
 from agnt_jobs.settings import ConfigError
 
 QUEUE = "test_start"
@@ -151,3 +153,39 @@ async def test_a_sync_that_fails_after_a_claim_stops_the_worker_with_its_reason(
         ).scalar_one()
     assert status == "succeeded"
     assert workers == 0
+
+
+async def test_the_sync_starts_once_the_first_claim_is_answered(
+    app: App, start: Start, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The prune, the register and the first claim go first: the sync's
+    statements start only once the first claim has its answer."""
+    answered: list[float] = []
+    claim = AgntWorker._claim
+
+    async def timed_claim(worker: AgntWorker, n: int) -> list[dict[str, Any]]:
+        rows = await claim(worker, n)
+        answered.append(time.monotonic())
+        return rows
+
+    sync_table = deploy.sync_table
+    began: list[float] = []
+
+    async def timed_sync(app: Any) -> list[str]:
+        began.append(time.monotonic())
+        return await sync_table(app)
+
+    monkeypatch.setattr(AgntWorker, "_claim", timed_claim)
+    monkeypatch.setattr(deploy, "sync_table", timed_sync)
+    async with app.open_async():
+        await app.tasks[JOB].defer_async()
+        await asyncio.wait_for(
+            app.run_worker_async(
+                queues=[QUEUE], wait=False, install_signal_handlers=False
+            ),
+            30,
+        )
+
+    assert start.ran_at is not None
+    assert len(began) == 1 and answered
+    assert began[0] >= answered[0]

@@ -45,6 +45,29 @@ async def _until_drained(app: Any, worker: asyncio.Task[Any]) -> None:
         await worker
 
 
+async def _split(app: Any, started: float, returned: float) -> dict[str, float]:
+    """Where the drain's time went, from the jobs' events (the database's clock,
+    the same machine's): the worker's start to its first claim, its first claim
+    to its last job's end, and that end to the worker's return, in seconds."""
+    row = await app.connector.execute_query_one_async(
+        "SELECT extract(epoch FROM min(e.at) FILTER (WHERE e.type = 'started'))"
+        "         AS first_claim,"
+        "       extract(epoch FROM max(e.at) FILTER (WHERE e.type <> 'started'))"
+        "         AS last_end "
+        "FROM procrastinate_events e JOIN procrastinate_jobs j ON j.id = e.job_id "
+        "WHERE j.queue_name = %(queue)s",
+        queue=NOOP_QUEUE,
+    )
+    if row["first_claim"] is None or row["last_end"] is None:
+        return {}
+    first, last = float(row["first_claim"]), float(row["last_end"])
+    return {
+        "start_seconds": round(first - started, 4),
+        "claims_seconds": round(last - first, 4),
+        "stop_seconds": round(returned - last, 4),
+    }
+
+
 async def drain(args: argparse.Namespace) -> dict[str, Any]:
     app = APPS[args.app]
     async with app.open_async():
@@ -59,6 +82,7 @@ async def drain(args: argparse.Namespace) -> dict[str, Any]:
         defer_seconds = time.perf_counter() - started
 
         started = time.perf_counter()
+        started_at = time.time()
         worker = asyncio.create_task(
             app.run_worker_async(
                 queues=[NOOP_QUEUE],
@@ -75,6 +99,8 @@ async def drain(args: argparse.Namespace) -> dict[str, Any]:
         else:
             await worker
         drain_seconds = time.perf_counter() - started
+        returned_at = time.time()
+        split = await _split(app, started_at, returned_at)
         left = await _count(app, "todo")
         succeeded = await _count(app, "succeeded")
     return {
@@ -86,6 +112,7 @@ async def drain(args: argparse.Namespace) -> dict[str, Any]:
         "defer_per_second": round(args.jobs / defer_seconds, 1),
         "drain_seconds": round(drain_seconds, 4),
         "jobs_per_second": round(args.jobs / drain_seconds, 1),
+        **split,
     }
 
 

@@ -30,13 +30,14 @@ and the loop stops at the stop event or when the queue has nothing more for it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import logging
 import os
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -140,6 +141,10 @@ class AgntWorker(StoppingWorker):
         self._retry = (settings.db_retry_initial_seconds, settings.db_retry_max_seconds)
         self._deferrer: ScheduleDeferrer | None = None
         self._claim_cooldown = settings.worker_claim_cooldown_seconds
+        #: The schedules table's sync at start (``run``).
+        self._synced: asyncio.Task[Any] | None = None
+        #: Set once the first claim is answered or failed: the sync may start.
+        self._claimed_once = asyncio.Event()
         #: A claim's answer was lost: the jobs it may have claimed are looked for
         #: (and given back) before the next claim.
         self._claims_unknown = False
@@ -170,22 +175,39 @@ class AgntWorker(StoppingWorker):
         return time.monotonic() - since > timeout
 
     async def run(self) -> None:
-        # Before the worker registers: a database without our schema stops it here
-        # with a one-line reason instead of deferring into nothing. A database not
-        # there yet is waited for, as during any outage.
-        await self.reached("start", lambda: deploy.sync_table(self.app))
+        # The schedules table is synced once the first claim is answered
+        # (``_sync_table``), while the first jobs run, not before the start: the
+        # claims need none of it (a run's timeout is read from the table at its
+        # claim, as another worker's claim reads it), only the deferrer does, and
+        # it waits for the sync (``_deferrer_loop``). On a 2-core machine the
+        # sync of 40-odd schedules took 40 ms, most of a short drain's start
+        # (the queue benchmark's 50 ms jobs). A database without our schema, or
+        # one that refuses a declared schedule, still stops the worker with the
+        # sync's one-line reason: whatever else failed meanwhile, the sync's
+        # error is raised; and a sync that fails after jobs were claimed stops
+        # the worker, its jobs ended as at any stop, before the error is raised.
+        # A database not there yet is waited for, as during any outage.
         self._size_executor()
+        self._claimed_once = asyncio.Event()
+        synced = self._synced = asyncio.create_task(
+            self._sync_table(), name="sync schedules"
+        )
+        synced.add_done_callback(self._stop_if_sync_failed)
         writer = writer_for(self.app.connector)
         try:
-            if writer is None:
-                await self._run()
-            else:
-                async with writer:
-                    self.history = writer
-                    try:
-                        await self._run()
-                    finally:
-                        self.history = None
+            try:
+                # The sync starts at the latest when the worker's run ends.
+                with _setting(self._claimed_once):
+                    await self._run_with(writer)
+            except BaseException as error:
+                if isinstance(error, Exception | asyncio.CancelledError):
+                    # The sync's reason first: a database without our schema
+                    # fails the prune or the claim too.
+                    await self._sync_failure_first()
+                raise
+            # A worker that stopped before its sync ended (nothing to claim)
+            # still deploys its schedules, and reports a sync that failed.
+            await synced
         except DatabaseGone as gone:
             self.failure = str(gone)
         status = self.exit_status()
@@ -194,6 +216,53 @@ class AgntWorker(StoppingWorker):
             self.exit_process(1 if self.failure else status)
         if self.failure:
             raise WorkerFailed(self.failure)
+
+    async def _sync_table(self) -> list[str]:
+        """Sync the schedules table once the first claim has been answered (or
+        failed, or the worker claims no more): the prune, the register and the
+        first claim do not share the two cores with the sync's 40 ms of work,
+        which runs while the first jobs do."""
+        await self._claimed_once.wait()
+        return await self.reached("start", lambda: deploy.sync_table(self.app))
+
+    async def _run_with(self, writer: HistoryWriter | None) -> None:
+        if writer is None:
+            await self._run()
+            return
+        async with writer:
+            self.history = writer
+            try:
+                await self._run()
+            finally:
+                self.history = None
+
+    def _stop_if_sync_failed(self, synced: asyncio.Task[Any]) -> None:
+        if not synced.cancelled() and synced.exception() is not None:
+            self.stop()
+
+    async def _sync_failure_first(self) -> None:
+        """Raise the sync's error, if the sync failed (waiting for it to end)."""
+        synced = self._synced
+        if synced is None:
+            return
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait([synced])
+        if synced.done() and not synced.cancelled():
+            error = synced.exception()
+            if error is not None:
+                raise error from None
+
+    async def _deferrer_loop(self) -> None:
+        """The deferrer, once the schedules table holds this worker's
+        declarations (it follows the table); none if the sync failed (the worker
+        stops with its reason)."""
+        assert self._deferrer is not None
+        if self._synced is not None:
+            try:
+                await asyncio.shield(self._synced)
+            except Exception:
+                return
+        await self._deferrer.worker()
 
     async def _run(self) -> None:
         """Procrastinate's ``Worker.run``, with its two start-up queries waiting out
@@ -263,7 +332,7 @@ class AgntWorker(StoppingWorker):
             HEARTBEAT_TASK: self._heartbeat,
             FENCE_TASK: self._fence,
             "rescuer": self._rescue_stalled_jobs,
-            "deferrer": self._deferrer.worker,
+            "deferrer": self._deferrer_loop,
             "abort_poller": self._poll_jobs_to_abort,
         }
         if self.listen_notify:
@@ -432,6 +501,8 @@ class AgntWorker(StoppingWorker):
             except BaseException:
                 self._give_back_slots(slots)
                 raise
+            finally:
+                self._claimed_once.set()
             self._give_back_slots(slots - len(rows))
             for row in rows:
                 self._start_job(row)
@@ -565,6 +636,15 @@ class AgntWorker(StoppingWorker):
         else:
             send = functools.partial(writer.rows, query, **params)
         return await self.reached("finish_job", send)
+
+
+@contextlib.contextmanager
+def _setting(event: asyncio.Event) -> Iterator[None]:
+    """Set ``event`` when the block ends, however it ends."""
+    try:
+        yield
+    finally:
+        event.set()
 
 
 class AgntApp(deploy.ScheduledApp):

@@ -5,14 +5,18 @@ The log's entries are read in id order from the live table and its archive toget
 half an hour before this job), from the id after ``fleet_wiki_cursor.last_delta_id``.
 Each chunk of entries is applied and the cursor advanced in one transaction, under
 the cursor row's lock, so a crash or a second copy never applies an entry twice, and
-an entry is found whichever table it sits in when its chunk is read.
+an entry is found whichever table it sits in when its chunk is read. A chunk reads
+its pages once, applies its entries to them in id order in memory, and writes each
+page it changed once: a handful of round trips a chunk, not two an entry (the job
+is bound by round trips to the database, one per statement).
 """
 
 from __future__ import annotations
 
 import logging
 from collections import Counter
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -55,66 +59,110 @@ NEXT_ENTRIES = sa.text(
     """
 )
 
-PAGE = sa.text(
-    "SELECT last_delta_id, retired_at FROM fleet_wiki_pages WHERE slug = :slug "
-    "FOR UPDATE"
+# The chunk's pages, locked, read once; the chunk is then applied to them in memory
+# and each changed page written once (the cursor's lock already keeps a second
+# copy out; the page locks keep any other writer from changing them meanwhile).
+PAGES = sa.text(
+    """
+    SELECT slug, last_delta_id, retired_at FROM fleet_wiki_pages
+    WHERE slug = ANY(:slugs) ORDER BY slug FOR UPDATE
+    """
 )
 CREATE_PAGE = sa.text(
     """
-    INSERT INTO fleet_wiki_pages
-      (slug, title, content, created_at, updated_at, last_delta_id, last_agent_id)
-    VALUES (:slug, :title, :content, :at, :at, :id, :agent_id)
+    INSERT INTO fleet_wiki_pages (slug, title, content, created_at, updated_at,
+      retired_at, last_delta_id, last_agent_id)
+    VALUES (:slug, :title, :content, :created_at, :at, :retired_at, :id, :agent_id)
     """
 )
-# A create or update without a title or content keeps the page's current one.
+# A title or content the chunk never set (None) keeps the page's current one.
 UPDATE_PAGE = sa.text(
     """
     UPDATE fleet_wiki_pages SET
       title = coalesce(:title, title), content = coalesce(:content, content),
-      retired_at = CASE WHEN :revive THEN NULL ELSE retired_at END,
-      updated_at = :at, last_delta_id = :id, last_agent_id = :agent_id
-    WHERE slug = :slug
-    """
-)
-RETIRE_PAGE = sa.text(
-    """
-    UPDATE fleet_wiki_pages SET retired_at = coalesce(retired_at, :at),
-      updated_at = :at, last_delta_id = :id, last_agent_id = :agent_id
+      retired_at = :retired_at, updated_at = :at, last_delta_id = :id,
+      last_agent_id = :agent_id
     WHERE slug = :slug
     """
 )
 
 
-def _apply(connection: sa.Connection, entry: Any) -> str:
-    """Apply one entry to its page; name what it did, for the run's counts.
+@dataclass
+class Page:
+    """A page as the chunk has left it so far. ``title`` and ``content`` are the
+    last ones the chunk set (None: the page keeps what it has); ``created_at`` is
+    set for a page the chunk created."""
+
+    last_delta_id: int
+    retired_at: datetime | None
+    title: str | None = None
+    content: str | None = None
+    created_at: datetime | None = None
+    at: datetime | None = None
+    agent_id: str | None = None
+    changed: bool = False
+
+
+def _apply(pages: dict[str, Page], entry: Any) -> str:
+    """Apply one entry to its page in ``pages`` (the chunk's pages as applied so
+    far; a slug not in it has no page); name what it did, for the run's counts.
 
     ``create`` makes the page, or revives a retired one; ``update`` edits it, and
     makes it when its create was never seen (a retired page stays retired);
     ``retire`` marks it retired (a retire for a page never seen changes nothing). An
-    entry older than the last one applied to the page is superseded.
+    entry older than the last one applied to the page is superseded. A create or
+    update without a title or content keeps the page's current one.
     """
-    params = {
-        "slug": entry.page_slug,
-        "title": entry.title,
-        "content": entry.content,
-        "at": entry.created_at,
-        "id": entry.id,
-        "agent_id": entry.agent_id,
-    }
-    page = connection.execute(PAGE, params).first()
+    page = pages.get(entry.page_slug)
     if page is None:
         if entry.action == "retire":
             return "retires_of_unknown_pages"
-        connection.execute(CREATE_PAGE, params)
-        return "pages_created"
-    if page.last_delta_id >= entry.id:
+        page = Page(entry.id, retired_at=None, created_at=entry.created_at)
+        pages[entry.page_slug] = page
+        outcome = "pages_created"
+    elif page.last_delta_id >= entry.id:
         return "entries_superseded"
-    if entry.action == "retire":
-        connection.execute(RETIRE_PAGE, params)
-        return "pages_retired"
-    revive = entry.action == "create"
-    connection.execute(UPDATE_PAGE, {**params, "revive": revive})
-    return "pages_revived" if revive and page.retired_at else "pages_updated"
+    elif entry.action == "retire":
+        page.retired_at = page.retired_at or entry.created_at
+        outcome = "pages_retired"
+    elif entry.action == "create":
+        outcome = "pages_revived" if page.retired_at else "pages_updated"
+        page.retired_at = None
+    else:
+        outcome = "pages_updated"
+    if entry.action != "retire":
+        page.title = entry.title if entry.title is not None else page.title
+        page.content = entry.content if entry.content is not None else page.content
+    page.last_delta_id = entry.id
+    page.at = entry.created_at
+    page.agent_id = entry.agent_id
+    page.changed = True
+    return outcome
+
+
+def _write(connection: sa.Connection, pages: dict[str, Page]) -> None:
+    """Write each page the chunk changed, once: new ones in one batch, changed
+    ones in another (each batch one pipelined round of statements)."""
+    created: list[dict[str, Any]] = []
+    updated: list[dict[str, Any]] = []
+    for slug, page in pages.items():
+        if not page.changed:
+            continue
+        params = {
+            "slug": slug,
+            "title": page.title,
+            "content": page.content,
+            "created_at": page.created_at,
+            "at": page.at,
+            "retired_at": page.retired_at,
+            "id": page.last_delta_id,
+            "agent_id": page.agent_id,
+        }
+        (created if page.created_at is not None else updated).append(params)
+    if created:
+        connection.execute(CREATE_PAGE, created)
+    if updated:
+        connection.execute(UPDATE_PAGE, updated)
 
 
 @job("wiki_reconcile")
@@ -146,10 +194,16 @@ def wiki_reconcile(ctx: RunContext) -> JobResult:
                 (i for i, e in enumerate(entries) if e.created_at >= settle_before),
                 len(entries),
             )
-            for entry in entries[:settled]:
-                counts[_apply(connection, entry)] += 1
-                from_archive += entry.archived
             if settled:
+                slugs = sorted({e.page_slug for e in entries[:settled]})
+                pages = {
+                    row.slug: Page(row.last_delta_id, row.retired_at)
+                    for row in connection.execute(PAGES, {"slugs": slugs})
+                }
+                for entry in entries[:settled]:
+                    counts[_apply(pages, entry)] += 1
+                    from_archive += entry.archived
+                _write(connection, pages)
                 cursor = entries[settled - 1].id
                 connection.execute(MOVE_CURSOR, {"id": cursor})
             connection.commit()

@@ -60,14 +60,21 @@ RETURNING e.id, e.booking_id, e.venue_id, e.kind, e.payload, e.expires_at,
           e.attempts, e.status, v.agent_endpoint
 """
 
+# Every accepted envelope of a batch in one statement (the batch's claims as
+# arrays): each is marked only under the claim it was sent with.
 MARK_DISPATCHED = sa.text(
     """
-    WITH sent AS (
-        UPDATE a2a_envelopes
+    WITH claims AS (
+        SELECT * FROM unnest(CAST(:ids AS bigint[]), CAST(:attempts AS integer[]),
+                             CAST(:statuses AS text[])) AS c(id, attempts, status)
+    )
+    , sent AS (
+        UPDATE a2a_envelopes AS e
         SET status = 'DISPATCHED', dispatched_at = now(), status_changed_at = now(),
             next_attempt_at = NULL, last_error = NULL
-        WHERE id = :id AND attempts = :attempts AND status = :status
-        RETURNING booking_id
+        FROM claims AS c
+        WHERE e.id = c.id AND e.attempts = c.attempts AND e.status = c.status
+        RETURNING e.booking_id
     )
     , moved AS (
         UPDATE bookings AS b SET status = 'PENDING_VENUE', status_changed_at = now()
@@ -120,12 +127,28 @@ def _record(
 ) -> Counter[str]:
     counts: Counter[str] = Counter()
     letters = []
+    accepted = [
+        row
+        for row, outcome in zip(rows, outcomes, strict=True)
+        if not isinstance(outcome, ClientError)
+    ]
+    if accepted:
+        held = connection.execute(
+            MARK_DISPATCHED,
+            {
+                "ids": [row.id for row in accepted],
+                "attempts": [row.attempts for row in accepted],
+                "statuses": [row.status for row in accepted],
+            },
+        ).scalar_one()
+        counts["dispatched"] += held
+        if held < len(accepted):
+            counts["claim_lost"] += len(accepted) - held
     for row, outcome in zip(rows, outcomes, strict=True):
-        claim = {"id": row.id, "attempts": row.attempts, "status": row.status}
         if not isinstance(outcome, ClientError):
-            held = connection.execute(MARK_DISPATCHED, claim).scalar_one()
-            counts["dispatched" if held else "claim_lost"] += 1
-        elif isinstance(outcome, PermanentError) or (
+            continue
+        claim = {"id": row.id, "attempts": row.attempts, "status": row.status}
+        if isinstance(outcome, PermanentError) or (
             row.attempts >= settings.a2a_max_dispatch_attempts
         ):
             expired = connection.execute(

@@ -9,6 +9,8 @@ from datetime import timedelta
 import pytest
 from sqlalchemy.engine import Engine
 
+from agnt_jobs.clients.a2a import A2AClient
+from agnt_jobs.delivery import dispatch
 from agnt_jobs.standins.gateway import FakeChannelGateway
 from agnt_jobs.standins.venue_agent import FakeVenueAgent
 from tests.support import bookings_data as data
@@ -362,3 +364,38 @@ def test_retry_dispatch_two_copies_send_each_envelope_once(
     assert data.total(results, "dispatched") == 40
     assert len(venue_agent.received) == 40
     assert sorted(e["id"] for e in venue_agent.envelopes.values()) == envs
+
+
+def test_retry_dispatch_records_only_the_envelopes_it_still_holds(
+    engine: Engine, venue_agent: FakeVenueAgent
+) -> None:
+    envs = _failed_envelopes(engine, venue_agent.endpoint, 3)
+    settings = data.context(engine).settings
+    with A2AClient.from_settings(settings) as client:
+        queue = dispatch.drain(engine, settings, client, statuses=("DISPATCH_FAILED",))
+        rows = queue.claim()
+        # Its lease ran out mid-send and another drain claimed the second one.
+        data.execute(
+            engine,
+            "UPDATE a2a_envelopes SET attempts = attempts + 1 WHERE id = :id",
+            id=envs[1],
+        )
+        with engine.begin() as connection:
+            counts = queue.record(connection, rows, [202, 202, 202])
+
+    assert counts == {"dispatched": 2, "claim_lost": 1}
+    assert [_envelope(engine, e) for e in envs] == [
+        ("DISPATCHED", 2),
+        ("DISPATCH_FAILED", 3),
+        ("DISPATCHED", 2),
+    ]
+    moved = [
+        _booking_status(
+            engine,
+            data.scalar(
+                engine, "SELECT booking_id FROM a2a_envelopes WHERE id = :id", id=e
+            ),
+        )
+        for e in envs
+    ]
+    assert moved == ["PENDING_VENUE", "REQUESTED", "PENDING_VENUE"]

@@ -124,11 +124,11 @@ def test_a_crash_then_a_rotation_then_a_rerun_applies_each_entry_once(
     real = wiki._apply
     applied: list[int] = []
 
-    def crash_on_fourth(connection: Any, entry: Any) -> str:
+    def crash_on_fourth(pages: Any, entry: Any) -> str:
         applied.append(entry.id)
         if len(applied) == 4:
             raise RuntimeError("worker killed")
-        return real(connection, entry)
+        return real(pages, entry)
 
     monkeypatch.setattr(wiki, "_apply", crash_on_fourth)
     ctx = data.context(engine, env, SECOND_RUN, job_chunk_size=2)
@@ -184,3 +184,64 @@ def test_the_newest_entries_wait_for_the_next_run(
 
     later = wiki.wiki_reconcile(data.context(engine, env, now + timedelta(minutes=10)))
     assert later["entries_applied"] == 2 and set(_pages(engine)) == {"a", "b", "c"}
+
+
+PAGE_COLUMNS = (
+    "SELECT slug, title, content, created_at, updated_at, retired_at, "
+    "last_delta_id, last_agent_id FROM fleet_wiki_pages ORDER BY slug"
+)
+
+
+def test_a_chunk_leaves_its_pages_as_its_entries_one_by_one_would(
+    engine: Engine, env: Settings
+) -> None:
+    # One page through every step within one chunk, others beside it.
+    at = W48
+    steps = [
+        ("cycle", "create", "Cycle", "c1"),
+        ("lost", "retire", None, None),
+        ("cycle", "update", None, "c2"),
+        ("late", "update", "Late", None),
+        ("cycle", "retire", None, None),
+        ("cycle", "update", "Cycle 2", None),
+        ("cycle", "retire", None, None),
+        ("lost", "create", None, "found"),
+        ("cycle", "create", None, "c3"),
+        ("late", "retire", None, None),
+        ("late", "update", None, "still retired"),
+        ("late", "retire", None, None),  # retired since its first retire
+    ]
+    for i, (slug, action, title, content) in enumerate(steps):
+        data.delta(
+            engine, slug, action, at + timedelta(minutes=i), title, content, f"a{i}"
+        )
+
+    one_by_one = wiki.wiki_reconcile(
+        data.context(engine, env, SECOND_RUN, job_chunk_size=1)
+    )
+    pages = data.rows(engine, PAGE_COLUMNS)
+    data.execute(engine, "DELETE FROM fleet_wiki_pages")
+    data.execute(engine, "UPDATE fleet_wiki_cursor SET last_delta_id = 0")
+    in_one_chunk = wiki.wiki_reconcile(data.context(engine, env, SECOND_RUN))
+
+    assert (
+        in_one_chunk
+        == one_by_one
+        == {
+            "entries_applied": 12,
+            "entries_from_archive": 0,
+            "entries_deferred": 0,
+            "pages_created": 3,
+            "pages_retired": 4,
+            "pages_revived": 1,
+            "pages_updated": 3,
+            "retires_of_unknown_pages": 1,
+            "cursor": 12,
+        }
+    )
+    assert data.rows(engine, PAGE_COLUMNS) == pages
+    assert [(p.slug, p.title, p.content, p.retired_at) for p in pages] == [
+        ("cycle", "Cycle 2", "c3", None),
+        ("late", "Late", "still retired", at + timedelta(minutes=9)),
+        ("lost", None, "found", None),
+    ]

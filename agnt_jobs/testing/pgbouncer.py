@@ -98,6 +98,9 @@ class PgBouncer:
             # libpq sends these at connect; PgBouncer must not refuse them.
             "ignore_startup_parameters = extra_float_digits,options\n"
             "server_reset_query =\n"
+            # After a failed login to the server (a restart), try again in a
+            # second, not the default 15: until then every client waits.
+            "server_login_retry = 1\n"
             f"logfile = {self.root / 'pgbouncer.log'}\n"
             f"pidfile = {self.root / 'pgbouncer.pid'}\n"
         )

@@ -47,7 +47,11 @@ async def _worker_running(app: App, db_url: str) -> AsyncIterator[int]:
     async with app.open_async():
         worker = asyncio.create_task(
             app.run_worker_async(
-                install_signal_handlers=False, update_heartbeat_interval=3600
+                install_signal_handlers=False,
+                update_heartbeat_interval=3600,
+                # Its own stall timeout past two beats: a worker whose beats
+                # could never come in time is fenced and claims nothing.
+                stalled_worker_timeout=4 * 3600,
             )
         )
         try:

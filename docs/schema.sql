@@ -469,22 +469,20 @@ CREATE TABLE job_run_actions (
 );
 CREATE INDEX ix_job_run_actions_job_id ON public.job_run_actions USING btree (job_id);
 
-CREATE TABLE job_run_duration_bucket_shards (
+CREATE TABLE job_run_duration_buckets (
     task_name text NOT NULL,
     le double precision NOT NULL,
     runs bigint NOT NULL,
-    shard smallint NOT NULL,
-    CONSTRAINT pk_job_run_duration_bucket_shards PRIMARY KEY (task_name, le, shard)
+    CONSTRAINT pk_job_run_duration_buckets PRIMARY KEY (task_name, le)
 );
 
-CREATE TABLE job_run_total_shards (
+CREATE TABLE job_run_totals (
     task_name text NOT NULL,
     status text NOT NULL,
     runs bigint NOT NULL,
     duration_seconds double precision NOT NULL,
     last_finished_at timestamp with time zone NOT NULL,
-    shard smallint NOT NULL,
-    CONSTRAINT pk_job_run_total_shards PRIMARY KEY (task_name, status, shard)
+    CONSTRAINT pk_job_run_totals PRIMARY KEY (task_name, status)
 );
 
 CREATE TABLE job_runs (
@@ -1045,22 +1043,6 @@ CREATE VIEW job_run_audit AS
           ORDER BY job_runs.attempt DESC
          LIMIT 1) r ON true;
 
-CREATE VIEW job_run_duration_buckets AS
- SELECT job_run_duration_bucket_shards.task_name,
-    job_run_duration_bucket_shards.le,
-    sum(job_run_duration_bucket_shards.runs)::bigint AS runs
-   FROM job_run_duration_bucket_shards
-  GROUP BY job_run_duration_bucket_shards.task_name, job_run_duration_bucket_shards.le;
-
-CREATE VIEW job_run_totals AS
- SELECT job_run_total_shards.task_name,
-    job_run_total_shards.status,
-    sum(job_run_total_shards.runs)::bigint AS runs,
-    sum(job_run_total_shards.duration_seconds) AS duration_seconds,
-    max(job_run_total_shards.last_finished_at) AS last_finished_at
-   FROM job_run_total_shards
-  GROUP BY job_run_total_shards.task_name, job_run_total_shards.status;
-
 CREATE VIEW schedule_late_ticks AS
  SELECT t.schedule_id,
     t.tick_at,
@@ -1299,24 +1281,22 @@ CREATE OR REPLACE FUNCTION public.agnt_count_finished_run()
  RETURNS trigger
  LANGUAGE plpgsql
 AS $function$
--- A run that ended (running -> any other status) adds one to its job's counters,
--- in this server session's shard: ends in other sessions never wait on its rows.
+-- A run that ended (running -> any other status) adds one to its job's counters.
 DECLARE
     _seconds double precision := GREATEST(
         extract(epoch FROM NEW.finished_at - NEW.started_at), 0);
-    _shard smallint := pg_backend_pid() % agnt_run_counter_shards();
 BEGIN
-    INSERT INTO job_run_total_shards AS t
-        (task_name, status, shard, runs, duration_seconds, last_finished_at)
-    VALUES (NEW.task_name, NEW.status, _shard, 1, _seconds, NEW.finished_at)
-    ON CONFLICT (task_name, status, shard) DO UPDATE
+    INSERT INTO job_run_totals AS t
+        (task_name, status, runs, duration_seconds, last_finished_at)
+    VALUES (NEW.task_name, NEW.status, 1, _seconds, NEW.finished_at)
+    ON CONFLICT (task_name, status) DO UPDATE
     SET runs = t.runs + 1,
         duration_seconds = t.duration_seconds + EXCLUDED.duration_seconds,
         last_finished_at = GREATEST(t.last_finished_at, EXCLUDED.last_finished_at);
-    INSERT INTO job_run_duration_bucket_shards AS b (task_name, le, shard, runs)
-    SELECT NEW.task_name, min(bound), _shard, 1
+    INSERT INTO job_run_duration_buckets AS b (task_name, le, runs)
+    SELECT NEW.task_name, min(bound), 1
     FROM unnest(agnt_run_duration_bounds()) AS bound WHERE _seconds <= bound
-    ON CONFLICT (task_name, le, shard) DO UPDATE SET runs = b.runs + 1;
+    ON CONFLICT (task_name, le) DO UPDATE SET runs = b.runs + 1;
     RETURN NULL;
 END;
 $function$;
@@ -1936,12 +1916,6 @@ BEGIN
     END LOOP;
 END;
 $function$;
-
-CREATE OR REPLACE FUNCTION public.agnt_run_counter_shards()
- RETURNS integer
- LANGUAGE sql
- IMMUTABLE PARALLEL SAFE
-AS $function$ SELECT 16 $function$;
 
 CREATE OR REPLACE FUNCTION public.agnt_run_duration_bounds()
  RETURNS double precision[]

@@ -31,8 +31,8 @@ from agnt_jobs.demo.seeders import NotEmptyError, Plan, Report, point_at, seed
 JOB_WRITTEN_TABLES = {
     "job_runs": "the run history: the worker, around each attempt of a job",
     "job_run_actions": "operators' cancels and retries: the run functions",
-    "job_run_total_shards": "finished runs by job and status: the job_runs trigger",
-    "job_run_duration_bucket_shards": "finished runs by duration: the job_runs trigger",
+    "job_run_totals": "finished runs by job and status: the job_runs trigger",
+    "job_run_duration_buckets": "finished runs by duration: the job_runs trigger",
     "admin_sessions": "the admin page's sign-ins: the admin view",
     "duplicate_payments": "Stripe objects found made twice, and their undoing: "
     "retry_pending_fees, monthly_invoice, charge_unbilled_usage",

@@ -19,7 +19,6 @@ from sqlalchemy import (
     Identity,
     Index,
     Integer,
-    SmallInteger,
     Text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -94,17 +93,13 @@ class JobRunAction(Base):
 
 class JobRunTotal(Base):
     """How many runs of a job ended with a status, ever (``GET /metrics``'s
-    counters), in one server session's shard. Written by the ``job_runs`` trigger
-    ``agnt_job_runs_count`` as each run ends, in the shard of the session that ends
-    it (its backend pid modulo ``agnt_run_counter_shards()``), so ends in other
-    sessions never wait on its row; the view ``job_run_totals`` sums the shards.
-    The history's retention does not take anything back."""
+    counters). Written by the ``job_runs`` trigger ``agnt_job_runs_count`` as each run
+    ends; the history's retention does not take anything back."""
 
-    __tablename__ = "job_run_total_shards"
+    __tablename__ = "job_run_totals"
 
     task_name: Mapped[str] = mapped_column(Text, primary_key=True)
     status: Mapped[str] = mapped_column(Text, primary_key=True)
-    shard: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
     runs: Mapped[int] = mapped_column(BigInteger)
     # The sum of those runs' durations.
     duration_seconds: Mapped[float] = mapped_column(Double)
@@ -113,15 +108,13 @@ class JobRunTotal(Base):
 
 class JobRunDurationBucket(Base):
     """How many runs of a job, of any status, took at most ``le`` seconds and more
-    than the bound below (``agnt_run_duration_bounds()``; the last is Infinity), in
-    one shard. Written with ``job_run_total_shards``; the view
-    ``job_run_duration_buckets`` sums the shards."""
+    than the bound below (``agnt_run_duration_bounds()``; the last is Infinity).
+    Written with ``job_run_totals``."""
 
-    __tablename__ = "job_run_duration_bucket_shards"
+    __tablename__ = "job_run_duration_buckets"
 
     task_name: Mapped[str] = mapped_column(Text, primary_key=True)
     le: Mapped[float] = mapped_column(Double, primary_key=True)
-    shard: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
     runs: Mapped[int] = mapped_column(BigInteger)
 
 

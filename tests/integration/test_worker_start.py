@@ -78,6 +78,18 @@ async def _job_ran(start: Start) -> bool:
     return await asyncio.to_thread(start.ran.wait, HOLD_SECONDS)
 
 
+async def _run_one_job(app: App, *, wait: bool = False) -> None:
+    """Defer one run of the job, then run a worker on its queue until it returns."""
+    async with app.open_async():
+        await app.tasks[JOB].defer_async()
+        await asyncio.wait_for(
+            app.run_worker_async(
+                queues=[QUEUE], wait=wait, install_signal_handlers=False
+            ),
+            30,
+        )
+
+
 async def test_a_worker_claims_while_its_schedules_are_synced(
     app: App, engine: Engine, start: Start, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -93,14 +105,7 @@ async def test_a_worker_claims_while_its_schedules_are_synced(
         return removed
 
     monkeypatch.setattr(deploy, "sync_table", held)
-    async with app.open_async():
-        await app.tasks[JOB].defer_async()
-        await asyncio.wait_for(
-            app.run_worker_async(
-                queues=[QUEUE], wait=False, install_signal_handlers=False
-            ),
-            30,
-        )
+    await _run_one_job(app)
 
     assert start.ran_at is not None and start.synced_at is not None
     assert start.ran_at < start.synced_at
@@ -130,15 +135,8 @@ async def test_a_sync_that_fails_after_a_claim_stops_the_worker_with_its_reason(
         raise ConfigError(reason)
 
     monkeypatch.setattr(deploy, "sync_table", refused)
-    async with app.open_async():
-        await app.tasks[JOB].defer_async()
-        with pytest.raises(ConfigError) as stopped:
-            await asyncio.wait_for(
-                app.run_worker_async(
-                    queues=[QUEUE], wait=True, install_signal_handlers=False
-                ),
-                30,
-            )
+    with pytest.raises(ConfigError) as stopped:
+        await _run_one_job(app, wait=True)
 
     assert str(stopped.value) == reason
     assert start.ran_at is not None
@@ -177,14 +175,7 @@ async def test_the_sync_starts_once_the_first_claim_is_answered(
 
     monkeypatch.setattr(AgntWorker, "_claim", timed_claim)
     monkeypatch.setattr(deploy, "sync_table", timed_sync)
-    async with app.open_async():
-        await app.tasks[JOB].defer_async()
-        await asyncio.wait_for(
-            app.run_worker_async(
-                queues=[QUEUE], wait=False, install_signal_handlers=False
-            ),
-            30,
-        )
+    await _run_one_job(app)
 
     assert start.ran_at is not None
     assert len(began) == 1 and answered

@@ -1801,6 +1801,25 @@ AS $function$
                     '1 minute')::interval
 $function$;
 
+CREATE OR REPLACE FUNCTION public.agnt_notify_jobs_inserted()
+ RETURNS trigger
+ LANGUAGE plpgsql
+AS $function$
+BEGIN
+    PERFORM pg_notify('procrastinate_queue_v1#' || queued.queue_name, queued.payload),
+            pg_notify('procrastinate_any_queue_v1', queued.payload)
+    FROM (
+        SELECT inserted.queue_name,
+               json_build_object('type', 'job_inserted', 'job_id', min(inserted.id))::text
+                   AS payload
+        FROM inserted
+        WHERE inserted.status = 'todo'
+        GROUP BY inserted.queue_name
+    ) AS queued;
+    RETURN NULL;
+END
+$function$;
+
 CREATE OR REPLACE FUNCTION public.agnt_record_missed_ticks(_schedule_id text, _first bigint, _last bigint, _worker_id bigint)
  RETURNS boolean
  LANGUAGE plpgsql
@@ -2325,8 +2344,8 @@ CREATE UNIQUE INDEX procrastinate_jobs_lock_idx_v1 ON public.procrastinate_jobs 
 CREATE INDEX procrastinate_jobs_priority_idx_v1 ON public.procrastinate_jobs USING btree (priority DESC, id) WHERE (status = 'todo'::procrastinate_job_status);
 CREATE INDEX procrastinate_jobs_queue_name_idx_v1 ON public.procrastinate_jobs USING btree (queue_name);
 CREATE UNIQUE INDEX procrastinate_jobs_queueing_lock_idx_v1 ON public.procrastinate_jobs USING btree (queueing_lock) WHERE (status = 'todo'::procrastinate_job_status);
+CREATE TRIGGER agnt_jobs_notify_inserted AFTER INSERT ON procrastinate_jobs REFERENCING NEW TABLE AS inserted FOR EACH STATEMENT EXECUTE FUNCTION agnt_notify_jobs_inserted();
 CREATE TRIGGER procrastinate_jobs_notify_queue_job_aborted_v1 AFTER UPDATE OF abort_requested ON procrastinate_jobs FOR EACH ROW WHEN (old.abort_requested = false AND new.abort_requested = true AND new.status = 'doing'::procrastinate_job_status) EXECUTE FUNCTION procrastinate_notify_queue_abort_job_v1();
-CREATE TRIGGER procrastinate_jobs_notify_queue_job_inserted_v1 AFTER INSERT ON procrastinate_jobs FOR EACH ROW WHEN (new.status = 'todo'::procrastinate_job_status) EXECUTE FUNCTION procrastinate_notify_queue_job_inserted_v1();
 CREATE TRIGGER procrastinate_trigger_abort_requested_events_v1 AFTER UPDATE OF abort_requested ON procrastinate_jobs FOR EACH ROW WHEN (new.abort_requested = true) EXECUTE FUNCTION procrastinate_trigger_abort_requested_events_procedure_v1();
 CREATE TRIGGER procrastinate_trigger_delete_jobs_v1 BEFORE DELETE ON procrastinate_jobs FOR EACH ROW EXECUTE FUNCTION procrastinate_unlink_periodic_defers_v1();
 CREATE TRIGGER procrastinate_trigger_scheduled_events_v1 AFTER INSERT OR UPDATE ON procrastinate_jobs FOR EACH ROW WHEN (new.scheduled_at IS NOT NULL AND new.status = 'todo'::procrastinate_job_status) EXECUTE FUNCTION procrastinate_trigger_function_scheduled_events_v1();

@@ -32,6 +32,10 @@ chunks of 5,000 (3x the single ``DELETE``):
 * Return no rows: ``DELETE ... RETURNING 1`` counted in a CTE made Postgres fetch
   every deleted row once more for the RETURNING list, a seventh of the job. The
   statement's own row count is the count.
+
+Retention deletes (``delete_retained``) go further: a chunk is a plain ``DELETE``
+of a range of times, each row read once, falling back to the claiming form above
+only when a row is held elsewhere.
 """
 
 from __future__ import annotations
@@ -42,9 +46,10 @@ from collections import Counter
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
+import psycopg
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, CursorResult, Engine
 
@@ -55,7 +60,9 @@ logger = logging.getLogger(__name__)
 
 
 @contextmanager
-def chunk_transaction(engine: Engine) -> Iterator[Connection]:
+def chunk_transaction(
+    engine: Engine, lock_wait: str | None = None
+) -> Iterator[Connection]:
     """One chunk's transaction, committed without waiting for its WAL to reach disk.
 
     A job of many chunks otherwise pays one WAL flush per chunk: ``agnt-jobs bench``
@@ -69,7 +76,17 @@ def chunk_transaction(engine: Engine) -> Iterator[Connection]:
     again. Chunks that call Stripe, the gateway or any peer do not use this.
     """
     with engine.begin() as connection:
-        connection.execute(sa.text("SET LOCAL synchronous_commit = off"))
+        if lock_wait is None:
+            connection.execute(sa.text("SET LOCAL synchronous_commit = off"))
+        else:
+            # ``lock_wait``: how long a statement of the chunk waits for a lock.
+            connection.execute(
+                sa.text(
+                    "SELECT set_config('synchronous_commit', 'off', true), "
+                    "set_config('lock_timeout', :wait, true)"
+                ),
+                {"wait": lock_wait},
+            )
         yield connection
 
 
@@ -102,18 +119,54 @@ def due_ids(
         after_at, after_id = due[-1].due_at, due[-1].id
 
 
-def retention_delete(table: str, where: str, order_by: str | None) -> sa.TextClause:
-    """The chunked DELETE every retention job runs with ``run_chunked``: the rows of
-    ``table`` matching ``where`` (its parameters are the caller's, ``:limit`` is the
-    chunk), claimed ``FOR UPDATE SKIP LOCKED`` in ``order_by`` (the expression an
-    index serves; None where none does) and addressed by ``ctid``, returning no
-    rows. The module's docstring says why each of these holds."""
-    order = f"ORDER BY {order_by}" if order_by else ""
-    return sa.text(
-        f"DELETE FROM {table} WHERE ctid = ANY(ARRAY("
-        f"SELECT ctid FROM {table} WHERE {where} {order} "
-        "LIMIT :limit FOR UPDATE SKIP LOCKED))"
-    )
+# How long a retention chunk's plain DELETE waits for a row another transaction
+# holds before the rest of the run claims its rows with SKIP LOCKED instead.
+RETENTION_LOCK_WAIT = "100ms"
+# Where a retention delete's walk starts: before any time a row can hold.
+EARLIEST = datetime(1, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class RetentionDelete:
+    """A retention job's delete: the rows of ``table`` matching ``where`` (its
+    parameters are the caller's), oldest first by ``order_by``, a timestamp
+    expression an index serves which ``where`` bounds (``created_at < :cutoff``);
+    None where no index serves one. ``delete_retained`` runs it."""
+
+    table: str
+    where: str
+    order_by: str | None
+
+    @property
+    def claiming(self) -> sa.TextClause:
+        """A chunk claimed ``FOR UPDATE SKIP LOCKED`` and deleted by ``ctid``,
+        returning no rows (``:limit`` is the chunk): the form that never waits."""
+        order = f"ORDER BY {self.order_by}" if self.order_by else ""
+        return sa.text(
+            f"DELETE FROM {self.table} WHERE ctid = ANY(ARRAY("
+            f"SELECT ctid FROM {self.table} WHERE {self.where} {order} "
+            "LIMIT :limit FOR UPDATE SKIP LOCKED))"
+        )
+
+    @property
+    def next_bound(self) -> sa.TextClause:
+        """The time up to which the next chunk deletes: that of the ``:limit``-th
+        row after ``:after``, or, with fewer left, the last one's (NULL: none)."""
+        after = f"{self.where} AND {self.order_by} > :after"
+        return sa.text(
+            f"SELECT COALESCE((SELECT {self.order_by} FROM {self.table} "
+            f"WHERE {after} ORDER BY {self.order_by} "
+            "OFFSET CAST(:limit AS integer) - 1 LIMIT 1), "
+            f"(SELECT max({self.order_by}) FROM {self.table} WHERE {after}))"
+        )
+
+    @property
+    def up_to_bound(self) -> sa.TextClause:
+        """One chunk: every matching row after ``:after`` and up to ``:bound``."""
+        return sa.text(
+            f"DELETE FROM {self.table} WHERE {self.where} "
+            f"AND {self.order_by} > :after AND {self.order_by} <= :bound"
+        )
 
 
 @dataclass(frozen=True)
@@ -197,6 +250,63 @@ def run_chunked(
         engine, statement, params, chunk_size, progress="count", action=action
     )
     return ChunkedResult(totals["count"], chunks)
+
+
+def delete_retained(
+    engine: Engine,
+    retention: RetentionDelete,
+    params: dict[str, Any],
+    chunk_size: int,
+    action: str,
+) -> ChunkedResult:
+    """Run a retention delete in chunks, each its own transaction, oldest first.
+
+    A chunk is a plain ``DELETE`` of a range of ``order_by``: the rows after the
+    last chunk's end, up to the time of the ``chunk_size``-th of them, so each row
+    is read once, by the delete, and no chunk walks over the index entries of the
+    rows earlier chunks deleted. Rows of one instant (written by one transaction)
+    go in one chunk: a chunk holds ``chunk_size`` rows and the rest of its last
+    instant. The claiming form (lock each row, skip the held ones, delete by
+    address) reads and writes every row twice; ``agnt-jobs bench`` measured it at
+    2.2 to 2.8x one ``DELETE`` of the same rows.
+
+    A plain ``DELETE`` waits for a row another transaction holds: it waits at most
+    ``RETENTION_LOCK_WAIT``, and from then on the run claims its rows with SKIP
+    LOCKED, leaving the held ones to the next run. Without ``order_by`` every
+    chunk is claimed so."""
+    if retention.order_by is None:
+        return run_chunked(engine, retention.claiming, params, chunk_size, action)
+    after, rows, chunks = EARLIEST, 0, 0
+    while True:
+        checkpoint()
+        try:
+            with (
+                tracing.span(f"chunk {action}", {"agnt.chunk": chunks + 1}) as traced,
+                chunk_transaction(engine, RETENTION_LOCK_WAIT) as connection,
+            ):
+                values = {**params, "after": after, "limit": chunk_size}
+                bound = connection.execute(retention.next_bound, values).scalar()
+                if bound is None:
+                    return ChunkedResult(rows, chunks)
+                count = connection.execute(
+                    retention.up_to_bound, {**values, "bound": bound}
+                ).rowcount
+                traced.set_attribute("agnt.rows", count)
+        except sa.exc.OperationalError as error:
+            if not isinstance(error.orig, psycopg.errors.LockNotAvailable):
+                raise
+            logger.info(
+                "rows held by another transaction: the rest of this run skips them",
+                extra=logs.event(action, held_after=str(after)),
+            )
+            rest = run_chunked(engine, retention.claiming, params, chunk_size, action)
+            return ChunkedResult(rows + rest.rows, chunks + rest.chunks)
+        chunks += 1
+        rows += count
+        logger.debug("chunk done", extra=logs.event(action, chunk=chunks, count=count))
+        if count < chunk_size:
+            return ChunkedResult(rows, chunks)
+        after = bound
 
 
 # --- ids in chunks, for work that needs them in Python -----------------------------

@@ -18,23 +18,23 @@ import sqlalchemy as sa
 from agnt_jobs import logs, timeutil
 from agnt_jobs.delivery import alerts
 from agnt_jobs.scheduler.bodies import JobResult, RunContext, job
-from agnt_jobs.walk import retention_delete, run_chunked
+from agnt_jobs.walk import RetentionDelete, delete_retained, run_chunked
 
 logger = logging.getLogger(__name__)
 
-EVICT_MEMORIES = retention_delete(
+EVICT_MEMORIES = RetentionDelete(
     "memories",
     "NOT pinned AND coalesce(last_accessed_at, created_at) < :cutoff",
     order_by="coalesce(last_accessed_at, created_at)",
 )
 
-DELETE_RESOLVED_LETTERS = retention_delete(
+DELETE_RESOLVED_LETTERS = RetentionDelete(
     "dead_letters",
     "resolved_at IS NOT NULL AND resolved_at < :cutoff",
     order_by="resolved_at",
 )
 
-PRUNE_ERROR_LOG = retention_delete(
+PRUNE_ERROR_LOG = RetentionDelete(
     "error_log", "created_at < :cutoff", order_by="created_at"
 )
 
@@ -64,7 +64,7 @@ ARCHIVE_DELTAS = sa.text(
     """
 )
 
-EXPIRE_ARCHIVE = retention_delete(
+EXPIRE_ARCHIVE = RetentionDelete(
     "fleet_delta_log_archive", "created_at < :before", order_by="created_at"
 )
 
@@ -95,10 +95,10 @@ WEEK_FIGURES = sa.text(
 
 
 def _chunked_delete(
-    ctx: RunContext, statement: sa.TextClause, cutoff: object, action: str
+    ctx: RunContext, retention: RetentionDelete, cutoff: object, action: str
 ) -> JobResult:
-    done = run_chunked(
-        ctx.engine, statement, {"cutoff": cutoff}, ctx.settings.job_chunk_size, action
+    done = delete_retained(
+        ctx.engine, retention, {"cutoff": cutoff}, ctx.settings.job_chunk_size, action
     )
     result = {"deleted": done.rows, "chunks": done.chunks}
     logger.info("rows deleted", extra=logs.event(action, **result))
@@ -147,7 +147,7 @@ def rotate_delta_log(ctx: RunContext) -> JobResult:
         ctx.settings.job_chunk_size,
         "delta_log_archived",
     )
-    expired = run_chunked(
+    expired = delete_retained(
         ctx.engine,
         EXPIRE_ARCHIVE,
         {"before": oldest_kept.start},

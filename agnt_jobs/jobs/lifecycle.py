@@ -13,7 +13,7 @@ from agnt_jobs import logs
 from agnt_jobs.checkpoint import checkpoint
 from agnt_jobs.models.billing import LIVE_SUBSCRIPTION_STATUSES
 from agnt_jobs.scheduler.bodies import JobResult, RunContext, job
-from agnt_jobs.walk import retention_delete, run_chunked
+from agnt_jobs.walk import RetentionDelete, delete_retained, run_chunked
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ PURGE_USERS = sa.text(
 # The chunked statements below address their claimed rows by ctid, so that a chunk
 # never scans the whole table (see agnt_jobs.walk); the expiry delete claims in
 # the order of its partial index on expires_at.
-DELETE_EXPIRED_SESSIONS = retention_delete(
+DELETE_EXPIRED_SESSIONS = RetentionDelete(
     "b2b_onboarding_sessions",
     "status <> 'COMPLETED' AND expires_at < :cutoff",
     order_by="expires_at",
@@ -226,7 +226,7 @@ def b2b_session_cleanup(ctx: RunContext) -> JobResult:
     ``b2b_session_retention_days`` ago (ACTIVE or ABANDONED alike). Completed
     sessions are the venue's onboarding record and are kept."""
     cutoff = ctx.now - timedelta(days=ctx.settings.b2b_session_retention_days)
-    done = run_chunked(
+    done = delete_retained(
         ctx.engine,
         DELETE_EXPIRED_SESSIONS,
         {"cutoff": cutoff},

@@ -43,7 +43,8 @@ def test_a_chunked_delete_stopped_after_two_chunks_keeps_them_and_reruns_the_res
         connection.execute(
             sa.text(
                 "INSERT INTO error_log (source, message, created_at) "
-                "SELECT 'test', 'boom ' || i, :at FROM generate_series(1, 35) AS i"
+                "SELECT 'test', 'boom ' || i, :at + i * interval '1 second' "
+                "FROM generate_series(1, 35) AS i"
             ),
             {"at": NOW - timedelta(days=31)},
         )

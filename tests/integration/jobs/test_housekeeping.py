@@ -18,6 +18,7 @@ from agnt_jobs.standins.ops import FakeAlerts
 from tests.support.jobs import (
     context,
     count_commits,
+    rows_locked,
     run_concurrently,
 )
 from tests.support.lifecycle_data import add_memory, add_user, count, scalar
@@ -38,13 +39,17 @@ def alerts_server() -> Iterator[FakeAlerts]:
     server.stop()
 
 
-def _error_logs(c: Connection, count: int, created_at: datetime) -> None:
+def _error_logs(
+    c: Connection, count: int, created_at: datetime, apart: timedelta = SECOND
+) -> None:
+    """``count`` entries, the first at ``created_at``, then one every ``apart``."""
     c.execute(
         sa.text(
             "INSERT INTO error_log (source, message, created_at) "
-            "SELECT 'test', 'boom ' || i, :at FROM generate_series(1, :n) AS i"
+            "SELECT 'test', 'boom ' || i, :at + (i - 1) * :apart "
+            "FROM generate_series(1, :n) AS i"
         ),
-        {"n": count, "at": created_at},
+        {"n": count, "at": created_at, "apart": apart},
     )
 
 
@@ -122,7 +127,8 @@ def _old_memories(engine: Engine, n: int) -> None:
         c.execute(
             sa.text(
                 "INSERT INTO memories (user_id, content, created_at) "
-                "SELECT :u, 'm' || i, :at FROM generate_series(1, :n) AS i"
+                "SELECT :u, 'm' || i, :at + i * interval '1 second' "
+                "FROM generate_series(1, :n) AS i"
             ),
             {"u": user, "at": NOW - 200 * DAY, "n": n},
         )
@@ -164,6 +170,57 @@ def test_prune_error_logs_in_chunks(engine: Engine, env: Settings) -> None:
     assert commits[0] == 10
     with engine.connect() as c:
         assert count(c, "error_log") == 4
+
+
+def test_rows_of_one_instant_are_deleted_in_one_chunk(
+    engine: Engine, env: Settings
+) -> None:
+    """A chunk ends at a time, not inside one: 30 entries a second apart, then 45
+    written at one instant (one transaction's), then 20 more, in chunks of 10."""
+    with engine.begin() as c:
+        _error_logs(c, 30, NOW - 40 * DAY)
+        _error_logs(c, 45, NOW - 35 * DAY, apart=timedelta(0))
+        _error_logs(c, 20, NOW - 32 * DAY)
+        _error_logs(c, 4, NOW - 30 * DAY + SECOND)
+    with count_commits(engine) as commits:
+        result = housekeeping.prune_error_logs(
+            context(engine, env, NOW, job_chunk_size=10)
+        )
+    # Three chunks of 10, one of the 45, two of 10, none left to find.
+    assert result == {"deleted": 95, "chunks": 6}
+    assert commits[0] == 7
+    with engine.connect() as c:
+        assert count(c, "error_log") == 4
+
+
+def test_a_retention_delete_does_not_wait_out_a_row_held_elsewhere(
+    engine: Engine, env: Settings
+) -> None:
+    """On an engine with no lock timeout of its own, a run meets rows another
+    transaction holds in its first chunk: it deletes every other due row and ends
+    while they are still held, instead of waiting for their holder."""
+    with engine.begin() as c:
+        _error_logs(c, 30, NOW - 40 * DAY)
+    finished = threading.Event()
+    result: dict[str, object] = {}
+
+    def prune() -> None:
+        result.update(
+            housekeeping.prune_error_logs(context(engine, env, NOW, job_chunk_size=10))
+        )
+        finished.set()
+
+    with rows_locked(
+        engine, "SELECT id FROM error_log ORDER BY id LIMIT 3 FOR UPDATE"
+    ) as held:
+        runner = threading.Thread(target=prune)
+        runner.start()
+        ended_while_held = finished.wait(timeout=20)
+    runner.join()
+    assert ended_while_held
+    assert result["deleted"] == 30 - len(held)
+    with engine.connect() as c:
+        assert scalar(c, "SELECT array_agg(id ORDER BY id) FROM error_log") == held
 
 
 def test_rotation_moves_past_weeks_with_their_ids_and_content(

@@ -86,6 +86,9 @@ def _still_due(engine: Engine, case: Case) -> list[int]:
 
 
 # --- seeds ------------------------------------------------------------------------
+# The retention seeds space their rows a second apart: a retention delete ends a
+# chunk at a time, never inside one, and a crash after its first chunk needs more
+# than one instant to leave some rows.
 
 
 def _old_memories(engine: Engine, n: int, now: datetime) -> None:
@@ -93,7 +96,8 @@ def _old_memories(engine: Engine, n: int, now: datetime) -> None:
     data.execute(
         engine,
         "INSERT INTO memories (user_id, content, created_at) "
-        "SELECT :u, 'm' || i, :at FROM generate_series(1, :n) AS i",
+        "SELECT :u, 'm' || i, :at + i * interval '1 second' "
+        "FROM generate_series(1, :n) AS i",
         u=owner,
         at=now - 200 * D,
         n=n,
@@ -112,8 +116,8 @@ def _resolved_dead_letters(engine: Engine, n: int, now: datetime) -> None:
     data.execute(
         engine,
         "INSERT INTO dead_letters (source, source_id, error_class, created_at, "
-        "resolved_at) SELECT 'send_queue', 'm' || i, 'exhausted', :at, :resolved "
-        "FROM generate_series(1, :n) AS i",
+        "resolved_at) SELECT 'send_queue', 'm' || i, 'exhausted', :at, "
+        ":resolved + i * interval '1 second' FROM generate_series(1, :n) AS i",
         at=now - 30 * D,
         resolved=now - 9 * D,
         n=n,
@@ -132,7 +136,8 @@ def _old_error_logs(engine: Engine, n: int, now: datetime) -> None:
     data.execute(
         engine,
         "INSERT INTO error_log (source, message, created_at) "
-        "SELECT 'test', 'boom ' || i, :at FROM generate_series(1, :n) AS i",
+        "SELECT 'test', 'boom ' || i, :at + i * interval '1 second' "
+        "FROM generate_series(1, :n) AS i",
         at=now - 40 * D,
         n=n,
     )
@@ -156,7 +161,8 @@ def _sessions(last_activity: timedelta, expires: timedelta) -> Seed:
         data.execute(
             engine,
             "INSERT INTO b2b_onboarding_sessions (user_id, last_activity_at, "
-            "expires_at) SELECT :u, :idle, :exp FROM generate_series(1, :n)",
+            "expires_at) SELECT :u, :idle, :exp + i * interval '1 second' "
+            "FROM generate_series(1, :n) AS i",
             u=owner,
             idle=now + last_activity,
             exp=now + expires,

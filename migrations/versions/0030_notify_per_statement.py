@@ -9,7 +9,9 @@ The worker reads only the notification's type (``job_inserted``), so one per que
 and statement asks the same: this trigger, for each statement, sends one pair of
 notifications per queue that received a waiting job, carrying the lowest of their
 ids (the payload keeps Procrastinate's shape). A single job's defer sends what it
-sent before.
+sent before. A later Procrastinate migration that creates its row trigger again
+must be followed by dropping it (``tests/integration/test_new_job_notifications.py``
+counts the notifications a batch sends).
 
 Revision ID: 0030
 Revises: 0029

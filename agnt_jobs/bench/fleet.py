@@ -44,6 +44,9 @@ MAX_CONNECTIONS = 100
 # Server connections PgBouncer may hold for the workers' queue pools; LISTEN and
 # job bodies connect straight (docs/operations.md, "PgBouncer").
 POOL_SIZE = 20
+# What each worker may open straight through PgBouncer (its listener, one body
+# connection): 30 x 2 + 20 stays under MAX_CONNECTIONS less the reserved ones.
+SERVER_PER_WORKER = 2
 NOOP_JOBS = 3000
 GOAL_P99_SECONDS = 0.5
 # Thirty Pythons importing the App on two busy cores take minutes to start.
@@ -195,6 +198,9 @@ def fleet(
             stack.callback(bouncer.stop)
             bouncer.start()
             extra["AGNT_DATABASE_DIRECT_URL"] = direct
+            # Within the documented budget: thirty workers' listeners and one body
+            # connection each, beside PgBouncer's pool, fit max_connections.
+            extra["AGNT_DB_MAX_CONNECTIONS_PER_WORKER"] = str(SERVER_PER_WORKER)
         url = bouncer.url("agnt") if bouncer else direct
         env = child_env(
             url,

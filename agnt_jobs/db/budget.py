@@ -31,6 +31,11 @@ the queue pool's working connections (to 2 beside the history writer's), the
 body engine's kept connections (to 1). Below the floors the setting is refused.
 A query that finds its pool empty waits for a connection to come back; the pool
 never asks the server for more than its share.
+
+Through PgBouncer (``AGNT_DATABASE_DIRECT_URL`` set) the queue pool's connections
+are PgBouncer's clients, not the server's: the cap counts what the worker opens
+on the server itself, its listener and body engine, and shrinks only the body
+engine (the extra connections, then the kept ones to 1).
 """
 
 from __future__ import annotations
@@ -72,18 +77,26 @@ def budget(settings: Settings, *, listen_notify: bool = True) -> Budget:
     cap = settings.db_max_connections_per_worker
     if cap is None:
         return Budget(queue, listeners, body, overflow)
-    floor = listeners + min(queue, QUEUE_FLOOR) + BODY_FLOOR
+    # Through PgBouncer the queue pool is not the server's to count.
+    pooled = settings.database_direct_url is not None
+    counted_queue = 0 if pooled else queue
+    floor = listeners + min(counted_queue, QUEUE_FLOOR) + BODY_FLOOR
     if cap < floor:
+        needs = (
+            "its listener and one for job bodies; the queue pool goes through PgBouncer"
+            if pooled
+            else "its listener, the run-history writer, two for its loops, one "
+            "for job bodies"
+        )
         raise ConfigError(
             f"AGNT_DB_MAX_CONNECTIONS_PER_WORKER={cap} is below the {floor} "
-            "connections a worker needs (its listener, the run-history writer, two "
-            "for its loops, one for job bodies): raise it"
+            f"connections a worker needs ({needs}): raise it"
         )
-    over = listeners + queue + body + overflow - cap
+    over = listeners + counted_queue + body + overflow - cap
     if over > 0:
         cut = min(over, overflow)
         overflow, over = overflow - cut, over - cut
-    if over > 0 and settings.pool_max_size is None:
+    if over > 0 and not pooled and settings.pool_max_size is None:
         cut = min(over, queue - QUEUE_FLOOR)
         queue, over = queue - cut, over - cut
     if over > 0:

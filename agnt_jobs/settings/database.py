@@ -38,10 +38,12 @@ class DatabaseSettings(BaseModel):
     )
     db_max_connections_per_worker: int | None = Field(
         default=None,
-        ge=4,
+        ge=2,
         description="Most connections one worker opens to the database, its pools "
         "and listeners together; the pools shrink to fit (docs/operations.md, "
-        "Connections). Unset: 3 x AGNT_WORKER_CONCURRENCY + 4 at most.",
+        "Connections). Through PgBouncer (AGNT_DATABASE_DIRECT_URL set) it counts "
+        "the listener and job bodies only, the connections that reach the server "
+        "straight. Unset: 3 x AGNT_WORKER_CONCURRENCY + 4 at most.",
     )
     db_retry_initial_seconds: float = Field(
         default=0.25,

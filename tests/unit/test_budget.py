@@ -62,3 +62,24 @@ def test_a_fixed_queue_pool_is_kept_and_the_bodies_give_way() -> None:
     )
     with pytest.raises(ConfigError, match="AGNT_POOL_MAX_SIZE=30"):
         budget(too_big)
+
+
+def test_through_pgbouncer_the_cap_counts_only_what_reaches_the_server() -> None:
+    """The queue pool's connections are PgBouncer's clients: a cap of 2 leaves it
+    whole and keeps the listener and one body connection."""
+
+    def capped(cap: int) -> Budget:
+        return budget(
+            _settings(
+                worker_concurrency=2,
+                db_max_connections_per_worker=cap,
+                database_direct_url="postgresql://agnt@db:5432/agnt",
+            )
+        )
+
+    assert capped(5) == Budget(5, 1, 2, 2)
+    assert capped(4) == Budget(5, 1, 2, 1)
+    assert capped(2) == Budget(5, 1, 1, 0)
+    for cap in range(2, 8):
+        share = capped(cap)
+        assert share.listeners + share.body_pool + share.body_overflow <= cap

@@ -288,8 +288,8 @@ def delete_retained(
                     .one()
                     .bound
                 )
-                if bound is None:
-                    return ChunkedResult(rows, chunks)
+                if bound is None:  # a chunk that found nothing, as run_chunked's
+                    return ChunkedResult(rows, chunks + 1)
                 count = connection.execute(
                     retention.up_to_bound, {**values, "bound": bound}
                 ).rowcount

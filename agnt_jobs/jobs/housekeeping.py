@@ -2,9 +2,11 @@
 dead-letter report, and rotation of the fleet delta log into its archive.
 
 Every delete runs in chunks of ``job_chunk_size`` rows, each chunk one short
-transaction that locks only its own rows (``FOR UPDATE SKIP LOCKED``): a purge of
-millions of rows never holds a long lock, and two copies share the work. The
-claimed rows are addressed by ``ctid`` (see ``agnt_jobs.walk`` for why).
+transaction that locks only its own rows: a purge of millions of rows never holds
+a long lock, and two copies share the work. The retention deletes take a range of
+times per chunk and wait at most a moment for a row held elsewhere
+(``agnt_jobs.walk.delete_retained``); the rotation claims its rows ``FOR UPDATE
+SKIP LOCKED`` and addresses them by ``ctid`` (see ``agnt_jobs.walk`` for why).
 """
 
 from __future__ import annotations

@@ -66,8 +66,8 @@ PURGE_USERS = sa.text(
 )
 
 # The chunked statements below address their claimed rows by ctid, so that a chunk
-# never scans the whole table (see agnt_jobs.walk); the expiry delete claims in
-# the order of its partial index on expires_at.
+# never scans the whole table (see agnt_jobs.walk); the expiry delete walks ranges
+# of expires_at, the order of its partial index (walk.delete_retained).
 DELETE_EXPIRED_SESSIONS = RetentionDelete(
     "b2b_onboarding_sessions",
     "status <> 'COMPLETED' AND expires_at < :cutoff",

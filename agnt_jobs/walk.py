@@ -41,6 +41,7 @@ only when a row is held elsewhere.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 from collections import Counter
 from collections.abc import Iterator, Mapping
@@ -119,13 +120,14 @@ class RetentionDelete:
     """A retention job's delete: the rows of ``table`` matching ``where`` (its
     parameters are the caller's), oldest first by ``order_by``, a timestamp
     expression an index serves which ``where`` bounds (``created_at < :cutoff``);
-    None where no index serves one. ``delete_retained`` runs it."""
+    None where no index serves one. ``delete_retained`` runs it. Its statements
+    are built once and reused by every chunk of every run."""
 
     table: str
     where: str
     order_by: str | None
 
-    @property
+    @functools.cached_property
     def claiming(self) -> sa.TextClause:
         """A chunk claimed ``FOR UPDATE SKIP LOCKED`` and deleted by ``ctid``,
         returning no rows (``:limit`` is the chunk): the form that never waits."""
@@ -136,7 +138,7 @@ class RetentionDelete:
             "LIMIT :limit FOR UPDATE SKIP LOCKED))"
         )
 
-    @property
+    @functools.cached_property
     def next_bound(self) -> sa.TextClause:
         """The first statement of a chunk's transaction: the time up to which the
         chunk deletes (that of the ``:limit``-th row after ``:after``, or, with
@@ -155,7 +157,7 @@ class RetentionDelete:
             "AS bound"
         )
 
-    @property
+    @functools.cached_property
     def up_to_bound(self) -> sa.TextClause:
         """One chunk: every matching row after ``:after`` and up to ``:bound``."""
         return sa.text(

@@ -33,9 +33,10 @@ chunks of 5,000 (3x the single ``DELETE``):
   every deleted row once more for the RETURNING list, a seventh of the job. The
   statement's own row count is the count.
 
-Retention deletes (``delete_retained``) go further: a chunk is a plain ``DELETE``
-of a range of times, each row read once, falling back to the claiming form above
-only when a row is held elsewhere.
+Range changes (``change_by_range``: the retention deletes, and updates that move a
+row out of its job's reach, as marking a session abandoned does) go further: a
+chunk is a plain ``DELETE`` or ``UPDATE`` of a range of times, each row read once,
+falling back to the claiming form above only when a row is held elsewhere.
 """
 
 from __future__ import annotations
@@ -108,44 +109,54 @@ def due_ids(
         after_at, after_id = due[-1].due_at, due[-1].id
 
 
-# How long a retention chunk's plain DELETE waits for a row another transaction
+# How long a range chunk's plain statement waits for a row another transaction
 # holds before the rest of the run claims its rows with SKIP LOCKED instead.
-RETENTION_LOCK_WAIT = "100ms"
-# Where a retention delete's walk starts: before any time a row can hold.
+RANGE_LOCK_WAIT = "100ms"
+# Where a range walk starts: before any time a row can hold.
 EARLIEST = datetime(1, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
-class RetentionDelete:
-    """A retention job's delete: the rows of ``table`` matching ``where`` (its
-    parameters are the caller's), oldest first by ``order_by``, a timestamp
-    expression an index serves which ``where`` bounds (``created_at < :cutoff``);
-    None where no index serves one. ``delete_retained`` runs it. Its statements
-    are built once and reused by every chunk of every run."""
+class RangeChange:
+    """A change made to the rows of ``table`` matching ``where`` (its parameters
+    are the caller's), oldest first by ``order_by``, a timestamp expression an
+    index serves which ``where`` bounds (``created_at < :cutoff``); None where no
+    index serves one. The change deletes the rows, or, with ``assign`` (an
+    ``UPDATE``'s ``SET`` list), updates them, and must then take each row out of
+    ``where`` (``status = 'ABANDONED'`` for a ``where`` of ``status = 'ACTIVE'``).
+    ``change_by_range`` runs it. Its statements are built once and reused by
+    every chunk of every run."""
 
     table: str
     where: str
     order_by: str | None
+    assign: str | None = None
+
+    def _change(self, where: str) -> str:
+        if self.assign is None:
+            return f"DELETE FROM {self.table} WHERE {where}"
+        return f"UPDATE {self.table} SET {self.assign} WHERE {where}"
 
     @functools.cached_property
     def claiming(self) -> sa.TextClause:
-        """A chunk claimed ``FOR UPDATE SKIP LOCKED`` and deleted by ``ctid``,
+        """A chunk claimed ``FOR UPDATE SKIP LOCKED`` and changed by ``ctid``,
         returning no rows (``:limit`` is the chunk): the form that never waits."""
         order = f"ORDER BY {self.order_by}" if self.order_by else ""
         return sa.text(
-            f"DELETE FROM {self.table} WHERE ctid = ANY(ARRAY("
-            f"SELECT ctid FROM {self.table} WHERE {self.where} {order} "
-            "LIMIT :limit FOR UPDATE SKIP LOCKED))"
+            self._change(
+                f"ctid = ANY(ARRAY(SELECT ctid FROM {self.table} WHERE {self.where} "
+                f"{order} LIMIT :limit FOR UPDATE SKIP LOCKED))"
+            )
         )
 
     @functools.cached_property
     def next_bound(self) -> sa.TextClause:
         """The first statement of a chunk's transaction: the time up to which the
-        chunk deletes (that of the ``:limit``-th row after ``:after``, or, with
-        fewer left, the last one's; NULL: none), and the transaction's settings,
-        in the same round trip: its commit does not wait for the WAL flush (see
-        ``chunk_transaction`` for why that is safe) and its statements wait at
-        most ``:lock_wait`` for a lock."""
+        chunk changes rows (that of the ``:limit``-th row after ``:after``, or,
+        with fewer left, the last one's; NULL: none), and the transaction's
+        settings, in the same round trip: its commit does not wait for the WAL
+        flush (see ``chunk_transaction`` for why that is safe) and its statements
+        wait at most ``:lock_wait`` for a lock."""
         after = f"{self.where} AND {self.order_by} > :after"
         return sa.text(
             "SELECT set_config('synchronous_commit', 'off', true), "
@@ -161,8 +172,10 @@ class RetentionDelete:
     def up_to_bound(self) -> sa.TextClause:
         """One chunk: every matching row after ``:after`` and up to ``:bound``."""
         return sa.text(
-            f"DELETE FROM {self.table} WHERE {self.where} "
-            f"AND {self.order_by} > :after AND {self.order_by} <= :bound"
+            self._change(
+                f"{self.where} AND {self.order_by} > :after "
+                f"AND {self.order_by} <= :bound"
+            )
         )
 
 
@@ -249,30 +262,31 @@ def run_chunked(
     return ChunkedResult(totals["count"], chunks)
 
 
-def delete_retained(
+def change_by_range(
     engine: Engine,
-    retention: RetentionDelete,
+    change: RangeChange,
     params: dict[str, Any],
     chunk_size: int,
     action: str,
 ) -> ChunkedResult:
-    """Run a retention delete in chunks, each its own transaction, oldest first.
+    """Make a range change in chunks, each its own transaction, oldest first.
 
-    A chunk is a plain ``DELETE`` of a range of ``order_by``: the rows after the
-    last chunk's end, up to the time of the ``chunk_size``-th of them, so each row
-    is read once, by the delete, and no chunk walks over the index entries of the
-    rows earlier chunks deleted. Rows of one instant (written by one transaction)
-    go in one chunk: a chunk holds ``chunk_size`` rows and the rest of its last
-    instant. The claiming form (lock each row, skip the held ones, delete by
-    address) reads and writes every row twice; ``agnt-jobs bench`` measured it at
-    2.5 to 3.4x one ``DELETE`` of the same rows at scale 100.
+    A chunk is a plain ``DELETE`` or ``UPDATE`` of a range of ``order_by``: the
+    rows after the last chunk's end, up to the time of the ``chunk_size``-th of
+    them, so each row is read once, by the change, and no chunk walks over the
+    index entries of the rows earlier chunks changed. Rows of one instant (written
+    by one transaction) go in one chunk: a chunk holds ``chunk_size`` rows and the
+    rest of its last instant. The claiming form (lock each row, skip the held
+    ones, change by address) reads and writes every row twice; ``agnt-jobs
+    bench`` measured it at 2.5 to 3.4x one ``DELETE`` of the same rows at scale
+    100.
 
-    A plain ``DELETE`` waits for a row another transaction holds: it waits at most
-    ``RETENTION_LOCK_WAIT``, and from then on the run claims its rows with SKIP
+    A plain statement waits for a row another transaction holds: it waits at most
+    ``RANGE_LOCK_WAIT``, and from then on the run claims its rows with SKIP
     LOCKED, leaving the held ones to the next run. Without ``order_by`` every
     chunk is claimed so."""
-    if retention.order_by is None:
-        return run_chunked(engine, retention.claiming, params, chunk_size, action)
+    if change.order_by is None:
+        return run_chunked(engine, change.claiming, params, chunk_size, action)
     after, rows, chunks = EARLIEST, 0, 0
     while True:
         checkpoint()
@@ -284,8 +298,8 @@ def delete_retained(
                 values = {**params, "after": after, "limit": chunk_size}
                 bound = (
                     connection.execute(
-                        retention.next_bound,
-                        {**values, "lock_wait": RETENTION_LOCK_WAIT},
+                        change.next_bound,
+                        {**values, "lock_wait": RANGE_LOCK_WAIT},
                     )
                     .one()
                     .bound
@@ -293,7 +307,7 @@ def delete_retained(
                 if bound is None:  # a chunk that found nothing, as run_chunked's
                     return ChunkedResult(rows, chunks + 1)
                 count = connection.execute(
-                    retention.up_to_bound, {**values, "bound": bound}
+                    change.up_to_bound, {**values, "bound": bound}
                 ).rowcount
                 traced.set_attribute("agnt.rows", count)
         except sa.exc.OperationalError as error:
@@ -303,7 +317,7 @@ def delete_retained(
                 "rows held by another transaction: the rest of this run skips them",
                 extra=logs.event(action, held_after=str(after)),
             )
-            rest = run_chunked(engine, retention.claiming, params, chunk_size, action)
+            rest = run_chunked(engine, change.claiming, params, chunk_size, action)
             return ChunkedResult(rows + rest.rows, chunks + rest.chunks)
         chunks += 1
         rows += count

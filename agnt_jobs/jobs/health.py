@@ -28,7 +28,7 @@ from agnt_jobs.delivery import alerts
 from agnt_jobs.models.scheduling import SkipReason
 from agnt_jobs.scheduler import broken
 from agnt_jobs.scheduler.bodies import JobResult, RunContext, job, missing_settings
-from agnt_jobs.walk import RetentionDelete, delete_retained
+from agnt_jobs.walk import RangeChange, change_by_range
 
 logger = logging.getLogger(__name__)
 
@@ -438,7 +438,7 @@ def _store(ctx: RunContext, name: str, seen: Observation) -> bool:
 
 
 # No index leads with checked_at (it follows check_name), so no order to claim in.
-PRUNE_RESULTS = RetentionDelete(
+PRUNE_RESULTS = RangeChange(
     "health_check_results", "checked_at < :cutoff", order_by=None
 )
 
@@ -453,7 +453,7 @@ def run_checks(ctx: RunContext, checks: dict[str, Check]) -> JobResult:
             failing.append(name)
     delivered = alerts.deliver_pending(ctx.engine, ctx.settings)
     retention = timedelta(days=ctx.settings.health_results_retention_days)
-    pruned = delete_retained(
+    pruned = change_by_range(
         ctx.engine,
         PRUNE_RESULTS,
         {"cutoff": ctx.now - retention},

@@ -5,7 +5,7 @@ Every delete runs in chunks of ``job_chunk_size`` rows, each chunk one short
 transaction that locks only its own rows: a purge of millions of rows never holds
 a long lock, and two copies share the work. The retention deletes take a range of
 times per chunk and wait at most a moment for a row held elsewhere
-(``agnt_jobs.walk.delete_retained``); the rotation claims its rows ``FOR UPDATE
+(``agnt_jobs.walk.change_by_range``); the rotation claims its rows ``FOR UPDATE
 SKIP LOCKED`` and addresses them by ``ctid`` (see ``agnt_jobs.walk`` for why).
 """
 
@@ -20,23 +20,23 @@ import sqlalchemy as sa
 from agnt_jobs import logs, timeutil
 from agnt_jobs.delivery import alerts
 from agnt_jobs.scheduler.bodies import JobResult, RunContext, job
-from agnt_jobs.walk import RetentionDelete, delete_retained, run_chunked
+from agnt_jobs.walk import RangeChange, change_by_range, run_chunked
 
 logger = logging.getLogger(__name__)
 
-EVICT_MEMORIES = RetentionDelete(
+EVICT_MEMORIES = RangeChange(
     "memories",
     "NOT pinned AND coalesce(last_accessed_at, created_at) < :cutoff",
     order_by="coalesce(last_accessed_at, created_at)",
 )
 
-DELETE_RESOLVED_LETTERS = RetentionDelete(
+DELETE_RESOLVED_LETTERS = RangeChange(
     "dead_letters",
     "resolved_at IS NOT NULL AND resolved_at < :cutoff",
     order_by="resolved_at",
 )
 
-PRUNE_ERROR_LOG = RetentionDelete(
+PRUNE_ERROR_LOG = RangeChange(
     "error_log", "created_at < :cutoff", order_by="created_at"
 )
 
@@ -66,7 +66,7 @@ ARCHIVE_DELTAS = sa.text(
     """
 )
 
-EXPIRE_ARCHIVE = RetentionDelete(
+EXPIRE_ARCHIVE = RangeChange(
     "fleet_delta_log_archive", "created_at < :before", order_by="created_at"
 )
 
@@ -97,9 +97,9 @@ WEEK_FIGURES = sa.text(
 
 
 def _chunked_delete(
-    ctx: RunContext, retention: RetentionDelete, cutoff: object, action: str
+    ctx: RunContext, retention: RangeChange, cutoff: object, action: str
 ) -> JobResult:
-    done = delete_retained(
+    done = change_by_range(
         ctx.engine, retention, {"cutoff": cutoff}, ctx.settings.job_chunk_size, action
     )
     result = {"deleted": done.rows, "chunks": done.chunks}
@@ -149,7 +149,7 @@ def rotate_delta_log(ctx: RunContext) -> JobResult:
         ctx.settings.job_chunk_size,
         "delta_log_archived",
     )
-    expired = delete_retained(
+    expired = change_by_range(
         ctx.engine,
         EXPIRE_ARCHIVE,
         {"before": oldest_kept.start},

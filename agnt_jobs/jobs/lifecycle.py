@@ -13,7 +13,7 @@ from agnt_jobs import logs
 from agnt_jobs.checkpoint import checkpoint
 from agnt_jobs.models.billing import LIVE_SUBSCRIPTION_STATUSES
 from agnt_jobs.scheduler.bodies import JobResult, RunContext, job
-from agnt_jobs.walk import RetentionDelete, delete_retained, run_chunked
+from agnt_jobs.walk import RangeChange, change_by_range
 
 logger = logging.getLogger(__name__)
 
@@ -66,44 +66,28 @@ PURGE_USERS = sa.text(
 )
 
 # The chunked statements below address their claimed rows by ctid, so that a chunk
-# never scans the whole table (see agnt_jobs.walk); the expiry delete walks ranges
-# of expires_at, the order of its partial index (walk.delete_retained).
-DELETE_EXPIRED_SESSIONS = RetentionDelete(
+# never scans the whole table (see agnt_jobs.walk); the expiry delete, the abandoning
+# and the expiring of codes walk ranges of the time their partial index orders by
+# (walk.change_by_range).
+DELETE_EXPIRED_SESSIONS = RangeChange(
     "b2b_onboarding_sessions",
     "status <> 'COMPLETED' AND expires_at < :cutoff",
     order_by="expires_at",
 )
 
-MARK_ABANDONED = sa.text(
-    """
-    WITH marked AS (
-        UPDATE b2b_onboarding_sessions SET status = 'ABANDONED', abandoned_at = :now
-        WHERE ctid = ANY(ARRAY(
-            SELECT ctid FROM b2b_onboarding_sessions
-            WHERE status = 'ACTIVE' AND last_activity_at < :cutoff
-            LIMIT :limit
-            FOR UPDATE SKIP LOCKED
-        ))
-        RETURNING 1
-    )
-    SELECT count(*) FROM marked
-    """
+# Abandoning a session (expiring a code) takes it out of its job's ``where``.
+MARK_ABANDONED = RangeChange(
+    "b2b_onboarding_sessions",
+    "status = 'ACTIVE' AND last_activity_at < :cutoff",
+    order_by="last_activity_at",
+    assign="status = 'ABANDONED', abandoned_at = :now",
 )
 
-EXPIRE_REFERRALS = sa.text(
-    """
-    WITH expired AS (
-        UPDATE referral_codes SET status = 'EXPIRED', expired_at = :now
-        WHERE ctid = ANY(ARRAY(
-            SELECT ctid FROM referral_codes
-            WHERE status = 'ACTIVE' AND redeemed_at IS NULL AND expires_at <= :now
-            LIMIT :limit
-            FOR UPDATE SKIP LOCKED
-        ))
-        RETURNING 1
-    )
-    SELECT count(*) FROM expired
-    """
+EXPIRE_REFERRALS = RangeChange(
+    "referral_codes",
+    "status = 'ACTIVE' AND redeemed_at IS NULL AND expires_at <= :now",
+    order_by="expires_at",
+    assign="status = 'EXPIRED', expired_at = :now",
 )
 
 # The venue flags from their sources of truth, one id range at a time. Only
@@ -226,7 +210,7 @@ def b2b_session_cleanup(ctx: RunContext) -> JobResult:
     ``b2b_session_retention_days`` ago (ACTIVE or ABANDONED alike). Completed
     sessions are the venue's onboarding record and are kept."""
     cutoff = ctx.now - timedelta(days=ctx.settings.b2b_session_retention_days)
-    done = delete_retained(
+    done = change_by_range(
         ctx.engine,
         DELETE_EXPIRED_SESSIONS,
         {"cutoff": cutoff},
@@ -246,7 +230,7 @@ def mark_abandoned_b2b_sessions(ctx: RunContext) -> JobResult:
     become ABANDONED (with ``abandoned_at``); the backend may still resume one
     before it expires."""
     cutoff = ctx.now - timedelta(hours=ctx.settings.b2b_abandon_after_hours)
-    done = run_chunked(
+    done = change_by_range(
         ctx.engine,
         MARK_ABANDONED,
         {"cutoff": cutoff, "now": ctx.now},
@@ -264,7 +248,7 @@ def mark_abandoned_b2b_sessions(ctx: RunContext) -> JobResult:
 def expire_stale_referrals(ctx: RunContext) -> JobResult:
     """ACTIVE, unredeemed referral codes whose ``expires_at`` has passed become
     EXPIRED (with ``expired_at``). Redeemed codes are never touched."""
-    done = run_chunked(
+    done = change_by_range(
         ctx.engine,
         EXPIRE_REFERRALS,
         {"now": ctx.now},

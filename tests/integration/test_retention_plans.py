@@ -1,6 +1,6 @@
 """A retention delete's range chunk reads through its index on a large table:
 200,000 error-log entries over half a year, five in six past the window,
-analysed, and both statements of a chunk (``RetentionDelete.next_bound``, the
+analysed, and both statements of a chunk (``RangeChange.next_bound``, the
 probe, and ``up_to_bound``, the delete) EXPLAINed with the parameters of a first
 chunk and of a last. A sequential scan here would make every chunk read the whole
 table: the cost of a run would grow with the chunks times the table."""
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from agnt_jobs.jobs import housekeeping
-from agnt_jobs.walk import EARLIEST, RETENTION_LOCK_WAIT, RetentionDelete
+from agnt_jobs.walk import EARLIEST, RANGE_LOCK_WAIT, RangeChange
 
 ENTRIES = 200_000
 CHUNK = 5_000
@@ -73,7 +73,7 @@ def filled(engine: Engine) -> Engine:
 
 
 def test_a_range_chunk_reads_the_error_log_through_its_index(filled: Engine) -> None:
-    retention: RetentionDelete = housekeeping.PRUNE_ERROR_LOG
+    retention: RangeChange = housekeeping.PRUNE_ERROR_LOG
     with filled.connect() as connection:
         times = list(
             connection.execute(
@@ -100,7 +100,7 @@ def test_a_range_chunk_reads_the_error_log_through_its_index(filled: Engine) -> 
             cutoff=CUTOFF,
             after=after,
             limit=CHUNK,
-            lock_wait=RETENTION_LOCK_WAIT,
+            lock_wait=RANGE_LOCK_WAIT,
         )
         delete = _plan(
             filled, retention.up_to_bound, cutoff=CUTOFF, after=after, bound=bound

@@ -86,9 +86,10 @@ def _still_due(engine: Engine, case: Case) -> list[int]:
 
 
 # --- seeds ------------------------------------------------------------------------
-# The retention seeds space their rows a second apart: a retention delete ends a
-# chunk at a time, never inside one, and a crash after its first chunk needs more
-# than one instant to leave some rows.
+# The seeds of range changes (the retention deletes, abandoning sessions, expiring
+# codes) space their rows a second apart: a range chunk ends at a time, never
+# inside one, and a crash after its first chunk needs more than one instant to
+# leave some rows.
 
 
 def _old_memories(engine: Engine, n: int, now: datetime) -> None:
@@ -161,7 +162,8 @@ def _sessions(last_activity: timedelta, expires: timedelta) -> Seed:
         data.execute(
             engine,
             "INSERT INTO b2b_onboarding_sessions (user_id, last_activity_at, "
-            "expires_at) SELECT :u, :idle, :exp + i * interval '1 second' "
+            "expires_at) SELECT :u, :idle + i * interval '1 second', "
+            ":exp + i * interval '1 second' "
             "FROM generate_series(1, :n) AS i",
             u=owner,
             idle=now + last_activity,
@@ -184,9 +186,10 @@ def _stale_referrals(engine: Engine, n: int, now: datetime) -> None:
     data.execute(
         engine,
         "INSERT INTO referral_codes (code, referrer_user_id, expires_at) "
-        "SELECT 'CODE' || i, :u, :exp FROM generate_series(1, :n) AS i",
+        "SELECT 'CODE' || i, :u, :exp + i * interval '1 second' "
+        "FROM generate_series(1, :n) AS i",
         u=data.user(engine),
-        exp=now - D,
+        exp=now - 2 * D,
         n=n,
     )
 

@@ -4,6 +4,7 @@ referral codes and the venues' derived flags."""
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -16,6 +17,7 @@ from agnt_jobs.settings import Settings
 from tests.support.jobs import (
     context,
     count_commits,
+    rows_locked,
 )
 from tests.support.lifecycle_data import (
     add_booking,
@@ -268,6 +270,56 @@ def test_idle_active_sessions_become_abandoned_once(
             )
             == NOW
         )
+
+
+def test_abandoning_does_not_wait_out_a_session_held_elsewhere(
+    engine: Engine, env: Settings
+) -> None:
+    """A session the backend holds (its owner is typing) while the run walks its
+    range: the run abandons every other idle session and ends while that one is
+    still held, instead of waiting for the backend; the held one stays ACTIVE
+    for the next run."""
+    with engine.begin() as c:
+        user = add_user(c)
+        sessions = [
+            add_session(
+                c,
+                user,
+                last_activity_at=NOW - 3 * DAY + n * SECOND,
+                expires_at=NOW + 10 * DAY,
+            )
+            for n in range(30)
+        ]
+    finished = threading.Event()
+    result: dict[str, object] = {}
+
+    def abandon() -> None:
+        result.update(
+            lifecycle.mark_abandoned_b2b_sessions(
+                context(engine, env, NOW, job_chunk_size=10)
+            )
+        )
+        finished.set()
+
+    with rows_locked(
+        engine,
+        "SELECT id FROM b2b_onboarding_sessions WHERE id = ANY(:ids) "
+        "ORDER BY id FOR UPDATE",
+        ids=sessions[4:6],
+    ) as held:
+        runner = threading.Thread(target=abandon)
+        runner.start()
+        ended_while_held = finished.wait(timeout=20)
+    runner.join()
+    assert ended_while_held
+    assert result["sessions_abandoned"] == 30 - len(held)
+    with engine.connect() as c:
+        active = scalar(
+            c,
+            "SELECT array_agg(id ORDER BY id) FROM b2b_onboarding_sessions "
+            "WHERE status = 'ACTIVE'",
+        )
+    assert active == held
 
 
 def test_unredeemed_referrals_past_expiry_expire(engine: Engine, env: Settings) -> None:

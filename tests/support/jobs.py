@@ -108,6 +108,28 @@ def rows_locked(engine: Engine, query: str, **params: Any) -> Iterator[list[Any]
         yield list(connection.execute(sa.text(query), params).scalars())
 
 
+def run_while_rows_held(
+    engine: Engine, query: str, run: Callable[[], Mapping[str, Any]], **params: Any
+) -> tuple[list[Any], Mapping[str, Any]]:
+    """Run a job (``run``) in a thread while ``query`` holds its rows (as
+    ``rows_locked``), and assert that it ends while they are still held, instead
+    of waiting for their holder: the ids held and the job's result."""
+    finished = threading.Event()
+    result: dict[str, Any] = {}
+
+    def job() -> None:
+        result.update(run())
+        finished.set()
+
+    with rows_locked(engine, query, **params) as held:
+        runner = threading.Thread(target=job)
+        runner.start()
+        ended_while_held = finished.wait(timeout=20)
+    runner.join()
+    assert ended_while_held, "the job waited for the rows another transaction held"
+    return held, result
+
+
 @contextlib.contextmanager
 def impatient(engine: Engine, lock_timeout_ms: int = 2000) -> Iterator[Engine]:
     """An engine on the same database whose statements give up after waiting

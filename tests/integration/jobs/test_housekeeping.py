@@ -18,8 +18,8 @@ from agnt_jobs.standins.ops import FakeAlerts
 from tests.support.jobs import (
     context,
     count_commits,
-    rows_locked,
     run_concurrently,
+    run_while_rows_held,
 )
 from tests.support.lifecycle_data import add_memory, add_user, count, scalar
 
@@ -201,23 +201,13 @@ def test_a_retention_delete_does_not_wait_out_a_row_held_elsewhere(
     while they are still held, instead of waiting for their holder."""
     with engine.begin() as c:
         _error_logs(c, 30, NOW - 40 * DAY)
-    finished = threading.Event()
-    result: dict[str, object] = {}
-
-    def prune() -> None:
-        result.update(
-            housekeeping.prune_error_logs(context(engine, env, NOW, job_chunk_size=10))
-        )
-        finished.set()
-
-    with rows_locked(
-        engine, "SELECT id FROM error_log ORDER BY id LIMIT 3 FOR UPDATE"
-    ) as held:
-        runner = threading.Thread(target=prune)
-        runner.start()
-        ended_while_held = finished.wait(timeout=20)
-    runner.join()
-    assert ended_while_held
+    held, result = run_while_rows_held(
+        engine,
+        "SELECT id FROM error_log ORDER BY id LIMIT 3 FOR UPDATE",
+        lambda: housekeeping.prune_error_logs(
+            context(engine, env, NOW, job_chunk_size=10)
+        ),
+    )
     assert result["deleted"] == 30 - len(held)
     with engine.connect() as c:
         assert scalar(c, "SELECT array_agg(id ORDER BY id) FROM error_log") == held

@@ -4,7 +4,6 @@ referral codes and the venues' derived flags."""
 
 from __future__ import annotations
 
-import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -17,7 +16,7 @@ from agnt_jobs.settings import Settings
 from tests.support.jobs import (
     context,
     count_commits,
-    rows_locked,
+    run_while_rows_held,
 )
 from tests.support.lifecycle_data import (
     add_booking,
@@ -290,28 +289,15 @@ def test_abandoning_does_not_wait_out_a_session_held_elsewhere(
             )
             for n in range(30)
         ]
-    finished = threading.Event()
-    result: dict[str, object] = {}
-
-    def abandon() -> None:
-        result.update(
-            lifecycle.mark_abandoned_b2b_sessions(
-                context(engine, env, NOW, job_chunk_size=10)
-            )
-        )
-        finished.set()
-
-    with rows_locked(
+    held, result = run_while_rows_held(
         engine,
         "SELECT id FROM b2b_onboarding_sessions WHERE id = ANY(:ids) "
         "ORDER BY id FOR UPDATE",
+        lambda: lifecycle.mark_abandoned_b2b_sessions(
+            context(engine, env, NOW, job_chunk_size=10)
+        ),
         ids=sessions[4:6],
-    ) as held:
-        runner = threading.Thread(target=abandon)
-        runner.start()
-        ended_while_held = finished.wait(timeout=20)
-    runner.join()
-    assert ended_while_held
+    )
     assert result["sessions_abandoned"] == 30 - len(held)
     with engine.connect() as c:
         active = scalar(

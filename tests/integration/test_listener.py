@@ -75,3 +75,33 @@ async def test_the_listener_hands_on_every_notification_and_listens_again_when_l
         listening.cancel()
         await asyncio.gather(listening, return_exceptions=True)
         await connector.close_async()
+
+
+async def test_notifications_kept_while_the_listener_asked_the_server_are_handed_on(
+    db_url: str, env: settings.Settings
+) -> None:
+    """A notification that reaches the listening session while it runs a query
+    of its own (its ``SELECT 1``) is read with that query's answer and kept by
+    psycopg, not left on the socket: the listener hands it on at once, not when
+    the socket next has something to read or its timeout passes."""
+    heard: list[str] = []
+
+    async def on_notification(*, channel: str, payload: str) -> None:
+        heard.append(payload)
+
+    async with await psycopg.AsyncConnection.connect(
+        db_url, autocommit=True
+    ) as connection:
+        await connection.execute(f"LISTEN {CHANNEL}")
+        # Its own NOTIFY reaches the session with the statement's answer.
+        await connection.execute(f"NOTIFY {CHANNEL}, 'kept'")
+        listening = asyncio.create_task(
+            SettingsConnector()._loop_notify(on_notification, connection, timeout=60)
+        )
+        try:
+            await _until(lambda: heard == ["kept"], timeout=5)
+            await asyncio.to_thread(_send, db_url, 7, 1)
+            await _until(lambda: heard == ["kept", "7"], timeout=5)
+        finally:
+            listening.cancel()
+            await asyncio.gather(listening, return_exceptions=True)

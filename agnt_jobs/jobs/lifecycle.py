@@ -65,10 +65,9 @@ PURGE_USERS = sa.text(
     """
 )
 
-# The chunked statements below address their claimed rows by ctid, so that a chunk
-# never scans the whole table (see agnt_jobs.walk); the expiry delete, the abandoning
-# and the expiring of codes walk ranges of the time their partial index orders by
-# (walk.change_by_range).
+# The sessions' and codes' changes below walk ranges of the time their partial index
+# orders by, and claim their rows by ctid only once a row is held elsewhere
+# (agnt_jobs.walk.change_by_range).
 DELETE_EXPIRED_SESSIONS = RangeChange(
     "b2b_onboarding_sessions",
     "status <> 'COMPLETED' AND expires_at < :cutoff",

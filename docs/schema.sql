@@ -1220,16 +1220,15 @@ BEGIN
         WHERE jobs.status = 'todo'
           AND ($1 IS NULL OR jobs.queue_name = ANY($1))
           AND (jobs.scheduled_at IS NULL OR jobs.scheduled_at <= now())
-          AND NOT EXISTS (
+          AND (jobs.lock IS NULL OR NOT EXISTS (
               SELECT 1 FROM procrastinate_jobs AS other
-              WHERE jobs.lock IS NOT NULL
-                AND other.lock = jobs.lock
+              WHERE other.lock = jobs.lock
                 AND (other.status = 'doing'
                      OR (other.status = 'todo'
                          AND (other.priority > jobs.priority
                               OR (other.priority = jobs.priority
                                   AND other.id < jobs.id))))
-          )
+          ))
         ORDER BY jobs.priority DESC, jobs.id ASC
         LIMIT $3
         FOR UPDATE OF jobs SKIP LOCKED
@@ -1717,6 +1716,28 @@ BEGIN
     VALUES (_schedule_id, _tick_at, 'deferred', _run_id, _worker_id);
     RETURN QUERY SELECT 'deferred'::text, NULL::text, _run_id;
 END;
+$function$;
+
+CREATE OR REPLACE FUNCTION public.agnt_fenced_claim(target_queue_names character varying[], p_worker_id bigint, n integer, p_claim bigint)
+ RETURNS SETOF procrastinate_jobs
+ LANGUAGE plpgsql
+AS $function$
+-- The jobs agnt_claim_jobs takes, unless the worker gave this claim (numbered
+-- p_claim) up already (agnt_claims_given_up_through). The worker's row stays
+-- held FOR KEY SHARE, what the claim's foreign key takes in any case, until the
+-- claim commits: a give-up (give_up_claims, FOR UPDATE SKIP LOCKED) cannot go
+-- through while the claim is under way.
+DECLARE
+    _given_up bigint;
+BEGIN
+    SELECT agnt_claims_given_up_through INTO _given_up
+    FROM procrastinate_workers WHERE id = p_worker_id
+    FOR KEY SHARE;
+    IF _given_up >= p_claim THEN
+        RETURN;
+    END IF;
+    RETURN QUERY SELECT * FROM agnt_claim_jobs(target_queue_names, p_worker_id, n);
+END
 $function$;
 
 CREATE OR REPLACE FUNCTION public.agnt_finish_own_jobs(p_ends jsonb, p_worker_id bigint)
@@ -2367,6 +2388,7 @@ CREATE INDEX procrastinate_periodic_defers_job_id_fkey_v1 ON public.procrastinat
 CREATE TABLE procrastinate_workers (
     id bigint GENERATED ALWAYS AS IDENTITY NOT NULL,
     last_heartbeat timestamp with time zone DEFAULT now() NOT NULL,
+    agnt_claims_given_up_through bigint DEFAULT '0'::bigint NOT NULL,
     CONSTRAINT procrastinate_workers_pkey PRIMARY KEY (id)
 );
 CREATE INDEX idx_procrastinate_workers_last_heartbeat ON public.procrastinate_workers USING btree (last_heartbeat);

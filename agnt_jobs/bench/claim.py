@@ -4,7 +4,8 @@ finished ones, against the claim with a thousand waiting.
 
 The claim timed is the one our worker makes (``AgntWorker._claim``): the
 statement ``CLAIM_JOBS`` of ``agnt_jobs.scheduler.worker``, which takes up to
-``BATCH`` jobs with ``agnt_claim_jobs(queues, worker_id, n)`` and records their
+``BATCH`` jobs with ``agnt_fenced_claim(queues, worker_id, n, claim)`` (the
+jobs ``agnt_claim_jobs(queues, worker_id, n)`` takes) and records their
 runs' starts, sent through our App's connector in a child process
 (``python -m agnt_jobs.bench.claim``). Beside it, claim by claim in the same
 child, the baseline: Procrastinate's ``fetch_job`` (``procrastinate_fetch_job_v2``,
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import re
@@ -423,6 +425,7 @@ async def _through_app(url: str, claims: int) -> dict[str, list[float]]:
     async with app.open_async():
         manager, connector = app.job_manager, app.connector
         worker_id = await manager.register_worker()
+        sent = itertools.count(1)
 
         async def ours() -> list[int]:
             rows = await connector.execute_query_all_async(
@@ -430,6 +433,7 @@ async def _through_app(url: str, claims: int) -> dict[str, list[float]]:
                 queues=None,
                 worker_id=worker_id,
                 n=BATCH,
+                claim=next(sent),
                 worker_name="bench",
             )
             return [row["id"] for row in rows]

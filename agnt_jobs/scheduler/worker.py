@@ -92,10 +92,13 @@ SELECT (SELECT id FROM beat) AS alive
 """
 
 # Up to ``n`` jobs for this worker, marked running under it, each run's start
-# recorded (its timeout returned beside it), in the order they are to start.
+# recorded (its timeout returned beside it), in the order they are to start; none
+# if the worker gave this claim (numbered ``claim``) up already.
 CLAIM_JOBS = f"""
 WITH claimed AS (
-    SELECT * FROM agnt_claim_jobs(%(queues)s::varchar[], %(worker_id)s, %(n)s)
+    SELECT * FROM agnt_fenced_claim(
+        %(queues)s::varchar[], %(worker_id)s, %(n)s, %(claim)s
+    )
 ), started AS ({
     START_RUNS.format(
         runs="(SELECT id AS job_id, attempts + 1 AS attempt, task_name, "
@@ -107,6 +110,11 @@ SELECT id, status, task_name, priority, lock, queueing_lock, args, scheduled_at,
 FROM claimed
 ORDER BY priority DESC, id
 """
+
+#: How long a worker whose lost claim still runs on the server waits before it
+#: tries again to give its claims up (``give_up_claims``); it claims nothing
+#: meanwhile.
+GIVE_UP_RETRY_SECONDS = 0.25
 
 #: In a claimed job's ``additional_context`` while the job holds one of the
 #: worker's slots: from its claim until its body ends (its end is recorded after
@@ -145,9 +153,11 @@ class AgntWorker(StoppingWorker):
         self._synced: asyncio.Task[Any] | None = None
         #: Set once the first claim is answered or failed: the sync may start.
         self._claimed_once = asyncio.Event()
-        #: A claim's answer was lost: the jobs it may have claimed are looked for
-        #: (and given back) before the next claim.
+        #: A claim's answer was lost: the claims sent so far are given up and the
+        #: jobs they may have taken given back before the next claim.
         self._claims_unknown = False
+        #: The number of the last claim sent (``agnt_fenced_claim``).
+        self._claims_sent = 0
         #: When the fetch loop may claim again after a claim that found nothing.
         self._claim_not_before = 0.0
         #: Why the worker stopped itself, if it did: it then exits non-zero.
@@ -487,7 +497,13 @@ class AgntWorker(StoppingWorker):
         """Claim jobs for every free slot and start them, until the worker stops
         or the queue has fewer jobs for it than it has slots."""
         if self._claims_unknown:
-            await self._give_back_lost_claims()
+            if not await self._give_back_lost_claims():
+                # A claim given up on still runs on the server. The run loop
+                # calls again at once while a new job's notification is pending.
+                await utils.wait_any(
+                    asyncio.sleep(GIVE_UP_RETRY_SECONDS), self._stop_event.wait()
+                )
+                return
             self._claims_unknown = False
         while not self._stop_event.is_set():
             await self._cool_down()
@@ -528,10 +544,18 @@ class AgntWorker(StoppingWorker):
         if delay > 0:
             await utils.wait_any(asyncio.sleep(delay), self._stop_event.wait())
 
-    async def _give_back_lost_claims(self) -> None:
+    async def _give_back_lost_claims(self) -> bool:
         """Give back the jobs the database holds as this worker's that it does not
-        run: claimed by a statement whose answer never reached it."""
+        run: claimed by a statement whose answer never reached it. Every claim sent
+        so far is given up first: one still on its way (queued in PgBouncer, or
+        running on the server after the worker's socket was cut) takes nothing
+        when it arrives. False, and nothing given back, while a claim is under way
+        on the server: it may still commit."""
         assert self.worker_id is not None
+        if not await self.app.connector.execute_query_all_async(
+            SQL["give_up_claims"], worker_id=self.worker_id, claim=self._claims_sent
+        ):
+            return False
         running = [context.job.id for context in self._running_jobs.values()]
         rows = await self.app.connector.execute_query_all_async(
             SQL["give_back_lost_claims"],
@@ -546,6 +570,7 @@ class AgntWorker(StoppingWorker):
                 "answer was lost: given back, due now",
                 extra=logs.event("lost_claim_given_back", job_id=row["id"]),
             )
+        return True
 
     async def _take_free_slots(self) -> int:
         """Wait for a free slot, then take every other one free now: the batch's
@@ -571,11 +596,13 @@ class AgntWorker(StoppingWorker):
         history's, where a claim that waits (a lock on the worker's row, which
         the claim's foreign key takes) would hold up the ends of running jobs."""
         assert self.worker_id is not None
+        self._claims_sent += 1
         return await self.app.connector.execute_query_all_async(
             CLAIM_JOBS,
             queues=None if self.queues is None else list(self.queues),
             worker_id=self.worker_id,
             n=n,
+            claim=self._claims_sent,
             worker_name=self.worker_name,
         )
 

@@ -28,9 +28,7 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
-def upgrade() -> None:
-    op.execute(
-        """
+CLAIM_JOBS = """
 CREATE FUNCTION agnt_claim_jobs(
     target_queue_names character varying[], p_worker_id bigint, n integer
 ) RETURNS SETOF procrastinate_jobs
@@ -70,7 +68,10 @@ BEGIN
 END
 $fn$
 """
-    )
+
+
+def upgrade() -> None:
+    op.execute(CLAIM_JOBS)
     op.execute(
         """
 CREATE FUNCTION agnt_run_timeout(p_job_id bigint, p_task_name text)

@@ -55,10 +55,16 @@ def test_a_jobs_claim_and_end_are_not_planned_at_every_call(
             (RUNS,),
         )
         connection.execute("SELECT pg_stat_statements_reset()")
-        for _ in range(RUNS):
+        for claim in range(1, RUNS + 1):
             claimed = connection.execute(
                 CLAIM_JOBS,
-                {"queues": None, "worker_id": worker_id, "n": 1, "worker_name": "w"},
+                {
+                    "queues": None,
+                    "worker_id": worker_id,
+                    "n": 1,
+                    "claim": claim,
+                    "worker_name": "w",
+                },
             ).fetchall()
             assert len(claimed) == 1
             ends = [

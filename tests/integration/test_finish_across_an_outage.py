@@ -104,12 +104,15 @@ async def running(
 ) -> AsyncIterator[Running]:
     """A worker on the App's own connector, its job ``test_hold`` waiting for
     ``release``; ``request.param`` is (with the run history middleware, how the
-    database goes away: "refused" or "silent"). A silent database is one behind a
-    proxy that stops forwarding: connections stay open and nothing answers."""
+    database goes away: "refused", "silent" or "cancels lost"). A silent database
+    is one behind a proxy that stops forwarding: connections stay open and nothing
+    answers. Behind "cancels lost" the same proxy forwards all but the cancel
+    requests the worker sends for statements it gave up on."""
     history, kind = request.param
     proxy = None
-    if kind == "silent":
+    if kind in ("silent", "cancels lost"):
         proxy = SilentProxy.before(db_url)
+        proxy.lose_cancels = kind == "cancels lost"
         monkeypatch.setenv("AGNT_DATABASE_URL", proxy.url(db_url))
         # Queries unanswered for half of this are given up on: 2.5 s.
         monkeypatch.setenv("AGNT_DB_SILENT_AFTER_SECONDS", "5")
@@ -272,6 +275,47 @@ async def test_a_job_claimed_by_a_claim_whose_answer_was_lost_is_given_back(
         ).scalar_one()
     await running.down(False)
 
+    await _given_back_and_run(engine, job_id)
+
+
+@pytest.mark.parametrize("running", [(True, "cancels lost")], ids=[""], indirect=True)
+async def test_a_claim_that_runs_on_past_its_deadline_leaves_no_job_behind(
+    running: Running, engine: Engine, db_url: str
+) -> None:
+    """A claim the server holds past the worker's deadline (here behind a lock the
+    test holds on the jobs table), whose cancel is lost on its way (as PgBouncer
+    drops one for a client already gone), runs on after the worker gave up on its
+    answer, and takes a job when the lock goes. The worker gives its claims up
+    before it gives back what they took, and a give-up does not go through while
+    such a claim is under way: the job is given back and runs. A give-back that
+    ran while the claim still waited would have found nothing, and the job would
+    stay 'doing' under a living worker, which the rescue never takes."""
+    running.release.set()
+    assert await until(lambda: running.worker.worker_id is not None, 20)
+    proxy = running.proxy
+    assert proxy is not None
+    with psycopg.connect(db_url) as holding:
+        holding.execute("LOCK TABLE procrastinate_jobs IN SHARE MODE")
+        row = holding.execute(
+            "INSERT INTO procrastinate_jobs (queue_name, task_name, args) "
+            "VALUES ('default', 'test_hold', '{}') RETURNING id"
+        ).fetchone()
+        assert row is not None
+        job_id = int(row[0])
+        # The idle worker's next poll sends a claim, which waits for the lock.
+        assert await until(
+            lambda: running.failures["fetch"] > 0 and proxy.lost_cancels > 0, 20
+        ), f"no claim was given up on: {dict(running.failures)}"
+        # Time for the worker to look for what the claim took, and claim anew.
+        await asyncio.sleep(1)
+    # The lock goes and the job comes at once: the claim given up on takes it.
+
+    await _given_back_and_run(engine, job_id)
+
+
+async def _given_back_and_run(engine: Engine, job_id: int) -> None:
+    """The job ran: its last run succeeded, every run before it was stopped by
+    the give-back."""
     assert await until(lambda: _status(engine, job_id) == "succeeded", 30), (
         f"the job is left {_status(engine, job_id)}"
     )

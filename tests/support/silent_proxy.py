@@ -1,7 +1,9 @@
 """A loopback TCP proxy that can go silent: while paused it keeps every connection
 open and accepts new ones, but forwards nothing either way, as a database behind a
 failed network path or a frozen host looks to its clients. Resumed, it forwards
-again what it held.
+again what it held. It can also lose every cancel request on its way, as PgBouncer
+drops one for a client that has already gone: the statement it was to cancel
+runs on.
 
 It reaches its server on a loopback port or on a Unix socket (the embedded test
 server listens only on one), so every test of a silent database runs on both."""
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import struct
 import threading
 
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
@@ -31,11 +34,17 @@ class SilentProxy:
         return cls(upstream).start()
 
     def url(self, db_url: str) -> str:
-        """``db_url`` through this proxy."""
-        return make_conninfo(db_url, host="127.0.0.1", port=self.port)
+        """``db_url`` through this proxy, unencrypted: a cancel request is told
+        from a connection's first message, which TLS would hide."""
+        return make_conninfo(
+            db_url, host="127.0.0.1", port=self.port, sslmode="disable"
+        )
 
     def __init__(self, upstream: int | str) -> None:
         self.upstream = upstream
+        #: Close each cancel request's connection unforwarded.
+        self.lose_cancels = False
+        self.lost_cancels = 0
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = self._listener.getsockname()[1]
         #: Client messages that arrived while paused, to be delivered on resume.
@@ -73,6 +82,10 @@ class SilentProxy:
             threading.Thread(target=self._connect, args=(client,), daemon=True).start()
 
     def _connect(self, client: socket.socket) -> None:
+        if self.lose_cancels and _is_cancel_request(client):
+            self.lost_cancels += 1
+            client.close()
+            return
         self._forwarding.wait()
         try:
             upstream = self._dial()
@@ -117,3 +130,16 @@ class SilentProxy:
             for sock in (source, target):
                 with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
+
+
+# A connection's first message when it carries a cancel request: its length and
+# the request code of the Postgres protocol.
+CANCEL_REQUEST = (16, 80877102)
+
+
+def _is_cancel_request(client: socket.socket) -> bool:
+    try:
+        head = client.recv(8, socket.MSG_PEEK | socket.MSG_WAITALL)
+    except OSError:
+        return False
+    return len(head) == 8 and struct.unpack("!ii", head) == CANCEL_REQUEST

@@ -43,13 +43,35 @@ SELECT ended,
        CASE WHEN due THEN pg_notify('procrastinate_any_queue_v1', payload) END
 FROM retried
 
+-- give_up_claims --
+-- No claim of this worker numbered up to %(claim)s takes a job from now on. A
+-- claim reads the number under the worker's row held FOR KEY SHARE until it
+-- commits (agnt_fenced_claim, docs/schema.sql), which this FOR UPDATE conflicts
+-- with: while a claim is under way on the server this gives up nothing and
+-- returns no row (SKIP LOCKED: the worker's heartbeats never queue behind a
+-- give-up), and the worker tries again later. Once it returns the worker's id,
+-- the give-back that follows, in a statement of its own, sees all that the
+-- given-up claims took.
+WITH held AS (
+    SELECT id FROM procrastinate_workers WHERE id = %(worker_id)s
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE procrastinate_workers AS worker
+SET agnt_claims_given_up_through =
+        greatest(worker.agnt_claims_given_up_through, %(claim)s)
+FROM held
+WHERE worker.id = held.id
+RETURNING worker.id
+
 -- give_back_lost_claims --
--- Jobs 'doing' under this worker that it does not run: a claim the server ran
--- after the worker had given up on its answer (a silent database delivers a held
--- statement late), so no worker runs them, and the rescue never takes a living
--- worker's jobs. Each run the claim started is closed as stopped; each job goes
--- through Procrastinate's retry transition, due now, and wakes the listening
--- workers as an inserted job does. Returns the jobs given back.
+-- Jobs 'doing' under this worker that it does not run: taken by a claim whose
+-- answer the worker gave up on (a silent database delivers a held statement
+-- late; through PgBouncer a cut-off statement may still run), so no worker runs
+-- them, and the rescue never takes a living worker's jobs. Run after
+-- give_up_claims, it finds all that the given-up claims took. Each run such a
+-- claim started is closed as stopped; each job goes through Procrastinate's
+-- retry transition, due now, and wakes the listening workers as an inserted job
+-- does. Returns the jobs given back.
 WITH lost AS (
     SELECT id, attempts, queue_name FROM procrastinate_jobs
     WHERE worker_id = %(worker_id)s AND status = 'doing'

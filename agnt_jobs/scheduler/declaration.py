@@ -134,8 +134,17 @@ class Schedule:
     # zone rules are ``agnt_jobs.scheduler.cron``'s (docs/schedules.md).
 
     def next_after(self, when: datetime) -> datetime:
-        """The first tick strictly after ``when`` (an aware datetime)."""
-        return self.parsed.next_after(when, self.tz)
+        """The first tick strictly after ``when`` (an aware datetime). The last
+        answer is kept: for every instant from the one it was asked for up to
+        (not including) the tick it gave, the answer is that tick, so a deferrer
+        that asks at every wake computes a tick once per tick, not once per wake
+        of every worker of a fleet."""
+        last = self.__dict__.get("_next_after")
+        if last is not None and last[0] <= when < last[1]:
+            return last[1]
+        tick = self.parsed.next_after(when, self.tz)
+        self.__dict__["_next_after"] = (when, tick)
+        return tick
 
     def latest_at(self, when: datetime) -> datetime:
         """The last tick at or before ``when``."""

@@ -8,6 +8,7 @@ WITA", "interval · 6h") and walks WITA wall-clock minutes until one matches.
 
 from __future__ import annotations
 
+import random
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -173,6 +174,32 @@ def test_latest_at_includes_a_tick_exactly_now() -> None:
         on_tick - timedelta(hours=1),
         on_tick,
     ]
+
+
+@pytest.mark.parametrize(
+    ("cron", "zone"),
+    [
+        ("0 * * * *", "Asia/Makassar"),
+        ("30 2 * * *", "America/New_York"),  # in a skipped hour, and a repeated one
+        ("*/7 1-3 * * *", "Europe/Berlin"),
+        ("0 9 1 * *", "Asia/Makassar"),
+        ("* * * * * */2", "UTC"),
+    ],
+)
+def test_a_kept_next_tick_is_the_one_computed_afresh(cron: str, zone: str) -> None:
+    """``next_after`` keeps its last answer; asked at instants that walk forward in
+    random steps (past DST changes) and now and then jump back, it gives what a
+    schedule that never asked before gives."""
+    rng = random.Random(f"{cron} {zone}")
+    kept = Schedule("kept", cron, "", zone=zone)
+    when = datetime(2026, 3, 7, tzinfo=UTC)
+    for _ in range(3000):
+        if rng.random() < 0.02:
+            when -= timedelta(seconds=rng.randint(1, 86400))
+        else:
+            when += timedelta(seconds=rng.choice([0, 0.4, 1, 7, 59, 600, 3599, 7200]))
+        fresh = Schedule("fresh", cron, "", zone=zone)
+        assert kept.next_after(when) == fresh.next_after(when), when
 
 
 def test_seconds_field_for_test_schedules() -> None:

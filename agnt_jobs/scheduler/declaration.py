@@ -139,7 +139,7 @@ class Schedule:
         (not including) the tick it gave, the answer is that tick, so a deferrer
         that asks at every wake computes a tick once per tick, not once per wake
         of every worker of a fleet."""
-        last = self.__dict__.get("_next_after")
+        last: tuple[datetime, datetime] | None = self.__dict__.get("_next_after")
         if last is not None and last[0] <= when < last[1]:
             return last[1]
         tick = self.parsed.next_after(when, self.tz)

@@ -1,8 +1,8 @@
 """A claim a worker gave up on takes nothing, whenever it reaches the server
-(``agnt_fenced_claim`` and ``give_up_claims``, migration 0031): one that arrives
-after the give-up finds its number given up; while one is under way the give-up fails,
-and once it has committed the give-up lets the give-back find what it took.
-Each interleaving is played on real sessions, one held in a transaction."""
+(``agnt_fenced_claim`` and ``give_up_claims``): one that arrives after the give-up
+finds its number given up; while one is under way the give-up fails, and once it
+has committed the give-up lets the give-back find what it took. Each
+interleaving is played on real sessions, one held in a transaction."""
 
 from __future__ import annotations
 

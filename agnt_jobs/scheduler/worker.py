@@ -565,10 +565,19 @@ class AgntWorker(StoppingWorker):
             "given back",
         )
         for row in rows:
+            outcome = (
+                "failed, a newer job of its queueing lock waits"
+                if row["superseded"]
+                else "given back, due now"
+            )
             logger.warning(
                 f"job {row['id']} was claimed for this worker by a statement whose "
-                "answer was lost: given back, due now",
-                extra=logs.event("lost_claim_given_back", job_id=row["id"]),
+                f"answer was lost: {outcome}",
+                extra=logs.event(
+                    "lost_claim_given_back",
+                    job_id=row["id"],
+                    superseded=row["superseded"],
+                ),
             )
         return True
 

@@ -150,6 +150,34 @@ def test_a_give_up_while_a_claim_is_under_way_waits_for_nothing_and_gives_up_not
         assert len(_claim(giving_up, worker, 2)) == JOBS
 
 
+def test_a_lost_claims_job_whose_queueing_lock_has_a_newer_job_waiting_ends_failed(
+    db_url: str, worker: int
+) -> None:
+    """The job a given-up claim took cannot go back to the queue while a newer job
+    of its queueing lock waits (the lock's unique index): it ends failed, as the
+    rescue ends such a job, and the newer one, which does its work, waits on."""
+    with psycopg.connect(db_url, autocommit=True) as connection:
+        connection.execute("DELETE FROM procrastinate_jobs")
+        connection.execute(
+            "INSERT INTO procrastinate_jobs (queue_name, task_name, args, "
+            "queueing_lock) VALUES ('q', 't', '{}', 'tick')"
+        )
+        (taken,) = _claim(connection, worker, 1)
+        row = connection.execute(
+            "INSERT INTO procrastinate_jobs (queue_name, task_name, args, "
+            "queueing_lock) VALUES ('q', 't', '{}', 'tick') RETURNING id"
+        ).fetchone()
+        assert row is not None
+        assert _give_up(connection, worker, 1)
+        assert _give_back(connection, worker) == [taken]
+        statuses = dict(
+            connection.execute(
+                "SELECT id, status::text FROM procrastinate_jobs"
+            ).fetchall()
+        )
+        assert statuses == {taken: "failed", row[0]: "todo"}
+
+
 def test_a_claim_does_not_hold_up_the_workers_heartbeat(
     db_url: str, worker: int
 ) -> None:

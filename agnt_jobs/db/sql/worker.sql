@@ -69,15 +69,24 @@ RETURNING worker.id
 -- late; through PgBouncer a cut-off statement may still run), so no worker runs
 -- them, and the rescue never takes a living worker's jobs. Run after
 -- give_up_claims, it finds all that the given-up claims took. Each run such a
--- claim started is closed as stopped; each job goes through Procrastinate's
+-- claim started is closed as stopped. Each job goes through Procrastinate's
 -- retry transition, due now, and wakes the listening workers as an inserted job
--- does. Returns the jobs given back.
+-- does; unless a newer job of its queueing lock waits already, which will do its
+-- work: then it ends failed, as the rescue ends such a job (a retry would break
+-- the queueing lock's unique index). Returns the jobs given back, and which of
+-- them were superseded so.
 WITH lost AS (
-    SELECT id, attempts, queue_name FROM procrastinate_jobs
+    SELECT id, attempts, queue_name,
+           queueing_lock IS NOT NULL AND EXISTS (
+               SELECT 1 FROM procrastinate_jobs AS waiting
+               WHERE waiting.queueing_lock = job.queueing_lock
+                 AND waiting.status = 'todo'
+           ) AS superseded
+    FROM procrastinate_jobs AS job
     WHERE worker_id = %(worker_id)s AND status = 'doing'
       AND NOT (id = ANY(%(running)s::bigint[]))
     ORDER BY id
-    FOR UPDATE
+    FOR UPDATE OF job
 ), runs AS (
     UPDATE job_runs AS run
     SET finished_at = now(), status = 'stopped', error = %(error)s
@@ -85,12 +94,17 @@ WITH lost AS (
     WHERE run.job_id = lost.id AND run.attempt = lost.attempts + 1
       AND run.status = 'running'
 ), retried AS (
-    SELECT id, queue_name,
+    SELECT id, queue_name, superseded,
            json_build_object('type', 'job_inserted', 'job_id', id)::text AS payload,
-           procrastinate_retry_job_v2(id, now(), NULL, NULL, NULL) IS NULL AS ended
+           CASE WHEN superseded
+                THEN procrastinate_finish_job_v1(id, 'failed', false) IS NULL
+                ELSE procrastinate_retry_job_v2(id, now(), NULL, NULL, NULL) IS NULL
+           END AS ended
     FROM lost
 )
-SELECT id, ended,
-       pg_notify('procrastinate_queue_v1#' || queue_name, payload) IS NULL AS woken,
-       pg_notify('procrastinate_any_queue_v1', payload) IS NULL AS woken_any
+SELECT id, ended, superseded,
+       CASE WHEN NOT superseded
+            THEN pg_notify('procrastinate_queue_v1#' || queue_name, payload) END,
+       CASE WHEN NOT superseded
+            THEN pg_notify('procrastinate_any_queue_v1', payload) END
 FROM retried

@@ -104,7 +104,9 @@ WITH lost AS (
 )
 SELECT id, ended, superseded,
        CASE WHEN NOT superseded
-            THEN pg_notify('procrastinate_queue_v1#' || queue_name, payload) END,
+            THEN pg_notify('procrastinate_queue_v1#' || queue_name, payload) IS NULL
+       END AS woken,
        CASE WHEN NOT superseded
-            THEN pg_notify('procrastinate_any_queue_v1', payload) END
+            THEN pg_notify('procrastinate_any_queue_v1', payload) IS NULL
+       END AS woken_any
 FROM retried

@@ -1865,6 +1865,25 @@ BEGIN
 END;
 $function$;
 
+CREATE OR REPLACE FUNCTION public.agnt_retry_lost_job(p_job_id bigint)
+ RETURNS boolean
+ LANGUAGE plpgsql
+AS $function$
+-- Back to the queue now through Procrastinate's retry (events, lock, attempts),
+-- or, when the queueing lock's unique index refuses it because a newer job of
+-- that lock waits, ended failed: the newer job does its work. True if retried.
+BEGIN
+    BEGIN
+        PERFORM procrastinate_retry_job_v2(p_job_id, now(), NULL, NULL, NULL);
+        RETURN true;
+    EXCEPTION WHEN unique_violation THEN
+        NULL;
+    END;
+    PERFORM procrastinate_finish_job_v1(p_job_id, 'failed', false);
+    RETURN false;
+END
+$function$;
+
 CREATE OR REPLACE FUNCTION public.agnt_retry_run(_job_id bigint, _by text DEFAULT NULL::text, _source text DEFAULT 'sql'::text)
  RETURNS bigint
  LANGUAGE plpgsql

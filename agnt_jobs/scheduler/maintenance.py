@@ -23,7 +23,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-import sqlalchemy.exc
 from sqlalchemy.engine import Connection, Engine
 
 from agnt_jobs import logs
@@ -93,18 +92,15 @@ def _rescue(connection: Connection, job: dict[str, Any], settings: Settings) -> 
             f"{settings.stalled_worker_seconds:g}s while running this attempt",
         },
     )
-    outcome = "failed"
-    if attempt < settings.stalled_job_max_attempts:
-        try:
-            with connection.begin_nested():
-                connection.exec_driver_sql(SQL["retry_job"], {"job_id": job["id"]})
-            outcome = "retried"
-        except sqlalchemy.exc.IntegrityError:
-            # Its queueing lock is taken: a newer run of the job already waits and
-            # will do this run's work, so this one ends as failed.
-            pass
-    if outcome == "failed":
+    if attempt >= settings.stalled_job_max_attempts:
         connection.exec_driver_sql(SQL["fail_job"], {"job_id": job["id"]})
+        outcome = "failed"
+    elif connection.exec_driver_sql(SQL["retry_job"], {"job_id": job["id"]}).scalar():
+        outcome = "retried"
+    else:
+        # A newer run of the job already waits under its queueing lock and will do
+        # this run's work: the retry ended this one failed.
+        outcome = "failed"
     logger.warning(
         f"Job {job['id']} ({job['task_name']}) lost its worker {job['worker_id']}: "
         f"{outcome}",

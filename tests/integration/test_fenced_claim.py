@@ -178,6 +178,45 @@ def test_a_lost_claims_job_whose_queueing_lock_has_a_newer_job_waiting_ends_fail
         assert statuses == {taken: "failed", row[0]: "todo"}
 
 
+def test_a_newer_job_of_the_queueing_lock_committed_during_the_give_back_fails_it(
+    db_url: str, worker: int
+) -> None:
+    """The newer job is inserted but not committed when the give-back starts, so
+    no snapshot of the give-back sees it; the retry waits on the lock's unique
+    index until it commits, and the lost job then ends failed, not in an error
+    that would stop the worker."""
+    with (
+        psycopg.connect(db_url, autocommit=True) as connection,
+        psycopg.connect(db_url) as deferring,
+        psycopg.connect(db_url, autocommit=True) as giving_back,
+    ):
+        connection.execute("DELETE FROM procrastinate_jobs")
+        connection.execute(
+            "INSERT INTO procrastinate_jobs (queue_name, task_name, args, "
+            "queueing_lock) VALUES ('q', 't', '{}', 'tick')"
+        )
+        (taken,) = _claim(connection, worker, 1)
+        row = deferring.execute(
+            "INSERT INTO procrastinate_jobs (queue_name, task_name, args, "
+            "queueing_lock) VALUES ('q', 't', '{}', 'tick') RETURNING id"
+        ).fetchone()
+        assert row is not None
+        assert _give_up(connection, worker, 1)
+        thread, given_back = _in_thread(lambda: _give_back(giving_back, worker))
+        assert _soon(
+            lambda: _waiting_on_a_lock(connection, giving_back.info.backend_pid)
+        )
+        deferring.commit()
+        thread.join(10)
+        assert given_back == [[taken]]
+        statuses = dict(
+            connection.execute(
+                "SELECT id, status::text FROM procrastinate_jobs"
+            ).fetchall()
+        )
+        assert statuses == {taken: "failed", row[0]: "todo"}
+
+
 def test_a_claim_does_not_hold_up_the_workers_heartbeat(
     db_url: str, worker: int
 ) -> None:

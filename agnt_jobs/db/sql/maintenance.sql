@@ -21,8 +21,10 @@ SET status = 'failed', finished_at = now(), error = %(error)s
 WHERE job_id = %(job_id)s AND attempt = %(attempt)s AND status = 'running'
 
 -- retry_job --
--- Back to the queue now (Procrastinate's own transition: events, lock, attempts).
-SELECT procrastinate_retry_job_v2(%(job_id)s, now(), NULL, NULL, NULL)
+-- Back to the queue now (Procrastinate's own transition: events, lock, attempts),
+-- or ended failed when a newer job of its queueing lock already waits and will do
+-- its work (agnt_retry_lost_job, docs/schema.sql). True if retried.
+SELECT agnt_retry_lost_job(%(job_id)s)
 
 -- fail_job --
 -- Give up on the job: it failed.

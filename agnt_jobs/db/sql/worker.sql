@@ -69,24 +69,18 @@ RETURNING worker.id
 -- late; through PgBouncer a cut-off statement may still run), so no worker runs
 -- them, and the rescue never takes a living worker's jobs. Run after
 -- give_up_claims, it finds all that the given-up claims took. Each run such a
--- claim started is closed as stopped. Each job goes through Procrastinate's
--- retry transition, due now, and wakes the listening workers as an inserted job
--- does; unless a newer job of its queueing lock waits already, which will do its
--- work: then it ends failed, as the rescue ends such a job (a retry would break
--- the queueing lock's unique index). Returns the jobs given back, and which of
--- them were superseded so.
+-- claim started is closed as stopped. Each job goes back to the queue, due now,
+-- and wakes the listening workers as an inserted job does; unless a newer job of
+-- its queueing lock waits, which will do its work: then it ends failed, as the
+-- rescue ends such a job (agnt_retry_lost_job, docs/schema.sql). Returns the
+-- jobs given back, and which of them were superseded so.
 WITH lost AS (
-    SELECT id, attempts, queue_name,
-           queueing_lock IS NOT NULL AND EXISTS (
-               SELECT 1 FROM procrastinate_jobs AS waiting
-               WHERE waiting.queueing_lock = job.queueing_lock
-                 AND waiting.status = 'todo'
-           ) AS superseded
-    FROM procrastinate_jobs AS job
+    SELECT id, attempts, queue_name
+    FROM procrastinate_jobs
     WHERE worker_id = %(worker_id)s AND status = 'doing'
       AND NOT (id = ANY(%(running)s::bigint[]))
     ORDER BY id
-    FOR UPDATE OF job
+    FOR UPDATE
 ), runs AS (
     UPDATE job_runs AS run
     SET finished_at = now(), status = 'stopped', error = %(error)s
@@ -94,19 +88,15 @@ WITH lost AS (
     WHERE run.job_id = lost.id AND run.attempt = lost.attempts + 1
       AND run.status = 'running'
 ), retried AS (
-    SELECT id, queue_name, superseded,
-           json_build_object('type', 'job_inserted', 'job_id', id)::text AS payload,
-           CASE WHEN superseded
-                THEN procrastinate_finish_job_v1(id, 'failed', false) IS NULL
-                ELSE procrastinate_retry_job_v2(id, now(), NULL, NULL, NULL) IS NULL
-           END AS ended
+    SELECT id, queue_name, agnt_retry_lost_job(id) AS retried,
+           json_build_object('type', 'job_inserted', 'job_id', id)::text AS payload
     FROM lost
 )
-SELECT id, ended, superseded,
-       CASE WHEN NOT superseded
+SELECT id, NOT retried AS superseded,
+       CASE WHEN retried
             THEN pg_notify('procrastinate_queue_v1#' || queue_name, payload) IS NULL
        END AS woken,
-       CASE WHEN NOT superseded
+       CASE WHEN retried
             THEN pg_notify('procrastinate_any_queue_v1', payload) IS NULL
        END AS woken_any
 FROM retried

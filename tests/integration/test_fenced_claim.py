@@ -64,6 +64,21 @@ def _give_back(connection: psycopg.Connection[Any], worker: int) -> list[int]:
     return [row[0] for row in rows]
 
 
+def _defer_under_queueing_lock(connection: psycopg.Connection[Any]) -> int:
+    row = connection.execute(
+        "INSERT INTO procrastinate_jobs (queue_name, task_name, args, "
+        "queueing_lock) VALUES ('q', 't', '{}', 'tick') RETURNING id"
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def _statuses(connection: psycopg.Connection[Any]) -> dict[int, str]:
+    return dict(
+        connection.execute("SELECT id, status::text FROM procrastinate_jobs").fetchall()
+    )
+
+
 def _doing(connection: psycopg.Connection[Any], worker: int) -> int:
     row = connection.execute(
         "SELECT count(*) FROM procrastinate_jobs "
@@ -158,24 +173,12 @@ def test_a_lost_claims_job_whose_queueing_lock_has_a_newer_job_waiting_ends_fail
     rescue ends such a job, and the newer one, which does its work, waits on."""
     with psycopg.connect(db_url, autocommit=True) as connection:
         connection.execute("DELETE FROM procrastinate_jobs")
-        connection.execute(
-            "INSERT INTO procrastinate_jobs (queue_name, task_name, args, "
-            "queueing_lock) VALUES ('q', 't', '{}', 'tick')"
-        )
+        _defer_under_queueing_lock(connection)
         (taken,) = _claim(connection, worker, 1)
-        row = connection.execute(
-            "INSERT INTO procrastinate_jobs (queue_name, task_name, args, "
-            "queueing_lock) VALUES ('q', 't', '{}', 'tick') RETURNING id"
-        ).fetchone()
-        assert row is not None
+        newer = _defer_under_queueing_lock(connection)
         assert _give_up(connection, worker, 1)
         assert _give_back(connection, worker) == [taken]
-        statuses = dict(
-            connection.execute(
-                "SELECT id, status::text FROM procrastinate_jobs"
-            ).fetchall()
-        )
-        assert statuses == {taken: "failed", row[0]: "todo"}
+        assert _statuses(connection) == {taken: "failed", newer: "todo"}
 
 
 def test_a_newer_job_of_the_queueing_lock_committed_during_the_give_back_fails_it(
@@ -191,16 +194,9 @@ def test_a_newer_job_of_the_queueing_lock_committed_during_the_give_back_fails_i
         psycopg.connect(db_url, autocommit=True) as giving_back,
     ):
         connection.execute("DELETE FROM procrastinate_jobs")
-        connection.execute(
-            "INSERT INTO procrastinate_jobs (queue_name, task_name, args, "
-            "queueing_lock) VALUES ('q', 't', '{}', 'tick')"
-        )
+        _defer_under_queueing_lock(connection)
         (taken,) = _claim(connection, worker, 1)
-        row = deferring.execute(
-            "INSERT INTO procrastinate_jobs (queue_name, task_name, args, "
-            "queueing_lock) VALUES ('q', 't', '{}', 'tick') RETURNING id"
-        ).fetchone()
-        assert row is not None
+        newer = _defer_under_queueing_lock(deferring)  # not committed yet
         assert _give_up(connection, worker, 1)
         thread, given_back = _in_thread(lambda: _give_back(giving_back, worker))
         assert _soon(
@@ -209,12 +205,7 @@ def test_a_newer_job_of_the_queueing_lock_committed_during_the_give_back_fails_i
         deferring.commit()
         thread.join(10)
         assert given_back == [[taken]]
-        statuses = dict(
-            connection.execute(
-                "SELECT id, status::text FROM procrastinate_jobs"
-            ).fetchall()
-        )
-        assert statuses == {taken: "failed", row[0]: "todo"}
+        assert _statuses(connection) == {taken: "failed", newer: "todo"}
 
 
 def test_a_claim_does_not_hold_up_the_workers_heartbeat(
